@@ -1,0 +1,68 @@
+"""convpress: make convolutional networks small and fast, and use small fast networks to
+process and compress images.
+
+The public API is re-exported here and loaded lazily, so ``import convpress`` (and
+``convpress --help``) does not pay for PyTorch until a function is used::
+
+    import convpress as cp
+    cp.prune_(model, 0.9)                       # magnitude pruning, masks persist
+    cp.finetune(model, loader, loss_fn, epochs=2, lr=1e-3)
+    cp.quantize_(model, 5)                      # trained k-means weight sharing
+    cp.save(model, "model.cpz", coder="ans")    # one real entropy-coded file
+    state = cp.load("model.cpz")                # dense state_dict, bit-exact
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "ConvpressError": "convpress.errors",
+    "ConfigError": "convpress.errors",
+    "FileFormatError": "convpress.errors",
+    "InputError": "convpress.errors",
+    "prune_": "convpress.compress.prune",
+    "sparsity": "convpress.compress.prune",
+    "OneShot": "convpress.compress.schedule",
+    "Iterative": "convpress.compress.schedule",
+    "AGP": "convpress.compress.schedule",
+    "quantize_": "convpress.compress.quantize",
+    "bits_by_type": "convpress.compress.quantize",
+    "finetune": "convpress.compress.finetune",
+    "dense_state_dict": "convpress.compress.state",
+    "strip_": "convpress.compress.state",
+    "save": "convpress.fileformat.cpz",
+    "load": "convpress.fileformat.cpz",
+    "read_info": "convpress.fileformat.cpz",
+    "create_model": "convpress.models",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'convpress' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from convpress.compress.finetune import finetune
+    from convpress.compress.prune import prune_, sparsity
+    from convpress.compress.quantize import bits_by_type, quantize_
+    from convpress.compress.schedule import AGP, Iterative, OneShot
+    from convpress.compress.state import dense_state_dict, strip_
+    from convpress.errors import ConfigError, ConvpressError, FileFormatError, InputError
+    from convpress.fileformat.cpz import load, read_info, save
+    from convpress.models import create_model

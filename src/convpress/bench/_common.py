@@ -1,0 +1,63 @@
+"""Helpers for benchmarks: environment record, robust timing, atomic JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["environment", "median_time", "write_json"]
+
+
+def environment() -> dict[str, Any]:
+    """Machine and library versions, recorded in every benchmark JSON."""
+    import numpy
+    import torch
+
+    import convpress
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": numpy.__version__,
+        "convpress": convpress.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
+    try:
+        import constriction  # noqa: F401
+        from importlib.metadata import version
+
+        info["constriction"] = version("constriction")
+    except Exception:  # pragma: no cover - constriction is a dependency
+        pass
+    return info
+
+
+def median_time(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 5) -> float:
+    """Median wall time of ``fn()`` in seconds after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON through a temporary file renamed into place."""
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,1 @@
+"""The ``convpress`` command line: one module per subcommand, each with ``main(argv=None) -> int``."""

@@ -1,0 +1,57 @@
+"""Helpers shared by the subcommands: output-path safety and subcommand ``main`` functions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from convpress.errors import ConfigError
+
+__all__ = ["check_output", "subcommand_main", "add_force"]
+
+
+def add_force(parser: "object") -> None:
+    """Add the standard ``--force`` flag (allow overwriting an existing output file)."""
+    parser.add_argument(  # type: ignore[attr-defined]
+        "--force", action="store_true", help="overwrite the output file if it already exists"
+    )
+
+
+def check_output(path: str | os.PathLike[str], *, force: bool, inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
+    """Validate an output path before any work starts.
+
+    Refuses to write over an input file (even with ``--force``), over an existing file without
+    ``--force``, into a missing directory, or onto a directory.
+
+    Raises:
+        ConfigError: with one sentence saying what is wrong.
+    """
+    out = Path(path)
+    for inp in inputs:
+        try:
+            if out.exists() and Path(inp).exists() and out.resolve() == Path(inp).resolve():
+                raise ConfigError(f"output {out} is the same file as input {inp}; choose another output path")
+        except OSError:
+            pass
+    if out.is_dir():
+        raise ConfigError(f"output {out} is a directory; give a file path")
+    if out.exists() and not force:
+        raise ConfigError(f"output {out} already exists; pass --force to overwrite it")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"output directory {parent} does not exist")
+    return out
+
+
+def subcommand_main(name: str) -> Callable[[Sequence[str] | None], int]:
+    """Build ``main(argv=None) -> int`` for subcommand ``name`` (tests call these directly)."""
+
+    def _main(argv: Sequence[str] | None = None) -> int:
+        from convpress.cli.main import main as top
+
+        return top([*name.split(), *(argv or [])])
+
+    _main.__name__ = "main"
+    _main.__doc__ = f"Run ``convpress {name}`` with ``argv``; returns the exit code."
+    return _main

@@ -1,0 +1,56 @@
+"""``convpress bench NAME --json OUT``: run a reproducible benchmark and write its JSON."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any
+
+from convpress.cli._common import check_output, subcommand_main
+
+__all__ = ["register", "run", "main"]
+
+
+def register(sub: Any) -> None:
+    from convpress.bench import BENCHMARKS
+
+    p = sub.add_parser(
+        "bench",
+        help="run a reproducible benchmark and write JSON",
+        description=(
+            "Run one benchmark, print its summary and write the full result (with machine and "
+            "library versions) as JSON. Timings are medians after warm-up, and speed is reported "
+            "as ratios against a baseline measured in the same run."
+        ),
+    )
+    p.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark to run")
+    p.add_argument("--json", dest="json_out", required=True, metavar="OUT", help="where to write the JSON result")
+    p.add_argument("--markdown", metavar="MD", help="also write the Markdown summary to this file")
+    p.add_argument("--quick", action="store_true", help="a smaller, faster run (for smoke tests; figures are not comparable)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from convpress.bench import BENCHMARKS
+    from convpress.bench._common import write_json
+
+    out = check_output(args.json_out, force=args.force)
+    md_out = check_output(args.markdown, force=True) if args.markdown else None
+    module = importlib.import_module(BENCHMARKS[args.name])
+    result: dict[str, Any] = module.run(quick=args.quick, progress=True)
+    write_json(out, result)
+    md = module.to_markdown(result)
+    if md_out is not None:
+        md_out.write_text(md)
+    print(md)
+    failed = [c for c in result.get("checks", []) if not c.get("passed", False)]
+    if failed:
+        names = ", ".join(c["name"] for c in failed)
+        print(f"convpress bench: {len(failed)} figure(s) not met: {names}", file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+main = subcommand_main("bench")

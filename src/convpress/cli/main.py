@@ -1,0 +1,66 @@
+"""Entry point of the ``convpress`` command: dispatches to one module per subcommand.
+
+Each subcommand module defines ``register(subparsers)`` (adds its parser, sets ``func``) and
+``main(argv=None) -> int``. Subcommand modules import heavy libraries only inside their
+``run`` functions so that ``convpress --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from convpress.errors import ConvpressError
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+
+#: subcommand name -> module defining ``register``; order is the order shown by ``--help``.
+SUBCOMMANDS: dict[str, str] = {
+    "bench": "convpress.cli.bench",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    from convpress import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="convpress",
+        description=(
+            "Make convolutional networks small and fast (Deep Compression into real .cpz files), "
+            "and use small fast networks to process and compress images."
+        ),
+        epilog="Run 'convpress COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"convpress {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS.values():
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code (0 ok, 2 bad input or settings, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    try:
+        return int(args.func(args) or 0)
+    except ConvpressError as exc:
+        print(f"convpress {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        name = exc.filename if exc.filename is not None else exc
+        print(f"convpress {args.command}: error: no such file: {name}", file=sys.stderr)
+        return 2
+    except (IsADirectoryError, PermissionError) as exc:
+        print(f"convpress {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"convpress {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Bundled datasets (offline) and loaders for user folders."""
