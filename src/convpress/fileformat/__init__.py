@@ -1,0 +1,1 @@
+"""File formats: a generic checksummed container, sparse index coding, and entropy coders."""

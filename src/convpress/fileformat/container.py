@@ -1,0 +1,179 @@
+"""A versioned, checksummed container of binary sections, written atomically.
+
+Layout (all integers little-endian)::
+
+    magic        8 bytes   identifies the format (e.g. b"\\x89CPZ\\r\\n\\x1a\\n")
+    version      u16       format version; readers refuse versions they do not know
+    reserved     u16       zero
+    header_len   u32       length of the JSON header
+    header       bytes     UTF-8 JSON object; its "sections" key lists every section's length
+    header_crc   u32       CRC32 of the header bytes
+    section_i    bytes     payload of section i
+    section_crc  u32       CRC32 of section i   (repeated for every section)
+
+Every byte after the fixed prefix is covered by a CRC32, the prefix is validated field by
+field, and the section lengths must add up to the file size exactly, so a truncated, extended,
+corrupted or foreign file is refused with a :class:`FileFormatError` naming the problem, and a
+forged length can never make the reader allocate more than the file holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from convpress.errors import FileFormatError
+
+__all__ = ["Container", "write_container", "read_container", "atomic_write_bytes", "MAX_HEADER_BYTES"]
+
+_PREFIX = struct.Struct("<8sHHI")  # magic, version, reserved, header_len
+_CRC = struct.Struct("<I")
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Container:
+    """A decoded container: the JSON header and the raw section payloads."""
+
+    version: int
+    header: dict[str, Any]
+    sections: list[bytes]
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder renamed into place.
+
+    A crash mid-write leaves any previous file at ``path`` untouched.
+
+    Raises:
+        FileExistsError: if ``path`` exists and ``overwrite`` is False.
+    """
+    out = Path(path)
+    if not overwrite and out.exists():
+        raise FileExistsError(f"{out} already exists")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return out
+
+
+def encode_container(magic: bytes, version: int, header: dict[str, Any], sections: Sequence[bytes]) -> bytes:
+    """Serialize a container to bytes (see the module docstring for the layout)."""
+    if len(magic) != 8:
+        raise ValueError("magic must be 8 bytes")
+    head = dict(header)
+    head["sections"] = [len(s) for s in sections]
+    head_bytes = json.dumps(head, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    parts = [_PREFIX.pack(magic, version, 0, len(head_bytes)), head_bytes, _CRC.pack(zlib.crc32(head_bytes))]
+    for s in sections:
+        parts.append(bytes(s))
+        parts.append(_CRC.pack(zlib.crc32(s)))
+    return b"".join(parts)
+
+
+def write_container(
+    path: str | os.PathLike[str],
+    magic: bytes,
+    version: int,
+    header: dict[str, Any],
+    sections: Sequence[bytes],
+    *,
+    overwrite: bool = True,
+) -> int:
+    """Write a container atomically; returns the file size in bytes."""
+    data = encode_container(magic, version, header, sections)
+    atomic_write_bytes(path, data, overwrite=overwrite)
+    return len(data)
+
+
+def decode_container(
+    data: bytes, magic: bytes, versions: Sequence[int], *, what: str = "file", name: str = "input"
+) -> Container:
+    """Parse and verify a container held in memory.
+
+    Args:
+        data: the whole file.
+        magic: expected magic bytes.
+        versions: format versions this reader understands.
+        what: format name for messages (e.g. "convpress model file (.cpz)").
+        name: file name for messages.
+
+    Raises:
+        FileFormatError: naming the problem (foreign, truncated, corrupted, unsupported version).
+    """
+    if len(data) < _PREFIX.size:
+        if magic.startswith(data[: len(magic)]) and data:
+            raise FileFormatError(f"{name} is truncated ({len(data)} bytes): not a complete {what}")
+        raise FileFormatError(f"{name} is not a {what} (too short to hold a header)")
+    got_magic, version, reserved, header_len = _PREFIX.unpack_from(data, 0)
+    if got_magic != magic:
+        raise FileFormatError(f"{name} is not a {what} (wrong magic bytes)")
+    if version not in versions:
+        known = ", ".join(str(v) for v in versions)
+        raise FileFormatError(f"{name} has format version {version}; this convpress reads version {known}")
+    if reserved != 0:
+        raise FileFormatError(f"{name} is corrupted (reserved header field is {reserved}, not 0)")
+    pos = _PREFIX.size
+    if header_len > MAX_HEADER_BYTES or pos + header_len + _CRC.size > len(data):
+        raise FileFormatError(f"{name} is truncated or corrupted (header length {header_len} exceeds the file)")
+    head_bytes = data[pos : pos + header_len]
+    pos += header_len
+    (crc,) = _CRC.unpack_from(data, pos)
+    pos += _CRC.size
+    if zlib.crc32(head_bytes) != crc:
+        raise FileFormatError(f"{name} is corrupted (header checksum mismatch)")
+    try:
+        header = json.loads(head_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise FileFormatError(f"{name} is corrupted (header is not valid JSON)") from None
+    lengths = header.get("sections") if isinstance(header, dict) else None
+    if not isinstance(lengths, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in lengths):
+        raise FileFormatError(f"{name} is corrupted (header has no valid section table)")
+    expected = pos + sum(lengths) + _CRC.size * len(lengths)
+    if expected > len(data):
+        raise FileFormatError(f"{name} is truncated ({len(data)} bytes, the header promises {expected})")
+    if expected < len(data):
+        raise FileFormatError(f"{name} has {len(data) - expected} unexpected trailing bytes (corrupted or concatenated)")
+    sections: list[bytes] = []
+    for i, n in enumerate(lengths):
+        payload = data[pos : pos + n]
+        pos += n
+        (crc,) = _CRC.unpack_from(data, pos)
+        pos += _CRC.size
+        if zlib.crc32(payload) != crc:
+            raise FileFormatError(f"{name} is corrupted (checksum mismatch in section {i})")
+        sections.append(payload)
+    return Container(version=version, header=header, sections=sections)
+
+
+def read_container(
+    path: str | os.PathLike[str], magic: bytes, versions: Sequence[int], *, what: str = "file"
+) -> Container:
+    """Read and verify a container file (see :func:`decode_container`).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        FileFormatError: if it is a directory, foreign, truncated, corrupted or of unknown version.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise FileFormatError(f"{p} is a directory, not a {what}")
+    data = p.read_bytes()
+    return decode_container(data, magic, versions, what=what, name=str(p))
