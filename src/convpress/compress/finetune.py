@@ -119,7 +119,7 @@ def finetune(
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(inputs), targets)
                 if not torch.isfinite(loss):
-                    raise InputError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; lower lr")
+                    raise InputError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (check the data for NaN or infinite values, or lower lr)")
                 loss.backward()
                 opt.step()
                 if sched is not None:

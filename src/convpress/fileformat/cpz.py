@@ -316,19 +316,19 @@ def _bad(name: Any, what: str) -> FileFormatError:
     return FileFormatError(f"corrupted .cpz header: tensor {name!r} has {what}")
 
 
-def _int(entry: Mapping[str, Any], key: str, lo: int = 0, hi: int = 1 << 62) -> int:
+def _int(entry: Mapping[str, Any], key: str, lo: int = 0, hi: int = 1 << 62, *, owner: Any = None) -> int:
     v = entry.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise _bad(entry.get("name"), f"an invalid {key!r}")
+        raise _bad(owner if owner is not None else entry.get("name"), f"an invalid {key!r}")
     return v
 
 
 def _section(entry: Mapping[str, Any], key: str, n_sections: int) -> dict[str, Any]:
     sub = entry.get(key)
-    if not isinstance(sub, dict):
-        raise _bad(entry.get("name"), f"no valid {key!r} record")
-    _int(sub, "section", 0, n_sections - 1)
-    return sub
+    sec = sub.get("section") if isinstance(sub, dict) else None
+    if isinstance(sec, bool) or not isinstance(sec, int) or not 0 <= sec < n_sections:
+        raise _bad(entry.get("name"), f"no valid {key!r} section")
+    return sub  # type: ignore[return-value]
 
 
 def _validate_entry(entry: Any, n_sections: int) -> tuple[str, tuple[int, ...], str, int]:
@@ -373,17 +373,17 @@ def _decode_entry(entry: dict[str, Any], sections: list[bytes], coder: str) -> t
     else:
         b = _int(entry, "index_bits", 1, MAX_INDEX_BITS)
         pos = _section(entry, "positions", len(sections))
-        count = _int(pos, "count", 0, kept + numel // (1 << b) + 1)
+        count = _int(pos, "count", 0, kept + numel // (1 << b) + 1, owner=name)
         steps = decode_stream(sections[pos["section"]], count, (1 << b) + 1, coder)
         positions = torch.from_numpy(decode_positions(steps, b, numel, kept))
     vals = _section(entry, "values", len(sections))
-    if _int(vals, "count", 0, numel) != kept:
+    if _int(vals, "count", 0, numel, owner=name) != kept:
         raise _bad(name, "a value count that differs from its kept count")
     if kind == "shared":
         cb = _section(entry, "codebook", len(sections))
-        k = _int(cb, "size", 1, 1 << 16)
+        k = _int(cb, "size", 1, 1 << 16, owner=name)
         cb_data = sections[cb["section"]]
-        if len(cb_data) != k * dtype.itemsize or _int(vals, "alphabet", 1, 1 << 16) != k:
+        if len(cb_data) != k * dtype.itemsize or _int(vals, "alphabet", 1, 1 << 16, owner=name) != k:
             raise _bad(name, "a codebook whose size does not match")
         codebook = _from_raw(cb_data, dtype, (k,))
         symbols = decode_stream(sections[vals["section"]], kept, k, coder)
