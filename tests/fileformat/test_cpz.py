@@ -182,11 +182,12 @@ def test_foreign_files_are_refused(tmp_path: Path, payload: bytes, match: str) -
 
 def _reheader(data: bytes, edit) -> bytes:  # type: ignore[no-untyped-def]
     """Rewrite the JSON header with ``edit`` and a *valid* checksum (a forged file)."""
-    magic, version, reserved, hlen = struct.unpack_from("<8sHHI", data)
-    header = json.loads(data[16 : 16 + hlen])
+    magic, version, flags, hlen = struct.unpack_from("<8sHHI", data)
+    raw = data[16 : 16 + hlen]
+    header = json.loads(zlib.decompress(raw) if flags & 1 else raw)
     edit(header)
-    raw = json.dumps(header).encode()
-    return struct.pack("<8sHHI", magic, version, reserved, len(raw)) + raw + struct.pack("<I", zlib.crc32(raw)) + data[16 + hlen + 4 :]
+    raw = json.dumps(header).encode()  # written back uncompressed (flags 0), also a valid layout
+    return struct.pack("<8sHHI", magic, version, 0, len(raw)) + raw + struct.pack("<I", zlib.crc32(raw)) + data[16 + hlen + 4 :]
 
 
 @pytest.mark.parametrize(
@@ -206,6 +207,16 @@ def test_forged_headers_with_valid_checksums_are_refused(small_file: bytes, tmp_
     path = tmp_path / "x.cpz"
     path.write_bytes(_reheader(small_file, edit))
     with pytest.raises(cp.FileFormatError, match=match):
+        cp.load(path)
+
+
+def test_header_is_deflated_and_unknown_flags_are_refused(small_file: bytes, tmp_path: Path) -> None:
+    assert struct.unpack_from("<H", small_file, 10)[0] == 1  # zlib flag set: the header got smaller
+    data = bytearray(small_file)
+    struct.pack_into("<H", data, 10, 3)
+    path = tmp_path / "x.cpz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(cp.FileFormatError, match="flags"):
         cp.load(path)
 
 

@@ -18,6 +18,10 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 #: subcommand name -> module defining ``register``; order is the order shown by ``--help``.
 SUBCOMMANDS: dict[str, str] = {
+    "demo": "convpress.cli.demo",
+    "compress": "convpress.cli.compress",
+    "inspect": "convpress.cli.inspect",
+    "decompress": "convpress.cli.decompress",
     "bench": "convpress.cli.bench",
 }
 

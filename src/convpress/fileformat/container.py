@@ -4,8 +4,8 @@ Layout (all integers little-endian)::
 
     magic        8 bytes   identifies the format (e.g. b"\\x89CPZ\\r\\n\\x1a\\n")
     version      u16       format version; readers refuse versions they do not know
-    reserved     u16       zero
-    header_len   u32       length of the JSON header
+    flags        u16       bit 0: header is zlib-compressed; other bits must be zero
+    header_len   u32       length of the (possibly compressed) header
     header       bytes     UTF-8 JSON object; its "sections" key lists every section's length
     header_crc   u32       CRC32 of the header bytes
     section_i    bytes     payload of section i
@@ -33,7 +33,8 @@ from convpress.errors import FileFormatError
 
 __all__ = ["Container", "write_container", "read_container", "atomic_write_bytes", "MAX_HEADER_BYTES"]
 
-_PREFIX = struct.Struct("<8sHHI")  # magic, version, reserved, header_len
+_PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header_len
+_FLAG_ZLIB = 1
 _CRC = struct.Struct("<I")
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 
@@ -81,7 +82,12 @@ def encode_container(magic: bytes, version: int, header: dict[str, Any], section
     head = dict(header)
     head["sections"] = [len(s) for s in sections]
     head_bytes = json.dumps(head, separators=(",", ":"), sort_keys=True).encode("utf-8")
-    parts = [_PREFIX.pack(magic, version, 0, len(head_bytes)), head_bytes, _CRC.pack(zlib.crc32(head_bytes))]
+    # JSON headers of small models are a large share of the file: deflate them (zlib, level 9)
+    packed = zlib.compress(head_bytes, 9)
+    flags = 0
+    if len(packed) < len(head_bytes):
+        head_bytes, flags = packed, _FLAG_ZLIB
+    parts = [_PREFIX.pack(magic, version, flags, len(head_bytes)), head_bytes, _CRC.pack(zlib.crc32(head_bytes))]
     for s in sections:
         parts.append(bytes(s))
         parts.append(_CRC.pack(zlib.crc32(s)))
@@ -122,14 +128,14 @@ def decode_container(
         if magic.startswith(data[: len(magic)]) and data:
             raise FileFormatError(f"{name} is truncated ({len(data)} bytes): not a complete {what}")
         raise FileFormatError(f"{name} is not a {what} (too short to hold a header)")
-    got_magic, version, reserved, header_len = _PREFIX.unpack_from(data, 0)
+    got_magic, version, flags, header_len = _PREFIX.unpack_from(data, 0)
     if got_magic != magic:
         raise FileFormatError(f"{name} is not a {what} (wrong magic bytes)")
     if version not in versions:
         known = ", ".join(str(v) for v in versions)
         raise FileFormatError(f"{name} has format version {version}; this convpress reads version {known}")
-    if reserved != 0:
-        raise FileFormatError(f"{name} is corrupted (reserved header field is {reserved}, not 0)")
+    if flags & ~_FLAG_ZLIB:
+        raise FileFormatError(f"{name} is corrupted (unknown header flags {flags:#x})")
     pos = _PREFIX.size
     if header_len > MAX_HEADER_BYTES or pos + header_len + _CRC.size > len(data):
         raise FileFormatError(f"{name} is truncated or corrupted (header length {header_len} exceeds the file)")
@@ -139,6 +145,15 @@ def decode_container(
     pos += _CRC.size
     if zlib.crc32(head_bytes) != crc:
         raise FileFormatError(f"{name} is corrupted (header checksum mismatch)")
+    if flags & _FLAG_ZLIB:
+        inflater = zlib.decompressobj()
+        try:
+            # bounded: a forged header cannot inflate into a giant allocation
+            head_bytes = inflater.decompress(head_bytes, MAX_HEADER_BYTES)
+        except zlib.error:
+            raise FileFormatError(f"{name} is corrupted (compressed header does not inflate)") from None
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise FileFormatError(f"{name} is corrupted (compressed header is too large or incomplete)")
     try:
         header = json.loads(head_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):

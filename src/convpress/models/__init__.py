@@ -14,7 +14,7 @@ from typing import Any
 from convpress._registry import Registry
 from convpress.errors import ConfigError
 
-__all__ = ["MODELS", "register_model", "create_model", "model_names", "resolve_model"]
+__all__ = ["MODELS", "register_model", "create_model", "model_names", "resolve_model", "check_arch"]
 
 MODELS: Registry[Callable[..., Any]] = Registry("model")
 
@@ -48,6 +48,29 @@ def create_model(name: str, **kwargs: Any) -> Any:
     return MODELS.get(name)(**kwargs)
 
 
+def check_arch(name: str) -> str:
+    """Return where ``name`` is defined ("convpress", "torchvision" or "timm").
+
+    Raises:
+        ConfigError: if no library knows the name.
+    """
+    _load_all()
+    if name in MODELS:
+        return "convpress"
+    import torchvision
+
+    if name in torchvision.models.list_models():
+        return "torchvision"
+    import timm
+
+    if timm.is_model(name):
+        return "timm"
+    raise ConfigError(
+        f"unknown architecture {name!r}: not a convpress model ({', '.join(MODELS.names())}), "
+        "not a torchvision model and not a timm model"
+    )
+
+
 def resolve_model(name: str, *, num_classes: int | None = None) -> Any:
     """Build an architecture by name from convpress, then torchvision, then timm (untrained).
 
@@ -58,20 +81,15 @@ def resolve_model(name: str, *, num_classes: int | None = None) -> Any:
     Raises:
         ConfigError: if no library knows the name.
     """
-    _load_all()
+    source = check_arch(name)
     kw = {} if num_classes is None else {"num_classes": num_classes}
-    if name in MODELS:
+    if source == "convpress":
         return MODELS.get(name)(**kw)
-    import torchvision
+    if source == "torchvision":
+        import torchvision
 
-    if name in torchvision.models.list_models():
         return torchvision.models.get_model(name, weights=None, **kw)
     import timm
 
-    if timm.is_model(name):
-        # pretrained=False: nothing may be downloaded at run time
-        return timm.create_model(name, pretrained=False, **kw)
-    raise ConfigError(
-        f"unknown architecture {name!r}: not a convpress model ({', '.join(MODELS.names())}), "
-        "not a torchvision model and not a timm model"
-    )
+    # pretrained=False: nothing may be downloaded at run time
+    return timm.create_model(name, pretrained=False, **kw)
