@@ -112,3 +112,17 @@ def test_bad_scope_and_pruning_after_quantization() -> None:
     cp.quantize_(m, 3)
     with pytest.raises(cp.ConfigError, match="already weight-shared"):
         cp.prune_(m, 0.5)
+
+
+def test_strip_on_a_deep_copy_leaves_the_original_compressed() -> None:
+    import copy
+
+    m = _mlp()
+    cp.prune_(m, 0.5)
+    cp.quantize_(m, 3)
+    w = m[0].weight.detach().clone()
+    plain = cp.strip_(copy.deepcopy(m))
+    assert torch.equal(plain[0].weight, w)
+    assert type(plain[0]) is nn.Linear and "weight" in plain[0]._parameters
+    assert torch.equal(m[0].weight, w)  # the original still has its parametrization
+    assert compression_of(m[0]) is not None

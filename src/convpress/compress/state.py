@@ -140,5 +140,10 @@ def strip_(model: nn.Module) -> nn.Module:
     compressed values, e.g. for ONNX export or ``torch.jit``.
     """
     for _, (module, tname, _p) in list(compressed_tensors(model).items()):
+        cls = module.__class__
+        # Modules copied with copy.deepcopy share one generated "Parametrized<X>" class, and
+        # removing a parametrization deletes the property from that class, which would break
+        # every other copy. Give this module a private copy of the class first.
+        module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
         parametrize.remove_parametrizations(module, tname, leave_parametrized=True)
     return model
