@@ -220,6 +220,14 @@ def test_header_is_deflated_and_unknown_flags_are_refused(small_file: bytes, tmp
         cp.load(path)
 
 
+def test_files_too_large_for_memory_are_refused_up_front(small_file: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "x.cpz"
+    path.write_bytes(small_file)
+    monkeypatch.setattr("convpress.fileformat.cpz._free_memory", lambda: 1000)
+    with pytest.raises(cp.FileFormatError, match="free memory"):
+        cp.load(path)
+
+
 def test_unknown_version_is_named(small_file: bytes, tmp_path: Path) -> None:
     data = bytearray(small_file)
     struct.pack_into("<H", data, 8, 7)

@@ -422,7 +422,22 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[bytes], in
         total += _validate_entry(e, len(c.sections))[3]
     if total > MAX_ELEMENTS:
         raise FileFormatError(f"{p} declares {total} elements, more than this reader accepts")
+    need = 16 * total  # decoded tensors plus int64 symbol buffers, generously
+    free = _free_memory()
+    if free is not None and need > free:
+        raise FileFormatError(
+            f"{p} declares {total:,} values ({need / 2**30:.1f} GiB to decode), more than this machine's "
+            f"free memory ({free / 2**30:.1f} GiB); refusing instead of running out of memory"
+        )
     return h, c.sections, p.stat().st_size
+
+
+def _free_memory() -> int | None:
+    """Bytes of physical memory currently available, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return None
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

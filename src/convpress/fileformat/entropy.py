@@ -32,6 +32,7 @@ __all__ = [
     "read_varint",
     "encode_counts",
     "decode_counts",
+    "counted_coder",
 ]
 
 
@@ -127,6 +128,47 @@ class StreamCoder:
 
 
 CODERS: dict[str, StreamCoder] = {}
+
+
+def _single_symbol(counts: np.ndarray) -> int | None:
+    nz = np.flatnonzero(counts)
+    return int(nz[0]) if len(nz) == 1 else None
+
+
+def counted_coder(
+    name: str,
+    description: str,
+    encode_words: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    decode_words: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
+) -> StreamCoder:
+    """A coder whose stream is ``[count table][32-bit words]``, from two payload functions.
+
+    ``encode_words(symbols, counts) -> uint32 words`` and ``decode_words(words, counts, count)
+    -> symbols`` see only streams with at least two distinct symbols: a stream of one distinct
+    symbol is its count table alone (zero bits of payload).
+    """
+
+    def encode(symbols: np.ndarray, alphabet: int) -> bytes:
+        counts = np.bincount(symbols, minlength=alphabet)
+        table = encode_counts(counts)
+        if _single_symbol(counts) is not None:
+            return table
+        return table + np.asarray(encode_words(symbols, counts), dtype="<u4").tobytes()
+
+    def decode(data: bytes, count: int, alphabet: int) -> np.ndarray:
+        counts, pos = decode_counts(data, alphabet, count)
+        single = _single_symbol(counts)
+        if single is not None:
+            if pos != len(data):
+                raise FileFormatError(f"{name} stream of a single symbol has unexpected payload")
+            return np.full(count, single, dtype=np.int64)
+        payload = data[pos:]
+        if len(payload) % 4 or not payload:
+            raise FileFormatError(f"{name} payload is not a whole, non-empty number of 32-bit words")
+        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+        return np.asarray(decode_words(words, counts, count), dtype=np.int64)
+
+    return StreamCoder(name, encode, decode, description)
 
 
 def register_coder(coder: StreamCoder) -> StreamCoder:

@@ -9,57 +9,39 @@ from __future__ import annotations
 import numpy as np
 
 from convpress.errors import FileFormatError
-from convpress.fileformat.entropy import StreamCoder, decode_counts, encode_counts, register_coder
+from convpress.fileformat.entropy import counted_coder, register_coder
 
-__all__ = ["encode", "decode", "code_lengths"]
-
-
-def _single(counts: np.ndarray) -> int | None:
-    nz = np.flatnonzero(counts)
-    return int(nz[0]) if len(nz) == 1 else None
+__all__ = ["code_lengths"]
 
 
-def encode(symbols: np.ndarray, alphabet: int) -> bytes:
+def _encode_words(symbols: np.ndarray, counts: np.ndarray) -> np.ndarray:
     import constriction
 
-    counts = np.bincount(symbols, minlength=alphabet)
-    table = encode_counts(counts)
-    if _single(counts) is not None:  # one distinct symbol: zero bits of payload
-        return table
     tree = constriction.symbol.huffman.EncoderHuffmanTree(counts.astype(np.float64))
     enc = constriction.symbol.QueueEncoder()
     for s in symbols.tolist():  # constriction's symbol coders take one symbol per call
         enc.encode_symbol(s, tree)
     words, _bits = enc.get_compressed_and_bitrate()
-    return table + np.asarray(words, dtype="<u4").tobytes()
+    return words
 
 
-def decode(data: bytes, count: int, alphabet: int) -> np.ndarray:
+def _decode_words(words: np.ndarray, counts: np.ndarray, count: int) -> np.ndarray:
     import constriction
 
-    counts, pos = decode_counts(data, alphabet, count)
-    single = _single(counts)
-    if single is not None:
-        if pos != len(data):
-            raise FileFormatError("Huffman stream has unexpected payload")
-        return np.full(count, single, dtype=np.int64)
-    payload = data[pos:]
-    if len(payload) % 4:
-        raise FileFormatError("Huffman payload is not a whole number of 32-bit words")
-    # a prefix code spends at least one bit per symbol here: a forged count cannot make us loop long
-    if count > 8 * len(payload):
+    # every code word has at least one bit: a forged count cannot make us loop for long
+    if count > 32 * words.size:
         raise FileFormatError("Huffman payload is too short for the symbol count")
-    dec = constriction.symbol.QueueDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+    dec = constriction.symbol.QueueDecoder(words)
     tree = constriction.symbol.huffman.DecoderHuffmanTree(counts.astype(np.float64))
     return np.fromiter((dec.decode_symbol(tree) for _ in range(count)), dtype=np.int64, count=count)
 
 
 def code_lengths(counts: np.ndarray) -> np.ndarray:
-    """Huffman code length in bits of each symbol for these counts (for reports)."""
+    """Huffman code length in bits of each symbol for these counts (0 for a one-symbol stream)."""
     import constriction
 
     alphabet = len(counts)
-    if _single(counts) is not None:
+    if np.count_nonzero(counts) <= 1:
         return np.zeros(alphabet, dtype=np.int64)
     tree = constriction.symbol.huffman.EncoderHuffmanTree(counts.astype(np.float64))
     out = np.zeros(alphabet, dtype=np.int64)
@@ -70,4 +52,4 @@ def code_lengths(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-register_coder(StreamCoder("huffman", encode, decode, "Huffman code from the stream's own counts (the paper)"))
+register_coder(counted_coder("huffman", "Huffman code from the stream's own counts (the paper)", _encode_words, _decode_words))
