@@ -33,11 +33,17 @@ _EXPORTS: dict[str, str] = {
     "quantize_": "convpress.compress.quantize",
     "bits_by_type": "convpress.compress.quantize",
     "finetune": "convpress.compress.finetune",
+    "DSD": "convpress.compress.finetune",
+    "Distill": "convpress.compress.distill",
+    "export_onnx": "convpress.export",
     "dense_state_dict": "convpress.compress.state",
     "strip_": "convpress.compress.state",
     "save": "convpress.fileformat.cpz",
     "load": "convpress.fileformat.cpz",
     "read_info": "convpress.fileformat.cpz",
+    "load_model": "convpress.fileformat.cpz",
+    "prune_channels_": "convpress.compress.structured",
+    "factorize_": "convpress.compress.lowrank",
     "create_model": "convpress.models",
 }
 
@@ -58,11 +64,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from convpress.compress.finetune import finetune
+    from convpress.compress.distill import Distill
+    from convpress.compress.finetune import DSD, finetune
+    from convpress.export import export_onnx
     from convpress.compress.prune import prune_, sparsity
     from convpress.compress.quantize import bits_by_type, quantize_
     from convpress.compress.schedule import AGP, Iterative, OneShot
     from convpress.compress.state import dense_state_dict, strip_
     from convpress.errors import ConfigError, ConvpressError, FileFormatError, InputError
-    from convpress.fileformat.cpz import load, read_info, save
+    from convpress.compress.lowrank import factorize_
+    from convpress.compress.structured import prune_channels_
+    from convpress.fileformat.cpz import load, load_model, read_info, save
     from convpress.models import create_model

@@ -79,3 +79,13 @@ def mnist_loaders(*, batch_size: int = 64, seed: int = 0) -> tuple[DataLoader, D
     train = DataLoader(load_mnist("train", seed=seed), batch_size=batch_size, shuffle=True, generator=gen)
     test = DataLoader(load_mnist("test", seed=seed), batch_size=500, shuffle=False)
     return train, test
+
+
+def resized(dataset: TensorDataset, *, size: int, channels: int = 3) -> TensorDataset:
+    """The digits bilinearly resized to ``size`` x ``size`` and repeated to ``channels`` (for ImageNet-style nets).
+
+    Returns ``TensorDataset(images (N, channels, size, size), labels (N,))``.
+    """
+    x, y = dataset.tensors
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return TensorDataset(x.expand(-1, channels, -1, -1).contiguous(), y)

@@ -37,7 +37,7 @@ from convpress.fileformat.entropy import check_coder, decode_stream, empirical_e
 from convpress.fileformat.fixed import width as fixed_width
 from convpress.fileformat.sparse import MAX_INDEX_BITS, decode_positions, encode_positions
 
-__all__ = ["save", "load", "read_info", "CpzInfo", "TensorInfo", "StreamStats", "MAGIC", "VERSION"]
+__all__ = ["save", "load", "load_model", "read_info", "CpzInfo", "TensorInfo", "StreamStats", "MAGIC", "VERSION"]
 
 MAGIC = b"\x89CPZ\r\n\x1a\n"
 VERSION = 1
@@ -254,6 +254,7 @@ def save(
     index_bits: int | str | Mapping[str, int] = "auto",
     order: str = "auto",
     metadata: Mapping[str, Any] | None = None,
+    arch: str | None = None,
     overwrite: bool = True,
 ) -> CpzInfo:
     """Write ``model`` as a compressed ``.cpz`` file (atomically: temp file + rename).
@@ -268,7 +269,10 @@ def save(
         index_bits: relative-index width: "auto" (smallest file), "paper" (conv 8, fc 5), an
             int, or ``{layer_or_tensor_name: bits}``.
         order: position layout "auto", "C" or "T" (first two axes swapped).
-        metadata: JSON-serialisable facts stored in the header (architecture, accuracy, ...).
+        metadata: JSON-serialisable facts stored in the header (accuracy, data, ...).
+        arch: architecture name (convpress, torchvision or timm); when given, the layer shapes
+            are recorded too, so :func:`load_model` can rebuild the model, structurally
+            pruned or not.
         overwrite: replace an existing file at ``path``.
 
     Returns:
@@ -303,6 +307,10 @@ def save(
         else:
             entries.append(writer.raw(name, tensor))
     header = {"format": "convpress.cpz", "created_by": f"convpress {convpress.__version__}", "coder": coder, "metadata": meta, "tensors": entries}
+    if arch is not None:
+        from convpress.compress.shapes import layer_shapes
+
+        header["model"] = {"arch": arch, "shapes": layer_shapes(model)}
     size = write_container(out, MAGIC, VERSION, header, writer.sections, overwrite=overwrite)
     info = _info_from_header(out, header, [len(s) for s in writer.sections], size)
     info.streams = writer.streams
@@ -504,3 +512,26 @@ def read_info(path: str | os.PathLike[str]) -> CpzInfo:
                 _section(e, "positions", len(sections))
             _int(e, "kept", 0, math.prod(e["shape"]))
     return _info_from_header(Path(path), header, [len(s) for s in sections], size)
+
+
+def load_model(path: str | os.PathLike[str]) -> nn.Module:
+    """Rebuild the model stored in a ``.cpz`` saved with ``arch=...`` (in eval mode).
+
+    The architecture is built by name, its layers are resized to the recorded shapes (so
+    structurally pruned models load), and the dense state_dict is loaded.
+
+    Raises:
+        FileFormatError: if the file is invalid or was saved without an architecture name.
+        ConfigError: if the architecture is unknown here.
+    """
+    from convpress.compress.shapes import apply_shapes_
+    from convpress.models import resolve_model
+    from convpress.models.checkpoint import load_into
+
+    header, _sections, _ = _read(path)
+    spec = header.get("model")
+    if not isinstance(spec, dict) or not isinstance(spec.get("arch"), str):
+        raise FileFormatError(f"{path} was saved without an architecture name; load its state_dict with convpress.load")
+    model = apply_shapes_(resolve_model(spec["arch"]), spec.get("shapes", {}))
+    load_into(model, load(path), arch=spec["arch"], source=str(path))
+    return model.eval()

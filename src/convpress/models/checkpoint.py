@@ -84,6 +84,9 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], *, arch: str, so
             parts.append(f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
         if shapes:
             parts.append(f"wrong shapes {', '.join(shapes[:3])}{' ...' if len(shapes) > 3 else ''}")
-        hint = " (is --num-classes right?)" if shapes else ""
+        hint = (
+            " (is --num-classes right? A structurally pruned model must be loaded with convpress.load_model, "
+            "which applies its recorded layer shapes)" if shapes else ""
+        )
         raise ConfigError(f"checkpoint {source} does not fit architecture {arch}: {'; '.join(parts)}{hint}")
     model.load_state_dict(state)

@@ -1,0 +1,190 @@
+"""``convpress bench acceleration``: does compression make a model *faster* on this CPU?
+
+A torchvision ResNet-18 is trained on the bundled MNIST digits (resized to 64x64 RGB), then
+compressed several ways from the same dense weights: structured channel pruning by three
+criteria (filter L1, BatchNorm gamma after sparsity training, LASSO reconstruction), and
+low-rank factorization; each is fine-tuned with knowledge distillation from the dense model.
+For each we measure held-out accuracy, MACs, and median CPU latency at batch 1 and 32 in
+PyTorch and onnxruntime (fp32, int8 dynamic, int8 static), all in the same run, and check that
+the ONNX export matches PyTorch.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from convpress.bench._common import environment, median_time
+
+__all__ = ["run", "to_markdown"]
+
+SIZE = 64
+ONNX_TOL = 1e-4
+
+
+def _latency(fn: Any, repeat: int) -> float:
+    return median_time(fn, warmup=3, repeat=repeat)
+
+
+def _measure(model: torch.nn.Module, test: DataLoader, tmp: Path, calib: list[np.ndarray], repeat: int, tag: str) -> dict[str, Any]:
+    from convpress.compress.structured import count_macs
+    from convpress.export import export_onnx, onnx_max_error, onnx_session, quantize_onnx
+    from convpress.metrics import accuracy
+
+    model.eval()
+    x32 = next(iter(test))[0][:32]
+    out: dict[str, Any] = {"accuracy": accuracy(model, test)}
+    out["macs"], out["params"] = count_macs(model, x32[:1])
+    with torch.no_grad():
+        for b in (1, 32):
+            xb = x32[:b]
+            out[f"torch_b{b}_s"] = _latency(lambda xb=xb: model(xb), repeat)
+    onnx_path = export_onnx(model, x32[:1], tmp / f"{tag}.onnx")
+    out["onnx_max_error"] = onnx_max_error(model, onnx_path, x32)
+    variants = {"onnx_fp32": onnx_path}
+    variants["onnx_int8_dynamic"] = quantize_onnx(onnx_path, tmp / f"{tag}.dyn.onnx", mode="dynamic")
+    variants["onnx_int8_static"] = quantize_onnx(onnx_path, tmp / f"{tag}.st.onnx", mode="static", calibration=calib)
+    for name, path in variants.items():
+        sess = onnx_session(path, threads=torch.get_num_threads())
+        for b in (1, 32):
+            xb = x32[:b].numpy()
+            out[f"{name}_b{b}_s"] = _latency(lambda xb=xb, sess=sess: sess.run(None, {"input": xb}), repeat)
+        if name != "onnx_fp32":
+            correct = total = 0
+            for xs, ys in test:
+                pred = sess.run(None, {"input": xs.numpy()})[0].argmax(1)
+                correct += int((pred == ys.numpy()).sum())
+                total += len(ys)
+            out[f"{name}_accuracy"] = 100.0 * correct / total
+    return out
+
+
+def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run the benchmark; ``quick`` trains for one short epoch (a smoke test)."""
+    import torchvision
+
+    from convpress.compress.distill import Distill
+    from convpress.compress.finetune import finetune
+    from convpress.compress.lowrank import factorize_
+    from convpress.compress.structured import prune_channels_
+    from convpress.data.mnist import load_mnist, resized
+
+    torch.manual_seed(0)
+    t_start = time.perf_counter()
+    train_set, test_set = (resized(load_mnist(s), size=SIZE) for s in ("train", "test"))
+    if quick:
+        train_set = torch.utils.data.Subset(train_set, range(256))  # type: ignore[assignment]
+        test_set = torch.utils.data.Subset(test_set, range(128))  # type: ignore[assignment]
+    train = DataLoader(train_set, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    test = DataLoader(test_set, batch_size=100)
+    loss = torch.nn.functional.cross_entropy
+    epochs, ft_epochs, repeat = (1, 1, 3) if quick else (4, 3, 30)
+    calib = [next(iter(train))[0][:16].numpy() for _ in range(4)]
+    example = next(iter(test))[0][:2]
+
+    dense = torchvision.models.resnet18(num_classes=10)
+    finetune(dense, train, loss, epochs, 1e-3, progress=progress, description="train dense ResNet-18")
+    variants: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="convpress-accel-") as tmpdir:
+        tmp = Path(tmpdir)
+        variants["dense"] = _measure(dense, test, tmp, calib, repeat, "dense") | {"method": "dense ResNet-18 (baseline)"}
+
+        def distill() -> Distill:
+            return Distill(teacher=copy.deepcopy(dense).eval(), alpha=0.7, temperature=4.0)
+
+        recipes: dict[str, tuple[str, Any]] = {
+            "channels-l1": ("50% of channels removed, filter L1 norm (Li et al.)", lambda m: prune_channels_(m, example, 0.5, criterion="l1")),
+            "channels-bn": (
+                "50% of channels removed, BN gamma after 1 epoch of L1 sparsity training (Network Slimming)",
+                lambda m: (finetune(m, train, loss, 1, 1e-4, bn_l1=1e-4, progress=progress, description="sparsity training"),
+                           prune_channels_(m, example, 0.5, criterion="bn"))[1],
+            ),
+            "channels-lasso": (
+                "50% of the first conv of each block removed, LASSO + least squares (He et al.)",
+                lambda m: prune_channels_(m, example, 0.5, criterion="lasso", calibration=[next(iter(train)) for _ in range(4)]),
+            ),
+            "lowrank": ("3x3 convs as 3x1 + 1x3 and FC by SVD, 90% of spectral energy", lambda m: factorize_(m, energy=0.9)),
+        }
+        for name, (method, apply) in recipes.items():
+            model = copy.deepcopy(dense)
+            t0 = time.perf_counter()
+            rep = apply(model)
+            acc_before = None
+            from convpress.metrics import accuracy
+
+            acc_before = accuracy(model, test)
+            finetune(model, train, loss, ft_epochs, 3e-4, distill=distill(), progress=progress, description=f"finetune {name} (KD)")
+            res = _measure(model, test, tmp, calib, repeat, name)
+            res["method"] = method
+            res["accuracy_before_finetune"] = acc_before
+            res["compress_seconds"] = time.perf_counter() - t0
+            res["skipped_layers"] = dict(getattr(rep, "skipped", {}))
+            variants[name] = res
+
+    base = variants["dense"]
+    for v in variants.values():
+        v["mac_ratio"] = v["macs"] / base["macs"]
+        for key in [k for k in v if k.endswith("_s") and k.startswith(("torch_", "onnx_"))]:
+            v[key.replace("_s", "_ratio")] = v[key] / base[key]
+        v["accuracy_loss"] = base["accuracy"] - v["accuracy"]
+    structured = [n for n in variants if n.startswith("channels-")]
+    best = min(structured, key=lambda n: max(variants[n]["torch_b1_ratio"], variants[n]["torch_b32_ratio"]) + (10 if variants[n]["accuracy_loss"] > 1 else 0))
+    b = variants[best]
+    worst_onnx = max(v["onnx_max_error"] for v in variants.values())
+    checks = [
+        {"name": f"ResNet-18 compressed ({best}) latency <= 0.5x dense, batch 1 (PyTorch)", "value": round(b["torch_b1_ratio"], 3), "target": 0.5, "passed": b["torch_b1_ratio"] <= 0.5},
+        {"name": f"ResNet-18 compressed ({best}) latency <= 0.5x dense, batch 32 (PyTorch)", "value": round(b["torch_b32_ratio"], 3), "target": 0.5, "passed": b["torch_b32_ratio"] <= 0.5},
+        {"name": f"ResNet-18 compressed ({best}) accuracy loss <= 1 point", "value": round(b["accuracy_loss"], 2), "target": 1.0, "passed": b["accuracy_loss"] <= 1.0},
+        {"name": f"every ONNX export matches PyTorch to {ONNX_TOL:g}", "value": worst_onnx, "target": ONNX_TOL, "passed": worst_onnx <= ONNX_TOL},
+    ]
+    return {
+        "benchmark": "acceleration",
+        "quick": quick,
+        "environment": environment(),
+        "seconds": time.perf_counter() - t_start,
+        "protocol": (
+            f"torchvision ResNet-18 (10 classes) trained {epochs} epochs on the bundled MNIST training split resized to "
+            f"{SIZE}x{SIZE} RGB; accuracy on the 1,000 held-out digits; each compressed variant fine-tuned {ft_epochs} epochs "
+            f"with distillation from the dense model; latency = median of {repeat} runs after warm-up, "
+            f"{torch.get_num_threads()} threads, ratios against the dense model measured in the same run"
+        ),
+        "best_structured": best,
+        "variants": variants,
+        "checks": checks,
+        "can24": {"status": "not measured: needs the CAN24 model and operator pairs of the fast-image-processing issue"},
+    }
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section for this result."""
+    env = result["environment"]
+    lines = ["## Compression that makes models faster (`convpress bench acceleration`)", ""]
+    lines.append(
+        f"{env['date']}, {env['cpu_count']} CPU cores, torch {env['torch']}; {result['seconds'] / 60:.1f} minutes"
+        f"{' (QUICK smoke run: figures not meaningful)' if result['quick'] else ''}. {result['protocol']}."
+    )
+    lines += ["", "| variant | method | accuracy (before FT) | MACs | torch b1 | torch b32 | ORT fp32 b1 / b32 | ORT int8 dyn b1 / b32 (acc) | ORT int8 static b1 / b32 (acc) | ONNX error |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, v in result["variants"].items():
+        before = f" ({v['accuracy_before_finetune']:.1f})" if "accuracy_before_finetune" in v else ""
+        lines.append(
+            f"| {name} | {v['method']} | {v['accuracy']:.2f}%{before} | {v['macs'] / 1e6:.0f}M ({v['mac_ratio']:.2f}×) | "
+            f"{v['torch_b1_s'] * 1e3:.2f} ms ({v['torch_b1_ratio']:.2f}×) | {v['torch_b32_s'] * 1e3:.1f} ms ({v['torch_b32_ratio']:.2f}×) | "
+            f"{v['onnx_fp32_b1_s'] * 1e3:.2f} / {v['onnx_fp32_b32_s'] * 1e3:.1f} ms | "
+            f"{v['onnx_int8_dynamic_b1_s'] * 1e3:.2f} / {v['onnx_int8_dynamic_b32_s'] * 1e3:.1f} ms ({v['onnx_int8_dynamic_accuracy']:.1f}%) | "
+            f"{v['onnx_int8_static_b1_s'] * 1e3:.2f} / {v['onnx_int8_static_b32_s'] * 1e3:.1f} ms ({v['onnx_int8_static_accuracy']:.1f}%) | "
+            f"{v['onnx_max_error']:.1e} |"
+        )
+    lines += ["", "Ratios in parentheses are against the dense model in the same run (lower is faster).", ""]
+    lines.append(f"CAN24 (fast image processing): {result['can24']['status']}.")
+    lines += ["", "| check | value | target | result |", "|---|---|---|---|"]
+    for c in result["checks"]:
+        lines.append(f"| {c['name']} | {c['value']} | {c['target']} | {'met' if c['passed'] else '**NOT MET**'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,223 @@
+"""Structured channel pruning that removes channels for real (smaller dense tensors).
+
+Channel dependencies (residual adds, concatenations, grouped/depthwise convolutions, BatchNorm)
+are resolved by Torch-Pruning's dependency graph (``torch_pruning``), which we use rather than
+re-implementing. convpress adds on top of it:
+
+* three criteria behind one call: ``"l1"`` (filter L1 norm, Li et al. 2017), ``"bn"`` (BatchNorm
+  gamma, Network Slimming, Liu et al. 2017 — train with :func:`bn_l1_penalty` first), and
+  ``"lasso"`` (He et al. 2017: LASSO channel selection on sampled feature maps, then a
+  least-squares refit of the next layer), the last written here as Torch-Pruning lacks it;
+* validation before any change: a plan that would leave a layer with zero channels is refused;
+* a report naming every requested layer that could not be pruned (the output layer, layers
+  coupled to it) instead of silently leaving or breaking it;
+* the resulting shapes recorded so the model can be rebuilt and loaded later
+  (:mod:`convpress.compress.shapes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from convpress.compress.prune import check_fraction
+from convpress.compress.state import compressed_tensors
+from convpress.errors import ConfigError
+
+__all__ = ["prune_channels_", "ChannelPruneReport", "bn_l1_penalty", "count_macs", "output_layer"]
+
+Criterion = Literal["l1", "l2", "bn", "lasso"]
+
+
+@dataclass
+class ChannelPruneReport:
+    """What :func:`prune_channels_` changed: channels per layer, skipped layers, cost before/after."""
+
+    channels: dict[str, tuple[int, int]] = field(default_factory=dict)  # layer -> (before, after) out channels
+    skipped: dict[str, str] = field(default_factory=dict)  # layer -> reason
+    macs: tuple[int, int] = (0, 0)
+    params: tuple[int, int] = (0, 0)
+
+    @property
+    def mac_ratio(self) -> float:
+        return self.macs[1] / max(self.macs[0], 1)
+
+
+def bn_l1_penalty(model: nn.Module) -> torch.Tensor:
+    """Sum of |gamma| over all BatchNorm layers: Network Slimming's sparsity regulariser.
+
+    Add ``lambda * bn_l1_penalty(model)`` to the loss (``finetune(..., bn_l1=lambda)``).
+    """
+    terms = [m.weight.abs().sum() for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
+    if not terms:
+        raise ConfigError("the model has no BatchNorm layer with affine weights; BN-gamma criteria need one")
+    return torch.stack(terms).sum()
+
+
+def count_macs(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
+    """(multiply-accumulates, parameters) of one forward pass, via Torch-Pruning's counter."""
+    import torch_pruning as tp
+
+    with torch.no_grad():
+        macs, params = tp.utils.count_ops_and_params(model, example_inputs)
+    return int(macs), int(params)
+
+
+def _weight_layers_in_order(model: nn.Module, example_inputs: Any) -> list[str]:
+    """Names of Conv/Linear layers in the order the forward pass runs them."""
+    names = {m: n for n, m in model.named_modules()}
+    order: list[str] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, _i, _o: order.append(names[mod]))
+        for m in model.modules()
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))
+    ]
+    try:
+        with torch.no_grad():
+            model(*example_inputs) if isinstance(example_inputs, tuple) else model(example_inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return order
+
+
+def output_layer(model: nn.Module, example_inputs: Any) -> str | None:
+    """The last Conv/Linear run by the forward pass (its channels are the model's outputs)."""
+    order = _weight_layers_in_order(model, example_inputs)
+    return order[-1] if order else None
+
+
+def _out_channels(m: nn.Module) -> int:
+    return m.out_features if isinstance(m, nn.Linear) else m.out_channels  # type: ignore[return-value]
+
+
+def _validate(model: nn.Module, amount: float | Mapping[str, float], criterion: str) -> dict[str, float] | float:
+    if criterion not in ("l1", "l2", "bn", "lasso"):
+        raise ConfigError(f"criterion must be 'l1', 'l2', 'bn' or 'lasso', got {criterion!r}")
+    if compressed_tensors(model):
+        raise ConfigError("the model carries unstructured pruning or weight sharing; prune channels first, then prune_/quantize_")
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))}
+    if isinstance(amount, Mapping):
+        unknown = [n for n in amount if n not in layers]
+        if unknown:
+            raise ConfigError(f"unknown layer(s) {', '.join(map(repr, unknown))}; prunable layers: {', '.join(layers)}")
+        out = {}
+        for n, a in amount.items():
+            a = check_fraction(a, f"channel pruning amount for {n!r}")
+            c = _out_channels(layers[n])
+            if c - int(round(a * c)) < 1:
+                raise ConfigError(f"pruning {a:.0%} of the {c} channels of {n!r} would leave none")
+            out[n] = a
+        return out
+    a = check_fraction(amount, "channel pruning amount")
+    for n, m in layers.items():
+        c = _out_channels(m)
+        if c - int(round(a * c)) < 1:
+            raise ConfigError(f"pruning {a:.0%} of the {c} channels of {n!r} would leave none; lower the amount or name layers")
+    return a
+
+
+def prune_channels_(
+    model: nn.Module,
+    example_inputs: Any,
+    amount: float | Mapping[str, float],
+    *,
+    criterion: Criterion = "l1",
+    ignored_layers: Iterable[str] = (),
+    global_pruning: bool = False,
+    round_to: int | None = None,
+    calibration: Iterable[Any] | None = None,
+    lasso_samples: int = 4000,
+) -> ChannelPruneReport:
+    """Remove output channels (and everything coupled to them) in place.
+
+    Args:
+        model: any module; it is modified in place and its tensors become smaller.
+        example_inputs: an input batch (Tensor or tuple) used to trace dependencies.
+        amount: fraction of output channels to remove, one float for every prunable layer or
+            ``{layer_name: fraction}``.
+        criterion: "l1"/"l2" filter norms, "bn" BatchNorm gamma, or "lasso" (He et al. 2017;
+            needs ``calibration`` batches).
+        ignored_layers: layer names never pruned (the output layer always is).
+        global_pruning: rank channels across layers instead of within each layer.
+        round_to: keep channel counts multiples of this (helps vectorised kernels).
+        calibration: ``(inputs, targets)`` batches for "lasso" feature sampling.
+        lasso_samples: sampled output positions for the LASSO problems.
+
+    Returns:
+        A :class:`ChannelPruneReport` (skipped layers are named with a reason).
+
+    Raises:
+        ConfigError: unknown criterion or layer names, amounts outside [0, 1), a plan leaving a
+            layer with no channel, a model already carrying unstructured compression, or
+            "lasso" without calibration data — all before any change.
+    """
+    import torch_pruning as tp
+
+    plan = _validate(model, amount, criterion)
+    if criterion == "lasso" and calibration is None:
+        raise ConfigError("criterion 'lasso' needs calibration batches (feature maps to reconstruct)")
+    names = {m: n for n, m in model.named_modules()}
+    modules = dict(model.named_modules())
+    unknown = [n for n in ignored_layers if n not in modules]
+    if unknown:
+        raise ConfigError(f"unknown ignored layer(s): {', '.join(unknown)}")
+    out_name = output_layer(model, example_inputs)
+    ignored = {modules[n] for n in ignored_layers}
+    if out_name is not None:
+        ignored.add(modules[out_name])
+    was_training = model.training
+    model.eval()
+    before = {n: _out_channels(m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))}
+    report = ChannelPruneReport()
+    macs0, params0 = count_macs(model, example_inputs)
+
+    if criterion == "lasso":
+        from convpress.compress.channel_lasso import lasso_prune_
+
+        skipped = lasso_prune_(model, example_inputs, plan, calibration, ignored=ignored, samples=lasso_samples)
+        report.skipped.update(skipped)
+    else:
+        importance = {
+            "l1": tp.importance.GroupMagnitudeImportance(p=1),
+            "l2": tp.importance.GroupMagnitudeImportance(p=2),
+            "bn": tp.importance.BNScaleImportance(),
+        }[criterion]
+        kwargs: dict[str, Any] = {}
+        if isinstance(plan, dict):
+            kwargs["pruning_ratio_dict"] = {modules[n]: a for n, a in plan.items() if modules[n] not in ignored}
+            kwargs["pruning_ratio"] = 0.0
+        else:
+            kwargs["pruning_ratio"] = plan
+        pruner = tp.pruner.BasePruner(
+            model, example_inputs, importance=importance, global_pruning=global_pruning, ignored_layers=list(ignored),
+            round_to=round_to, **kwargs,
+        )
+        pruner.step()
+
+    after = {n: _out_channels(m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))}
+    requested = plan.keys() if isinstance(plan, dict) else before.keys()
+    for n in before:
+        if after.get(n, before[n]) != before[n]:
+            report.channels[n] = (before[n], after[n])
+    for n in requested:
+        if n in report.channels or n in report.skipped:
+            continue
+        wanted = plan[n] if isinstance(plan, dict) else plan
+        if wanted == 0:
+            continue
+        if n == out_name:
+            report.skipped[n] = "output layer: its channels are the model's outputs"
+        elif modules[n] in ignored:
+            report.skipped[n] = "ignored by request"
+        else:
+            report.skipped[n] = "no removable channel group (coupled to the output or an ignored layer, or too few channels)"
+    report.macs = (macs0, count_macs(model, example_inputs)[0])
+    report.params = (params0, sum(p.numel() for p in model.parameters()))
+    del names
+    model.train(was_training)
+    return report
