@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +35,8 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str | os.P
     out = Path(path)
     tmp = out.with_name(f".{out.name}.export.tmp")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is our deliberate choice
             torch.onnx.export(
                 plain, (example_inputs,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"], output_names=["output"],
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},

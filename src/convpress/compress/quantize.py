@@ -85,27 +85,34 @@ def kmeans_1d(
     else:
         raise ConfigError(f"init must be 'linear', 'density' or 'random', got {init!r}")
     c = torch.unique(c)  # density init may repeat values; centroids stay ascending
+    # On sorted values each cluster is a contiguous run, so one iteration needs only K binary
+    # searches and prefix sums: O(K log N) instead of a pass over all N weights.
+    vs = torch.sort(v).values
+    csum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(vs, 0)])
+    n = vs.numel()
+    splits = None
     for _ in range(max_iter):
-        labels = torch.bucketize(v, (c[1:] + c[:-1]) / 2)
-        counts = torch.bincount(labels, minlength=c.numel())
-        sums = torch.bincount(labels, weights=v, minlength=c.numel())
+        cuts = torch.searchsorted(vs, (c[1:] + c[:-1]) / 2, right=True)
+        new_splits = torch.cat([torch.zeros(1, dtype=torch.long), cuts, torch.tensor([n])])
+        if splits is not None and torch.equal(new_splits, splits):
+            break  # assignments unchanged: a fixed point of Lloyd's iteration
+        splits = new_splits
+        counts = splits[1:] - splits[:-1]
+        sums = csum[splits[1:]] - csum[splits[:-1]]
         new = torch.where(counts > 0, sums / counts.clamp(min=1), c)
         empty = int((counts == 0).sum())
         if empty:
             # Linear init on pruned (bimodal) weights leaves centroids in the empty gap around
-            # zero; relocate them to the worst-fitted values instead of wasting codebook entries.
-            err = (v - new[labels]).abs()
-            taken = set(new[counts > 0].tolist())
-            order = torch.argsort(err, descending=True)[: 4 * empty + 64]
-            far = [float(t) for t in v[order].tolist() if t not in taken]
-            relocated = list(dict.fromkeys(far))[:empty]
-            new = torch.sort(torch.cat([new[counts > 0], torch.tensor(relocated, dtype=torch.float64)])).values
-            if new.numel() == c.numel() and torch.equal(new, c):
-                break
-            c = new
-            continue
-        if torch.equal(new, c):
-            break
+            # zero; relocate them to the worst-fitted values instead of wasting codebook
+            # entries. The worst-fitted value of each run is one of its two ends.
+            live = counts > 0
+            ends = torch.cat([vs[splits[:-1][live]], vs[splits[1:][live] - 1]])
+            owner = torch.cat([new[live], new[live]])
+            order = torch.argsort((ends - owner).abs(), descending=True)
+            taken = set(new[live].tolist())
+            relocated = [t for t in dict.fromkeys(ends[order].tolist()) if t not in taken][:empty]
+            new = torch.sort(torch.cat([new[live], torch.tensor(relocated, dtype=torch.float64)])).values
+            splits = None
         c = new
     labels = torch.bucketize(v, (c[1:] + c[:-1]) / 2)
     used = torch.bincount(labels, minlength=c.numel()) > 0

@@ -1,0 +1,150 @@
+"""Structured channel pruning: real channel removal, dependencies, criteria, and refused plans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import convpress as cp
+from convpress.compress.shapes import apply_shapes_, layer_shapes
+from convpress.compress.structured import bn_l1_penalty
+from convpress.models.checkpoint import load_into
+
+
+class _Chain(nn.Module):
+    """conv-bn-relu x3 then a classifier: every producer has exactly one consumer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.c2, self.b2 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.c3 = nn.Conv2d(16, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.b1(self.c1(x)))
+        x = torch.relu(self.b2(self.c2(x)))
+        return self.fc(self.c3(x).mean((2, 3)))
+
+
+def _resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=5).eval()
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2", "bn"])
+def test_channels_are_removed_for_real_across_residual_adds(criterion: str) -> None:
+    m = _resnet()
+    x = torch.randn(2, 3, 32, 32)
+    rep = cp.prune_channels_(m, x, 0.5, criterion=criterion)
+    assert m.layer1[0].conv1.weight.shape[0] == 32 and m.bn1.num_features == 32
+    # residual adds tie conv1, layer1.*.conv2 and the shortcut together: all were cut consistently
+    assert m.layer1[0].conv2.out_channels == m.layer1[1].conv2.out_channels == m.conv1.out_channels
+    assert m(x).shape == (2, 5)
+    assert rep.mac_ratio < 0.4 and rep.params[1] < 0.35 * rep.params[0]
+    assert rep.skipped == {"fc": "output layer: its channels are the model's outputs"}
+
+
+def test_depthwise_groups_and_concatenations_stay_consistent() -> None:
+    torch.manual_seed(0)
+    m = torchvision.models.mobilenet_v2(num_classes=3).eval()
+    x = torch.randn(1, 3, 64, 64)
+    cp.prune_channels_(m, x, 0.3)
+    dw = m.features[2].conv[1][0]
+    assert dw.groups == dw.in_channels == dw.out_channels < 96
+    assert m(x).shape == (1, 3)
+    torch.manual_seed(0)
+    sq = torchvision.models.squeezenet1_1(num_classes=3).eval()  # Fire modules concatenate two branches
+    cp.prune_channels_(sq, torch.randn(1, 3, 64, 64), 0.3)
+    fire = sq.features[3]
+    assert fire.expand1x1.in_channels == fire.squeeze.out_channels < 16
+    assert sq(torch.randn(1, 3, 64, 64)).shape == (1, 3)
+
+
+def test_lasso_keeps_the_reconstruction_close_and_refits_the_consumer() -> None:
+    torch.manual_seed(0)
+    m = _Chain().eval()
+    calib = [(torch.randn(8, 3, 12, 12), None) for _ in range(4)]
+    x = torch.randn(4, 3, 12, 12)
+    with torch.no_grad():
+        # make half of c1's channels useless: LASSO must find and drop exactly those
+        m.c2.weight[:, 8:] *= 1e-4
+    ref = m(x)
+    rep = cp.prune_channels_(m, x, {"c1": 0.5}, criterion="lasso", calibration=calib)
+    assert rep.channels == {"c1": (16, 8)}
+    assert m.c2.in_channels == 8
+    assert torch.allclose(m(x), ref, atol=1e-3, rtol=1e-3)
+
+
+def test_lasso_names_layers_it_cannot_handle() -> None:
+    m = _resnet()
+    x = torch.randn(2, 3, 32, 32)
+    rep = cp.prune_channels_(m, x, 0.5, criterion="lasso", calibration=[(torch.randn(4, 3, 32, 32), None)])
+    assert "layer1.0.conv1" in rep.channels
+    assert "residual" in rep.skipped["layer1.0.conv2"]
+
+
+@pytest.mark.parametrize(
+    ("amount", "kwargs", "match"),
+    [
+        (1.0, {}, "amount"),
+        (0.99, {}, "would leave none"),
+        ({"c1": 0.97}, {}, "would leave none"),
+        ({"nope": 0.5}, {}, "unknown layer"),
+        (0.5, {"criterion": "random"}, "criterion"),
+        (0.5, {"criterion": "lasso"}, "calibration"),
+        (0.5, {"ignored_layers": ["zz"]}, "unknown ignored"),
+    ],
+)
+def test_impossible_plans_are_refused_before_any_change(amount: object, kwargs: dict, match: str) -> None:
+    m = _Chain()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.raises(cp.ConfigError, match=match):
+        cp.prune_channels_(m, torch.randn(1, 3, 8, 8), amount, **kwargs)  # type: ignore[arg-type]
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_models_with_unstructured_compression_are_refused() -> None:
+    m = _Chain()
+    cp.prune_(m, 0.5)
+    with pytest.raises(cp.ConfigError, match="unstructured"):
+        cp.prune_channels_(m, torch.randn(1, 3, 8, 8), 0.5)
+
+
+def test_bn_penalty_and_sparsity_training() -> None:
+    m = _Chain()
+    assert bn_l1_penalty(m).item() == pytest.approx(32.0)  # BN gammas start at 1
+    data = [(torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,))) for _ in range(4)]
+    cp.finetune(m, data, nn.functional.cross_entropy, 3, 1e-2, bn_l1=1e-1, progress=False)
+    assert bn_l1_penalty(m).item() < 32.0
+    with pytest.raises(cp.ConfigError, match="BatchNorm"):
+        cp.finetune(nn.Linear(3, 2), [(torch.randn(2, 3), torch.zeros(2, dtype=torch.long))], nn.functional.cross_entropy, 1, 1e-3, bn_l1=0.1, progress=False)
+
+
+def test_pruned_model_saves_and_reloads_only_with_its_shapes(tmp_path: Path) -> None:
+    m = _resnet()
+    x = torch.randn(2, 3, 32, 32)
+    cp.prune_channels_(m, x, 0.4)
+    cp.save(m, tmp_path / "p.cpz", arch="resnet18")
+    back = cp.load_model(tmp_path / "p.cpz")
+    assert torch.equal(back(x), m(x))
+    with pytest.raises(cp.ConfigError, match="load_model"):
+        load_into(torchvision.models.resnet18(num_classes=5), cp.load(tmp_path / "p.cpz"), arch="resnet18", source="p.cpz")
+    cp.save(m, tmp_path / "noarch.cpz")
+    with pytest.raises(cp.FileFormatError, match="without an architecture"):
+        cp.load_model(tmp_path / "noarch.cpz")
+
+
+def test_shape_records_rebuild_exactly_and_refuse_foreign_layers() -> None:
+    m = _Chain()
+    cp.prune_channels_(m, torch.randn(1, 3, 8, 8), {"c1": 0.5, "c2": 0.25})
+    fresh = apply_shapes_(_Chain(), layer_shapes(m))
+    fresh.load_state_dict(m.state_dict())
+    with pytest.raises(cp.FileFormatError, match="does not have"):
+        apply_shapes_(_Chain(), {"c9": {"in": 1, "out": 1, "groups": 1}})
+    with pytest.raises(cp.FileFormatError, match="malformed"):
+        apply_shapes_(_Chain(), {"c1": {"in": -3, "out": 1, "groups": 1}})
