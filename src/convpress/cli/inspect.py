@@ -37,13 +37,15 @@ def run(args: argparse.Namespace) -> int:
     info = read_info(args.file)
     if args.json:
         d = {
-            "path": str(info.path), "coder": info.coder, "file_bytes": info.file_bytes, "dense_bytes": info.dense_bytes,
+            "path": str(info.path), "arch": info.arch, "coder": info.coder, "file_bytes": info.file_bytes, "dense_bytes": info.dense_bytes,
             "ratio": info.ratio, "metadata": info.metadata, "tensors": [asdict(t) for t in info.tensors],
         }
         print(json.dumps(d, indent=2))
         return 0
     console = Console()
     console.print(cpz_table(info))
+    if info.arch:
+        console.print(f"architecture: {info.arch} (rebuild with convpress.load_model)")
     if info.metadata:
         console.print("metadata: " + ", ".join(f"{k}={v}" for k, v in info.metadata.items()))
     return 0

@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, str] = {
     "compress": "convpress.cli.compress",
     "inspect": "convpress.cli.inspect",
     "decompress": "convpress.cli.decompress",
+    "accelerate": "convpress.cli.accelerate",
+    "export": "convpress.cli.export",
     "bench": "convpress.cli.bench",
 }
 

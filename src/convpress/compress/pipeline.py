@@ -180,6 +180,7 @@ def deep_compress(
     out_path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     metadata: Mapping[str, Any] | None = None,
+    arch: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> PipelineReport:
@@ -195,6 +196,8 @@ def deep_compress(
         out_path: where to write the final ``.cpz``; a temporary file when None.
         overwrite: allow replacing ``out_path``.
         metadata: stored in the file header.
+        arch: architecture name recorded with the layer shapes, so ``convpress.load_model``
+            can rebuild the model from the file.
         progress: progress bars for training.
         log: called with one line per finished stage.
 
@@ -232,7 +235,7 @@ def deep_compress(
         final_path = Path(out_path) if out_path is not None else Path(tmp) / "final.cpz"
         meta = dict(metadata or {})
         meta.setdefault(metric_name, round(report.metric["final"], 4))
-        final_info = save(model, final_path, coder=cfg.coder, index_bits=cfg.index_bits, metadata=meta, overwrite=True)
+        final_info = save(model, final_path, coder=cfg.coder, index_bits=cfg.index_bits, metadata=meta, arch=arch, overwrite=True)
         loaded = load(final_path)
         expected = dense_state_dict(model)
         report.bit_exact = loaded.keys() == expected.keys() and all(

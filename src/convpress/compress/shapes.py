@@ -1,9 +1,10 @@
-"""Recording and re-applying layer shapes, so structurally pruned models can be saved and rebuilt.
+"""Recording and re-applying layer structure, so compressed models can be saved and rebuilt.
 
-A structurally pruned model has smaller tensors than its architecture's constructor makes, so
-its state_dict no longer loads into ``resolve_model(arch)``. :func:`layer_shapes` records the
-channel counts of every Conv/Linear/BatchNorm layer; :func:`apply_shapes_` rebuilds a fresh
-architecture with those shapes, after which the state_dict loads normally.
+Structured pruning shrinks layers and low-rank factorization replaces a layer by a
+``Sequential`` of two; either way the state_dict no longer loads into ``resolve_model(arch)``.
+:func:`layer_shapes` records every Conv/Linear/BatchNorm layer's full configuration and every
+``Sequential``'s length; :func:`apply_shapes_` turns a freshly built architecture into the same
+structure, after which the state_dict loads normally.
 """
 
 from __future__ import annotations
@@ -12,66 +13,99 @@ from typing import Any
 
 from torch import nn
 
-from convpress.errors import ConfigError, FileFormatError
+from convpress.errors import FileFormatError
 
 __all__ = ["layer_shapes", "apply_shapes_"]
 
-
-def layer_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
-    """``{module_name: {"in": ..., "out": ..., "groups": ...}}`` for Conv, Linear and BatchNorm layers."""
-    out: dict[str, dict[str, int]] = {}
-    for name, m in model.named_modules():
-        if isinstance(m, nn.modules.conv._ConvNd):
-            out[name] = {"in": m.in_channels, "out": m.out_channels, "groups": m.groups}
-        elif isinstance(m, nn.Linear):
-            out[name] = {"in": m.in_features, "out": m.out_features}
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            out[name] = {"out": m.num_features}
-    return out
+_CONVS = {c.__name__: c for c in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)}
+_NORMS = {c.__name__: c for c in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)}
 
 
-def _resized(m: nn.Module, spec: dict[str, int]) -> nn.Module:
-    dev = next(iter(m.parameters()), None)
-    kw: dict[str, Any] = {"device": dev.device, "dtype": dev.dtype} if dev is not None else {}
-    if isinstance(m, nn.modules.conv._ConvNd):
-        if (m.in_channels, m.out_channels, m.groups) == (spec["in"], spec["out"], spec["groups"]):
-            return m
-        args = dict(
-            kernel_size=m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation, groups=spec["groups"],
-            bias=m.bias is not None, padding_mode=m.padding_mode, **kw,
-        )
+def _spec(m: nn.Module) -> dict[str, Any] | None:
+    if type(m).__name__ in _CONVS and isinstance(m, nn.modules.conv._ConvNd):
+        spec: dict[str, Any] = {
+            "type": type(m).__name__, "in": m.in_channels, "out": m.out_channels, "kernel": list(m.kernel_size),
+            "stride": list(m.stride), "padding": m.padding if isinstance(m.padding, str) else list(m.padding),
+            "dilation": list(m.dilation), "groups": m.groups, "bias": m.bias is not None, "padding_mode": m.padding_mode,
+        }
         if m.transposed:
-            return type(m)(spec["in"], spec["out"], output_padding=m.output_padding, **args)  # type: ignore[call-arg]
-        return type(m)(spec["in"], spec["out"], **args)  # type: ignore[call-arg]
+            spec["output_padding"] = list(m.output_padding)
+        return spec
     if isinstance(m, nn.Linear):
-        if (m.in_features, m.out_features) == (spec["in"], spec["out"]):
-            return m
-        return nn.Linear(spec["in"], spec["out"], bias=m.bias is not None, **kw)
-    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        if m.num_features == spec["out"]:
-            return m
-        return type(m)(spec["out"], eps=m.eps, momentum=m.momentum, affine=m.affine, track_running_stats=m.track_running_stats, **kw)
-    raise ConfigError(f"cannot resize a {type(m).__name__}")
+        return {"type": "Linear", "in": m.in_features, "out": m.out_features, "bias": m.bias is not None}
+    if type(m).__name__ in _NORMS and isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return {"type": type(m).__name__, "out": m.num_features, "eps": m.eps, "momentum": m.momentum, "affine": m.affine,
+                "track": m.track_running_stats}
+    if type(m) is nn.Sequential:
+        return {"type": "Sequential", "len": len(m)}
+    return None
+
+
+def layer_shapes(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """``{module_name: spec}`` for every Conv, Linear, BatchNorm and Sequential module."""
+    return {name: spec for name, m in model.named_modules() if name and (spec := _spec(m)) is not None}
+
+
+def _build(name: str, spec: dict[str, Any]) -> nn.Module:
+    try:
+        kind = spec["type"]
+        if kind == "Sequential":
+            return nn.Sequential(*[nn.Identity() for _ in range(int(spec["len"]))])
+        if kind == "Linear":
+            return nn.Linear(spec["in"], spec["out"], bias=spec["bias"])
+        if kind in _NORMS:
+            return _NORMS[kind](spec["out"], eps=spec["eps"], momentum=spec["momentum"], affine=spec["affine"], track_running_stats=spec["track"])
+        if kind in _CONVS:
+            kw: dict[str, Any] = dict(
+                stride=tuple(spec["stride"]), padding=spec["padding"] if isinstance(spec["padding"], str) else tuple(spec["padding"]),
+                dilation=tuple(spec["dilation"]), groups=spec["groups"], bias=spec["bias"], padding_mode=spec["padding_mode"],
+            )
+            if "output_padding" in spec:
+                kw["output_padding"] = tuple(spec["output_padding"])
+            return _CONVS[kind](spec["in"], spec["out"], tuple(spec["kernel"]), **kw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"recorded shape of {name!r} is malformed ({exc})") from None
+    raise FileFormatError(f"recorded shape of {name!r} has unknown type {spec.get('type')!r}")
+
+
+def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    try:
+        parent = model.get_submodule(parent_name) if parent_name else model
+    except AttributeError:
+        raise FileFormatError(f"recorded shapes name layer {name!r}, which the architecture does not have") from None
+    if isinstance(parent, nn.Sequential) and child.isdigit() and int(child) >= len(parent):
+        raise FileFormatError(f"recorded shapes name layer {name!r}, which the architecture does not have")
+    setattr(parent, child, module)
 
 
 def apply_shapes_(model: nn.Module, shapes: dict[str, Any]) -> nn.Module:
-    """Replace every recorded layer of ``model`` by one of the recorded size (in place); returns ``model``.
+    """Give ``model`` the recorded structure (in place); returns ``model``.
+
+    Layers whose recorded configuration differs from the model's (or that the model lacks
+    inside a recorded ``Sequential``) are rebuilt from the record; their weights are left for
+    ``load_state_dict``.
 
     Raises:
-        FileFormatError: if the record names layers the model does not have or is malformed.
+        FileFormatError: if the record is malformed or names layers outside the architecture.
     """
     if not isinstance(shapes, dict):
         raise FileFormatError("recorded layer shapes are malformed")
-    modules = dict(model.named_modules())
-    for name, spec in shapes.items():
-        if name not in modules:
+    for name, spec in sorted(shapes.items(), key=lambda kv: kv[0].count(".")):  # parents before children
+        if not isinstance(name, str) or not isinstance(spec, dict):
+            raise FileFormatError("recorded layer shapes are malformed")
+        for key in ("in", "out", "len", "groups"):
+            if key in spec and not (isinstance(spec[key], int) and spec[key] > 0):
+                raise FileFormatError(f"recorded shape of {name!r} is malformed ({key}={spec[key]!r})")
+        try:
+            current = model.get_submodule(name)
+        except AttributeError:
+            current = None
+        if current is None and "." not in name:
             raise FileFormatError(f"recorded shapes name layer {name!r}, which the architecture does not have")
-        if not isinstance(spec, dict) or not all(isinstance(v, int) and v > 0 for v in spec.values()):
-            raise FileFormatError(f"recorded shape of {name!r} is malformed")
-        new = _resized(modules[name], spec)
-        if new is modules[name]:
+        if current is not None and _spec(current) == spec:
             continue
-        parent_name, _, child = name.rpartition(".")
-        parent = modules[parent_name] if parent_name else model
-        setattr(parent, child, new)
+        if spec.get("type") == "Sequential" and isinstance(current, nn.Sequential) and len(current) == spec.get("len"):
+            continue
+        _set(model, name, _build(name, spec))
     return model

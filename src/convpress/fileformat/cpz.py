@@ -103,6 +103,7 @@ class CpzInfo:
     tensors: list[TensorInfo]
     metadata: dict[str, Any] = field(default_factory=dict)
     streams: list[StreamStats] = field(default_factory=list)
+    arch: str | None = None  # architecture name, when saved with one (then load_model works)
 
     @property
     def dense_bytes(self) -> int:
@@ -495,7 +496,11 @@ def _info_from_header(path: Path, header: dict[str, Any], section_sizes: list[in
                 stored_bytes=sum(section_sizes[i] for i in secs),
             )
         )
-    return CpzInfo(path=path, coder=header["coder"], file_bytes=file_bytes, tensors=rows, metadata=dict(header.get("metadata") or {}))
+    model = header.get("model")
+    arch = model.get("arch") if isinstance(model, dict) and isinstance(model.get("arch"), str) else None
+    return CpzInfo(
+        path=path, coder=header["coder"], file_bytes=file_bytes, tensors=rows, metadata=dict(header.get("metadata") or {}), arch=arch
+    )
 
 
 def read_info(path: str | os.PathLike[str]) -> CpzInfo:

@@ -1,0 +1,154 @@
+"""``convpress accelerate ARCH -o OUT.cpz``: make a model faster on a CPU (structured compression)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from convpress.cli._common import add_force, subcommand_main
+from convpress.cli._task import add_task_arguments
+from convpress.errors import ConfigError
+
+__all__ = ["register", "run", "main"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "accelerate",
+        help="structured pruning, low-rank factorization and distillation for real CPU speed-ups",
+        description=(
+            "Remove whole channels (dependencies across residual adds, concatenations and depthwise convs "
+            "are handled by Torch-Pruning), factorize layers into low-rank pairs, fine-tune with distillation "
+            "from the original model, measure accuracy and CPU latency before and after, and write a .cpz that "
+            "convpress.load_model rebuilds with its new shapes. Optionally export ONNX (checked against "
+            "PyTorch with onnxruntime) and an int8 ONNX model."
+        ),
+        epilog="example: convpress accelerate resnet18 --data mnist --train-epochs 3 --channels 0.5 --onnx r18.onnx -o r18.cpz",
+    )
+    p.add_argument("arch", help="architecture name (convpress, torchvision or timm)")
+    p.add_argument("-o", "--out", required=True, help="output .cpz (rebuild with convpress.load_model)")
+    add_force(p)
+    add_task_arguments(p)
+    c = p.add_argument_group("methods (combine freely; at least one)")
+    c.add_argument("--channels", help="fraction of channels to remove: 0.5, or per layer layer1.0.conv1=0.5,...")
+    c.add_argument("--criterion", default="l1", choices=["l1", "l2", "bn", "lasso"], help="channel ranking (default: %(default)s)")
+    c.add_argument("--sparsity-epochs", type=int, default=0, help="Network Slimming: epochs of BN-L1 training before 'bn' pruning")
+    c.add_argument("--bn-l1", type=float, default=1e-4, help="BN-gamma L1 weight for --sparsity-epochs (default: %(default)s)")
+    c.add_argument("--lowrank", type=float, metavar="ENERGY", help="factorize layers keeping this fraction of spectral energy, e.g. 0.9")
+    c.add_argument("--lowrank-conv", choices=["separable", "depthwise"], default="separable", help="k x k convs as kx1+1xk or depthwise+pointwise")
+    f = p.add_argument_group("fine-tuning")
+    f.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs after compression (default: %(default)s)")
+    f.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate (default: %(default)s)")
+    f.add_argument("--no-distill", action="store_true", help="fine-tune on labels only (default: distil from the original model)")
+    e = p.add_argument_group("export")
+    e.add_argument("--onnx", help="also export the compressed model to this .onnx file")
+    e.add_argument("--int8", choices=["dynamic", "static"], help="also write an int8 ONNX model next to --onnx")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=run)
+
+
+def _latencies(model: Any, example: Any) -> dict[int, float]:
+    import torch
+
+    from convpress.bench._common import median_time
+
+    model.eval()
+    out = {}
+    with torch.no_grad():
+        for b in (1, min(32, example.shape[0])):
+            xb = example[:b]
+            out[b] = median_time(lambda xb=xb: model(xb), warmup=2, repeat=10)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import copy
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from convpress.cli._common import check_output
+    from convpress.cli._task import check_task_arguments, load_task
+    from convpress.cli.compress import parse_layer_values
+    from convpress.compress.distill import Distill
+    from convpress.compress.finetune import finetune
+    from convpress.compress.lowrank import factorize_
+    from convpress.compress.prune import check_fraction
+    from convpress.compress.structured import count_macs, prune_channels_
+    from convpress.fileformat.cpz import save
+    from convpress.metrics import accuracy
+
+    console = Console()
+    inputs = [args.checkpoint] if args.checkpoint else []
+    out = check_output(args.out, force=args.force, inputs=inputs)
+    onnx_out = check_output(args.onnx, force=args.force, inputs=inputs) if args.onnx else None
+    int8_out = None
+    if args.int8:
+        if onnx_out is None:
+            raise ConfigError("--int8 needs --onnx (the int8 model is written next to it)")
+        int8_out = check_output(onnx_out.with_name(onnx_out.stem + f".int8-{args.int8}.onnx"), force=args.force)
+    if args.channels is None and args.lowrank is None:
+        raise ConfigError("choose at least one method: --channels and/or --lowrank")
+    channels = parse_layer_values(args.channels, float, "--channels") if args.channels is not None else None
+    if isinstance(channels, float):
+        check_fraction(channels, "--channels")
+    if args.lowrank is not None and not 0 < args.lowrank <= 1:
+        raise ConfigError(f"--lowrank energy must be in (0, 1], got {args.lowrank}")
+    if args.epochs < 0 or args.sparsity_epochs < 0:
+        raise ConfigError("--epochs and --sparsity-epochs must be non-negative")
+    if args.sparsity_epochs and args.criterion != "bn":
+        raise ConfigError("--sparsity-epochs is Network Slimming's training for --criterion bn")
+    data = check_task_arguments(args)
+    progress = not args.no_progress
+    task = load_task(args, data, validate=lambda _m: None, progress=progress, say=console.print)
+    model, loss = task.model, torch.nn.functional.cross_entropy
+    example = task.example[:2]
+    dense = copy.deepcopy(model).eval()
+    rows: dict[str, dict[str, float]] = {}
+    rows["original"] = {"accuracy": accuracy(dense, task.test), "macs": count_macs(dense, example)[0],
+                        "params": sum(p.numel() for p in dense.parameters())} | {f"b{b}": t for b, t in _latencies(dense, task.example).items()}
+
+    if channels is not None:
+        if args.sparsity_epochs:
+            finetune(model, task.train, loss, args.sparsity_epochs, args.lr, bn_l1=args.bn_l1, progress=progress, description="BN sparsity training")
+        calib = [b for _, b in zip(range(4), task.train)] if args.criterion == "lasso" else None
+        rep = prune_channels_(model, example, channels, criterion=args.criterion, calibration=calib)
+        console.print(f"channels: removed from {len(rep.channels)} layers, MACs x{rep.mac_ratio:.2f}")
+        for name, reason in rep.skipped.items():
+            console.print(f"  skipped {name}: {reason}")
+    if args.lowrank is not None:
+        frep = factorize_(model, energy=args.lowrank, conv=args.lowrank_conv)
+        console.print(f"low-rank: factorized {len(frep.layers)} layers")
+        for name, reason in frep.skipped.items():
+            console.print(f"  skipped {name}: {reason}")
+    distill = None if args.no_distill else Distill(teacher=dense)
+    finetune(model, task.train, loss, args.epochs, args.lr, distill=distill, progress=progress, description="fine-tune")
+    model.eval()
+    rows["compressed"] = {"accuracy": accuracy(model, task.test), "macs": count_macs(model, example)[0],
+                          "params": sum(p.numel() for p in model.parameters())} | {f"b{b}": t for b, t in _latencies(model, task.example).items()}
+    save(model, out, coder="ans", arch=args.arch, metadata={"num_classes": task.num_classes, "data": data, "image_size": task.image_size})
+
+    t = Table(title=f"{args.arch}: before and after", title_justify="left")
+    for col in ("model", "accuracy", "MACs", "params", *(f"latency b{b}" for b in sorted(k for k in (1, 32) if f"b{k}" in rows["original"]))):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for name, r in rows.items():
+        base = rows["original"]
+        lat = [f"{r[f'b{b}'] * 1e3:.2f} ms ({r[f'b{b}'] / base[f'b{b}']:.2f}×)" for b in (1, 32) if f"b{b}" in r]
+        t.add_row(name, f"{r['accuracy']:.2f}%", f"{r['macs'] / 1e6:.1f}M ({r['macs'] / base['macs']:.2f}×)", f"{r['params']:,}", *lat)
+    console.print(t)
+    console.print(f"wrote {out} (rebuild with convpress.load_model('{out}'))")
+    if onnx_out is not None:
+        from convpress.export import export_onnx, onnx_max_error, quantize_onnx
+
+        export_onnx(model, example, onnx_out)
+        err = onnx_max_error(model, onnx_out, task.example)
+        console.print(f"wrote {onnx_out}: onnxruntime matches PyTorch to {err:.1e}")
+        if int8_out is not None:
+            calib_np = [b[0].numpy() for _, b in zip(range(8), task.train)]
+            quantize_onnx(onnx_out, int8_out, mode=args.int8, calibration=calib_np)
+            console.print(f"wrote {int8_out} (int8, {args.int8})")
+    return 0
+
+
+main = subcommand_main("accelerate")
