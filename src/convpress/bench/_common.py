@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["environment", "median_time", "write_json"]
+__all__ = ["environment", "median_time", "paired_times", "write_json"]
 
 
 def environment() -> dict[str, Any]:
@@ -52,6 +52,24 @@ def median_time(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 5) -> f
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def paired_times(fns: dict[str, Callable[[], Any]], *, warmup: int = 2, repeat: int = 15) -> dict[str, float]:
+    """Median wall time of several functions timed in interleaved rounds.
+
+    Each round runs every function once, so a slow phase of a noisy machine hits all of them
+    alike and their *ratios* stay meaningful.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from convpress.bench._common import environment, median_time
+from convpress.bench._common import environment, paired_times
 
 __all__ = ["run", "to_markdown"]
 
@@ -29,11 +29,8 @@ SIZE = 64
 ONNX_TOL = 1e-4
 
 
-def _latency(fn: Any, repeat: int) -> float:
-    return median_time(fn, warmup=3, repeat=repeat)
-
-
-def _measure(model: torch.nn.Module, test: DataLoader, tmp: Path, calib: list[np.ndarray], repeat: int, tag: str) -> dict[str, Any]:
+def _accuracy_and_exports(model: torch.nn.Module, test: DataLoader, tmp: Path, calib: list[np.ndarray], tag: str) -> dict[str, Any]:
+    """Accuracy, cost, and the ONNX files (fp32, int8 dynamic, int8 static) with their accuracy."""
     from convpress.compress.structured import count_macs
     from convpress.export import export_onnx, onnx_max_error, onnx_session, quantize_onnx
     from convpress.metrics import accuracy
@@ -42,27 +39,46 @@ def _measure(model: torch.nn.Module, test: DataLoader, tmp: Path, calib: list[np
     x32 = next(iter(test))[0][:32]
     out: dict[str, Any] = {"accuracy": accuracy(model, test)}
     out["macs"], out["params"] = count_macs(model, x32[:1])
-    with torch.no_grad():
-        for b in (1, 32):
-            xb = x32[:b]
-            out[f"torch_b{b}_s"] = _latency(lambda xb=xb: model(xb), repeat)
     onnx_path = export_onnx(model, x32[:1], tmp / f"{tag}.onnx")
     out["onnx_max_error"] = onnx_max_error(model, onnx_path, x32)
-    variants = {"onnx_fp32": onnx_path}
-    variants["onnx_int8_dynamic"] = quantize_onnx(onnx_path, tmp / f"{tag}.dyn.onnx", mode="dynamic")
-    variants["onnx_int8_static"] = quantize_onnx(onnx_path, tmp / f"{tag}.st.onnx", mode="static", calibration=calib)
-    for name, path in variants.items():
+    files = {
+        "onnx_fp32": onnx_path,
+        "onnx_int8_dynamic": quantize_onnx(onnx_path, tmp / f"{tag}.dyn.onnx", mode="dynamic"),
+        "onnx_int8_static": quantize_onnx(onnx_path, tmp / f"{tag}.st.onnx", mode="static", calibration=calib),
+    }
+    for name, path in files.items():
+        if name == "onnx_fp32":
+            continue
         sess = onnx_session(path, threads=torch.get_num_threads())
-        for b in (1, 32):
-            xb = x32[:b].numpy()
-            out[f"{name}_b{b}_s"] = _latency(lambda xb=xb, sess=sess: sess.run(None, {"input": xb}), repeat)
-        if name != "onnx_fp32":
-            correct = total = 0
-            for xs, ys in test:
-                pred = sess.run(None, {"input": xs.numpy()})[0].argmax(1)
-                correct += int((pred == ys.numpy()).sum())
-                total += len(ys)
-            out[f"{name}_accuracy"] = 100.0 * correct / total
+        correct = total = 0
+        for xs, ys in test:
+            correct += int((sess.run(None, {"input": xs.numpy()})[0].argmax(1) == ys.numpy()).sum())
+            total += len(ys)
+        out[f"{name}_accuracy"] = 100.0 * correct / total
+    out["_files"] = {k: str(v) for k, v in files.items()}
+    return out
+
+
+def _time_all(models: dict[str, torch.nn.Module], files: dict[str, dict[str, str]], x32: torch.Tensor, repeat: int) -> dict[str, dict[str, float]]:
+    """Latency of every variant and runtime at batch 1 and 32, interleaved round by round."""
+    from convpress.export import onnx_session
+
+    fns: dict[tuple[str, str], Any] = {}
+    for b in (1, 32):
+        xb = x32[:b]
+        xn = xb.numpy()
+        for name, model in models.items():
+            model.eval()
+            fns[(name, f"torch_b{b}_s")] = lambda m=model, xb=xb: m(xb)
+            for runtime, path in files[name].items():
+                sess = onnx_session(path, threads=torch.get_num_threads())
+                fns[(name, f"{runtime}_b{b}_s")] = lambda s=sess, xn=xn: s.run(None, {"input": xn})
+    with torch.no_grad():
+        medians = paired_times({f"{k[0]}|{k[1]}": f for k, f in fns.items()}, warmup=2, repeat=repeat)
+    out: dict[str, dict[str, float]] = {name: {} for name in models}
+    for key, t in medians.items():
+        name, metric = key.split("|")
+        out[name][metric] = t
     return out
 
 
@@ -85,16 +101,17 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     train = DataLoader(train_set, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
     test = DataLoader(test_set, batch_size=100)
     loss = torch.nn.functional.cross_entropy
-    epochs, ft_epochs, repeat = (1, 1, 3) if quick else (4, 3, 30)
+    epochs, ft_epochs, repeat = (1, 1, 3) if quick else (4, 3, 25)
     calib = [next(iter(train))[0][:16].numpy() for _ in range(4)]
     example = next(iter(test))[0][:2]
 
     dense = torchvision.models.resnet18(num_classes=10)
     finetune(dense, train, loss, epochs, 1e-3, progress=progress, description="train dense ResNet-18")
     variants: dict[str, dict[str, Any]] = {}
+    models: dict[str, torch.nn.Module] = {"dense": dense}
     with tempfile.TemporaryDirectory(prefix="convpress-accel-") as tmpdir:
         tmp = Path(tmpdir)
-        variants["dense"] = _measure(dense, test, tmp, calib, repeat, "dense") | {"method": "dense ResNet-18 (baseline)"}
+        variants["dense"] = _accuracy_and_exports(dense, test, tmp, calib, "dense") | {"method": "dense ResNet-18 (baseline)"}
 
         def distill() -> Distill:
             return Distill(teacher=copy.deepcopy(dense).eval(), alpha=0.7, temperature=4.0)
@@ -112,21 +129,26 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             ),
             "lowrank": ("3x3 convs as 3x1 + 1x3 and FC by SVD, 90% of spectral energy", lambda m: factorize_(m, energy=0.9)),
         }
+        from convpress.metrics import accuracy
+
         for name, (method, apply) in recipes.items():
             model = copy.deepcopy(dense)
             t0 = time.perf_counter()
             rep = apply(model)
-            acc_before = None
-            from convpress.metrics import accuracy
-
             acc_before = accuracy(model, test)
             finetune(model, train, loss, ft_epochs, 3e-4, distill=distill(), progress=progress, description=f"finetune {name} (KD)")
-            res = _measure(model, test, tmp, calib, repeat, name)
+            res = _accuracy_and_exports(model, test, tmp, calib, name)
             res["method"] = method
             res["accuracy_before_finetune"] = acc_before
             res["compress_seconds"] = time.perf_counter() - t0
             res["skipped_layers"] = dict(getattr(rep, "skipped", {}))
             variants[name] = res
+            models[name] = model
+        # all timing happens here, after training, interleaved across variants
+        x32 = next(iter(test))[0][:32]
+        files = {name: v.pop("_files") for name, v in variants.items()}
+        for name, lat in _time_all(models, files, x32, repeat).items():
+            variants[name].update(lat)
 
     base = variants["dense"]
     for v in variants.values():
@@ -152,8 +174,9 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
         "protocol": (
             f"torchvision ResNet-18 (10 classes) trained {epochs} epochs on the bundled MNIST training split resized to "
             f"{SIZE}x{SIZE} RGB; accuracy on the 1,000 held-out digits; each compressed variant fine-tuned {ft_epochs} epochs "
-            f"with distillation from the dense model; latency = median of {repeat} runs after warm-up, "
-            f"{torch.get_num_threads()} threads, ratios against the dense model measured in the same run"
+            f"with distillation from the dense model; latency = median of {repeat} rounds after warm-up in which every "
+            f"variant and runtime runs once (interleaved), {torch.get_num_threads()} threads, ratios against the dense model "
+            f"measured in the same rounds"
         ),
         "best_structured": best,
         "variants": variants,
