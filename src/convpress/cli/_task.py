@@ -26,6 +26,10 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=64, help="training batch size (default: %(default)s)")
     g.add_argument("--train-epochs", type=int, help="train from scratch first when no --checkpoint is given")
     g.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    g.add_argument(
+        "--work-dir",
+        help="folder for resumable training checkpoints (updated every epoch); rerun the same command to resume an interrupted run",
+    )
 
 
 def check_task_arguments(args: argparse.Namespace) -> str:
@@ -70,6 +74,7 @@ def load_task(
     default_train_lr: float = 1e-3,
     progress: bool = True,
     say: Callable[[str], None] = print,
+    work_dir: Any = None,
 ) -> Task:
     """Build the architecture, check the settings against it (``validate``), read the data, load or train weights."""
     import torch
@@ -114,6 +119,7 @@ def load_task(
     else:
         epochs = args.train_epochs if args.train_epochs is not None else default_train_epochs
         say(f"training {args.arch} from scratch for {epochs} epochs")
-        finetune(model, train, loss, epochs, default_train_lr, progress=progress, description=f"train {args.arch}")
+        ckpt = None if work_dir is None else work_dir / "train.pt"
+        finetune(model, train, loss, epochs, default_train_lr, progress=progress, description=f"train {args.arch}", checkpoint=ckpt, seed=args.seed)
     example = next(iter(test))[0]
     return Task(args.arch, model, train, test, num_classes, data, example, size)

@@ -101,8 +101,18 @@ def run(args: argparse.Namespace) -> int:
     from convpress.compress.recipes import RECIPES, get_recipe
     from convpress.metrics import accuracy
 
-    console = Console()
+    from pathlib import Path
+
+    from convpress.distributed import init_from_env, is_main
+
+    init_from_env()  # under torchrun: join the process group; rank 0 writes and prints
+    console = Console(quiet=not is_main())
     out = check_output(args.out, force=args.force, inputs=[args.checkpoint] if args.checkpoint else [])
+    work_dir = Path(args.work_dir) if args.work_dir else None
+    if work_dir is not None:
+        if work_dir.exists() and not work_dir.is_dir():
+            raise ConfigError(f"--work-dir {work_dir} exists and is not a folder")
+        work_dir.mkdir(parents=True, exist_ok=True)
     data = check_task_arguments(args)
     recipe = get_recipe(args.recipe) if args.recipe else (RECIPES.get(args.arch) if args.arch in RECIPES else None)
     if recipe is not None and recipe.arch != args.arch:
@@ -112,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     task = load_task(
         args, data, validate=lambda m: validate_config(cfg, m),
         default_train_epochs=recipe.train_epochs if recipe else 0, default_train_lr=recipe.train_lr if recipe else 1e-3,
-        progress=progress, say=console.print,
+        progress=progress, say=console.print, work_dir=work_dir,
     )
     meta = {"num_classes": task.num_classes, "data": data, "recipe": args.recipe or (args.arch if recipe else None)}
     if task.image_size:
@@ -120,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     report = deep_compress(
         task.model, cfg, train_loader=task.train, loss_fn=torch.nn.functional.cross_entropy,
         evaluate=lambda m: accuracy(m, task.test), out_path=out, overwrite=True, metadata=meta, arch=args.arch,
-        progress=progress, log=lambda s: console.print(f"  {s}"),
+        work_dir=work_dir, progress=progress, log=lambda s: console.print(f"  {s}"),
     )
     console.print(pipeline_table(report, f"{args.arch}: Deep Compression, bytes on disk per stage"))
     m = report.metric
@@ -128,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         f"validation accuracy: dense {m['dense']:.2f}% -> compressed {m['final']:.2f}% "
         f"(drop {m['dense'] - m['final']:.2f} points); wrote {out} ({report.totals['final']:,} B, {report.ratio():.1f}× smaller)"
     )
+    if work_dir is not None:
+        console.print(f"training checkpoints kept in {work_dir} (delete the folder to start over)")
     return 0
 
 

@@ -8,8 +8,10 @@ shared weights stay on their centroids by construction, whatever optimiser is us
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -73,6 +75,8 @@ def finetune(
     distill: Distill | None = None,
     dsd: DSD | None = None,
     bn_l1: float = 0.0,
+    checkpoint: str | os.PathLike[str] | None = None,
+    seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
     description: str = "finetune",
@@ -82,9 +86,14 @@ def finetune(
     Pruned weights stay exactly zero and weight-shared layers train only their centroids (each
     centroid's gradient is the sum of its members' gradients, as in Han et al. 2016).
 
+    Under ``torchrun`` (a process group initialised by
+    :func:`convpress.distributed.init_from_env`) the model is wrapped in DDP and every process
+    trains on its share of each global batch of ``loader``; the result equals single-process
+    training on the same global batches.
+
     Args:
         model: the model; parameters with ``requires_grad`` are trained.
-        loader: iterable of ``(inputs, targets)`` batches (e.g. a DataLoader).
+        loader: iterable of ``(inputs, targets)`` batches (a DataLoader for distributed runs).
         loss_fn: ``loss_fn(model(inputs), targets) -> scalar``.
         epochs: passes over ``loader`` (>= 0).
         lr: learning rate (> 0).
@@ -97,14 +106,21 @@ def finetune(
         distill: learn from a teacher as well (:class:`~convpress.compress.distill.Distill`).
         dsd: dense-sparse-dense training (:class:`DSD`) over the given epochs (>= 3).
         bn_l1: weight of the L1 penalty on BatchNorm gammas (Network Slimming's sparsity training).
+        checkpoint: file holding the training state after every epoch (written atomically);
+            if it exists when training starts, training resumes after its last epoch, and a
+            finished checkpoint just restores the final weights.
+        seed: seed of the data order in distributed runs.
         device: where to train; defaults to the device of the model's first parameter.
-        progress: draw a progress bar on stderr.
+        progress: draw a progress bar on stderr (rank 0 only).
         description: label of the progress bar.
 
     Raises:
-        ConfigError: for epochs < 0, lr <= 0, or an unknown optimiser.
+        ConfigError: for epochs < 0, lr <= 0, an unknown optimiser, or a checkpoint written by a
+            different run.
         InputError: if the loss becomes NaN or infinite.
     """
+    from convpress.distributed import is_main, shard_loader, world
+
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
@@ -117,22 +133,30 @@ def finetune(
         raise ConfigError(f"bn_l1 must be a non-negative number, got {bn_l1!r}")
     if dsd is not None:
         return _dsd(model, loader, loss_fn, epochs, lr, dsd, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
-                    lr_decay=lr_decay, distill=distill, bn_l1=bn_l1, device=device, progress=progress, description=description)
+                    lr_decay=lr_decay, distill=distill, bn_l1=bn_l1, checkpoint=checkpoint, seed=seed, device=device,
+                    progress=progress, description=description)
     result = FinetuneResult()
     if epochs == 0:
         return result
+    _rank, n_proc = world()
+    if n_proc > 1:
+        loader = shard_loader(loader, seed=seed)
     state = None
     if distill is not None:
         from convpress.compress.distill import DistillState
 
-        first = next(iter(loader))
-        state = DistillState(distill, model, first[0])
+        state = DistillState(distill, model, next(iter(loader))[0])
     penalty = None
     if bn_l1:
         from convpress.compress.structured import bn_l1_penalty
 
         bn_l1_penalty(model)  # raises now if the model has no BatchNorm
         penalty = bn_l1_penalty
+    n_batches = _batches(loader)
+    total_steps = epochs * n_batches if n_batches else None
+    if pruning is not None and total_steps:
+        # the first gradual-pruning step installs the masks before the optimiser and DDP see the model
+        result.pruning_steps.append(prune_(model, pruning.sparsity_at(0.0), scope=pruning_scope))  # type: ignore[arg-type]
     params = [p for p in model.parameters() if p.requires_grad]
     if state is not None:
         params += list(state.adapters.parameters())
@@ -143,32 +167,47 @@ def finetune(
         opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    n_batches = _batches(loader)
-    total_steps = epochs * n_batches if n_batches else None
-    sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-        if lr_decay == "cosine" and total_steps
-        else None
-    )
-    step = 0
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps) if lr_decay == "cosine" and total_steps else None
+    run_id = _fingerprint(model, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_decay=lr_decay,
+                          pruning=repr(pruning), bn_l1=bn_l1, n_batches=n_batches, processes=n_proc)
+    start_epoch = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        start_epoch = _restore(Path(checkpoint), run_id, model, opt, sched, state, loader, result)
+        if start_epoch >= epochs:
+            if state is not None:
+                state.close()
+            return result
+    net: nn.Module = model
+    if n_proc > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model)
+    step = start_epoch * (n_batches or 0)
     model.train()
-    with progress_bar(total_steps, description, enabled=progress) as bar:
-        for epoch in range(epochs):
+    with progress_bar(total_steps, description, enabled=progress and is_main()) as bar:
+        bar.advance(step)
+        for epoch in range(start_epoch, epochs):
+            sampler = getattr(loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)  # type: ignore[union-attr]
             total, count = 0.0, 0
             for inputs, targets in loader:
-                if pruning is not None and total_steps and step % pruning.every == 0:
+                if pruning is not None and total_steps and step % pruning.every == 0 and step > 0:
                     target = pruning.sparsity_at(step / total_steps)
                     result.pruning_steps.append(prune_(model, target, scope=pruning_scope))  # type: ignore[arg-type]
                 inputs, targets = inputs.to(device), targets.to(device)
                 opt.zero_grad(set_to_none=True)
-                outputs = model(inputs)
+                outputs = net(inputs)
                 loss = loss_fn(outputs, targets)
                 if state is not None:
                     loss = state.loss(outputs, loss, inputs)
                 if penalty is not None:
                     loss = loss + bn_l1 * penalty(model)
                 if not torch.isfinite(loss):
-                    raise InputError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (check the data for NaN or infinite values, or lower lr)")
+                    raise InputError(
+                        f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                        "(check the data for NaN or infinite values, or lower lr)"
+                    )
                 loss.backward()
                 opt.step()
                 if sched is not None:
@@ -178,11 +217,69 @@ def finetune(
                 step += 1
                 bar.advance(1, f"epoch {epoch + 1}/{epochs} loss {total / max(count, 1):.4f}")
             result.epoch_losses.append(total / max(count, 1))
-        if pruning is not None:
-            result.pruning_steps.append(prune_(model, pruning.target, scope=pruning_scope))  # type: ignore[arg-type]
+            if pruning is not None and epoch == epochs - 1:
+                result.pruning_steps.append(prune_(model, pruning.target, scope=pruning_scope))  # type: ignore[arg-type]
+            if checkpoint is not None and is_main():
+                _save(Path(checkpoint), run_id, epoch + 1, model, opt, sched, state, loader, result)
     if state is not None:
         state.close()
     return result
+
+
+def _fingerprint(model: nn.Module, **settings: Any) -> str:
+    """Identifies a training run: its settings and the model's tensor names and shapes."""
+    import hashlib
+
+    shapes = sorted((k, tuple(v.shape)) for k, v in model.state_dict().items())
+    return hashlib.sha256(repr((sorted(settings.items()), shapes)).encode()).hexdigest()[:16]
+
+
+def _save(path: Path, run_id: str, epochs_done: int, model: nn.Module, opt: Any, sched: Any, state: Any, loader: Any, result: FinetuneResult) -> None:
+    import io
+
+    from convpress.fileformat.container import atomic_write_bytes
+
+    gen = getattr(loader, "generator", None)
+    payload = {
+        "format": "convpress.finetune-checkpoint", "version": 1, "run": run_id, "epochs_done": epochs_done,
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
+        "adapters": state.adapters.state_dict() if state is not None else None,
+        "loader_generator": gen.get_state() if isinstance(gen, torch.Generator) else None,
+        "torch_rng": torch.get_rng_state(), "epoch_losses": result.epoch_losses, "pruning_steps": result.pruning_steps,
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _restore(path: Path, run_id: str, model: nn.Module, opt: Any, sched: Any, state: Any, loader: Any, result: FinetuneResult) -> int:
+    """Load a checkpoint written by :func:`_save`; returns the number of epochs already done."""
+    from convpress.errors import FileFormatError
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # damaged, truncated or foreign file
+        raise FileFormatError(f"{path} is not a readable training checkpoint ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != "convpress.finetune-checkpoint":
+        raise FileFormatError(f"{path} is not a convpress training checkpoint")
+    if payload.get("run") != run_id:
+        raise ConfigError(f"{path} was written by a different training run (other settings or model); remove it or use another work folder")
+    try:
+        model.load_state_dict(payload["model"])
+        opt.load_state_dict(payload["optimizer"])
+        if sched is not None and payload["scheduler"] is not None:
+            sched.load_state_dict(payload["scheduler"])
+        if state is not None and payload["adapters"] is not None:
+            state.adapters.load_state_dict(payload["adapters"])
+        gen = getattr(loader, "generator", None)
+        if isinstance(gen, torch.Generator) and payload["loader_generator"] is not None:
+            gen.set_state(payload["loader_generator"])
+        torch.set_rng_state(payload["torch_rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise FileFormatError(f"{path} does not match this training run ({str(exc).splitlines()[0][:160]})") from None
+    result.epoch_losses[:] = list(payload["epoch_losses"])
+    result.pruning_steps[:] = list(payload["pruning_steps"])
+    return int(payload["epochs_done"])
 
 
 def _dsd(
@@ -195,16 +292,23 @@ def _dsd(
     if compressed_tensors(model):
         raise ConfigError("DSD starts from a dense model; this one is already pruned or weight-shared")
     desc = kw.pop("description")
+    ckpt = kw.pop("checkpoint")
+
+    def part(tag: str) -> Path | None:
+        return None if ckpt is None else Path(f"{ckpt}.{tag}")
+
     phase = [epochs // 3, epochs // 3, epochs - 2 * (epochs // 3)]
     out = FinetuneResult()
-    out.epoch_losses += finetune(model, loader, loss_fn, phase[0], lr, description=f"{desc} (dense)", **kw).epoch_losses
+    out.epoch_losses += finetune(model, loader, loss_fn, phase[0], lr, description=f"{desc} (dense)", checkpoint=part("dense"), **kw).epoch_losses
     out.pruning_steps.append(prune_(model, dsd.sparsity))
-    out.epoch_losses += finetune(model, loader, loss_fn, phase[1], lr, description=f"{desc} (sparse)", **kw).epoch_losses
+    out.epoch_losses += finetune(model, loader, loss_fn, phase[1], lr, description=f"{desc} (sparse)", checkpoint=part("sparse"), **kw).epoch_losses
     # re-dense: drop the masks; pruned weights restart from zero (prune_ zeroed their originals)
     from torch.nn.utils import parametrize
 
     for _key, (module, tname, p) in list(compressed_tensors(model).items()):
         if isinstance(p, Pruned):
             parametrize.remove_parametrizations(module, tname, leave_parametrized=True)
-    out.epoch_losses += finetune(model, loader, loss_fn, phase[2], lr * dsd.redense_lr_scale, description=f"{desc} (re-dense)", **kw).epoch_losses
+    out.epoch_losses += finetune(
+        model, loader, loss_fn, phase[2], lr * dsd.redense_lr_scale, description=f"{desc} (re-dense)", checkpoint=part("redense"), **kw
+    ).epoch_losses
     return out

@@ -146,26 +146,31 @@ class PipelineReport:
         return d
 
 
+def _ckpt(work_dir: Path | None, name: str) -> Path | None:
+    return None if work_dir is None else work_dir / f"{name}.pt"
+
+
 def _train_prune_stage(
     model: nn.Module,
     cfg: DeepCompressionConfig,
     loader: Iterable[Any],
     loss_fn: Callable[..., torch.Tensor],
     progress: bool,
+    work_dir: Path | None,
 ) -> None:
     if cfg.schedule == "agp":
         finetune(
-            model, loader, loss_fn, cfg.prune_epochs, cfg.prune_lr,
-            pruning=AGP(cfg.prune), weight_decay=cfg.weight_decay, progress=progress, description="gradual pruning",
+            model, loader, loss_fn, cfg.prune_epochs, cfg.prune_lr, pruning=AGP(cfg.prune), weight_decay=cfg.weight_decay,
+            progress=progress, description="gradual pruning", checkpoint=_ckpt(work_dir, "prune-agp"), seed=cfg.seed,
         )
         return
     sched = Iterative(cfg.prune, cfg.prune_steps) if cfg.schedule == "iterative" else OneShot(cfg.prune)
     steps = sched.steps()
     for i, target in enumerate(steps):
-        prune_(model, target)  # type: ignore[arg-type]
+        prune_(model, target)  # type: ignore[arg-type]  (deterministic: a resumed run repeats it exactly)
         finetune(
-            model, loader, loss_fn, cfg.prune_epochs, cfg.prune_lr,
-            weight_decay=cfg.weight_decay, progress=progress, description=f"retrain after pruning {i + 1}/{len(steps)}",
+            model, loader, loss_fn, cfg.prune_epochs, cfg.prune_lr, weight_decay=cfg.weight_decay, progress=progress,
+            description=f"retrain after pruning {i + 1}/{len(steps)}", checkpoint=_ckpt(work_dir, f"prune-{i + 1}"), seed=cfg.seed,
         )
 
 
@@ -181,6 +186,7 @@ def deep_compress(
     overwrite: bool = False,
     metadata: Mapping[str, Any] | None = None,
     arch: str | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> PipelineReport:
@@ -198,6 +204,8 @@ def deep_compress(
         metadata: stored in the file header.
         arch: architecture name recorded with the layer shapes, so ``convpress.load_model``
             can rebuild the model from the file.
+        work_dir: folder for resumable training checkpoints (one per retraining stage, updated
+            every epoch); running again with the same folder resumes where a run stopped.
         progress: progress bars for training.
         log: called with one line per finished stage.
 
@@ -215,7 +223,12 @@ def deep_compress(
     say(f"dense {metric_name}: {report.metric['dense']:.2f}")
     torch.manual_seed(cfg.seed)
 
-    _train_prune_stage(model, cfg, train_loader, loss_fn, progress)
+    from convpress.distributed import is_main
+
+    wd = Path(work_dir) if work_dir is not None else None
+    if wd is not None:
+        wd.mkdir(parents=True, exist_ok=True)
+    _train_prune_stage(model, cfg, train_loader, loss_fn, progress, wd)
     report.sparsity = sparsity(model)
     report.metric["pruned"] = evaluate(model)
     say(f"pruned ({_kept_fraction(model):.1%} of weights kept) {metric_name}: {report.metric['pruned']:.2f}")
@@ -226,13 +239,17 @@ def deep_compress(
         quantize_(model, bits, init=cfg.init, bias_bits=cfg.bias_bits)
         report.metric["quantized"] = evaluate(model)
         say(f"quantized, before retraining {metric_name}: {report.metric['quantized']:.2f}")
-        finetune(model, train_loader, loss_fn, cfg.quant_epochs, cfg.quant_lr, weight_decay=cfg.weight_decay, progress=progress, description="retrain centroids")
+        finetune(
+            model, train_loader, loss_fn, cfg.quant_epochs, cfg.quant_lr, weight_decay=cfg.weight_decay, progress=progress,
+            description="retrain centroids", checkpoint=_ckpt(wd, "quantize"), seed=cfg.seed,
+        )
         report.metric["final"] = evaluate(model)
         say(f"quantized, after retraining {metric_name}: {report.metric['final']:.2f}")
 
         pq_info = save(model, Path(tmp) / "pq.cpz", coder="none", index_bits="paper", order="C")
         pqh_info = save(model, Path(tmp) / "pqh.cpz", coder="huffman", index_bits="paper", order="C")
-        final_path = Path(out_path) if out_path is not None else Path(tmp) / "final.cpz"
+        # only rank 0 of a distributed run writes the user's file
+        final_path = Path(out_path) if out_path is not None and is_main() else Path(tmp) / "final.cpz"
         meta = dict(metadata or {})
         meta.setdefault(metric_name, round(report.metric["final"], 4))
         final_info = save(model, final_path, coder=cfg.coder, index_bits=cfg.index_bits, metadata=meta, arch=arch, overwrite=True)
@@ -243,7 +260,7 @@ def deep_compress(
         )
         reloaded = _evaluate_state(model, loaded, evaluate)
         report.metric["loaded"] = reloaded
-        report.path = str(final_path) if out_path is not None else None
+        report.path = str(out_path) if out_path is not None else None
 
     report.dense_bytes = final_info.dense_bytes
     report.totals = {"dense": final_info.dense_bytes, "p": p_info.file_bytes, "pq": pq_info.file_bytes, "pqh": pqh_info.file_bytes, "final": final_info.file_bytes}

@@ -12,6 +12,8 @@ never -0.0: the file format stores no sign for them and loading must be bit-exac
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -43,6 +45,27 @@ class Pruned(nn.Module):
         return torch.where(self.mask, w, torch.zeros((), dtype=w.dtype, device=w.device))
 
 
+class _Lookup(torch.autograd.Function):
+    """``codebook[index]`` whose backward sums each centroid's member gradients with ``bincount``.
+
+    PyTorch's own backward for indexing scatters with parallel atomic adds on CPU, which makes
+    the centroid gradients (and so the trained codebook and the saved file) differ in the last
+    bits from run to run; ``bincount`` sums sequentially, so training is bit-reproducible.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, codebook: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(index)
+        ctx.k = codebook.numel()
+        return codebook[index]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (index,) = ctx.saved_tensors
+        g = torch.bincount(index.reshape(-1), weights=grad.reshape(-1).double(), minlength=ctx.k)
+        return g.to(grad.dtype), None
+
+
 class Shared(nn.Module):
     """Parametrization ``w -> where(mask, codebook[index], 0)`` (trained weight sharing).
 
@@ -68,7 +91,7 @@ class Shared(nn.Module):
         return max(1, int(self.codebook.numel() - 1).bit_length())
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        values = self.codebook[self.index.long()]  # (*shape,)
+        values = _Lookup.apply(self.codebook, self.index.long())  # (*shape,)
         return torch.where(self.mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
 
 
