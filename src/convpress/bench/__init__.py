@@ -10,4 +10,5 @@ from __future__ import annotations
 BENCHMARKS: dict[str, str] = {
     "deep-compression": "convpress.bench.deep_compression",
     "acceleration": "convpress.bench.acceleration",
+    "layers": "convpress.bench.layers",
 }

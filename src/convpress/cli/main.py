@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "decompress": "convpress.cli.decompress",
     "accelerate": "convpress.cli.accelerate",
     "export": "convpress.cli.export",
+    "analyze": "convpress.cli.analyze",
     "bench": "convpress.cli.bench",
 }
 

@@ -1,0 +1,115 @@
+"""Per-layer parameters, multiply-accumulates and activation memory, measured by forward hooks.
+
+MACs are counted per leaf module from the shapes it actually saw, through a table of handlers
+keyed by module type that users can extend (``MAC_HANDLERS[MyLayer] = fn``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["LayerCost", "layer_costs", "MAC_HANDLERS"]
+
+
+def _conv_macs(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
+    # every output element is a dot product over Cin/groups · prod(kernel) inputs
+    k = math.prod(m.kernel_size)  # type: ignore[arg-type]
+    if isinstance(m, nn.modules.conv._ConvTransposeNd):
+        return inputs[0].numel() // inputs[0].shape[0] * (m.out_channels // m.groups) * k
+    return out.numel() // out.shape[0] * (m.in_channels // m.groups) * k  # type: ignore[operator]
+
+
+def _linear_macs(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
+    return out.numel() // out.shape[0] * m.in_features  # type: ignore[attr-defined, operator]
+
+
+def _lookup_macs(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
+    x = inputs[0]
+    table = x.shape[2] * x.shape[3] * x.shape[1] * m.dictionary.shape[0]  # type: ignore[union-attr]
+    return int(table + out.numel() // out.shape[0] * m.k * m.k * m.sparsity)  # type: ignore[operator]
+
+
+def _deform_macs(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
+    w = m.weight  # type: ignore[union-attr]
+    return out.numel() // out.shape[0] * w.shape[1] * w.shape[2] * w.shape[3]  # the offset conv is its own leaf
+
+
+def _rnn_macs(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: Any) -> int:
+    x = inputs[0]
+    steps = x.shape[1] if getattr(m, "batch_first", False) else x.shape[0]
+    return steps * sum(p.numel() for n, p in m.named_parameters() if "weight" in n)
+
+
+MAC_HANDLERS: dict[type, Callable[..., int]] = {
+    nn.Conv1d: _conv_macs, nn.Conv2d: _conv_macs, nn.Conv3d: _conv_macs,
+    nn.ConvTranspose1d: _conv_macs, nn.ConvTranspose2d: _conv_macs, nn.ConvTranspose3d: _conv_macs,
+    nn.Linear: _linear_macs, nn.LSTM: _rnn_macs, nn.GRU: _rnn_macs,
+}
+
+
+def _register_layer_handlers() -> None:
+    from convpress.layers.deformable import DeformConv2dV1, DeformConv2dV2
+    from convpress.layers.lcnn import LookupConv2d
+
+    MAC_HANDLERS.setdefault(LookupConv2d, _lookup_macs)
+    MAC_HANDLERS.setdefault(DeformConv2dV1, _deform_macs)
+    MAC_HANDLERS.setdefault(DeformConv2dV2, _deform_macs)
+
+
+@dataclass
+class LayerCost:
+    """One layer's cost for a single input sample."""
+
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    activation_bytes: int  # bytes of this layer's output for one sample
+
+
+def _is_leaf(m: nn.Module) -> bool:
+    return type(m) in MAC_HANDLERS or not any(True for _ in m.children())
+
+
+def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
+    """Cost of every leaf layer (and every layer with a MAC handler) for ``example`` (N, ...), per sample.
+
+    Layers called several times (shared modules) are listed once per call.
+    """
+    _register_layer_handlers()
+    rows: list[LayerCost] = []
+    hooks = []
+
+    def hook(name: str) -> Callable[..., None]:
+        def fn(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> None:
+            o = out[0] if isinstance(out, (tuple, list)) else out
+            if not isinstance(o, torch.Tensor):
+                return
+            handler = MAC_HANDLERS.get(type(m))
+            macs = int(handler(m, inputs, out)) if handler is not None and inputs and isinstance(inputs[0], torch.Tensor) else 0
+            own = sum(p.numel() for p in m.parameters(recurse=False))  # children are rows of their own
+            n = o.shape[0] if o.ndim else 1
+            rows.append(LayerCost(name, type(m).__name__, tuple(o.shape[1:]), own, macs, o.numel() // max(n, 1) * o.element_size()))
+
+        return fn
+
+    for name, m in model.named_modules():
+        if _is_leaf(m):  # the root too, when the model is a single layer
+            hooks.append(m.register_forward_hook(hook(name or type(m).__name__)))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return rows

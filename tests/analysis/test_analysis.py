@@ -1,0 +1,94 @@
+"""Costs, receptive fields (computed, measured, published) and the analyze command."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import convpress as cp
+from convpress.analysis import effective_receptive_field, layer_costs, measured_receptive_field, receptive_fields
+from convpress.cli import analyze as analyze_cli
+
+
+def test_lenet5_costs_are_exact() -> None:
+    rows = {r.name: r for r in layer_costs(cp.create_model("lenet-5"), torch.zeros(1, 1, 28, 28))}
+    assert {n: r.macs for n, r in rows.items()} == {"conv1": 24 * 24 * 20 * 25, "conv2": 8 * 8 * 50 * 20 * 25, "fc1": 400_000, "fc2": 5_000}
+    assert rows["conv1"].params == 520 and rows["conv1"].activation_bytes == 20 * 24 * 24 * 4
+    grouped = layer_costs(nn.Conv2d(8, 8, 3, groups=4), torch.zeros(2, 8, 10, 10))[0]
+    assert grouped.macs == 8 * 8 * 8 * 2 * 9  # per sample: Ho·Wo·Cout·(Cin/g)·k²
+    up = layer_costs(nn.ConvTranspose2d(4, 6, 3, stride=2), torch.zeros(1, 4, 5, 5))[0]
+    assert up.macs == 4 * 5 * 5 * 6 * 9  # every input pixel scatters Cout·k² products
+
+
+def _rf(model: nn.Module) -> tuple[int, int]:
+    return [f for f in receptive_fields(model).values() if f.size is not None][-1].size  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=d, dilation=d) for d in (1, 2, 4, 8)]), (31, 31)),
+        (nn.Sequential(nn.Conv2d(1, 2, (5, 1), padding=(2, 0)), nn.Conv2d(2, 2, (1, 3), padding=(0, 1))), (5, 3)),
+        (nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3, stride=2), nn.AvgPool2d(3, 1)), (16, 16)),
+    ],
+)
+def test_computed_fields_match_gradient_measurements(model: nn.Module, expected: tuple[int, int]) -> None:
+    assert _rf(model) == expected
+    assert measured_receptive_field(model, 48, channels=1) == expected
+
+
+def test_transposed_conv_and_upsampling_shrink_the_stride() -> None:
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ConvTranspose2d(2, 2, 4, stride=2, padding=1), nn.Upsample(scale_factor=2))
+    f = [f for f in receptive_fields(m).values()]
+    assert f[0].stride == (2.0, 2.0) and f[1].stride == (1.0, 1.0) and f[2].stride == (0.5, 0.5)
+    assert measured_receptive_field(m[:2], 40, channels=1)[0] <= f[1].size[0]  # type: ignore[index]
+
+
+def test_published_receptive_fields() -> None:
+    vgg = receptive_fields(torchvision.models.vgg16())["features.30"]
+    assert vgg.size == (212, 212) and vgg.stride == (32.0, 32.0) and vgg.padding == (90.0, 90.0)  # Araujo et al. 2019
+    r50 = torchvision.models.resnet50()
+    v1 = copy.deepcopy(r50)
+    for stage in (v1.layer2, v1.layer3, v1.layer4):
+        stage[0].conv1.stride, stage[0].conv2.stride = (2, 2), (1, 1)
+    assert _rf(v1) == (483, 483)  # resnet_v1_50 in Araujo et al. 2019
+    assert _rf(r50) == (427, 427)  # torchvision's v1.5 puts the stride one layer later
+    assert receptive_fields(r50)["fc"].size is None  # after global pooling: the whole image
+
+
+def test_effective_field_is_inside_the_theoretical_one() -> None:
+    torch.manual_seed(0)
+    m = nn.Sequential(*[nn.Sequential(nn.Conv2d(1 if i == 0 else 4, 4, 3, padding=1), nn.ReLU()) for i in range(6)])
+    erf, stats = effective_receptive_field(m, 41, channels=1, samples=2)
+    assert erf.shape == (41, 41) and erf.max() == 1.0
+    assert 1 <= stats["erf95_h"] <= 13 and 1 <= stats["erf95_w"] <= 13  # 6 layers of 3x3: 13x13
+    with pytest.raises(ValueError, match="layer"):
+        effective_receptive_field(m, 16, channels=1, layer="nope")
+
+
+def test_analyze_cli_writes_table_plot_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png, js = tmp_path / "erf.png", tmp_path / "a.json"
+    assert analyze_cli.main(["lenet-5", "--erf-png", str(png), "--json", str(js), "--latency"]) == 0
+    out = capsys.readouterr().out
+    assert "conv2" in out and "14x14" in out and "latency" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(js.read_text())
+    assert data["macs"] == 2_293_000 and data["rf_layer"] == "conv2"
+    assert analyze_cli.main(["lenet-5", "--erf-png", str(png)]) == 2  # exists, no --force
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [(["no-such-net"], "unknown architecture"), (["lenet-5", "--layer", "fc9"], "--layer"), (["lenet-5", "--channels", "3"], "does not run")],
+)
+def test_analyze_cli_errors(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert analyze_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
