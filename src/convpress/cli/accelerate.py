@@ -47,18 +47,17 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _latencies(model: Any, example: Any) -> dict[int, float]:
-    import torch
-
-    from convpress.bench._common import median_time
+def _profile(model: Any, test: Any, example: Any) -> dict[str, float]:
+    """Accuracy, MACs, parameters and latency at batch 1 and 32 (or the validation batch size)."""
+    from convpress.analysis.latency import measure_latency
+    from convpress.compress.structured import count_macs
+    from convpress.metrics import accuracy
 
     model.eval()
-    out = {}
-    with torch.no_grad():
-        for b in (1, min(32, example.shape[0])):
-            xb = example[:b]
-            out[b] = median_time(lambda xb=xb: model(xb), warmup=2, repeat=10)
-    return out
+    row = {"accuracy": accuracy(model, test), "macs": count_macs(model, example[:2])[0], "params": sum(p.numel() for p in model.parameters())}
+    for b in (1, min(32, example.shape[0])):
+        row[f"b{b}"] = measure_latency(model, example[:b], warmup=2, repeat=10)
+    return row
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,9 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from convpress.compress.finetune import finetune
     from convpress.compress.lowrank import factorize_
     from convpress.compress.prune import check_fraction
-    from convpress.compress.structured import count_macs, prune_channels_
+    from convpress.compress.structured import prune_channels_
     from convpress.fileformat.cpz import save
-    from convpress.metrics import accuracy
 
     console = Console()
     inputs = [args.checkpoint] if args.checkpoint else []
@@ -105,9 +103,7 @@ def run(args: argparse.Namespace) -> int:
     model, loss = task.model, torch.nn.functional.cross_entropy
     example = task.example[:2]
     dense = copy.deepcopy(model).eval()
-    rows: dict[str, dict[str, float]] = {}
-    rows["original"] = {"accuracy": accuracy(dense, task.test), "macs": count_macs(dense, example)[0],
-                        "params": sum(p.numel() for p in dense.parameters())} | {f"b{b}": t for b, t in _latencies(dense, task.example).items()}
+    rows = {"original": _profile(dense, task.test, task.example)}
 
     if channels is not None:
         if args.sparsity_epochs:
@@ -124,17 +120,16 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"  skipped {name}: {reason}")
     distill = None if args.no_distill else Distill(teacher=dense)
     finetune(model, task.train, loss, args.epochs, args.lr, distill=distill, progress=progress, description="fine-tune")
-    model.eval()
-    rows["compressed"] = {"accuracy": accuracy(model, task.test), "macs": count_macs(model, example)[0],
-                          "params": sum(p.numel() for p in model.parameters())} | {f"b{b}": t for b, t in _latencies(model, task.example).items()}
+    rows["compressed"] = _profile(model, task.test, task.example)
     save(model, out, coder="ans", arch=args.arch, metadata={"num_classes": task.num_classes, "data": data, "image_size": task.image_size})
 
     t = Table(title=f"{args.arch}: before and after", title_justify="left")
-    for col in ("model", "accuracy", "MACs", "params", *(f"latency b{b}" for b in sorted(k for k in (1, 32) if f"b{k}" in rows["original"]))):
+    batches = sorted(int(k[1:]) for k in rows["original"] if k.startswith("b"))
+    for col in ("model", "accuracy", "MACs", "params", *(f"latency b{b}" for b in batches)):
         t.add_column(col, justify="left" if col == "model" else "right")
     for name, r in rows.items():
         base = rows["original"]
-        lat = [f"{r[f'b{b}'] * 1e3:.2f} ms ({r[f'b{b}'] / base[f'b{b}']:.2f}×)" for b in (1, 32) if f"b{b}" in r]
+        lat = [f"{r[f'b{b}'] * 1e3:.2f} ms ({r[f'b{b}'] / base[f'b{b}']:.2f}×)" for b in batches]
         t.add_row(name, f"{r['accuracy']:.2f}%", f"{r['macs'] / 1e6:.1f}M ({r['macs'] / base['macs']:.2f}×)", f"{r['params']:,}", *lat)
     console.print(t)
     console.print(f"wrote {out} (rebuild with convpress.load_model('{out}'))")
