@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import convpress as cp
+from convpress.fileformat.checkpoint import load_checkpoint
 
 ARGS = ["lenet-300-100", "--train-epochs", "2", "--prune", "0.9", "--schedule", "agp", "--prune-epochs", "20", "--quant-epochs", "2", "--no-progress"]
 
@@ -32,7 +33,7 @@ def _compress(out: Path, work: Path | None = None) -> subprocess.Popen[bytes]:
 
 
 def _epochs_done(path: Path) -> int:
-    return int(torch.load(path, weights_only=True)["epochs_done"])
+    return int(load_checkpoint(path, "finetune")["epochs_done"])
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 def test_killed_compress_resumes_and_matches_an_uninterrupted_run(tmp_path: Path, reference: bytes) -> None:
     work, out = tmp_path / "work", tmp_path / "resumed.cpz"
     victim = _compress(out, work)
-    ckpt = work / "prune-agp.pt"
+    ckpt = work / "prune-agp.ckpt"
     deadline = time.monotonic() + 240
     while not (ckpt.exists() and _epochs_done(ckpt) >= 2):
         assert victim.poll() is None, "the run finished before it could be interrupted"
@@ -72,12 +73,12 @@ def test_fixed_seeds_give_byte_identical_files(tmp_path: Path, reference: bytes)
 
 def test_a_checkpoint_from_another_run_or_a_damaged_one_is_refused(tmp_path: Path) -> None:
     data = [(torch.randn(4, 3), torch.randint(0, 2, (4,))) for _ in range(3)]
-    ckpt = tmp_path / "c.pt"
+    ckpt = tmp_path / "c.ckpt"
     cp.finetune(nn.Linear(3, 2), data, nn.functional.cross_entropy, 2, 1e-2, checkpoint=ckpt, progress=False)
     with pytest.raises(cp.ConfigError, match="different training run"):
         cp.finetune(nn.Linear(3, 2), data, nn.functional.cross_entropy, 2, 1e-1, checkpoint=ckpt, progress=False)
     ckpt.write_bytes(ckpt.read_bytes()[:100])
-    with pytest.raises(cp.FileFormatError, match="not a readable training checkpoint"):
+    with pytest.raises(cp.FileFormatError, match="truncated"):
         cp.finetune(nn.Linear(3, 2), data, nn.functional.cross_entropy, 2, 1e-2, checkpoint=ckpt, progress=False)
 
 
@@ -87,7 +88,7 @@ def test_finished_checkpoint_restores_final_weights_without_training(tmp_path: P
     a = nn.Linear(3, 2)
     b = nn.Linear(3, 2)
     b.load_state_dict(a.state_dict())
-    cp.finetune(a, data, nn.functional.cross_entropy, 3, 1e-2, checkpoint=tmp_path / "c.pt", progress=False)
-    res = cp.finetune(b, data, nn.functional.cross_entropy, 3, 1e-2, checkpoint=tmp_path / "c.pt", progress=False)
+    cp.finetune(a, data, nn.functional.cross_entropy, 3, 1e-2, checkpoint=tmp_path / "c.ckpt", progress=False)
+    res = cp.finetune(b, data, nn.functional.cross_entropy, 3, 1e-2, checkpoint=tmp_path / "c.ckpt", progress=False)
     assert len(res.epoch_losses) == 3
     assert torch.equal(a.weight, b.weight)

@@ -119,7 +119,7 @@ def load_task(
     else:
         epochs = args.train_epochs if args.train_epochs is not None else default_train_epochs
         say(f"training {args.arch} from scratch for {epochs} epochs")
-        ckpt = None if work_dir is None else work_dir / "train.pt"
+        ckpt = None if work_dir is None else work_dir / "train.ckpt"
         finetune(model, train, loss, epochs, default_train_lr, progress=progress, description=f"train {args.arch}", checkpoint=ckpt, seed=args.seed)
     example = next(iter(test))[0]
     return Task(args.arch, model, train, test, num_classes, data, example, size)

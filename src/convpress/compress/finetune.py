@@ -235,9 +235,7 @@ def _fingerprint(model: nn.Module, **settings: Any) -> str:
 
 
 def _save(path: Path, run_id: str, epochs_done: int, model: nn.Module, opt: Any, sched: Any, state: Any, loader: Any, result: FinetuneResult) -> None:
-    import io
-
-    from convpress.fileformat.container import atomic_write_bytes
+    from convpress.fileformat.checkpoint import save_checkpoint
 
     gen = getattr(loader, "generator", None)
     payload = {
@@ -247,20 +245,16 @@ def _save(path: Path, run_id: str, epochs_done: int, model: nn.Module, opt: Any,
         "loader_generator": gen.get_state() if isinstance(gen, torch.Generator) else None,
         "torch_rng": torch.get_rng_state(), "epoch_losses": result.epoch_losses, "pruning_steps": result.pruning_steps,
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    save_checkpoint(path, "finetune", payload)
 
 
 def _restore(path: Path, run_id: str, model: nn.Module, opt: Any, sched: Any, state: Any, loader: Any, result: FinetuneResult) -> int:
     """Load a checkpoint written by :func:`_save`; returns the number of epochs already done."""
     from convpress.errors import FileFormatError
+    from convpress.fileformat.checkpoint import load_checkpoint
 
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # damaged, truncated or foreign file
-        raise FileFormatError(f"{path} is not a readable training checkpoint ({str(exc).splitlines()[0][:120]})") from None
-    if not isinstance(payload, dict) or payload.get("format") != "convpress.finetune-checkpoint":
+    payload = load_checkpoint(path, "finetune")
+    if payload.get("format") != "convpress.finetune-checkpoint":
         raise FileFormatError(f"{path} is not a convpress training checkpoint")
     if payload.get("run") != run_id:
         raise ConfigError(f"{path} was written by a different training run (other settings or model); remove it or use another work folder")

@@ -147,7 +147,7 @@ class PipelineReport:
 
 
 def _ckpt(work_dir: Path | None, name: str) -> Path | None:
-    return None if work_dir is None else work_dir / f"{name}.pt"
+    return None if work_dir is None else work_dir / f"{name}.ckpt"
 
 
 def _train_prune_stage(

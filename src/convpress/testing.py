@@ -1,0 +1,52 @@
+"""Helpers for testing convpress file readers (and your own readers of our formats).
+
+Nothing here is imported by the package itself; the fuzz tests of every container-based format
+(``.cpz``, ``.cpi``, training checkpoints) share :func:`mutate`.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+__all__ = ["MUTATION_KINDS", "mutate"]
+
+#: what :func:`mutate` can do to a file
+MUTATION_KINDS = ("flip", "truncate", "insert", "delete", "overwrite", "header")
+_PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header_len (see fileformat/container.py)
+
+
+def mutate(data: bytes, kind: str, pos: int, byte: int, blob: bytes, span: int) -> bytes:
+    """One damaged copy of a container file.
+
+    Args:
+        data: a valid container file.
+        kind: one of :data:`MUTATION_KINDS`. ``"header"`` changes one character of the JSON
+            header (a digit becomes another digit, other bytes get low bits flipped) and writes a
+            valid checksum for it, so a reader must validate the header's fields themselves.
+        pos: position (taken modulo the length of what is mutated).
+        byte: 1..255, the XOR mask of a flip.
+        blob: bytes inserted or written over.
+        span: bytes deleted.
+    """
+    pos %= len(data)
+    if kind == "flip":
+        return data[:pos] + bytes([data[pos] ^ byte]) + data[pos + 1 :]
+    if kind == "truncate":
+        return data[:pos]
+    if kind == "insert":
+        return data[:pos] + blob + data[pos:]
+    if kind == "delete":
+        return data[:pos] + data[pos + span :]
+    if kind == "overwrite":
+        return data[:pos] + blob + data[pos + len(blob) :]
+    if kind != "header":
+        raise ValueError(f"unknown mutation kind {kind!r}")
+    magic, version, flags, hlen = _PREFIX.unpack_from(data)
+    head = data[_PREFIX.size : _PREFIX.size + hlen]
+    raw = bytearray(zlib.decompress(head) if flags & 1 else head)
+    p = pos % len(raw)
+    raw[p] = b"0123456789"[byte % 10] if chr(raw[p]).isdigit() else raw[p] ^ (byte & 0x1F)
+    packed = zlib.compress(bytes(raw)) if flags & 1 else bytes(raw)
+    rest = data[_PREFIX.size + hlen + 4 :]
+    return _PREFIX.pack(magic, version, flags, len(packed)) + packed + struct.pack("<I", zlib.crc32(packed)) + rest
