@@ -4,7 +4,7 @@
 
 Pairs come from the bundled TRAIN photos (never coffee or rocket, the benchmark photos) plus
 the photos of Debian's ``opencv-doc`` package when it is installed, at long sides 384 and
-640 (references are cheap there: RTV costs about 36 s per megapixel). Each operator gets a
+512 (references are cheap there: RTV costs about 36 s per megapixel). Each operator gets a
 ``gf-can24`` (CAN24 at low resolution + learned guided filter) trained with the settings
 below; training resumes from ``--work`` if interrupted. Single-threaded by default because
 the machine is shared.
@@ -24,7 +24,7 @@ OPENCV_PHOTOS = ["aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg
                  "fruits.jpg", "home.jpg", "leuvenA.jpg", "messi5.jpg", "orange.jpg", "starry_night.jpg", "lena.jpg",
                  "HappyFish.jpg", "graf1.png", "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "stuff.jpg",
                  "basketball1.png", "board.jpg", "ela_original.jpg"]
-SETTINGS = {"epochs": 30, "steps": 100, "batch": 4, "crops": (192, 256, 320), "lr": 5e-4, "val_fraction": 0.15, "seed": 0}
+SETTINGS = {"epochs": 20, "steps": 100, "batch": 4, "crops": (192, 256, 320), "lr": 5e-4, "val_fraction": 0.15, "seed": 0}
 
 
 def photos() -> list[tuple[str, "object"]]:
@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/fip-work", help="pair cache and checkpoints")
     ap.add_argument("--out", default=str(WEIGHTS_DIR))
     ap.add_argument("--model", default="gf-can24")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[384, 640])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[384, 512])
     ap.add_argument("--epochs", type=int, default=SETTINGS["epochs"])
     ap.add_argument("--steps", type=int, default=SETTINGS["steps"])
     ap.add_argument("--threads", type=int, default=1)
