@@ -11,4 +11,5 @@ BENCHMARKS: dict[str, str] = {
     "deep-compression": "convpress.bench.deep_compression",
     "acceleration": "convpress.bench.acceleration",
     "layers": "convpress.bench.layers",
+    "fip": "convpress.bench.fip",
 }

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "accelerate": "convpress.cli.accelerate",
     "export": "convpress.cli.export",
     "analyze": "convpress.cli.analyze",
+    "fip": "convpress.cli.fip",
     "bench": "convpress.cli.bench",
 }
 

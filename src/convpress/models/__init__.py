@@ -19,7 +19,7 @@ __all__ = ["MODELS", "register_model", "create_model", "model_names", "resolve_m
 MODELS: Registry[Callable[..., Any]] = Registry("model")
 
 # modules whose import registers models; add new model files here
-_MODEL_MODULES = ["convpress.models.lenet", "convpress.models.zoo"]
+_MODEL_MODULES = ["convpress.models.lenet", "convpress.models.zoo", "convpress.models.can"]
 _loaded = False
 
 

@@ -1,0 +1,78 @@
+"""Train the fip networks shipped in ``src/convpress/weights/fip/`` (run from the repository root).
+
+    python benchmarks/train_fip_weights.py --operators rtv rof --work /tmp/fip-work
+
+Pairs come from the bundled TRAIN photos (never coffee or rocket, the benchmark photos) plus
+the photos of Debian's ``opencv-doc`` package when it is installed, at long sides 384 and
+512 (references are cheap there: RTV costs about 36 s per megapixel). Each operator gets a
+``gf-can24`` (CAN24 at low resolution + learned guided filter) trained with the settings
+below; training resumes from ``--work`` if interrupted. Single-threaded by default because
+the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
+#: colour photos of opencv-doc used for training (others are drawings, charts or grey)
+OPENCV_PHOTOS = ["aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "building.jpg", "butterfly.jpg",
+                 "fruits.jpg", "home.jpg", "leuvenA.jpg", "messi5.jpg", "orange.jpg", "starry_night.jpg", "lena.jpg",
+                 "HappyFish.jpg", "graf1.png", "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "stuff.jpg",
+                 "basketball1.png", "board.jpg", "ela_original.jpg"]
+SETTINGS = {"epochs": 20, "steps": 100, "batch": 4, "crops": (192, 256, 320), "lr": 5e-4, "val_fraction": 0.15, "seed": 0}
+
+
+def photos() -> list[tuple[str, "object"]]:
+    from convpress.data.images import read_image
+    from convpress.fip.pairs import training_photos
+
+    images = training_photos()
+    for name in OPENCV_PHOTOS:
+        p = OPENCV_DOC / name
+        if p.is_file():
+            images.append((name, read_image(p).permute(1, 2, 0).numpy()))
+    return images
+
+
+def main() -> None:
+    from convpress.fip.pairs import build_pairs
+    from convpress.fip.train import TrainConfig, train
+    from convpress.fip.weights import WEIGHTS_DIR, save_network
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--operators", nargs="+", default=["l0", "rtv", "wls", "rof"])
+    ap.add_argument("--work", default="/tmp/fip-work", help="pair cache and checkpoints")
+    ap.add_argument("--out", default=str(WEIGHTS_DIR))
+    ap.add_argument("--model", default="gf-can24")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[384, 512])
+    ap.add_argument("--epochs", type=int, default=SETTINGS["epochs"])
+    ap.add_argument("--steps", type=int, default=SETTINGS["steps"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--suffix", default="", help="appended to the weights file name (e.g. -can24)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    images = photos()
+    print(f"{len(images)} training photos", flush=True)
+    for op in args.operators:
+        t0 = time.time()
+        pairs = build_pairs(images, op, Path(args.work) / "pairs", sizes=args.sizes)
+        print(f"{op}: {len(pairs)} pairs in {time.time() - t0:.0f} s", flush=True)
+        cfg = TrainConfig(op, model=args.model, **{**SETTINGS, "epochs": args.epochs, "steps": args.steps})
+        t1 = time.time()
+        res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}")
+        for h in res.history:
+            print(f"{op} epoch {h['epoch']}: loss {h['loss']:.3e} val PSNR {h['val_psnr']:.2f} dB", flush=True)
+        out = Path(args.out) / f"{op}{args.suffix}.safetensors"
+        save_network(res.model, out, model_name=args.model, operator=op,
+                     extra={"val_psnr": res.history[-1]["val_psnr"], "train": {**SETTINGS, "epochs": args.epochs, "steps": args.steps,
+                            "crops": list(cfg.crops), "pairs": len(pairs), "sizes": args.sizes}})
+        print(f"{op}: wrote {out} after {time.time() - t1:.0f} s of training", flush=True)
+
+
+if __name__ == "__main__":
+    main()

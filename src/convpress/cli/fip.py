@@ -1,0 +1,139 @@
+"""``convpress fip operators | pairs | train | apply``: fast image processing with trained networks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from convpress.cli._common import check_output, subcommand_main
+from convpress.errors import ConfigError
+
+__all__ = ["register", "main"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "fip",
+        help="fast image processing: imitate slow image operators with small networks",
+        description=(
+            "Approximate slow image operators (L0 smoothing, RTV, ROF, WLS tone manipulation, ...) with a "
+            "context aggregation network (Chen, Xu, Koltun 2017) run at low resolution and upsampled by a "
+            "learned guided filter (Wu et al. 2018). Build training pairs from any folder, train, and apply."
+        ),
+    )
+    fs = p.add_subparsers(dest="fip_command", metavar="ACTION", required=True)
+
+    o = fs.add_parser("operators", help="list the operators (one per line; 'pretrained' marks shipped networks)")
+    o.set_defaults(func=_operators)
+
+    q = fs.add_parser("pairs", help="build (input, operator output) training pairs, cached on disk",
+                      description="Resize every image of FOLDER (or the bundled training photos) to each long side in "
+                                  "--sizes, run the reference operator and cache both as 16-bit PNGs under CACHE/OPERATOR/.")
+    q.add_argument("--operator", required=True, help="operator name (see 'convpress fip operators')")
+    q.add_argument("--folder", help="folder of images (default: the bundled training photos)")
+    q.add_argument("--cache", required=True, help="cache folder")
+    q.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="long sides in pixels (default: %(default)s)")
+    q.add_argument("--no-progress", action="store_true", help="do not draw progress bars")
+    q.set_defaults(func=_pairs)
+
+    t = fs.add_parser("train", help="train a network on cached pairs (resumable)",
+                      description="Train with MSE and Adam on random crops of the cached pairs (several resolutions); "
+                                  "validation PSNR on held-out photos after each epoch; checkpoints in --work-dir, "
+                                  "so rerunning the same command after an interruption resumes.")
+    t.add_argument("--operator", required=True)
+    t.add_argument("--cache", required=True, help="pair cache made by 'convpress fip pairs'")
+    t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
+    t.add_argument("--work-dir", help="checkpoint folder (resume from it)")
+    t.add_argument("--model", default="gf-can24", choices=["gf-can24", "can24", "can32"])
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--steps", type=int, default=50, help="steps per epoch")
+    t.add_argument("--batch", type=int, default=4)
+    t.add_argument("--crops", type=int, nargs="+", default=[128, 192, 256])
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--force", action="store_true", help="overwrite --out")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=_train)
+
+    a = fs.add_parser("apply", help="process an image with the network (or --reference: the slow operator)",
+                      description="Process INPUT with the network trained for --operator (shipped weights unless "
+                                  "--weights) and write OUTPUT. Grayscale inputs are replicated to RGB, alpha is "
+                                  "composited over white, 16-bit inputs are scaled; output is 8-bit.")
+    a.add_argument("--operator", required=True)
+    a.add_argument("input")
+    a.add_argument("output")
+    a.add_argument("--weights", help="weights file (default: the shipped network of --operator)")
+    a.add_argument("--reference", action="store_true", help="run the reference operator instead of the network")
+    a.add_argument("--tile-rows", type=int, help="process the full-resolution part in strips of this many rows (exact)")
+    a.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists (never the input)")
+    a.set_defaults(func=_apply)
+
+
+def _operators(args: argparse.Namespace) -> int:
+    from convpress.fip.operators import get_operator, operator_names
+    from convpress.fip.weights import shipped_operators
+
+    shipped = set(shipped_operators())
+    for name in operator_names():
+        tag = "pretrained" if name in shipped else "-"
+        print(f"{name:<10} {tag:<10} {get_operator(name).summary}")
+    return 0
+
+
+def _pairs(args: argparse.Namespace) -> int:
+    from convpress.fip.operators import get_operator
+    from convpress.fip.pairs import build_pairs, training_photos
+
+    get_operator(args.operator)
+    pairs = build_pairs(training_photos(args.folder), args.operator, args.cache, sizes=args.sizes, progress=not args.no_progress)
+    print(f"{len(pairs)} pairs for {args.operator} in {args.cache}/{args.operator}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from convpress.fip.operators import get_operator
+    from convpress.fip.pairs import load_pairs
+    from convpress.fip.train import TrainConfig, train
+    from convpress.fip.weights import save_network
+
+    get_operator(args.operator)
+    out = check_output(args.out, force=args.force)
+    cfg = TrainConfig(args.operator, model=args.model, epochs=args.epochs, steps=args.steps, batch=args.batch,
+                      crops=tuple(args.crops), lr=args.lr, seed=args.seed)
+    res = train(load_pairs(args.cache, args.operator), cfg, work_dir=args.work_dir, progress=not args.no_progress)
+    for h in res.history:
+        print(f"epoch {h['epoch']}: loss {h['loss']:.3e}  validation PSNR {h['val_psnr']:.2f} dB")
+    save_network(res.model, out, model_name=args.model, operator=args.operator,
+                 extra={"val_psnr": res.history[-1]["val_psnr"] if res.history else None})
+    print(f"wrote {out}")
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from convpress.data.images import read_image, write_image
+    from convpress.fip.apply import apply_network, run_reference
+    from convpress.fip.operators import get_operator
+    from convpress.fip.weights import load_network, shipped_weights
+
+    op = get_operator(args.operator)
+    out = check_output(args.output, force=args.force, inputs=[args.input])
+    image = read_image(args.input)
+    if args.reference:
+        if min(image.shape[1:]) < op.min_size:
+            raise ConfigError(f"{args.operator} needs images of at least {op.min_size}x{op.min_size} pixels")
+        result = run_reference(args.operator, image)
+    else:
+        path = args.weights or shipped_weights(args.operator)
+        if path is None:
+            raise ConfigError(f"no shipped network for {args.operator}; pass --weights FILE or --reference")
+        model, info = load_network(path)
+        if info.get("operator") not in (None, args.operator):
+            raise ConfigError(f"{path} was trained for operator {info['operator']}, not {args.operator}")
+        result = apply_network(model, image, tile_rows=args.tile_rows)
+    write_image(out, result, overwrite=args.force, protect=(args.input,))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+main = subcommand_main("fip")

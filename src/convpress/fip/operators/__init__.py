@@ -1,0 +1,124 @@
+"""Reference implementations of the ten operators of Chen, Xu, Koltun (ICCV 2017), in one registry.
+
+Every operator is a function ``(image, **params) -> image`` on an (H, W, 3) float32 array in
+[0, 1] that returns the same shape and range. ``OPERATORS`` maps short names to
+:class:`Operator` records (function, one-line summary, defaults); it refuses duplicate names.
+
+=============  ===========================================================  ============
+name           algorithm                                                    source
+=============  ===========================================================  ============
+rof            Rudin-Osher-Fatemi total-variation denoising                 scikit-image
+tvl1           TV-L1 (total variation with an L1 data term)                 OpenCV
+l0             L0 gradient minimisation (Xu et al. 2011)                    own (FFT)
+rtv            relative total variation (Xu et al. 2012)                    own (SciPy)
+wls            multiscale tone manipulation with WLS (Farbman et al. 2008)  own (SciPy)
+detail         detail manipulation, local Laplacian filter (Paris 2011)     own (OpenCV)
+style          photographic style, local Laplacian (Aubry et al. 2014)      own (OpenCV)
+dehaze-dc      dark-channel dehazing (He et al. 2009) + guided filter       own (OpenCV)
+dehaze-nl      non-local dehazing with haze-lines (Berman et al. 2016)      own (NumPy)
+pencil         pencil drawing (Lu, Xu, Jia 2012)                            own (OpenCV)
+=============  ===========================================================  ============
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from convpress._registry import Registry
+from convpress.errors import ConfigError, InputError
+
+__all__ = ["Operator", "OPERATORS", "register_operator", "get_operator", "operator_names", "apply_reference", "check_image"]
+
+
+@dataclass(frozen=True)
+class Operator:
+    """A reference image operator.
+
+    Attributes:
+        name: short name used on the command line.
+        fn: ``fn(image (H, W, 3) float32 in [0, 1], **params) -> (H, W, 3) float32 in [0, 1]``.
+        summary: one line describing the algorithm and its source.
+        params: default parameters (documented in ``fn``'s docstring).
+        min_size: smallest image side the operator accepts.
+    """
+
+    name: str
+    fn: Callable[..., np.ndarray]
+    summary: str
+    params: dict[str, Any] = field(default_factory=dict)
+    min_size: int = 8
+
+    def __call__(self, image: np.ndarray, **params: Any) -> np.ndarray:
+        image = check_image(image, min_size=self.min_size, name=self.name)
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise ConfigError(f"operator {self.name} has no parameter(s) {', '.join(sorted(unknown))} (known: {', '.join(self.params) or 'none'})")
+        out = self.fn(image, **{**self.params, **params})
+        return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
+
+
+OPERATORS: Registry[Operator] = Registry("operator")
+_loaded = False
+_MODULES = ["convpress.fip.operators.smoothing", "convpress.fip.operators.tone", "convpress.fip.operators.dehaze", "convpress.fip.operators.pencil"]
+
+
+def register_operator(name: str, summary: str, *, min_size: int = 8, **params: Any) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
+    """Decorator registering ``fn`` as operator ``name`` with default ``params`` (duplicates refused)."""
+
+    def deco(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+        OPERATORS.register(name, Operator(name, fn, summary, dict(params), min_size))
+        return fn
+
+    return deco
+
+
+def _load_all() -> None:
+    global _loaded
+    if not _loaded:
+        import importlib
+
+        for m in _MODULES:
+            importlib.import_module(m)
+        _loaded = True
+
+
+def operator_names() -> list[str]:
+    """Names of the registered operators, in registration order."""
+    _load_all()
+    return OPERATORS.names()
+
+
+def get_operator(name: str) -> Operator:
+    """The operator registered as ``name``.
+
+    Raises:
+        ConfigError: for an unknown name (with close matches).
+    """
+    _load_all()
+    return OPERATORS.get(name)
+
+
+def apply_reference(name: str, image: np.ndarray, **params: Any) -> np.ndarray:
+    """Run reference operator ``name`` on an (H, W, 3) float image in [0, 1]."""
+    return get_operator(name)(image, **params)
+
+
+def check_image(image: np.ndarray, *, min_size: int = 1, name: str = "operator") -> np.ndarray:
+    """Validate an (H, W, 3) image and return it as contiguous float32.
+
+    Raises:
+        InputError: wrong shape, non-finite values, or a side shorter than ``min_size``.
+    """
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise InputError(f"{name} expects an (H, W, 3) RGB image, got shape {a.shape}")
+    if min(a.shape[:2]) < min_size:
+        raise InputError(f"{name} needs images of at least {min_size}x{min_size} pixels, got {a.shape[1]}x{a.shape[0]}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise InputError(f"{name}: image contains NaN or infinite values")
+    return a

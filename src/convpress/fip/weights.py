@@ -1,0 +1,98 @@
+"""Saving and loading fip networks as safetensors files that name their model and operator.
+
+The file's metadata holds ``model`` (a registered model name), ``model_kwargs`` (JSON),
+``operator``, ``operator_params`` (JSON) and training figures. Loading builds the model from
+that metadata and refuses tensors that do not match it with a :class:`FileFormatError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from convpress.errors import ConfigError, FileFormatError
+
+__all__ = ["save_network", "load_network", "shipped_weights", "shipped_operators", "WEIGHTS_DIR"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "fip"
+
+
+def save_network(model: nn.Module, path: str | os.PathLike[str], *, model_name: str, operator: str,
+                 model_kwargs: dict[str, Any] | None = None, operator_params: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights and what is needed to rebuild it to a safetensors file (atomically)."""
+    from safetensors.torch import save
+
+    from convpress.fileformat.container import atomic_write_bytes
+
+    meta = {"format": "convpress-fip-1", "model": model_name, "model_kwargs": json.dumps(model_kwargs or {}),
+            "operator": operator, "operator_params": json.dumps(operator_params or {}, default=str)}
+    meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    out = Path(path)
+    atomic_write_bytes(out, save(state, metadata=meta))
+    return out
+
+
+def load_network(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the network stored in ``path``; returns (model in eval mode, metadata).
+
+    Raises:
+        FileFormatError: not a safetensors file, not a fip network, or tensors that do not
+            match the model named in the file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from convpress.models import create_model
+
+    p = Path(path)
+    raw = p.read_bytes()  # FileNotFoundError is reported by the CLI as "no such file"
+    try:
+        state = load(raw)
+        import safetensors
+
+        with safetensors.safe_open(str(p), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise FileFormatError(f"{p} is not a safetensors weights file ({str(exc).splitlines()[0]})") from None
+    if meta.get("format") != "convpress-fip-1" or "model" not in meta:
+        raise FileFormatError(f"{p} is not a convpress fip network (no model name in its metadata)")
+    try:
+        kwargs = json.loads(meta.get("model_kwargs", "{}"))
+        model = create_model(meta["model"], **kwargs)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"{p} names a model that cannot be built: {exc}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        what = (f"missing {missing[:3]}" if missing else "") + (f" unexpected {unexpected[:3]}" if unexpected else "") + (
+            f" wrong shape {wrong[:3]}" if wrong else "")
+        raise FileFormatError(f"weights in {p} do not match model {meta['model']}: {what.strip()}")
+    model.load_state_dict(state)
+    info: dict[str, Any] = {"model": meta["model"], "model_kwargs": kwargs, "operator": meta.get("operator"),
+                            "operator_params": json.loads(meta.get("operator_params", "{}"))}
+    for k, v in meta.items():
+        if k not in info and k != "format":
+            try:
+                info[k] = json.loads(v)
+            except ValueError:
+                info[k] = v
+    return model.eval(), info
+
+
+def shipped_weights(operator: str) -> Path | None:
+    """Path of the shipped network for ``operator``, or None if there is none."""
+    p = WEIGHTS_DIR / f"{operator}.safetensors"
+    return p if p.is_file() else None
+
+
+def shipped_operators() -> list[str]:
+    """Operators that have shipped networks."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors")) if WEIGHTS_DIR.is_dir() else []

@@ -1,0 +1,245 @@
+"""Context aggregation networks (Chen, Xu, Koltun ICCV 2017) and the guided-filter CAN (Wu et al. CVPR 2018).
+
+``CAN``: d layers; layers 1..d-2 are 3x3 convolutions without bias with dilations
+1, 2, 4, ..., 2^(d-3), layer d-1 a 3x3 convolution with dilation 1, each followed by the
+adaptive normalisation ``w0 * x + w1 * BN(x)`` (BN with per-image statistics, also at test
+time) and a leaky ReLU (0.2); layer d is a 1x1 convolution to 3 channels. All convolutions
+start as the identity, so an untrained CAN returns its input. Depth 9 gives a 257-pixel
+receptive field, enough for about one megapixel.
+
+``GuidedFilterCAN``: the fast variant. The CAN runs on a copy of the input whose long side is
+at most ``low_res`` (and at least ``factor`` times smaller than the input); a fast guided
+filter (box filters of radius ``radius``) fitted at low resolution between a learned guidance
+map and the CAN output gives per-pixel linear coefficients A, b, which are upsampled
+bilinearly and applied to the full-resolution guidance: ``out = A * g(x) + b``. The guidance
+net is two 1x1 convolutions (3 -> ``guide_width`` -> 3) without normalisation, so the
+full-resolution part is point-wise given A and b, and can be tiled exactly.
+"""
+
+from __future__ import annotations
+
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from convpress.models import register_model
+
+__all__ = ["AdaptiveNorm", "CAN", "GuidedFilterCAN", "box_filter", "upsample_bilinear", "upsample_rows", "can_dilations"]
+
+
+class AdaptiveNorm(nn.Module):
+    """``w0 * x + w1 * BN(x)`` where BN uses each image's own statistics (train and test alike).
+
+    Args:
+        channels: number of channels C of the (N, C, H, W) input.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.w0 = nn.Parameter(torch.ones(()))
+        self.w1 = nn.Parameter(torch.zeros(()))
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, H, W)."""
+        # per-image, per-channel statistics = instance norm; the paper trains with one image per batch
+        normed = F.instance_norm(x, weight=self.weight, bias=self.bias, eps=1e-3)
+        return self.w0 * x + self.w1 * normed
+
+
+def can_dilations(depth: int) -> list[int]:
+    """Dilations of the 3x3 layers of a CAN of ``depth`` layers: 1, 2, ..., 2^(depth-3), 1."""
+    if depth < 3:
+        raise ValueError(f"a CAN needs at least 3 layers, got {depth}")
+    return [2**i for i in range(depth - 2)] + [1]
+
+
+def _identity_(conv: nn.Conv2d) -> None:
+    """Initialise ``conv`` so that output channel o copies input channel o mod C_in (averaged on reduction)."""
+    w = torch.zeros_like(conv.weight)  # (C_out, C_in, k, k)
+    cout, cin, kh, kw = w.shape
+    if cout >= cin:
+        for o in range(cout):
+            w[o, o % cin, kh // 2, kw // 2] = 1.0
+    else:
+        counts = [len(range(o, cin, cout)) for o in range(cout)]
+        for i in range(cin):
+            w[i % cout, i, kh // 2, kw // 2] = 1.0 / counts[i % cout]
+    with torch.no_grad():
+        conv.weight.copy_(w)
+        if conv.bias is not None:
+            conv.bias.zero_()
+
+
+class CAN(nn.Module):
+    """Context aggregation network: (N, 3, H, W) in [0, 1] -> (N, 3, H, W).
+
+    Args:
+        width: channels of the hidden layers (24 or 32 in the paper).
+        depth: number of layers d (9 for images of about one megapixel).
+    """
+
+    def __init__(self, *, width: int = 24, depth: int = 9) -> None:
+        super().__init__()
+        self.width, self.depth = width, depth
+        layers: list[nn.Module] = []
+        cin = 3
+        for d in can_dilations(depth):
+            conv = nn.Conv2d(cin, width, 3, padding=d, dilation=d, bias=False)
+            _identity_(conv)
+            layers += [conv, AdaptiveNorm(width), nn.LeakyReLU(0.2)]
+            cin = width
+        last = nn.Conv2d(width, 3, 1)
+        _identity_(last)
+        layers.append(last)
+        self.body = nn.Sequential(*layers)
+
+    @property
+    def receptive_field(self) -> int:
+        """Side of the theoretical receptive field in pixels (257 for depth 9)."""
+        return 1 + 2 * sum(can_dilations(self.depth))
+
+    @property
+    def min_size(self) -> int:
+        """Smallest input side: zero padding lets any size run, but per-image statistics need a few pixels."""
+        return 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, 3, H, W)."""
+        return self.body(x)
+
+
+def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over (2r+1) x (2r+1) windows, windows clipped at the border: (N, C, H, W) -> (N, C, H, W)."""
+    k = 2 * r + 1
+    ones = torch.ones(1, 1, x.shape[2], x.shape[3], dtype=x.dtype, device=x.device)
+    num = F.avg_pool2d(x, k, stride=1, padding=r, count_include_pad=True)
+    den = F.avg_pool2d(ones, k, stride=1, padding=r, count_include_pad=True)
+    return num / den
+
+
+def _coords(n_out: int, n_in: int, start: int, stop: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices (i0, i1) and weights w1 of bilinear resampling (half-pixel centres) for outputs start..stop-1."""
+    pos = (torch.arange(start, stop, device=device, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5
+    pos = pos.clamp(min=0.0, max=n_in - 1)
+    i0 = pos.floor().long()
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    return i0, i1, (pos - i0).float()
+
+
+def upsample_rows(x: torch.Tensor, height: int, rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """Bilinear upsampling along the height only, (N, C, h, W) -> (N, C, r1 - r0, W) for output rows r0..r1-1.
+
+    Every output row is computed with the same arithmetic whatever window is asked for, so a
+    window of the full result equals the result computed for that window alone (exact tiling).
+    """
+    r0, r1 = rows if rows is not None else (0, height)
+    y0, y1, wy = _coords(height, x.shape[2], r0, r1, x.device)
+    return x.index_select(2, y0) * (1 - wy)[:, None] + x.index_select(2, y1) * wy[:, None]
+
+
+def upsample_bilinear(x: torch.Tensor, size: tuple[int, int], rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """Bilinear upsampling (half-pixel centres) of (N, C, h, w) to ``size``, optionally only output rows r0..r1-1.
+
+    Widths are resampled by ``F.interpolate`` on the whole low-resolution map (cheap, and the
+    height is unchanged so that step is exact), heights by :func:`upsample_rows`.
+    """
+    wide = F.interpolate(x, size=(x.shape[2], size[1]), mode="bilinear", align_corners=False)
+    return upsample_rows(wide, size[0], rows)
+
+
+class GuidedFilterCAN(nn.Module):
+    """Low-resolution CAN + learned fast guided filter: (N, 3, H, W) in [0, 1] -> (N, 3, H, W).
+
+    Args:
+        width: CAN width.
+        depth: CAN depth.
+        low_res: largest long side at which the CAN runs.
+        factor: the CAN input is at least this many times smaller than the input.
+        radius: guided-filter box radius at low resolution.
+        eps: guided-filter regulariser.
+        guide_width: hidden channels of the guidance net.
+    """
+
+    def __init__(self, *, width: int = 24, depth: int = 9, low_res: int = 256, factor: int = 4, radius: int = 1,
+                 eps: float = 1e-4, guide_width: int = 16) -> None:
+        super().__init__()
+        self.can = CAN(width=width, depth=depth)
+        self.low_res, self.factor, self.radius, self.eps = low_res, factor, radius, eps
+        self.guide = nn.Sequential(nn.Conv2d(3, guide_width, 1), nn.LeakyReLU(0.2), nn.Conv2d(guide_width, 3, 1))
+        _identity_(self.guide[0])
+        _identity_(self.guide[2])
+
+    @property
+    def min_size(self) -> int:
+        """Smallest input side (the low-resolution copy must keep at least 8 pixels on its short side)."""
+        return 8 * self.factor
+
+    def low_size(self, h: int, w: int) -> tuple[int, int]:
+        """Size (h, w) at which the CAN runs for an h x w input."""
+        scale = min(1.0 / self.factor, self.low_res / max(h, w))
+        return max(1, round(h * scale)), max(1, round(w * scale))
+
+    def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-resolution guided-filter coefficients (A, b), each (N, 3, h, w), for input (N, 3, H, W)."""
+        h, w = self.low_size(x.shape[2], x.shape[3])
+        x_lr = F.interpolate(x, size=(h, w), mode="area")
+        y_lr = self.can(x_lr)
+        g_lr = self.guidance(x_lr)
+        r = self.radius
+        mg, my = box_filter(g_lr, r), box_filter(y_lr, r)
+        cov = box_filter(g_lr * y_lr, r) - mg * my
+        var = box_filter(g_lr * g_lr, r) - mg * mg
+        a = cov / (var + self.eps)
+        b = my - a * mg
+        return box_filter(a, r), box_filter(b, r)
+
+    def guidance(self, x: torch.Tensor) -> torch.Tensor:
+        """The guidance map g(x), (N, 3, H, W) -> (N, 3, H, W); two point-wise layers.
+
+        Computed as matrix products on (pixels, channels): for 3 -> 16 -> 3 channels this is
+        2-3x faster on CPU than 1x1 convolutions, and it is the part whose cost grows with resolution.
+        """
+        c1, c2 = self.guide[0], self.guide[2]
+        n, c, h, w = x.shape
+        p = x.permute(0, 2, 3, 1).reshape(-1, c)  # (N*H*W, 3)
+        hid = F.leaky_relu(torch.addmm(c1.bias, p, c1.weight[:, :, 0, 0].t()), 0.2)
+        out = torch.addmm(c2.bias, hid, c2.weight[:, :, 0, 0].t())
+        return out.reshape(n, h, w, -1).permute(0, 3, 1, 2)
+
+    def widen(self, a: torch.Tensor, b: torch.Tensor, width: int) -> torch.Tensor:
+        """Coefficients resampled to the full width: (N, 6, h, W) holding A then b."""
+        ab = torch.cat([a, b], dim=1)
+        return F.interpolate(ab, size=(ab.shape[2], width), mode="bilinear", align_corners=False)
+
+    def apply_rows(self, x_rows: torch.Tensor, ab_wide: torch.Tensor, height: int, rows: tuple[int, int]) -> torch.Tensor:
+        """Output rows r0..r1-1 of an image of ``height`` rows; ``x_rows`` is (N, 3, r1 - r0, W) of the input."""
+        ab = upsample_rows(ab_wide, height, rows)  # (N, 6, r1 - r0, W)
+        return ab[:, :3] * self.guidance(x_rows) + ab[:, 3:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, 3, H, W)."""
+        a, b = self.coefficients(x)
+        return self.apply_rows(x, self.widen(a, b, x.shape[3]), x.shape[2], (0, x.shape[2]))
+
+
+@register_model("can24", task="image-to-image")
+def can24(*, depth: int = 9) -> CAN:
+    """CAN of width 24 (Chen et al. 2017)."""
+    return CAN(width=24, depth=depth)
+
+
+@register_model("can32", task="image-to-image")
+def can32(*, depth: int = 9) -> CAN:
+    """CAN of width 32 (Chen et al. 2017)."""
+    return CAN(width=32, depth=depth)
+
+
+@register_model("gf-can24", task="image-to-image")
+def gf_can24(*, depth: int = 9, low_res: int = 256) -> GuidedFilterCAN:
+    """CAN24 at low resolution + learned guided-filter upsampling (the fast variant)."""
+    return GuidedFilterCAN(width=24, depth=depth, low_res=low_res)
+
+

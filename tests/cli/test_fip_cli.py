@@ -1,0 +1,161 @@
+"""``convpress fip`` as a user runs it, including every bad input named in issue 4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from convpress.cli.main import main
+from convpress.fip.operators import operator_names
+from convpress.fip.weights import shipped_operators
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 72x96 RGB PNG cut from a bundled training photo."""
+    from convpress.data.photos import bundled_photo
+
+    path = tmp_path_factory.mktemp("img") / "in.png"
+    rgb = (bundled_photo("chelsea").permute(1, 2, 0).numpy()[50:122, 100:196] * 255).round().astype(np.uint8)
+    cv2.imwrite(str(path), rgb[:, :, ::-1])
+    return path
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An (untrained) gf-can24 network file for operator rof."""
+    from convpress.fip.weights import save_network
+    from convpress.models import create_model
+
+    return save_network(create_model("gf-can24"), tmp_path_factory.mktemp("w") / "rof.safetensors", model_name="gf-can24", operator="rof")
+
+
+def _error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err  # one line, no traceback
+    return err
+
+
+def test_operators_lists_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fip", "operators"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split()[0] for ln in lines] == operator_names()
+    pretrained = {ln.split()[0] for ln in lines if "pretrained" in ln.split()}
+    assert pretrained == set(shipped_operators())
+
+
+def test_apply_network_and_reference(tmp_path: Path, photo: Path, weights: Path) -> None:
+    out, ref = tmp_path / "net.png", tmp_path / "ref.png"
+    assert main(["fip", "apply", "--operator", "rof", str(photo), str(out), "--weights", str(weights)]) == 0
+    assert main(["fip", "apply", "--operator", "rof", str(photo), str(ref), "--reference"]) == 0
+    a, r = cv2.imread(str(out)), cv2.imread(str(ref))
+    assert a.shape == r.shape == (72, 96, 3)
+    # an untrained gf-can24 starts close to the identity
+    assert np.abs(a.astype(int) - cv2.imread(str(photo)).astype(int)).mean() < 6
+
+
+def test_apply_tiled_equals_untiled(tmp_path: Path, photo: Path, weights: Path) -> None:
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert main(["fip", "apply", "--operator", "rof", str(photo), str(a), "--weights", str(weights)]) == 0
+    assert main(["fip", "apply", "--operator", "rof", str(photo), str(b), "--weights", str(weights), "--tile-rows", "9"]) == 0
+    assert np.array_equal(cv2.imread(str(a)), cv2.imread(str(b)))
+
+
+@pytest.mark.skipif(not shipped_operators(), reason="no shipped weights yet")
+def test_apply_works_out_of_the_box_with_shipped_weights(tmp_path: Path, photo: Path) -> None:
+    op = shipped_operators()[0]
+    assert main(["fip", "apply", "--operator", op, str(photo), str(tmp_path / "o.png")]) == 0
+
+
+@pytest.mark.parametrize("kind", ["gray", "alpha", "16bit"])
+def test_gray_alpha_and_16bit_inputs_are_converted(kind: str, tmp_path: Path, photo: Path, weights: Path) -> None:
+    bgr = cv2.imread(str(photo))
+    src = tmp_path / f"{kind}.png"
+    if kind == "gray":
+        cv2.imwrite(str(src), cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    elif kind == "alpha":
+        cv2.imwrite(str(src), np.dstack([bgr, np.full(bgr.shape[:2], 128, np.uint8)]))
+    else:
+        cv2.imwrite(str(src), bgr.astype(np.uint16) * 257)
+    out = tmp_path / "o.png"
+    assert main(["fip", "apply", "--operator", "rof", str(src), str(out), "--weights", str(weights)]) == 0
+    assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).shape == (72, 96, 3)
+
+
+def _bad(tmp_path: Path, photo: Path, weights: Path, case: str) -> list[str]:
+    out = str(tmp_path / "out.png")
+    if case == "not-an-image":
+        txt = tmp_path / "notes.png"
+        txt.write_text("hello, not pixels")
+        return ["fip", "apply", "--operator", "rof", str(txt), out, "--weights", str(weights)]
+    if case == "missing":
+        return ["fip", "apply", "--operator", "rof", str(tmp_path / "nope.png"), out, "--weights", str(weights)]
+    if case == "too-small":
+        small = tmp_path / "small.png"
+        cv2.imwrite(str(small), np.zeros((20, 20, 3), np.uint8))
+        return ["fip", "apply", "--operator", "rof", str(small), out, "--weights", str(weights)]
+    if case == "unknown-operator":
+        return ["fip", "apply", "--operator", "l1", str(photo), out]
+    if case == "mismatched-weights":
+        from convpress.fip.weights import save_network
+        from convpress.models import create_model
+
+        bad = save_network(create_model("can32"), tmp_path / "bad.safetensors", model_name="gf-can24", operator="rof")
+        return ["fip", "apply", "--operator", "rof", str(photo), out, "--weights", str(bad)]
+    if case == "foreign-weights":
+        junk = tmp_path / "junk.safetensors"
+        junk.write_bytes(b"\x00" * 64)
+        return ["fip", "apply", "--operator", "rof", str(photo), out, "--weights", str(junk)]
+    if case == "other-operator":
+        return ["fip", "apply", "--operator", "l0", str(photo), out, "--weights", str(weights)]
+    if case == "output-is-input":
+        return ["fip", "apply", "--operator", "rof", str(photo), str(photo), "--weights", str(weights), "--force"]
+    if case == "output-exists":
+        Path(out).write_bytes(b"x")
+        return ["fip", "apply", "--operator", "rof", str(photo), out, "--weights", str(weights)]
+    raise AssertionError(case)
+
+
+BAD = {
+    "not-an-image": "not a readable image",
+    "missing": "no such file",
+    "too-small": "needs at least 32x32",
+    "unknown-operator": "unknown operator 'l1'",
+    "mismatched-weights": "do not match model gf-can24",
+    "foreign-weights": "not a safetensors",
+    "other-operator": "trained for operator rof, not l0",
+    "output-is-input": "same file as input",
+    "output-exists": "pass --force",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_gives_one_line_and_exit_2(case: str, tmp_path: Path, photo: Path, weights: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    before = photo.read_bytes()
+    assert main(_bad(tmp_path, photo, weights, case)) == 2
+    assert BAD[case] in _error(capsys)
+    assert photo.read_bytes() == before  # the input is never touched
+
+
+def test_pairs_and_train_end_to_end(tmp_path: Path, photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    img = cv2.imread(str(photo))
+    for i in range(3):
+        cv2.imwrite(str(folder / f"p{i}.png"), np.roll(img, 13 * i, axis=1))
+    cache, w = tmp_path / "cache", tmp_path / "net.safetensors"
+    assert main(["fip", "pairs", "--operator", "tvl1", "--folder", str(folder), "--cache", str(cache), "--sizes", "64", "96",
+                 "--no-progress"]) == 0
+    assert "6 pairs" in capsys.readouterr().out
+    assert main(["fip", "train", "--operator", "tvl1", "--cache", str(cache), "--out", str(w), "--epochs", "1", "--steps", "2",
+                 "--batch", "1", "--crops", "48", "--work-dir", str(tmp_path / "work"), "--no-progress"]) == 0
+    assert "validation PSNR" in capsys.readouterr().out
+    assert main(["fip", "apply", "--operator", "tvl1", str(photo), str(tmp_path / "o.png"), "--weights", str(w)]) == 0
+    capsys.readouterr()
+    # training without pairs is one clear error
+    assert main(["fip", "train", "--operator", "l0", "--cache", str(cache), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "run 'convpress fip pairs' first" in _error(capsys)

@@ -1,0 +1,115 @@
+"""CAN and guided-filter CAN: architecture as in the papers, identity start, per-image statistics, exact tiling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from convpress.fip.apply import apply_network
+from convpress.models import create_model, model_names
+from convpress.models.can import CAN, AdaptiveNorm, GuidedFilterCAN, box_filter, can_dilations, upsample_bilinear
+
+
+def test_models_are_registered() -> None:
+    assert {"can24", "can32", "gf-can24"} <= set(model_names())
+
+
+@pytest.mark.parametrize(("name", "width"), [("can24", 24), ("can32", 32)])
+def test_can_architecture_matches_the_paper(name: str, width: int) -> None:
+    model = create_model(name)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 9
+    assert [c.dilation[0] for c in convs[:8]] == [1, 2, 4, 8, 16, 32, 64, 1] == can_dilations(9)
+    assert all(c.bias is None and c.kernel_size == (3, 3) for c in convs[:8])
+    assert convs[-1].kernel_size == (1, 1) and convs[-1].out_channels == 3
+    assert all(c.out_channels == width for c in convs[:8])
+    assert sum(isinstance(m, AdaptiveNorm) for m in model.modules()) == 8
+    assert all(m.negative_slope == 0.2 for m in model.modules() if isinstance(m, nn.LeakyReLU))
+    assert model.receptive_field == 257
+
+
+def test_receptive_field_from_the_traced_graph_is_257() -> None:
+    from convpress.analysis.receptive import receptive_fields
+
+    fields = receptive_fields(create_model("can24"))
+    assert list(fields.values())[-1].size == (257, 257)
+
+
+@pytest.mark.parametrize("name", ["can24", "can32"])
+def test_identity_initialisation(name: str) -> None:
+    x = torch.rand(2, 3, 40, 52)
+    with torch.no_grad():
+        torch.testing.assert_close(create_model(name)(x), x, atol=1e-6, rtol=0)
+
+
+def test_adaptive_norm_uses_per_image_statistics_in_train_and_eval() -> None:
+    norm = AdaptiveNorm(4)
+    with torch.no_grad():
+        norm.w1.fill_(1.0)
+        norm.w0.fill_(0.5)
+    a, b = torch.randn(1, 4, 9, 11), 5 * torch.randn(1, 4, 9, 11) + 3
+    together = norm(torch.cat([a, b]))
+    torch.testing.assert_close(together[:1], norm(a), atol=1e-6, rtol=1e-6)  # b's statistics do not leak into a
+    norm.eval()
+    torch.testing.assert_close(norm(a), together[:1], atol=1e-6, rtol=1e-6)
+    expected = 0.5 * a + (a - a.mean((2, 3), keepdim=True)) / torch.sqrt(a.var((2, 3), unbiased=False, keepdim=True) + 1e-3)
+    torch.testing.assert_close(norm(a), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_box_filter_matches_a_naive_window_mean() -> None:
+    x = torch.rand(1, 2, 7, 9, dtype=torch.float64)
+    out = box_filter(x, 1)
+    i, j = 0, 4  # border window: clipped to 2 x 3 pixels
+    assert float(out[0, 1, i, j]) == pytest.approx(float(x[0, 1, 0:2, 3:6].mean()), abs=1e-12)
+    assert float(out[0, 0, 3, 3]) == pytest.approx(float(x[0, 0, 2:5, 2:5].mean()), abs=1e-12)
+
+
+def test_upsampling_matches_torch_bilinear() -> None:
+    x = torch.rand(1, 6, 13, 17)
+    torch.testing.assert_close(upsample_bilinear(x, (50, 61)), F.interpolate(x, size=(50, 61), mode="bilinear", align_corners=False),
+                               atol=1e-6, rtol=0)
+
+
+def test_fast_variant_runs_its_can_at_low_resolution() -> None:
+    model = GuidedFilterCAN()
+    assert model.low_size(866, 1155) == (192, 256)  # about 1 MP
+    assert model.low_size(1732, 2310) == (192, 256)  # 4 MP: the CAN costs the same
+    assert model.low_size(200, 320) == (50, 80)  # small images: factor 4
+
+
+def _trained_like(model: GuidedFilterCAN) -> GuidedFilterCAN:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def test_tiled_output_equals_untiled_output_exactly() -> None:
+    model = _trained_like(GuidedFilterCAN()).eval()
+    x = torch.rand(3, 101, 143)
+    whole = apply_network(model, x)
+    for rows in (1, 7, 64, 200):
+        assert torch.equal(apply_network(model, x, tile_rows=rows), whole)
+    with torch.no_grad():
+        torch.testing.assert_close(whole, model(x[None])[0].clamp(0, 1), atol=1e-6, rtol=0)
+
+
+def test_plain_can_is_not_tiled_and_small_images_are_refused() -> None:
+    from convpress.errors import ConfigError, InputError
+
+    with pytest.raises(ConfigError, match="cannot be tiled"):
+        apply_network(CAN(), torch.rand(3, 40, 40), tile_rows=8)
+    with pytest.raises(InputError, match="needs at least 32x32"):
+        apply_network(GuidedFilterCAN(), torch.rand(3, 20, 64))
+    out = apply_network(CAN(), torch.rand(3, 40, 40))
+    assert out.shape == (3, 40, 40)
+
+
+def test_gradients_reach_every_parameter() -> None:
+    model = GuidedFilterCAN()
+    x = torch.rand(2, 3, 64, 64)
+    F.mse_loss(model(x), x.flip(3)).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

@@ -1,0 +1,105 @@
+"""Pairs cache, training (PSNR per epoch, kill-and-resume equals uninterrupted) and weights files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from convpress.errors import ConfigError, FileFormatError, InputError
+from convpress.fip.pairs import build_pairs, load_pairs, resize_long_side
+from convpress.fip.train import TrainConfig, psnr, split_pairs, train
+from convpress.fip.weights import load_network, save_network
+
+
+@pytest.fixture(scope="module")
+def images() -> list[tuple[str, np.ndarray]]:
+    """Three 72x96 crops of bundled training photos."""
+    from convpress.data.photos import bundled_photo
+
+    out = []
+    for name in ("astronaut", "chelsea", "immunohistochemistry"):
+        img = bundled_photo(name).permute(1, 2, 0).numpy()
+        out.append((name, np.ascontiguousarray(img[100:172, 100:196])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory, images: list[tuple[str, np.ndarray]]) -> Path:
+    root = tmp_path_factory.mktemp("pairs")
+    build_pairs(images, "tvl1", root, sizes=(64, 96))
+    return root
+
+
+def test_pairs_are_cached_at_several_resolutions(cache: Path, images: list[tuple[str, np.ndarray]]) -> None:
+    from convpress.data.images import read_image
+    from convpress.fip.operators import apply_reference
+
+    pairs = load_pairs(cache, "tvl1")
+    assert [(p.source, p.size) for p in pairs] == [(n, s) for n, _ in images for s in (64, 96)]
+    stamps = {p.target: p.target.stat().st_mtime_ns for p in pairs}
+    again = build_pairs(images, "tvl1", cache, sizes=(64, 96))
+    assert [p.target for p in again] == [p.target for p in pairs]
+    assert all(p.target.stat().st_mtime_ns == stamps[p.target] for p in again)  # reused, not recomputed
+    # a stored target equals the operator's output up to 16-bit rounding
+    small = resize_long_side(images[0][1], 64)
+    expected = apply_reference("tvl1", small)
+    stored = read_image(pairs[0].target).permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(stored, expected, atol=1.0 / 65535 + 1e-6)
+
+
+def test_missing_pairs_and_bad_sizes_are_refused(tmp_path: Path, images: list[tuple[str, np.ndarray]]) -> None:
+    with pytest.raises(InputError, match="run 'convpress fip pairs'"):
+        load_pairs(tmp_path, "l0")
+    with pytest.raises(ConfigError, match="at least 16"):
+        build_pairs(images, "pencil", tmp_path, sizes=(8,))
+
+
+def test_validation_split_keeps_photos_apart(cache: Path) -> None:
+    tr, va = split_pairs(load_pairs(cache, "tvl1"), 0.34)
+    assert va and tr and not ({p.source for p in tr} & {p.source for p in va})
+
+
+CFG = TrainConfig("tvl1", epochs=3, steps=3, batch=2, crops=(40, 56), lr=1e-3)
+
+
+def test_training_improves_validation_psnr(cache: Path) -> None:
+    res = train(load_pairs(cache, "tvl1"), CFG)
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+    assert all(np.isfinite(h["val_psnr"]) and h["val_psnr"] > 15 for h in res.history)
+
+
+def test_killed_training_resumes_to_the_same_weights(cache: Path, tmp_path: Path) -> None:
+    pairs = load_pairs(cache, "tvl1")
+    full = train(pairs, CFG, work_dir=tmp_path / "a")
+    first = train(pairs, CFG, work_dir=tmp_path / "b", stop_after=1)  # "killed" after one epoch
+    assert len(first.history) == 1
+    resumed = train(pairs, CFG, work_dir=tmp_path / "b")
+    assert resumed.resumed_from == 1 and resumed.history == full.history
+    for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_weights_round_trip_and_mismatch(tmp_path: Path) -> None:
+    from convpress.models import create_model
+
+    model = create_model("gf-can24")
+    path = save_network(model, tmp_path / "w.safetensors", model_name="gf-can24", operator="l0", extra={"val_psnr": 31.5})
+    loaded, info = load_network(path)
+    assert info["operator"] == "l0" and info["val_psnr"] == 31.5 and info["model"] == "gf-can24"
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    bad = save_network(create_model("can32"), tmp_path / "bad.safetensors", model_name="can24", operator="l0")
+    with pytest.raises(FileFormatError, match="do not match model can24"):
+        load_network(bad)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(FileFormatError, match="not a safetensors"):
+        load_network(junk)
+
+
+def test_psnr() -> None:
+    a = torch.zeros(3, 4, 4)
+    assert psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-4)
