@@ -148,3 +148,48 @@ def test_shape_records_rebuild_exactly_and_refuse_foreign_layers() -> None:
         apply_shapes_(_Chain(), {"c9": {"in": 1, "out": 1, "groups": 1}})
     with pytest.raises(cp.FileFormatError, match="malformed"):
         apply_shapes_(_Chain(), {"c1": {"in": -3, "out": 1, "groups": 1}})
+
+
+def test_channel_wise_layers_torch_pruning_does_not_know_are_pruned_along() -> None:
+    """The CAN's adaptive normalisation (registered channel-wise) loses the same channels as its conv."""
+    from convpress.models.can import CAN
+
+    torch.manual_seed(0)
+    net = CAN(width=24, depth=5)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.rand(1, 3, 40, 40)
+    convs = [net.body[3 * i] for i in range(4)]
+    norms = [net.body[3 * i + 1] for i in range(4)]
+    with torch.no_grad():
+        for n in norms:  # distinct gains name each channel, so the kept ones can be identified afterwards
+            n.weight.copy_(1 + torch.arange(24) / 100)
+    old = [c.weight.detach().clone() for c in convs]
+    report = cp.prune_channels_(net, x, 0.5)
+    assert set(report.channels.values()) == {(24, 12)}
+    prev = torch.arange(3)
+    for conv, norm, w in zip(convs, norms, old):
+        assert norm.weight.shape == norm.bias.shape == (12,)
+        kept = torch.round((norm.weight.detach() - 1) * 100).long()
+        # the norm kept exactly the channels its convolution kept
+        assert torch.equal(conv.weight, w[kept][:, prev])
+        prev = kept
+    assert net(x).shape == (1, 3, 40, 40)
+
+
+def test_a_registered_channel_layer_is_no_barrier() -> None:
+    from convpress.compress.structured import register_channel_layer
+
+    @register_channel_layer
+    class Scale(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.gain = nn.Parameter(torch.ones(c))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.gain.view(1, -1, 1, 1)
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), Scale(8), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    cp.prune_channels_(net, torch.rand(1, 3, 10, 10), 0.5)
+    assert net[0].out_channels == 4 and net[1].gain.shape == (4,) and net[3].in_channels == 4

@@ -23,11 +23,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from convpress.compress.structured import register_channel_layer
 from convpress.models import register_model
 
 __all__ = ["AdaptiveNorm", "CAN", "GuidedFilterCAN", "box_filter", "upsample_bilinear", "upsample_rows", "can_dilations"]
 
 
+@register_channel_layer  # lets structured pruning thin a CAN (its per-channel weight and bias)
 class AdaptiveNorm(nn.Module):
     """``w0 * x + w1 * BN(x)`` where BN uses each image's own statistics (train and test alike).
 
