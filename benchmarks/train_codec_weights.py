@@ -1,0 +1,60 @@
+"""Train the shipped codec weights (``src/convpress/weights/codec/hyperprior-q*.safetensors``).
+
+Trains the highest-rate model from scratch on the bundled TRAIN photos plus the natural photos
+of Debian's ``opencv-doc`` package (when installed), then fine-tunes a copy for each lower
+lambda, each starting from the previous one, which converges far faster than training from
+scratch. Weights are exported after every chunk of steps, so usable weights exist early.
+Resumable: rerun the same command and every stage continues from its checkpoint.
+
+    PYTHONPATH=src python benchmarks/train_codec_weights.py --work-dir /tmp/codec-train
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from convpress.codec.train import QUALITY_LAMBDAS, TrainConfig, train_codec, training_images
+from convpress.codec.weights import WEIGHTS_DIR, save_weights
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work-dir", required=True)
+    p.add_argument("--qualities", default="4,3,2,1", help="first one trained from scratch, then each fine-tuned from the previous")
+    p.add_argument("--base-steps", type=int, default=2500)
+    p.add_argument("--finetune-steps", type=int, default=800)
+    p.add_argument("--chunk", type=int, default=250, help="export weights every CHUNK steps")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--m", type=int, default=96)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out-dir", default=str(WEIGHTS_DIR))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    images = training_images()
+    print(f"{len(images)} training images", flush=True)
+    qualities = [int(q) for q in args.qualities.split(",")]
+    init = None
+    for i, q in enumerate(qualities):
+        base = i == 0
+        cfg = TrainConfig(model="hyperprior", n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[q],
+                          steps=args.base_steps if base else args.finetune_steps,
+                          lr=5e-4 if base else 2e-4, lr_final=1e-4 if base else 5e-5, seed=q,
+                          extra={"init": "scratch" if base else f"q{qualities[i - 1]}"})
+        done = 0
+        while done < cfg.steps:
+            done = min(cfg.steps, done + args.chunk)
+            model, hist = train_codec(cfg, images, work_dir=Path(args.work_dir) / f"q{q}", init=init, progress=False, stop_after=done)
+            out = Path(args.out_dir) / f"hyperprior-q{q}.safetensors"
+            wid = save_weights(model, out, quality=q, lmbda=cfg.lmbda, extra={"steps": str(done)})
+            last = hist[-1]
+            print(f"q{q} step {done}/{cfg.steps}: loss {last['loss']:.3f} bpp {last['bpp']:.3f} PSNR {last['psnr']:.2f} -> {out.name} ({wid})", flush=True)
+        init = {k: v for k, v in model.state_dict().items()}
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
