@@ -11,4 +11,5 @@ BENCHMARKS: dict[str, str] = {
     "deep-compression": "convpress.bench.deep_compression",
     "acceleration": "convpress.bench.acceleration",
     "layers": "convpress.bench.layers",
+    "codec": "convpress.bench.codec",
 }

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export": "convpress.cli.export",
     "analyze": "convpress.cli.analyze",
     "bench": "convpress.cli.bench",
+    "codec": "convpress.cli.codec",
 }
 
 
