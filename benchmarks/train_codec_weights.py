@@ -7,6 +7,10 @@ scratch. Weights are exported after every chunk of steps, so usable weights exis
 Resumable: rerun the same command and every stage continues from its checkpoint.
 
     PYTHONPATH=src python benchmarks/train_codec_weights.py --work-dir /tmp/codec-train
+
+The shipped weights were made on a shared 2-core CPU in two phases: quality 4 from scratch
+(``--qualities 4 --base-steps 3000``), then qualities 3, 2 and 1 fine-tuned from it in three
+parallel processes (``--qualities Q --init .../hyperprior-q4.safetensors --finetune-steps 800``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=250, help="export weights every CHUNK steps")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--m", type=int, default=96)
+    p.add_argument("--init", help="weights file to fine-tune the first quality from (instead of training it from scratch)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out-dir", default=str(WEIGHTS_DIR))
     args = p.parse_args(argv)
@@ -38,12 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(images)} training images", flush=True)
     qualities = [int(q) for q in args.qualities.split(",")]
     init = None
+    if args.init:
+        from convpress.codec.weights import load_weights
+
+        init = load_weights(args.init)[0].state_dict()
     for i, q in enumerate(qualities):
-        base = i == 0
+        base = i == 0 and init is None
         cfg = TrainConfig(model="hyperprior", n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[q],
                           steps=args.base_steps if base else args.finetune_steps,
                           lr=5e-4 if base else 2e-4, lr_final=1e-4 if base else 5e-5, seed=q,
-                          extra={"init": "scratch" if base else f"q{qualities[i - 1]}"})
+                          extra={"init": "scratch" if base else (f"q{qualities[i - 1]}" if i else Path(args.init).name)})
         done = 0
         while done < cfg.steps:
             done = min(cfg.steps, done + args.chunk)
