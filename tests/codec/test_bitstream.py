@@ -77,9 +77,11 @@ def test_refuses_mismatched_weights_bad_fields_and_versions(tiny_hyperprior, pho
         read_header(data[:-3])
     with pytest.raises(FileFormatError):
         read_header(b"\x89PNG\r\n\x1a\n" + data[8:])
-    # a size that disagrees with the streams is refused by the rANS decoder, not decoded wrongly
-    with pytest.raises(FileFormatError):
-        decode_image(_reheader(data, lambda h: h.update(h=h["h"] + 64)), resolver=res)
+    # a size that disagrees with the streams is refused, not decoded into another crop
+    for dh in (1, -1, 64, -64, 65):
+        with pytest.raises(FileFormatError):
+            decode_image(_reheader(data, lambda h: h.update(h=h["h"] + dh)), resolver=res)
+    assert decode_image(_reheader(data, lambda h: None), resolver=res)[0].shape == photo_crop.shape
 
 
 def test_refuses_bad_image_tensors(tiny_hyperprior) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,10 @@ because it counts in the bit rate::
     {"m": model name, "q": quality, "h": height, "w": width, "v": weights id}
 
 followed by two sections (hyperprior: the rANS words of z, then of y; factorized: y only).
+The remainders ``h % stride`` and ``w % stride`` are also pushed onto the first stream (uniform
+symbols, about 12 bits): the padded size already pins the number of latents, and this binds the
+exact crop to the coded data, so a forged header that keeps the checksums valid but changes the
+size is refused instead of decoding into a differently cropped image.
 ``v`` is the id of the weights that made the file; decoding with any other weights is refused,
 so a file can never be decoded with a mismatched model version into a wrong image.
 
@@ -72,6 +76,32 @@ def _check_image(x: Tensor) -> None:
         raise InputError("image contains NaN or infinite values")
 
 
+def _bind(words: bytes, values: list[int], stride: int) -> bytes:
+    """Push ``values`` (each < stride) onto an rANS stream with a uniform model."""
+    import constriction
+    import numpy as np
+
+    coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+    coder.encode_reverse(np.asarray(values, dtype=np.int32), constriction.stream.model.Uniform(stride))
+    return np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
+
+
+def _unbind(data: bytes, count: int, stride: int, name: str) -> tuple[list[int], bytes]:
+    """Pop ``count`` uniform values off an rANS stream; returns (values, the remaining stream)."""
+    import constriction
+    import numpy as np
+
+    if len(data) % 4 or not data:
+        raise FileFormatError(f"{name} is corrupted (latent stream is not a whole, non-empty number of 32-bit words)")
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        values = [int(v) for v in coder.decode(constriction.stream.model.Uniform(stride), count)]
+        rest = np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
+    except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:
+        raise FileFormatError(f"{name} is corrupted (latent stream cannot be decoded: {exc})") from None
+    return values, rest
+
+
 def encode_image(x: Tensor, model: CodecModel, *, quality: int, weights_id: str) -> bytes:
     """Encode one image into the bytes of a ``.cpi`` file.
 
@@ -88,6 +118,7 @@ def encode_image(x: Tensor, model: CodecModel, *, quality: int, weights_id: str)
     out = model.compress(pad_image(x.clamp(0, 1), model.stride))
     header: dict[str, Any] = {"m": model.name, "q": int(quality), "h": int(x.shape[1]), "w": int(x.shape[2]), "v": weights_id}
     sections = [s[0] for s in reversed(out["strings"])]  # z first (hyperprior), then y
+    sections[0] = _bind(sections[0], [int(x.shape[1]) % model.stride, int(x.shape[2]) % model.stride], model.stride)
     return encode_container(MAGIC, VERSION, header, sections)
 
 
@@ -144,6 +175,10 @@ def decode_image(data: bytes, *, resolver: Resolver | None = None, name: str = "
         )
     h, w = head["h"], head["w"]
     s = model.stride
+    bound, first = _unbind(sections[0], 2, s, name)
+    if bound != [h % s, w % s]:
+        raise FileFormatError(f"{name} is corrupted (the image size in the header does not match the coded data)")
+    sections = [first, *sections[1:]]
     hp, wp = h + (-h) % s, w + (-w) % s
     if model.name == "hyperprior":
         strings, shape = [[sections[1]], [sections[0]]], (hp // 64, wp // 64)

@@ -11,8 +11,8 @@ likelihood of every element, from which the rate term ``-log2 p`` of the loss is
   tanh gates) and the likelihood of a quantization bin is the difference of two cumulatives.
   Medians and tails are found by bisection on that cumulative at ``update()``.
 * :class:`GaussianConditional`: a zero-mean Gaussian per element whose scale comes from the
-  hyperprior; coding quantizes the scale up to a fixed table of 64 log-spaced levels, each
-  with its own precomputed table.
+  hyperprior; coding quantizes the scale to the nearest (in log scale) of 128 log-spaced
+  levels from 0.11 to 64 (about 5% apart), each with its own precomputed table.
 
 Values outside a table's range (probability below ``TAIL_MASS``) are clamped to the nearest
 codable value: encoder and decoder agree on the clamp, so the bitstream stays exact.
@@ -38,7 +38,10 @@ LIKELIHOOD_BOUND = 1e-9
 SCALE_MIN = 0.11
 
 
-def scale_table(levels: int = 64, low: float = SCALE_MIN, high: float = 64.0) -> Tensor:
+SCALE_LEVELS = 128
+
+
+def scale_table(levels: int = SCALE_LEVELS, low: float = SCALE_MIN, high: float = 64.0) -> Tensor:
     """(levels,) log-spaced scales from ``low`` to ``high`` (float64)."""
     return torch.exp(torch.linspace(math.log(low), math.log(high), levels, dtype=torch.float64))
 
@@ -218,7 +221,7 @@ class GaussianConditional(_TableMixin):
         levels: size of the fixed scale table used for coding.
     """
 
-    def __init__(self, levels: int = 64) -> None:
+    def __init__(self, levels: int = SCALE_LEVELS) -> None:
         super().__init__()
         self.register_buffer("scale_table", scale_table(levels))
         self._init_tables()
@@ -241,6 +244,7 @@ class GaussianConditional(_TableMixin):
     @torch.no_grad()
     def update(self) -> None:
         """Integer tables for every scale level over [-L, L], L = ceil(tail bound * scale) >= 4."""
+        self.scale_table = scale_table(SCALE_LEVELS)  # the code's table, also for older checkpoints
         tail = -float(torch.special.ndtri(torch.tensor(TAIL_MASS / 2, dtype=torch.float64)))
         pmfs, offsets = [], []
         for s in self.scale_table.tolist():
@@ -251,10 +255,14 @@ class GaussianConditional(_TableMixin):
             offsets.append(-half)
         self._set_tables(pmfs, offsets)
 
+    def boundaries(self) -> Tensor:
+        """(levels - 1,) float64 decision boundaries: geometric means of neighbouring levels."""
+        t = self.scale_table.double()
+        return torch.sqrt(t[:-1] * t[1:])
+
     def indexes_from_scales(self, scales: Tensor) -> Tensor:
-        """Float scales -> table levels (int64): the smallest level not below the scale."""
-        table = self.scale_table[:-1].to(scales.dtype)
-        return (scales.unsqueeze(-1) > table).sum(-1)
+        """Float scales -> table levels (int64): the level nearest in log scale."""
+        return torch.searchsorted(self.boundaries().to(scales.dtype), scales.contiguous(), right=False)
 
     def symbols(self, y: Tensor, indexes: Tensor) -> Tensor:
         """round(y) clamped to the table range of each element's level (int64, same shape)."""

@@ -16,7 +16,7 @@ The sums are carried out by torch's float64 convolutions on integer-valued tenso
 exact whatever the summation order, because ``shift_k`` is chosen so that every partial sum
 stays below 2**52 in magnitude (float64 represents all such integers exactly), and division by a
 power of two followed by floor is exact. The level of each scale is found by comparing the
-integer output with integer thresholds. Guarantee: the same stored weights give the same levels
+integer output with integer level boundaries. Guarantee: the same stored weights give the same levels
 on every IEEE-754 machine, whatever the thread count or summation order.
 """
 
@@ -67,8 +67,8 @@ class IntegerSynthesis(nn.Module):
                 self.kinds.append(("C", m.stride[0], m.padding[0], 0))
 
     @torch.no_grad()
-    def update(self, convs: list[nn.Module], table: Tensor) -> None:
-        """Quantize the float layers ``convs`` and the scale table (levels, float64)."""
+    def update(self, convs: list[nn.Module], boundaries: Tensor) -> None:
+        """Quantize the float layers ``convs`` and the level boundaries (levels - 1,) of the scale table."""
         self.set_structure(convs)
         for k, m in enumerate(convs):
             w = m.weight.detach().double()
@@ -79,7 +79,7 @@ class IntegerSynthesis(nn.Module):
             setattr(self, f"w{k}", torch.round(w * 2.0**shift).to(torch.int32))
             setattr(self, f"b{k}", torch.round(m.bias.detach().double() * 2.0 ** (shift + ACT_BITS)).to(torch.int64))
             setattr(self, f"s{k}", torch.tensor(shift, dtype=torch.int64))
-        self.thresholds = torch.floor(table[:-1].double() * 2.0**ACT_BITS).to(torch.int64)
+        self.thresholds = torch.floor(boundaries.double() * 2.0**ACT_BITS).to(torch.int64)
 
     def to_fixed(self, z_hat_int: Tensor, medians_fixed: Tensor) -> Tensor:
         """Integer offsets (B, C, h, w) plus medians in fixed point (C,) -> fixed-point activations."""

@@ -171,7 +171,7 @@ class ScaleHyperprior(CodecModel):
             return False
         self.entropy_bottleneck.update()
         self.gaussian_conditional.update()
-        self.h_s_int.update(self._hs_convs(), self.gaussian_conditional.scale_table)
+        self.h_s_int.update(self._hs_convs(), self.gaussian_conditional.boundaries())
         self._z_medians_fixed = torch.round(self.entropy_bottleneck._medians.double() * 2.0**ACT_BITS).to(torch.int64)
         return True
 

@@ -8,6 +8,7 @@ tensors) that every ``.cpi`` file carries: a file made with other weights is ref
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -19,26 +20,35 @@ import torch
 from convpress.codec.models import CodecModel, build_model
 from convpress.errors import ConfigError, FileFormatError
 
-__all__ = ["WEIGHTS_DIR", "weights_id", "save_weights", "load_weights", "available_qualities", "pretrained"]
+__all__ = ["WEIGHTS_DIR", "weights_id", "save_weights", "load_weights", "refresh_weights", "available_qualities", "pretrained"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "codec"
 
 
 def weights_id(state: dict[str, torch.Tensor]) -> str:
-    """A 16-hex-digit hash of every tensor's name, dtype, shape and bytes."""
+    """An 8-hex-digit hash of every tensor's name, dtype, shape and bytes."""
     h = hashlib.sha256()
     for k in sorted(state):
         t = state[k].detach().cpu().contiguous()
         h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.numpy().tobytes())
-    return h.hexdigest()[:16]
+    return h.hexdigest()[:8]
 
 
 def save_weights(model: CodecModel, path: str | os.PathLike[str], *, quality: int, lmbda: float, extra: dict[str, str] | None = None) -> str:
-    """Write ``model`` (after ``update()``) as safetensors with metadata; returns its weights id."""
+    """Write ``model`` as safetensors with metadata; returns its weights id.
+
+    Parameters are stored in float16; they are rounded in the model first and ``update()`` is
+    run on the rounded values, so the stored tables and fixed-point layers belong exactly to the
+    stored parameters.
+    """
     from safetensors.torch import save_file
 
-    model.check_ready()
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    model.update()
     params = {k for k, _ in model.named_parameters()}
     # parameters in float16 halve the files; tables and medians keep their exact dtypes
     state = {k: (v.detach().half() if k in params else v.detach()).cpu().contiguous() for k, v in model.state_dict().items()}
@@ -98,3 +108,10 @@ def pretrained(quality: int, model: str = "hyperprior") -> tuple[CodecModel, dic
         have = ", ".join(str(q) for q in available_qualities(model)) or "none"
         raise ConfigError(f"no {model} weights for quality {quality}; available qualities: {have}")
     return load_weights(path)
+
+
+def refresh_weights(path: str | os.PathLike[str]) -> str:
+    """Recompute a weights file's tables with this version's ``update()``; returns the new weights id."""
+    model, meta = load_weights(path)
+    keep = {k: v for k, v in meta.items() if k not in {"model", "config", "quality", "lambda", "weights_id"}}
+    return save_weights(model, path, quality=int(meta["quality"]), lmbda=float(meta["lambda"]), extra=keep)
