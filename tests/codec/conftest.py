@@ -35,3 +35,12 @@ def photo_crop() -> torch.Tensor:
     from convpress.data.photos import bundled_photo
 
     return bundled_photo("astronaut")[:, 100:190, 200:330].contiguous()  # (3, 90, 130)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():  # type: ignore[no-untyped-def]
+    """Tiny tensors: a thread pool only adds overhead (and noise on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

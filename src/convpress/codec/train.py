@@ -151,6 +151,7 @@ def train_codec(
     """
     if not images:
         raise ConfigError("no training images")
+    torch.manual_seed(cfg.seed)  # the initial weights
     model = build_model(cfg.model, {"N": cfg.n, "M": cfg.m})
     if init is not None:
         model.load_state_dict(init, strict=False)
