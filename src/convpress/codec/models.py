@@ -120,7 +120,7 @@ class FactorizedPrior(CodecModel):
     def compress(self, x: Tensor) -> dict[str, Any]:
         self.check_input(x)
         self.check_ready()
-        y = self.g_a(x)
+        y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
         strings, _ = self.entropy_bottleneck.compress(y)
         return {"strings": [strings], "shape": tuple(y.shape[-2:])}
 
@@ -128,8 +128,8 @@ class FactorizedPrior(CodecModel):
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict[str, Tensor]:
         self.check_ready()
         q = self.entropy_bottleneck.decompress(strings[0], shape)
-        y_hat = self.entropy_bottleneck.dequantize(q)
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "symbols": q}
+        y_hat = self.entropy_bottleneck.dequantize(q).contiguous(memory_format=torch.channels_last)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1).contiguous(), "symbols": q}
 
 
 class ScaleHyperprior(CodecModel):
@@ -188,7 +188,8 @@ class ScaleHyperprior(CodecModel):
     def compress(self, x: Tensor) -> dict[str, Any]:
         self.check_input(x)
         self.check_ready()
-        y = self.g_a(x)
+        # channels-last convolutions are markedly faster on CPU
+        y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
         z = self.h_a(torch.abs(y))
         z_strings, z_q = self.entropy_bottleneck.compress(z)
         levels = self.scale_levels(z_q)
@@ -201,7 +202,8 @@ class ScaleHyperprior(CodecModel):
         z_q = self.entropy_bottleneck.decompress(strings[1], shape)
         levels = self.scale_levels(z_q)
         y_q = self.gaussian_conditional.decompress(strings[0], levels)
-        return {"x_hat": self.g_s(y_q.float()).clamp_(0, 1), "symbols": y_q}
+        y_hat = y_q.float().contiguous(memory_format=torch.channels_last)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1).contiguous(), "symbols": y_q}
 
 
 #: model name -> class; ``.cpi`` files record the name, and weights are looked up by it
