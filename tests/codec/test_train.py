@@ -50,7 +50,7 @@ def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
     import numpy as np
 
     cv2.imwrite(str(folder / "a.png"), (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8))
-    args = ["train", "--work-dir", str(tmp_path / "w"), "--quality", "2", "--out", str(tmp_path / "q2.safetensors"), "--n", "8", "--m", "12",
+    args = ["train", "--work-dir", str(tmp_path / "w"), "--quality", "2", "--out", str(tmp_path / "q2.safetensors"), "--hidden-channels", "8", "--latent-channels", "12",
             "--steps", "2", "--batch", "1", "--crop", "64", "--no-debian", "--images", str(folder)]
     assert main(args) == 0
     model, meta = load_weights(tmp_path / "q2.safetensors")

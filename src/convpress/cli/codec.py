@@ -49,15 +49,16 @@ def register(sub: Any) -> None:
     t = cs.add_parser(
         "train", help="train a codec model (resumable; progress bar)",
         description="Train a codec model for one quality (lambda) on random crops of photos, with Adam. Rerun the "
-                    "same command with the same --work-dir to resume from its last checkpoint.",
+                    "same command with the same --work-dir to resume from its last checkpoint. Runs data-parallel "
+                    "under 'torchrun --nproc_per_node N' (each process trains on 1/N of every batch).",
         epilog="example: convpress codec train --work-dir runs/q3 --quality 3 --steps 3000 --out q3.safetensors",
     )
     t.add_argument("--work-dir", required=True, help="folder of the resumable checkpoint")
     t.add_argument("--quality", type=int, required=True, help="quality level: picks lambda (1-6)")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--model", default="hyperprior", help="factorized or hyperprior (default: %(default)s)")
-    t.add_argument("--n", type=int, default=64, help="hidden channels N (default: %(default)s)")
-    t.add_argument("--m", type=int, default=96, help="latent channels M (default: %(default)s)")
+    t.add_argument("--hidden-channels", dest="n", type=int, default=64, help="hidden channels N (default: %(default)s)")
+    t.add_argument("--latent-channels", dest="m", type=int, default=96, help="latent channels M (default: %(default)s)")
     t.add_argument("--steps", type=int, default=2000)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--crop", type=int, default=128, help="random crop size, a multiple of 64 (default: %(default)s)")
@@ -130,6 +131,10 @@ def _train(args: argparse.Namespace) -> int:
         init = init_model.state_dict()
     images = training_images(debian=not args.no_debian, extra_dirs=args.images)
     model, hist = train_codec(cfg, images, work_dir=args.work_dir, init=init, progress=sys.stderr.isatty())
+    from convpress.distributed import is_main
+
+    if not is_main():  # under torchrun only rank 0 writes
+        return 0
     wid = save_weights(model, out, quality=args.quality, lmbda=cfg.lmbda)
     last = hist[-1] if hist else {}
     print(f"wrote {out} (weights {wid}); last {last.get('step', 0)} steps: bpp {last.get('bpp', 0):.3f}, PSNR {last.get('psnr', 0):.2f} dB")

@@ -4,6 +4,11 @@ The loss is CompressAI's ``lambda * 255^2 * MSE + bpp`` with the rate estimated 
 likelihoods of the noisy latents. Batches are drawn from a generator seeded by ``(seed, step)``
 and the quantization noise from the global generator seeded the same way, so a run that is
 killed and resumed from its last checkpoint repeats exactly the steps an uninterrupted run takes.
+
+Under ``torchrun --nproc_per_node N`` (see :mod:`convpress.distributed`) every process draws the
+same global batch and trains on its ``1/N`` share (``batch`` must be divisible by N); DDP
+averages the gradients, so each step follows the global-batch gradient. Only rank 0 writes
+checkpoints and draws the progress bar.
 """
 
 from __future__ import annotations
@@ -149,8 +154,14 @@ def train_codec(
     Returns:
         (model in eval mode with entropy tables updated, history of {step, loss, bpp, psnr}).
     """
+    from convpress.distributed import barrier, init_from_env, world
+
     if not images:
         raise ConfigError("no training images")
+    distributed = init_from_env()
+    rank, size = world()
+    if cfg.batch % size:
+        raise ConfigError(f"batch {cfg.batch} is not divisible by the {size} torchrun processes")
     torch.manual_seed(cfg.seed)  # the initial weights
     model = build_model(cfg.model, {"N": cfg.n, "M": cfg.m})
     if init is not None:
@@ -169,18 +180,23 @@ def train_codec(
             opt.load_state_dict(state["opt"])
             start, history = int(state["step"]), list(state["history"])
     model.train()
+    net: torch.nn.Module = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model)
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     t0 = time.time()
-    with progress_bar(cfg.steps, f"train {cfg.model} lambda={cfg.lmbda}", enabled=progress) as bar:
+    with progress_bar(cfg.steps, f"train {cfg.model} lambda={cfg.lmbda}", enabled=progress and rank == 0) as bar:
         bar.advance(start)
         for step in range(start, end):
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
             torch.manual_seed(cfg.seed * 7_000_003 + step)  # the quantization noise of this step
-            x = random_batch(images, cfg.batch, cfg.crop, gen)
+            x = random_batch(images, cfg.batch, cfg.crop, gen)[rank::size]  # this process's share
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)
-            loss, bpp, mse = rd_loss(model(x), x, cfg.lmbda)
+            loss, bpp, mse = rd_loss(net(x), x, cfg.lmbda)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -197,9 +213,10 @@ def train_codec(
                 history.append(rec)
                 acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
                 bar.set_info(f"loss {rec['loss']:.3f} bpp {rec['bpp']:.3f} PSNR {rec['psnr']:.2f}")
-            if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == end):
+            if ckpt is not None and rank == 0 and (done % cfg.checkpoint_every == 0 or done == end):
                 _save(ckpt, cfg, done, model, opt, history)
             bar.advance(1)
+    barrier()
     model.eval()
     model.update()
     return model, history
