@@ -28,7 +28,7 @@ from convpress.codec.weights import WEIGHTS_DIR, save_weights
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work-dir", required=True)
+    p.add_argument("--work-dir")
     p.add_argument("--qualities", default="4,3,2,1", help="first one trained from scratch, then each fine-tuned from the previous")
     p.add_argument("--base-steps", type=int, default=2500)
     p.add_argument("--finetune-steps", type=int, default=800)
@@ -39,8 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--finetune-lr", type=float, default=2e-4, help="peak learning rate of fine-tuning (cosine decay to a quarter)")
     p.add_argument("--out-dir", default=str(WEIGHTS_DIR))
+    p.add_argument("--refresh", action="store_true", help="only rebuild the tables of the weights in --out-dir with this version's update()")
     args = p.parse_args(argv)
+    if args.refresh:
+        from convpress.codec.weights import refresh_weights
+
+        for f in sorted(Path(args.out_dir).glob("hyperprior-q*.safetensors")):
+            print(f"{f.name}: weights {refresh_weights(f)}")
+        return 0
     torch.set_num_threads(args.threads)
+    if not args.work_dir:
+        p.error("--work-dir is required for training")
     images = training_images()
     print(f"{len(images)} training images", flush=True)
     qualities = [int(q) for q in args.qualities.split(",")]
