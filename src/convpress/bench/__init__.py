@@ -12,4 +12,5 @@ BENCHMARKS: dict[str, str] = {
     "acceleration": "convpress.bench.acceleration",
     "layers": "convpress.bench.layers",
     "fip": "convpress.bench.fip",
+    "codec": "convpress.bench.codec",
 }

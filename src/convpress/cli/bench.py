@@ -21,7 +21,8 @@ def register(sub: Any) -> None:
         description=(
             "Run one benchmark, print its summary and write the full result (with machine and "
             "library versions) as JSON. Timings are medians after warm-up, and speed is reported "
-            "as ratios against a baseline measured in the same run."
+            "as ratios against a baseline measured in the same run. Benchmarks with figures (codec) "
+            "also write OUT's name with the suffix .png."
         ),
     )
     p.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark to run")
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     module = importlib.import_module(BENCHMARKS[args.name])
     result: dict[str, Any] = module.run(quick=args.quick, progress=True)
     write_json(out, result)
+    for fig in getattr(module, "write_figures", lambda r, p: [])(result, out):
+        print(f"wrote {fig}", file=sys.stderr)
     md = module.to_markdown(result)
     if md_out is not None:
         md_out.write_text(md)

@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "analyze": "convpress.cli.analyze",
     "fip": "convpress.cli.fip",
     "bench": "convpress.cli.bench",
+    "codec": "convpress.cli.codec",
 }
 
 

@@ -1,0 +1,80 @@
+"""Train the shipped codec weights (``src/convpress/weights/codec/hyperprior-q*.safetensors``).
+
+Trains the highest-rate model from scratch on the bundled TRAIN photos plus the natural photos
+of Debian's ``opencv-doc`` package (when installed), then fine-tunes a copy for each lower
+lambda, each starting from the previous one, which converges far faster than training from
+scratch. Weights are exported after every chunk of steps, so usable weights exist early.
+Resumable: rerun the same command and every stage continues from its checkpoint.
+
+    PYTHONPATH=src python benchmarks/train_codec_weights.py --work-dir /tmp/codec-train
+
+The shipped weights were made on a shared 2-core CPU (about 1 hour of CPU per model): quality 4
+from scratch (``--qualities 4 --base-steps 3000``); qualities 3, 2 and 1 each fine-tuned in a
+parallel process from a snapshot of quality 4 taken at step 1750
+(``--qualities Q --init q4-step1750.safetensors --finetune-steps 1200 --finetune-lr 5e-4``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from convpress.codec.train import QUALITY_LAMBDAS, TrainConfig, train_codec, training_images
+from convpress.codec.weights import WEIGHTS_DIR, save_weights
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work-dir")
+    p.add_argument("--qualities", default="4,3,2,1", help="first one trained from scratch, then each fine-tuned from the previous")
+    p.add_argument("--base-steps", type=int, default=2500)
+    p.add_argument("--finetune-steps", type=int, default=800)
+    p.add_argument("--chunk", type=int, default=250, help="export weights every CHUNK steps")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--m", type=int, default=96)
+    p.add_argument("--init", help="weights file to fine-tune the first quality from (instead of training it from scratch)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--finetune-lr", type=float, default=2e-4, help="peak learning rate of fine-tuning (cosine decay to a quarter)")
+    p.add_argument("--out-dir", default=str(WEIGHTS_DIR))
+    p.add_argument("--refresh", action="store_true", help="only rebuild the tables of the weights in --out-dir with this version's update()")
+    args = p.parse_args(argv)
+    if args.refresh:
+        from convpress.codec.weights import refresh_weights
+
+        for f in sorted(Path(args.out_dir).glob("hyperprior-q*.safetensors")):
+            print(f"{f.name}: weights {refresh_weights(f)}")
+        return 0
+    torch.set_num_threads(args.threads)
+    if not args.work_dir:
+        p.error("--work-dir is required for training")
+    images = training_images()
+    print(f"{len(images)} training images", flush=True)
+    qualities = [int(q) for q in args.qualities.split(",")]
+    init = None
+    if args.init:
+        from convpress.codec.weights import load_weights
+
+        init = load_weights(args.init)[0].state_dict()
+    for i, q in enumerate(qualities):
+        base = i == 0 and init is None
+        cfg = TrainConfig(model="hyperprior", n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[q],
+                          steps=args.base_steps if base else args.finetune_steps,
+                          lr=5e-4 if base else args.finetune_lr, lr_final=1e-4 if base else args.finetune_lr / 4, seed=q,
+                          extra={"init": "scratch" if base else (f"q{qualities[i - 1]}" if i else Path(args.init).name)})
+        done = 0
+        while done < cfg.steps:
+            done = min(cfg.steps, done + args.chunk)
+            model, hist = train_codec(cfg, images, work_dir=Path(args.work_dir) / f"q{q}", init=init, progress=False, stop_after=done)
+            out = Path(args.out_dir) / f"hyperprior-q{q}.safetensors"
+            wid = save_weights(model, out, quality=q, lmbda=cfg.lmbda, extra={"steps": str(done)})
+            last = hist[-1]
+            print(f"q{q} step {done}/{cfg.steps}: loss {last['loss']:.3f} bpp {last['bpp']:.3f} PSNR {last['psnr']:.2f} -> {out.name} ({wid})", flush=True)
+        init = {k: v for k, v in model.state_dict().items()}
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""``convpress codec encode | decode | train``: learned image compression into ``.cpi`` files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from convpress.cli._common import check_output, subcommand_main
+from convpress.errors import ConfigError
+
+__all__ = ["register", "main"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "codec",
+        help="learned image compression: encode images to .cpi files, decode them, train models",
+        description=(
+            "Learned image compression (Balle et al. 2018 scale hyperprior) with a real rANS bitstream. "
+            "Images with an alpha channel are composited over white (or see --alpha), grayscale images "
+            "are coded as RGB, and 16-bit images are reduced to 8 bits per channel by the codec."
+        ),
+    )
+    cs = p.add_subparsers(dest="codec_command", metavar="ACTION", required=True)
+
+    e = cs.add_parser("encode", help="compress an image into a .cpi file",
+                      epilog="example: convpress codec encode photo.png photo.cpi --quality 3")
+    e.add_argument("input", help="image file (PNG, JPEG, TIFF, BMP, WebP; 8 or 16 bit; gray, RGB or RGBA)")
+    e.add_argument("output", help="the .cpi file to write")
+    e.add_argument("--quality", "-q", type=int, required=True, help="quality level (see 'convpress codec qualities')")
+    e.add_argument("--model", default="hyperprior", help="codec model (default: %(default)s)")
+    e.add_argument("--alpha", choices=["composite", "drop", "error"], default="composite",
+                   help="images with alpha: composite over white (default), drop the alpha, or refuse")
+    e.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    e.set_defaults(func=_encode)
+
+    d = cs.add_parser("decode", help="decompress a .cpi file into an image",
+                      epilog="example: convpress codec decode photo.cpi photo.png")
+    d.add_argument("input", help="a .cpi file")
+    d.add_argument("output", help="the image to write (.png, .bmp, .tif, .webp, .jpg)")
+    d.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    d.set_defaults(func=_decode)
+
+    q = cs.add_parser("qualities", help="list the quality levels with shipped weights")
+    q.add_argument("--model", default="hyperprior")
+    q.set_defaults(func=_qualities)
+
+    t = cs.add_parser(
+        "train", help="train a codec model (resumable; progress bar)",
+        description="Train a codec model for one quality (lambda) on random crops of photos, with Adam. Rerun the "
+                    "same command with the same --work-dir to resume from its last checkpoint. Runs data-parallel "
+                    "under 'torchrun --nproc_per_node N' (each process trains on 1/N of every batch).",
+        epilog="example: convpress codec train --work-dir runs/q3 --quality 3 --steps 3000 --out q3.safetensors",
+    )
+    t.add_argument("--work-dir", required=True, help="folder of the resumable checkpoint")
+    t.add_argument("--quality", type=int, required=True, help="quality level: picks lambda (1-6)")
+    t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
+    t.add_argument("--model", default="hyperprior", help="factorized or hyperprior (default: %(default)s)")
+    t.add_argument("--hidden-channels", dest="n", type=int, default=64, help="hidden channels N (default: %(default)s)")
+    t.add_argument("--latent-channels", dest="m", type=int, default=96, help="latent channels M (default: %(default)s)")
+    t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--crop", type=int, default=128, help="random crop size, a multiple of 64 (default: %(default)s)")
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--images", action="append", default=[], help="extra folder of training images (repeatable)")
+    t.add_argument("--no-debian", action="store_true", help="do not use the opencv-doc photos even if installed")
+    t.add_argument("--init", help="weights file to start from (fine-tuning for another quality)")
+    t.add_argument("--checkpoint-every", type=int, default=100)
+    t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    t.set_defaults(func=_train)
+    p.set_defaults(func=lambda a: 0)
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from convpress.codec.bitstream import encode_image, write_cpi
+    from convpress.codec.weights import pretrained
+    from convpress.data.images import read_image
+
+    out = check_output(args.output, force=args.force, inputs=[args.input])
+    model, meta = pretrained(args.quality, args.model)
+    x = read_image(args.input, alpha=args.alpha)
+    data = encode_image(x, model, quality=args.quality, weights_id=meta["weights_id"])
+    write_cpi(out, data)
+    h, w = x.shape[1:]
+    print(f"wrote {out}: {len(data):,} bytes, {8 * len(data) / (h * w):.4f} bpp ({w}x{h}, quality {args.quality})")
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from convpress.codec.bitstream import read_cpi
+    from convpress.data.images import write_image
+
+    out = check_output(args.output, force=args.force, inputs=[args.input])
+    if out.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}:
+        raise ConfigError(f"cannot write images with suffix {out.suffix or '(none)'!r}; use .png, .jpg, .bmp, .tif or .webp")
+    image, head = read_cpi(args.input)
+    write_image(out, image, overwrite=args.force, protect=(args.input,))
+    print(f"wrote {out} ({head['w']}x{head['h']})")
+    return 0
+
+
+def _qualities(args: argparse.Namespace) -> int:
+    from convpress.codec.weights import available_qualities, pretrained
+
+    for q in available_qualities(args.model):
+        _, meta = pretrained(q, args.model)
+        print(f"quality {q}: lambda {meta.get('lambda')}, weights {meta.get('weights_id')}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from convpress.codec.train import QUALITY_LAMBDAS, TrainConfig, train_codec, training_images
+    from convpress.codec.weights import load_weights, save_weights
+
+    if args.quality not in QUALITY_LAMBDAS:
+        raise ConfigError(f"unknown quality {args.quality}; choose from {', '.join(map(str, QUALITY_LAMBDAS))}")
+    out = check_output(args.out, force=args.force)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(model=args.model, n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[args.quality], steps=args.steps,
+                      batch=args.batch, crop=args.crop, lr=args.lr, lr_final=min(args.lr, 1e-4), seed=args.seed,
+                      checkpoint_every=args.checkpoint_every, extra={"init": args.init or ""})
+    init = None
+    if args.init:
+        init_model, _ = load_weights(args.init)
+        init = init_model.state_dict()
+    images = training_images(debian=not args.no_debian, extra_dirs=args.images)
+    model, hist = train_codec(cfg, images, work_dir=args.work_dir, init=init, progress=sys.stderr.isatty())
+    from convpress.distributed import is_main
+
+    if not is_main():  # under torchrun only rank 0 writes
+        return 0
+    wid = save_weights(model, out, quality=args.quality, lmbda=cfg.lmbda)
+    last = hist[-1] if hist else {}
+    print(f"wrote {out} (weights {wid}); last {last.get('step', 0)} steps: bpp {last.get('bpp', 0):.3f}, PSNR {last.get('psnr', 0):.2f} dB")
+    return 0
+
+
+main = subcommand_main("codec")

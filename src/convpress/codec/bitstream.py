@@ -1,0 +1,203 @@
+"""The ``.cpi`` file: one learned-codec image in a versioned, checksummed container.
+
+Built on :mod:`convpress.fileformat.container` (magic, format version, header, CRC32 of the
+header and of every section, exact length check, atomic write). The JSON header is kept tiny
+because it counts in the bit rate::
+
+    {"m": model name, "q": quality, "h": height, "w": width, "v": weights id}
+
+followed by two sections (hyperprior: the rANS words of z, then of y; factorized: y only).
+The remainders ``h % stride`` and ``w % stride`` are also pushed onto the first stream (uniform
+symbols, about 12 bits): the padded size already pins the number of latents, and this binds the
+exact crop to the coded data, so a forged header that keeps the checksums valid but changes the
+size is refused instead of decoding into a differently cropped image.
+``v`` is the id of the weights that made the file; decoding with any other weights is refused,
+so a file can never be decoded with a mismatched model version into a wrong image.
+
+What decoding guarantees: the latent symbols are recovered bit-exactly on any machine (integer
+tables, integer-exact hyper-synthesis, see :mod:`convpress.codec.fixedpoint`). The pixels are
+then synthesized in float32: identical across runs and thread counts on one machine and build
+(tested), but another CPU or BLAS may round a rare pixel differently by one level.
+
+Images of any size are padded (edge replication) to a multiple of the model stride before
+encoding and cropped back after decoding.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from convpress.codec.models import CODEC_MODELS, CodecModel
+from convpress.errors import FileFormatError, InputError
+
+__all__ = ["MAGIC", "VERSION", "MAX_SIDE", "MAX_PIXELS", "encode_image", "decode_image", "read_header", "pad_image", "Resolver"]
+
+MAGIC = b"\x89CPI\r\n\x1a\n"
+VERSION = 1
+WHAT = "convpress image file (.cpi)"
+#: largest side and pixel count a file may declare (refused above: no giant allocation)
+MAX_SIDE = 1 << 15
+MAX_PIXELS = 1 << 27
+
+#: (model name, quality) -> (model with tables, its metadata with "weights_id")
+Resolver = Callable[[str, int], tuple[CodecModel, dict[str, str]]]
+
+
+def _default_resolver(name: str, quality: int) -> tuple[CodecModel, dict[str, str]]:
+    from convpress.codec.weights import pretrained
+
+    return pretrained(quality, name)
+
+
+def pad_image(x: Tensor, stride: int) -> Tensor:
+    """(3, H, W) -> (1, 3, H', W') with H', W' the next multiples of ``stride`` (edge replicated)."""
+    _, h, w = x.shape
+    ph, pw = (-h) % stride, (-w) % stride
+    x = x[None]
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x
+
+
+def _check_image(x: Tensor) -> None:
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise InputError(f"expected an RGB image tensor (3, H, W), got {tuple(x.shape)}")
+    h, w = int(x.shape[1]), int(x.shape[2])
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and h * w <= MAX_PIXELS):
+        raise InputError(f"image of {h}x{w} pixels is outside what .cpi files hold (sides up to {MAX_SIDE}, {MAX_PIXELS} pixels)")
+    if not torch.isfinite(x).all():
+        raise InputError("image contains NaN or infinite values")
+
+
+def _bind(words: bytes, values: list[int], stride: int) -> bytes:
+    """Push ``values`` (each < stride) onto an rANS stream with a uniform model."""
+    import constriction
+    import numpy as np
+
+    coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+    coder.encode_reverse(np.asarray(values, dtype=np.int32), constriction.stream.model.Uniform(stride))
+    return np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
+
+
+def _unbind(data: bytes, count: int, stride: int, name: str) -> tuple[list[int], bytes]:
+    """Pop ``count`` uniform values off an rANS stream; returns (values, the remaining stream)."""
+    import constriction
+    import numpy as np
+
+    if len(data) % 4 or not data:
+        raise FileFormatError(f"{name} is corrupted (latent stream is not a whole, non-empty number of 32-bit words)")
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        values = [int(v) for v in coder.decode(constriction.stream.model.Uniform(stride), count)]
+        rest = np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
+    except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:
+        raise FileFormatError(f"{name} is corrupted (latent stream cannot be decoded: {exc})") from None
+    return values, rest
+
+
+def encode_image(x: Tensor, model: CodecModel, *, quality: int, weights_id: str) -> bytes:
+    """Encode one image into the bytes of a ``.cpi`` file.
+
+    Args:
+        x: (3, H, W) float image in [0, 1] (any H, W).
+        model: a codec model after ``update()``.
+        quality: the quality level recorded in the header.
+        weights_id: id of ``model``'s weights, recorded so decoders can check them.
+    """
+    from convpress.fileformat.container import encode_container
+
+    _check_image(x)
+    model.check_ready()
+    out = model.compress(pad_image(x.clamp(0, 1), model.stride))
+    header: dict[str, Any] = {"m": model.name, "q": int(quality), "h": int(x.shape[1]), "w": int(x.shape[2]), "v": weights_id}
+    sections = [s[0] for s in reversed(out["strings"])]  # z first (hyperprior), then y
+    sections[0] = _bind(sections[0], [int(x.shape[1]) % model.stride, int(x.shape[2]) % model.stride], model.stride)
+    return encode_container(MAGIC, VERSION, header, sections)
+
+
+def read_header(data: bytes, *, name: str = "input") -> tuple[dict[str, Any], list[bytes]]:
+    """Verify the container and validate every header field.
+
+    Raises:
+        FileFormatError: foreign, truncated, corrupted, unsupported version or invalid fields.
+    """
+    from convpress.fileformat.container import decode_container
+
+    c = decode_container(data, MAGIC, [VERSION], what=WHAT, name=name)
+    head = c.header
+    expected = {"m", "q", "h", "w", "v", "sections"}
+    if set(head) != expected:
+        raise FileFormatError(f"{name} is corrupted (header fields {sorted(head)} are not those of a {WHAT})")
+    model, q, h, w, v = head["m"], head["q"], head["h"], head["w"], head["v"]
+    if model not in CODEC_MODELS:
+        raise FileFormatError(f"{name} was made with codec model {model!r}, which this convpress does not know")
+    for key, val in (("q", q), ("h", h), ("w", w)):
+        if not isinstance(val, int) or isinstance(val, bool):
+            raise FileFormatError(f"{name} is corrupted (header field {key!r} is not an integer)")
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and h * w <= MAX_PIXELS):
+        raise FileFormatError(f"{name} is corrupted (image size {h}x{w} is out of range)")
+    if not isinstance(v, str) or not v:
+        raise FileFormatError(f"{name} is corrupted (header has no weights id)")
+    want = 2 if model == "hyperprior" else 1
+    if len(c.sections) != want:
+        raise FileFormatError(f"{name} is corrupted ({len(c.sections)} sections, a {model} file has {want})")
+    return head, c.sections
+
+
+def decode_image(data: bytes, *, resolver: Resolver | None = None, name: str = "input") -> tuple[Tensor, dict[str, Any]]:
+    """Decode the bytes of a ``.cpi`` file.
+
+    Args:
+        data: the whole file.
+        resolver: finds the model for (name, quality); default: the shipped weights.
+        name: file name for messages.
+
+    Returns:
+        ((3, H, W) float image in [0, 1], header).
+
+    Raises:
+        FileFormatError: for any invalid file, or one made with other weights than available.
+        ConfigError: if no weights are shipped for the file's quality.
+    """
+    head, sections = read_header(data, name=name)
+    model, meta = (resolver or _default_resolver)(head["m"], head["q"])
+    if meta.get("weights_id") != head["v"]:
+        raise FileFormatError(
+            f"{name} was made with {head['m']} weights {head['v']} for quality {head['q']}, but this convpress has "
+            f"weights {meta.get('weights_id')}: a mismatched model version cannot decode it"
+        )
+    h, w = head["h"], head["w"]
+    s = model.stride
+    bound, first = _unbind(sections[0], 2, s, name)
+    if bound != [h % s, w % s]:
+        raise FileFormatError(f"{name} is corrupted (the image size in the header does not match the coded data)")
+    sections = [first, *sections[1:]]
+    hp, wp = h + (-h) % s, w + (-w) % s
+    if model.name == "hyperprior":
+        strings, shape = [[sections[1]], [sections[0]]], (hp // 64, wp // 64)
+    else:
+        strings, shape = [[sections[0]]], (hp // 16, wp // 16)
+    x_hat = model.decompress(strings, shape)["x_hat"]  # (1, 3, hp, wp)
+    return x_hat[0, :, :h, :w].contiguous(), head
+
+
+def write_cpi(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> Path:
+    """Write .cpi bytes atomically."""
+    from convpress.fileformat.container import atomic_write_bytes
+
+    return atomic_write_bytes(path, data, overwrite=overwrite)
+
+
+def read_cpi(path: str | os.PathLike[str], *, resolver: Resolver | None = None) -> tuple[Tensor, dict[str, Any]]:
+    """Decode a .cpi file (see :func:`decode_image`)."""
+    p = Path(path)
+    if p.is_dir():
+        raise FileFormatError(f"{p} is a directory, not a {WHAT}")
+    return decode_image(p.read_bytes(), resolver=resolver, name=str(p))

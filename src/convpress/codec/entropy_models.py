@@ -1,0 +1,302 @@
+"""Entropy models of the latents: the factorized prior and the Gaussian conditional.
+
+Both follow the CompressAI split between training and coding: ``forward`` returns the
+quantization stand-in (additive uniform noise while training, rounding in eval mode) and the
+likelihood of every element, from which the rate term ``-log2 p`` of the loss is computed;
+``update()`` freezes the model into integer frequency tables (saved with the weights) that
+``compress`` / ``decompress`` use through :mod:`convpress.codec.rans`.
+
+* :class:`EntropyBottleneck`: Ballé et al. 2018 (appendix 6.1), a learned, per-channel,
+  non-parametric density: the cumulative is a small monotone network (softplus matrices,
+  tanh gates) and the likelihood of a quantization bin is the difference of two cumulatives.
+  Medians and tails are found by bisection on that cumulative at ``update()``.
+* :class:`GaussianConditional`: a zero-mean Gaussian per element whose scale comes from the
+  hyperprior; coding quantizes the scale to the nearest (in log scale) of 128 log-spaced
+  levels from 0.11 to 64 (about 5% apart), each with its own precomputed table.
+
+Values outside a table's range (probability below ``TAIL_MASS``) are clamped to the nearest
+codable value: encoder and decoder agree on the clamp, so the bitstream stays exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from convpress.codec.gdn import lower_bound
+from convpress.codec.rans import decode_groups, encode_groups, pmf_to_counts
+
+__all__ = ["EntropyBottleneck", "GaussianConditional", "scale_table", "TAIL_MASS", "LIKELIHOOD_BOUND"]
+
+TAIL_MASS = 1e-9
+LIKELIHOOD_BOUND = 1e-9
+SCALE_MIN = 0.11
+
+
+SCALE_LEVELS = 128
+
+
+def scale_table(levels: int = SCALE_LEVELS, low: float = SCALE_MIN, high: float = 64.0) -> Tensor:
+    """(levels,) log-spaced scales from ``low`` to ``high`` (float64)."""
+    return torch.exp(torch.linspace(math.log(low), math.log(high), levels, dtype=torch.float64))
+
+
+def _noise_or_round(x: Tensor, training: bool, center: Tensor | None = None) -> Tensor:
+    if training:
+        return x + torch.empty_like(x).uniform_(-0.5, 0.5)
+    if center is None:
+        return torch.round(x)
+    return torch.round(x - center) + center
+
+
+class _TableMixin(nn.Module):
+    """Integer frequency tables stored as resizable buffers ``_pmf`` (K, L), ``_lengths``, ``_offsets``."""
+
+    def _init_tables(self) -> None:
+        self.register_buffer("_pmf", torch.zeros(0, 0, dtype=torch.int32))
+        self.register_buffer("_lengths", torch.zeros(0, dtype=torch.int32))
+        self.register_buffer("_offsets", torch.zeros(0, dtype=torch.int32))
+
+    def _set_tables(self, pmfs: list[np.ndarray], offsets: list[int]) -> None:
+        width = max(len(p) for p in pmfs)
+        table = np.zeros((len(pmfs), width), dtype=np.int32)
+        for i, p in enumerate(pmfs):
+            table[i, : len(p)] = pmf_to_counts(p)
+        self._pmf = torch.from_numpy(table)
+        self._lengths = torch.tensor([len(p) for p in pmfs], dtype=torch.int32)
+        self._offsets = torch.tensor(offsets, dtype=torch.int32)
+
+    @property
+    def ready(self) -> bool:
+        """True once ``update()`` has built the integer tables."""
+        return self._pmf.numel() > 0
+
+    def _counts(self, k: int) -> np.ndarray:
+        return self._pmf[k, : int(self._lengths[k])].numpy().astype(np.int64)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # tables change size with the model's statistics: adopt the stored shapes
+        for name in ("_pmf", "_lengths", "_offsets", "_medians"):
+            key = prefix + name
+            if key in state_dict and hasattr(self, name):
+                setattr(self, name, torch.empty_like(state_dict[key]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class EntropyBottleneck(_TableMixin):
+    """Factorized (per-channel, i.i.d. over space) learned prior.
+
+    Args:
+        channels: C, the number of latent channels.
+        filters: hidden widths of the per-channel cumulative network.
+        init_scale: expected spread of the initial density.
+    """
+
+    def __init__(self, channels: int, *, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0) -> None:
+        super().__init__()
+        self.channels = channels
+        dims = (1, *filters, 1)
+        scale = init_scale ** (1.0 / (len(filters) + 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i in range(len(filters) + 1):
+            init = math.log(math.expm1(1.0 / scale / dims[i + 1]))
+            self.matrices.append(nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
+            self.biases.append(nn.Parameter(torch.empty(channels, dims[i + 1], 1).uniform_(-0.5, 0.5)))
+            if i < len(filters):
+                self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
+        self._init_tables()
+        self.register_buffer("_medians", torch.zeros(0))
+
+    def _logits_cumulative(self, x: Tensor) -> Tensor:
+        """(C, 1, n) points -> (C, 1, n) logits of the cumulative distribution."""
+        for i, matrix in enumerate(self.matrices):
+            x = torch.matmul(F.softplus(matrix), x) + self.biases[i]  # (C, f_{i+1}, n)
+            if i < len(self.factors):
+                x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
+        return x
+
+    def likelihood(self, y: Tensor) -> Tensor:
+        """Probability mass of the unit bin around every element of y (B, C, H, W)."""
+        b, c, h, w = y.shape
+        v = y.permute(1, 0, 2, 3).reshape(c, 1, -1)  # (C, 1, B*H*W)
+        lower = self._logits_cumulative(v - 0.5)
+        upper = self._logits_cumulative(v + 0.5)
+        # evaluate the difference on the side of the median where sigmoids are not saturated
+        sign = -torch.sign(lower + upper).detach()
+        lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+        lik = lower_bound(lik, LIKELIHOOD_BOUND)
+        return lik.reshape(c, b, h, w).permute(1, 0, 2, 3)
+
+    @torch.no_grad()
+    def _quantile(self, logit: float) -> Tensor:
+        """(C,) points where the cumulative logit equals ``logit``, by bisection."""
+        lo = torch.full((self.channels, 1, 1), -1e4, dtype=torch.float32)
+        hi = torch.full((self.channels, 1, 1), 1e4, dtype=torch.float32)
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            above = self._logits_cumulative(mid) > logit
+            hi = torch.where(above, mid, hi)
+            lo = torch.where(above, lo, mid)
+        return ((lo + hi) / 2).reshape(-1)
+
+    def medians(self) -> Tensor:
+        """(C,) medians: the stored ones after ``update()``, else computed now."""
+        if self._medians.numel():
+            return self._medians
+        return self._quantile(0.0)
+
+    def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """y (B, C, H, W) -> (y_hat or noisy y, likelihoods), both (B, C, H, W)."""
+        center = None if self.training else self.medians().detach().reshape(1, -1, 1, 1)
+        y_hat = _noise_or_round(y, self.training, center)
+        return y_hat, self.likelihood(y_hat)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Freeze medians and per-channel integer tables over [median + lo, median + hi]."""
+        self._medians = torch.zeros(0)
+        medians = self._quantile(0.0)
+        tail = math.log(2.0 / TAIL_MASS - 1.0)
+        lows = torch.floor(self._quantile(-tail) - medians)
+        highs = torch.ceil(self._quantile(tail) - medians)
+        lows = lows.clamp(-2048, 0).long()
+        highs = highs.clamp(0, 2048).long()
+        lo_all, hi_all = int(lows.min()), int(highs.max())
+        k = torch.arange(lo_all, hi_all + 1, dtype=torch.float32)
+        pts = medians.reshape(-1, 1, 1) + k.reshape(1, 1, -1)  # (C, 1, L)
+        lower = self._logits_cumulative(pts - 0.5)
+        upper = self._logits_cumulative(pts + 0.5)
+        sign = -torch.sign(lower + upper)
+        lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))[:, 0]  # (C, L)
+        pmfs, offsets = [], []
+        for c in range(self.channels):
+            lo, hi = int(lows[c]), int(highs[c])
+            pmfs.append(lik[c, lo - lo_all : hi - lo_all + 1].double().numpy())
+            offsets.append(lo)
+        self._set_tables(pmfs, offsets)
+        self._medians = medians.clone()
+
+    def symbols(self, y: Tensor) -> Tensor:
+        """y (B, C, H, W) -> integer offsets from the medians, clamped to each channel's table (int64)."""
+        q = torch.round(y - self._medians.reshape(1, -1, 1, 1)).long()
+        lo = self._offsets.long().reshape(1, -1, 1, 1)
+        hi = lo + self._lengths.long().reshape(1, -1, 1, 1) - 1
+        return torch.maximum(torch.minimum(q, hi), lo)
+
+    def dequantize(self, q: Tensor) -> Tensor:
+        """Integer offsets (B, C, H, W) -> float latents around the medians."""
+        return q.float() + self._medians.reshape(1, -1, 1, 1)
+
+    def compress(self, y: Tensor) -> tuple[list[bytes], Tensor]:
+        """y (B, C, H, W) -> (one byte string per image, integer offsets q (B, C, H, W))."""
+        q = self.symbols(y)
+        idx = (q - self._offsets.long().reshape(1, -1, 1, 1)).numpy()
+        strings = []
+        for b in range(q.shape[0]):
+            strings.append(encode_groups([(idx[b, c].reshape(-1), self._counts(c)) for c in range(self.channels)]))
+        return strings, q
+
+    def decompress(self, strings: list[bytes], size: tuple[int, int]) -> Tensor:
+        """Byte strings -> integer offsets q (B, C, h, w) (exact inverse of :meth:`compress`)."""
+        h, w = size
+        out = torch.empty(len(strings), self.channels, h, w, dtype=torch.long)
+        for b, s in enumerate(strings):
+            parts = decode_groups(s, [(h * w, self._counts(c)) for c in range(self.channels)])
+            for c, part in enumerate(parts):
+                out[b, c] = torch.from_numpy(part).reshape(h, w) + int(self._offsets[c])
+        return out
+
+
+class GaussianConditional(_TableMixin):
+    """Zero-mean Gaussian per element with a given scale (Ballé et al. 2018).
+
+    Args:
+        levels: size of the fixed scale table used for coding.
+    """
+
+    def __init__(self, levels: int = SCALE_LEVELS) -> None:
+        super().__init__()
+        self.register_buffer("scale_table", scale_table(levels))
+        self._init_tables()
+
+    @staticmethod
+    def likelihood(y: Tensor, scales: Tensor) -> Tensor:
+        """Mass of the unit bin around y under N(0, scale^2); y and scales (B, C, H, W)."""
+        s = lower_bound(scales, SCALE_MIN)
+        v = torch.abs(y)
+        # upper tail of the smaller side: numerically stable far from zero
+        upper = torch.special.ndtr((0.5 - v) / s)
+        lower = torch.special.ndtr((-0.5 - v) / s)
+        return lower_bound(upper - lower, LIKELIHOOD_BOUND)
+
+    def forward(self, y: Tensor, scales: Tensor) -> tuple[Tensor, Tensor]:
+        """-> (y_hat or noisy y, likelihoods), (B, C, H, W) each."""
+        y_hat = _noise_or_round(y, self.training)
+        return y_hat, self.likelihood(y_hat, scales)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Integer tables for every scale level over [-L, L], L = ceil(tail bound * scale) >= 4."""
+        self.scale_table = scale_table(SCALE_LEVELS)  # the code's table, also for older checkpoints
+        tail = -float(torch.special.ndtri(torch.tensor(TAIL_MASS / 2, dtype=torch.float64)))
+        pmfs, offsets = [], []
+        for s in self.scale_table.tolist():
+            half = max(4, int(math.ceil(tail * s)))
+            k = torch.arange(-half, half + 1, dtype=torch.float64)
+            p = torch.special.ndtr((k + 0.5) / s) - torch.special.ndtr((k - 0.5) / s)
+            pmfs.append(p.numpy())
+            offsets.append(-half)
+        self._set_tables(pmfs, offsets)
+
+    def boundaries(self) -> Tensor:
+        """(levels - 1,) float64 decision boundaries: geometric means of neighbouring levels."""
+        t = self.scale_table.double()
+        return torch.sqrt(t[:-1] * t[1:])
+
+    def indexes_from_scales(self, scales: Tensor) -> Tensor:
+        """Float scales -> table levels (int64): the level nearest in log scale."""
+        return torch.searchsorted(self.boundaries().to(scales.dtype), scales.contiguous(), right=False)
+
+    def symbols(self, y: Tensor, indexes: Tensor) -> Tensor:
+        """round(y) clamped to the table range of each element's level (int64, same shape)."""
+        q = torch.round(y).long()
+        lo = self._offsets.long()[indexes]
+        hi = lo + self._lengths.long()[indexes] - 1
+        return torch.maximum(torch.minimum(q, hi), lo)
+
+    def compress(self, y: Tensor, indexes: Tensor) -> tuple[list[bytes], Tensor]:
+        """y, indexes (B, C, H, W) -> (one byte string per image, integer symbols q)."""
+        q = self.symbols(y, indexes)
+        rel = (q - self._offsets.long()[indexes]).numpy()
+        ind = indexes.numpy()
+        strings = []
+        for b in range(q.shape[0]):
+            flat_i, flat_r = ind[b].reshape(-1), rel[b].reshape(-1)
+            order = np.argsort(flat_i, kind="stable")  # groups by level, raster order inside
+            bounds = np.searchsorted(flat_i[order], np.arange(len(self.scale_table) + 1))
+            groups = [(flat_r[order[bounds[k] : bounds[k + 1]]], self._counts(k)) for k in range(len(self.scale_table))]
+            strings.append(encode_groups(groups))
+        return strings, q
+
+    def decompress(self, strings: list[bytes], indexes: Tensor) -> Tensor:
+        """Byte strings and the same indexes (B, C, H, W) -> integer symbols q (B, C, H, W)."""
+        out = torch.empty(indexes.shape, dtype=torch.long)
+        ind = indexes.numpy()
+        levels = len(self.scale_table)
+        for b, s in enumerate(strings):
+            flat_i = ind[b].reshape(-1)
+            order = np.argsort(flat_i, kind="stable")
+            bounds = np.searchsorted(flat_i[order], np.arange(levels + 1))
+            parts = decode_groups(s, [(int(bounds[k + 1] - bounds[k]), self._counts(k)) for k in range(levels)])
+            flat = np.empty(flat_i.shape, dtype=np.int64)
+            for k, part in enumerate(parts):
+                flat[order[bounds[k] : bounds[k + 1]]] = part + int(self._offsets[k])
+            out[b] = torch.from_numpy(flat).reshape(ind.shape[1:])
+        return out

@@ -1,0 +1,102 @@
+"""Integer-exact hyper-synthesis: scale levels that encoder and decoder derive identically.
+
+In the scale hyperprior, the decoder recomputes the scale of every latent from the decoded
+hyper-latents ``z_hat`` and picks a table level from it. If that computation ran in ordinary
+floating point, a different thread count, CPU or BLAS could move a scale across a level
+boundary by one ulp and the decoder would read the rest of the stream with the wrong table.
+
+So ``update()`` converts the hyper-synthesis (transposed convs, ReLU, conv, ReLU) into fixed
+point: activations are integers with ``ACT_BITS`` fractional bits, the weights of layer k are
+integers with ``shift_k`` fractional bits. Each layer computes
+
+    acc = sum(w_int * a_int) + b_int          (exact integer)
+    a_int' = clamp(floor(acc / 2**shift_k), 0, 2**ACT_LIMIT_BITS)     (ReLU and clamp)
+
+The sums are carried out by torch's float64 convolutions on integer-valued tensors. They are
+exact whatever the summation order, because ``shift_k`` is chosen so that every partial sum
+stays below 2**52 in magnitude (float64 represents all such integers exactly), and division by a
+power of two followed by floor is exact. The level of each scale is found by comparing the
+integer output with integer level boundaries. Guarantee: the same stored weights give the same levels
+on every IEEE-754 machine, whatever the thread count or summation order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["IntegerSynthesis", "ACT_BITS", "ACT_LIMIT_BITS"]
+
+ACT_BITS = 10
+ACT_LIMIT_BITS = 20  # activations are clamped to [0, 2**20] (values up to 1024)
+_EXACT_BITS = 52
+_MAX_WEIGHT_BITS = 16
+
+
+class IntegerSynthesis(nn.Module):
+    """Fixed-point copy of a hyper-synthesis ``nn.Sequential`` of conv / transposed conv + ReLU layers.
+
+    Buffers (saved with the weights): per layer ``w{k}`` (int32), ``b{k}`` (int64), ``s{k}``
+    (shift), and ``thresholds`` (int64) of the scale table.
+    """
+
+    def __init__(self, layers: int) -> None:
+        super().__init__()
+        self.layers = layers
+        self.kinds: list[tuple[str, int, int, int]] = []
+        for k in range(layers):
+            self.register_buffer(f"w{k}", torch.zeros(0, dtype=torch.int32))
+            self.register_buffer(f"b{k}", torch.zeros(0, dtype=torch.int64))
+            self.register_buffer(f"s{k}", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("thresholds", torch.zeros(0, dtype=torch.int64))
+
+    @property
+    def ready(self) -> bool:
+        return self.thresholds.numel() > 0
+
+    def set_structure(self, convs: list[nn.Module]) -> None:
+        """Record (kind, stride, padding, output_padding) of each conv layer (not saved: from the model)."""
+        self.kinds = []
+        for m in convs:
+            if isinstance(m, nn.ConvTranspose2d):
+                self.kinds.append(("T", m.stride[0], m.padding[0], m.output_padding[0]))
+            else:
+                self.kinds.append(("C", m.stride[0], m.padding[0], 0))
+
+    @torch.no_grad()
+    def update(self, convs: list[nn.Module], boundaries: Tensor) -> None:
+        """Quantize the float layers ``convs`` and the level boundaries (levels - 1,) of the scale table."""
+        self.set_structure(convs)
+        for k, m in enumerate(convs):
+            w = m.weight.detach().double()
+            # worst case |acc| over outputs: sum of |w| times the largest activation
+            per_out = w.abs().sum(dim=(1, 2, 3)) if self.kinds[k][0] == "C" else w.abs().sum(dim=(0, 2, 3))
+            budget = _EXACT_BITS - ACT_LIMIT_BITS - 1 - math.log2(max(float(per_out.max()), 1e-12))
+            shift = int(max(0, min(_MAX_WEIGHT_BITS, math.floor(budget))))
+            setattr(self, f"w{k}", torch.round(w * 2.0**shift).to(torch.int32))
+            setattr(self, f"b{k}", torch.round(m.bias.detach().double() * 2.0 ** (shift + ACT_BITS)).to(torch.int64))
+            setattr(self, f"s{k}", torch.tensor(shift, dtype=torch.int64))
+        self.thresholds = torch.floor(boundaries.double() * 2.0**ACT_BITS).to(torch.int64)
+
+    def to_fixed(self, z_hat_int: Tensor, medians_fixed: Tensor) -> Tensor:
+        """Integer offsets (B, C, h, w) plus medians in fixed point (C,) -> fixed-point activations."""
+        a = z_hat_int.double() * 2.0**ACT_BITS + medians_fixed.double().reshape(1, -1, 1, 1)
+        return a.clamp_(-(2.0**ACT_LIMIT_BITS), 2.0**ACT_LIMIT_BITS)
+
+    def levels(self, a: Tensor) -> Tensor:
+        """Fixed-point activations (B, N, h, w) (float64, integer-valued) -> scale levels (B, M, 4h, 4w) int64."""
+        for k, (kind, stride, pad, out_pad) in enumerate(self.kinds):
+            w = getattr(self, f"w{k}").double()
+            b = getattr(self, f"b{k}").double()
+            if kind == "T":
+                acc = F.conv_transpose2d(a, w, b, stride=stride, padding=pad, output_padding=out_pad)
+            else:
+                acc = F.conv2d(a, w, b, stride=stride, padding=pad)
+            shift = int(getattr(self, f"s{k}"))
+            a = torch.floor(acc * 2.0**-shift).clamp_(0, 2.0**ACT_LIMIT_BITS)
+        # a: (B, M, H, W) integer-valued scales with ACT_BITS fractional bits
+        # level = number of thresholds strictly below the scale
+        return torch.searchsorted(self.thresholds, a.to(torch.int64).contiguous(), right=False)

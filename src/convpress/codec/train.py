@@ -1,0 +1,222 @@
+"""Training of the codec models: rate-distortion loss, random crops, resumable checkpoints.
+
+The loss is CompressAI's ``lambda * 255^2 * MSE + bpp`` with the rate estimated from the
+likelihoods of the noisy latents. Batches are drawn from a generator seeded by ``(seed, step)``
+and the quantization noise from the global generator seeded the same way, so a run that is
+killed and resumed from its last checkpoint repeats exactly the steps an uninterrupted run takes.
+
+Under ``torchrun --nproc_per_node N`` (see :mod:`convpress.distributed`) every process draws the
+same global batch and trains on its ``1/N`` share (``batch`` must be divisible by N); DDP
+averages the gradients, so each step follows the global-batch gradient. Only rank 0 writes
+checkpoints and draws the progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from convpress._progress import progress_bar
+from convpress.codec.models import CodecModel, build_model
+from convpress.errors import ConfigError
+
+__all__ = ["TrainConfig", "rd_loss", "random_batch", "train_codec", "QUALITY_LAMBDAS", "DEBIAN_PHOTOS", "training_images"]
+
+#: quality level -> lambda of the loss lambda * 255^2 * MSE + bpp (CompressAI's scale)
+QUALITY_LAMBDAS: dict[int, float] = {1: 0.0035, 2: 0.0067, 3: 0.013, 4: 0.025, 5: 0.0483, 6: 0.0932}
+
+#: natural photos among the examples that Debian's ``opencv-doc`` package ships (BSD/Apache)
+DEBIAN_PHOTO_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
+DEBIAN_PHOTOS = [
+    "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png", "board.jpg",
+    "building.jpg", "butterfly.jpg", "fruits.jpg", "graf1.png", "HappyFish.jpg", "home.jpg", "leuvenA.jpg",
+    "messi5.jpg", "orange.jpg", "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "starry_night.jpg",
+    "stuff.jpg", "box_in_scene.png", "chicky_512.png", "lena.jpg",
+]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (validated; part of the checkpoint fingerprint)."""
+
+    model: str = "hyperprior"
+    n: int = 64
+    m: int = 96
+    lmbda: float = 0.025
+    steps: int = 2000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 5e-4
+    lr_final: float = 1e-4
+    seed: int = 0
+    checkpoint_every: int = 100
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch < 1 or self.checkpoint_every < 1:
+            raise ConfigError("steps, batch and checkpoint_every must be positive")
+        if self.crop < 64 or self.crop % 64:
+            raise ConfigError(f"crop must be a multiple of 64 (at least 64), got {self.crop}")
+        if not (self.lmbda > 0 and self.lr > 0 and self.lr_final > 0):
+            raise ConfigError("lambda and learning rates must be positive")
+
+
+def rd_loss(out: dict[str, Any], x: Tensor, lmbda: float) -> tuple[Tensor, Tensor, Tensor]:
+    """-> (loss, bpp, mse) for a model output on x (B, 3, H, W)."""
+    b, _, h, w = x.shape
+    bpp = sum(-torch.log2(v).sum() for v in out["likelihoods"].values()) / (b * h * w)
+    mse = F.mse_loss(out["x_hat"], x)
+    return lmbda * 255.0**2 * mse + bpp, bpp, mse
+
+
+def training_images(*, debian: bool = True, extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> list[Tensor]:
+    """The bundled TRAIN photos, the Debian photos if installed, and images of ``extra_dirs``.
+
+    Large photos also enter at half size, so crops see both fine and coarse detail.
+    """
+    from convpress.data.images import read_image
+    from convpress.data.photos import TRAIN_PHOTOS, bundled_photo, load_folder
+
+    images = [bundled_photo(n) for n in TRAIN_PHOTOS]
+    if debian and DEBIAN_PHOTO_DIR.is_dir():
+        images += [read_image(DEBIAN_PHOTO_DIR / n) for n in DEBIAN_PHOTOS if (DEBIAN_PHOTO_DIR / n).is_file()]
+    for d in extra_dirs:
+        images += load_folder(d)
+    halves = [F.interpolate(im[None], scale_factor=0.5, mode="area")[0] for im in images if min(im.shape[1:]) >= 512]
+    return images + halves
+
+
+def random_batch(images: Sequence[Tensor], batch: int, crop: int, gen: torch.Generator) -> Tensor:
+    """(batch, 3, crop, crop) random crops with random horizontal flips; small images are reflect-padded."""
+    out = []
+    for _ in range(batch):
+        im = images[int(torch.randint(len(images), (1,), generator=gen))]
+        _, h, w = im.shape
+        if h < crop or w < crop:
+            im = F.pad(im[None], (0, max(0, crop - w), 0, max(0, crop - h)), mode="replicate")[0]
+            _, h, w = im.shape
+        top = int(torch.randint(h - crop + 1, (1,), generator=gen))
+        left = int(torch.randint(w - crop + 1, (1,), generator=gen))
+        c = im[:, top : top + crop, left : left + crop]
+        if bool(torch.randint(2, (1,), generator=gen)):
+            c = c.flip(-1)
+        out.append(c)
+    return torch.stack(out)
+
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    # cosine decay from lr to lr_final
+    t = step / max(1, cfg.steps - 1)
+    return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * t))
+
+
+def _fingerprint(cfg: TrainConfig) -> str:
+    return json.dumps(asdict(cfg), sort_keys=True)
+
+
+def _save(path: Path, cfg: TrainConfig, step: int, model: CodecModel, opt: Any, history: list[dict[str, float]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save({"fingerprint": _fingerprint(cfg), "step": step, "model": model.state_dict(), "opt": opt.state_dict(), "history": history}, tmp)
+    os.replace(tmp, path)
+
+
+def train_codec(
+    cfg: TrainConfig,
+    images: Sequence[Tensor],
+    *,
+    work_dir: str | os.PathLike[str] | None = None,
+    init: dict[str, Tensor] | None = None,
+    progress: bool = True,
+    log_every: int = 50,
+    stop_after: int | None = None,
+) -> tuple[CodecModel, list[dict[str, float]]]:
+    """Train (or resume training) a codec model.
+
+    Args:
+        cfg: settings.
+        images: training images, each (3, H, W) in [0, 1].
+        work_dir: folder for ``checkpoint.pt``; a matching checkpoint there is resumed.
+        init: a state dict to start from (fine-tuning from another lambda).
+        progress: draw a progress bar.
+        log_every: steps between entries of the returned history.
+        stop_after: stop (after checkpointing) once this many steps are done; for tests.
+
+    Returns:
+        (model in eval mode with entropy tables updated, history of {step, loss, bpp, psnr}).
+    """
+    from convpress.distributed import barrier, init_from_env, world
+
+    if not images:
+        raise ConfigError("no training images")
+    distributed = init_from_env()
+    rank, size = world()
+    if cfg.batch % size:
+        raise ConfigError(f"batch {cfg.batch} is not divisible by the {size} torchrun processes")
+    torch.manual_seed(cfg.seed)  # the initial weights
+    model = build_model(cfg.model, {"N": cfg.n, "M": cfg.m})
+    if init is not None:
+        model.load_state_dict(init, strict=False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    history: list[dict[str, float]] = []
+    start = 0
+    ckpt = Path(work_dir) / "checkpoint.pt" if work_dir is not None else None
+    if ckpt is not None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        if ckpt.is_file():
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            if state.get("fingerprint") != _fingerprint(cfg):
+                raise ConfigError(f"{ckpt} belongs to a run with other settings; use another --work-dir")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            start, history = int(state["step"]), list(state["history"])
+    model.train()
+    net: torch.nn.Module = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model)
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+    t0 = time.time()
+    with progress_bar(cfg.steps, f"train {cfg.model} lambda={cfg.lmbda}", enabled=progress and rank == 0) as bar:
+        bar.advance(start)
+        for step in range(start, end):
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            torch.manual_seed(cfg.seed * 7_000_003 + step)  # the quantization noise of this step
+            x = random_batch(images, cfg.batch, cfg.crop, gen)[rank::size]  # this process's share
+            for g in opt.param_groups:
+                g["lr"] = _lr(cfg, step)
+            loss, bpp, mse = rd_loss(net(x), x, cfg.lmbda)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            acc["loss"] += loss.item()
+            acc["bpp"] += bpp.item()
+            acc["mse"] += mse.item()
+            acc["n"] += 1
+            done = step + 1
+            if done % log_every == 0 or done == end:
+                n = acc["n"]
+                rec = {"step": done, "loss": acc["loss"] / n, "bpp": acc["bpp"] / n,
+                       "psnr": 10 * math.log10(1.0 / max(acc["mse"] / n, 1e-12)), "seconds": time.time() - t0}
+                history.append(rec)
+                acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+                bar.set_info(f"loss {rec['loss']:.3f} bpp {rec['bpp']:.3f} PSNR {rec['psnr']:.2f}")
+            if ckpt is not None and rank == 0 and (done % cfg.checkpoint_every == 0 or done == end):
+                _save(ckpt, cfg, done, model, opt, history)
+            bar.advance(1)
+    barrier()
+    model.eval()
+    model.update()
+    return model, history

@@ -1,0 +1,118 @@
+"""Shipped codec weights: one safetensors file per quality level under ``convpress/weights/codec``.
+
+Each file holds the trained parameters *and* the integer entropy tables and fixed-point
+hyper-synthesis computed once by ``update()``, so encoding and decoding never recompute them.
+Its metadata records the model name, N, M, quality, lambda and a ``weights_id`` (a hash of the
+tensors) that every ``.cpi`` file carries: a file made with other weights is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from convpress.codec.models import CodecModel, build_model
+from convpress.errors import ConfigError, FileFormatError
+
+__all__ = ["WEIGHTS_DIR", "weights_id", "save_weights", "load_weights", "refresh_weights", "available_qualities", "pretrained"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "codec"
+
+
+def weights_id(state: dict[str, torch.Tensor]) -> str:
+    """An 8-hex-digit hash of every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:8]
+
+
+def save_weights(model: CodecModel, path: str | os.PathLike[str], *, quality: int, lmbda: float, extra: dict[str, str] | None = None) -> str:
+    """Write ``model`` as safetensors with metadata; returns its weights id.
+
+    Parameters are stored in float16; they are rounded in the model first and ``update()`` is
+    run on the rounded values, so the stored tables and fixed-point layers belong exactly to the
+    stored parameters.
+    """
+    from safetensors.torch import save_file
+
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    model.update()
+    params = {k for k, _ in model.named_parameters()}
+    # parameters in float16 halve the files; tables and medians keep their exact dtypes
+    state = {k: (v.detach().half() if k in params else v.detach()).cpu().contiguous() for k, v in model.state_dict().items()}
+    wid = weights_id(state)
+    meta = {"model": model.name, "config": json.dumps(model.config), "quality": str(quality), "lambda": repr(lmbda), "weights_id": wid}
+    meta.update(extra or {})
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, out)
+    return wid
+
+
+def load_weights(path: str | os.PathLike[str]) -> tuple[CodecModel, dict[str, str]]:
+    """(model in eval mode, metadata) from a weights file written by :func:`save_weights`."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(2, "No such file or directory", str(p))
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+        state = load_file(str(p))
+        model = build_model(meta["model"], json.loads(meta["config"]))
+    except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
+        raise FileFormatError(f"{p} is not a convpress codec weights file ({exc})") from None
+    model.load_state_dict(state)
+    model.eval()
+    model.to(memory_format=torch.channels_last)  # faster CPU convolutions (see CodecModel.compress)
+    if meta.get("model") == "hyperprior":
+        model.h_s_int.set_structure(model._hs_convs())  # type: ignore[attr-defined]
+    meta.setdefault("weights_id", weights_id(state))
+    return model, meta
+
+
+def available_qualities(model: str = "hyperprior") -> list[int]:
+    """Quality levels with shipped weights for ``model``."""
+    out = []
+    for f in sorted(WEIGHTS_DIR.glob(f"{model}-q*.safetensors")):
+        try:
+            out.append(int(f.stem.split("-q")[-1]))
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+@lru_cache(maxsize=16)
+def pretrained(quality: int, model: str = "hyperprior") -> tuple[CodecModel, dict[str, str]]:
+    """The shipped model for ``quality`` (cached), and its metadata.
+
+    Raises:
+        ConfigError: if no weights are shipped for that quality.
+    """
+    path = WEIGHTS_DIR / f"{model}-q{quality}.safetensors"
+    if not path.is_file():
+        have = ", ".join(str(q) for q in available_qualities(model)) or "none"
+        raise ConfigError(f"no {model} weights for quality {quality}; available qualities: {have}")
+    return load_weights(path)
+
+
+def refresh_weights(path: str | os.PathLike[str]) -> str:
+    """Recompute a weights file's tables with this version's ``update()``; returns the new weights id."""
+    model, meta = load_weights(path)
+    keep = {k: v for k, v in meta.items() if k not in {"model", "config", "quality", "lambda", "weights_id"}}
+    return save_weights(model, path, quality=int(meta["quality"]), lmbda=float(meta["lambda"]), extra=keep)

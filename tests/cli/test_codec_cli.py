@@ -1,0 +1,119 @@
+"""``convpress codec``: encode/decode round trips and every bad input of issue 7 (exit code 2, one line)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from convpress.cli.codec import main
+from convpress.codec.weights import available_qualities
+
+
+@pytest.fixture(scope="module")
+def quality() -> int:
+    qs = available_qualities()
+    assert qs, "no shipped codec weights"
+    return qs[0]
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    from convpress.data.photos import bundled_photo
+
+    p = tmp_path_factory.mktemp("img") / "crop.png"
+    rgb = (bundled_photo("coffee")[:, 50:150, 100:230].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    cv2.imwrite(str(p), rgb[:, :, ::-1])
+    return p
+
+
+def _err(capsys) -> str:  # type: ignore[no-untyped-def]
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    return err
+
+
+def test_encode_decode_round_trip_and_overwrite_rules(photo: Path, quality: int, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    cpi, png = tmp_path / "a.cpi", tmp_path / "a.png"
+    assert main(["encode", str(photo), str(cpi), "--quality", str(quality)]) == 0
+    assert main(["decode", str(cpi), str(png)]) == 0
+    out = cv2.imread(str(png))
+    assert out.shape == (100, 130, 3)
+    ref = cv2.imread(str(photo)).astype(np.float64)
+    psnr = 10 * np.log10(255.0**2 / np.mean((out - ref) ** 2))
+    assert psnr > 20  # a floor: the shipped weights reconstruct the photo
+    capsys.readouterr()
+    before = png.read_bytes()
+    assert main(["decode", str(cpi), str(png)]) == 2  # exists, no --force
+    assert "already exists" in _err(capsys) and png.read_bytes() == before
+    assert main(["decode", str(cpi), str(cpi), "--force"]) == 2  # never the input
+    assert "same file" in _err(capsys)
+    assert main(["encode", str(photo), str(photo), "--quality", str(quality), "--force"]) == 2
+    _err(capsys)
+    assert main(["decode", str(cpi), str(png), "--force"]) == 0
+    assert main(["decode", str(cpi), str(tmp_path / "a.xyz")]) == 2
+    _err(capsys)
+
+
+def test_image_conversions_alpha_16bit_gray(quality: int, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    base = np.clip(rng.normal(128, 30, (40, 70, 3)), 0, 255).astype(np.uint8)
+    rgba = np.concatenate([base, np.full((40, 70, 1), 255, np.uint8)], axis=2)
+    rgba[:, :35, 3] = 0  # left half transparent: composited over white
+    cv2.imwrite(str(tmp_path / "alpha.png"), rgba)
+    cv2.imwrite(str(tmp_path / "deep.png"), base.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "gray.png"), base[:, :, 0])
+    for name in ("alpha", "deep", "gray"):
+        assert main(["encode", str(tmp_path / f"{name}.png"), str(tmp_path / f"{name}.cpi"), "-q", str(quality)]) == 0
+        assert main(["decode", str(tmp_path / f"{name}.cpi"), str(tmp_path / f"{name}-out.png")]) == 0
+        assert cv2.imread(str(tmp_path / f"{name}-out.png"), cv2.IMREAD_UNCHANGED).shape == (40, 70, 3)
+    white = cv2.imread(str(tmp_path / "alpha-out.png"))[:, :30].astype(float)
+    assert white.mean() > 200  # transparent pixels became white
+    capsys.readouterr()
+    assert main(["encode", str(tmp_path / "alpha.png"), str(tmp_path / "x.cpi"), "-q", str(quality), "--alpha", "error"]) == 2
+    assert "alpha" in _err(capsys)
+
+
+def test_bad_inputs_exit_2_with_one_line(photo: Path, quality: int, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    cpi = tmp_path / "good.cpi"
+    assert main(["encode", str(photo), str(cpi), "-q", str(quality)]) == 0
+    data = cpi.read_bytes()
+    capsys.readouterr()
+    cases = {
+        "corrupt": data[:40] + bytes([data[40] ^ 0x55]) + data[41:],
+        "truncated": data[: len(data) // 2],
+        "empty": b"",
+        "foreign": photo.read_bytes(),
+        "newer": data[:8] + struct.pack("<H", 9) + data[10:],
+    }
+    for name, blob in cases.items():
+        p = tmp_path / f"{name}.cpi"
+        p.write_bytes(blob)
+        assert main(["decode", str(p), str(tmp_path / f"{name}.png")]) == 2, name
+        assert "error" in _err(capsys)
+        assert not (tmp_path / f"{name}.png").exists()
+    notimg = tmp_path / "notes.png"
+    notimg.write_text("not an image")
+    assert main(["encode", str(notimg), str(tmp_path / "n.cpi"), "-q", str(quality)]) == 2
+    assert "not a readable image" in _err(capsys)
+    assert main(["encode", str(photo), str(tmp_path / "u.cpi"), "-q", "99"]) == 2
+    assert "quality 99" in _err(capsys)
+    assert main(["encode", str(tmp_path / "missing.png"), str(tmp_path / "m.cpi"), "-q", str(quality)]) == 2
+    assert "no such file" in _err(capsys)
+    assert main(["decode", str(tmp_path / "missing.cpi"), str(tmp_path / "m.png")]) == 2
+    _err(capsys)
+
+
+def test_mismatched_model_version_is_refused(photo: Path, quality: int, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from convpress.codec import weights
+
+    cpi = tmp_path / "v.cpi"
+    assert main(["encode", str(photo), str(cpi), "-q", str(quality)]) == 0
+    model, meta = weights.pretrained(quality)
+    monkeypatch.setattr(weights, "pretrained", lambda q, name="hyperprior": (model, {**meta, "weights_id": "feedfacecafebeef"}))
+    capsys.readouterr()
+    assert main(["decode", str(cpi), str(tmp_path / "v.png")]) == 2
+    assert "mismatched model version" in _err(capsys)

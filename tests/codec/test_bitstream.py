@@ -1,0 +1,139 @@
+"""The .cpi file: any image size, exact decoding, header validation, cross-process determinism."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from convpress.codec.bitstream import MAGIC, decode_image, encode_image, read_header
+from convpress.codec.weights import load_weights, save_weights
+from convpress.errors import FileFormatError, InputError
+
+
+def _resolver(model, wid):  # type: ignore[no-untyped-def]
+    return lambda name, q: (model, {"weights_id": wid})
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 70), (64, 64), (65, 129), (90, 130)])
+def test_any_image_size_round_trips_through_padding(size, tiny_hyperprior) -> None:  # type: ignore[no-untyped-def]
+    model, wid = tiny_hyperprior
+    torch.manual_seed(size[0])
+    x = torch.rand(3, *size)
+    data = encode_image(x, model, quality=2, weights_id=wid)
+    y, head = decode_image(data, resolver=_resolver(model, wid))
+    assert y.shape == x.shape and head["h"] == size[0] and head["w"] == size[1] and head["q"] == 2
+    # decoding twice gives the same pixels, and the file is a pure function of the input
+    assert torch.equal(y, decode_image(data, resolver=_resolver(model, wid))[0])
+    assert data == encode_image(x, model, quality=2, weights_id=wid)
+
+
+def test_factorized_files_round_trip(tiny_factorized, photo_crop) -> None:  # type: ignore[no-untyped-def]
+    model, wid = tiny_factorized
+    data = encode_image(photo_crop, model, quality=1, weights_id=wid)
+    y, head = decode_image(data, resolver=_resolver(model, wid))
+    assert y.shape == photo_crop.shape and head["m"] == "factorized"
+
+
+def _reheader(data: bytes, edit) -> bytes:  # type: ignore[no-untyped-def]
+    """Re-encode the header after ``edit(dict)``, with valid checksums (a forged but well-formed file)."""
+    _magic, version, flags, hlen = struct.unpack_from("<8sHHI", data)
+    raw = data[16 : 16 + hlen]
+    head = json.loads(zlib.decompress(raw) if flags & 1 else raw)
+    edit(head)
+    hb = json.dumps(head, separators=(",", ":")).encode()
+    return struct.pack("<8sHHI", MAGIC, version, 0, len(hb)) + hb + struct.pack("<I", zlib.crc32(hb)) + data[16 + hlen + 4 :]
+
+
+def test_refuses_mismatched_weights_bad_fields_and_versions(tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
+    model, wid = tiny_hyperprior
+    data = encode_image(photo_crop, model, quality=2, weights_id=wid)
+    res = _resolver(model, wid)
+    with pytest.raises(FileFormatError, match="mismatched model version"):
+        decode_image(data, resolver=_resolver(model, "0123456789abcdef"))
+    for edit in (
+        lambda h: h.update(m="transformer"),
+        lambda h: h.update(h=0),
+        lambda h: h.update(w=1 << 20),
+        lambda h: h.update(h=40000, w=40000),
+        lambda h: h.update(q="2"),
+        lambda h: h.update(v=7),
+        lambda h: h.pop("v"),
+        lambda h: h.update(extra=1),
+        lambda h: h.update(m="factorized"),
+    ):
+        with pytest.raises(FileFormatError):
+            decode_image(_reheader(data, edit), resolver=res)
+    newer = data[:8] + struct.pack("<H", 2) + data[10:]
+    with pytest.raises(FileFormatError, match="version 2"):
+        read_header(newer)
+    with pytest.raises(FileFormatError):
+        read_header(data[:-3])
+    with pytest.raises(FileFormatError):
+        read_header(b"\x89PNG\r\n\x1a\n" + data[8:])
+    # a size that disagrees with the streams is refused, not decoded into another crop
+    for dh in (1, -1, 64, -64, 65):
+        with pytest.raises(FileFormatError):
+            decode_image(_reheader(data, lambda h: h.update(h=h["h"] + dh)), resolver=res)
+    assert decode_image(_reheader(data, lambda h: None), resolver=res)[0].shape == photo_crop.shape
+
+
+def test_refuses_bad_image_tensors(tiny_hyperprior) -> None:  # type: ignore[no-untyped-def]
+    model, wid = tiny_hyperprior
+    with pytest.raises(InputError):
+        encode_image(torch.rand(4, 8, 8), model, quality=1, weights_id=wid)
+    with pytest.raises(InputError):
+        encode_image(torch.full((3, 8, 8), float("nan")), model, quality=1, weights_id=wid)
+
+
+def test_integer_hyper_synthesis_matches_float_and_ignores_threads(tiny_hyperprior) -> None:  # type: ignore[no-untyped-def]
+    model, _ = tiny_hyperprior
+    torch.manual_seed(3)
+    zq = torch.randint(-6, 7, (1, 8, 3, 4))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = model.scale_levels(zq)
+        torch.set_num_threads(2)
+        two = model.scale_levels(zq)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+    with torch.no_grad():
+        ref = model.gaussian_conditional.indexes_from_scales(model.h_s(model.entropy_bottleneck.dequantize(zq)))
+    # fixed point differs from float only at level boundaries
+    assert (one - ref).abs().max() <= 1 and (one == ref).float().mean() > 0.98
+
+
+_CHILD = """
+import sys, torch
+torch.set_num_threads(int(sys.argv[3]))
+from convpress.codec.bitstream import decode_image
+from convpress.codec.weights import load_weights
+model, meta = load_weights(sys.argv[1])
+y, _ = decode_image(open(sys.argv[2], 'rb').read(), resolver=lambda n, q: (model, meta))
+sys.stdout.buffer.write(y.mul(255).round().to(torch.uint8).numpy().tobytes())
+"""
+
+
+def test_decoding_in_fresh_processes_with_other_thread_counts_gives_identical_pixels(tiny_hyperprior, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model, _ = tiny_hyperprior
+    wpath = tmp_path / "tiny.safetensors"
+    wid = save_weights(model, wpath, quality=1, lmbda=0.01)
+    reloaded, meta = load_weights(wpath)
+    torch.manual_seed(5)
+    x = torch.rand(3, 70, 90)
+    data = encode_image(x, reloaded, quality=1, weights_id=wid)
+    (tmp_path / "f.cpi").write_bytes(data)
+    here = decode_image(data, resolver=lambda n, q: (reloaded, meta))[0].mul(255).round().to(torch.uint8).numpy().tobytes()
+    outs = [
+        subprocess.run([sys.executable, "-c", _CHILD, str(wpath), str(tmp_path / "f.cpi"), str(t)], capture_output=True, check=True).stdout
+        for t in (1, 2)
+    ]
+    assert outs[0] == outs[1] == here

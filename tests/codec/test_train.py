@@ -1,0 +1,59 @@
+"""Training: the loss decreases, a stopped run resumes to exactly the uninterrupted result, CLI train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from convpress.codec.train import TrainConfig, random_batch, train_codec
+from convpress.errors import ConfigError
+
+
+def _images() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return [torch.rand(3, 80, 90, generator=g), torch.rand(3, 50, 70, generator=g)]  # the second is smaller than a crop
+
+
+def _cfg(**kw) -> TrainConfig:  # type: ignore[no-untyped-def]
+    base = dict(model="hyperprior", n=8, m=12, lmbda=0.01, steps=6, batch=2, crop=64, lr=1e-3, checkpoint_every=3)
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_random_batch_shapes_and_determinism() -> None:
+    a = random_batch(_images(), 3, 64, torch.Generator().manual_seed(1))
+    b = random_batch(_images(), 3, 64, torch.Generator().manual_seed(1))
+    assert a.shape == (3, 3, 64, 64) and torch.equal(a, b)
+
+
+def test_stopped_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    full, hist_full = train_codec(_cfg(), _images(), work_dir=tmp_path / "a", progress=False, log_every=1)
+    part, _ = train_codec(_cfg(), _images(), work_dir=tmp_path / "b", progress=False, log_every=1, stop_after=3)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 3
+    resumed, hist_resumed = train_codec(_cfg(), _images(), work_dir=tmp_path / "b", progress=False, log_every=1)
+    for (k, v), (k2, v2) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    assert [h["loss"] for h in hist_full] == [h["loss"] for h in hist_resumed]
+    with pytest.raises(ConfigError):  # another run's settings in the same folder
+        train_codec(_cfg(lmbda=0.02), _images(), work_dir=tmp_path / "b", progress=False)
+
+
+def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
+    from convpress.cli.codec import main
+    from convpress.codec.weights import load_weights
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(folder / "a.png"), (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8))
+    args = ["train", "--work-dir", str(tmp_path / "w"), "--quality", "2", "--out", str(tmp_path / "q2.safetensors"), "--hidden-channels", "8", "--latent-channels", "12",
+            "--steps", "2", "--batch", "1", "--crop", "64", "--no-debian", "--images", str(folder)]
+    assert main(args) == 0
+    model, meta = load_weights(tmp_path / "q2.safetensors")
+    assert meta["quality"] == "2" and model.gaussian_conditional.ready
+    assert main(args) == 2  # --out exists
+    assert main(["train", "--work-dir", str(tmp_path / "w"), "--quality", "9", "--out", str(tmp_path / "x.safetensors")]) == 2
