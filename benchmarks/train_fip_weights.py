@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--init", action="store_true", help="fine-tune: start from the weights already in --out")
     ap.add_argument("--lr", type=float, default=SETTINGS["lr"])
     ap.add_argument("--constant-lr", action="store_true", help="no cosine decay, keep the last epoch (the first rtv/wls runs)")
+    ap.add_argument("--eps", type=float, help="guided-filter eps of gf-can24 (default: the model's)")
     ap.add_argument("--suffix", default="", help="appended to the weights file name (e.g. -can24)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -68,7 +69,8 @@ def main() -> None:
         settings = {**SETTINGS, "epochs": args.epochs, "steps": args.steps, "lr": args.lr}
         if args.constant_lr:
             settings.update(cosine=False, keep_best=False)
-        cfg = TrainConfig(op, model=args.model, **settings)
+        kwargs = {} if args.eps is None else {"eps": args.eps}
+        cfg = TrainConfig(op, model=args.model, model_kwargs=kwargs, **settings)
         out = Path(args.out) / f"{op}{args.suffix}.safetensors"
         init = None
         if args.init:
@@ -76,10 +78,10 @@ def main() -> None:
 
             init = load_network(out)[0].state_dict()
         t1 = time.time()
-        res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}", init=init)
+        res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{'' if args.eps is None else f'-eps{args.eps:g}'}", init=init)
         for h in res.history:
             print(f"{op} epoch {h['epoch']}: loss {h['loss']:.3e} val PSNR {h['val_psnr']:.2f} dB", flush=True)
-        save_network(res.model, out, model_name=args.model, operator=op,
+        save_network(res.model, out, model_name=args.model, operator=op, model_kwargs=kwargs,
                      extra={"val_psnr": res.best_psnr, "train": {**settings, "crops": list(cfg.crops), "pairs": len(pairs),
                                                                  "sizes": args.sizes, "finetuned": bool(args.init)}})
         print(f"{op}: wrote {out} after {time.time() - t1:.0f} s of training", flush=True)

@@ -42,6 +42,7 @@ class TrainConfig:
         val_fraction: fraction of source images held out for validation PSNR.
         seed: seed of crops and initialisation.
         cosine: decay the learning rate along a half cosine over the epochs (set per epoch).
+        model_kwargs: keyword arguments of the model builder (recorded in the weights file).
         keep_best: end with the weights of the epoch with the best validation PSNR (the
             validation photos are held out from training, never the benchmark photos).
     """
@@ -57,6 +58,7 @@ class TrainConfig:
     seed: int = 0
     cosine: bool = True
     keep_best: bool = True
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.steps < 1 or self.batch < 1:
@@ -169,7 +171,7 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
         raise InputError("no training pairs")
     train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction)
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model)
+    model = create_model(cfg.model, **cfg.model_kwargs)
     if init is not None:
         model.load_state_dict(init)
     min_size = int(getattr(model, "min_size", 8))

@@ -238,8 +238,12 @@ def can32(*, depth: int = 9) -> CAN:
 
 
 @register_model("gf-can24", task="image-to-image")
-def gf_can24(*, depth: int = 9, low_res: int = 256) -> GuidedFilterCAN:
-    """CAN24 at low resolution + learned guided-filter upsampling (the fast variant)."""
-    return GuidedFilterCAN(width=24, depth=depth, low_res=low_res)
+def gf_can24(*, depth: int = 9, low_res: int = 256, eps: float = 1e-4) -> GuidedFilterCAN:
+    """CAN24 at low resolution + learned guided-filter upsampling (the fast variant).
+
+    ``eps`` regularises the guided filter: 1e-4 favours smoothing operators (flat regions take
+    the local mean), a smaller value lets detail-enhancing operators keep fine texture.
+    """
+    return GuidedFilterCAN(width=24, depth=depth, low_res=low_res, eps=eps)
 
 
