@@ -53,6 +53,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=SETTINGS["epochs"])
     ap.add_argument("--steps", type=int, default=SETTINGS["steps"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--init", action="store_true", help="fine-tune: start from the weights already in --out")
+    ap.add_argument("--lr", type=float, default=SETTINGS["lr"])
+    ap.add_argument("--constant-lr", action="store_true", help="no cosine decay, keep the last epoch (the first rtv/wls runs)")
+    ap.add_argument("--eps", type=float, help="guided-filter eps of gf-can24 (default: the model's)")
     ap.add_argument("--suffix", default="", help="appended to the weights file name (e.g. -can24)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,15 +66,24 @@ def main() -> None:
         t0 = time.time()
         pairs = build_pairs(images, op, Path(args.work) / "pairs", sizes=args.sizes)
         print(f"{op}: {len(pairs)} pairs in {time.time() - t0:.0f} s", flush=True)
-        cfg = TrainConfig(op, model=args.model, **{**SETTINGS, "epochs": args.epochs, "steps": args.steps})
+        settings = {**SETTINGS, "epochs": args.epochs, "steps": args.steps, "lr": args.lr}
+        if args.constant_lr:
+            settings.update(cosine=False, keep_best=False)
+        kwargs = {} if args.eps is None else {"eps": args.eps}
+        cfg = TrainConfig(op, model=args.model, model_kwargs=kwargs, **settings)
+        out = Path(args.out) / f"{op}{args.suffix}.safetensors"
+        init = None
+        if args.init:
+            from convpress.fip.weights import load_network
+
+            init = load_network(out)[0].state_dict()
         t1 = time.time()
-        res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}")
+        res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{'' if args.eps is None else f'-eps{args.eps:g}'}", init=init)
         for h in res.history:
             print(f"{op} epoch {h['epoch']}: loss {h['loss']:.3e} val PSNR {h['val_psnr']:.2f} dB", flush=True)
-        out = Path(args.out) / f"{op}{args.suffix}.safetensors"
-        save_network(res.model, out, model_name=args.model, operator=op,
-                     extra={"val_psnr": res.history[-1]["val_psnr"], "train": {**SETTINGS, "epochs": args.epochs, "steps": args.steps,
-                            "crops": list(cfg.crops), "pairs": len(pairs), "sizes": args.sizes}})
+        save_network(res.model, out, model_name=args.model, operator=op, model_kwargs=kwargs,
+                     extra={"val_psnr": res.best_psnr, "train": {**settings, "crops": list(cfg.crops), "pairs": len(pairs),
+                                                                 "sizes": args.sizes, "finetuned": bool(args.init)}})
         print(f"{op}: wrote {out} after {time.time() - t1:.0f} s of training", flush=True)
 
 

@@ -80,7 +80,7 @@ def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
                          "psnr": float(np.mean([p["psnr"] for p in per])), "ssim": float(np.mean([p["ssim"] for p in per])),
                          "min_psnr": float(min(p["psnr"] for p in per)), "photos": per})
     growth: list[dict[str, Any]] = []
-    small, large = test_images(0.06 if quick else 1.0)[0][1], test_images(0.25 if quick else 4.0)[0][1]
+    small, large = test_images(0.03 if quick else 1.0)[0][1], test_images(0.12 if quick else 4.0)[0][1]
     with progress_bar(2, "cost growth", enabled=progress) as bar:
         for name in ("can24", "gf-can24"):
             model = create_model(name).eval()

@@ -41,6 +41,10 @@ class TrainConfig:
         lr: Adam learning rate (the paper uses 1e-4 for 180k steps; short runs need more).
         val_fraction: fraction of source images held out for validation PSNR.
         seed: seed of crops and initialisation.
+        cosine: decay the learning rate along a half cosine over the epochs (set per epoch).
+        model_kwargs: keyword arguments of the model builder (recorded in the weights file).
+        keep_best: end with the weights of the epoch with the best validation PSNR (the
+            validation photos are held out from training, never the benchmark photos).
     """
 
     operator: str
@@ -52,6 +56,9 @@ class TrainConfig:
     lr: float = 5e-4
     val_fraction: float = 0.2
     seed: int = 0
+    cosine: bool = True
+    keep_best: bool = True
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.steps < 1 or self.batch < 1:
@@ -69,6 +76,7 @@ class TrainResult:
     model: torch.nn.Module
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0
+    best_psnr: float = float("nan")
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -139,7 +147,7 @@ def evaluate(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor
 
 
 def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[str] | None = None, progress: bool = False,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, init: dict[str, torch.Tensor] | None = None) -> TrainResult:
     """Train ``cfg.model`` on ``pairs`` (see module docstring for resuming).
 
     Args:
@@ -148,6 +156,7 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
         work_dir: folder for ``checkpoint.pt``; resumes from it when it matches ``cfg`` and ``pairs``.
         progress: draw a progress bar per epoch.
         stop_after: stop after this many epochs of this call (tests use it to simulate a kill).
+        init: state dict to start from (fine-tuning) instead of the identity initialisation.
 
     Returns:
         The trained model (train mode) and the per-epoch history.
@@ -162,7 +171,9 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
         raise InputError("no training pairs")
     train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction)
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model)
+    model = create_model(cfg.model, **cfg.model_kwargs)
+    if init is not None:
+        model.load_state_dict(init)
     min_size = int(getattr(model, "min_size", 8))
     data = [d for d in map(_load, train_pairs) if min(d[0].shape[1:]) >= min_size]
     val = [d for d in map(_load, val_pairs) if min(d[0].shape[1:]) >= min_size]
@@ -170,6 +181,7 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
         raise InputError(f"every training pair is smaller than the {min_size} pixels {cfg.model} needs")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: list[dict[str, float]] = []
+    best: tuple[float, dict[str, torch.Tensor] | None] = (-math.inf, None)
     start = 0
     ckpt = Path(work_dir) / "checkpoint.pt" if work_dir is not None else None
     run_id = _fingerprint(cfg, pairs)
@@ -181,12 +193,16 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
                 model.load_state_dict(state["model"])
                 opt.load_state_dict(state["opt"])
                 history, start = state["history"], state["epoch"]
+                best = (state["best_psnr"], state["best"])
     resumed = start
     model.train()
     for epoch in range(start, cfg.epochs):
         if stop_after is not None and epoch - resumed >= stop_after:
             break
         rng = np.random.default_rng([cfg.seed, epoch])
+        lr = cfg.lr * (0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs)) if cfg.cosine else 1.0)
+        for group in opt.param_groups:
+            group["lr"] = lr
         total = 0.0
         with progress_bar(cfg.steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress) as bar:
             for step in range(cfg.steps):
@@ -199,8 +215,13 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
                 bar.advance(1, info=f"loss {total / (step + 1):.2e}")
             val_psnr = evaluate(model, val)
             bar.set_info(f"loss {total / cfg.steps:.2e}  val PSNR {val_psnr:.2f} dB")
-        history.append({"epoch": epoch + 1, "loss": total / cfg.steps, "val_psnr": val_psnr})
+        history.append({"epoch": epoch + 1, "loss": total / cfg.steps, "val_psnr": val_psnr, "lr": lr})
+        if val_psnr > best[0]:
+            best = (val_psnr, {k: v.detach().clone() for k, v in model.state_dict().items()})
         if ckpt is not None:
             _save_checkpoint(ckpt, {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict(),
-                                    "history": history})
-    return TrainResult(model, history, resumed)
+                                    "history": history, "best_psnr": best[0], "best": best[1]})
+    finished = len(history) == cfg.epochs
+    if cfg.keep_best and finished and best[1] is not None:
+        model.load_state_dict(best[1])
+    return TrainResult(model, history, resumed, best[0])

@@ -121,7 +121,7 @@ def _weighted_laplacian_solve(rhs: np.ndarray, wx: np.ndarray, wy: np.ndarray, l
         wy: (H, W) weight of the edge between (i, j) and (i+1, j).
     """
     import scipy.sparse as sp
-    from scipy.sparse.linalg import factorized
+    from scipy.sparse.linalg import splu
 
     h, w, c = rhs.shape
     n = h * w
@@ -129,8 +129,9 @@ def _weighted_laplacian_solve(rhs: np.ndarray, wx: np.ndarray, wy: np.ndarray, l
     ey = (lam * wy).ravel()  # edge p -- p+w
     diag = 1.0 + ex + ey + np.concatenate([[0.0], ex[:-1]]) + np.concatenate([np.zeros(w), ey[:-w]])
     a = sp.diags([diag, -ex[:-1], -ex[:-1], -ey[:-w], -ey[:-w]], [0, 1, -1, w, -w], shape=(n, n), format="csc")
-    solve = factorized(a)
-    return np.stack([solve(rhs[:, :, k].ravel().astype(np.float64)).reshape(h, w) for k in range(c)], axis=2)
+    # the matrix is symmetric: a minimum-degree ordering of A + A^T gives about half the fill of COLAMD
+    lu = splu(a, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+    return np.stack([lu.solve(rhs[:, :, k].ravel().astype(np.float64)).reshape(h, w) for k in range(c)], axis=2)
 
 
 @register_operator("rtv", "relative total variation structure extraction (Xu et al. 2012), sparse solves (SciPy)",
