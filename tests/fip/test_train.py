@@ -82,6 +82,21 @@ def test_killed_training_resumes_to_the_same_weights(cache: Path, tmp_path: Path
         assert torch.equal(a, b), k
 
 
+def test_a_checkpoint_of_another_run_or_a_damaged_one_is_refused(cache: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    pairs = load_pairs(cache, "tvl1")
+    train(pairs, CFG, work_dir=tmp_path, stop_after=1)
+    with pytest.raises(ConfigError, match="other settings"):
+        train(pairs, replace(CFG, lr=CFG.lr / 2), work_dir=tmp_path)
+    ckpt = tmp_path / "checkpoint.ckpt"
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    with pytest.raises(FileFormatError, match="checksum"):
+        train(pairs, CFG, work_dir=tmp_path)
+
+
 def test_weights_round_trip_and_mismatch(tmp_path: Path) -> None:
     from convpress.models import create_model
 

@@ -2,14 +2,13 @@
 
 Deterministic and resumable: epoch e draws its crops from ``numpy.random.default_rng([seed, e])``,
 and after every epoch a checkpoint (model, optimiser, history) is written atomically to
-``work_dir/checkpoint.pt``; a rerun with the same settings continues after the last finished
+``work_dir/checkpoint.ckpt``; a rerun with the same settings continues after the last finished
 epoch and ends with the same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -21,7 +20,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from convpress.errors import ConfigError, InputError
+from convpress.errors import ConfigError, FileFormatError, InputError
+from convpress.fileformat.checkpoint import load_checkpoint, save_checkpoint
 from convpress.fip.pairs import Pair
 
 __all__ = ["TrainConfig", "TrainResult", "train", "psnr", "split_pairs"]
@@ -127,14 +127,6 @@ def _fingerprint(cfg: TrainConfig, pairs: list[Pair]) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    from convpress.fileformat.container import atomic_write_bytes
-
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def evaluate(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
     """Mean PSNR (dB) of ``model`` on whole (input, target) images."""
     if not data:
@@ -153,7 +145,7 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
     Args:
         pairs: cached pairs (see :func:`convpress.fip.pairs.build_pairs`).
         cfg: settings.
-        work_dir: folder for ``checkpoint.pt``; resumes from it when it matches ``cfg`` and ``pairs``.
+        work_dir: folder for ``checkpoint.ckpt``; resumes from it when it matches ``cfg`` and ``pairs``.
         progress: draw a progress bar per epoch.
         stop_after: stop after this many epochs of this call (tests use it to simulate a kill).
         init: state dict to start from (fine-tuning) instead of the identity initialisation.
@@ -183,17 +175,21 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
     history: list[dict[str, float]] = []
     best: tuple[float, dict[str, torch.Tensor] | None] = (-math.inf, None)
     start = 0
-    ckpt = Path(work_dir) / "checkpoint.pt" if work_dir is not None else None
+    ckpt = Path(work_dir) / "checkpoint.ckpt" if work_dir is not None else None
     run_id = _fingerprint(cfg, pairs)
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         if ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)
-            if state.get("run_id") == run_id:
+            state = load_checkpoint(ckpt, "fip-train")  # CRC-checked, tensors only (no pickled code)
+            if state.get("run_id") != run_id:
+                raise ConfigError(f"{ckpt} belongs to a training run with other settings or pairs; use another work folder")
+            try:
                 model.load_state_dict(state["model"])
                 opt.load_state_dict(state["opt"])
-                history, start = state["history"], state["epoch"]
-                best = (state["best_psnr"], state["best"])
+                history, start = list(state["history"]), int(state["epoch"])
+                best = (float(state["best_psnr"]), state["best"])
+            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+                raise FileFormatError(f"{ckpt} does not match this training run ({str(exc).splitlines()[0][:160]})") from None
     resumed = start
     model.train()
     for epoch in range(start, cfg.epochs):
@@ -219,8 +215,8 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
         if val_psnr > best[0]:
             best = (val_psnr, {k: v.detach().clone() for k, v in model.state_dict().items()})
         if ckpt is not None:
-            _save_checkpoint(ckpt, {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict(),
-                                    "history": history, "best_psnr": best[0], "best": best[1]})
+            save_checkpoint(ckpt, "fip-train", {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict(),
+                                                "history": history, "best_psnr": best[0], "best": best[1]})
     finished = len(history) == cfg.epochs
     if cfg.keep_best and finished and best[1] is not None:
         model.load_state_dict(best[1])
