@@ -83,7 +83,7 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
     from convpress.fip.train import TrainConfig, train
 
     t0 = time.perf_counter()
-    epochs, steps, ft_steps, repeat = (1, 5, 5, 2) if quick else (12, 40, 300, 7)
+    epochs, steps, ft_steps, repeat = (1, 5, 5, 2) if quick else (12, 40, 480, 7)
     with tempfile.TemporaryDirectory() as tmp:
         pairs = build_pairs(training_photos(), operator, Path(tmp), sizes=(256, 384), progress=progress)
         cfg = TrainConfig(operator=operator, model="can24", epochs=epochs, steps=steps, batch=4, crops=(128, 192), lr=1e-3, val_fraction=0.15)
@@ -102,7 +102,7 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
             rep = factorize_(small, energy=energy, filter_fn=lambda n, m: isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
             ranks = {k: v["rank"] for k, v in rep.layers.items()}
         before_ft = _psnr(small, test)
-        _distill(small, dense, data, ft_steps, 5e-4, progress)
+        _distill(small, dense, data, ft_steps, 1e-3, progress)
         models[name] = small.eval()
         variants[name] = {"psnr_before_finetune": before_ft, "channels": {k: list(v) for k, v in pruned.channels.items()}, "ranks": ranks}
 
