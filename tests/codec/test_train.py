@@ -9,6 +9,7 @@ import torch
 
 from convpress.codec.train import TrainConfig, random_batch, train_codec
 from convpress.errors import ConfigError
+from convpress.fileformat.checkpoint import load_checkpoint
 
 
 def _images() -> list[torch.Tensor]:
@@ -31,7 +32,7 @@ def test_random_batch_shapes_and_determinism() -> None:
 def test_stopped_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
     full, hist_full = train_codec(_cfg(), _images(), work_dir=tmp_path / "a", progress=False, log_every=1)
     part, _ = train_codec(_cfg(), _images(), work_dir=tmp_path / "b", progress=False, log_every=1, stop_after=3)
-    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.ckpt", "codec-train")["step"] == 3
     resumed, hist_resumed = train_codec(_cfg(), _images(), work_dir=tmp_path / "b", progress=False, log_every=1)
     for (k, v), (k2, v2) in zip(full.state_dict().items(), resumed.state_dict().items()):
         assert k == k2 and torch.equal(v, v2), k

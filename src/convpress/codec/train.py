@@ -28,7 +28,7 @@ from torch import Tensor
 
 from convpress._progress import progress_bar
 from convpress.codec.models import CodecModel, build_model
-from convpress.errors import ConfigError
+from convpress.errors import ConfigError, FileFormatError
 
 __all__ = ["TrainConfig", "rd_loss", "random_batch", "train_codec", "QUALITY_LAMBDAS", "DEBIAN_PHOTOS", "training_images"]
 
@@ -125,9 +125,10 @@ def _fingerprint(cfg: TrainConfig) -> str:
 
 
 def _save(path: Path, cfg: TrainConfig, step: int, model: CodecModel, opt: Any, history: list[dict[str, float]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"fingerprint": _fingerprint(cfg), "step": step, "model": model.state_dict(), "opt": opt.state_dict(), "history": history}, tmp)
-    os.replace(tmp, path)
+    from convpress.fileformat.checkpoint import save_checkpoint
+
+    save_checkpoint(path, "codec-train", {"fingerprint": _fingerprint(cfg), "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
+                                          "history": history})
 
 
 def train_codec(
@@ -145,7 +146,7 @@ def train_codec(
     Args:
         cfg: settings.
         images: training images, each (3, H, W) in [0, 1].
-        work_dir: folder for ``checkpoint.pt``; a matching checkpoint there is resumed.
+        work_dir: folder for ``checkpoint.ckpt``; a matching checkpoint there is resumed.
         init: a state dict to start from (fine-tuning from another lambda).
         progress: draw a progress bar.
         log_every: steps between entries of the returned history.
@@ -169,16 +170,21 @@ def train_codec(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: list[dict[str, float]] = []
     start = 0
-    ckpt = Path(work_dir) / "checkpoint.pt" if work_dir is not None else None
+    ckpt = Path(work_dir) / "checkpoint.ckpt" if work_dir is not None else None
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         if ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            from convpress.fileformat.checkpoint import load_checkpoint
+
+            state = load_checkpoint(ckpt, "codec-train")  # CRC-checked, tensors only (no pickled code)
             if state.get("fingerprint") != _fingerprint(cfg):
                 raise ConfigError(f"{ckpt} belongs to a run with other settings; use another --work-dir")
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            start, history = int(state["step"]), list(state["history"])
+            try:
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["opt"])
+                start, history = int(state["step"]), list(state["history"])
+            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+                raise FileFormatError(f"{ckpt} does not match this training run ({str(exc).splitlines()[0][:160]})") from None
     model.train()
     net: torch.nn.Module = model
     if distributed:
