@@ -6,12 +6,13 @@ Nothing here is imported by the package itself; the fuzz tests of every containe
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
 __all__ = ["MUTATION_KINDS", "mutate"]
 
-#: what :func:`mutate` can do to a file
+#: what :func:`mutate` can do to a file (``"section"``, a forged section, is asked for separately)
 MUTATION_KINDS = ("flip", "truncate", "insert", "delete", "overwrite", "header")
 _PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header_len (see fileformat/container.py)
 
@@ -24,6 +25,8 @@ def mutate(data: bytes, kind: str, pos: int, byte: int, blob: bytes, span: int) 
         kind: one of :data:`MUTATION_KINDS`. ``"header"`` changes one character of the JSON
             header (a digit becomes another digit, other bytes get low bits flipped) and writes a
             valid checksum for it, so a reader must validate the header's fields themselves.
+            ``"section"`` flips bits inside one section and rewrites its checksum, so the
+            section's decoder itself meets well-formed garbage.
         pos: position (taken modulo the length of what is mutated).
         byte: 1..255, the XOR mask of a flip.
         blob: bytes inserted or written over.
@@ -40,11 +43,23 @@ def mutate(data: bytes, kind: str, pos: int, byte: int, blob: bytes, span: int) 
         return data[:pos] + data[pos + span :]
     if kind == "overwrite":
         return data[:pos] + blob + data[pos + len(blob) :]
-    if kind != "header":
+    if kind not in ("header", "section"):
         raise ValueError(f"unknown mutation kind {kind!r}")
     magic, version, flags, hlen = _PREFIX.unpack_from(data)
     head = data[_PREFIX.size : _PREFIX.size + hlen]
     raw = bytearray(zlib.decompress(head) if flags & 1 else head)
+    if kind == "section":
+        lengths = json.loads(bytes(raw))["sections"]
+        start = _PREFIX.size + hlen + 4
+        which = pos % len(lengths)
+        for n in lengths[:which]:
+            start += n + 4
+        n = lengths[which]
+        if n == 0:
+            return data
+        sec = bytearray(data[start : start + n])
+        sec[pos % n] ^= byte
+        return data[:start] + bytes(sec) + struct.pack("<I", zlib.crc32(bytes(sec))) + data[start + n + 4 :]
     p = pos % len(raw)
     raw[p] = b"0123456789"[byte % 10] if chr(raw[p]).isdigit() else raw[p] ^ (byte & 0x1F)
     packed = zlib.compress(bytes(raw)) if flags & 1 else bytes(raw)
