@@ -137,3 +137,39 @@ def test_decoding_in_fresh_processes_with_other_thread_counts_gives_identical_pi
         for t in (1, 2)
     ]
     assert outs[0] == outs[1] == here
+
+
+def test_weights_files_derive_the_fixed_point_layers_exactly(tiny_hyperprior, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The fixed-point hyper-synthesis weights are not stored; load rebuilds exactly what update() made."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    model, _ = tiny_hyperprior
+    wpath = tmp_path / "tiny.safetensors"
+    save_weights(model, wpath, quality=1, lmbda=0.01)
+    with safe_open(str(wpath), framework="pt") as fh:
+        keys, meta = set(fh.keys()), fh.metadata()
+    assert not any(k.startswith("h_s_int.w") for k in keys) and "h_s_int.s0" in keys
+    reloaded, _ = load_weights(wpath)
+    # reference: the float16-rounded model with update() run on it, as at save time
+    ref = load_weights(wpath)[0]
+    ref.update()
+    for k in range(3):
+        assert torch.equal(getattr(reloaded.h_s_int, f"w{k}"), getattr(ref.h_s_int, f"w{k}")), k
+        assert getattr(reloaded.h_s_int, f"w{k}").numel() > 0
+    # a file of the older layout (fixed-point weights stored) loads when they agree and is refused when not
+    state = load_file(str(wpath))
+    state.update({f"h_s_int.w{k}": getattr(ref.h_s_int, f"w{k}").contiguous().clone() for k in range(3)})
+    old = tmp_path / "old.safetensors"
+    save_file(state, str(old), metadata=meta)
+    assert torch.equal(load_weights(old)[0].h_s_int.w1, ref.h_s_int.w1)
+    state["h_s_int.w1"] = state["h_s_int.w1"].clone()
+    state["h_s_int.w1"].view(-1)[0] += 1
+    save_file(state, str(old), metadata=meta)
+    with pytest.raises(FileFormatError, match="fixed-point"):
+        load_weights(old)
+    # a file that lacks a stored layer of its model is refused by name
+    del state["h_s.0.weight"]
+    save_file(state, str(old), metadata=meta)
+    with pytest.raises(FileFormatError, match="h_s.0.weight"):
+        load_weights(old)
