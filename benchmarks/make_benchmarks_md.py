@@ -2,7 +2,8 @@
 
 Every figure in BENCHMARKS.md comes from a JSON file written by ``convpress bench NAME --json``;
 this script re-renders each with its benchmark module's ``to_markdown`` so the text and the
-JSON cannot disagree. Run from the repository root:
+JSON cannot disagree. The README's measured summaries (between ``<!-- bench:NAME -->`` and
+``<!-- /bench:NAME -->`` markers) are rewritten from the same JSON by ``readme_summary``. Run from the repository root:
 
     python benchmarks/make_benchmarks_md.py
 """
@@ -16,6 +17,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = ["deep-compression", "layers", "acceleration", "fip", "codec", "reliability"]
+
+
+def replace_between(text: str, start: str, end: str, body: str) -> str:
+    """``text`` with what lies between the marker lines ``start`` and ``end`` replaced by ``body`` (unchanged without markers)."""
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        return text
+    return text[: i + len(start)] + "\n" + body.strip() + "\n" + text[j:]
 
 
 def main() -> int:
@@ -39,6 +48,14 @@ def main() -> int:
     )
     (ROOT / "BENCHMARKS.md").write_text(header + "\n".join(sections))
     print(f"wrote {ROOT / 'BENCHMARKS.md'} ({len(sections)} sections)")
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for name in names:
+        module = importlib.import_module(BENCHMARKS[name]) if name in BENCHMARKS else None
+        if module is not None and hasattr(module, "readme_summary"):
+            data = json.loads((results / f"{name}.json").read_text())
+            text = replace_between(text, f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->", module.readme_summary(data))
+    readme.write_text(text)
     return 0
 
 

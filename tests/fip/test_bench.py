@@ -10,7 +10,7 @@ import pytest
 def test_quick_bench_reports_every_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import convpress.fip.weights as weights
     from convpress.bench import BENCHMARKS
-    from convpress.bench.fip import run, to_markdown
+    from convpress.bench.fip import readme_summary, run, to_markdown
     from convpress.models import create_model
 
     assert BENCHMARKS["fip"] == "convpress.bench.fip"
@@ -25,3 +25,18 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, monkeypatch: pytest.Mo
     assert {c["name"] for c in result["checks"]} == {"tvl1 PSNR", "tvl1 speed-up"}
     md = to_markdown(result)
     assert "| tvl1 | gf-can24 |" in md and "4 MP ÷ 1 MP" in md
+    summary = readme_summary(result)
+    assert "TVL1 " not in summary and f"tvl1 {row['speedup']:.1f}× faster at {row['psnr']:.1f} dB" in summary
+
+
+def test_readme_summaries_are_rendered_between_markers() -> None:
+    """benchmarks/make_benchmarks_md.py rewrites only what lies between a section's markers."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mbm", Path(__file__).parents[2] / "benchmarks" / "make_benchmarks_md.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = "a\n<!-- bench:fip -->\nold\n<!-- /bench:fip -->\nb\n"
+    assert mod.replace_between(text, "<!-- bench:fip -->", "<!-- /bench:fip -->", "new ") == "a\n<!-- bench:fip -->\nnew\n<!-- /bench:fip -->\nb\n"
+    assert mod.replace_between("no markers", "<!-- bench:fip -->", "<!-- /bench:fip -->", "new") == "no markers"

@@ -231,3 +231,22 @@ def to_markdown(result: dict[str, Any]) -> str:
         verdict = "met" if c["passed"] else ("goal not reached" if c.get("goal") else "**NOT MET**")
         lines.append(f"| {c['name']} | {c['value']} | {c['target']} | {verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def readme_summary(result: dict[str, Any]) -> str:
+    """The README's one-paragraph summary of this result (inserted by benchmarks/make_benchmarks_md.py)."""
+    bd = result["bd_rate_percent"]
+
+    def more(v: float | None) -> str:
+        if v is None:
+            return "not comparable (the curves do not overlap)"
+        return f"{abs(v):.1f}% {'more' if v > 0 else 'fewer'} bits"
+
+    names = " and ".join(result["images"])
+    diff = max(abs(r["diff_percent"]) for r in result["estimate_vs_actual"])
+    t = result["timing_768x512"]
+    return (f"Measured (`benchmarks/results/codec.json`, {names}, never used for training): against JPEG the codec "
+            f"needs {more(bd['vs_jpeg_psnr_pchip'])} at equal PSNR ({more(bd['vs_jpeg_ms_ssim_db_pchip'])} at equal "
+            f"MS-SSIM); against WebP {more(bd['vs_webp_psnr_pchip'])} at equal PSNR. Estimated and actual bits agree "
+            f"within {diff:.1f}%, and a 768x512 image encodes in {t['encode_s']:.2f} s and decodes in "
+            f"{t['decode_s']:.2f} s on {t['threads']} threads.")

@@ -119,3 +119,19 @@ def to_markdown(result: dict[str, Any]) -> str:
     for c in result["checks"]:
         lines.append(f"| {c['name']} | {c['value']} | {c['target']} | {'met' if c['passed'] else '**NOT MET**'} |")
     return "\n".join(lines) + "\n"
+
+
+def readme_summary(result: dict[str, Any]) -> str:
+    """The README's one-paragraph summary of this result (inserted by benchmarks/make_benchmarks_md.py)."""
+    ops = []
+    for r in result["operators"]:
+        miss = " (below the 30 dB target)" if r["psnr"] < 30 else ""
+        ops.append(f"{r['operator'].upper() if len(r['operator']) <= 3 else r['operator']} {r['speedup']:.{0 if r['speedup'] >= 10 else 1}f}× faster at {r['psnr']:.1f} dB{miss}")
+    g = {x["model"]: x for x in result["growth"]}
+    text = (f"Measured (`benchmarks/results/fip.json`, TEST photos at {result['megapixels']:g} MP, "
+            f"{result['environment']['cpu_count']} cores): network vs reference " + ", ".join(ops) + ".")
+    if "gf-can24" in g and "can24" in g:
+        text += (f" A {g['gf-can24']['small_mp']:.0f} MP image takes {g['gf-can24']['small_s']:.2f} s with `gf-can24` "
+                 f"against {g['can24']['small_s']:.1f} s with CAN24; from 1 to 4 MP their time grows "
+                 f"{g['gf-can24']['growth']:.2f}× and {g['can24']['growth']:.2f}×.")
+    return text

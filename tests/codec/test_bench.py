@@ -1,0 +1,32 @@
+"""``convpress bench codec`` in quick mode with the shipped weights (the real run is in benchmarks/results)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def test_quick_bench_reports_every_figure_from_real_files(tmp_path: Path) -> None:
+    from convpress.bench import BENCHMARKS
+    from convpress.bench.codec import readme_summary, run, to_markdown, write_figures
+    from convpress.codec.weights import available_qualities
+
+    assert BENCHMARKS["codec"] == "convpress.bench.codec"
+    result = run(quick=True, progress=False)
+    json.dumps(result)  # serialisable as written by --json
+    qualities = available_qualities()
+    assert len(qualities) >= 4 and [r["quality"] for r in result["estimate_vs_actual"]] == qualities
+    (name,) = result["images"]
+    for q in qualities:
+        (p,) = result["points"]["ours"][f"q{q}"]
+        # bpp comes from the real file: whole bytes, header included
+        assert p["bytes"] * 8 / (192 * 256) == p["bpp"] and p["image"] == name and 15 < p["psnr"] < 50
+    bpps = [result["points"]["ours"][f"q{q}"][0]["bpp"] for q in qualities]
+    assert bpps == sorted(bpps)  # a higher quality level spends more bits
+    assert all(abs(r["diff_percent"]) < 10 for r in result["estimate_vs_actual"])
+    assert {c["name"].split()[0] for c in result["checks"]} >= {"estimated", "BD-rate", "encode", "decode"}
+    md = to_markdown(result)
+    assert "| ours | q1 |" in md and "| jpeg | q95 |" in md and "QUICK" in md
+    assert "768x512 image encodes in" in readme_summary(result)
+    figs = write_figures(result, tmp_path / "codec.json")
+    assert figs and all(f.is_file() and f.stat().st_size > 1000 for f in figs)
