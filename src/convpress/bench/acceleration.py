@@ -154,7 +154,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     for v in variants.values():
         v["mac_ratio"] = v["macs"] / base["macs"]
         for key in [k for k in v if k.endswith("_s") and k.startswith(("torch_", "onnx_"))]:
-            v[key.replace("_s", "_ratio")] = v[key] / base[key]
+            v[key[: -len("_s")] + "_ratio"] = v[key] / base[key]  # not str.replace: "_static" holds "_s" too
         v["accuracy_loss"] = base["accuracy"] - v["accuracy"]
     structured = [n for n in variants if n.startswith("channels-")]
     best = min(structured, key=lambda n: max(variants[n]["torch_b1_ratio"], variants[n]["torch_b32_ratio"]) + (10 if variants[n]["accuracy_loss"] > 1 else 0))
