@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -54,21 +55,30 @@ def median_time(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 5) -> f
     return statistics.median(times)
 
 
-def paired_times(fns: dict[str, Callable[[], Any]], *, warmup: int = 2, repeat: int = 15) -> dict[str, float]:
-    """Median wall time of several functions timed in interleaved rounds.
+def paired_times(fns: dict[str, Callable[[], Any]], *, warmup: int = 2, repeat: int = 15, min_time: float = 0.0) -> dict[str, float]:
+    """Median wall time per call of several functions timed in interleaved rounds.
 
-    Each round runs every function once, so a slow phase of a noisy machine hits all of them
-    alike and their *ratios* stay meaningful.
+    Each round runs every function, so a slow phase of a noisy machine hits all of them alike
+    and their *ratios* stay meaningful. With ``min_time`` > 0 a function that is faster than
+    that runs several times back to back in each round (the count is fixed after warm-up) and
+    its time per call is the round's total divided by the count: sub-millisecond calls are
+    otherwise dominated by timer and scheduler jitter.
     """
-    for fn in fns.values():
-        for _ in range(warmup):
+    calls: dict[str, int] = {}
+    for k, fn in fns.items():
+        t0 = time.perf_counter()
+        for _ in range(max(1, warmup)):
             fn()
+        once = (time.perf_counter() - t0) / max(1, warmup)
+        calls[k] = max(1, math.ceil(min_time / once)) if min_time > 0 and once > 0 else 1
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
         for k, fn in fns.items():
+            n = calls[k]
             t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+            for _ in range(n):
+                fn()
+            times[k].append((time.perf_counter() - t0) / n)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
