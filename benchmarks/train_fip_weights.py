@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=SETTINGS["lr"])
     ap.add_argument("--constant-lr", action="store_true", help="no cosine decay, keep the last epoch (the first rtv/wls runs)")
     ap.add_argument("--eps", type=float, help="guided-filter eps of gf-can24 (default: the model's)")
+    ap.add_argument("--factor", type=int, help="gf-can24: minimum downscaling factor of the low-resolution CAN (default: the model's)")
+    ap.add_argument("--low-res", type=int, help="gf-can24: largest long side of the low-resolution CAN (default: the model's)")
     ap.add_argument("--suffix", default="", help="appended to the weights file name (e.g. -can24)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -69,7 +71,7 @@ def main() -> None:
         settings = {**SETTINGS, "epochs": args.epochs, "steps": args.steps, "lr": args.lr}
         if args.constant_lr:
             settings.update(cosine=False, keep_best=False)
-        kwargs = {} if args.eps is None else {"eps": args.eps}
+        kwargs = {k: v for k, v in (("eps", args.eps), ("factor", args.factor), ("low_res", args.low_res)) if v is not None}
         cfg = TrainConfig(op, model=args.model, model_kwargs=kwargs, **settings)
         out = Path(args.out) / f"{op}{args.suffix}.safetensors"
         init = None
@@ -77,8 +79,9 @@ def main() -> None:
             from convpress.fip.weights import load_network
 
             init = load_network(out)[0].state_dict()
+        tag = "".join(f"-{k.replace('_', '')}{v:g}" for k, v in kwargs.items())  # e.g. -eps1e-06
         t1 = time.time()
-        res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{'' if args.eps is None else f'-eps{args.eps:g}'}", init=init)
+        res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{tag}", init=init)
         for h in res.history:
             print(f"{op} epoch {h['epoch']}: loss {h['loss']:.3e} val PSNR {h['val_psnr']:.2f} dB", flush=True)
         save_network(res.model, out, model_name=args.model, operator=op, model_kwargs=kwargs,
