@@ -3,7 +3,9 @@
 Run any training command under ``torchrun --nproc_per_node N``; :func:`init_from_env` joins
 the process group that torchrun describes in the environment (gloo backend on CPU). Each
 process then sees ``1/N`` of every global batch (:func:`shard_loader`, built on
-``DistributedSampler``), gradients are averaged by DDP, and only rank 0 writes files and prints.
+``DistributedSampler``, for DataLoader-driven training; :func:`batch_share` for trainers that
+draw every global batch from a seeded generator and slice it), gradients are averaged by DDP
+(:func:`data_parallel`), and only rank 0 writes files and prints.
 
 The global batch order does not depend on the number of processes: a single process given
 ``shard_loader(..., world=1)`` sees exactly the batches that N processes see together, which is
@@ -13,6 +15,7 @@ how the tests check that N-process training equals single-process training.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -20,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from convpress.errors import ConfigError
 
-__all__ = ["init_from_env", "world", "is_main", "shard_loader", "barrier"]
+__all__ = ["init_from_env", "world", "is_main", "shard_loader", "barrier", "batch_share", "data_parallel", "sum_over_processes"]
 
 
 def init_from_env() -> bool:
@@ -57,6 +60,41 @@ def barrier() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def batch_share(batch: int) -> tuple[int, int]:
+    """Join torchrun's process group (if any) and return (rank, world_size) for a global batch of ``batch``.
+
+    Process ``rank`` trains on ``global_batch[rank::world_size]``.
+
+    Raises:
+        ConfigError: if ``batch`` is not a multiple of the number of processes.
+    """
+    init_from_env()
+    rank, size = world()
+    if batch % size:
+        raise ConfigError(f"batch {batch} is not divisible by the {size} torchrun processes; use a multiple of {size}")
+    return rank, size
+
+
+def data_parallel(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` wrapped in DistributedDataParallel inside a process group (gradients averaged), else ``model``."""
+    if world()[1] == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model)
+
+
+def sum_over_processes(values: Sequence[float]) -> list[float]:
+    """Element-wise sum of ``values`` over all processes (float64; ``values`` itself outside a process group)."""
+    if world()[1] == 1:
+        return [float(v) for v in values]
+    import torch.distributed as dist
+
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    dist.all_reduce(t)  # sum
+    return t.tolist()
 
 
 def shard_loader(loader: Any, *, seed: int = 0, world_size: int | None = None, rank: int | None = None) -> DataLoader:

@@ -29,6 +29,24 @@ def test_random_batch_shapes_and_determinism() -> None:
     assert a.shape == (3, 3, 64, 64) and torch.equal(a, b)
 
 
+def test_an_images_quantization_noise_does_not_depend_on_its_batch() -> None:
+    from convpress.codec.entropy_models import GaussianConditional, per_sample_noise
+
+    gc = GaussianConditional().train()
+    y, scales = torch.zeros(4, 2, 3, 3), torch.ones(4, 2, 3, 3)
+
+    def noise(index: list[int]) -> torch.Tensor:
+        with per_sample_noise([torch.Generator().manual_seed(100 + i) for i in index]):
+            return gc(y[index], scales[index])[0]  # y_hat - y = the noise
+
+    whole = noise([0, 1, 2, 3])
+    assert torch.equal(whole[0::2], noise([0, 2])) and torch.equal(whole[1::2], noise([1, 3]))
+    assert not torch.equal(whole[0], whole[1]) and whole.abs().max() <= 0.5
+    with pytest.raises(ValueError, match="2 generators for a batch of 4"):
+        with per_sample_noise([torch.Generator(), torch.Generator()]):
+            gc(y, scales)
+
+
 def test_stopped_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
     full, hist_full = train_codec(_cfg(), _images(), work_dir=tmp_path / "a", progress=False, log_every=1)
     part, _ = train_codec(_cfg(), _images(), work_dir=tmp_path / "b", progress=False, log_every=1, stop_after=3)

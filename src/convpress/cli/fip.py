@@ -40,7 +40,9 @@ def register(sub: Any) -> None:
     t = fs.add_parser("train", help="train a network on cached pairs (resumable)",
                       description="Train with MSE and Adam on random crops of the cached pairs (several resolutions); "
                                   "validation PSNR on held-out photos after each epoch; checkpoints in --work-dir, "
-                                  "so rerunning the same command after an interruption resumes.")
+                                  "so rerunning the same command after an interruption resumes. Runs data-parallel "
+                                  "under 'torchrun --nproc_per_node N' (each process trains on 1/N of every batch; "
+                                  "--batch must be divisible by N; only the first process writes files).")
     t.add_argument("--operator", required=True)
     t.add_argument("--cache", required=True, help="pair cache made by 'convpress fip pairs'")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
@@ -48,10 +50,11 @@ def register(sub: Any) -> None:
     t.add_argument("--model", default="gf-can24", choices=["gf-can24", "can24", "can32"])
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--steps", type=int, default=50, help="steps per epoch")
-    t.add_argument("--batch", type=int, default=4)
+    t.add_argument("--batch", type=int, default=4, help="crops per step, over all torchrun processes (default: %(default)s)")
     t.add_argument("--crops", type=int, nargs="+", default=[128, 192, 256])
     t.add_argument("--lr", type=float, default=5e-4)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, help="torch threads per process (default: torch's choice)")
     t.add_argument("--force", action="store_true", help="overwrite --out")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_train)
@@ -92,6 +95,9 @@ def _pairs(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from convpress.distributed import is_main
     from convpress.fip.operators import get_operator
     from convpress.fip.pairs import load_pairs
     from convpress.fip.train import TrainConfig, train
@@ -99,9 +105,13 @@ def _train(args: argparse.Namespace) -> int:
 
     get_operator(args.operator)
     out = check_output(args.out, force=args.force)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = TrainConfig(args.operator, model=args.model, epochs=args.epochs, steps=args.steps, batch=args.batch,
                       crops=tuple(args.crops), lr=args.lr, seed=args.seed)
     res = train(load_pairs(args.cache, args.operator), cfg, work_dir=args.work_dir, progress=not args.no_progress)
+    if not is_main():  # under torchrun only rank 0 prints and writes
+        return 0
     for h in res.history:
         print(f"epoch {h['epoch']}: loss {h['loss']:.3e}  validation PSNR {h['val_psnr']:.2f} dB")
     save_network(res.model, out, model_name=args.model, operator=args.operator,

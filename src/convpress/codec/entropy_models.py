@@ -16,11 +16,19 @@ likelihood of every element, from which the rate term ``-log2 p`` of the loss is
 
 Values outside a table's range (probability below ``TAIL_MASS``) are clamped to the nearest
 codable value: encoder and decoder agree on the clamp, so the bitstream stays exact.
+
+The training noise comes from PyTorch's global generator, or, inside :func:`per_sample_noise`,
+from one generator per image of the batch, so that an image's noise does not depend on which
+other images share its batch (data-parallel shards of a global batch get the noise of the
+whole batch).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -31,7 +39,7 @@ from torch import Tensor, nn
 from convpress.codec.gdn import lower_bound
 from convpress.codec.rans import decode_groups, encode_groups, pmf_to_counts
 
-__all__ = ["EntropyBottleneck", "GaussianConditional", "scale_table", "TAIL_MASS", "LIKELIHOOD_BOUND"]
+__all__ = ["EntropyBottleneck", "GaussianConditional", "scale_table", "per_sample_noise", "TAIL_MASS", "LIKELIHOOD_BOUND"]
 
 TAIL_MASS = 1e-9
 LIKELIHOOD_BOUND = 1e-9
@@ -46,9 +54,37 @@ def scale_table(levels: int = SCALE_LEVELS, low: float = SCALE_MIN, high: float 
     return torch.exp(torch.linspace(math.log(low), math.log(high), levels, dtype=torch.float64))
 
 
+_SAMPLE_GENERATORS: ContextVar[Sequence[torch.Generator] | None] = ContextVar("_SAMPLE_GENERATORS", default=None)
+
+
+@contextmanager
+def per_sample_noise(generators: Sequence[torch.Generator]) -> Iterator[None]:
+    """Draw the training noise of image i of every batch from ``generators[i]`` (CPU generators).
+
+    Raises (inside the block):
+        ValueError: if a batch does not have ``len(generators)`` images.
+    """
+    token = _SAMPLE_GENERATORS.set(list(generators))
+    try:
+        yield
+    finally:
+        _SAMPLE_GENERATORS.reset(token)
+
+
+def _uniform_noise(x: Tensor) -> Tensor:
+    """Uniform noise in [-0.5, 0.5) shaped like x (B, ...)."""
+    gens = _SAMPLE_GENERATORS.get()
+    if gens is None:
+        return torch.empty_like(x).uniform_(-0.5, 0.5)
+    if len(gens) != x.shape[0]:
+        raise ValueError(f"per_sample_noise has {len(gens)} generators for a batch of {x.shape[0]}")
+    noise = [torch.empty(x.shape[1:], dtype=x.dtype).uniform_(-0.5, 0.5, generator=g) for g in gens]
+    return torch.stack(noise).to(x.device)
+
+
 def _noise_or_round(x: Tensor, training: bool, center: Tensor | None = None) -> Tensor:
     if training:
-        return x + torch.empty_like(x).uniform_(-0.5, 0.5)
+        return x + _uniform_noise(x)
     if center is None:
         return torch.round(x)
     return torch.round(x - center) + center

@@ -2,13 +2,15 @@
 
 The loss is CompressAI's ``lambda * 255^2 * MSE + bpp`` with the rate estimated from the
 likelihoods of the noisy latents. Batches are drawn from a generator seeded by ``(seed, step)``
-and the quantization noise from the global generator seeded the same way, so a run that is
-killed and resumed from its last checkpoint repeats exactly the steps an uninterrupted run takes.
+and the quantization noise of image i of the batch from a generator seeded by
+``(seed, step, i)``, so a run that is killed and resumed from its last checkpoint repeats
+exactly the steps an uninterrupted run takes.
 
 Under ``torchrun --nproc_per_node N`` (see :mod:`convpress.distributed`) every process draws the
-same global batch and trains on its ``1/N`` share (``batch`` must be divisible by N); DDP
-averages the gradients, so each step follows the global-batch gradient. Only rank 0 writes
-checkpoints and draws the progress bar.
+same global batch and trains on its ``1/N`` share (``batch`` must be divisible by N) with the
+noise those images get in a single process; DDP averages the gradients, so each step follows
+the global-batch gradient, and the logged loss, rate and PSNR are means over all processes.
+Only rank 0 writes checkpoints and draws the progress bar.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -120,6 +123,12 @@ def _lr(cfg: TrainConfig, step: int) -> float:
     return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * t))
 
 
+def _noise_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """Generator of the quantization noise of image ``index`` of the global batch of ``step``."""
+    state = np.random.SeedSequence([seed, step, index]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
 def _fingerprint(cfg: TrainConfig) -> str:
     return json.dumps(asdict(cfg), sort_keys=True)
 
@@ -155,14 +164,12 @@ def train_codec(
     Returns:
         (model in eval mode with entropy tables updated, history of {step, loss, bpp, psnr}).
     """
-    from convpress.distributed import barrier, init_from_env, world
+    from convpress.codec.entropy_models import per_sample_noise
+    from convpress.distributed import barrier, batch_share, data_parallel, sum_over_processes
 
     if not images:
         raise ConfigError("no training images")
-    distributed = init_from_env()
-    rank, size = world()
-    if cfg.batch % size:
-        raise ConfigError(f"batch {cfg.batch} is not divisible by the {size} torchrun processes")
+    rank, size = batch_share(cfg.batch)
     torch.manual_seed(cfg.seed)  # the initial weights
     model = build_model(cfg.model, {"N": cfg.n, "M": cfg.m})
     if init is not None:
@@ -186,11 +193,7 @@ def train_codec(
             except (KeyError, RuntimeError, ValueError, TypeError) as exc:
                 raise FileFormatError(f"{ckpt} does not match this training run ({str(exc).splitlines()[0][:160]})") from None
     model.train()
-    net: torch.nn.Module = model
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model)
+    net = data_parallel(model)
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     t0 = time.time()
@@ -198,11 +201,11 @@ def train_codec(
         bar.advance(start)
         for step in range(start, end):
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            torch.manual_seed(cfg.seed * 7_000_003 + step)  # the quantization noise of this step
             x = random_batch(images, cfg.batch, cfg.crop, gen)[rank::size]  # this process's share
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)
-            loss, bpp, mse = rd_loss(net(x), x, cfg.lmbda)
+            with per_sample_noise([_noise_generator(cfg.seed, step, i) for i in range(rank, cfg.batch, size)]):
+                loss, bpp, mse = rd_loss(net(x), x, cfg.lmbda)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -213,9 +216,10 @@ def train_codec(
             acc["n"] += 1
             done = step + 1
             if done % log_every == 0 or done == end:
-                n = acc["n"]
-                rec = {"step": done, "loss": acc["loss"] / n, "bpp": acc["bpp"] / n,
-                       "psnr": 10 * math.log10(1.0 / max(acc["mse"] / n, 1e-12)), "seconds": time.time() - t0}
+                n = acc["n"] * size  # means of the shard means = means over the global batches
+                loss_sum, bpp_sum, mse_sum = sum_over_processes([acc["loss"], acc["bpp"], acc["mse"]])
+                rec = {"step": done, "loss": loss_sum / n, "bpp": bpp_sum / n,
+                       "psnr": 10 * math.log10(1.0 / max(mse_sum / n, 1e-12)), "seconds": time.time() - t0}
                 history.append(rec)
                 acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
                 bar.set_info(f"loss {rec['loss']:.3f} bpp {rec['bpp']:.3f} PSNR {rec['psnr']:.2f}")

@@ -4,6 +4,14 @@ Deterministic and resumable: epoch e draws its crops from ``numpy.random.default
 and after every epoch a checkpoint (model, optimiser, history) is written atomically to
 ``work_dir/checkpoint.ckpt``; a rerun with the same settings continues after the last finished
 epoch and ends with the same weights as an uninterrupted run.
+
+Under ``torchrun --nproc_per_node N`` (see :mod:`convpress.distributed`) every process draws the
+same global batch of crops and trains on its ``1/N`` share (``batch`` must be divisible by N);
+DDP averages the gradients. The CANs normalise with each image's own statistics, so sharding a
+batch leaves the loss and its gradient unchanged up to floating-point summation order. Each
+process evaluates a share of the validation images and the PSNRs are summed over processes, so
+every process sees the same validation PSNR (and keeps the same best epoch); the recorded loss
+is the mean over all processes. Only rank 0 writes checkpoints and draws progress bars.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from convpress.distributed import barrier, batch_share, data_parallel, sum_over_processes
 from convpress.errors import ConfigError, FileFormatError, InputError
 from convpress.fileformat.checkpoint import load_checkpoint, save_checkpoint
 from convpress.fip.pairs import Pair
@@ -127,15 +136,20 @@ def _fingerprint(cfg: TrainConfig, pairs: list[Pair]) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
-def evaluate(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Mean PSNR (dB) of ``model`` on whole (input, target) images."""
+def evaluate(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], *, rank: int = 0, size: int = 1) -> float:
+    """Mean PSNR (dB) of ``model`` on whole (input, target) images.
+
+    With ``size`` > 1 (inside a process group) process ``rank`` runs ``data[rank::size]`` and the
+    PSNRs are summed over the processes, so every process returns the same mean.
+    """
     if not data:
         return float("nan")
     model.eval()
     with torch.no_grad():
-        vals = [psnr(model(x[None])[0], y) for x, y in data]
+        mine = sum(psnr(model(x[None])[0], y) for x, y in data[rank::size])
     model.train()
-    return float(np.mean(vals))
+    total = sum_over_processes([mine])[0] if size > 1 else float(mine)
+    return total / len(data)
 
 
 def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[str] | None = None, progress: bool = False,
@@ -155,12 +169,14 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
 
     Raises:
         InputError: if there are no pairs or all are smaller than the model needs.
+        ConfigError: under torchrun, if ``cfg.batch`` is not divisible by the number of processes.
     """
     from convpress._progress import progress_bar
     from convpress.models import create_model
 
     if not pairs:
         raise InputError("no training pairs")
+    rank, size = batch_share(cfg.batch)
     train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, **cfg.model_kwargs)
@@ -192,6 +208,7 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
                 raise FileFormatError(f"{ckpt} does not match this training run ({str(exc).splitlines()[0][:160]})") from None
     resumed = start
     model.train()
+    net = data_parallel(model)
     for epoch in range(start, cfg.epochs):
         if stop_after is not None and epoch - resumed >= stop_after:
             break
@@ -200,23 +217,25 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
         for group in opt.param_groups:
             group["lr"] = lr
         total = 0.0
-        with progress_bar(cfg.steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress) as bar:
+        with progress_bar(cfg.steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress and rank == 0) as bar:
             for step in range(cfg.steps):
-                x, y = _crop_batch(data, rng, cfg.crops, cfg.batch, min_size)
-                loss = F.mse_loss(model(x), y)
+                x, y = _crop_batch(data, rng, cfg.crops, cfg.batch, min_size)  # the global batch, on every process
+                loss = F.mse_loss(net(x[rank::size]), y[rank::size])  # this process's share
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += float(loss.detach())
                 bar.advance(1, info=f"loss {total / (step + 1):.2e}")
-            val_psnr = evaluate(model, val)
+            total = sum_over_processes([total])[0] / size  # shares are equal: mean of share means = global mean
+            val_psnr = evaluate(model, val, rank=rank, size=size)
             bar.set_info(f"loss {total / cfg.steps:.2e}  val PSNR {val_psnr:.2f} dB")
         history.append({"epoch": epoch + 1, "loss": total / cfg.steps, "val_psnr": val_psnr, "lr": lr})
         if val_psnr > best[0]:
             best = (val_psnr, {k: v.detach().clone() for k, v in model.state_dict().items()})
-        if ckpt is not None:
+        if ckpt is not None and rank == 0:
             save_checkpoint(ckpt, "fip-train", {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict(),
                                                 "history": history, "best_psnr": best[0], "best": best[1]})
+    barrier()
     finished = len(history) == cfg.epochs
     if cfg.keep_best and finished and best[1] is not None:
         model.load_state_dict(best[1])
