@@ -51,7 +51,7 @@ def _distill(student: torch.nn.Module, teacher: torch.nn.Module, data: list[tupl
              progress: bool) -> None:
     """Fine-tune ``student`` on random crops: MSE to the operator's output plus MSE to the teacher's."""
     from convpress._progress import progress_bar
-    from convpress.fip.train import _crop_batch
+    from convpress.fip.train import crop_batch
 
     rng = np.random.default_rng(1)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
@@ -60,7 +60,7 @@ def _distill(student: torch.nn.Module, teacher: torch.nn.Module, data: list[tupl
     teacher.eval()
     with progress_bar(steps, "CAN24: distil the pruned, factorized copy", enabled=progress) as bar:
         for _ in range(steps):
-            x, y = _crop_batch(data, rng, (128, 192), 4, 16)
+            x, y = crop_batch(data, rng, (128, 192), 4, 16)
             with torch.no_grad():
                 t = teacher(x)
             out = student(x)

@@ -33,7 +33,7 @@ from convpress.errors import ConfigError, FileFormatError, InputError
 from convpress.fileformat.checkpoint import load_checkpoint, save_checkpoint
 from convpress.fip.pairs import Pair
 
-__all__ = ["TrainConfig", "TrainResult", "train", "psnr", "split_pairs"]
+__all__ = ["TrainConfig", "TrainResult", "train", "psnr", "split_pairs", "crop_batch"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _load(pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:
     return read_image(pair.input), read_image(pair.target)
 
 
-def _crop_batch(data: list[tuple[torch.Tensor, torch.Tensor]], rng: np.random.Generator, crops: tuple[int, ...], batch: int,
+def crop_batch(data: list[tuple[torch.Tensor, torch.Tensor]], rng: np.random.Generator, crops: tuple[int, ...], batch: int,
                 min_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(batch, 3, c, c) input and target crops of one random size c, random positions and flips."""
     c = int(rng.choice(crops))
@@ -219,7 +219,7 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
         total = 0.0
         with progress_bar(cfg.steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress and rank == 0) as bar:
             for step in range(cfg.steps):
-                x, y = _crop_batch(data, rng, cfg.crops, cfg.batch, min_size)  # the global batch, on every process
+                x, y = crop_batch(data, rng, cfg.crops, cfg.batch, min_size)  # the global batch, on every process
                 loss = F.mse_loss(net(x[rank::size]), y[rank::size])  # this process's share
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
