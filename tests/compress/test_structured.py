@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,34 @@ def test_a_registered_channel_layer_is_no_barrier() -> None:
     net = nn.Sequential(nn.Conv2d(3, 8, 3), Scale(8), nn.ReLU(), nn.Conv2d(8, 4, 3))
     cp.prune_channels_(net, torch.rand(1, 3, 10, 10), 0.5)
     assert net[0].out_channels == 4 and net[1].gain.shape == (4,) and net[3].in_channels == 4
+
+
+def test_lasso_prunes_a_trained_can_far_better_than_filter_norms() -> None:
+    """Under the CAN's per-image normalisation, filter L1 norms do not rank channels; LASSO does.
+
+    On the trained CAN inside the shipped L0 network, halving every hidden layer by LASSO +
+    least-squares refit keeps the output close to the dense one; L1 pruning wrecks it.
+    """
+    import torch.nn.functional as F
+
+    from convpress.data.photos import TEST_PHOTOS, TRAIN_PHOTOS, bundled_photo
+    from convpress.fip.weights import WEIGHTS_DIR, load_network
+
+    can = load_network(WEIGHTS_DIR / "l0.safetensors")[0].can.eval()
+
+    def small(name: str) -> torch.Tensor:
+        return F.interpolate(bundled_photo(name)[None], size=(96, 128), mode="area")
+
+    calibration = [(small(n), None) for n in list(TRAIN_PHOTOS)[:3]]
+    x = small(TEST_PHOTOS[0])
+    with torch.no_grad():
+        ref = can(x)
+    psnr = {}
+    for criterion in ("l1", "lasso"):
+        net = copy.deepcopy(can)
+        kw = {"calibration": calibration, "lasso_samples": 1500} if criterion == "lasso" else {}
+        report = cp.prune_channels_(net, x[..., :32, :32], 0.5, criterion=criterion, **kw)
+        assert set(report.channels.values()) == {(24, 12)} and all(m.weight.shape == (12,) for m in net.modules() if hasattr(m, "w0"))
+        with torch.no_grad():
+            psnr[criterion] = float(10 * torch.log10(1 / F.mse_loss(net(x), ref)))
+    assert psnr["lasso"] > 18 and psnr["lasso"] > psnr["l1"] + 6, psnr

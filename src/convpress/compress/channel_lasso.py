@@ -112,6 +112,8 @@ def lasso_prune_(
     """Prune producer convs by LASSO reconstruction of their consumers; returns skipped layers with reasons."""
     import torch_pruning as tp
 
+    from convpress.compress.structured import customized_pruners
+
     batches = list(calibration)
     skipped: dict[str, str] = {}
     named = dict(model.named_modules())
@@ -123,7 +125,7 @@ def lasso_prune_(
         if amount == 0 or producer in ignored:
             continue
         if dg is None:  # (re)built lazily: only a pruned group changes the graph
-            dg = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+            dg = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, customized_pruners=customized_pruners(model))
         consumer, reason = _consumer(dg, producer)
         if consumer is None:
             skipped[name] = reason

@@ -74,6 +74,15 @@ def _channel_layer_pruner() -> Any:
     return ChannelLayerPruner()
 
 
+def customized_pruners(model: nn.Module) -> dict[type[nn.Module], Any]:
+    """Torch-Pruning ``customized_pruners`` for the registered channel-wise layer types in ``model``."""
+    custom = {cls for cls in _CHANNEL_LAYERS if any(isinstance(m, cls) for m in model.modules())}
+    if not custom:
+        return {}
+    fn = _channel_layer_pruner()
+    return {cls: fn for cls in custom}
+
+
 @dataclass
 class ChannelPruneReport:
     """What :func:`prune_channels_` changed: channels per layer, skipped layers, cost before/after."""
@@ -234,10 +243,9 @@ def prune_channels_(
             kwargs["pruning_ratio"] = 0.0
         else:
             kwargs["pruning_ratio"] = plan
-        custom = {cls for cls in _CHANNEL_LAYERS if any(isinstance(m, cls) for m in model.modules())}
+        custom = customized_pruners(model)
         if custom:
-            fn = _channel_layer_pruner()
-            kwargs["customized_pruners"] = {cls: fn for cls in custom}
+            kwargs["customized_pruners"] = custom
         pruner = tp.pruner.BasePruner(
             model, example_inputs, importance=importance, global_pruning=global_pruning, ignored_layers=list(ignored),
             round_to=round_to, **kwargs,
