@@ -32,8 +32,8 @@ so peak memory is one tile's activations plus the image. Tiles are coded without
 their neighbours: seams can show at tile borders at low qualities, and each tile costs a few
 bytes of stream overhead. Images that fit in one tile are written as version 1, byte-identical
 to files of convpress versions without tiling, and version-1 files still decode.
-Both encoding and decoding estimate their peak memory first and refuse with a
-:class:`ConfigError` (naming the estimate and ``--tile``) what cannot fit in the memory available.
+Both encoding and decoding estimate their peak memory first and refuse with a :class:`ConfigError`
+(naming the estimate and, for encoding, ``--tile``) what cannot fit in the memory available.
 """
 
 from __future__ import annotations
@@ -180,7 +180,9 @@ def encode_image(x: Tensor, model: CodecModel, *, quality: int, weights_id: str,
     model.check_ready()
     s = model.stride
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < s or tile % s or tile > MAX_SIDE:
-        raise ConfigError(f"tile side must be a multiple of {s} (the {model.name} model's stride) between {s} and {MAX_SIDE}, got {tile}")
+        raise ConfigError(
+            f"tile side must be a multiple of {s} (the {model.name} model's stride) between {s} and {MAX_SIDE}, got {tile}"
+        )
     h, w = int(x.shape[1]), int(x.shape[2])
     _check_memory(model, h, w, tile, "encoding", f"pass a smaller --tile (a multiple of {s})")
     header: dict[str, Any] = {"m": model.name, "q": int(quality), "h": h, "w": w, "v": weights_id}
