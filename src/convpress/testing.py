@@ -9,12 +9,26 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["MUTATION_KINDS", "mutate"]
+__all__ = ["MUTATION_KINDS", "mutate", "rewrite_header"]
 
 #: what :func:`mutate` can do to a file (``"section"``, a forged section, is asked for separately)
 MUTATION_KINDS = ("flip", "truncate", "insert", "delete", "overwrite", "header")
 _PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header_len (see fileformat/container.py)
+
+
+def rewrite_header(data: bytes, edit: Callable[[dict[str, Any]], None], *, version: int | None = None) -> bytes:
+    """A forged but well-formed copy of a container file: its JSON header after ``edit(header)``
+    (and optionally another format version), written uncompressed with a valid checksum."""
+    magic, old_version, flags, hlen = _PREFIX.unpack_from(data)
+    raw = data[_PREFIX.size : _PREFIX.size + hlen]
+    head = json.loads(zlib.decompress(raw) if flags & 1 else raw)
+    edit(head)
+    hb = json.dumps(head, separators=(",", ":")).encode()
+    v = old_version if version is None else version
+    return _PREFIX.pack(magic, v, 0, len(hb)) + hb + struct.pack("<I", zlib.crc32(hb)) + data[_PREFIX.size + hlen + 4 :]
 
 
 def mutate(data: bytes, kind: str, pos: int, byte: int, blob: bytes, span: int) -> bytes:

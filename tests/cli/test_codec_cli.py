@@ -117,3 +117,44 @@ def test_mismatched_model_version_is_refused(photo: Path, quality: int, tmp_path
     capsys.readouterr()
     assert main(["decode", str(cpi), str(tmp_path / "v.png")]) == 2
     assert "mismatched model version" in _err(capsys)
+
+
+def test_bad_tile_and_too_little_memory_exit_2_naming_the_fix(photo: Path, quality: int, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert main(["encode", str(photo), str(tmp_path / "t.cpi"), "-q", str(quality), "--tile", "100"]) == 2
+    assert "multiple of 64" in _err(capsys)
+    monkeypatch.setenv("CONVPRESS_MAX_MEMORY", "64M")  # a real (small) limit; the estimate itself is computed
+    assert main(["encode", str(photo), str(tmp_path / "t.cpi"), "-q", str(quality)]) == 2
+    assert "needs about" in (err := _err(capsys)) and "--tile" in err and not (tmp_path / "t.cpi").exists()
+    monkeypatch.setenv("CONVPRESS_MAX_MEMORY", "200K")  # not even the decoded pixels fit: refused before decoding
+    assert main(["encode", str(photo), str(tmp_path / "t.cpi"), "-q", str(quality)]) == 2
+    assert "reading the 130x100 image" in _err(capsys)
+
+
+def _textured(path: Path, h: int, w: int) -> None:
+    """A natural-looking h x w photo: the bundled astronaut, mirrored and repeated."""
+    from convpress.data.photos import bundled_photo
+
+    a = (bundled_photo("astronaut").permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:, :, ::-1]
+    a = np.concatenate([a, a[:, ::-1]], axis=1)
+    a = np.concatenate([a, a[::-1]], axis=0)
+    cv2.imwrite(str(path), np.tile(a, (-(-h // a.shape[0]), -(-w // a.shape[1]), 1))[:h, :w])
+
+
+def test_tiled_codec_peak_memory_grows_much_less_than_the_image(quality: int, tmp_path: Path) -> None:
+    """Peak RSS of encode and decode child processes on 0.06 and 1 megapixels in 256x256 tiles: the extra
+    pixels may cost the image itself a few times over (uint8 and float copies; measured 7-36 bytes a pixel)
+    but not the activations of an untiled model (measured 114-148 bytes a pixel with --tile 1024)."""
+    from convpress.bench._common import run_measured
+
+    peaks = []
+    for h, w in ((256, 256), (1024, 1024)):
+        png, cpi = tmp_path / f"{h}.png", tmp_path / f"{h}.cpi"
+        _textured(png, h, w)
+        enc = run_measured(["codec", "encode", str(png), str(cpi), "-q", str(quality), "--tile", "256"])
+        dec = run_measured(["codec", "decode", str(cpi), str(tmp_path / f"{h}-out.png")])
+        assert enc["returncode"] == 0 and dec["returncode"] == 0, enc["stderr"] + dec["stderr"]
+        peaks.append((enc["peak_rss_bytes"], dec["peak_rss_bytes"]))
+    extra_pixels = 1024 * 1024 - 256 * 256
+    for i, what in enumerate(("encode", "decode")):
+        per_pixel = (peaks[1][i] - peaks[0][i]) / extra_pixels
+        assert per_pixel < 70, f"{what}: peak RSS grew {per_pixel:.0f} bytes per extra pixel ({peaks})"

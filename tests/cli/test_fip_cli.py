@@ -64,6 +64,15 @@ def test_apply_tiled_equals_untiled(tmp_path: Path, photo: Path, weights: Path) 
     assert np.array_equal(cv2.imread(str(a)), cv2.imread(str(b)))
 
 
+def test_apply_that_cannot_fit_in_memory_exits_2_naming_the_fix(tmp_path: Path, photo: Path, weights: Path,
+                                                                  capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CONVPRESS_MAX_MEMORY", "100M")
+    assert main(["fip", "apply", "--operator", "rof", str(photo), str(tmp_path / "o.png"), "--weights", str(weights)]) == 2
+    err = _error(capsys)
+    assert "needs about" in err and "only 100.0 MB is available" in err and "--tile-rows" in err
+    assert not (tmp_path / "o.png").exists()
+
+
 @pytest.mark.skipif(not shipped_operators(), reason="no shipped weights yet")
 def test_apply_works_out_of_the_box_with_shipped_weights(tmp_path: Path, photo: Path) -> None:
     op = shipped_operators()[0]

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
 import torch
 
-from convpress.codec.bitstream import MAGIC, decode_image, encode_image, read_header
+from convpress.codec.bitstream import decode_image, encode_image, read_header
 from convpress.codec.weights import load_weights, save_weights
 from convpress.errors import FileFormatError, InputError
+from convpress.testing import rewrite_header
 
 
 def _resolver(model, wid):  # type: ignore[no-untyped-def]
@@ -43,12 +42,7 @@ def test_factorized_files_round_trip(tiny_factorized, photo_crop) -> None:  # ty
 
 def _reheader(data: bytes, edit) -> bytes:  # type: ignore[no-untyped-def]
     """Re-encode the header after ``edit(dict)``, with valid checksums (a forged but well-formed file)."""
-    _magic, version, flags, hlen = struct.unpack_from("<8sHHI", data)
-    raw = data[16 : 16 + hlen]
-    head = json.loads(zlib.decompress(raw) if flags & 1 else raw)
-    edit(head)
-    hb = json.dumps(head, separators=(",", ":")).encode()
-    return struct.pack("<8sHHI", MAGIC, version, 0, len(hb)) + hb + struct.pack("<I", zlib.crc32(hb)) + data[16 + hlen + 4 :]
+    return rewrite_header(data, edit)
 
 
 def test_refuses_mismatched_weights_bad_fields_and_versions(tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
@@ -70,8 +64,8 @@ def test_refuses_mismatched_weights_bad_fields_and_versions(tiny_hyperprior, pho
     ):
         with pytest.raises(FileFormatError):
             decode_image(_reheader(data, edit), resolver=res)
-    newer = data[:8] + struct.pack("<H", 2) + data[10:]
-    with pytest.raises(FileFormatError, match="version 2"):
+    newer = data[:8] + struct.pack("<H", 3) + data[10:]
+    with pytest.raises(FileFormatError, match="version 3"):
         read_header(newer)
     with pytest.raises(FileFormatError):
         read_header(data[:-3])
@@ -122,14 +116,15 @@ sys.stdout.buffer.write(y.mul(255).round().to(torch.uint8).numpy().tobytes())
 """
 
 
-def test_decoding_in_fresh_processes_with_other_thread_counts_gives_identical_pixels(tiny_hyperprior, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("tile", [1024, 64])  # one tile (version 1), and 2x2 tiles (version 2)
+def test_decoding_in_fresh_processes_with_other_thread_counts_gives_identical_pixels(tile, tiny_hyperprior, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     model, _ = tiny_hyperprior
     wpath = tmp_path / "tiny.safetensors"
     wid = save_weights(model, wpath, quality=1, lmbda=0.01)
     reloaded, meta = load_weights(wpath)
     torch.manual_seed(5)
     x = torch.rand(3, 70, 90)
-    data = encode_image(x, reloaded, quality=1, weights_id=wid)
+    data = encode_image(x, reloaded, quality=1, weights_id=wid, tile=tile)
     (tmp_path / "f.cpi").write_bytes(data)
     here = decode_image(data, resolver=lambda n, q: (reloaded, meta))[0].mul(255).round().to(torch.uint8).numpy().tobytes()
     outs = [

@@ -108,6 +108,29 @@ def test_plain_can_is_not_tiled_and_small_images_are_refused() -> None:
     assert out.shape == (3, 40, 40)
 
 
+def test_default_strips_are_exact_and_requests_that_cannot_fit_in_memory_are_refused(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from convpress.errors import ConfigError
+    from convpress.fip import apply
+
+    model = _trained_like(GuidedFilterCAN()).eval()
+    x = torch.rand(3, 600, 500)
+    whole = apply_network(model, x, tile_rows=600)
+    monkeypatch.setattr(apply, "STRIP_PIXELS", 5000)  # default strips of 10 rows
+    assert torch.equal(apply_network(model, x), whole)
+    monkeypatch.undo()
+    # a real, small limit on available memory; the estimates are computed as for any request
+    monkeypatch.setenv("CONVPRESS_MAX_MEMORY", "250M")
+    with pytest.raises(ConfigError, match=r"^applying a plain CAN \(it cannot be tiled\) to a 500x600 image needs about "
+                                          r"3\d\d\.\d MB of memory, but only 250\.0 MB is available; use a guided-filter CAN"):
+        apply_network(CAN(), x)
+    assert torch.equal(apply_network(model, x), whole)  # the guided-filter CAN fits: its CAN runs at low resolution
+    big = torch.rand(3, 2000, 1000)
+    monkeypatch.setenv("CONVPRESS_MAX_MEMORY", "400M")
+    with pytest.raises(ConfigError, match="strips of 1048 rows to a 1000x2000 image .*; pass a smaller --tile-rows"):
+        apply_network(model, big)
+    assert apply_network(model, big, tile_rows=64).shape == big.shape
+
+
 def test_gradients_reach_every_parameter() -> None:
     model = GuidedFilterCAN()
     x = torch.rand(2, 3, 64, 64)

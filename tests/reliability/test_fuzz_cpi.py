@@ -1,7 +1,9 @@
 """10,000 random mutations of a valid .cpi: each decodes to the exact original or is refused with FileFormatError
 (streams forged with valid checksums: refused, or decoded to an image of the declared size, never a crash).
 
-The file comes from a tiny randomly initialised hyperprior (fast to decode). Mutations: bit
+Two files, 10,000 mutations each: a single-tile file (format version 1) and a tiled one (version 2,
+a 40x100 image in tiles of 40x64 and 40x36, whose header fields "t", "h", "w" and section table
+the mutations forge too). They come from a tiny randomly initialised hyperprior (fast to decode). Mutations: bit
 flips, truncations, insertions, deletions, overwrites, and changes of header fields re-checksummed
 so that the reader has to validate the fields themselves, and changes of the latent streams with
 re-computed checksums, so that the rANS decoder itself meets garbage (a forged but well-formed file).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,11 +24,12 @@ from convpress.codec.weights import weights_id
 from convpress.errors import FileFormatError
 from convpress.testing import mutate
 
-_STATE: dict[str, object] = {}
+_STATE: dict[str, dict[str, object]] = {}
+_FILES = {"single": ((21, 37), 1024), "tiled": ((40, 100), 64)}  # (image size, tile side)
 
 
-def _setup() -> dict[str, object]:
-    if not _STATE:
+def _setup(which: str) -> dict[str, object]:
+    if which not in _STATE:
         torch.manual_seed(0)
         model = build_model("hyperprior", {"N": 8, "M": 12})
         with torch.no_grad():
@@ -33,11 +37,12 @@ def _setup() -> dict[str, object]:
         model.eval()
         model.update()
         wid = weights_id(model.state_dict())
-        x = torch.rand(3, 21, 37)
-        data = encode_image(x, model, quality=3, weights_id=wid)
+        size, tile = _FILES[which]
+        x = torch.rand(3, *size)
+        data = encode_image(x, model, quality=3, weights_id=wid, tile=tile)
         resolver = lambda name, q: (model, {"weights_id": wid})  # noqa: E731
-        _STATE.update(data=data, resolver=resolver, pixels=decode_image(data, resolver=resolver)[0])
-    return _STATE
+        _STATE[which] = {"data": data, "resolver": resolver, "pixels": decode_image(data, resolver=resolver)[0]}
+    return _STATE[which]
 
 
 @st.composite
@@ -46,10 +51,11 @@ def mutations(draw):  # type: ignore[no-untyped-def]
     return kind, draw(st.integers(0, 10_000)), draw(st.integers(1, 255)), draw(st.binary(min_size=1, max_size=8)), draw(st.integers(1, 32))
 
 
+@pytest.mark.parametrize("which", sorted(_FILES))
 @settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(m=mutations())
-def test_mutated_files_decode_exactly_or_are_refused(m) -> None:  # type: ignore[no-untyped-def]
-    state = _setup()
+def test_mutated_files_decode_exactly_or_are_refused(which, m) -> None:  # type: ignore[no-untyped-def]
+    state = _setup(which)
     mutant = mutate(state["data"], *m)  # type: ignore[arg-type]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: a thread pool only adds overhead on a busy machine

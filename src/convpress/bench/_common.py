@@ -1,4 +1,4 @@
-"""Helpers for benchmarks: environment record, robust timing, atomic JSON output."""
+"""Helpers for benchmarks: environment record, robust timing, peak memory of a child, atomic JSON output."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import math
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["environment", "median_time", "paired_times", "write_json"]
+__all__ = ["environment", "median_time", "paired_times", "run_measured", "write_json"]
 
 
 def environment() -> dict[str, Any]:
@@ -80,6 +83,26 @@ def paired_times(fns: dict[str, Callable[[], Any]], *, warmup: int = 2, repeat: 
                 fn()
             times[k].append((time.perf_counter() - t0) / n)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def run_measured(argv: Sequence[str], *, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``python -m convpress ARGV`` in a fresh process and measure it.
+
+    Returns:
+        ``{"returncode", "seconds" (wall), "peak_rss_bytes" (the child's own ru_maxrss, from
+        wait4, so other processes do not count), "stdout", "stderr"}``.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "convpress", *argv], stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)  # reaps the child: its own peak RSS, not the tree's
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        return {"returncode": proc.returncode, "seconds": seconds, "peak_rss_bytes": usage.ru_maxrss * scale,
+                "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
 
 
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:

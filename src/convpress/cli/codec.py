@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
     e.add_argument("--model", default="hyperprior", help="codec model (default: %(default)s)")
     e.add_argument("--alpha", choices=["composite", "drop", "error"], default="composite",
                    help="images with alpha: composite over white (default), drop the alpha, or refuse")
+    e.add_argument("--tile", type=int, default=None, metavar="N",
+                   help="code images larger than N x N pixels as independent N x N tiles, bounding memory "
+                        "(a multiple of 64; default: 1024)")
     e.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     e.set_defaults(func=_encode)
 
@@ -75,14 +78,14 @@ def register(sub: Any) -> None:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from convpress.codec.bitstream import encode_image, write_cpi
+    from convpress.codec.bitstream import DEFAULT_TILE, encode_image, write_cpi
     from convpress.codec.weights import pretrained
     from convpress.data.images import read_image
 
     out = check_output(args.output, force=args.force, inputs=[args.input])
     model, meta = pretrained(args.quality, args.model)
     x = read_image(args.input, alpha=args.alpha)
-    data = encode_image(x, model, quality=args.quality, weights_id=meta["weights_id"])
+    data = encode_image(x, model, quality=args.quality, weights_id=meta["weights_id"], tile=DEFAULT_TILE if args.tile is None else args.tile)
     write_cpi(out, data)
     h, w = x.shape[1:]
     print(f"wrote {out}: {len(data):,} bytes, {8 * len(data) / (h * w):.4f} bpp ({w}x{h}, quality {args.quality})")

@@ -68,7 +68,8 @@ def register(sub: Any) -> None:
     a.add_argument("output")
     a.add_argument("--weights", help="weights file (default: the shipped network of --operator)")
     a.add_argument("--reference", action="store_true", help="run the reference operator instead of the network")
-    a.add_argument("--tile-rows", type=int, help="process the full-resolution part in strips of this many rows (exact)")
+    a.add_argument("--tile-rows", type=int, help="process the full-resolution part in strips of this many rows "
+                   "(exact; default: strips of about one megapixel; smaller strips need less memory)")
     a.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists (never the input)")
     a.set_defaults(func=_apply)
 

@@ -68,6 +68,7 @@ def read_image(path: str | os.PathLike[str], *, alpha: AlphaPolicy = "composite"
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{p} is a directory, not an image")
+    _check_fits_in_memory(p)
     raw = np.fromfile(p, dtype=np.uint8)  # raises FileNotFoundError; works for any path encoding
     img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
     if img is None:
@@ -79,11 +80,34 @@ def read_image(path: str | os.PathLike[str], *, alpha: AlphaPolicy = "composite"
     return to_tensor(img, alpha=alpha, name=str(p))
 
 
+# peak bytes per pixel of read_image: the decoded 8-bit pixels, a float32 copy and its transposed copy
+# (RGBA and 16-bit images more), rounded up
+_READ_BYTES_PER_PIXEL = 40
+
+
+def _check_fits_in_memory(path: Path) -> None:
+    """Refuse, before decoding, an image whose pixels cannot fit (the file header gives its size cheaply)."""
+    import warnings
+
+    from convpress._memory import check_fits
+
+    try:
+        from PIL import Image
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:  # lazy: reads the header only
+                w, h = im.size
+    except Exception:  # noqa: BLE001 - not something PIL reads: OpenCV decides below
+        return
+    check_fits(h * w * _READ_BYTES_PER_PIXEL, f"reading the {w}x{h} image {path}", "use a smaller image")
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8 RGB, rounded, clamped."""
     if image.ndim != 3 or image.shape[0] != 3:
         raise InputError(f"expected an image tensor of shape (3, H, W), got {tuple(image.shape)}")
-    a = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    a = image.detach().float().clamp(0, 1).mul_(255).round_().to(torch.uint8)  # in place: large images
     return a.permute(1, 2, 0).contiguous().cpu().numpy()
 
 

@@ -10,6 +10,13 @@ with the strip, not the image.
 A plain CAN normalises each layer with statistics of the whole image, so a tile would see
 different statistics than the full image: plain CANs are never tiled (asking for it raises
 :class:`ConfigError`).
+
+Without ``tile_rows`` the guided-filter CAN uses strips of about :data:`STRIP_PIXELS` pixels
+(exact either way), so a 24-megapixel photo needs a few hundred MB beyond the image itself.
+Before any work, the peak memory of the request is estimated and compared with the memory
+available (:mod:`convpress._memory`): a request that cannot fit is refused with a
+:class:`ConfigError` naming the estimate and the option that fixes it, instead of an
+out-of-memory crash.
 """
 
 from __future__ import annotations
@@ -17,10 +24,37 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convpress._memory import check_fits
 from convpress.errors import ConfigError, InputError
-from convpress.models.can import GuidedFilterCAN
+from convpress.models.can import CAN, GuidedFilterCAN
 
-__all__ = ["apply_network", "min_input_size", "run_reference"]
+__all__ = ["apply_network", "estimate_memory", "min_input_size", "run_reference", "STRIP_PIXELS"]
+
+#: pixels per full-resolution strip of a guided-filter CAN when no ``tile_rows`` is given
+STRIP_PIXELS = 1 << 20
+# peak bytes per pixel, measured with ru_maxrss on a 2-core CPU (PyTorch 2.x, float32) and rounded up:
+# a CAN keeps about 6 activations of `width` channels alive (conv, norm statistics, LeakyReLU);
+# the guided-filter strip about 190 bytes (16 hidden channels, 6 upsampled coefficients, outputs);
+# the image itself as input, output and clamped copy.
+_CAN_LIVE_ACTIVATIONS = 6
+_STRIP_BYTES_PER_PIXEL = 192
+_IMAGE_BYTES_PER_PIXEL = 3 * 3 * 4
+_FIXED_BYTES = 128 << 20
+
+
+def estimate_memory(model: nn.Module, h: int, w: int, tile_rows: int | None = None) -> int:
+    """Estimated peak bytes of :func:`apply_network` on an h x w image (beyond the loaded model)."""
+    image = h * w * _IMAGE_BYTES_PER_PIXEL + _FIXED_BYTES
+    if isinstance(model, GuidedFilterCAN):
+        lh, lw = model.low_size(h, w)
+        rows = _strip_rows(h, w, tile_rows)
+        return image + lh * lw * _CAN_LIVE_ACTIVATIONS * model.can.width * 4 + rows * w * _STRIP_BYTES_PER_PIXEL
+    width = model.width if isinstance(model, CAN) else 32
+    return image + h * w * _CAN_LIVE_ACTIVATIONS * width * 4
+
+
+def _strip_rows(h: int, w: int, tile_rows: int | None) -> int:
+    return min(h, tile_rows if tile_rows is not None else max(1, STRIP_PIXELS // w))
 
 
 def min_input_size(model: nn.Module) -> int:
@@ -35,14 +69,15 @@ def apply_network(model: nn.Module, image: torch.Tensor, *, tile_rows: int | Non
         model: a :class:`GuidedFilterCAN` or :class:`CAN` (eval mode is set here).
         image: (3, H, W) float in [0, 1].
         tile_rows: process the full-resolution part in strips of this many rows (guided-filter
-            CAN only); None processes the whole image at once.
+            CAN only); None: strips of about :data:`STRIP_PIXELS` pixels (a plain CAN: whole image).
 
     Returns:
         (3, H, W) float32 in [0, 1].
 
     Raises:
         InputError: if the image is smaller than the model needs.
-        ConfigError: for tiling a plain CAN or a non-positive ``tile_rows``.
+        ConfigError: for tiling a plain CAN, a non-positive ``tile_rows``, or a request that
+            needs more memory than is available.
     """
     if image.ndim != 3 or image.shape[0] != 3:
         raise InputError(f"expected a (3, H, W) image, got shape {tuple(image.shape)}")
@@ -52,6 +87,14 @@ def apply_network(model: nn.Module, image: torch.Tensor, *, tile_rows: int | Non
         raise InputError(f"image is {w}x{h} pixels; the network needs at least {need}x{need}")
     if tile_rows is not None and tile_rows < 1:
         raise ConfigError(f"tile rows must be positive, got {tile_rows}")
+    if tile_rows is not None and not isinstance(model, GuidedFilterCAN):
+        raise ConfigError("a plain CAN normalises with whole-image statistics and cannot be tiled exactly; "
+                          "use a guided-filter CAN (gf-can24) to tile")
+    if isinstance(model, GuidedFilterCAN):
+        what, fix = f"a guided-filter CAN in strips of {_strip_rows(h, w, tile_rows)} rows", "pass a smaller --tile-rows"
+    else:
+        what, fix = "a plain CAN (it cannot be tiled)", "use a guided-filter CAN (gf-can24), which runs its CAN at low resolution"
+    check_fits(estimate_memory(model, h, w, tile_rows), f"applying {what} to a {w}x{h} image", fix)
     model.eval()
     x = image[None].float()
     with torch.no_grad():
@@ -59,18 +102,15 @@ def apply_network(model: nn.Module, image: torch.Tensor, *, tile_rows: int | Non
             model.can.to(memory_format=torch.channels_last)
             a, b = model.coefficients(x.contiguous(memory_format=torch.channels_last))
             ab = model.widen(a.contiguous(), b.contiguous(), w)
-            step = h if tile_rows is None else tile_rows
+            step = _strip_rows(h, w, tile_rows)
             out = torch.empty_like(x)
             for r0 in range(0, h, step):
                 r1 = min(h, r0 + step)
                 out[:, :, r0:r1] = model.apply_rows(x[:, :, r0:r1], ab, h, (r0, r1))
         else:
-            if tile_rows is not None:
-                raise ConfigError("a plain CAN normalises with whole-image statistics and cannot be tiled exactly; "
-                                  "use a guided-filter CAN (gf-can24) to tile")
             model.to(memory_format=torch.channels_last)
             out = model(x.contiguous(memory_format=torch.channels_last)).contiguous()
-    return out[0].clamp(0.0, 1.0)
+    return out[0].clamp_(0.0, 1.0)
 
 
 def run_reference(operator: str, image: torch.Tensor) -> torch.Tensor:
