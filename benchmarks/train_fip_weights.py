@@ -27,7 +27,13 @@ OPENCV_PHOTOS = ["aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg
 SETTINGS = {"epochs": 20, "steps": 100, "batch": 4, "crops": (192, 256, 320), "lr": 5e-4, "val_fraction": 0.15, "seed": 0}
 
 
-def photos() -> list[tuple[str, "object"]]:
+def photos(upscale: int = 0) -> list[tuple[str, "object"]]:
+    """Training photos; with ``upscale`` > 0, also a 2x bicubic enlargement of each photo whose long
+    side is at most ``upscale`` (scale augmentation: soft, enlarged photos are common inputs, and
+    an operator such as L0 smoothing behaves differently on them)."""
+    import cv2
+    import numpy as np
+
     from convpress.data.images import read_image
     from convpress.fip.pairs import training_photos
 
@@ -36,6 +42,12 @@ def photos() -> list[tuple[str, "object"]]:
         p = OPENCV_DOC / name
         if p.is_file():
             images.append((name, read_image(p).permute(1, 2, 0).numpy()))
+    if upscale:
+        for name, img in list(images):
+            h, w = img.shape[:2]
+            if max(h, w) <= upscale:
+                big = cv2.resize(img, (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC)
+                images.append((f"{name}@2x", np.ascontiguousarray(np.clip(big, 0, 1))))
     return images
 
 
@@ -59,10 +71,11 @@ def main() -> None:
     ap.add_argument("--eps", type=float, help="guided-filter eps of gf-can24 (default: the model's)")
     ap.add_argument("--factor", type=int, help="gf-can24: minimum downscaling factor of the low-resolution CAN (default: the model's)")
     ap.add_argument("--low-res", type=int, help="gf-can24: largest long side of the low-resolution CAN (default: the model's)")
+    ap.add_argument("--upscale", type=int, default=0, help="also train on 2x enlargements of photos with long side <= this")
     ap.add_argument("--suffix", default="", help="appended to the weights file name (e.g. -can24)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    images = photos()
+    images = photos(args.upscale)
     print(f"{len(images)} training photos", flush=True)
     for op in args.operators:
         t0 = time.time()
@@ -80,6 +93,7 @@ def main() -> None:
 
             init = load_network(out)[0].state_dict()
         tag = "".join(f"-{k.replace('_', '')}{v:g}" for k, v in kwargs.items())  # e.g. -eps1e-06
+        tag += f"-up{args.upscale}" if args.upscale else ""
         t1 = time.time()
         res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{tag}", init=init)
         for h in res.history:
