@@ -30,6 +30,10 @@ def test_export_matches_pytorch_and_has_a_dynamic_batch(compressed: nn.Module, t
     path = cp.export_onnx(compressed, torch.randn(1, 3, 32, 32), tmp_path / "m.onnx")
     assert onnx_max_error(compressed, path, torch.randn(5, 3, 32, 32)) <= 1e-4
     assert cp.dense_state_dict(compressed)  # the in-memory model keeps its compression
+    # sessions do not busy-wait between runs (idle spinning threads slowed other work 5x in bench acceleration)
+    opts = onnx_session(path, threads=2).get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.intra_op_num_threads == 2
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])

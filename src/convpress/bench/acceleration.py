@@ -217,10 +217,11 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(f"CAN24: {c.get('status', 'not measured')}.")
     else:
         lines += [f"**CAN24** ({c['protocol']}):", "",
-                  "| model | params | MACs | PSNR vs operator (before fine-tuning) | latency 1 MP |", "|---|---|---|---|---|",
-                  f"| dense CAN24 | {c['params_dense']:,} | 1.00× | {c['psnr_dense']:.2f} dB | {c['latency_dense_s']:.3f} s |"]
+                  "| model | params | MACs | 3x3 convs split (ranks) | PSNR vs operator (before fine-tuning) | latency 1 MP |", "|---|---|---|---|---|---|",
+                  f"| dense CAN24 | {c['params_dense']:,} | 1.00× | – | {c['psnr_dense']:.2f} dB | {c['latency_dense_s']:.3f} s |"]
         for name, v in c["variants"].items():
-            lines.append(f"| {name} | {v['params']:,} | {v['macs_ratio']:.2f}× | {v['psnr']:.2f} dB ({v['psnr_before_finetune']:.2f}) | "
+            split = ", ".join(f"{k}: {r}" for k, r in v["ranks"].items()) or ("none within the budget" if "lowrank" in name else "–")
+            lines.append(f"| {name} | {v['params']:,} | {v['macs_ratio']:.2f}× | {split} | {v['psnr']:.2f} dB ({v['psnr_before_finetune']:.2f}) | "
                          f"{v['latency_s']:.3f} s ({v['speedup']:.2f}× faster) |")
     lines += ["", "| check | value | target | result |", "|---|---|---|---|"]
     for c in result["checks"]:
