@@ -55,9 +55,8 @@ def onnx_session(path: str | os.PathLike[str], *, threads: int | None = None) ->
     if threads is not None:
         opts.intra_op_num_threads = threads
     # onnxruntime's worker threads busy-wait after each run by default; on a small shared CPU they
-    # steal cycles from whatever runs next (suspected cause of PyTorch batch-1 latencies 5x those
-    # of onnxruntime for the same model in bench acceleration while 30 sessions existed), so they
-    # sleep instead
+    # steal cycles from whatever runs next (bench acceleration, 30 live sessions: dense ResNet-18
+    # at batch 1 took 54 ms in PyTorch with spinning sessions, 13.5 ms without), so they sleep instead
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
