@@ -9,14 +9,25 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["MUTATION_KINDS", "mutate", "rewrite_header"]
+__all__ = ["MUTATION_KINDS", "mutate", "mutations", "rewrite_header"]
 
 #: what :func:`mutate` can do to a file (``"section"``, a forged section, is asked for separately)
 MUTATION_KINDS = ("flip", "truncate", "insert", "delete", "overwrite", "header")
 _PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header_len (see fileformat/container.py)
+
+
+def mutations(kinds: Sequence[str] = MUTATION_KINDS, max_pos: int = 100_000) -> Any:
+    """A hypothesis strategy of :func:`mutate` arguments after ``data``: (kind, pos, byte, blob, span).
+
+    Repeat a kind in ``kinds`` to draw it more often. hypothesis is imported only here (tests).
+    """
+    from hypothesis import strategies as st
+
+    return st.tuples(st.sampled_from(list(kinds)), st.integers(0, max_pos), st.integers(1, 255),
+                     st.binary(min_size=1, max_size=8), st.integers(1, 32))
 
 
 def rewrite_header(data: bytes, edit: Callable[[dict[str, Any]], None], *, version: int | None = None) -> bytes:

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import torch
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from torch import nn
 
 from convpress.errors import FileFormatError
 from convpress.fileformat.checkpoint import load_checkpoint, save_checkpoint
-from convpress.testing import MUTATION_KINDS, mutate
+from convpress.testing import mutate, mutations
 
 _ORIGINAL: dict[str, object] = {}
 
@@ -30,14 +29,11 @@ def _valid_file(tmp: Path) -> bytes:
     return _ORIGINAL["data"]  # type: ignore[return-value]
 
 
-@st.composite
-def mutations(draw):  # type: ignore[no-untyped-def]
-    kind = draw(st.sampled_from(MUTATION_KINDS))
-    return kind, draw(st.integers(0, 100_000)), draw(st.integers(1, 255)), draw(st.binary(min_size=1, max_size=8)), draw(st.integers(1, 32))
+MUTATIONS = mutations()
 
 
 @settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(m=mutations())
+@given(m=MUTATIONS)
 def test_mutated_checkpoints_load_exactly_or_are_refused(tmp_path_factory, m) -> None:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.getbasetemp()
     path = tmp / "mutant.ckpt"

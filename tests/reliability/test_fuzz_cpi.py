@@ -16,13 +16,12 @@ import time
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from convpress.codec.bitstream import decode_image, encode_image
 from convpress.codec.models import build_model
 from convpress.codec.weights import weights_id
 from convpress.errors import FileFormatError
-from convpress.testing import mutate
+from convpress.testing import mutate, mutations
 
 _STATE: dict[str, dict[str, object]] = {}
 _FILES = {"single": ((21, 37), 1024), "tiled": ((40, 100), 64)}  # (image size, tile side)
@@ -45,15 +44,12 @@ def _setup(which: str) -> dict[str, object]:
     return _STATE[which]
 
 
-@st.composite
-def mutations(draw):  # type: ignore[no-untyped-def]
-    kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "overwrite", "header", "header", "section", "section"]))
-    return kind, draw(st.integers(0, 10_000)), draw(st.integers(1, 255)), draw(st.binary(min_size=1, max_size=8)), draw(st.integers(1, 32))
+MUTATIONS = mutations(["flip", "truncate", "insert", "delete", "overwrite", "header", "header", "section", "section"], max_pos=10_000)
 
 
 @pytest.mark.parametrize("which", sorted(_FILES))
 @settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(m=mutations())
+@given(m=MUTATIONS)
 def test_mutated_files_decode_exactly_or_are_refused(which, m) -> None:  # type: ignore[no-untyped-def]
     state = _setup(which)
     mutant = mutate(state["data"], *m)  # type: ignore[arg-type]

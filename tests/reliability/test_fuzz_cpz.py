@@ -6,11 +6,10 @@ from pathlib import Path
 
 import torch
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from torch import nn
 
 import convpress as cp
-from convpress.testing import MUTATION_KINDS, mutate
+from convpress.testing import mutate, mutations
 
 _ORIGINAL: dict[str, bytes] = {}
 
@@ -27,14 +26,11 @@ def _valid_file(tmp: Path) -> bytes:
     return _ORIGINAL["data"]
 
 
-@st.composite
-def mutations(draw):  # type: ignore[no-untyped-def]
-    kind = draw(st.sampled_from(MUTATION_KINDS))
-    return kind, draw(st.integers(0, 100_000)), draw(st.integers(1, 255)), draw(st.binary(min_size=1, max_size=8)), draw(st.integers(1, 32))
+MUTATIONS = mutations()
 
 
 @settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(m=mutations())
+@given(m=MUTATIONS)
 def test_mutated_files_decode_exactly_or_are_refused(tmp_path_factory, m) -> None:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.getbasetemp()
     data = _valid_file(tmp)
