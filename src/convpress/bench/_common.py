@@ -105,6 +105,15 @@ def run_measured(argv: Sequence[str], *, env: dict[str, str] | None = None) -> d
                 "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
 
 
+def checks_table(checks: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of a result's checks: met, **NOT MET**, or "goal not reached" for a goal."""
+    lines = ["| check | value | target | result |", "|---|---|---|---|"]
+    for c in checks:
+        verdict = "met" if c["passed"] else ("goal not reached" if c.get("goal") else "**NOT MET**")
+        lines.append(f"| {c['name']} | {c['value']} | {c['target']} | {verdict} |")
+    return lines
+
+
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     """Write ``data`` as indented JSON through a temporary file renamed into place."""
     out = Path(path)

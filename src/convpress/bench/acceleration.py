@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from convpress.bench._common import environment, paired_times
+from convpress.bench._common import checks_table, environment, paired_times
 
 __all__ = ["run", "to_markdown"]
 
@@ -223,7 +223,5 @@ def to_markdown(result: dict[str, Any]) -> str:
             split = ", ".join(f"{k}: {r}" for k, r in v["ranks"].items()) or ("none within the budget" if "lowrank" in name else "–")
             lines.append(f"| {name} | {v['params']:,} | {v['macs_ratio']:.2f}× | {split} | {v['psnr']:.2f} dB ({v['psnr_before_finetune']:.2f}) | "
                          f"{v['latency_s']:.3f} s ({v['speedup']:.2f}× faster) |")
-    lines += ["", "| check | value | target | result |", "|---|---|---|---|"]
-    for c in result["checks"]:
-        lines.append(f"| {c['name']} | {c['value']} | {c['target']} | {'met' if c['passed'] else '**NOT MET**'} |")
+    lines += ["", *checks_table(result["checks"])]
     return "\n".join(lines) + "\n"

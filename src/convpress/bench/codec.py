@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from convpress.bench._common import environment, median_time
+from convpress.bench._common import checks_table, environment, median_time
 
 __all__ = ["run", "to_markdown", "write_figures"]
 
@@ -225,11 +225,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {r['quality']} | {r['estimated_bits']:,.0f} | {r['actual_bits']:,} | {r['diff_percent']:+.2f}% |")
     t = result["timing_768x512"]
     lines += ["", f"768x512 image, quality {t['quality']}, {t['threads']} threads: encode {t['encode_s']:.3f} s, "
-              f"decode {t['decode_s']:.3f} s (median; in-process, model loaded).", "",
-              "| check | value | target | result |", "|---|---|---|---|"]
-    for c in result["checks"]:
-        verdict = "met" if c["passed"] else ("goal not reached" if c.get("goal") else "**NOT MET**")
-        lines.append(f"| {c['name']} | {c['value']} | {c['target']} | {verdict} |")
+              f"decode {t['decode_s']:.3f} s (median; in-process, model loaded).", ""]
+    lines += checks_table(result["checks"])
     return "\n".join(lines) + "\n"
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from convpress.bench._common import environment
+from convpress.bench._common import checks_table, environment
 
 __all__ = ["run", "to_markdown", "TARGETS"]
 
@@ -180,8 +180,5 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"| {row['stream']} | {row['symbols']:,} | {row['alphabet']} | {row['entropy_bits']:,.0f} | "
                 f"{row['ans_bits']:,} (+{row['ans_overhead_pct']:.2f}%) | {row['huffman_bits']:,} (+{row['huffman_overhead_pct']:.2f}%) |"
             )
-    lines += ["", "| check | value | target | result |", "|---|---|---|---|"]
-    for c in result["checks"]:
-        verdict = "met" if c["passed"] else ("goal not reached" if c.get("goal") else "**NOT MET**")
-        lines.append(f"| {c['name']} | {c['value']} | {c['target']} | {verdict} |")
+    lines += ["", *checks_table(result["checks"])]
     return "\n".join(lines) + "\n"

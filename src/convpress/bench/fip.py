@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from convpress.bench._common import environment, median_time, paired_times
+from convpress.bench._common import checks_table, environment, median_time, paired_times
 
 __all__ = ["run", "to_markdown", "test_images"]
 
@@ -115,9 +115,7 @@ def to_markdown(result: dict[str, Any]) -> str:
               "| model | time at 1 MP | time at 4 MP | 4 MP ÷ 1 MP |", "|---|---|---|---|"]
     for g in result["growth"]:
         lines.append(f"| {g['model']} | {g['small_s']:.3f} s | {g['large_s']:.3f} s | {g['growth']:.2f} |")
-    lines += ["", "| check | value | target | result |", "|---|---|---|---|"]
-    for c in result["checks"]:
-        lines.append(f"| {c['name']} | {c['value']} | {c['target']} | {'met' if c['passed'] else '**NOT MET**'} |")
+    lines += ["", *checks_table(result["checks"])]
     return "\n".join(lines) + "\n"
 
 

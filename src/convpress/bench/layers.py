@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from convpress.bench._common import environment, paired_times
+from convpress.bench._common import checks_table, environment, paired_times
 
 __all__ = ["run", "to_markdown", "can24_stack"]
 
@@ -179,8 +179,6 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {r['layer']} | {r['batch']} | {r['macs'] / 1e6:.1f}M | {r['mac_ratio']:.2f}× | {r['seconds'] * 1e3:.2f} ms | "
                      f"{r['time_ratio']:.2f}× | {r['ns_per_mac']:.3f} |")
     lines += ["", "Grouped and depthwise convolutions cut MACs far more than time (ShuffleNet v2's G2: group convolution "
-              "raises memory access cost; G3: fragmented layers run below the hardware's peak).", "",
-              "| check | value | target | result |", "|---|---|---|---|"]
-    for c in result["checks"]:
-        lines.append(f"| {c['name']} | {c['value']} | {c['target']} | {'met' if c['passed'] else '**NOT MET**'} |")
+              "raises memory access cost; G3: fragmented layers run below the hardware's peak).", ""]
+    lines += checks_table(result["checks"])
     return "\n".join(lines) + "\n"
