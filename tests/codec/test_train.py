@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from convpress.codec.train import TrainConfig, random_batch, train_codec
+from convpress.codec.train import TrainConfig, _lr, random_batch, train_codec
 from convpress.errors import ConfigError
 from convpress.fileformat.checkpoint import load_checkpoint
 
@@ -21,6 +21,17 @@ def _cfg(**kw) -> TrainConfig:  # type: ignore[no-untyped-def]
     base = dict(model="hyperprior", n=8, m=12, lmbda=0.01, steps=6, batch=2, crop=64, lr=1e-3, checkpoint_every=3)
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_learning_rate_warms_up_linearly_then_decays_to_lr_final() -> None:
+    cfg = _cfg(steps=20, warmup=4, lr=1e-3, lr_final=1e-4)
+    rates = [_lr(cfg, s) for s in range(cfg.steps)]
+    assert rates[:4] == pytest.approx([2e-4, 4e-4, 6e-4, 8e-4])
+    assert rates[4] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(rates[4:], rates[5:]))
+    assert _lr(_cfg(steps=20, lr=1e-3, lr_final=1e-4), 0) == pytest.approx(1e-3)  # no warm-up by default
+    with pytest.raises(ConfigError, match="warmup"):
+        _cfg(steps=5, warmup=5)
 
 
 def test_random_batch_shapes_and_determinism() -> None:

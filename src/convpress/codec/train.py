@@ -63,11 +63,16 @@ class TrainConfig:
     lr_final: float = 1e-4
     seed: int = 0
     checkpoint_every: int = 100
+    #: steps of linear learning-rate warm-up; a fresh Adam state on trained weights otherwise
+    #: takes steps of about ``lr`` per parameter at once (measured: PSNR 28 -> 24 dB at lr 3e-4)
+    warmup: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch < 1 or self.checkpoint_every < 1:
             raise ConfigError("steps, batch and checkpoint_every must be positive")
+        if not 0 <= self.warmup < self.steps:
+            raise ConfigError(f"warmup must be in [0, steps), got {self.warmup}")
         if self.crop < 64 or self.crop % 64:
             raise ConfigError(f"crop must be a multiple of 64 (at least 64), got {self.crop}")
         if not (self.lmbda > 0 and self.lr > 0 and self.lr_final > 0):
@@ -118,8 +123,10 @@ def random_batch(images: Sequence[Tensor], batch: int, crop: int, gen: torch.Gen
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
-    # cosine decay from lr to lr_final
-    t = step / max(1, cfg.steps - 1)
+    """Learning rate of ``step``: linear warm-up over ``cfg.warmup`` steps, then cosine decay from lr to lr_final."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / (cfg.warmup + 1)
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup - 1)
     return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * t))
 
 
@@ -130,7 +137,10 @@ def _noise_generator(seed: int, step: int, index: int) -> torch.Generator:
 
 
 def _fingerprint(cfg: TrainConfig) -> str:
-    return json.dumps(asdict(cfg), sort_keys=True)
+    d = asdict(cfg)
+    if not d["warmup"]:
+        del d["warmup"]  # checkpoints written before warm-up existed stay resumable
+    return json.dumps(d, sort_keys=True)
 
 
 def _save(path: Path, cfg: TrainConfig, step: int, model: CodecModel, opt: Any, history: list[dict[str, float]]) -> None:
