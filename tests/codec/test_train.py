@@ -86,4 +86,10 @@ def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
     model, meta = load_weights(tmp_path / "q2.safetensors")
     assert meta["quality"] == "2" and model.gaussian_conditional.ready
     assert main(args) == 2  # --out exists
+    tune = ["train", "--work-dir", str(tmp_path / "w3"), "--quality", "3", "--hidden-channels", "8", "--latent-channels", "12",
+            "--steps", "2", "--batch", "1", "--crop", "64", "--no-debian", "--images", str(folder), "--init", str(tmp_path / "q2.safetensors")]
+    assert main([*tune, "--out", str(tmp_path / "q3.safetensors")]) == 0  # fine-tuning warms up by default
+    assert load_weights(tmp_path / "q3.safetensors")[1]["quality"] == "3"
+    assert main([*tune, "--out", str(tmp_path / "bad.safetensors"), "--warmup", "5"]) == 2  # warm-up longer than the run
+    assert not (tmp_path / "bad.safetensors").exists()
     assert main(["train", "--work-dir", str(tmp_path / "w"), "--quality", "9", "--out", str(tmp_path / "x.safetensors")]) == 2

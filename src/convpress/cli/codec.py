@@ -70,6 +70,8 @@ def register(sub: Any) -> None:
     t.add_argument("--images", action="append", default=[], help="extra folder of training images (repeatable)")
     t.add_argument("--no-debian", action="store_true", help="do not use the opencv-doc photos even if installed")
     t.add_argument("--init", help="weights file to start from (fine-tuning for another quality)")
+    t.add_argument("--warmup", type=int, default=None, metavar="STEPS",
+                   help="steps of linear learning-rate warm-up (default: 100 with --init, else 0)")
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -127,7 +129,8 @@ def _train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(model=args.model, n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[args.quality], steps=args.steps,
                       batch=args.batch, crop=args.crop, lr=args.lr, lr_final=min(args.lr, 1e-4), seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, extra={"init": args.init or ""})
+                      checkpoint_every=args.checkpoint_every, extra={"init": args.init or ""},
+                      warmup=(min(100, args.steps - 1) if args.init else 0) if args.warmup is None else args.warmup)
     init = None
     if args.init:
         init_model, _ = load_weights(args.init)
