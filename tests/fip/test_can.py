@@ -44,6 +44,25 @@ def test_identity_initialisation(name: str) -> None:
         torch.testing.assert_close(create_model(name)(x), x, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["can24", "gf-can24"])
+def test_hidden_channels_stop_being_copies_in_training(name: str) -> None:
+    """The identity start copies R, G, B into the hidden channels; training must make them differ
+    (with a plain identity start the first layer of a trained CAN24 kept rank 3)."""
+    torch.manual_seed(0)
+    model = create_model(name)
+    can = model if name == "can24" else model.can
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.rand(2, 3, 64, 64)
+    target = torch.nn.functional.avg_pool2d(x, 5, 1, 2).flip(1) ** 2
+    for _ in range(5):
+        loss = torch.nn.functional.mse_loss(model(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    w = can.body[0].weight.detach().reshape(can.width, -1)  # (24, 27)
+    assert torch.linalg.matrix_rank(w, atol=1e-4) > 3
+
+
 def test_adaptive_norm_uses_per_image_statistics_in_train_and_eval() -> None:
     norm = AdaptiveNorm(4)
     with torch.no_grad():

@@ -4,7 +4,9 @@
 1, 2, 4, ..., 2^(d-3), layer d-1 a 3x3 convolution with dilation 1, each followed by the
 adaptive normalisation ``w0 * x + w1 * BN(x)`` (BN with per-image statistics, also at test
 time) and a leaky ReLU (0.2); layer d is a 1x1 convolution to 3 channels. All convolutions
-start as the identity, so an untrained CAN returns its input. Depth 9 gives a 257-pixel
+start as the identity, so an untrained CAN returns its input; the last layer gets noise that
+cancels on the identity start but lets the hidden channels (copies of R, G, B at first) learn
+different features (without it they stay copies: see :func:`_break_symmetry_`). Depth 9 gives a 257-pixel
 receptive field, enough for about one megapixel.
 
 ``GuidedFilterCAN``: the fast variant. The CAN runs on a copy of the input whose long side is
@@ -75,6 +77,28 @@ def _identity_(conv: nn.Conv2d) -> None:
             conv.bias.zero_()
 
 
+def _break_symmetry_(conv: nn.Conv2d, groups: int, std: float = 0.05) -> None:
+    """Perturb the reducing layer ``conv`` after an identity start without changing its output.
+
+    An identity start makes hidden channel o a copy of input channel ``o % groups``; copies
+    then receive identical gradients and stay copies for ever (measured on a trained CAN24: its
+    first layer had rank 3, i.e. 21 of its 24 channels were wasted). Adding to each row of
+    ``conv`` noise of zero mean over every group of copies leaves the output unchanged (the
+    copies hold equal values) but gives each copy its own gradient, so they diverge in training.
+    """
+    w = conv.weight  # (C_out, C_in, 1, 1)
+    cin = w.shape[1]
+    noise = std * torch.randn(w.shape[0], cin)
+    for g in range(groups):
+        idx = torch.arange(g, cin, groups)
+        if len(idx) > 1:
+            noise[:, idx] -= noise[:, idx].mean(dim=1, keepdim=True)
+        else:
+            noise[:, idx] = 0.0
+    with torch.no_grad():
+        w[:, :, w.shape[2] // 2, w.shape[3] // 2] += noise
+
+
 class CAN(nn.Module):
     """Context aggregation network: (N, 3, H, W) in [0, 1] -> (N, 3, H, W).
 
@@ -95,6 +119,7 @@ class CAN(nn.Module):
             cin = width
         last = nn.Conv2d(width, 3, 1)
         _identity_(last)
+        _break_symmetry_(last, groups=3)
         layers.append(last)
         self.body = nn.Sequential(*layers)
 
@@ -173,6 +198,7 @@ class GuidedFilterCAN(nn.Module):
         self.guide = nn.Sequential(nn.Conv2d(3, guide_width, 1), nn.LeakyReLU(0.2), nn.Conv2d(guide_width, 3, 1))
         _identity_(self.guide[0])
         _identity_(self.guide[2])
+        _break_symmetry_(self.guide[2], groups=3)
 
     @property
     def min_size(self) -> int:
