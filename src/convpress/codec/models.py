@@ -57,6 +57,8 @@ class CodecModel(nn.Module):
     def __init__(self, n: int, m: int) -> None:
         super().__init__()
         self.config = {"N": int(n), "M": int(m)}
+        self.g_a = analysis(n, m)
+        self.g_s = synthesis(n, m)
 
     def check_input(self, x: Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 3:
@@ -101,8 +103,6 @@ class FactorizedPrior(CodecModel):
 
     def __init__(self, n: int = 96, m: int = 128) -> None:
         super().__init__(n, m)
-        self.g_a = analysis(n, m)
-        self.g_s = synthesis(n, m)
         self.entropy_bottleneck = EntropyBottleneck(m)
 
     def forward(self, x: Tensor) -> dict[str, Any]:
@@ -145,8 +145,6 @@ class ScaleHyperprior(CodecModel):
 
     def __init__(self, n: int = 96, m: int = 128) -> None:
         super().__init__(n, m)
-        self.g_a = analysis(n, m)
-        self.g_s = synthesis(n, m)
         self.h_a = nn.Sequential(conv(m, n, 3, 1), nn.ReLU(), conv(n, n), nn.ReLU(), conv(n, n))
         self.h_s = nn.Sequential(deconv(n, n), nn.ReLU(), deconv(n, n), nn.ReLU(), conv(n, m, 3, 1), nn.ReLU())
         self.entropy_bottleneck = EntropyBottleneck(n)
