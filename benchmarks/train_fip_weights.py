@@ -72,6 +72,9 @@ def main() -> None:
     ap.add_argument("--factor", type=int, help="gf-can24: minimum downscaling factor of the low-resolution CAN (default: the model's)")
     ap.add_argument("--low-res", type=int, help="gf-can24: largest long side of the low-resolution CAN (default: the model's)")
     ap.add_argument("--upscale", type=int, default=0, help="also train on 2x enlargements of photos with long side <= this")
+    ap.add_argument("--crops", type=int, nargs="+", help=f"crop sides (default: {SETTINGS['crops']}); gf-can24 runs its CAN on crops 4x smaller, "
+                    "so larger crops give it more context")
+    ap.add_argument("--batch", type=int, default=SETTINGS["batch"])
     ap.add_argument("--suffix", default="", help="appended to the weights file name (e.g. -can24)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,7 +84,9 @@ def main() -> None:
         t0 = time.time()
         pairs = build_pairs(images, op, Path(args.work) / "pairs", sizes=args.sizes)
         print(f"{op}: {len(pairs)} pairs in {time.time() - t0:.0f} s", flush=True)
-        settings = {**SETTINGS, "epochs": args.epochs, "steps": args.steps, "lr": args.lr}
+        settings = {**SETTINGS, "epochs": args.epochs, "steps": args.steps, "lr": args.lr, "batch": args.batch}
+        if args.crops:
+            settings["crops"] = tuple(args.crops)
         if args.constant_lr:
             settings.update(cosine=False, keep_best=False)
         kwargs = {k: v for k, v in (("eps", args.eps), ("factor", args.factor), ("low_res", args.low_res)) if v is not None}
@@ -94,6 +99,8 @@ def main() -> None:
             init = load_network(out)[0].state_dict()
         tag = "".join(f"-{k.replace('_', '')}{v:g}" for k, v in kwargs.items())  # e.g. -eps1e-06
         tag += f"-up{args.upscale}" if args.upscale else ""
+        tag += f"-crops{max(args.crops)}" if args.crops else ""
+        tag += f"-b{args.batch}" if args.batch != SETTINGS["batch"] else ""
         t1 = time.time()
         res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{tag}", init=init)
         for h in res.history:

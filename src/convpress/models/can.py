@@ -4,9 +4,10 @@
 1, 2, 4, ..., 2^(d-3), layer d-1 a 3x3 convolution with dilation 1, each followed by the
 adaptive normalisation ``w0 * x + w1 * BN(x)`` (BN with per-image statistics, also at test
 time) and a leaky ReLU (0.2); layer d is a 1x1 convolution to 3 channels. All convolutions
-start as the identity, so an untrained CAN returns its input; the last layer gets noise that
-cancels on the identity start but lets the hidden channels (copies of R, G, B at first) learn
-different features (without it they stay copies: see :func:`_break_symmetry_`). Depth 9 gives a 257-pixel
+start as the identity, so an untrained CAN returns its input: hidden channels 0-2 carry R, G, B
+and the output layer reads only them; the other hidden channels start as random features of the
+first layer (a plain identity start would make them copies of R, G, B that never diverge: see
+:func:`_feature_start_`). Depth 9 gives a 257-pixel
 receptive field, enough for about one megapixel.
 
 ``GuidedFilterCAN``: the fast variant. The CAN runs on a copy of the input whose long side is
@@ -77,26 +78,32 @@ def _identity_(conv: nn.Conv2d) -> None:
             conv.bias.zero_()
 
 
-def _break_symmetry_(conv: nn.Conv2d, groups: int, std: float = 0.05) -> None:
-    """Perturb the reducing layer ``conv`` after an identity start without changing its output.
+def _feature_start_(first: nn.Conv2d, last: nn.Conv2d, std: float | None = None) -> None:
+    """Identity start that wastes no channel: hidden channels 0-2 carry R, G, B, the others random features.
 
-    An identity start makes hidden channel o a copy of input channel ``o % groups``; copies
-    then receive identical gradients and stay copies for ever (measured on a trained CAN24: its
-    first layer had rank 3, i.e. 21 of its 24 channels were wasted). Adding to each row of
-    ``conv`` noise of zero mean over every group of copies leaves the output unchanged (the
-    copies hold equal values) but gives each copy its own gradient, so they diverge in training.
+    A plain identity start makes every hidden channel o a copy of input channel ``o % 3``; copies
+    receive identical gradients and stay copies for ever (measured: the first layer of a trained
+    CAN24 had rank 3, i.e. 21 of its 24 channels were wasted). Here the first layer gives the
+    channels beyond the third random (He-scaled) filters instead, and the output layer reads only
+    channels 0-2, so the network still starts as the exact identity on images in [0, 1]; the output
+    layer's gradient for the feature channels is non-zero, so training starts using them at once.
     """
-    w = conv.weight  # (C_out, C_in, 1, 1)
-    cin = w.shape[1]
-    noise = std * torch.randn(w.shape[0], cin)
-    for g in range(groups):
-        idx = torch.arange(g, cin, groups)
-        if len(idx) > 1:
-            noise[:, idx] -= noise[:, idx].mean(dim=1, keepdim=True)
-        else:
-            noise[:, idx] = 0.0
+    cin = first.weight.shape[1]
+    fan_in = first.weight[0].numel()
     with torch.no_grad():
-        w[:, :, w.shape[2] // 2, w.shape[3] // 2] += noise
+        first.weight.zero_()
+        if first.bias is not None:
+            first.bias.zero_()
+        for o in range(first.weight.shape[0]):
+            if o < cin:
+                first.weight[o, o, first.weight.shape[2] // 2, first.weight.shape[3] // 2] = 1.0
+            else:
+                first.weight[o].normal_(0.0, std if std is not None else (2.0 / fan_in) ** 0.5)
+        last.weight.zero_()
+        for o in range(last.weight.shape[0]):
+            last.weight[o, o, last.weight.shape[2] // 2, last.weight.shape[3] // 2] = 1.0
+        if last.bias is not None:
+            last.bias.zero_()
 
 
 class CAN(nn.Module):
@@ -118,8 +125,7 @@ class CAN(nn.Module):
             layers += [conv, AdaptiveNorm(width), nn.LeakyReLU(0.2)]
             cin = width
         last = nn.Conv2d(width, 3, 1)
-        _identity_(last)
-        _break_symmetry_(last, groups=3)
+        _feature_start_(layers[0], last)
         layers.append(last)
         self.body = nn.Sequential(*layers)
 
@@ -196,9 +202,7 @@ class GuidedFilterCAN(nn.Module):
         self.can = CAN(width=width, depth=depth)
         self.low_res, self.factor, self.radius, self.eps = low_res, factor, radius, eps
         self.guide = nn.Sequential(nn.Conv2d(3, guide_width, 1), nn.LeakyReLU(0.2), nn.Conv2d(guide_width, 3, 1))
-        _identity_(self.guide[0])
-        _identity_(self.guide[2])
-        _break_symmetry_(self.guide[2], groups=3)
+        _feature_start_(self.guide[0], self.guide[2])
 
     @property
     def min_size(self) -> int:
