@@ -201,6 +201,9 @@ def _reheader(data: bytes, edit) -> bytes:  # type: ignore[no-untyped-def]
         (lambda h: h["tensors"].append(h["tensors"][0]), "twice"),
         (lambda h: h.update(format="something-else"), "does not describe"),
         (lambda h: h.update(tensors="nope"), "tensor list"),
+        # valid but different values of a field: caught by the checksum of the decoded values
+        (lambda h: h["tensors"][0].update(order={"C": "T", "T": "C"}[h["tensors"][0]["order"]]), "checksum"),
+        (lambda h: h["tensors"][0].update(crc=h["tensors"][0]["crc"] ^ 1), "checksum"),
     ],
 )
 def test_forged_headers_with_valid_checksums_are_refused(small_file: bytes, tmp_path: Path, edit, match: str) -> None:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +196,10 @@ class _Writer:
             # raw keeps the exact same values, so loading stays bit-exact
             del self.sections[start:], self.streams[n_streams:]
             return self.raw(name, effective)
+        # checksum of the decoded values: the sections have their own checksums, but a header
+        # field that stays valid when altered (order "C" <-> "T") would otherwise decode silently
+        # to other values
+        entry["crc"] = zlib.crc32(_raw_bytes(effective))
         return entry
 
     def _compressed(self, name: str, module: nn.Module, effective: torch.Tensor, p: Any) -> dict[str, Any]:
@@ -407,7 +412,10 @@ def _decode_entry(entry: dict[str, Any], sections: list[bytes], coder: str) -> t
     else:
         flat = torch.zeros(numel, dtype=dtype)
         flat[positions] = values
-    return name, _unordered(flat, shape, order)
+    tensor = _unordered(flat, shape, order)
+    if "crc" in entry and zlib.crc32(_raw_bytes(tensor)) != _int(entry, "crc", 0, 0xFFFFFFFF):
+        raise _bad(name, "values that do not match their checksum")
+    return name, tensor
 
 
 def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[bytes], int]:
