@@ -1,13 +1,17 @@
 #!/bin/sh
 # The exact invocations that produced src/convpress/weights/fip/*.safetensors (run from the repository
 # root; processes A, B and C ran in parallel, single-threaded, on a shared 2-core machine, about an hour).
+# rtv, rof and wls were trained before commit "CAN: identity start that wastes no channel" (the
+# plain identity start); rerun now, their lines give networks with the new start.
 set -e
 W=${1:-/tmp/fip-work}
 # A: rtv (constant lr, then a short fine-tune with cosine decay), then rof
 python benchmarks/train_fip_weights.py --operators rtv --work "$W" --constant-lr --epochs 20
 python benchmarks/train_fip_weights.py --operators rtv --work "$W" --init --epochs 4 --lr 2e-4
 python benchmarks/train_fip_weights.py --operators rof --work "$W" --epochs 12
-# B: l0
-python benchmarks/train_fip_weights.py --operators l0 --work "$W" --epochs 14
+# B: l0 (retrained 2026-12-02 after the CAN's identity start stopped wasting channels, 18 min):
+# 2x enlargements of the small photos (the benchmark photos are enlarged to 1 MP too) at long side
+# 1024, larger crops so that the low-resolution CAN sees more context
+python benchmarks/train_fip_weights.py --operators l0 --work "$W" --epochs 14 --sizes 1024 --upscale 700 --crops 320 448 512
 # C: wls with a smaller guided-filter eps (keeps fine texture; eps 1e-4 gave a network close to the identity)
 python benchmarks/train_fip_weights.py --operators wls --work "$W" --epochs 10 --eps 1e-6
