@@ -127,10 +127,12 @@ def _train(args: argparse.Namespace) -> int:
     out = check_output(args.out, force=args.force)
     if args.threads:
         torch.set_num_threads(args.threads)
+    warmup = args.warmup
+    if warmup is None:  # fine-tuning starts a fresh Adam state on trained weights: warm up
+        warmup = min(100, args.steps - 1) if args.init else 0
     cfg = TrainConfig(model=args.model, n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[args.quality], steps=args.steps,
                       batch=args.batch, crop=args.crop, lr=args.lr, lr_final=min(args.lr, 1e-4), seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, extra={"init": args.init or ""},
-                      warmup=(min(100, args.steps - 1) if args.init else 0) if args.warmup is None else args.warmup)
+                      checkpoint_every=args.checkpoint_every, extra={"init": args.init or ""}, warmup=warmup)
     init = None
     if args.init:
         init_model, _ = load_weights(args.init)

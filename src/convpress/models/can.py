@@ -78,7 +78,7 @@ def _identity_(conv: nn.Conv2d) -> None:
             conv.bias.zero_()
 
 
-def _feature_start_(first: nn.Conv2d, last: nn.Conv2d, std: float | None = None) -> None:
+def _feature_start_(first: nn.Conv2d, last: nn.Conv2d) -> None:
     """Identity start that wastes no channel: hidden channels 0-2 carry R, G, B, the others random features.
 
     A plain identity start makes every hidden channel o a copy of input channel ``o % 3``; copies
@@ -88,20 +88,13 @@ def _feature_start_(first: nn.Conv2d, last: nn.Conv2d, std: float | None = None)
     channels 0-2, so the network still starts as the exact identity on images in [0, 1]; the output
     layer's gradient for the feature channels is non-zero, so training starts using them at once.
     """
-    cin = first.weight.shape[1]
-    fan_in = first.weight[0].numel()
+    _identity_(first)
+    cin, std = first.weight.shape[1], (2.0 / first.weight[0].numel()) ** 0.5
     with torch.no_grad():
-        first.weight.zero_()
-        if first.bias is not None:
-            first.bias.zero_()
-        for o in range(first.weight.shape[0]):
-            if o < cin:
-                first.weight[o, o, first.weight.shape[2] // 2, first.weight.shape[3] // 2] = 1.0
-            else:
-                first.weight[o].normal_(0.0, std if std is not None else (2.0 / fan_in) ** 0.5)
+        for o in range(cin, first.weight.shape[0]):  # row by row: the draws of the shipped weights
+            first.weight[o].normal_(0.0, std)
         last.weight.zero_()
-        for o in range(last.weight.shape[0]):
-            last.weight[o, o, last.weight.shape[2] // 2, last.weight.shape[3] // 2] = 1.0
+        last.weight[:, :, last.weight.shape[2] // 2, last.weight.shape[3] // 2] = torch.eye(*last.weight.shape[:2])
         if last.bias is not None:
             last.bias.zero_()
 
