@@ -13,7 +13,7 @@ from convpress.models.can import CAN, AdaptiveNorm, GuidedFilterCAN, box_filter,
 
 
 def test_models_are_registered() -> None:
-    assert {"can24", "can32", "gf-can24"} <= set(model_names())
+    assert {"can24", "can32", "gf-can24", "gf-can32"} <= set(model_names())
 
 
 @pytest.mark.parametrize(("name", "width"), [("can24", 24), ("can32", 32)])
@@ -37,12 +37,13 @@ def test_receptive_field_from_the_traced_graph_is_257() -> None:
     assert list(fields.values())[-1].size == (257, 257)
 
 
-@pytest.mark.parametrize("name", ["can24", "can32", "gf-can24"])
+@pytest.mark.parametrize("name", ["can24", "can32", "gf-can24", "gf-can32"])
 def test_identity_initialisation(name: str) -> None:
     x = torch.rand(2, 3, 40, 52)
     model = create_model(name)
     with torch.no_grad():
         if name.startswith("gf-"):  # its CAN and its guidance map start as the identity
+            assert model.can.width == int(name[-2:])
             torch.testing.assert_close(model.can(x), x, atol=1e-6, rtol=0)
             torch.testing.assert_close(model.guidance(x), x, atol=1e-6, rtol=0)
         else:

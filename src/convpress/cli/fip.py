@@ -47,7 +47,7 @@ def register(sub: Any) -> None:
     t.add_argument("--cache", required=True, help="pair cache made by 'convpress fip pairs'")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--work-dir", help="checkpoint folder (resume from it)")
-    t.add_argument("--model", default="gf-can24", choices=["gf-can24", "can24", "can32"])
+    t.add_argument("--model", default="gf-can24", choices=["gf-can24", "gf-can32", "can24", "can32"])
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--steps", type=int, default=50, help="steps per epoch")
     t.add_argument("--batch", type=int, default=4, help="crops per step, over all torchrun processes (default: %(default)s)")

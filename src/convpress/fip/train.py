@@ -42,7 +42,7 @@ class TrainConfig:
 
     Attributes:
         operator: operator the pairs were made with (recorded in the weights).
-        model: registered model name (``gf-can24``, ``can24``, ``can32``).
+        model: registered model name (``gf-can24``, ``gf-can32``, ``can24``, ``can32``).
         epochs: number of epochs.
         steps: optimiser steps per epoch.
         batch: crops per step (all of one size; normalisation statistics stay per image).
