@@ -8,6 +8,10 @@ Resumable: rerun the same command and every stage continues from its checkpoint.
 
     PYTHONPATH=src python benchmarks/train_codec_weights.py --work-dir /tmp/codec-train
 
+Under ``torchrun --nproc_per_node N`` every step takes the same global batch split over the N
+processes (see :mod:`convpress.codec.train`), so a run can switch between one process and N
+from its checkpoint; only rank 0 writes weights.
+
 The shipped weights were made on a shared 2-core CPU in two sessions (single-threaded):
 
 1. quality 4 from scratch (``--qualities 4 --base-steps 3000``); qualities 3, 2 and 1 each
@@ -37,6 +41,7 @@ import torch
 
 from convpress.codec.train import QUALITY_LAMBDAS, TrainConfig, train_codec, training_images
 from convpress.codec.weights import WEIGHTS_DIR, save_weights
+from convpress.distributed import is_main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,10 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         while done < cfg.steps:
             done = min(cfg.steps, done + args.chunk)
             model, hist = train_codec(cfg, images, work_dir=Path(args.work_dir) / f"q{q}", init=init, progress=False, stop_after=done)
-            out = Path(args.out_dir) / f"hyperprior-q{q}.safetensors"
-            wid = save_weights(model, out, quality=q, lmbda=cfg.lmbda, extra={"steps": str(done)})
-            last = hist[-1]
-            print(f"q{q} step {done}/{cfg.steps}: loss {last['loss']:.3f} bpp {last['bpp']:.3f} PSNR {last['psnr']:.2f} -> {out.name} ({wid})", flush=True)
+            if is_main():  # under torchrun, only rank 0 writes
+                out = Path(args.out_dir) / f"hyperprior-q{q}.safetensors"
+                wid = save_weights(model, out, quality=q, lmbda=cfg.lmbda, extra={"steps": str(done)})
+                last = hist[-1]
+                print(f"q{q} step {done}/{cfg.steps}: loss {last['loss']:.3f} bpp {last['bpp']:.3f} PSNR {last['psnr']:.2f} -> {out.name} ({wid})", flush=True)
         init = {k: v for k, v in model.state_dict().items()}
     return 0
 
