@@ -278,8 +278,6 @@ def gf_can24(*, depth: int = 9, low_res: int = 256, factor: int = 4, eps: float 
     return GuidedFilterCAN(width=24, depth=depth, low_res=low_res, factor=factor, eps=eps)
 
 
-
-
 @register_model("gf-can32", task="image-to-image")
 def gf_can32(*, depth: int = 9, low_res: int = 256, factor: int = 4, eps: float = 1e-4) -> GuidedFilterCAN:
     """CAN32 at low resolution + learned guided-filter upsampling: ``gf-can24`` with a wider CAN
