@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--finetune-lr", type=float, default=2e-4, help="peak learning rate of fine-tuning (cosine decay to a quarter)")
     p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up of every stage (use ~100 when fine-tuning)")
+    p.add_argument("--mixed-quantization", action="store_true", help="decoder sees rounded latents straight-through (fine-tuning)")
     p.add_argument("--out-dir", default=str(WEIGHTS_DIR))
     p.add_argument("--refresh", action="store_true", help="only rebuild the tables of the weights in --out-dir with this version's update()")
     args = p.parse_args(argv)
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(model="hyperprior", n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[q],
                           steps=args.base_steps if base else args.finetune_steps,
                           lr=5e-4 if base else args.finetune_lr, lr_final=1e-4 if base else args.finetune_lr / 4, seed=q, warmup=args.warmup,
+                          mixed_quantization=args.mixed_quantization,
                           extra={"init": "scratch" if base else (f"q{qualities[i - 1]}" if i else Path(args.init).name)})
         done = 0
         while done < cfg.steps:

@@ -25,6 +25,28 @@ def test_forward_shapes_and_gradients(name: str) -> None:
     assert bpp > 0 and all(p.grad is not None for p in m.g_a.parameters())
 
 
+@pytest.mark.parametrize("name", sorted(CODEC_MODELS))
+def test_mixed_quantization_decodes_rounded_latents_with_a_straight_through_gradient(name: str) -> None:
+    torch.manual_seed(0)
+    m = build_model(name, {"N": 8, "M": 12}).train()
+    m.mixed_quantization = True
+    x = torch.rand(2, 3, 64, 64)
+    torch.manual_seed(1)
+    out = m(x)
+    with torch.no_grad():  # what g_s must have seen: the latents rounded as at test time
+        y = m.g_a(x)
+        center = m.entropy_bottleneck.medians().reshape(1, -1, 1, 1) if name == "factorized" else 0.0
+        expected = m.g_s(torch.round(y - center) + center)
+    torch.testing.assert_close(out["x_hat"], expected)
+    torch.manual_seed(1)
+    m.mixed_quantization = False
+    assert not torch.allclose(m(x)["x_hat"], expected)  # noise, not rounding, without the option
+    m.mixed_quantization = True
+    loss, _, mse = rd_loss(m(x), x, 0.01)
+    mse.backward()  # the distortion alone reaches the analysis through the rounding
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.g_a.parameters())
+
+
 @pytest.mark.parametrize("fixture", ["tiny_hyperprior", "tiny_factorized"])
 def test_compress_decompress_is_exact_and_matches_the_rate_estimate(fixture: str, request, photo_crop) -> None:  # type: ignore[no-untyped-def]
     model, _ = request.getfixturevalue(fixture)

@@ -72,6 +72,8 @@ def register(sub: Any) -> None:
     t.add_argument("--init", help="weights file to start from (fine-tuning for another quality)")
     t.add_argument("--warmup", type=int, default=None, metavar="STEPS",
                    help="steps of linear learning-rate warm-up (default: 100 with --init, else 0)")
+    t.add_argument("--mixed-quantization", action="store_true",
+                   help="decoder sees rounded latents (straight-through), the rate noisy ones; best for a final fine-tune with --init")
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -132,7 +134,8 @@ def _train(args: argparse.Namespace) -> int:
         warmup = min(100, args.steps - 1) if args.init else 0
     cfg = TrainConfig(model=args.model, n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[args.quality], steps=args.steps,
                       batch=args.batch, crop=args.crop, lr=args.lr, lr_final=min(args.lr, 1e-4), seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, extra={"init": args.init or ""}, warmup=warmup)
+                      checkpoint_every=args.checkpoint_every, extra={"init": args.init or ""}, warmup=warmup,
+                      mixed_quantization=args.mixed_quantization)
     init = None
     if args.init:
         init_model, _ = load_weights(args.init)

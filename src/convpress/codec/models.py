@@ -59,6 +59,23 @@ class CodecModel(nn.Module):
         self.config = {"N": int(n), "M": int(m)}
         self.g_a = analysis(n, m)
         self.g_s = synthesis(n, m)
+        #: training only: feed the synthesis the *rounded* latents with a straight-through gradient
+        #: while the rate still sees noisy ones ("mixed quantization", Minnen & Singh 2020), so g_s
+        #: learns the rounding it gets at test time. Not stored in weights.
+        self.mixed_quantization = False
+
+    def _synthesis_input(self, y: Tensor, y_hat: Tensor, center: Tensor | None = None) -> Tensor:
+        """The latents g_s sees: ``y_hat`` (noisy in training), or round(y) straight-through.
+
+        Args:
+            y: latents (B, M, h, w) before quantization.
+            y_hat: what the entropy model returned for them, same shape.
+            center: (1, M, 1, 1) offsets that rounding is relative to (the factorized medians), or None.
+        """
+        if not (self.training and self.mixed_quantization):
+            return y_hat
+        c = 0.0 if center is None else center.detach()
+        return y + (torch.round(y - c) + c - y).detach()
 
     def check_input(self, x: Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 3:
@@ -108,7 +125,9 @@ class FactorizedPrior(CodecModel):
     def forward(self, x: Tensor) -> dict[str, Any]:
         y = self.g_a(x)  # (B, M, H/16, W/16)
         y_hat, y_lik = self.entropy_bottleneck(y)
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik}}
+        mixed = self.training and self.mixed_quantization  # the medians cost a bisection: only then
+        center = self.entropy_bottleneck.medians().reshape(1, -1, 1, 1) if mixed else None
+        return {"x_hat": self.g_s(self._synthesis_input(y, y_hat, center)), "likelihoods": {"y": y_lik}}
 
     def update(self, force: bool = True) -> bool:
         if self.entropy_bottleneck.ready and not force:
@@ -162,7 +181,7 @@ class ScaleHyperprior(CodecModel):
         z_hat, z_lik = self.entropy_bottleneck(z)
         scales = self.h_s(z_hat)  # (B, M, H/16, W/16)
         y_hat, y_lik = self.gaussian_conditional(y, scales)
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}}
+        return {"x_hat": self.g_s(self._synthesis_input(y, y_hat)), "likelihoods": {"y": y_lik, "z": z_lik}}
 
     def update(self, force: bool = True) -> bool:
         if self.entropy_bottleneck.ready and not force:

@@ -66,6 +66,9 @@ class TrainConfig:
     #: steps of linear learning-rate warm-up; a fresh Adam state on trained weights otherwise
     #: takes steps of about ``lr`` per parameter at once (measured: PSNR 28 -> 24 dB at lr 3e-4)
     warmup: int = 0
+    #: g_s sees rounded latents straight-through while the rate sees noisy ones (see
+    #: ``CodecModel.mixed_quantization``); best as a final fine-tune
+    mixed_quantization: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -138,8 +141,9 @@ def _noise_generator(seed: int, step: int, index: int) -> torch.Generator:
 
 def _fingerprint(cfg: TrainConfig) -> str:
     d = asdict(cfg)
-    if not d["warmup"]:
-        del d["warmup"]  # checkpoints written before warm-up existed stay resumable
+    for k in ("warmup", "mixed_quantization"):
+        if not d[k]:
+            del d[k]  # checkpoints written before these settings existed stay resumable
     return json.dumps(d, sort_keys=True)
 
 
@@ -184,6 +188,7 @@ def train_codec(
     model = build_model(cfg.model, {"N": cfg.n, "M": cfg.m})
     if init is not None:
         model.load_state_dict(init, strict=False)
+    model.mixed_quantization = cfg.mixed_quantization
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: list[dict[str, float]] = []
     start = 0
