@@ -27,6 +27,7 @@ def test_quick_bench_reports_every_figure_from_real_files(tmp_path: Path) -> Non
     assert {c["name"].split()[0] for c in result["checks"]} >= {"estimated", "BD-rate", "encode", "decode"}
     md = to_markdown(result)
     assert "| ours | q1 |" in md and "| jpeg | q95 |" in md and "QUICK" in md
+    assert {"vs_jpeg_psnr_pchip_lower_half", "vs_jpeg_psnr_pchip_upper_half"} <= set(result["bd_rate_percent"]) and "| JPEG |" in md.split("lower half")[-1]
     assert "768x512 image encodes in" in readme_summary(result)
     figs = write_figures(result, tmp_path / "codec.json")
     assert figs and all(f.is_file() and f.stat().st_size > 1000 for f in figs)

@@ -34,3 +34,19 @@ def test_bd_rate_of_a_scaled_curve_is_the_scale(method: str) -> None:
     # a curve shifted by 1 dB at the same rates: rate saving is the anchor's rate ratio at +1 dB
     assert bd_rate(r, q, r, [x + 1 for x in q], method=method) < -10
     assert math.isnan(bd_rate(r, q, r, [x + 100 for x in q], method=method))
+
+
+def test_bd_rate_over_part_of_the_interval_sees_where_a_codec_wins() -> None:
+    q = [30.0, 32.0, 34.0, 36.0, 38.0]
+    r = [0.2, 0.35, 0.6, 1.0, 1.7]
+    # 30% fewer bits at the low qualities, 10% more at the high ones
+    t = [x * f for x, f in zip(r, [0.7, 0.7, 0.7 * 0.5 + 1.1 * 0.5, 1.1, 1.1])]
+    lower = bd_rate(r, q, t, q, part=(0.0, 0.5))
+    upper = bd_rate(r, q, t, q, part=(0.5, 1.0))
+    assert lower < -15 and upper > 0
+    whole = bd_rate(r, q, t, q)
+    assert min(lower, upper) < whole < max(lower, upper)
+    # a constant saving is the same over any part
+    assert bd_rate(r, q, [0.8 * x for x in r], q, part=(0.25, 0.5)) == pytest.approx(-20.0, abs=1e-6)
+    with pytest.raises(ValueError, match="part"):
+        bd_rate(r, q, t, q, part=(0.5, 0.5))

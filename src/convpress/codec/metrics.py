@@ -79,7 +79,7 @@ def ms_ssim_db(value: float) -> float:
 
 def bd_rate(
     anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_rate: Sequence[float], test_quality: Sequence[float],
-    *, method: str = "pchip",
+    *, method: str = "pchip", part: tuple[float, float] = (0.0, 1.0),
 ) -> float:
     """Bjøntegaard delta rate of ``test`` against ``anchor``, in percent (negative: test saves bits).
 
@@ -87,6 +87,8 @@ def bd_rate(
         anchor_rate, anchor_quality: the anchor's RD points (e.g. bpp and PSNR), at least 4.
         test_rate, test_quality: the tested codec's RD points, at least 4.
         method: ``"pchip"`` (piecewise cubic Hermite) or ``"cubic"`` (VCEG-M33 polynomial).
+        part: the fractions (start, end) of the overlapping quality interval to average over;
+            ``(0, 0.5)`` is its lower half. The whole interval by default (the usual BD-rate).
 
     Returns:
         The average rate difference over the overlapping quality interval, in percent;
@@ -114,5 +116,8 @@ def bd_rate(
     hi = min(max(anchor_quality), max(test_quality))
     if hi <= lo:
         return float("nan")
+    if not 0.0 <= part[0] < part[1] <= 1.0:
+        raise ValueError(f"part must be fractions 0 <= start < end <= 1, got {part}")
+    lo, hi = lo + part[0] * (hi - lo), lo + part[1] * (hi - lo)
     diff = (integral(test_rate, test_quality, lo, hi) - integral(anchor_rate, anchor_quality, lo, hi)) / (hi - lo)
     return (math.exp(diff) - 1.0) * 100.0
