@@ -12,7 +12,9 @@ Under ``torchrun --nproc_per_node N`` every step takes the same global batch spl
 processes (see :mod:`convpress.codec.train`), so a run can switch between one process and N
 from its checkpoint; only rank 0 writes weights.
 
-The shipped weights were made on a shared 2-core CPU in two sessions (single-threaded):
+The shipped weights were made on a shared 2-core CPU in several sessions (single-threaded). Until
+2026-12-02 there were four levels, numbered 1-4; they are now levels 3-6 (same lambdas), and
+stages 1-3 below use the old numbers:
 
 1. quality 4 from scratch (``--qualities 4 --base-steps 3000``); qualities 3, 2 and 1 each
    fine-tuned in a parallel process from a snapshot of quality 4 taken at step 1750
@@ -27,8 +29,18 @@ The shipped weights were made on a shared 2-core CPU in two sessions (single-thr
    70 min), then qualities 3, 2, 1 fine-tuned in a chain from it
    (``--qualities 3,2,1 --init <new q4> --finetune-steps 800 --finetune-lr 3e-4 --warmup 50 --chunk 400``, 25 min).
 
-That is about 13,000 steps of batch 8 for quality 4: far from converged (published models train
-for hundreds of thousands of steps), which is why these weights do not beat JPEG by 20% yet.
+4. (2026-12-02, new numbering; about 75 min of two single-threaded processes) two lower levels
+   fine-tuned in a chain from level 3 (the old 1), 2000 steps each (``--qualities 2,1 --init
+   hyperprior-q3.safetensors --finetune-steps 2000 --finetune-lr 3e-4 --warmup 50``); then every
+   level trained further from its own weights with ``--qualities Q --init hyperprior-qQ.safetensors
+   --finetune-lr 2e-4 --warmup 50`` and ``--finetune-steps`` 600 then 1200 (level 6), 1200 then 1000
+   (levels 5, 4, 3) and 1000 (levels 2, 1).
+
+   ``--mixed-quantization`` was tried on level 6 in the same 600 steps: 0.730 bpp / 29.60 dB on the
+   benchmark photos against 0.733 bpp / 29.63 dB without it, i.e. no gain here, so it is not used.
+
+That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
+for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.
 """
 
 from __future__ import annotations
@@ -47,7 +59,7 @@ from convpress.distributed import is_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work-dir")
-    p.add_argument("--qualities", default="4,3,2,1", help="first one trained from scratch, then each fine-tuned from the previous")
+    p.add_argument("--qualities", default="6,5,4,3,2,1", help="first one trained from scratch, then each fine-tuned from the previous")
     p.add_argument("--base-steps", type=int, default=2500)
     p.add_argument("--finetune-steps", type=int, default=800)
     p.add_argument("--chunk", type=int, default=250, help="export weights every CHUNK steps")

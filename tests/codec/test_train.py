@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from convpress.codec.train import TrainConfig, _lr, random_batch, train_codec
+from convpress.codec.train import QUALITY_LAMBDAS, TrainConfig, _lr, random_batch, train_codec
 from convpress.errors import ConfigError
 from convpress.fileformat.checkpoint import load_checkpoint
 
@@ -93,3 +93,15 @@ def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
     assert main([*tune, "--out", str(tmp_path / "bad.safetensors"), "--warmup", "5"]) == 2  # warm-up longer than the run
     assert not (tmp_path / "bad.safetensors").exists()
     assert main(["train", "--work-dir", str(tmp_path / "w"), "--quality", "9", "--out", str(tmp_path / "x.safetensors")]) == 2
+
+
+def test_quality_levels_order_lambdas_and_the_shipped_weights_carry_theirs() -> None:
+    from convpress.codec.weights import available_qualities, pretrained
+
+    lambdas = [QUALITY_LAMBDAS[q] for q in sorted(QUALITY_LAMBDAS)]
+    assert lambdas == sorted(lambdas) and len(set(lambdas)) == len(lambdas)  # level 1 spends the fewest bits
+    shipped = available_qualities()
+    assert shipped == list(range(1, len(shipped) + 1)) and len(shipped) >= 4
+    for q in shipped:
+        meta = pretrained(q)[1]
+        assert int(meta["quality"]) == q and float(meta["lambda"]) == QUALITY_LAMBDAS[q]

@@ -57,7 +57,7 @@ def register(sub: Any) -> None:
         epilog="example: convpress codec train --work-dir runs/q3 --quality 3 --steps 3000 --out q3.safetensors",
     )
     t.add_argument("--work-dir", required=True, help="folder of the resumable checkpoint")
-    t.add_argument("--quality", type=int, required=True, help="quality level: picks lambda (1-6)")
+    t.add_argument("--quality", type=int, required=True, help="quality level: picks lambda (1-8; 1 is the lowest rate)")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--model", default="hyperprior", help="factorized or hyperprior (default: %(default)s)")
     t.add_argument("--hidden-channels", dest="n", type=int, default=64, help="hidden channels N (default: %(default)s)")

@@ -36,7 +36,7 @@ from convpress.errors import ConfigError, FileFormatError
 __all__ = ["TrainConfig", "rd_loss", "random_batch", "train_codec", "QUALITY_LAMBDAS", "DEBIAN_PHOTOS", "training_images"]
 
 #: quality level -> lambda of the loss lambda * 255^2 * MSE + bpp (CompressAI's scale)
-QUALITY_LAMBDAS: dict[int, float] = {1: 0.0035, 2: 0.0067, 3: 0.013, 4: 0.025, 5: 0.0483, 6: 0.0932}
+QUALITY_LAMBDAS: dict[int, float] = {1: 0.0009, 2: 0.0018, 3: 0.0035, 4: 0.0067, 5: 0.013, 6: 0.025, 7: 0.0483, 8: 0.0932}
 
 #: natural photos among the examples that Debian's ``opencv-doc`` package ships (BSD/Apache)
 DEBIAN_PHOTO_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
