@@ -72,7 +72,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     import torch
 
     from convpress._progress import progress_bar
-    from convpress.codec.bitstream import decode_image, encode_image, pad_image, read_header
+    from convpress.codec.bitstream import decode_image, encode_image, pad_image
     from convpress.codec.weights import available_qualities, pretrained
     from convpress.data.images import to_uint8
     from convpress.data.photos import TEST_PHOTOS, bundled_photo
@@ -98,14 +98,14 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             for q in qualities:
                 model, meta = pretrained(q)
                 data = encode_image(src, model, quality=q, weights_id=meta["weights_id"])
-                y, _ = decode_image(data, resolver=lambda n, qq, m=model, mt=meta: (m, mt))
+                y, head = decode_image(data, resolver=lambda n, qq, m=model, mt=meta: (m, mt))
                 p = _point(rgb, len(data), to_uint8(y))
                 with torch.no_grad():
                     lik = model(pad_image(src, model.stride))["likelihoods"]
                 est_bits = sum(float(-torch.log2(v).sum()) for v in lik.values())
                 p["estimated_bits"] = est_bits
                 ours.setdefault(f"q{q}", []).append({**p, "image": name})
-                streams = sum(len(sec) for sec in read_header(data)[1])  # the rANS sections, without the container
+                streams = sum(head["sections"])  # bytes of the rANS sections, without the container
                 estimate.append({"image": name, "quality": q, "estimated_bits": est_bits, "actual_bits": 8 * len(data), "stream_bits": 8 * streams})
                 bar.advance(1, f"{name} q{q}: {p['bpp']:.3f} bpp {p['psnr']:.2f} dB")
             for fmt, qs, store in (("JPEG", jpeg_q, jpeg), ("WEBP", webp_q, webp)):
@@ -254,8 +254,8 @@ def readme_summary(result: dict[str, Any]) -> str:
         return f"{abs(v):.1f}% {'more' if v > 0 else 'fewer'} bits"
 
     names = " and ".join(result["images"])
-    diff = max(abs(r["diff_percent"]) for r in result["estimate_vs_actual"])
     rows = result["estimate_vs_actual"]
+    diff = max(abs(r["diff_percent"]) for r in rows)
     stream_diff = max(abs(r["stream_diff_percent"]) for r in rows) if all("stream_diff_percent" in r for r in rows) else None
     container = sum(r["actual_bits"] - r.get("stream_bits", 0) for r in rows) / 8 / (len(rows) * len(result["images"]))
     t = result["timing_768x512"]

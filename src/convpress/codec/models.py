@@ -64,17 +64,20 @@ class CodecModel(nn.Module):
         #: learns the rounding it gets at test time. Not stored in weights.
         self.mixed_quantization = False
 
-    def _synthesis_input(self, y: Tensor, y_hat: Tensor, center: Tensor | None = None) -> Tensor:
+    def _rounding_center(self) -> Tensor | float:
+        """Offsets (1, M, 1, 1) that test-time rounding of y is relative to; 0 unless a subclass says otherwise."""
+        return 0.0
+
+    def _synthesis_input(self, y: Tensor, y_hat: Tensor) -> Tensor:
         """The latents g_s sees: ``y_hat`` (noisy in training), or round(y) straight-through.
 
         Args:
             y: latents (B, M, h, w) before quantization.
             y_hat: what the entropy model returned for them, same shape.
-            center: (1, M, 1, 1) offsets that rounding is relative to (the factorized medians), or None.
         """
         if not (self.training and self.mixed_quantization):
             return y_hat
-        c = 0.0 if center is None else center.detach()
+        c = self._rounding_center()
         return y + (torch.round(y - c) + c - y).detach()
 
     def check_input(self, x: Tensor) -> None:
@@ -125,9 +128,11 @@ class FactorizedPrior(CodecModel):
     def forward(self, x: Tensor) -> dict[str, Any]:
         y = self.g_a(x)  # (B, M, H/16, W/16)
         y_hat, y_lik = self.entropy_bottleneck(y)
-        mixed = self.training and self.mixed_quantization  # the medians cost a bisection: only then
-        center = self.entropy_bottleneck.medians().reshape(1, -1, 1, 1) if mixed else None
-        return {"x_hat": self.g_s(self._synthesis_input(y, y_hat, center)), "likelihoods": {"y": y_lik}}
+        return {"x_hat": self.g_s(self._synthesis_input(y, y_hat)), "likelihoods": {"y": y_lik}}
+
+    def _rounding_center(self) -> Tensor:
+        """The entropy bottleneck rounds around its medians (1, M, 1, 1); computed by bisection, so only on demand."""
+        return self.entropy_bottleneck.medians().detach().reshape(1, -1, 1, 1)
 
     def update(self, force: bool = True) -> bool:
         if self.entropy_bottleneck.ready and not force:
