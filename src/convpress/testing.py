@@ -30,16 +30,60 @@ def mutations(kinds: Sequence[str] = MUTATION_KINDS, max_pos: int = 100_000) -> 
                      st.binary(min_size=1, max_size=8), st.integers(1, 32))
 
 
-def rewrite_header(data: bytes, edit: Callable[[dict[str, Any]], None], *, version: int | None = None) -> bytes:
-    """A forged but well-formed copy of a container file: its JSON header after ``edit(header)``
-    (and optionally another format version), written uncompressed with a valid checksum."""
-    magic, old_version, flags, hlen = _PREFIX.unpack_from(data)
+def _is_cpi3(data: bytes) -> bool:
+    from convpress.codec.bitstream import MAGIC
+
+    return len(data) >= 10 and data[:8] == MAGIC and struct.unpack_from("<H", data, 8)[0] == 3
+
+
+def _split(data: bytes) -> tuple[bytes, int, dict[str, Any], list[bytes]]:
+    """(magic, version, header dict, sections) of a container file or a version-3 .cpi (unchecked)."""
+    if _is_cpi3(data):
+        from convpress.codec.bitstream import _CODE_MODELS, split_v3
+
+        (code, q, h, w, t, tag), spans, _ = split_v3(data)
+        head: dict[str, Any] = {"m": _CODE_MODELS[code], "q": q, "h": h, "w": w, "v": tag.hex()}
+        if t:
+            head["t"] = t
+        head["sections"] = [b - a for a, b in spans]
+        return data[:8], 3, head, [data[a:b] for a, b in spans]
+    magic, version, flags, hlen = _PREFIX.unpack_from(data)
     raw = data[_PREFIX.size : _PREFIX.size + hlen]
     head = json.loads(zlib.decompress(raw) if flags & 1 else raw)
+    pos, sections = _PREFIX.size + hlen + 4, []
+    for n in head["sections"]:
+        sections.append(data[pos : pos + n])
+        pos += n + 4
+    return magic, version, head, sections
+
+
+def rewrite_header(data: bytes, edit: Callable[[dict[str, Any]], None], *, version: int | None = None) -> bytes:
+    """A forged but well-formed copy of a container file: its header after ``edit(header)``
+    (and optionally another format version), with valid checksums and the same sections.
+
+    Container files get an uncompressed JSON header. Version-3 ``.cpi`` files (compact binary
+    layout) are edited through the same dict as the legacy ``.cpi`` JSON header (``"m"`` may also be
+    a raw model code; the weights id ``"v"`` is the tag in hex); converting between ``version=3``
+    and the legacy ``version=1``/``2`` layouts of ``.cpi`` is allowed, and any other version keeps
+    the layout and only changes the version field.
+    """
+    magic, old_version, head, sections = _split(data)
     edit(head)
-    hb = json.dumps(head, separators=(",", ":")).encode()
     v = old_version if version is None else version
-    return _PREFIX.pack(magic, v, 0, len(hb)) + hb + struct.pack("<I", zlib.crc32(hb)) + data[_PREFIX.size + hlen + 4 :]
+    from convpress.codec.bitstream import _CRC, _FIELDS3, _PREFIX3, MAGIC, MODEL_CODES, _varint
+
+    if magic == MAGIC and (v == 3 or (v not in (1, 2) and old_version == 3)):
+        m = head["m"]
+        fields = (m if isinstance(m, int) else MODEL_CODES.get(m, 255), head["q"], head["h"], head["w"],
+                  head.get("t", 0), bytes.fromhex(head["v"]))
+        # the (possibly edited) length table in words, then the unchanged section bytes
+        payload = _FIELDS3.pack(*fields) + b"".join(_varint(n // 4) for n in head["sections"]) + b"".join(sections)
+        return _PREFIX3.pack(magic, v) + payload + _CRC.pack(zlib.crc32(payload))
+    hb = json.dumps(head, separators=(",", ":")).encode()
+    parts = [_PREFIX.pack(magic, v, 0, len(hb)), hb, struct.pack("<I", zlib.crc32(hb))]
+    for s in sections:
+        parts += [s, struct.pack("<I", zlib.crc32(s))]
+    return b"".join(parts)
 
 
 def mutate(data: bytes, kind: str, pos: int, byte: int, blob: bytes, span: int) -> bytes:
@@ -49,7 +93,9 @@ def mutate(data: bytes, kind: str, pos: int, byte: int, blob: bytes, span: int) 
         data: a valid container file.
         kind: one of :data:`MUTATION_KINDS`. ``"header"`` changes one character of the JSON
             header (a digit becomes another digit, other bytes get low bits flipped) and writes a
-            valid checksum for it, so a reader must validate the header's fields themselves.
+            valid checksum for it, so a reader must validate the header's fields themselves (in a
+            version-3 ``.cpi``: one byte of the binary fields or of the length table is XORed with
+            ``byte`` and the checksum rewritten).
             ``"section"`` flips bits inside one section and rewrites its checksum, so the
             section's decoder itself meets well-formed garbage.
         pos: position (taken modulo the length of what is mutated).
@@ -70,6 +116,8 @@ def mutate(data: bytes, kind: str, pos: int, byte: int, blob: bytes, span: int) 
         return data[:pos] + blob + data[pos + len(blob) :]
     if kind not in ("header", "section"):
         raise ValueError(f"unknown mutation kind {kind!r}")
+    if _is_cpi3(data):
+        return _mutate_cpi3(data, kind, pos, byte)
     magic, version, flags, hlen = _PREFIX.unpack_from(data)
     head = data[_PREFIX.size : _PREFIX.size + hlen]
     raw = bytearray(zlib.decompress(head) if flags & 1 else head)
@@ -90,3 +138,22 @@ def mutate(data: bytes, kind: str, pos: int, byte: int, blob: bytes, span: int) 
     packed = zlib.compress(bytes(raw)) if flags & 1 else bytes(raw)
     rest = data[_PREFIX.size + hlen + 4 :]
     return _PREFIX.pack(magic, version, flags, len(packed)) + packed + struct.pack("<I", zlib.crc32(packed)) + rest
+
+
+def _mutate_cpi3(data: bytes, kind: str, pos: int, byte: int) -> bytes:
+    """A header or section mutation of a version-3 .cpi, with the file's checksum rewritten."""
+    from convpress.codec.bitstream import _CRC, _PREFIX3, split_v3
+
+    _, spans, heads_end = split_v3(data)
+    out = bytearray(data)
+    if kind == "header":
+        p = _PREFIX3.size + pos % (heads_end - _PREFIX3.size)
+    else:
+        a, b = spans[pos % len(spans)]
+        if a == b:
+            return data
+        p = a + pos % (b - a)
+    out[p] ^= byte
+    end = len(out) - _CRC.size
+    out[end:] = _CRC.pack(zlib.crc32(bytes(out[_PREFIX3.size : end])))
+    return bytes(out)

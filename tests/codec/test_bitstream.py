@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from convpress.codec.bitstream import decode_image, encode_image, read_header
+from convpress.codec.bitstream import decode_image, encode_image, read_header, weights_tag
 from convpress.codec.weights import load_weights, save_weights
-from convpress.errors import FileFormatError, InputError
+from convpress.errors import ConfigError, FileFormatError, InputError
 from convpress.testing import rewrite_header
 
 
@@ -45,30 +45,42 @@ def _reheader(data: bytes, edit) -> bytes:  # type: ignore[no-untyped-def]
     return rewrite_header(data, edit)
 
 
-def test_refuses_mismatched_weights_bad_fields_and_versions(tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("version", [3, 2])
+def test_refuses_mismatched_weights_bad_fields_and_versions(version, tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
     model, wid = tiny_hyperprior
-    data = encode_image(photo_crop, model, quality=2, weights_id=wid)
+    data = encode_image(photo_crop, model, quality=2, weights_id=wid, version=version)
+    assert struct.unpack_from("<H", data, 8)[0] == (3 if version == 3 else 1)
     res = _resolver(model, wid)
     with pytest.raises(FileFormatError, match="mismatched model version"):
         decode_image(data, resolver=_resolver(model, "0123456789abcdef"))
-    for edit in (
+    edits = [
         lambda h: h.update(m="transformer"),
         lambda h: h.update(h=0),
-        lambda h: h.update(w=1 << 20),
         lambda h: h.update(h=40000, w=40000),
-        lambda h: h.update(q="2"),
-        lambda h: h.update(v=7),
-        lambda h: h.pop("v"),
-        lambda h: h.update(extra=1),
         lambda h: h.update(m="factorized"),
-    ):
+        lambda h: h.update(v="00000000"),
+        lambda h: h.update(t=64),  # a one-tile image declared as tiled
+        lambda h: h.update(sections=h["sections"][:1]),
+        lambda h: h.update(sections=[h["sections"][0] + 4, h["sections"][1] - 4]),
+    ]
+    if version == 3:  # raw model codes and the length table in words
+        edits += [lambda h: h.update(m=2), lambda h: h.update(m=255), lambda h: h.update(sections=[h["sections"][0], 1 << 30])]
+    else:  # what only a JSON header can hold
+        edits += [
+            lambda h: h.update(w=1 << 20), lambda h: h.update(q="2"), lambda h: h.update(v=7), lambda h: h.pop("v"),
+            lambda h: h.update(extra=1),
+        ]
+    for edit in edits:
         with pytest.raises(FileFormatError):
             decode_image(_reheader(data, edit), resolver=res)
-    newer = data[:8] + struct.pack("<H", 3) + data[10:]
-    with pytest.raises(FileFormatError, match="version 3"):
+    newer = data[:8] + struct.pack("<H", 4) + data[10:]
+    with pytest.raises(FileFormatError, match="version 4"):
         read_header(newer)
-    with pytest.raises(FileFormatError):
-        read_header(data[:-3])
+    for cut in (1, 9, 10, 20, len(data) // 2, len(data) - 3, len(data) - 1):
+        with pytest.raises(FileFormatError):
+            read_header(data[:cut])
+    with pytest.raises(FileFormatError, match="trailing"):
+        read_header(data + data[-4:])
     with pytest.raises(FileFormatError):
         read_header(b"\x89PNG\r\n\x1a\n" + data[8:])
     # a size that disagrees with the streams is refused, not decoded into another crop
@@ -76,6 +88,33 @@ def test_refuses_mismatched_weights_bad_fields_and_versions(tiny_hyperprior, pho
         with pytest.raises(FileFormatError):
             decode_image(_reheader(data, lambda h: h.update(h=h["h"] + dh)), resolver=res)
     assert decode_image(_reheader(data, lambda h: None), resolver=res)[0].shape == photo_crop.shape
+
+
+def test_compact_files_cost_28_bytes_and_convert_losslessly_to_the_legacy_layout(tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
+    model, wid = tiny_hyperprior
+    res = _resolver(model, wid)
+    data = encode_image(photo_crop, model, quality=2, weights_id=wid)
+    legacy = encode_image(photo_crop, model, quality=2, weights_id=wid, version=2)
+    head, sections = read_header(data)
+    # same y stream in both layouts (the z stream binds the whole size in version 3, 18 bits more);
+    # the compact layout adds 28 bytes (two sections under 128 words)
+    assert sections[1] == read_header(legacy)[1][1] and all(len(s) < 512 for s in sections)
+    assert len(data) == sum(map(len, sections)) + 28 < len(legacy) - 60
+    assert head["v"] == wid and head["q"] == 2 and "t" not in head
+    assert torch.equal(decode_image(data, resolver=res)[0], decode_image(legacy, resolver=res)[0])
+    # the test helper converts between the layouts (a forged layout: the size binding differs)
+    assert read_header(rewrite_header(legacy, lambda h: None, version=3))[1] == read_header(legacy)[1]
+    assert read_header(rewrite_header(data, lambda h: None, version=1))[1] == sections
+    # ids that are not 8 hex digits (custom resolvers) are stored as a hash and still checked
+    custom = encode_image(photo_crop, model, quality=2, weights_id="my-weights v1")
+    assert decode_image(custom, resolver=_resolver(model, "my-weights v1"))[1]["v"] == weights_tag("my-weights v1").hex()
+    with pytest.raises(FileFormatError, match="mismatched model version"):
+        decode_image(custom, resolver=_resolver(model, "my-weights v2"))
+    for bad in (-1, 256, "2", True):
+        with pytest.raises(ConfigError, match="quality"):
+            encode_image(photo_crop, model, quality=bad, weights_id=wid)
+    with pytest.raises(ConfigError, match="format version"):
+        encode_image(photo_crop, model, quality=2, weights_id=wid, version=1)
 
 
 def test_refuses_bad_image_tensors(tiny_hyperprior) -> None:  # type: ignore[no-untyped-def]

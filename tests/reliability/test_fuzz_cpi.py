@@ -1,9 +1,10 @@
 """10,000 random mutations of a valid .cpi: each decodes to the exact original or is refused with FileFormatError
 (streams forged with valid checksums: refused, or decoded to an image of the declared size, never a crash).
 
-Two files, 10,000 mutations each: a single-tile file (format version 1) and a tiled one (version 2,
-a 40x100 image in tiles of 40x64 and 40x36, whose header fields "t", "h", "w" and section table
-the mutations forge too). They come from a tiny randomly initialised hyperprior (fast to decode). Mutations: bit
+Three files, 10,000 mutations each: a single-tile file and a tiled one (a 40x100 image in tiles of
+40x64 and 40x36, whose header fields "t", "h", "w" and section table the mutations forge too) in
+the compact format version 3, and the tiled one in the legacy JSON layout (version 2) that older
+convpress wrote and that still decodes. They come from a tiny randomly initialised hyperprior (fast to decode). Mutations: bit
 flips, truncations, insertions, deletions, overwrites, and changes of header fields re-checksummed
 so that the reader has to validate the fields themselves, and changes of the latent streams with
 re-computed checksums, so that the rANS decoder itself meets garbage (a forged but well-formed file).
@@ -24,7 +25,8 @@ from convpress.errors import FileFormatError
 from convpress.testing import mutate, mutations
 
 _STATE: dict[str, dict[str, object]] = {}
-_FILES = {"single": ((21, 37), 1024), "tiled": ((40, 100), 64)}  # (image size, tile side)
+# (image size, tile side, format version); "legacy" is the JSON layout older convpress wrote, still read
+_FILES = {"single": ((21, 37), 1024, 3), "tiled": ((40, 100), 64, 3), "legacy": ((40, 100), 64, 2)}
 
 
 def _setup(which: str) -> dict[str, object]:
@@ -36,9 +38,9 @@ def _setup(which: str) -> dict[str, object]:
         model.eval()
         model.update()
         wid = weights_id(model.state_dict())
-        size, tile = _FILES[which]
+        size, tile, version = _FILES[which]
         x = torch.rand(3, *size)
-        data = encode_image(x, model, quality=3, weights_id=wid, tile=tile)
+        data = encode_image(x, model, quality=3, weights_id=wid, tile=tile, version=version)
         resolver = lambda name, q: (model, {"weights_id": wid})  # noqa: E731
         _STATE[which] = {"data": data, "resolver": resolver, "pixels": decode_image(data, resolver=resolver)[0]}
     return _STATE[which]

@@ -232,7 +232,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         for base in ("jpeg", "webp"):
             lines.append(f"| {base.upper()} | {pct(bd[f'vs_{base}_psnr_pchip_lower_half'])} | {pct(bd[f'vs_{base}_psnr_pchip_upper_half'])} |")
     lines += ["", "**Estimated (likelihoods) vs actual (file) bits**, summed over the images; the coded streams are the "
-              "file without its container (prefix, JSON header, CRCs), i.e. what the rANS coder wrote:", "",
+              "file without its header and checksum (28-30 bytes per one-tile file since format version 3), i.e. what the rANS coder wrote:", "",
               "| quality | estimated | actual file | difference | coded streams | difference |", "|---|---|---|---|---|---|"]
     for r in result["estimate_vs_actual"]:
         streams = f"{r['stream_bits']:,} | {r['stream_diff_percent']:+.2f}%" if "stream_bits" in r else "n/a | n/a"
