@@ -24,24 +24,47 @@ OPENCV_PHOTOS = ["aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg
                  "fruits.jpg", "home.jpg", "leuvenA.jpg", "messi5.jpg", "orange.jpg", "starry_night.jpg", "lena.jpg",
                  "HappyFish.jpg", "graf1.png", "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "stuff.jpg",
                  "basketball1.png", "board.jpg", "ela_original.jpg"]
+#: photographs among the wallpapers of Debian's plasma-workspace-wallpapers and mate-backgrounds
+#: packages (the others are renders and drawings); used for training only, never redistributed
+WALLPAPER_PHOTOS = [f"/usr/share/wallpapers/{n}/contents/images/{s}" for n, s in (
+    ("BytheWater", "1920x1080.jpg"), ("ColdRipple", "1920x1080.jpg"), ("ColorfulCups", "2560x1600.jpg"),
+    ("DarkestHour", "1920x1080.jpg"), ("EveningGlow", "1920x1080.jpg"), ("FallenLeaf", "1920x1080.jpg"),
+    ("Grey", "1920x1080.jpg"), ("OneStandsOut", "1920x1080.jpg"), ("Path", "1920x1080.jpg"),
+    ("Volna", "5120x2880.jpg"), ("summer_1am", "1920x1080.jpg"))] + [
+    f"/usr/share/backgrounds/mate/nature/{n}.jpg" for n in (
+        "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm", "TwoWings",
+        "Wood", "YellowFlower")]
 SETTINGS = {"epochs": 20, "steps": 100, "batch": 4, "crops": (192, 256, 320), "lr": 5e-4, "val_fraction": 0.15, "seed": 0}
 
 
-def photos(upscale: int = 0) -> list[tuple[str, "object"]]:
+def photos(upscale: int = 0, wallpapers: bool = False) -> list[tuple[str, "object"]]:
     """Training photos; with ``upscale`` > 0, also a 2x bicubic enlargement of each photo whose long
     side is at most ``upscale`` (scale augmentation: soft, enlarged photos are common inputs, and
-    an operator such as L0 smoothing behaves differently on them)."""
+    an operator such as L0 smoothing behaves differently on them). With ``wallpapers``, also the
+    :data:`WALLPAPER_PHOTOS` that are installed, each at long side 1024 and as a 2x enlargement of
+    its 512 version (``apt-get install plasma-workspace-wallpapers mate-backgrounds``)."""
     import cv2
     import numpy as np
 
     from convpress.data.images import read_image
-    from convpress.fip.pairs import training_photos
+    from convpress.fip.pairs import resize_long_side, training_photos
 
     images = training_photos()
     for name in OPENCV_PHOTOS:
         p = OPENCV_DOC / name
         if p.is_file():
             images.append((name, read_image(p).permute(1, 2, 0).numpy()))
+    if wallpapers:
+        found = [Path(f) for f in WALLPAPER_PHOTOS if Path(f).is_file()]
+        print(f"{len(found)} of {len(WALLPAPER_PHOTOS)} wallpaper photos installed", flush=True)
+        for p in found:
+            img = read_image(p).permute(1, 2, 0).numpy()
+            name = f"{p.parent.parent.parent.name if 'wallpapers' in p.parts else p.stem}"
+            images.append((name, np.ascontiguousarray(resize_long_side(img, 1024))))
+            half = resize_long_side(img, 512)
+            big = cv2.resize(half, (2 * half.shape[1], 2 * half.shape[0]), interpolation=cv2.INTER_CUBIC)
+            images.append((f"{name}@512x2", np.ascontiguousarray(np.clip(big, 0, 1))))
+            del img
     if upscale:
         for name, img in list(images):
             h, w = img.shape[:2]
@@ -75,20 +98,30 @@ def main() -> None:
     ap.add_argument("--crops", type=int, nargs="+", help=f"crop sides (default: {SETTINGS['crops']}); gf-can24 runs its CAN on crops 4x smaller, "
                     "so larger crops give it more context")
     ap.add_argument("--batch", type=int, default=SETTINGS["batch"])
+    ap.add_argument("--wallpapers", action="store_true", help="also train on the photos among Debian's wallpapers (WALLPAPER_PHOTOS)")
+    ap.add_argument("--rotate", action="store_true", help="rotate and reflect crops too (8 symmetries; operators that commute with them)")
+    ap.add_argument("--only-pairs", action="store_true", help="build the pairs and stop (e.g. to build them in parallel processes)")
+    ap.add_argument("--shard", type=int, nargs=2, metavar=("K", "N"), help="with --only-pairs: build only every N-th photo from the K-th")
     ap.add_argument("--suffix", default="", help="appended to the weights file name (e.g. -can24)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    images = photos(args.upscale)
+    images = photos(args.upscale, args.wallpapers)
     print(f"{len(images)} training photos", flush=True)
+    if args.shard:
+        images = images[args.shard[0] :: args.shard[1]]
     for op in args.operators:
         t0 = time.time()
         pairs = build_pairs(images, op, Path(args.work) / "pairs", sizes=args.sizes)
         print(f"{op}: {len(pairs)} pairs in {time.time() - t0:.0f} s", flush=True)
+        if args.only_pairs:
+            continue
         settings = {**SETTINGS, "epochs": args.epochs, "steps": args.steps, "lr": args.lr, "batch": args.batch}
         if args.crops:
             settings["crops"] = tuple(args.crops)
         if args.constant_lr:
             settings.update(cosine=False, keep_best=False)
+        if args.rotate:
+            settings["rotate"] = True
         kwargs = {k: v for k, v in (("eps", args.eps), ("factor", args.factor), ("low_res", args.low_res)) if v is not None}
         cfg = TrainConfig(op, model=args.model, model_kwargs=kwargs, **settings)
         out = Path(args.out) / f"{op}{args.suffix}.safetensors"
@@ -101,6 +134,8 @@ def main() -> None:
         tag += f"-up{args.upscale}" if args.upscale else ""
         tag += f"-crops{max(args.crops)}" if args.crops else ""
         tag += f"-b{args.batch}" if args.batch != SETTINGS["batch"] else ""
+        tag += "-wall" if args.wallpapers else ""
+        tag += "-rot" if args.rotate else ""
         t1 = time.time()
         res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{tag}", init=init)
         for h in res.history:

@@ -118,3 +118,21 @@ def test_weights_round_trip_and_mismatch(tmp_path: Path) -> None:
 def test_psnr() -> None:
     a = torch.zeros(3, 4, 4)
     assert psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-4)
+
+
+def test_rotate_augmentation_draws_all_eight_symmetries_alike_for_input_and_target() -> None:
+    from convpress.fip.train import crop_batch
+
+    x = torch.arange(3 * 4 * 4, dtype=torch.float32).reshape(3, 4, 4)
+    data = [(x, x + 1000.0)]  # the target is the input shifted: both must get the same transform
+    seen, plain = set(), set()
+    rng, rng_plain = np.random.default_rng(0), np.random.default_rng(0)
+    for _ in range(200):
+        xb, yb = crop_batch(data, rng, (4,), 1, 4, rotate=True)
+        assert torch.equal(yb, xb + 1000.0)
+        seen.add(tuple(xb[0, 0].flatten().tolist()))
+        plain.add(tuple(crop_batch(data, rng_plain, (4,), 1, 4)[0][0, 0].flatten().tolist()))
+    symmetries = {tuple(t.flatten().tolist()) for k in range(4) for t in (torch.rot90(x[0], k), torch.rot90(x[0], k).T)}
+    assert seen == symmetries and len(plain) == 2  # without rotate: the crop and its mirror only
+    with pytest.raises(TypeError):
+        crop_batch(data, rng, (4,), 1, 4, True)  # type: ignore[misc]  # keyword only

@@ -54,6 +54,8 @@ def register(sub: Any) -> None:
     t.add_argument("--crops", type=int, nargs="+", default=[128, 192, 256])
     t.add_argument("--lr", type=float, default=5e-4)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--rotate", action="store_true",
+                   help="also rotate and reflect crops (8 symmetries; only for operators that commute with them, e.g. l0)")
     t.add_argument("--threads", type=int, help="torch threads per process (default: torch's choice)")
     t.add_argument("--force", action="store_true", help="overwrite --out")
     t.add_argument("--no-progress", action="store_true")
@@ -109,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(args.operator, model=args.model, epochs=args.epochs, steps=args.steps, batch=args.batch,
-                      crops=tuple(args.crops), lr=args.lr, seed=args.seed)
+                      crops=tuple(args.crops), lr=args.lr, seed=args.seed, rotate=args.rotate)
     res = train(load_pairs(args.cache, args.operator), cfg, work_dir=args.work_dir, progress=not args.no_progress)
     if not is_main():  # under torchrun only rank 0 prints and writes
         return 0

@@ -54,6 +54,9 @@ class TrainConfig:
         model_kwargs: keyword arguments of the model builder (recorded in the weights file).
         keep_best: end with the weights of the epoch with the best validation PSNR (the
             validation photos are held out from training, never the benchmark photos).
+        rotate: also transpose crops at random, so that with the flips every crop appears in
+            any of the 8 rotations and reflections of the square (for operators that commute
+            with them, such as L0 smoothing; not for direction-dependent ones).
     """
 
     operator: str
@@ -68,6 +71,7 @@ class TrainConfig:
     cosine: bool = True
     keep_best: bool = True
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    rotate: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.steps < 1 or self.batch < 1:
@@ -111,8 +115,9 @@ def _load(pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def crop_batch(data: list[tuple[torch.Tensor, torch.Tensor]], rng: np.random.Generator, crops: tuple[int, ...], batch: int,
-                min_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(batch, 3, c, c) input and target crops of one random size c, random positions and flips."""
+                min_size: int, *, rotate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(batch, 3, c, c) input and target crops of one random size c, random positions and flips
+    (horizontal; with ``rotate`` also vertical and transposes: the 8 symmetries of the square)."""
     c = int(rng.choice(crops))
     xs, ys = [], []
     for _ in range(batch):
@@ -125,6 +130,11 @@ def crop_batch(data: list[tuple[torch.Tensor, torch.Tensor]], rng: np.random.Gen
         xc, yc = x[:, i : i + side, j : j + side], y[:, i : i + side, j : j + side]
         if rng.random() < 0.5:
             xc, yc = xc.flip(2), yc.flip(2)
+        if rotate:
+            if rng.random() < 0.5:
+                xc, yc = xc.flip(1), yc.flip(1)
+            if rng.random() < 0.5:
+                xc, yc = xc.transpose(1, 2), yc.transpose(1, 2)
         xs.append(xc)
         ys.append(yc)
     side = min(t.shape[1] for t in xs)
@@ -219,7 +229,7 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
         total = 0.0
         with progress_bar(cfg.steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress and rank == 0) as bar:
             for step in range(cfg.steps):
-                x, y = crop_batch(data, rng, cfg.crops, cfg.batch, min_size)  # the global batch, on every process
+                x, y = crop_batch(data, rng, cfg.crops, cfg.batch, min_size, rotate=cfg.rotate)  # the global batch, on every process
                 loss = F.mse_loss(net(x[rank::size]), y[rank::size])  # this process's share
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
