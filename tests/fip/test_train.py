@@ -89,6 +89,13 @@ def test_a_checkpoint_of_another_run_or_a_damaged_one_is_refused(cache: Path, tm
     train(pairs, CFG, work_dir=tmp_path, stop_after=1)
     with pytest.raises(ConfigError, match="other settings"):
         train(pairs, replace(CFG, lr=CFG.lr / 2), work_dir=tmp_path)
+    # a fine-tune of other weights with the same settings does not resume this run
+    from convpress.models import create_model
+
+    torch.manual_seed(1)
+    other = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in create_model(CFG.model).state_dict().items()}
+    with pytest.raises(ConfigError, match="starting weights"):
+        train(pairs, CFG, work_dir=tmp_path, init=other)
     ckpt = tmp_path / "checkpoint.ckpt"
     data = bytearray(ckpt.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -141,9 +141,16 @@ def crop_batch(data: list[tuple[torch.Tensor, torch.Tensor]], rng: np.random.Gen
     return torch.stack([t[:, :side, :side] for t in xs]), torch.stack([t[:, :side, :side] for t in ys])
 
 
-def _fingerprint(cfg: TrainConfig, pairs: list[Pair]) -> str:
+def _fingerprint(cfg: TrainConfig, pairs: list[Pair], init: dict[str, torch.Tensor] | None = None) -> str:
+    """Id of a run: its settings, its pairs and, for a fine-tune, the weights it starts from (so that
+    fine-tuning other weights with the same settings never resumes a finished run's checkpoint)."""
     key = json.dumps({"cfg": asdict(cfg), "pairs": [str(p.target.name) for p in pairs]}, sort_keys=True)
-    return hashlib.sha1(key.encode()).hexdigest()[:16]
+    h = hashlib.sha1(key.encode())
+    if init is not None:
+        for k in sorted(init):
+            h.update(k.encode())
+            h.update(init[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def evaluate(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], *, rank: int = 0, size: int = 1) -> float:
@@ -202,13 +209,13 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
     best: tuple[float, dict[str, torch.Tensor] | None] = (-math.inf, None)
     start = 0
     ckpt = Path(work_dir) / "checkpoint.ckpt" if work_dir is not None else None
-    run_id = _fingerprint(cfg, pairs)
+    run_id = _fingerprint(cfg, pairs, init)
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         if ckpt.is_file():
             state = load_checkpoint(ckpt, "fip-train")  # CRC-checked, tensors only (no pickled code)
             if state.get("run_id") != run_id:
-                raise ConfigError(f"{ckpt} belongs to a training run with other settings or pairs; use another work folder")
+                raise ConfigError(f"{ckpt} belongs to a training run with other settings, pairs or starting weights; use another work folder")
             try:
                 model.load_state_dict(state["model"])
                 opt.load_state_dict(state["opt"])
