@@ -3,8 +3,9 @@
     python benchmarks/train_fip_weights.py --operators rtv rof --work /tmp/fip-work
 
 Pairs come from the bundled TRAIN photos (never coffee or rocket, the benchmark photos) plus
-the photos of Debian's ``opencv-doc`` package when it is installed, at long sides 384 and
-512 (references are cheap there: RTV costs about 36 s per megapixel). Each operator gets a
+the photos of Debian's ``opencv-doc`` package when it is installed (and, with ``--wallpapers``,
+the photographs among Debian's wallpaper packages), at long sides 384 and 512 by default
+(references are cheap there: RTV costs about 36 s per megapixel). Each operator gets a
 ``gf-can24`` (CAN24 at low resolution + learned guided filter) trained with the settings
 below; training resumes from ``--work`` if interrupted. Single-threaded by default because
 the machine is shared.
@@ -135,6 +136,11 @@ def main() -> None:
         tag += f"-crops{max(args.crops)}" if args.crops else ""
         tag += f"-b{args.batch}" if args.batch != SETTINGS["batch"] else ""
         tag += "-wall" if args.wallpapers else ""
+        if init is not None:  # each fine-tune of a chain gets its own run folder (named after its start)
+            import hashlib
+
+            digest = hashlib.sha1(b"".join(init[k].numpy().tobytes() for k in sorted(init))).hexdigest()[:8]
+            tag += f"-from{digest}"
         tag += "-rot" if args.rotate else ""
         t1 = time.time()
         res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{tag}", init=init)
