@@ -11,7 +11,9 @@ divides every gradient coordinate by its own running magnitude, so a weight move
 does not change the step (most weights come out bit-identical), but a weight whose gradient is
 zero in exact arithmetic (the output does not depend on it) follows the sign of rounding noise
 and may drift by up to about ``lr`` per step in either run. So each test checks (1) the logged
-losses to 1e-6 relative, (2) 99% of the weights to 1e-6, (3) every weight within the Adam bound
+losses to 1e-5 relative (an epoch's mean loss includes steps taken after updates, so that drift
+enters it: 2.1e-6 measured for fip with torch 2.14.1, where a first step's loss agrees to 1e-7;
+a sharding or averaging mistake shows as 1e-3 or more), (2) 99% of the weights to 1e-6, (3) every weight within the Adam bound
 ``2 * lr * steps``, and (4) the two trained networks' outputs on a held-out photo to 1e-4
 (0.03 of an 8-bit level). Adam also makes the weights blind to a global scale of the gradient,
 which is why (1) checks the loss values themselves.
@@ -75,7 +77,7 @@ def _check_history(a: list[dict[str, float]], b: list[dict[str, float]], keys: t
     assert len(a) == len(b) > 0
     for ra, rb in zip(a, b):
         for k in keys:
-            assert rb[k] == pytest.approx(ra[k], rel=1e-6), k
+            assert rb[k] == pytest.approx(ra[k], rel=1e-5), k
 
 
 def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
