@@ -158,3 +158,37 @@ def test_tiled_codec_peak_memory_grows_much_less_than_the_image(quality: int, tm
     for i, what in enumerate(("encode", "decode")):
         per_pixel = (peaks[1][i] - peaks[0][i]) / extra_pixels
         assert per_pixel < 70, f"{what}: peak RSS grew {per_pixel:.0f} bytes per extra pixel ({peaks})"
+
+
+def test_info_reports_the_file_without_decoding_and_refuses_bad_ones(photo: Path, quality: int, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from convpress.codec.bitstream import encode_image, read_header
+    from convpress.codec.weights import pretrained
+    from convpress.data.images import read_image
+
+    cpi = tmp_path / "a.cpi"
+    assert main(["encode", str(photo), str(cpi), "--quality", str(quality), "--tile", "64"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(cpi)]) == 0
+    out = capsys.readouterr().out
+    data = cpi.read_bytes()
+    streams = sum(map(len, read_header(data)[1]))
+    assert "format version 3" in out and "130x100, tiles of 64x64, 6 tiles" in out and f"quality {quality}" in out
+    assert "the shipped weights of this level" in out and f"{len(data):,} bytes" in out
+    assert f"header and checksums {len(data) - streams:,} bytes" in out
+    # a legacy file (format version 2 layout, here version 1: one tile) and other weights' files
+    model, meta = pretrained(quality)
+    legacy = tmp_path / "legacy.cpi"
+    legacy.write_bytes(encode_image(read_image(photo), model, quality=quality, weights_id=meta["weights_id"], version=2))
+    assert main(["info", str(legacy)]) == 0
+    out = capsys.readouterr().out
+    assert "format version 1" in out and "one tile" in out and "the shipped weights" in out
+    other = tmp_path / "other.cpi"
+    other.write_bytes(encode_image(read_image(photo), model, quality=quality, weights_id="0badc0de"))
+    assert main(["info", str(other)]) == 0
+    assert "NOT the shipped weights" in capsys.readouterr().out
+    for bad in (data[:-1], data[:20], b"\x89PNG\r\n\x1a\n" + data[8:]):
+        (tmp_path / "bad.cpi").write_bytes(bad)
+        assert main(["info", str(tmp_path / "bad.cpi")]) == 2
+        assert "bad.cpi" in _err(capsys)
+    assert main(["info", str(tmp_path / "missing.cpi")]) == 2 and "no such file" in _err(capsys)
+    assert main(["info", str(tmp_path)]) == 2 and "directory" in _err(capsys)

@@ -1,4 +1,4 @@
-"""``convpress codec encode | decode | train``: learned image compression into ``.cpi`` files."""
+"""``convpress codec encode | decode | info | qualities | train``: learned image compression into ``.cpi`` files."""
 
 from __future__ import annotations
 
@@ -44,6 +44,14 @@ def register(sub: Any) -> None:
     d.add_argument("output", help="the image to write (.png, .bmp, .tif, .webp, .jpg)")
     d.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     d.set_defaults(func=_decode)
+
+    i = cs.add_parser("info", help="show what a .cpi file holds (checks it; decodes nothing)",
+                      description="Print a .cpi file's format version, model, quality, image size, tiling, weights "
+                                  "and its bytes: the rANS streams and the header and checksum around them. The "
+                                  "file's structure, checksum and fields are verified; the pixels are not decoded.",
+                      epilog="example: convpress codec info photo.cpi")
+    i.add_argument("input", help="a .cpi file")
+    i.set_defaults(func=_info)
 
     q = cs.add_parser("qualities", help="list the quality levels with shipped weights")
     q.add_argument("--model", default="hyperprior")
@@ -106,6 +114,38 @@ def _decode(args: argparse.Namespace) -> int:
     image, head = read_cpi(args.input)
     write_image(out, image, overwrite=args.force, protect=(args.input,))
     print(f"wrote {out} ({head['w']}x{head['h']})")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import struct
+    from pathlib import Path
+
+    from convpress.codec.bitstream import WHAT, read_header, weights_tag
+    from convpress.codec.weights import available_qualities, pretrained
+    from convpress.errors import FileFormatError
+
+    p = Path(args.input)
+    if p.is_dir():
+        raise FileFormatError(f"{p} is a directory, not a {WHAT}")
+    data = p.read_bytes()
+    head, sections = read_header(data, name=str(p))
+    version = struct.unpack_from("<H", data, 8)[0]
+    h, w, q = head["h"], head["w"], head["q"]
+    streams = sum(len(s) for s in sections)
+    tiles = f"tiles of {head['t']}x{head['t']}, {len(sections) // (2 if head['m'] == 'hyperprior' else 1)} tiles" if "t" in head else "one tile"
+    if q in available_qualities(head["m"]):
+        shipped = pretrained(q, head["m"])[1]["weights_id"]
+        match = (weights_tag(shipped).hex() if version == 3 else shipped) == head["v"]
+        weights = f"{head['v']} ({'the shipped weights of this level' if match else 'NOT the shipped weights: cannot decode here'})"
+    else:
+        weights = f"{head['v']} (no weights shipped for quality {q})"
+    print(f"{p}: {WHAT}, format version {version}")
+    print(f"  image    {w}x{h}, {tiles}")
+    print(f"  model    {head['m']}, quality {q}")
+    print(f"  weights  {weights}")
+    print(f"  size     {len(data):,} bytes = {8 * len(data) / (h * w):.4f} bpp: rANS streams {streams:,} bytes in "
+          f"{len(sections)} sections, header and checksums {len(data) - streams:,} bytes")
     return 0
 
 
