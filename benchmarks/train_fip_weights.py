@@ -60,12 +60,11 @@ def photos(upscale: int = 0, wallpapers: bool = False) -> list[tuple[str, "objec
         print(f"{len(found)} of {len(WALLPAPER_PHOTOS)} wallpaper photos installed", flush=True)
         for p in found:
             img = read_image(p).permute(1, 2, 0).numpy()
-            name = f"{p.parent.parent.parent.name if 'wallpapers' in p.parts else p.stem}"
+            name = p.parents[2].name if "wallpapers" in p.parts else p.stem  # KDE: the wallpaper's folder
             images.append((name, np.ascontiguousarray(resize_long_side(img, 1024))))
             half = resize_long_side(img, 512)
             big = cv2.resize(half, (2 * half.shape[1], 2 * half.shape[0]), interpolation=cv2.INTER_CUBIC)
             images.append((f"{name}@512x2", np.ascontiguousarray(np.clip(big, 0, 1))))
-            del img
     if upscale:
         for name, img in list(images):
             h, w = img.shape[:2]
@@ -77,7 +76,7 @@ def photos(upscale: int = 0, wallpapers: bool = False) -> list[tuple[str, "objec
 
 def main() -> None:
     from convpress.fip.pairs import build_pairs
-    from convpress.fip.train import TrainConfig, train
+    from convpress.fip.train import TrainConfig, state_digest, train
     from convpress.fip.weights import WEIGHTS_DIR, save_network
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -137,10 +136,7 @@ def main() -> None:
         tag += f"-b{args.batch}" if args.batch != SETTINGS["batch"] else ""
         tag += "-wall" if args.wallpapers else ""
         if init is not None:  # each fine-tune of a chain gets its own run folder (named after its start)
-            import hashlib
-
-            digest = hashlib.sha1(b"".join(init[k].numpy().tobytes() for k in sorted(init))).hexdigest()[:8]
-            tag += f"-from{digest}"
+            tag += f"-from{state_digest(init)[:8]}"
         tag += "-rot" if args.rotate else ""
         t1 = time.time()
         res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{tag}", init=init)

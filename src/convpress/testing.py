@@ -31,22 +31,18 @@ def mutations(kinds: Sequence[str] = MUTATION_KINDS, max_pos: int = 100_000) -> 
 
 
 def _is_cpi3(data: bytes) -> bool:
-    from convpress.codec.bitstream import MAGIC
+    from convpress.codec.bitstream import format_version
 
-    return len(data) >= 10 and data[:8] == MAGIC and struct.unpack_from("<H", data, 8)[0] == 3
+    return format_version(data) == 3
 
 
 def _split(data: bytes) -> tuple[bytes, int, dict[str, Any], list[bytes]]:
-    """(magic, version, header dict, sections) of a container file or a version-3 .cpi (unchecked)."""
+    """(magic, version, header dict, sections) of a container file (unchecked) or a valid version-3 .cpi."""
     if _is_cpi3(data):
-        from convpress.codec.bitstream import _CODE_MODELS, split_v3
+        from convpress.codec.bitstream import read_header
 
-        (code, q, h, w, t, tag), spans, _ = split_v3(data)
-        head: dict[str, Any] = {"m": _CODE_MODELS[code], "q": q, "h": h, "w": w, "v": tag.hex()}
-        if t:
-            head["t"] = t
-        head["sections"] = [b - a for a, b in spans]
-        return data[:8], 3, head, [data[a:b] for a, b in spans]
+        head, sections = read_header(data)
+        return data[:8], 3, head, sections
     magic, version, flags, hlen = _PREFIX.unpack_from(data)
     raw = data[_PREFIX.size : _PREFIX.size + hlen]
     head = json.loads(zlib.decompress(raw) if flags & 1 else raw)
@@ -70,15 +66,14 @@ def rewrite_header(data: bytes, edit: Callable[[dict[str, Any]], None], *, versi
     magic, old_version, head, sections = _split(data)
     edit(head)
     v = old_version if version is None else version
-    from convpress.codec.bitstream import _CRC, _FIELDS3, _PREFIX3, MAGIC, MODEL_CODES, _varint
+    from convpress.codec.bitstream import MAGIC, MODEL_CODES, pack_v3
 
     if magic == MAGIC and (v == 3 or (v not in (1, 2) and old_version == 3)):
         m = head["m"]
         fields = (m if isinstance(m, int) else MODEL_CODES.get(m, 255), head["q"], head["h"], head["w"],
                   head.get("t", 0), bytes.fromhex(head["v"]))
-        # the (possibly edited) length table in words, then the unchanged section bytes
-        payload = _FIELDS3.pack(*fields) + b"".join(_varint(n // 4) for n in head["sections"]) + b"".join(sections)
-        return _PREFIX3.pack(magic, v) + payload + _CRC.pack(zlib.crc32(payload))
+        # the (possibly edited) length table, then the unchanged section bytes
+        return pack_v3(fields, sections, version=v, lengths=head["sections"])
     hb = json.dumps(head, separators=(",", ":")).encode()
     parts = [_PREFIX.pack(magic, v, 0, len(hb)), hb, struct.pack("<I", zlib.crc32(hb))]
     for s in sections:

@@ -118,10 +118,9 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    import struct
     from pathlib import Path
 
-    from convpress.codec.bitstream import WHAT, read_header, weights_tag
+    from convpress.codec.bitstream import WHAT, format_version, read_header, tile_grid, weights_match
     from convpress.codec.weights import available_qualities, pretrained
     from convpress.errors import FileFormatError
 
@@ -130,13 +129,12 @@ def _info(args: argparse.Namespace) -> int:
         raise FileFormatError(f"{p} is a directory, not a {WHAT}")
     data = p.read_bytes()
     head, sections = read_header(data, name=str(p))
-    version = struct.unpack_from("<H", data, 8)[0]
+    version = format_version(data)
     h, w, q = head["h"], head["w"], head["q"]
-    streams = sum(len(s) for s in sections)
-    tiles = f"tiles of {head['t']}x{head['t']}, {len(sections) // (2 if head['m'] == 'hyperprior' else 1)} tiles" if "t" in head else "one tile"
+    streams = sum(head["sections"])
+    tiles = f"tiles of {head['t']}x{head['t']}, {len(tile_grid(h, w, head['t']))} tiles" if "t" in head else "one tile"
     if q in available_qualities(head["m"]):
-        shipped = pretrained(q, head["m"])[1]["weights_id"]
-        match = (weights_tag(shipped).hex() if version == 3 else shipped) == head["v"]
+        match = weights_match(head["v"], pretrained(q, head["m"])[1]["weights_id"], version)
         weights = f"{head['v']} ({'the shipped weights of this level' if match else 'NOT the shipped weights: cannot decode here'})"
     else:
         weights = f"{head['v']} (no weights shipped for quality {q})"

@@ -76,7 +76,7 @@ from convpress.errors import ConfigError, FileFormatError, InputError
 
 __all__ = [
     "MAGIC", "VERSION", "MODEL_CODES", "MAX_SIDE", "MAX_PIXELS", "DEFAULT_TILE", "encode_image", "decode_image",
-    "read_header", "weights_tag", "pad_image", "tile_grid", "estimate_memory", "Resolver",
+    "read_header", "weights_tag", "weights_match", "format_version", "pad_image", "tile_grid", "estimate_memory", "Resolver",
 ]
 
 MAGIC = b"\x89CPI\r\n\x1a\n"
@@ -112,6 +112,19 @@ def weights_tag(weights_id: str) -> bytes:
     return hashlib.sha256(weights_id.encode("utf-8")).digest()[:4]
 
 
+def weights_match(stored: str, weights_id: str, version: int | None) -> bool:
+    """Whether ``stored`` (a header's ``"v"``) names the weights ``weights_id``: in version 3 it is
+    their tag in hex (see :func:`weights_tag`), in versions 1-2 the id itself."""
+    return (weights_tag(weights_id).hex() if version == 3 else weights_id) == stored
+
+
+def format_version(data: bytes) -> int | None:
+    """The format version a ``.cpi`` file declares, or None if it does not start like one."""
+    if len(data) < _PREFIX3.size or data[:8] != MAGIC:
+        return None
+    return int(_PREFIX3.unpack_from(data)[1])
+
+
 # LEB128 varints by hand: the standard library has none, and these five lines do not justify a dependency
 def _varint(n: int) -> bytes:
     out = bytearray()
@@ -133,12 +146,14 @@ def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int] | None:
     return None
 
 
-def pack_v3(fields: tuple[int, int, int, int, int, bytes], sections: list[bytes], *, version: int = 3) -> bytes:
+def pack_v3(fields: tuple[int, int, int, int, int, bytes], sections: list[bytes], *, version: int = 3,
+            lengths: list[int] | None = None) -> bytes:
     """The bytes of a version-3 file from its raw fields (model code, quality, height, width, tile
     side or 0, weights tag) and its sections (each a whole number of 32-bit words). No validation:
-    :func:`encode_image` validates; the test helpers use this to forge well-formed files."""
+    :func:`encode_image` validates; the test helpers use this, with another ``version`` or a forged
+    length table ``lengths`` (bytes per section, default the sections' own), to forge files."""
     body = [_FIELDS3.pack(*fields)]
-    body += [_varint(len(sec) // 4) for sec in sections]
+    body += [_varint(n // 4) for n in (lengths if lengths is not None else map(len, sections))]
     body += [bytes(sec) for sec in sections]
     payload = b"".join(body)
     return _PREFIX3.pack(MAGIC, version) + payload + _CRC.pack(zlib.crc32(payload))
@@ -352,7 +367,7 @@ def read_header(data: bytes, *, name: str = "input") -> tuple[dict[str, Any], li
     """
     from convpress.fileformat.container import decode_container
 
-    if len(data) >= _PREFIX3.size and data[:8] == MAGIC and _PREFIX3.unpack_from(data)[1] == 3:
+    if format_version(data) == 3:
         (code, q, h, w, t, tag), spans, _ = split_v3(data, name=name)
         head3: dict[str, Any] = {"m": _CODE_MODELS[code], "q": q, "h": h, "w": w, "v": tag.hex()}
         if t:
@@ -406,9 +421,8 @@ def decode_image(data: bytes, *, resolver: Resolver | None = None, name: str = "
     """
     head, sections = read_header(data, name=name)
     model, meta = (resolver or _default_resolver)(head["m"], head["q"])
-    version = struct.unpack_from("<H", data, 8)[0]
-    have = str(meta.get("weights_id"))
-    if (weights_tag(have).hex() if version == 3 else have) != head["v"]:
+    version = format_version(data)
+    if not weights_match(head["v"], str(meta.get("weights_id")), version):
         raise FileFormatError(
             f"{name} was made with {head['m']} weights {head['v']} for quality {head['q']}, but this convpress has "
             f"weights {meta.get('weights_id')}: a mismatched model version cannot decode it"

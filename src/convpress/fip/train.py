@@ -33,7 +33,7 @@ from convpress.errors import ConfigError, FileFormatError, InputError
 from convpress.fileformat.checkpoint import load_checkpoint, save_checkpoint
 from convpress.fip.pairs import Pair
 
-__all__ = ["TrainConfig", "TrainResult", "train", "psnr", "split_pairs", "crop_batch"]
+__all__ = ["TrainConfig", "TrainResult", "train", "psnr", "split_pairs", "crop_batch", "state_digest"]
 
 
 @dataclass(frozen=True)
@@ -141,16 +141,22 @@ def crop_batch(data: list[tuple[torch.Tensor, torch.Tensor]], rng: np.random.Gen
     return torch.stack([t[:, :side, :side] for t in xs]), torch.stack([t[:, :side, :side] for t in ys])
 
 
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-1 (hex) of a state dict's names and tensor bytes: which weights a fine-tune starts from."""
+    h = hashlib.sha1()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def _fingerprint(cfg: TrainConfig, pairs: list[Pair], init: dict[str, torch.Tensor] | None = None) -> str:
     """Id of a run: its settings, its pairs and, for a fine-tune, the weights it starts from (so that
     fine-tuning other weights with the same settings never resumes a finished run's checkpoint)."""
     key = json.dumps({"cfg": asdict(cfg), "pairs": [str(p.target.name) for p in pairs]}, sort_keys=True)
-    h = hashlib.sha1(key.encode())
     if init is not None:
-        for k in sorted(init):
-            h.update(k.encode())
-            h.update(init[k].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+        key += state_digest(init)
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
 def evaluate(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], *, rank: int = 0, size: int = 1) -> float:
