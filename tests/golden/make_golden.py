@@ -1,0 +1,124 @@
+"""Write the golden files that tests/golden/test_golden.py compares the current code against.
+
+Run once, at a commit whose behaviour is the reference (it was run at 2b0aac0, before the
+ground-floor refactoring of issue 16), with two threads::
+
+    OMP_NUM_THREADS=2 python tests/golden/make_golden.py
+
+It writes, next to this script:
+
+* ``lenet5-{ans,huffman,none}.cpz``: a seeded LeNet-5, pruned and weight-shared, saved with each coder;
+* ``hyperprior-q{1..6}.cpi`` and ``hyperprior-q3-v2.cpi``: a 64x96 crop of the test photo
+  ``coffee`` encoded with every shipped quality level (and once in the legacy layout), with
+  ``*.png`` of their decoded pixels;
+* ``fip-{operator}.png``: every shipped fip network applied to a 64x96 crop of ``rocket``;
+* ``training.json``: loss histories of short, seeded runs of the three training loops.
+
+Test photos only (``coffee``, ``rocket``), never trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def lenet5() -> torch.nn.Module:
+    import convpress as cp
+
+    torch.manual_seed(0)
+    model = cp.create_model("lenet-5")
+    cp.prune_(model, {"conv1": 0.4, "conv2": 0.9, "fc1": 0.97, "fc2": 0.8})
+    cp.quantize_(model, cp.bits_by_type(model, conv=5, linear=4))
+    return model
+
+
+def coffee_crop() -> torch.Tensor:
+    from convpress.data.photos import bundled_photo
+
+    return bundled_photo("coffee")[:, 100:164, 200:296].contiguous()  # (3, 64, 96)
+
+
+def rocket_crop() -> torch.Tensor:
+    from convpress.data.photos import bundled_photo
+
+    return bundled_photo("rocket")[:, 150:214, 200:296].contiguous()  # (3, 64, 96)
+
+
+def training_runs(tmp: Path) -> dict[str, list[float]]:
+    """Loss histories of a few seeded steps of finetune, fip training and codec training."""
+    from torch.utils.data import DataLoader, Subset
+
+    import convpress as cp
+    from convpress.codec.train import TrainConfig as CodecConfig
+    from convpress.codec.train import train_codec
+    from convpress.data.mnist import load_mnist
+    from convpress.data.photos import bundled_photo
+    from convpress.fip.pairs import build_pairs
+    from convpress.fip.train import TrainConfig as FipConfig
+    from convpress.fip.train import train as train_fip
+
+    out: dict[str, list[float]] = {}
+    torch.manual_seed(0)
+    model = cp.create_model("lenet-300-100")
+    data = Subset(load_mnist("train"), range(256))
+    loader = DataLoader(data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    cp.prune_(model, 0.5)
+    res = cp.finetune(model, loader, torch.nn.functional.cross_entropy, epochs=2, lr=1e-3, progress=False)
+    out["finetune"] = res.epoch_losses
+    crops = []
+    for name in ("astronaut", "chelsea", "immunohistochemistry"):
+        img = bundled_photo(name).permute(1, 2, 0).numpy()
+        crops.append((name, np.ascontiguousarray(img[100:172, 100:196])))
+    pairs = build_pairs(crops, "rof", tmp / "pairs", sizes=(64, 96))
+    fcfg = FipConfig(operator="rof", model="gf-can24", epochs=3, steps=2, batch=2, crops=(32, 48), lr=1e-3, seed=0)
+    hist = train_fip(pairs, fcfg).history
+    out["fip"] = [h["loss"] for h in hist] + [h["val_psnr"] for h in hist]
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 80, 90, generator=g), torch.rand(3, 70, 70, generator=g)]
+    ccfg = CodecConfig(model="hyperprior", n=8, m=12, lmbda=0.01, steps=6, batch=2, crop=64, lr=1e-3, checkpoint_every=3)
+    _, chist = train_codec(ccfg, images, progress=False, log_every=2)
+    out["codec"] = [h["loss"] for h in chist] + [h["bpp"] for h in chist] + [h["psnr"] for h in chist]
+    return out
+
+
+def main() -> None:
+    import convpress as cp
+    from convpress.codec.bitstream import decode_image, encode_image
+    from convpress.codec.weights import available_qualities, pretrained
+    from convpress.data.images import write_image
+    from convpress.fip.apply import apply_network
+    from convpress.fip.weights import load_network, shipped_operators, shipped_weights
+
+    torch.set_num_threads(2)
+    model = lenet5()
+    for coder in ("ans", "huffman", "none"):
+        cp.save(model, HERE / f"lenet5-{coder}.cpz", coder=coder, arch="lenet-5")
+    x = coffee_crop()
+    for q in available_qualities():
+        m, meta = pretrained(q)
+        data = encode_image(x, m, quality=q, weights_id=meta["weights_id"])
+        (HERE / f"hyperprior-q{q}.cpi").write_bytes(data)
+        write_image(HERE / f"hyperprior-q{q}.png", decode_image(data)[0])
+    m, meta = pretrained(3)
+    data = encode_image(x, m, quality=3, weights_id=meta["weights_id"], version=2)
+    (HERE / "hyperprior-q3-v2.cpi").write_bytes(data)
+    write_image(HERE / "hyperprior-q3-v2.png", decode_image(data)[0])
+    y = rocket_crop()
+    for op in shipped_operators():
+        net, _ = load_network(shipped_weights(op))
+        write_image(HERE / f"fip-{op}.png", apply_network(net, y))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = training_runs(Path(tmp))
+    (HERE / "training.json").write_text(json.dumps(runs, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

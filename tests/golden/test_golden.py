@@ -1,0 +1,99 @@
+"""Behaviour unchanged: files and outputs of a reference commit are reproduced exactly.
+
+The golden files next to this test were written by ``make_golden.py`` at commit 2b0aac0 (before
+the ground-floor refactoring of issue 16). Saving the same model gives the same ``.cpz`` bytes,
+and every golden ``.cpz`` loads to the same tensors; encoding the same crop with every shipped
+codec level gives the same ``.cpi`` bytes, and every golden ``.cpi`` (also the legacy layout)
+decodes to the same pixels; every shipped fip network gives the same pixels; the three training
+loops, seeded alike, follow the same loss histories.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.golden import make_golden as golden
+
+HERE = Path(__file__).resolve().parent
+
+
+def _pixels(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _as_png_pixels(x: torch.Tensor) -> np.ndarray:
+    from convpress.data.images import to_uint8
+
+    return to_uint8(x)
+
+
+@pytest.fixture(scope="module")
+def lenet5() -> torch.nn.Module:
+    return golden.lenet5()
+
+
+@pytest.mark.parametrize("coder", ["ans", "huffman", "none"])
+def test_cpz_bytes_and_tensors_are_unchanged(tmp_path: Path, lenet5: torch.nn.Module, coder: str) -> None:
+    import convpress as cp
+
+    ref = HERE / f"lenet5-{coder}.cpz"
+    out = tmp_path / "m.cpz"
+    cp.save(lenet5, out, coder=coder, arch="lenet-5")
+    assert out.read_bytes() == ref.read_bytes()
+    loaded = cp.load(ref)
+    want = cp.dense_state_dict(lenet5)
+    assert list(loaded) == list(want)
+    for k in want:
+        assert loaded[k].dtype == want[k].dtype and torch.equal(loaded[k], want[k]), k
+    model = cp.load_model(ref)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, want[k]), k
+
+
+@pytest.mark.parametrize("quality", [1, 2, 3, 4, 5, 6])
+def test_cpi_bytes_and_pixels_are_unchanged(quality: int) -> None:
+    from convpress.codec import decode_image, encode_image, pretrained
+
+    model, meta = pretrained(quality)
+    data = encode_image(golden.coffee_crop(), model, quality=quality, weights_id=meta["weights_id"])
+    assert data == (HERE / f"hyperprior-q{quality}.cpi").read_bytes()
+    x, _ = decode_image(data)
+    np.testing.assert_array_equal(_as_png_pixels(x), _pixels(HERE / f"hyperprior-q{quality}.png"))
+
+
+def test_legacy_cpi_still_decodes_to_the_same_pixels() -> None:
+    from convpress.codec import decode_image, encode_image, pretrained
+
+    data = (HERE / "hyperprior-q3-v2.cpi").read_bytes()
+    x, head = decode_image(data)
+    assert head["q"] == 3
+    np.testing.assert_array_equal(_as_png_pixels(x), _pixels(HERE / "hyperprior-q3-v2.png"))
+    model, meta = pretrained(3)
+    assert encode_image(golden.coffee_crop(), model, quality=3, weights_id=meta["weights_id"], version=2) == data
+
+
+def test_fip_networks_give_the_same_pixels() -> None:
+    from convpress.fip.apply import apply_network
+    from convpress.fip.weights import load_network, shipped_operators, shipped_weights
+
+    ops = shipped_operators()
+    assert ops and all((HERE / f"fip-{op}.png").is_file() for op in ops)
+    for op in ops:
+        net, _ = load_network(shipped_weights(op))
+        np.testing.assert_array_equal(_as_png_pixels(apply_network(net, golden.rocket_crop())), _pixels(HERE / f"fip-{op}.png"))
+
+
+@pytest.mark.slow
+def test_training_loops_follow_the_same_histories(tmp_path: Path) -> None:
+    want = json.loads((HERE / "training.json").read_text())
+    got = golden.training_runs(tmp_path)
+    assert set(got) == set(want)
+    for loop in want:
+        np.testing.assert_allclose(got[loop], want[loop], rtol=1e-5, err_msg=loop)
