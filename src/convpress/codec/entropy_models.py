@@ -90,6 +90,14 @@ def _noise_or_round(x: Tensor, training: bool, center: Tensor | None = None) -> 
     return torch.round(x - center) + center
 
 
+def _unsaturated_side(lower: Tensor, upper: Tensor) -> Tensor:
+    """+-1 per element: the side of the median on which the difference of two sigmoids of the
+    cumulative logits is evaluated without saturating. A bin centred exactly on the median
+    (``lower + upper == 0``, which bisection can hit exactly) takes +1: ``torch.sign`` would
+    give 0 there, and with it a zero likelihood for the most probable bin."""
+    return torch.where(lower + upper > 0, -1.0, 1.0).to(lower.dtype)
+
+
 class _TableMixin(nn.Module):
     """Integer frequency tables stored as resizable buffers ``_pmf`` (K, L), ``_lengths``, ``_offsets``."""
 
@@ -164,8 +172,7 @@ class EntropyBottleneck(_TableMixin):
         v = y.permute(1, 0, 2, 3).reshape(c, 1, -1)  # (C, 1, B*H*W)
         lower = self._logits_cumulative(v - 0.5)
         upper = self._logits_cumulative(v + 0.5)
-        # evaluate the difference on the side of the median where sigmoids are not saturated
-        sign = -torch.sign(lower + upper).detach()
+        sign = _unsaturated_side(lower, upper).detach()
         lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
         lik = lower_bound(lik, LIKELIHOOD_BOUND)
         return lik.reshape(c, b, h, w).permute(1, 0, 2, 3)
@@ -209,7 +216,7 @@ class EntropyBottleneck(_TableMixin):
         pts = medians.reshape(-1, 1, 1) + k.reshape(1, 1, -1)  # (C, 1, L)
         lower = self._logits_cumulative(pts - 0.5)
         upper = self._logits_cumulative(pts + 0.5)
-        sign = -torch.sign(lower + upper)
+        sign = _unsaturated_side(lower, upper)
         lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))[:, 0]  # (C, L)
         pmfs, offsets = [], []
         for c in range(self.channels):
