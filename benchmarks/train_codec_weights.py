@@ -51,9 +51,9 @@ from pathlib import Path
 
 import torch
 
-from convpress.codec.train import QUALITY_LAMBDAS, TrainConfig, train_codec, training_images
+from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, train_codec, training_images
 from convpress.codec.weights import WEIGHTS_DIR, save_weights
-from convpress.distributed import is_main
+from convpress.core.distributed import is_main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         init = load_weights(args.init)[0].state_dict()
     for i, q in enumerate(qualities):
         base = i == 0 and init is None
-        cfg = TrainConfig(model="hyperprior", n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[q],
+        cfg = CodecTrainConfig(model="hyperprior", n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[q],
                           steps=args.base_steps if base else args.finetune_steps,
                           lr=5e-4 if base else args.finetune_lr, lr_final=1e-4 if base else args.finetune_lr / 4, seed=q, warmup=args.warmup,
                           mixed_quantization=args.mixed_quantization,

@@ -76,7 +76,8 @@ def photos(upscale: int = 0, wallpapers: bool = False) -> list[tuple[str, "objec
 
 def main() -> None:
     from convpress.fip.pairs import build_pairs
-    from convpress.fip.train import TrainConfig, state_digest, train
+    from convpress.core.digest import state_digest
+    from convpress.fip.train import FipTrainConfig, train
     from convpress.fip.weights import WEIGHTS_DIR, save_network
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -123,7 +124,7 @@ def main() -> None:
         if args.rotate:
             settings["rotate"] = True
         kwargs = {k: v for k, v in (("eps", args.eps), ("factor", args.factor), ("low_res", args.low_res)) if v is not None}
-        cfg = TrainConfig(op, model=args.model, model_kwargs=kwargs, **settings)
+        cfg = FipTrainConfig(operator=op, model=args.model, model_kwargs=kwargs, **settings)
         out = Path(args.out) / f"{op}{args.suffix}.safetensors"
         init = None
         if args.init:

@@ -17,14 +17,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from convpress.core.version import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "ConvpressError": "convpress.errors",
-    "ConfigError": "convpress.errors",
-    "FileFormatError": "convpress.errors",
-    "InputError": "convpress.errors",
+    "ConvpressError": "convpress.core.errors",
+    "ConfigError": "convpress.core.errors",
+    "FileFormatError": "convpress.core.errors",
+    "InputError": "convpress.core.errors",
     "prune_": "convpress.compress.prune",
     "sparsity": "convpress.compress.prune",
     "OneShot": "convpress.compress.schedule",
@@ -38,10 +38,10 @@ _EXPORTS: dict[str, str] = {
     "export_onnx": "convpress.export",
     "dense_state_dict": "convpress.compress.state",
     "strip_": "convpress.compress.state",
-    "save": "convpress.fileformat.cpz",
+    "save": "convpress.compress.files",
     "load": "convpress.fileformat.cpz",
     "read_info": "convpress.fileformat.cpz",
-    "load_model": "convpress.fileformat.cpz",
+    "load_model": "convpress.models.checkpoint",
     "prune_channels_": "convpress.compress.structured",
     "factorize_": "convpress.compress.lowrank",
     "create_model": "convpress.models",
@@ -71,8 +71,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.compress.quantize import bits_by_type, quantize_
     from convpress.compress.schedule import AGP, Iterative, OneShot
     from convpress.compress.state import dense_state_dict, strip_
-    from convpress.errors import ConfigError, ConvpressError, FileFormatError, InputError
+    from convpress.core.errors import ConfigError, ConvpressError, FileFormatError, InputError
     from convpress.compress.lowrank import factorize_
     from convpress.compress.structured import prune_channels_
-    from convpress.fileformat.cpz import load, load_model, read_info, save
+    from convpress.compress.files import save
+    from convpress.fileformat.cpz import load, read_info
+    from convpress.models.checkpoint import load_model
     from convpress.models import create_model

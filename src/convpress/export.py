@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from convpress.errors import ConfigError, InputError
+from convpress.core.errors import ConfigError, InputError
 
 __all__ = ["export_onnx", "onnx_max_error", "quantize_onnx", "onnx_session"]
 
@@ -29,7 +29,7 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str | os.P
     and handles every layer convpress produces.
     """
     from convpress.compress.state import strip_
-    from convpress.fileformat.container import atomic_write_bytes
+    from convpress.core.atomic import atomic_write_bytes
 
     plain = strip_(copy.deepcopy(model)).eval()
     out = Path(path)

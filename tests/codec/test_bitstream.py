@@ -12,7 +12,7 @@ import torch
 
 from convpress.codec.bitstream import decode_image, encode_image, read_header, weights_tag
 from convpress.codec.weights import load_weights, save_weights
-from convpress.errors import ConfigError, FileFormatError, InputError
+from convpress.core.errors import ConfigError, FileFormatError, InputError
 from convpress.testing import rewrite_header
 
 

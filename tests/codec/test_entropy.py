@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from convpress.codec.entropy_models import EntropyBottleneck, GaussianConditional
-from convpress.codec.rans import PMF_PRECISION, decode_groups, encode_groups, pmf_to_counts
-from convpress.errors import FileFormatError
+from convpress.codec.entropy_models import decode_groups, encode_groups
+from convpress.core.rans import PMF_PRECISION, pmf_to_counts
+from convpress.core.errors import FileFormatError
 
 
 def test_pmf_to_counts_sums_exactly_and_keeps_every_symbol() -> None:

@@ -7,7 +7,7 @@ import torch
 
 from convpress.codec.models import CODEC_MODELS, build_model
 from convpress.codec.train import rd_loss
-from convpress.errors import ConfigError, InputError
+from convpress.core.errors import ConfigError, InputError
 
 
 @pytest.mark.parametrize("name", sorted(CODEC_MODELS))

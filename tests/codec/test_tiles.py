@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from convpress.codec.bitstream import decode_image, encode_image, read_header, tile_grid
-from convpress.errors import ConfigError, FileFormatError
+from convpress.core.errors import ConfigError, FileFormatError
 from convpress.testing import rewrite_header
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from convpress.codec.train import QUALITY_LAMBDAS, TrainConfig, _lr, random_batch, train_codec
-from convpress.errors import ConfigError
-from convpress.fileformat.checkpoint import load_checkpoint
+from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, _lr, random_batch, train_codec
+from convpress.core.errors import ConfigError
+from convpress.core.checkpoint import load_checkpoint
 
 
 def _images() -> list[torch.Tensor]:
@@ -17,10 +17,10 @@ def _images() -> list[torch.Tensor]:
     return [torch.rand(3, 80, 90, generator=g), torch.rand(3, 50, 70, generator=g)]  # the second is smaller than a crop
 
 
-def _cfg(**kw) -> TrainConfig:  # type: ignore[no-untyped-def]
+def _cfg(**kw) -> CodecTrainConfig:  # type: ignore[no-untyped-def]
     base = dict(model="hyperprior", n=8, m=12, lmbda=0.01, steps=6, batch=2, crop=64, lr=1e-3, checkpoint_every=3)
     base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return CodecTrainConfig(**base)  # type: ignore[arg-type]
 
 
 def test_learning_rate_warms_up_linearly_then_decays_to_lr_final() -> None:

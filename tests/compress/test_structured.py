@@ -11,7 +11,7 @@ import torchvision
 from torch import nn
 
 import convpress as cp
-from convpress.compress.shapes import apply_shapes_, layer_shapes
+from convpress.models.shapes import apply_shapes_, layer_shapes
 from convpress.compress.structured import bn_l1_penalty
 from convpress.models.checkpoint import load_into
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import convpress as cp
-from convpress.fileformat.container import atomic_write_bytes
+from convpress.core.atomic import atomic_write_bytes
 from convpress.fileformat.cpz import MAGIC
 
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convpress.errors import FileFormatError
-from convpress.fileformat.entropy import (
+from convpress.core.errors import FileFormatError
+from convpress.fileformat.coders import (
     decode_counts,
     decode_stream,
     empirical_entropy_bits,

@@ -123,7 +123,7 @@ def test_tiled_output_equals_untiled_output_exactly() -> None:
 
 
 def test_plain_can_is_not_tiled_and_small_images_are_refused() -> None:
-    from convpress.errors import ConfigError, InputError
+    from convpress.core.errors import ConfigError, InputError
 
     with pytest.raises(ConfigError, match="cannot be tiled"):
         apply_network(CAN(), torch.rand(3, 40, 40), tile_rows=8)
@@ -134,7 +134,7 @@ def test_plain_can_is_not_tiled_and_small_images_are_refused() -> None:
 
 
 def test_default_strips_are_exact_and_requests_that_cannot_fit_in_memory_are_refused(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from convpress.errors import ConfigError
+    from convpress.core.errors import ConfigError
     from convpress.fip import apply
 
     model = _trained_like(GuidedFilterCAN()).eval()

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from convpress.errors import ConfigError, FileFormatError, InputError
+from convpress.core.errors import ConfigError, FileFormatError, InputError
 from convpress.fip.pairs import build_pairs, load_pairs, resize_long_side
-from convpress.fip.train import TrainConfig, psnr, split_pairs, train
+from convpress.fip.train import FipTrainConfig, psnr, split_pairs, train
 from convpress.fip.weights import load_network, save_network
 
 
@@ -62,7 +62,7 @@ def test_validation_split_keeps_photos_apart(cache: Path) -> None:
     assert va and tr and not ({p.source for p in tr} & {p.source for p in va})
 
 
-CFG = TrainConfig("tvl1", epochs=3, steps=3, batch=2, crops=(40, 56), lr=1e-3)
+CFG = FipTrainConfig(operator="tvl1", epochs=3, steps=3, batch=2, crops=(40, 56), lr=1e-3)
 
 
 def test_training_improves_validation_psnr(cache: Path) -> None:

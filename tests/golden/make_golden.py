@@ -55,12 +55,12 @@ def training_runs(tmp: Path) -> dict[str, list[float]]:
     from torch.utils.data import DataLoader, Subset
 
     import convpress as cp
-    from convpress.codec.train import TrainConfig as CodecConfig
+    from convpress.codec.train import CodecTrainConfig as CodecConfig
     from convpress.codec.train import train_codec
     from convpress.data.mnist import load_mnist
     from convpress.data.photos import bundled_photo
     from convpress.fip.pairs import build_pairs
-    from convpress.fip.train import TrainConfig as FipConfig
+    from convpress.fip.train import FipTrainConfig as FipConfig
     from convpress.fip.train import train as train_fip
 
     out: dict[str, list[float]] = {}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import convpress as cp
-from convpress._registry import Registry
+from convpress.core.registry import Registry
 from convpress.models import check_arch, model_names, resolve_model
 from convpress.models.checkpoint import load_into, read_state_dict
 

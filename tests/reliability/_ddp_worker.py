@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Subset
 
 import convpress as cp
 from convpress.data.mnist import load_mnist
-from convpress.distributed import init_from_env, is_main, shard_loader
+from convpress.core.distributed import init_from_env, is_main, shard_loader
 
 
 def main(out: str) -> None:

@@ -32,7 +32,7 @@ import pytest
 import torch
 
 import convpress as cp
-from convpress.distributed import shard_loader
+from convpress.core.distributed import shard_loader
 
 WORKER = Path(__file__).with_name("_ddp_worker.py")
 
@@ -127,7 +127,7 @@ def test_fip_train_on_two_processes_matches_one_process(tmp_path: Path, fip_cach
     last guidance bias has zero gradient in exact arithmetic: the Adam-noise case of the module
     docstring (it differs by about 5e-4 while the CAN weights agree to about 1e-8)."""
     from convpress.data.photos import bundled_photo
-    from convpress.fileformat.checkpoint import load_checkpoint
+    from convpress.core.checkpoint import load_checkpoint
     from convpress.fip.weights import load_network
 
     lr, steps = 1e-3, 2 * 3
@@ -136,7 +136,7 @@ def test_fip_train_on_two_processes_matches_one_process(tmp_path: Path, fip_cach
         "--epochs", "2", "--steps", "3", "--batch", "4", "--crops", "40", "56", "--lr", str(lr), "--threads", "1", "--no-progress"])
     assert len(re.findall(r"^wrote ", out, re.M)) == 1 and len(re.findall(r"^epoch 2:", out, re.M)) == 1  # rank 0 only
     a, b = (load_checkpoint(d / "work" / "checkpoint.ckpt", "fip-train") for d in (one, two))
-    _check_history(a["history"], b["history"], ("loss", "val_psnr"))
+    _check_history(a["records"]["history"], b["records"]["history"], ("loss", "val_psnr"))
     (net_a, _), (net_b, _) = load_network(one / "w.safetensors"), load_network(two / "w.safetensors")
     diff = _check_weights(net_a.state_dict(), net_b.state_dict(), lr=lr, steps=steps)
     x = bundled_photo("chelsea")[None]  # never a training photo
@@ -155,7 +155,7 @@ def test_codec_train_on_two_processes_matches_one_process(tmp_path: Path) -> Non
 
     from convpress.codec.weights import load_weights
     from convpress.data.photos import bundled_photo
-    from convpress.fileformat.checkpoint import load_checkpoint
+    from convpress.core.checkpoint import load_checkpoint
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -167,7 +167,7 @@ def test_codec_train_on_two_processes_matches_one_process(tmp_path: Path) -> Non
         "--threads", "1", "--checkpoint-every", "2"])
     assert len(re.findall(r"^wrote ", out, re.M)) == 1  # rank 0 only
     a, b = (load_checkpoint(d / "work" / "checkpoint.ckpt", "codec-train") for d in (one, two))
-    _check_history(a["history"], b["history"], ("loss", "bpp", "psnr"))
+    _check_history(a["records"]["history"], b["records"]["history"], ("loss", "bpp", "psnr"))
     (net_a, _), (net_b, _) = load_weights(one / "q3.safetensors"), load_weights(two / "q3.safetensors")
     diff = _check_weights(dict(net_a.named_parameters()), dict(net_b.named_parameters()), lr=lr, steps=steps)
     x = bundled_photo("chelsea")[None, :, :256, :384]  # never a training photo
@@ -180,14 +180,14 @@ def test_codec_train_on_two_processes_matches_one_process(tmp_path: Path) -> Non
 
 
 def test_fip_and_codec_train_refuse_a_batch_the_processes_cannot_share(monkeypatch: pytest.MonkeyPatch, fip_cache: Path) -> None:
-    import convpress.distributed as distributed
-    from convpress.codec.train import TrainConfig as CodecConfig
+    import convpress.core.distributed as distributed
+    from convpress.codec.train import CodecTrainConfig as CodecConfig
     from convpress.codec.train import train_codec
     from convpress.fip.pairs import load_pairs
-    from convpress.fip.train import TrainConfig, train
+    from convpress.fip.train import FipTrainConfig, train
 
     monkeypatch.setattr(distributed, "world", lambda: (0, 2))  # as under torchrun --nproc_per_node 2
     with pytest.raises(cp.ConfigError, match="batch 3 is not divisible by the 2 torchrun processes"):
-        train(load_pairs(fip_cache, "tvl1"), TrainConfig("tvl1", batch=3))
+        train(load_pairs(fip_cache, "tvl1"), FipTrainConfig(operator="tvl1", batch=3))
     with pytest.raises(cp.ConfigError, match="batch 3 is not divisible by the 2 torchrun processes"):
         train_codec(CodecConfig(n=8, m=8, batch=3, crop=64), [torch.rand(3, 64, 64)], progress=False)

@@ -8,8 +8,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from torch import nn
 
-from convpress.errors import FileFormatError
-from convpress.fileformat.checkpoint import load_checkpoint, save_checkpoint
+from convpress.core.errors import FileFormatError
+from convpress.core.checkpoint import load_checkpoint, save_checkpoint
 from convpress.testing import mutate, mutations
 
 _ORIGINAL: dict[str, object] = {}

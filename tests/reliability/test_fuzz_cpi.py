@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from convpress.codec.bitstream import decode_image, encode_image
 from convpress.codec.models import build_model
 from convpress.codec.weights import weights_id
-from convpress.errors import FileFormatError
+from convpress.core.errors import FileFormatError
 from convpress.testing import mutate, mutations
 
 _STATE: dict[str, dict[str, object]] = {}

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import convpress as cp
-from convpress.fileformat.checkpoint import load_checkpoint
+from convpress.core.checkpoint import load_checkpoint
 
 ARGS = ["lenet-300-100", "--train-epochs", "2", "--prune", "0.9", "--schedule", "agp", "--prune-epochs", "20", "--quant-epochs", "2", "--no-progress"]
 

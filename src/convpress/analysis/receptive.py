@@ -307,7 +307,7 @@ def save_erf_png(erf: np.ndarray, path: str, *, title: str, box: tuple[float, fl
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from convpress.fileformat.container import atomic_write_bytes
+    from convpress.core.atomic import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     im = ax.imshow(erf, cmap="inferno", interpolation="nearest")

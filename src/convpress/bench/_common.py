@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from convpress.core.atomic import atomic_write_text
+
 __all__ = ["environment", "median_time", "paired_times", "run_measured", "write_json"]
 
 
@@ -115,9 +117,5 @@ def checks_table(checks: list[dict[str, Any]]) -> list[str]:
 
 
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
-    """Write ``data`` as indented JSON through a temporary file renamed into place."""
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, out)
-    return out
+    """Write ``data`` as indented JSON, atomically."""
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -76,7 +76,7 @@ def _distill(student: torch.nn.Module, teacher: torch.nn.Module, data: list[tupl
     fine-tuning can never leave it worse than pruning did. Returns the validation MSE at the
     start and the best one.
     """
-    from convpress._progress import progress_bar
+    from convpress.core.progress import progress_bar
     from convpress.fip.train import crop_batch
 
     rng = np.random.default_rng(1)
@@ -125,13 +125,13 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
     from convpress.compress.structured import count_macs, prune_channels_
     from convpress.data.images import read_image
     from convpress.fip.pairs import build_pairs, training_photos
-    from convpress.fip.train import TrainConfig, train
+    from convpress.fip.train import FipTrainConfig, train
 
     t0 = time.perf_counter()
     epochs, steps, ft_steps, repeat = (1, 5, 5, 2) if quick else (12, 40, 480, 7)
     with tempfile.TemporaryDirectory() as tmp:
         pairs = build_pairs(training_photos(), operator, Path(tmp), sizes=(256, 384), progress=progress)
-        cfg = TrainConfig(operator=operator, model="can24", epochs=epochs, steps=steps, batch=4, crops=(128, 192), lr=1e-3, val_fraction=0.15)
+        cfg = FipTrainConfig(operator=operator, model="can24", epochs=epochs, steps=steps, batch=4, crops=(128, 192), lr=1e-3, val_fraction=0.15)
         dense = train(pairs, cfg, progress=progress).model.eval()
         data = [(read_image(p.input), read_image(p.target)) for p in pairs]
     test = _test_images(operator)

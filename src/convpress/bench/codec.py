@@ -71,7 +71,7 @@ def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], key: str, meth
 def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     import torch
 
-    from convpress._progress import progress_bar
+    from convpress.core.progress import progress_bar
     from convpress.codec.bitstream import decode_image, encode_image, pad_image
     from convpress.codec.weights import available_qualities, pretrained
     from convpress.data.images import to_uint8

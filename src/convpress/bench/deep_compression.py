@@ -31,7 +31,7 @@ MIN_STREAM_BITS = 3200
 
 def _coder_efficiency(model: torch.nn.Module, tmp: Path) -> list[dict[str, Any]]:
     """Per-stream bits of rANS and Huffman on identical streams (paper index widths, C order)."""
-    from convpress.fileformat.cpz import save
+    from convpress.compress.files import save
 
     ans = save(model, tmp / "a.cpz", coder="ans", index_bits="paper", order="C").streams
     huf = save(model, tmp / "h.cpz", coder="huffman", index_bits="paper", order="C").streams

@@ -50,7 +50,7 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
     """Run the benchmark; ``quick`` uses 0.06 MP images and one repetition (smoke test only)."""
-    from convpress._progress import progress_bar
+    from convpress.core.progress import progress_bar
     from convpress.fip.apply import apply_network, run_reference
     from convpress.fip.train import psnr
     from convpress.fip.weights import load_network, shipped_operators, shipped_weights

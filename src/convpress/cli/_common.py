@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["check_output", "subcommand_main", "add_force"]
 

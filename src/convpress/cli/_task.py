@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["add_task_arguments", "check_task_arguments", "Task", "load_task"]
 

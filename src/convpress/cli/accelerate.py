@@ -7,7 +7,7 @@ from typing import Any
 
 from convpress.cli._common import add_force, subcommand_main
 from convpress.cli._task import add_task_arguments
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["register", "run", "main"]
 
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from convpress.compress.lowrank import factorize_
     from convpress.compress.prune import check_fraction
     from convpress.compress.structured import prune_channels_
-    from convpress.fileformat.cpz import save
+    from convpress.compress.files import save
 
     console = Console()
     inputs = [args.checkpoint] if args.checkpoint else []

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from convpress.cli._common import subcommand_main
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["register", "run", "main"]
 
@@ -41,7 +41,7 @@ def _load(name: str) -> Any:
     from pathlib import Path
 
     if name.endswith(".cpz") or Path(name).is_file():
-        from convpress.fileformat.cpz import load_model
+        from convpress.models.checkpoint import load_model
 
         return load_model(name)
     from convpress.models import resolve_model

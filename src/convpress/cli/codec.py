@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from convpress.cli._common import check_output, subcommand_main
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["register", "main"]
 
@@ -122,7 +122,7 @@ def _info(args: argparse.Namespace) -> int:
 
     from convpress.codec.bitstream import WHAT, format_version, read_header, tile_grid, weights_match
     from convpress.codec.weights import available_qualities, pretrained
-    from convpress.errors import FileFormatError
+    from convpress.core.errors import FileFormatError
 
     p = Path(args.input)
     if p.is_dir():
@@ -159,7 +159,7 @@ def _qualities(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from convpress.codec.train import QUALITY_LAMBDAS, TrainConfig, train_codec, training_images
+    from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, train_codec, training_images
     from convpress.codec.weights import load_weights, save_weights
 
     if args.quality not in QUALITY_LAMBDAS:
@@ -170,7 +170,7 @@ def _train(args: argparse.Namespace) -> int:
     warmup = args.warmup
     if warmup is None:  # fine-tuning starts a fresh Adam state on trained weights: warm up
         warmup = min(100, args.steps - 1) if args.init else 0
-    cfg = TrainConfig(model=args.model, n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[args.quality], steps=args.steps,
+    cfg = CodecTrainConfig(model=args.model, n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[args.quality], steps=args.steps,
                       batch=args.batch, crop=args.crop, lr=args.lr, lr_final=min(args.lr, 1e-4), seed=args.seed,
                       checkpoint_every=args.checkpoint_every, extra={"init": args.init or ""}, warmup=warmup,
                       mixed_quantization=args.mixed_quantization)
@@ -180,7 +180,7 @@ def _train(args: argparse.Namespace) -> int:
         init = init_model.state_dict()
     images = training_images(debian=not args.no_debian, extra_dirs=args.images)
     model, hist = train_codec(cfg, images, work_dir=args.work_dir, init=init, progress=sys.stderr.isatty())
-    from convpress.distributed import is_main
+    from convpress.core.distributed import is_main
 
     if not is_main():  # under torchrun only rank 0 writes
         return 0

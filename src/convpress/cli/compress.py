@@ -9,7 +9,7 @@ from typing import Any
 
 from convpress.cli._common import add_force, subcommand_main
 from convpress.cli._task import add_task_arguments
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["register", "run", "main", "parse_layer_values"]
 
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pathlib import Path
 
-    from convpress.distributed import init_from_env, is_main
+    from convpress.core.distributed import init_from_env, is_main
 
     init_from_env()  # under torchrun: join the process group; rank 0 writes and prints
     console = Console(quiet=not is_main())

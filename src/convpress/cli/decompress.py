@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from convpress.cli._common import check_output
-    from convpress.fileformat.container import atomic_write_bytes
+    from convpress.core.atomic import atomic_write_bytes
     from convpress.fileformat.cpz import load
 
     out = check_output(args.out, force=args.force, inputs=[args.file])

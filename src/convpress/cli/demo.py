@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     from convpress.cli._common import check_output
     from convpress.cli._tables import pipeline_table
-    from convpress.errors import ConfigError
+    from convpress.core.errors import ConfigError
 
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():

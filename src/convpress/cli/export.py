@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from convpress.cli._common import add_force, subcommand_main
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["register", "run", "main"]
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from convpress.cli._common import check_output
     from convpress.export import export_onnx, onnx_max_error, quantize_onnx
-    from convpress.fileformat.cpz import load_model
+    from convpress.models.checkpoint import load_model
 
     out = check_output(args.out, force=args.force, inputs=[args.file])
     int8_out = check_output(out.with_name(out.stem + f".int8-{args.int8}.onnx"), force=args.force) if args.int8 else None

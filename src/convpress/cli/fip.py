@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from convpress.cli._common import check_output, subcommand_main
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["register", "main"]
 
@@ -100,17 +100,17 @@ def _pairs(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from convpress.distributed import is_main
+    from convpress.core.distributed import is_main
     from convpress.fip.operators import get_operator
     from convpress.fip.pairs import load_pairs
-    from convpress.fip.train import TrainConfig, train
+    from convpress.fip.train import FipTrainConfig, train
     from convpress.fip.weights import save_network
 
     get_operator(args.operator)
     out = check_output(args.out, force=args.force)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = TrainConfig(args.operator, model=args.model, epochs=args.epochs, steps=args.steps, batch=args.batch,
+    cfg = FipTrainConfig(operator=args.operator, model=args.model, epochs=args.epochs, steps=args.steps, batch=args.batch,
                       crops=tuple(args.crops), lr=args.lr, seed=args.seed, rotate=args.rotate)
     res = train(load_pairs(args.cache, args.operator), cfg, work_dir=args.work_dir, progress=not args.no_progress)
     if not is_main():  # under torchrun only rank 0 prints and writes

@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from convpress.errors import ConvpressError
+from convpress.core.errors import ConvpressError
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 

@@ -27,7 +27,7 @@ differs from the file's is refused, so a file can never be decoded with a mismat
 version into a wrong image.
 
 Versions 1 and 2 (convpress before the compact layout) used the generic
-:mod:`convpress.fileformat.container` with a JSON header ``{"m", "q", "h", "w", "v"[, "t"]}`` and a
+:mod:`convpress.core.container` with a JSON header ``{"m", "q", "h", "w", "v"[, "t"]}`` and a
 CRC per section: about 106 bytes of overhead per file, 3% of a 0.1 bpp file of a quarter
 megapixel. They still decode, and ``encode_image(..., version=2)`` still writes them (for older
 readers). Their streams bound only ``h % stride`` and ``w % stride`` (12 bits): the padded size
@@ -66,13 +66,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from convpress._memory import check_fits
+from convpress.core import rans
+from convpress.core.memory import check_fits
+from convpress.core.varint import encode_varint, read_varint
 from convpress.codec.models import CODEC_MODELS, CodecModel
-from convpress.errors import ConfigError, FileFormatError, InputError
+from convpress.core.errors import ConfigError, FileFormatError, InputError
 
 __all__ = [
     "MAGIC", "VERSION", "MODEL_CODES", "MAX_SIDE", "MAX_PIXELS", "DEFAULT_TILE", "encode_image", "decode_image",
@@ -125,27 +128,6 @@ def format_version(data: bytes) -> int | None:
     return int(_PREFIX3.unpack_from(data)[1])
 
 
-# LEB128 varints by hand: the standard library has none, and these five lines do not justify a dependency
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int] | None:
-    """(value, next position), or None if the varint runs past ``end`` or is longer than 5 bytes."""
-    n = shift = 0
-    for i in range(pos, min(end, pos + 5)):
-        n |= (data[i] & 0x7F) << shift
-        shift += 7
-        if not data[i] & 0x80:
-            return n, i + 1
-    return None
-
-
 def pack_v3(fields: tuple[int, int, int, int, int, bytes], sections: list[bytes], *, version: int = 3,
             lengths: list[int] | None = None) -> bytes:
     """The bytes of a version-3 file from its raw fields (model code, quality, height, width, tile
@@ -153,7 +135,7 @@ def pack_v3(fields: tuple[int, int, int, int, int, bytes], sections: list[bytes]
     :func:`encode_image` validates; the test helpers use this, with another ``version`` or a forged
     length table ``lengths`` (bytes per section, default the sections' own), to forge files."""
     body = [_FIELDS3.pack(*fields)]
-    body += [_varint(n // 4) for n in (lengths if lengths is not None else map(len, sections))]
+    body += [encode_varint(n // 4) for n in (lengths if lengths is not None else map(len, sections))]
     body += [bytes(sec) for sec in sections]
     payload = b"".join(body)
     return _PREFIX3.pack(MAGIC, version) + payload + _CRC.pack(zlib.crc32(payload))
@@ -192,10 +174,10 @@ def split_v3(data: bytes, *, name: str = "input") -> tuple[tuple[int, int, int, 
     spans: list[tuple[int, int]] = []
     lengths = []
     for _ in range(count):
-        got = _read_varint(data, pos, end)
-        if got is None:
-            raise FileFormatError(f"{name} is truncated or corrupted (section lengths run past the end of the file)")
-        n, pos = got
+        try:
+            n, pos = read_varint(data, pos, end=end, max_bytes=5)
+        except FileFormatError:
+            raise FileFormatError(f"{name} is truncated or corrupted (section lengths run past the end of the file)") from None
         lengths.append(4 * n)
     heads_end = start = pos
     for n in lengths:
@@ -264,30 +246,19 @@ def _check_image(x: Tensor) -> None:
         raise InputError("image contains NaN or infinite values")
 
 
-def _bind(words: bytes, values: list[int], stride: int) -> bytes:
-    """Push ``values`` (each < stride) onto an rANS stream with a uniform model over ``range(stride)``."""
-    import constriction
-    import numpy as np
-
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
-    coder.encode_reverse(np.asarray(values, dtype=np.int32), constriction.stream.model.Uniform(stride))
-    return np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
+def _bind(words: bytes, values: list[int], span: int) -> bytes:
+    """Push ``values`` (each < span) onto an rANS stream with a uniform model over ``range(span)``."""
+    return rans.words_to_bytes(rans.encode([(np.asarray(values), rans.uniform(span))], onto=rans.words_from_bytes(words)))
 
 
-def _unbind(data: bytes, count: int, stride: int, name: str) -> tuple[list[int], bytes]:
+def _unbind(data: bytes, count: int, span: int, name: str) -> tuple[list[int], bytes]:
     """Pop ``count`` uniform values off an rANS stream; returns (values, the remaining stream)."""
-    import constriction
-    import numpy as np
-
-    if len(data) % 4 or not data:
-        raise FileFormatError(f"{name} is corrupted (latent stream is not a whole, non-empty number of 32-bit words)")
     try:
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-        values = [int(v) for v in coder.decode(constriction.stream.model.Uniform(stride), count)]
-        rest = np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
-    except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:
-        raise FileFormatError(f"{name} is corrupted (latent stream cannot be decoded: {exc})") from None
-    return values, rest
+        words = rans.words_from_bytes(data, what="latent stream", allow_empty=False)
+        (values,), rest = rans.decode(words, [(count, rans.uniform(span))], exhaust=False, what="latent stream")
+    except FileFormatError as exc:
+        raise FileFormatError(f"{name} is corrupted ({exc})") from None
+    return [int(v) for v in values], rans.words_to_bytes(rest)
 
 
 def _bound_size(h: int, w: int, stride: int, version: int) -> tuple[list[int], int]:
@@ -326,7 +297,7 @@ def encode_image(
         ConfigError: for a bad ``tile``, ``quality`` or ``version``, or a request that needs more
             memory than is available.
     """
-    from convpress.fileformat.container import encode_container
+    from convpress.core.container import encode_container
 
     _check_image(x)
     model.check_ready()
@@ -365,7 +336,7 @@ def read_header(data: bytes, *, name: str = "input") -> tuple[dict[str, Any], li
     Raises:
         FileFormatError: foreign, truncated, corrupted, unsupported version or invalid fields.
     """
-    from convpress.fileformat.container import decode_container
+    from convpress.core.container import decode_container
 
     if format_version(data) == 3:
         (code, q, h, w, t, tag), spans, _ = split_v3(data, name=name)
@@ -459,7 +430,7 @@ def _decode_tile(sections: list[bytes], model: CodecModel, h: int, w: int, versi
 
 def write_cpi(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> Path:
     """Write .cpi bytes atomically."""
-    from convpress.fileformat.container import atomic_write_bytes
+    from convpress.core.atomic import atomic_write_bytes
 
     return atomic_write_bytes(path, data, overwrite=overwrite)
 

@@ -4,7 +4,8 @@ Both follow the CompressAI split between training and coding: ``forward`` return
 quantization stand-in (additive uniform noise while training, rounding in eval mode) and the
 likelihood of every element, from which the rate term ``-log2 p`` of the loss is computed;
 ``update()`` freezes the model into integer frequency tables (saved with the weights) that
-``compress`` / ``decompress`` use through :mod:`convpress.codec.rans`.
+``compress`` / ``decompress`` code with rANS (:mod:`convpress.core.rans`): every table is built from
+the same integers on both sides, so decoding never depends on floating-point rounding.
 
 * :class:`EntropyBottleneck`: Ballé et al. 2018 (appendix 6.1), a learned, per-channel,
   non-parametric density: the cumulative is a small monotone network (softplus matrices,
@@ -37,9 +38,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convpress.codec.gdn import lower_bound
-from convpress.codec.rans import decode_groups, encode_groups, pmf_to_counts
+from convpress.core import rans
+from convpress.core.rans import pmf_to_counts
 
-__all__ = ["EntropyBottleneck", "GaussianConditional", "scale_table", "per_sample_noise", "TAIL_MASS", "LIKELIHOOD_BOUND"]
+__all__ = ["EntropyBottleneck", "GaussianConditional", "scale_table", "per_sample_noise", "encode_groups", "decode_groups", "TAIL_MASS", "LIKELIHOOD_BOUND"]
 
 TAIL_MASS = 1e-9
 LIKELIHOOD_BOUND = 1e-9
@@ -88,6 +90,21 @@ def _noise_or_round(x: Tensor, training: bool, center: Tensor | None = None) -> 
     if center is None:
         return torch.round(x)
     return torch.round(x - center) + center
+
+
+def encode_groups(groups: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """rANS bytes of several groups of symbols, each ``(symbols in [0, len(counts)), integer counts)``."""
+    return rans.words_to_bytes(rans.encode([(s, rans.categorical(c)) for s, c in groups]))
+
+
+def decode_groups(data: bytes, specs: Sequence[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+    """Inverse of :func:`encode_groups` given ``(count, counts)`` per group.
+
+    Raises:
+        FileFormatError: for a stream that is not whole words, ends early or has data left over.
+    """
+    words = rans.words_from_bytes(data, what="latent stream")
+    return rans.decode(words, [(n, rans.categorical(c)) for n, c in specs], what="latent stream")[0]
 
 
 def _unsaturated_side(lower: Tensor, upper: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from convpress.codec.entropy_models import EntropyBottleneck, GaussianConditional
 from convpress.codec.fixedpoint import ACT_BITS, IntegerSynthesis
 from convpress.codec.gdn import GDN, IGDN
-from convpress.errors import ConfigError, InputError
+from convpress.core.errors import ConfigError, InputError
 
 __all__ = ["CodecModel", "FactorizedPrior", "ScaleHyperprior", "CODEC_MODELS", "build_model"]
 

@@ -6,7 +6,7 @@ and the quantization noise of image i of the batch from a generator seeded by
 ``(seed, step, i)``, so a run that is killed and resumed from its last checkpoint repeats
 exactly the steps an uninterrupted run takes.
 
-Under ``torchrun --nproc_per_node N`` (see :mod:`convpress.distributed`) every process draws the
+Under ``torchrun --nproc_per_node N`` (see :mod:`convpress.core.distributed`) every process draws the
 same global batch and trains on its ``1/N`` share (``batch`` must be divisible by N) with the
 noise those images get in a single process; DDP averages the gradients, so each step follows
 the global-batch gradient, and the logged loss, rate and PSNR are means over all processes.
@@ -15,11 +15,10 @@ Only rank 0 writes checkpoints and draws the progress bar.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from convpress._progress import progress_bar
+from convpress.codec.entropy_models import per_sample_noise
 from convpress.codec.models import CodecModel, build_model
-from convpress.errors import ConfigError, FileFormatError
+from convpress.core.digest import fingerprint, state_digest
+from convpress.core.distributed import batch_share, sum_over_processes
+from convpress.core.errors import ConfigError
+from convpress.core.training import Step, Trainer, TrainConfig, step_generator
+from convpress.data.images import read_image
+from convpress.data.photos import TRAIN_PHOTOS, bundled_photo, load_folder
 
-__all__ = ["TrainConfig", "rd_loss", "random_batch", "train_codec", "QUALITY_LAMBDAS", "DEBIAN_PHOTOS", "training_images"]
+__all__ = ["CodecTrainConfig", "rd_loss", "random_batch", "train_codec", "QUALITY_LAMBDAS", "DEBIAN_PHOTOS", "training_images"]
 
 #: quality level -> lambda of the loss lambda * 255^2 * MSE + bpp (CompressAI's scale)
 QUALITY_LAMBDAS: dict[int, float] = {1: 0.0009, 2: 0.0018, 3: 0.0035, 4: 0.0067, 5: 0.013, 6: 0.025, 7: 0.0483, 8: 0.0932}
@@ -48,9 +52,10 @@ DEBIAN_PHOTOS = [
 ]
 
 
-@dataclass
-class TrainConfig:
-    """Settings of one training run (validated; part of the checkpoint fingerprint)."""
+@dataclass(kw_only=True)
+class CodecTrainConfig(TrainConfig):
+    """Settings of one training run (validated; part of the checkpoint fingerprint). ``batch``,
+    ``lr`` (the peak learning rate) and ``seed`` are those of every :class:`~convpress.core.training.TrainConfig`."""
 
     model: str = "hyperprior"
     n: int = 64
@@ -61,7 +66,6 @@ class TrainConfig:
     crop: int = 128
     lr: float = 5e-4
     lr_final: float = 1e-4
-    seed: int = 0
     checkpoint_every: int = 100
     #: steps of linear learning-rate warm-up; a fresh Adam state on trained weights otherwise
     #: takes steps of about ``lr`` per parameter at once (measured: PSNR 28 -> 24 dB at lr 3e-4)
@@ -72,13 +76,14 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch < 1 or self.checkpoint_every < 1:
+        super().__post_init__()
+        if self.steps < 1 or self.checkpoint_every < 1:
             raise ConfigError("steps, batch and checkpoint_every must be positive")
         if not 0 <= self.warmup < self.steps:
             raise ConfigError(f"warmup must be in [0, steps), got {self.warmup}")
         if self.crop < 64 or self.crop % 64:
             raise ConfigError(f"crop must be a multiple of 64 (at least 64), got {self.crop}")
-        if not (self.lmbda > 0 and self.lr > 0 and self.lr_final > 0):
+        if not (self.lmbda > 0 and self.lr_final > 0):
             raise ConfigError("lambda and learning rates must be positive")
 
 
@@ -95,9 +100,6 @@ def training_images(*, debian: bool = True, extra_dirs: Sequence[str | os.PathLi
 
     Large photos also enter at half size, so crops see both fine and coarse detail.
     """
-    from convpress.data.images import read_image
-    from convpress.data.photos import TRAIN_PHOTOS, bundled_photo, load_folder
-
     images = [bundled_photo(n) for n in TRAIN_PHOTOS]
     if debian and DEBIAN_PHOTO_DIR.is_dir():
         images += [read_image(DEBIAN_PHOTO_DIR / n) for n in DEBIAN_PHOTOS if (DEBIAN_PHOTO_DIR / n).is_file()]
@@ -125,7 +127,7 @@ def random_batch(images: Sequence[Tensor], batch: int, crop: int, gen: torch.Gen
     return torch.stack(out)
 
 
-def _lr(cfg: TrainConfig, step: int) -> float:
+def _lr(cfg: CodecTrainConfig, step: int) -> float:
     """Learning rate of ``step``: linear warm-up over ``cfg.warmup`` steps, then cosine decay from lr to lr_final."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / (cfg.warmup + 1)
@@ -133,29 +135,14 @@ def _lr(cfg: TrainConfig, step: int) -> float:
     return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * t))
 
 
-def _noise_generator(seed: int, step: int, index: int) -> torch.Generator:
-    """Generator of the quantization noise of image ``index`` of the global batch of ``step``."""
-    state = np.random.SeedSequence([seed, step, index]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
-
-
-def _fingerprint(cfg: TrainConfig) -> str:
-    d = asdict(cfg)
-    for k in ("warmup", "mixed_quantization"):
-        if not d[k]:
-            del d[k]  # checkpoints written before these settings existed stay resumable
-    return json.dumps(d, sort_keys=True)
-
-
-def _save(path: Path, cfg: TrainConfig, step: int, model: CodecModel, opt: Any, history: list[dict[str, float]]) -> None:
-    from convpress.fileformat.checkpoint import save_checkpoint
-
-    save_checkpoint(path, "codec-train", {"fingerprint": _fingerprint(cfg), "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
-                                          "history": history})
+def _batch_generator(cfg: CodecTrainConfig, step: int) -> torch.Generator:
+    """Generator of the crops of ``step``'s global batch (this formula predates :func:`step_generator`
+    and is kept so that runs repeat the ones before the shared training loop)."""
+    return torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
 
 
 def train_codec(
-    cfg: TrainConfig,
+    cfg: CodecTrainConfig,
     images: Sequence[Tensor],
     *,
     work_dir: str | os.PathLike[str] | None = None,
@@ -164,7 +151,7 @@ def train_codec(
     log_every: int = 50,
     stop_after: int | None = None,
 ) -> tuple[CodecModel, list[dict[str, float]]]:
-    """Train (or resume training) a codec model.
+    """Train (or resume training) a codec model with convpress's training loop.
 
     Args:
         cfg: settings.
@@ -178,9 +165,6 @@ def train_codec(
     Returns:
         (model in eval mode with entropy tables updated, history of {step, loss, bpp, psnr}).
     """
-    from convpress.codec.entropy_models import per_sample_noise
-    from convpress.distributed import barrier, batch_share, data_parallel, sum_over_processes
-
     if not images:
         raise ConfigError("no training images")
     rank, size = batch_share(cfg.batch)
@@ -189,59 +173,45 @@ def train_codec(
     if init is not None:
         model.load_state_dict(init, strict=False)
     model.mixed_quantization = cfg.mixed_quantization
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    history: list[dict[str, float]] = []
-    start = 0
-    ckpt = Path(work_dir) / "checkpoint.ckpt" if work_dir is not None else None
-    if ckpt is not None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        if ckpt.is_file():
-            from convpress.fileformat.checkpoint import load_checkpoint
-
-            state = load_checkpoint(ckpt, "codec-train")  # CRC-checked, tensors only (no pickled code)
-            if state.get("fingerprint") != _fingerprint(cfg):
-                raise ConfigError(f"{ckpt} belongs to a run with other settings; use another --work-dir")
-            try:
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["opt"])
-                start, history = int(state["step"]), list(state["history"])
-            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-                raise FileFormatError(f"{ckpt} does not match this training run ({str(exc).splitlines()[0][:160]})") from None
-    model.train()
-    net = data_parallel(model)
-    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    run_id = fingerprint({"cfg": asdict(cfg), "init": state_digest(init) if init is not None else None})
+    trainer = Trainer(
+        model, torch.optim.Adam(model.parameters(), lr=cfg.lr), kind="codec-train", run_id=run_id,
+        checkpoint=Path(work_dir) / "checkpoint.ckpt" if work_dir is not None else None, lr=lambda step: _lr(cfg, step),
+        clip_grad_norm=1.0, checkpoint_every=cfg.checkpoint_every, progress=progress, description=f"train {cfg.model} lambda={cfg.lmbda}",
+    )
+    trainer.records = {"history": []}
+    trainer.restore()
+    history: list[dict[str, float]] = trainer.records["history"]
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     t0 = time.time()
-    with progress_bar(cfg.steps, f"train {cfg.model} lambda={cfg.lmbda}", enabled=progress and rank == 0) as bar:
-        bar.advance(start)
-        for step in range(start, end):
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            x = random_batch(images, cfg.batch, cfg.crop, gen)[rank::size]  # this process's share
-            for g in opt.param_groups:
-                g["lr"] = _lr(cfg, step)
-            with per_sample_noise([_noise_generator(cfg.seed, step, i) for i in range(rank, cfg.batch, size)]):
-                loss, bpp, mse = rd_loss(net(x), x, cfg.lmbda)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            acc["loss"] += loss.item()
-            acc["bpp"] += bpp.item()
-            acc["mse"] += mse.item()
-            acc["n"] += 1
-            done = step + 1
-            if done % log_every == 0 or done == end:
-                n = acc["n"] * size  # means of the shard means = means over the global batches
-                loss_sum, bpp_sum, mse_sum = sum_over_processes([acc["loss"], acc["bpp"], acc["mse"]])
-                rec = {"step": done, "loss": loss_sum / n, "bpp": bpp_sum / n,
-                       "psnr": 10 * math.log10(1.0 / max(mse_sum / n, 1e-12)), "seconds": time.time() - t0}
-                history.append(rec)
-                acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
-                bar.set_info(f"loss {rec['loss']:.3f} bpp {rec['bpp']:.3f} PSNR {rec['psnr']:.2f}")
-            if ckpt is not None and rank == 0 and (done % cfg.checkpoint_every == 0 or done == end):
-                _save(ckpt, cfg, done, model, opt, history)
-            bar.advance(1)
-    barrier()
+
+    def batches(epoch: int) -> Iterator[int]:
+        return iter(range(cfg.steps))  # a step's crops and noise come from its own seeds (see loss)
+
+    def loss(net: torch.nn.Module, step_index: int, step: Step) -> Tensor:
+        x = step.share(random_batch(images, cfg.batch, cfg.crop, _batch_generator(cfg, step.index)))
+        with per_sample_noise([step_generator(cfg.seed, step.index, i) for i in range(rank, cfg.batch, size)]):
+            value, bpp, mse = rd_loss(net(x), x, cfg.lmbda)
+        acc["bpp"] += bpp.item()
+        acc["mse"] += mse.item()
+        return value
+
+    def after_step(step: Step, value: Tensor, _: Any) -> None:
+        acc["loss"] += value.item()
+        acc["n"] += 1
+        done = step.index + 1
+        if done % log_every == 0 or done == end:
+            n = acc["n"] * size  # means of the shard means = means over the global batches
+            loss_sum, bpp_sum, mse_sum = sum_over_processes([acc["loss"], acc["bpp"], acc["mse"]])
+            history.append({"step": done, "loss": loss_sum / n, "bpp": bpp_sum / n,
+                            "psnr": 10 * math.log10(1.0 / max(mse_sum / n, 1e-12)), "seconds": time.time() - t0})
+            acc.update(loss=0.0, bpp=0.0, mse=0.0, n=0)
+
+    def status() -> str:
+        return f"loss {history[-1]['loss']:.3f} bpp {history[-1]['bpp']:.3f} PSNR {history[-1]['psnr']:.2f}" if history else ""
+
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    trainer.fit(epochs=1, steps_per_epoch=cfg.steps, batches=batches, loss=loss, after_step=after_step, status=status, stop_at=end)
     model.eval()
     model.update()
     return model, history

@@ -13,7 +13,6 @@ tensors) that every ``.cpi`` file carries: a file made with other weights is ref
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import re
@@ -23,7 +22,9 @@ from pathlib import Path
 import torch
 
 from convpress.codec.models import CodecModel, build_model
-from convpress.errors import ConfigError, FileFormatError
+from convpress.core.atomic import atomic_write_bytes
+from convpress.core.digest import state_digest
+from convpress.core.errors import ConfigError, FileFormatError
 
 __all__ = ["WEIGHTS_DIR", "weights_id", "save_weights", "load_weights", "refresh_weights", "available_qualities", "pretrained"]
 
@@ -34,13 +35,8 @@ _DERIVED = re.compile(r"h_s_int\.w\d+")
 
 
 def weights_id(state: dict[str, torch.Tensor]) -> str:
-    """An 8-hex-digit hash of every tensor's name, dtype, shape and bytes."""
-    h = hashlib.sha256()
-    for k in sorted(state):
-        t = state[k].detach().cpu().contiguous()
-        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()[:8]
+    """The first 8 hex digits of the weights' :func:`~convpress.core.digest.state_digest`."""
+    return state_digest(state)[:8]
 
 
 def save_weights(model: CodecModel, path: str | os.PathLike[str], *, quality: int, lmbda: float, extra: dict[str, str] | None = None) -> str:
@@ -50,7 +46,7 @@ def save_weights(model: CodecModel, path: str | os.PathLike[str], *, quality: in
     run on the rounded values, so the stored tables and fixed-point layers belong exactly to the
     stored parameters.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     model = copy.deepcopy(model)
     with torch.no_grad():
@@ -64,10 +60,7 @@ def save_weights(model: CodecModel, path: str | os.PathLike[str], *, quality: in
     wid = weights_id(state)
     meta = {"model": model.name, "config": json.dumps(model.config), "quality": str(quality), "lambda": repr(lmbda), "weights_id": wid}
     meta.update(extra or {})
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    save_file(state, str(tmp), metadata=meta)
-    os.replace(tmp, out)
+    atomic_write_bytes(path, save(state, metadata=meta))
     return wid
 
 

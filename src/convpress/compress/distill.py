@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["Distill", "DistillState"]
 

@@ -16,12 +16,17 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
-from convpress._progress import progress_bar
-from convpress.compress.distill import Distill
+from convpress.compress.distill import Distill, DistillState
 from convpress.compress.prune import check_fraction, prune_
 from convpress.compress.schedule import AGP
-from convpress.errors import ConfigError, InputError
+from convpress.compress.state import Pruned, compressed_tensors
+from convpress.compress.structured import bn_l1_penalty
+from convpress.core.digest import fingerprint
+from convpress.core.distributed import shard_loader, world
+from convpress.core.errors import ConfigError
+from convpress.core.training import Step, Trainer
 
 __all__ = ["finetune", "FinetuneResult", "DSD"]
 
@@ -52,11 +57,30 @@ class FinetuneResult:
     pruning_steps: list[dict[str, float]] = field(default_factory=list)
 
 
+def _check(epochs: Any, lr: Any, optimizer: str, lr_decay: str, bn_l1: Any) -> None:
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    if optimizer not in ("adam", "sgd"):
+        raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if lr_decay not in ("none", "cosine"):
+        raise ConfigError(f"lr_decay must be 'none' or 'cosine', got {lr_decay!r}")
+    if not (isinstance(bn_l1, (int, float)) and bn_l1 >= 0):
+        raise ConfigError(f"bn_l1 must be a non-negative number, got {bn_l1!r}")
+
+
 def _batches(loader: Iterable[Any]) -> int | None:
     try:
         return len(loader)  # type: ignore[arg-type]
     except TypeError:
         return None
+
+
+def _optimizer(params: list[nn.Parameter], name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def finetune(
@@ -86,10 +110,10 @@ def finetune(
     Pruned weights stay exactly zero and weight-shared layers train only their centroids (each
     centroid's gradient is the sum of its members' gradients, as in Han et al. 2016).
 
-    Under ``torchrun`` (a process group initialised by
-    :func:`convpress.distributed.init_from_env`) the model is wrapped in DDP and every process
-    trains on its share of each global batch of ``loader``; the result equals single-process
-    training on the same global batches.
+    The loop is convpress's one training loop (:class:`convpress.core.training.Trainer`). Under
+    ``torchrun`` (a process group initialised by :func:`convpress.core.distributed.init_from_env`)
+    the model is wrapped in DDP and every process trains on its share of each global batch of
+    ``loader``; the result equals single-process training on the same global batches.
 
     Args:
         model: the model; parameters with ``requires_grad`` are trained.
@@ -119,18 +143,7 @@ def finetune(
             different run.
         InputError: if the loss becomes NaN or infinite.
     """
-    from convpress.distributed import is_main, shard_loader, world
-
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"lr must be a positive number, got {lr!r}")
-    if optimizer not in ("adam", "sgd"):
-        raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-    if lr_decay not in ("none", "cosine"):
-        raise ConfigError(f"lr_decay must be 'none' or 'cosine', got {lr_decay!r}")
-    if not (isinstance(bn_l1, (int, float)) and bn_l1 >= 0):
-        raise ConfigError(f"bn_l1 must be a non-negative number, got {bn_l1!r}")
+    _check(epochs, lr, optimizer, lr_decay, bn_l1)
     if dsd is not None:
         return _dsd(model, loader, loss_fn, epochs, lr, dsd, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
                     lr_decay=lr_decay, distill=distill, bn_l1=bn_l1, checkpoint=checkpoint, seed=seed, device=device,
@@ -138,149 +151,79 @@ def finetune(
     result = FinetuneResult()
     if epochs == 0:
         return result
-    _rank, n_proc = world()
+    n_proc = world()[1]
     if n_proc > 1:
         loader = shard_loader(loader, seed=seed)
-    state = None
-    if distill is not None:
-        from convpress.compress.distill import DistillState
-
-        state = DistillState(distill, model, next(iter(loader))[0])
-    penalty = None
+    state = DistillState(distill, model, next(iter(loader))[0]) if distill is not None else None
     if bn_l1:
-        from convpress.compress.structured import bn_l1_penalty
-
         bn_l1_penalty(model)  # raises now if the model has no BatchNorm
-        penalty = bn_l1_penalty
     n_batches = _batches(loader)
     total_steps = epochs * n_batches if n_batches else None
     if pruning is not None and total_steps:
         # the first gradual-pruning step installs the masks before the optimiser and DDP see the model
         result.pruning_steps.append(prune_(model, pruning.sparsity_at(0.0), scope=pruning_scope))  # type: ignore[arg-type]
-    params = [p for p in model.parameters() if p.requires_grad]
-    if state is not None:
-        params += list(state.adapters.parameters())
+    params = [p for p in model.parameters() if p.requires_grad] + (list(state.adapters.parameters()) if state is not None else [])
     if device is None:
         first = next(iter(model.parameters()), None)
         device = first.device if first is not None else torch.device("cpu")
-    if optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = _optimizer(params, optimizer, lr, momentum, weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps) if lr_decay == "cosine" and total_steps else None
-    run_id = _fingerprint(model, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_decay=lr_decay,
-                          pruning=repr(pruning), bn_l1=bn_l1, n_batches=n_batches, processes=n_proc)
-    start_epoch = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        start_epoch = _restore(Path(checkpoint), run_id, model, opt, sched, state, loader, result)
-        if start_epoch >= epochs:
-            if state is not None:
-                state.close()
-            return result
-    net: nn.Module = model
-    if n_proc > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model)
-    step = start_epoch * (n_batches or 0)
-    model.train()
-    with progress_bar(total_steps, description, enabled=progress and is_main()) as bar:
-        bar.advance(step)
-        for epoch in range(start_epoch, epochs):
-            sampler = getattr(loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)  # type: ignore[union-attr]
-            total, count = 0.0, 0
-            for inputs, targets in loader:
-                if pruning is not None and total_steps and step % pruning.every == 0 and step > 0:
-                    target = pruning.sparsity_at(step / total_steps)
-                    result.pruning_steps.append(prune_(model, target, scope=pruning_scope))  # type: ignore[arg-type]
-                inputs, targets = inputs.to(device), targets.to(device)
-                opt.zero_grad(set_to_none=True)
-                outputs = net(inputs)
-                loss = loss_fn(outputs, targets)
-                if state is not None:
-                    loss = state.loss(outputs, loss, inputs)
-                if penalty is not None:
-                    loss = loss + bn_l1 * penalty(model)
-                if not torch.isfinite(loss):
-                    raise InputError(
-                        f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                        "(check the data for NaN or infinite values, or lower lr)"
-                    )
-                loss.backward()
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                total += float(loss.detach()) * len(inputs)
-                count += len(inputs)
-                step += 1
-                bar.advance(1, f"epoch {epoch + 1}/{epochs} loss {total / max(count, 1):.4f}")
-            result.epoch_losses.append(total / max(count, 1))
-            if pruning is not None and epoch == epochs - 1:
-                result.pruning_steps.append(prune_(model, pruning.target, scope=pruning_scope))  # type: ignore[arg-type]
-            if checkpoint is not None and is_main():
-                _save(Path(checkpoint), run_id, epoch + 1, model, opt, sched, state, loader, result)
-    if state is not None:
-        state.close()
-    return result
-
-
-def _fingerprint(model: nn.Module, **settings: Any) -> str:
-    """Identifies a training run: its settings and the model's tensor names and shapes."""
-    import hashlib
-
-    shapes = sorted((k, tuple(v.shape)) for k, v in model.state_dict().items())
-    return hashlib.sha256(repr((sorted(settings.items()), shapes)).encode()).hexdigest()[:16]
-
-
-def _save(path: Path, run_id: str, epochs_done: int, model: nn.Module, opt: Any, sched: Any, state: Any, loader: Any, result: FinetuneResult) -> None:
-    from convpress.fileformat.checkpoint import save_checkpoint
-
+    run_id = fingerprint({"settings": dict(epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_decay=lr_decay,
+                                           pruning=repr(pruning), bn_l1=bn_l1, n_batches=n_batches, processes=n_proc),
+                          "shapes": sorted((k, list(v.shape)) for k, v in model.state_dict().items())})
     gen = getattr(loader, "generator", None)
-    payload = {
-        "format": "convpress.finetune-checkpoint", "version": 1, "run": run_id, "epochs_done": epochs_done,
-        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
-        "adapters": state.adapters.state_dict() if state is not None else None,
-        "loader_generator": gen.get_state() if isinstance(gen, torch.Generator) else None,
-        "torch_rng": torch.get_rng_state(), "epoch_losses": result.epoch_losses, "pruning_steps": result.pruning_steps,
-    }
-    save_checkpoint(path, "finetune", payload)
+    trainer = Trainer(model, opt, kind="finetune", run_id=run_id, checkpoint=checkpoint, scheduler=sched,
+                      stateful={"adapters": state.adapters} if state is not None else None,
+                      generators=[gen] if isinstance(gen, torch.Generator) else [], save_torch_rng=True,
+                      progress=progress, description=description)
+    trainer.records = {"epoch_losses": result.epoch_losses, "pruning_steps": result.pruning_steps}
+    trainer.restore()
+    result.epoch_losses, result.pruning_steps = trainer.records["epoch_losses"], trainer.records["pruning_steps"]
+    sums = [0.0, 0]  # loss * samples and samples of the current epoch
 
+    def batches(epoch: int) -> Iterable[Any]:
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)  # type: ignore[union-attr]
+        return loader
 
-def _restore(path: Path, run_id: str, model: nn.Module, opt: Any, sched: Any, state: Any, loader: Any, result: FinetuneResult) -> int:
-    """Load a checkpoint written by :func:`_save`; returns the number of epochs already done."""
-    from convpress.errors import FileFormatError
-    from convpress.fileformat.checkpoint import load_checkpoint
+    def loss(net: nn.Module, batch: Any, step: Step) -> torch.Tensor:
+        if pruning is not None and total_steps and step.index % pruning.every == 0 and step.index > 0:
+            result.pruning_steps.append(prune_(model, pruning.sparsity_at(step.index / total_steps), scope=pruning_scope))  # type: ignore[arg-type]
+        inputs, targets = batch[0].to(device), batch[1].to(device)
+        outputs = net(inputs)
+        value = loss_fn(outputs, targets)
+        if state is not None:
+            value = state.loss(outputs, value, inputs)
+        if bn_l1:
+            value = value + bn_l1 * bn_l1_penalty(model)
+        return value
 
-    payload = load_checkpoint(path, "finetune")
-    if payload.get("format") != "convpress.finetune-checkpoint":
-        raise FileFormatError(f"{path} is not a convpress training checkpoint")
-    if payload.get("run") != run_id:
-        raise ConfigError(f"{path} was written by a different training run (other settings or model); remove it or use another work folder")
+    def after_step(step: Step, value: torch.Tensor, batch: Any) -> None:
+        sums[0] += float(value) * len(batch[0])
+        sums[1] += len(batch[0])
+
+    def after_epoch(epoch: int) -> None:
+        result.epoch_losses.append(sums[0] / max(sums[1], 1))
+        sums[:] = [0.0, 0]
+        if pruning is not None and epoch == epochs - 1:
+            result.pruning_steps.append(prune_(model, pruning.target, scope=pruning_scope))  # type: ignore[arg-type]
+
+    def status() -> str:
+        return f"epoch {trainer.epochs_done + 1}/{epochs} loss {sums[0] / max(sums[1], 1):.4f}"
+
     try:
-        model.load_state_dict(payload["model"])
-        opt.load_state_dict(payload["optimizer"])
-        if sched is not None and payload["scheduler"] is not None:
-            sched.load_state_dict(payload["scheduler"])
-        if state is not None and payload["adapters"] is not None:
-            state.adapters.load_state_dict(payload["adapters"])
-        gen = getattr(loader, "generator", None)
-        if isinstance(gen, torch.Generator) and payload["loader_generator"] is not None:
-            gen.set_state(payload["loader_generator"])
-        torch.set_rng_state(payload["torch_rng"])
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise FileFormatError(f"{path} does not match this training run ({str(exc).splitlines()[0][:160]})") from None
-    result.epoch_losses[:] = list(payload["epoch_losses"])
-    result.pruning_steps[:] = list(payload["pruning_steps"])
-    return int(payload["epochs_done"])
+        trainer.fit(epochs=epochs, steps_per_epoch=n_batches, batches=batches, loss=loss, after_step=after_step,
+                    after_epoch=after_epoch, status=status)
+    finally:
+        if state is not None:
+            state.close()
+    return result
 
 
 def _dsd(
     model: nn.Module, loader: Iterable[Any], loss_fn: Callable[..., torch.Tensor], epochs: int, lr: float, dsd: DSD, **kw: Any
 ) -> FinetuneResult:
-    from convpress.compress.state import Pruned, compressed_tensors
-
     if epochs < 3:
         raise ConfigError(f"DSD needs at least 3 epochs (dense, sparse, re-dense), got {epochs}")
     if compressed_tensors(model):
@@ -297,8 +240,6 @@ def _dsd(
     out.pruning_steps.append(prune_(model, dsd.sparsity))
     out.epoch_losses += finetune(model, loader, loss_fn, phase[1], lr, description=f"{desc} (sparse)", checkpoint=part("sparse"), **kw).epoch_losses
     # re-dense: drop the masks; pruned weights restart from zero (prune_ zeroed their originals)
-    from torch.nn.utils import parametrize
-
     for _key, (module, tname, p) in list(compressed_tensors(model).items()):
         if isinstance(p, Pruned):
             parametrize.remove_parametrizations(module, tname, leave_parametrized=True)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from convpress.compress.state import compressed_tensors
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["factorize_", "factorize_to_budget", "FactorizeReport", "factor_linear", "factor_conv_separable", "factor_conv_depthwise"]
 

@@ -22,7 +22,7 @@ from convpress.compress.prune import check_fraction, prune_, sparsity
 from convpress.compress.quantize import bits_by_type, check_bits, quantize_
 from convpress.compress.schedule import AGP, Iterative, OneShot
 from convpress.compress.state import dense_state_dict, weight_layers
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["DeepCompressionConfig", "PipelineReport", "LayerRow", "deep_compress", "validate_config"]
 
@@ -70,7 +70,7 @@ class DeepCompressionConfig:
 def validate_config(cfg: DeepCompressionConfig, model: nn.Module) -> None:
     """Raise ConfigError for any impossible setting, before any training happens."""
     from convpress.compress.prune import resolve_layers
-    from convpress.fileformat.entropy import check_coder
+    from convpress.fileformat.coders import check_coder
 
     if isinstance(cfg.prune, Mapping):
         resolve_layers(model, cfg.prune, None, what="prune")
@@ -212,7 +212,8 @@ def deep_compress(
     Returns:
         The report; the final model (in memory) is pruned and weight-shared.
     """
-    from convpress.fileformat.cpz import load, save
+    from convpress.compress.files import save
+    from convpress.fileformat.cpz import load
 
     validate_config(cfg, model)
     if out_path is not None and Path(out_path).exists() and not overwrite:
@@ -223,7 +224,7 @@ def deep_compress(
     say(f"dense {metric_name}: {report.metric['dense']:.2f}")
     torch.manual_seed(cfg.seed)
 
-    from convpress.distributed import is_main
+    from convpress.core.distributed import is_main
 
     wd = Path(work_dir) if work_dir is not None else None
     if wd is not None:

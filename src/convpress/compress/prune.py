@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from convpress.compress.state import Pruned, Shared, compression_of, weight_layers
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["prune_", "sparsity", "resolve_layers", "check_fraction"]
 

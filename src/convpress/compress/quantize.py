@@ -17,7 +17,7 @@ from torch.nn.utils import parametrize
 
 from convpress.compress.prune import resolve_layers
 from convpress.compress.state import Pruned, Shared, compression_of, weight_layers
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["quantize_", "bits_by_type", "kmeans_1d", "check_bits", "MAX_BITS"]
 

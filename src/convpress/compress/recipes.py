@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from convpress._registry import Registry
+from convpress.core.registry import Registry
 from convpress.compress.pipeline import DeepCompressionConfig
 
 __all__ = ["Recipe", "RECIPES", "get_recipe"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from convpress.compress.prune import check_fraction, prune_
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["OneShot", "Iterative", "AGP", "run_schedule", "scale_target"]
 

@@ -14,7 +14,7 @@ re-implementing. convpress adds on top of it:
 * per-channel layers Torch-Pruning does not know (e.g. the CAN's adaptive normalisation), pruned
   along with the convolution that feeds them: :func:`register_channel_layer`;
 * the resulting shapes recorded so the model can be rebuilt and loaded later
-  (:mod:`convpress.compress.shapes`).
+  (:mod:`convpress.models.shapes`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import nn
 
 from convpress.compress.prune import check_fraction
 from convpress.compress.state import compressed_tensors
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["prune_channels_", "ChannelPruneReport", "bn_l1_penalty", "count_macs", "output_layer", "register_channel_layer"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from convpress.errors import InputError
+from convpress.core.errors import InputError
 
 __all__ = ["image_folder_loaders", "IMAGENET_MEAN", "IMAGENET_STD"]
 

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from convpress.errors import ConfigError, InputError
+from convpress.core.errors import ConfigError, InputError
 
 __all__ = ["read_image", "write_image", "to_tensor", "to_uint8"]
 
@@ -89,7 +89,7 @@ def _check_fits_in_memory(path: Path) -> None:
     """Refuse, before decoding, an image whose pixels cannot fit (the file header gives its size cheaply)."""
     import warnings
 
-    from convpress._memory import check_fits
+    from convpress.core.memory import check_fits
 
     try:
         from PIL import Image
@@ -132,7 +132,7 @@ def write_image(
     """
     import cv2
 
-    from convpress.fileformat.container import atomic_write_bytes
+    from convpress.core.atomic import atomic_write_bytes
 
     out = Path(path)
     for inp in protect:

@@ -7,6 +7,7 @@ class held out (4,000 / 1,000), so accuracy figures are reproducible across runs
 from __future__ import annotations
 
 import functools
+import io
 import os
 from pathlib import Path
 from typing import Literal
@@ -14,6 +15,8 @@ from typing import Literal
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+
+from convpress.core.atomic import atomic_write_bytes
 
 __all__ = ["load_mnist", "mnist_loaders"]
 
@@ -41,9 +44,9 @@ def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
     images, labels = images.astype(np.uint8), labels.astype(np.int64)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, images=images, labels=labels)
-        os.replace(tmp, cache)
+        buf = io.BytesIO()
+        np.savez(buf, images=images, labels=labels)
+        atomic_write_bytes(cache, buf.getvalue())
     except OSError:  # a read-only home is fine: we just parse again next time
         pass
     return images, labels

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from convpress.data.images import read_image, to_tensor
-from convpress.errors import InputError
+from convpress.core.errors import InputError
 
 __all__ = ["PHOTO_NAMES", "TRAIN_PHOTOS", "TEST_PHOTOS", "bundled_photo", "image_folder"]
 

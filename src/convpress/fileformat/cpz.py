@@ -1,6 +1,6 @@
 """The ``.cpz`` compressed model file: save a (pruned, weight-shared) model, load it back bit-exact.
 
-A ``.cpz`` is a :mod:`container <convpress.fileformat.container>` (magic ``\\x89CPZ\\r\\n\\x1a\\n``,
+A ``.cpz`` is a :mod:`container <convpress.core.container>` (magic ``\\x89CPZ\\r\\n\\x1a\\n``,
 version 1) whose JSON header lists every tensor of the model's dense state_dict:
 
 * ``shared`` (pruned and/or weight-shared): a codebook (raw, the tensor's dtype), the kept
@@ -18,6 +18,7 @@ fully connected layers.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import zlib
@@ -28,17 +29,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from convpress.compress.state import Shared, compressed_tensors, dense_state_dict
-from convpress.errors import ConfigError, FileFormatError
-from convpress.fileformat import ans, huffman
-from convpress.fileformat.container import read_container, write_container
-from convpress.fileformat.entropy import check_coder, decode_stream, empirical_entropy_bits, encode_stream
-from convpress.fileformat.fixed import width as fixed_width
+from convpress.core.container import read_container, write_container
+from convpress.core.errors import ConfigError, FileFormatError
+from convpress.core.version import __version__
+from convpress.fileformat.coders import check_coder, decode_stream, empirical_entropy_bits, encode_stream
 from convpress.fileformat.sparse import MAX_INDEX_BITS, decode_positions, encode_positions
 
-__all__ = ["save", "load", "load_model", "read_info", "CpzInfo", "TensorInfo", "StreamStats", "MAGIC", "VERSION"]
+__all__ = [
+    "CompressedTensor", "save_tensors", "load", "read_info", "read_model_spec", "CpzInfo", "TensorInfo", "StreamStats",
+    "MAGIC", "VERSION",
+]
 
 MAGIC = b"\x89CPZ\r\n\x1a\n"
 VERSION = 1
@@ -59,6 +60,27 @@ _DTYPES: dict[str, torch.dtype] = {
     "bool": torch.bool,
 }
 _DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class CompressedTensor:
+    """A pruned and/or weight-shared tensor, as a ``.cpz`` stores it.
+
+    Attributes:
+        values: the effective tensor (pruned entries zero, shared entries equal to their centroid).
+        mask: bool tensor of the same shape; True where a weight is kept.
+        codebook: (K,) centroids of a weight-shared tensor, or None (pruned only).
+        index: integer tensor of the same shape, each kept weight's centroid in ``[0, K)``
+            (with ``codebook``).
+        layer: ``"linear"`` or ``"conv"``: picks Deep Compression's index width (5 or 8 bits)
+            under ``index_bits="paper"``.
+    """
+
+    values: torch.Tensor
+    mask: torch.Tensor
+    codebook: torch.Tensor | None = None
+    index: torch.Tensor | None = None
+    layer: str = "conv"
 
 
 @dataclass
@@ -141,31 +163,21 @@ def _from_raw(data: bytes, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype).reshape(shape).clone()
 
 
-def _paper_index_bits(module: nn.Module) -> int:
-    return 5 if isinstance(module, nn.Linear) else 8
-
-
-def _index_bits_choices(spec: Any, name: str, module: nn.Module) -> list[int]:
+def _index_bits_choices(spec: Any, name: str, layer_kind: str) -> list[int]:
     layer = name.rsplit(".", 1)[0]
     if isinstance(spec, Mapping):
         spec = spec.get(name, spec.get(layer, "auto"))
     if spec == "auto":
         return list(range(1, 13))
     if spec == "paper":
-        return [_paper_index_bits(module)]
+        return [5 if layer_kind == "linear" else 8]
     if isinstance(spec, bool) or not isinstance(spec, int) or not 1 <= spec <= MAX_INDEX_BITS:
         raise ConfigError(f"index_bits must be 'auto', 'paper', or an integer in [1, {MAX_INDEX_BITS}], got {spec!r}")
     return [spec]
 
 
 def _stats(name: str, symbols: np.ndarray, alphabet: int, coder: str, data: bytes) -> StreamStats:
-    if coder == "ans":
-        payload = ans.payload_bits(symbols, alphabet)
-    elif coder == "huffman":
-        counts = np.bincount(symbols, minlength=alphabet)
-        payload = int((huffman.code_lengths(counts)[symbols]).sum()) if symbols.size else 0
-    else:
-        payload = fixed_width(alphabet) * symbols.size
+    payload = check_coder(coder).payload_bits(symbols, alphabet)
     return StreamStats(name, int(symbols.size), alphabet, empirical_entropy_bits(symbols, alphabet), len(data), payload)
 
 
@@ -186,11 +198,12 @@ class _Writer:
             raise ConfigError(f"tensor {name!r} has dtype {t.dtype}, which .cpz files do not store")
         return {"name": name, "kind": "raw", "shape": list(t.shape), "dtype": _DTYPE_NAMES[t.dtype], "data": self.add(_raw_bytes(t))}
 
-    def compressed(self, name: str, module: nn.Module, effective: torch.Tensor, p: Any) -> dict[str, Any]:
+    def compressed(self, name: str, t: CompressedTensor) -> dict[str, Any]:
+        effective = t.values
         if effective.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
             raise ConfigError(f"tensor {name!r} has dtype {effective.dtype}; only float tensors can be compressed")
         start, n_streams = len(self.sections), len(self.streams)
-        entry = self._compressed(name, module, effective, p)
+        entry = self._compressed(name, t)
         if sum(len(s) for s in self.sections[start:]) >= effective.numel() * effective.element_size():
             # tiny tensors (a 10-value bias) store smaller raw than with a codebook and tables;
             # raw keeps the exact same values, so loading stays bit-exact
@@ -202,9 +215,10 @@ class _Writer:
         entry["crc"] = zlib.crc32(_raw_bytes(effective))
         return entry
 
-    def _compressed(self, name: str, module: nn.Module, effective: torch.Tensor, p: Any) -> dict[str, Any]:
-        mask = p.mask.detach().cpu()
-        shared = isinstance(p, Shared)
+    def _compressed(self, name: str, t: CompressedTensor) -> dict[str, Any]:
+        effective = t.values
+        mask = t.mask.detach().cpu().to(torch.bool)
+        shared = t.codebook is not None
         kept = int(mask.sum())
         orders = ["C", "T"] if self.order == "auto" and effective.ndim >= 2 else [self.order if effective.ndim >= 2 else "C"]
         best: tuple[int, str, int | None, bytes | None, np.ndarray | None] | None = None
@@ -214,7 +228,7 @@ class _Writer:
             else:
                 flat = _ordered(mask, order).numpy()
                 cand = None
-                for b in _index_bits_choices(self.index_bits, name, module):
+                for b in _index_bits_choices(self.index_bits, name, t.layer):
                     steps = encode_positions(flat, b)
                     data = encode_stream(steps, (1 << b) + 1, self.coder)
                     if cand is None or len(data) < cand[0]:
@@ -238,10 +252,12 @@ class _Writer:
             entry["positions"] = {"section": self.add(pos_data), "count": int(steps.size)}
             self.streams.append(_stats(f"{name}:positions", steps, (1 << b) + 1, self.coder, pos_data))
         keep = _ordered(mask, order)
-        if shared:
-            codebook = p.codebook.detach().cpu().to(effective.dtype)
+        if t.codebook is not None:
+            if t.index is None:
+                raise ConfigError(f"tensor {name!r} has a codebook but no index")
+            codebook = t.codebook.detach().cpu().to(effective.dtype)
             k = int(codebook.numel())
-            symbols = _ordered(p.index.detach().cpu().long(), order)[keep].numpy()
+            symbols = _ordered(t.index.detach().cpu().long(), order)[keep].numpy()
             val_data = encode_stream(symbols, k, self.coder)
             entry["codebook"] = {"section": self.add(_raw_bytes(codebook)), "size": k}
             entry["values"] = {"section": self.add(val_data), "count": int(symbols.size), "alphabet": k}
@@ -252,33 +268,34 @@ class _Writer:
         return entry
 
 
-def save(
-    model: nn.Module,
+def save_tensors(
+    tensors: Mapping[str, torch.Tensor | CompressedTensor],
     path: str | os.PathLike[str],
     coder: str = "ans",
     *,
     index_bits: int | str | Mapping[str, int] = "auto",
     order: str = "auto",
     metadata: Mapping[str, Any] | None = None,
-    arch: str | None = None,
+    model: Mapping[str, Any] | None = None,
     overwrite: bool = True,
 ) -> CpzInfo:
-    """Write ``model`` as a compressed ``.cpz`` file (atomically: temp file + rename).
+    """Write tensors as a ``.cpz`` file (atomically: temp file + rename).
 
-    Pruned and weight-shared tensors are stored sparsely and entropy-coded; every other tensor
-    of the state_dict is stored raw, so :func:`load` returns the complete dense state_dict.
+    :class:`CompressedTensor` entries are stored sparsely and entropy-coded (or raw, when that
+    is smaller: tiny tensors), plain tensors raw; :func:`load` returns every tensor, dense and
+    bit-exact, in the order given. ``convpress.save`` builds the tensors from a compressed model.
 
     Args:
-        model: a model, usually after :func:`~convpress.prune_` and :func:`~convpress.quantize_`.
+        tensors: name -> tensor, in state_dict order.
         path: output file.
-        coder: "ans" (rANS, default), "huffman" (as in the paper) or "none" (fixed-width bits).
+        coder: a registered coder (:data:`~convpress.fileformat.coders.CODERS`): "ans" (rANS,
+            default), "huffman" (as in the paper) or "none" (fixed-width bits).
         index_bits: relative-index width: "auto" (smallest file), "paper" (conv 8, fc 5), an
             int, or ``{layer_or_tensor_name: bits}``.
         order: position layout "auto", "C" or "T" (first two axes swapped).
         metadata: JSON-serialisable facts stored in the header (accuracy, data, ...).
-        arch: architecture name (convpress, torchvision or timm); when given, the layer shapes
-            are recorded too, so :func:`load_model` can rebuild the model, structurally
-            pruned or not.
+        model: JSON-serialisable description of the model (architecture name and layer
+            shapes), stored for :func:`read_model_spec`.
         overwrite: replace an existing file at ``path``.
 
     Returns:
@@ -288,35 +305,24 @@ def save(
         ConfigError: unknown coder/order/index_bits, unserialisable metadata, unsupported dtype,
             or ``path`` exists and ``overwrite`` is False.
     """
-    import json
-
-    import convpress
-
     check_coder(coder)
     if order not in ("auto", "C", "T"):
         raise ConfigError(f"order must be 'auto', 'C' or 'T', got {order!r}")
     meta = dict(metadata or {})
     try:
         json.dumps(meta)
+        json.dumps(model)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"metadata must be JSON-serialisable: {exc}") from None
     out = Path(path)
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists; pass overwrite=True (CLI: --force) to replace it")
     writer = _Writer(coder, index_bits, order)
-    comp = compressed_tensors(model)
-    entries = []
-    for name, tensor in dense_state_dict(model).items():
-        if name in comp:
-            module, _tname, p = comp[name]
-            entries.append(writer.compressed(name, module, tensor, p))
-        else:
-            entries.append(writer.raw(name, tensor))
-    header = {"format": "convpress.cpz", "created_by": f"convpress {convpress.__version__}", "coder": coder, "metadata": meta, "tensors": entries}
-    if arch is not None:
-        from convpress.compress.shapes import layer_shapes
-
-        header["model"] = {"arch": arch, "shapes": layer_shapes(model)}
+    entries = [writer.compressed(name, t) if isinstance(t, CompressedTensor) else writer.raw(name, t) for name, t in tensors.items()]
+    header: dict[str, Any] = {"format": "convpress.cpz", "created_by": f"convpress {__version__}", "coder": coder, "metadata": meta,
+                              "tensors": entries}
+    if model is not None:
+        header["model"] = dict(model)
     size = write_container(out, MAGIC, VERSION, header, writer.sections, overwrite=overwrite)
     info = _info_from_header(out, header, [len(s) for s in writer.sections], size)
     info.streams = writer.streams
@@ -527,24 +533,14 @@ def read_info(path: str | os.PathLike[str]) -> CpzInfo:
     return _info_from_header(Path(path), header, [len(s) for s in sections], size)
 
 
-def load_model(path: str | os.PathLike[str]) -> nn.Module:
-    """Rebuild the model stored in a ``.cpz`` saved with ``arch=...`` (in eval mode).
-
-    The architecture is built by name, its layers are resized to the recorded shapes (so
-    structurally pruned models load), and the dense state_dict is loaded.
+def read_model_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The model description a ``.cpz`` was saved with: ``{"arch": name, "shapes": {...}}``.
 
     Raises:
         FileFormatError: if the file is invalid or was saved without an architecture name.
-        ConfigError: if the architecture is unknown here.
     """
-    from convpress.compress.shapes import apply_shapes_
-    from convpress.models import resolve_model
-    from convpress.models.checkpoint import load_into
-
     header, _sections, _ = _read(path)
     spec = header.get("model")
     if not isinstance(spec, dict) or not isinstance(spec.get("arch"), str):
         raise FileFormatError(f"{path} was saved without an architecture name; load its state_dict with convpress.load")
-    model = apply_shapes_(resolve_model(spec["arch"]), spec.get("shapes", {}))
-    load_into(model, load(path), arch=spec["arch"], source=str(path))
-    return model.eval()
+    return spec

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convpress.errors import FileFormatError
+from convpress.core.errors import FileFormatError
 
 __all__ = ["encode_positions", "decode_positions", "MAX_INDEX_BITS"]
 

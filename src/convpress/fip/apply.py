@@ -14,7 +14,7 @@ different statistics than the full image: plain CANs are never tiled (asking for
 Without ``tile_rows`` the guided-filter CAN uses strips of about :data:`STRIP_PIXELS` pixels
 (exact either way), so a 24-megapixel photo needs a few hundred MB beyond the image itself.
 Before any work, the peak memory of the request is estimated and compared with the memory
-available (:mod:`convpress._memory`): a request that cannot fit is refused with a
+available (:mod:`convpress.core.memory`): a request that cannot fit is refused with a
 :class:`ConfigError` naming the estimate and the option that fixes it, instead of an
 out-of-memory crash.
 """
@@ -24,8 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convpress._memory import check_fits
-from convpress.errors import ConfigError, InputError
+from convpress.core.memory import check_fits
+from convpress.core.errors import ConfigError, InputError
 from convpress.models.can import CAN, GuidedFilterCAN
 
 __all__ = ["apply_network", "estimate_memory", "min_input_size", "run_reference", "STRIP_PIXELS"]

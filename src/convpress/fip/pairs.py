@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from convpress.errors import ConfigError, InputError
+from convpress.core.errors import ConfigError, InputError
 
 __all__ = ["Pair", "build_pairs", "load_pairs", "resize_long_side", "training_photos"]
 
@@ -48,7 +48,7 @@ def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
 def _save16(path: Path, image: np.ndarray) -> None:
     import cv2
 
-    from convpress.fileformat.container import atomic_write_bytes
+    from convpress.core.atomic import atomic_write_bytes
 
     a = np.clip(image * 65535.0 + 0.5, 0, 65535).astype(np.uint16)[:, :, ::-1]
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(a))
@@ -84,7 +84,7 @@ def build_pairs(images: Sequence[tuple[str, np.ndarray]], operator: str, cache: 
     Returns:
         The pairs, in the order of ``images`` then ``sizes``; a manifest.json lists them too.
     """
-    from convpress._progress import progress_bar
+    from convpress.core.progress import progress_bar
     from convpress.fip.operators import get_operator
 
     op = get_operator(operator)

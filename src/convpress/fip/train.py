@@ -1,25 +1,25 @@
 """Training a network to imitate an operator: MSE, Adam, random crops of pairs at several resolutions.
 
+The loop is convpress's one training loop (:class:`convpress.core.training.Trainer`).
 Deterministic and resumable: epoch e draws its crops from ``numpy.random.default_rng([seed, e])``,
-and after every epoch a checkpoint (model, optimiser, history) is written atomically to
-``work_dir/checkpoint.ckpt``; a rerun with the same settings continues after the last finished
-epoch and ends with the same weights as an uninterrupted run.
+and after every epoch a checkpoint (model, optimiser, history, best weights) is written
+atomically to ``work_dir/checkpoint.ckpt``; a rerun with the same settings continues after the
+last finished epoch and ends with the same weights as an uninterrupted run.
 
-Under ``torchrun --nproc_per_node N`` (see :mod:`convpress.distributed`) every process draws the
+Under ``torchrun --nproc_per_node N`` (see :mod:`convpress.core.distributed`) every process draws the
 same global batch of crops and trains on its ``1/N`` share (``batch`` must be divisible by N);
 DDP averages the gradients. The CANs normalise with each image's own statistics, so sharding a
 batch leaves the loss and its gradient unchanged up to floating-point summation order. Each
 process evaluates a share of the validation images and the PSNRs are summed over processes, so
 every process sees the same validation PSNR (and keeps the same best epoch); the recorded loss
-is the mean over all processes. Only rank 0 writes checkpoints and draws progress bars.
+is the mean over all processes. Only rank 0 writes checkpoints and draws the progress bar.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,17 +28,20 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from convpress.distributed import barrier, batch_share, data_parallel, sum_over_processes
-from convpress.errors import ConfigError, FileFormatError, InputError
-from convpress.fileformat.checkpoint import load_checkpoint, save_checkpoint
+from convpress.core.digest import fingerprint, state_digest
+from convpress.core.distributed import batch_share, sum_over_processes
+from convpress.core.errors import ConfigError, InputError
+from convpress.core.training import Step, Trainer, TrainConfig
+from convpress.data.images import read_image
 from convpress.fip.pairs import Pair
+from convpress.models import create_model
 
-__all__ = ["TrainConfig", "TrainResult", "train", "psnr", "split_pairs", "crop_batch", "state_digest"]
+__all__ = ["FipTrainConfig", "TrainResult", "train", "psnr", "split_pairs", "crop_batch"]
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of :func:`train`.
+@dataclass(kw_only=True)
+class FipTrainConfig(TrainConfig):
+    """Settings of :func:`train` (``batch``, ``lr`` and ``seed`` as in every :class:`~convpress.core.training.TrainConfig`).
 
     Attributes:
         operator: operator the pairs were made with (recorded in the weights).
@@ -67,19 +70,23 @@ class TrainConfig:
     crops: tuple[int, ...] = (128, 192, 256)
     lr: float = 5e-4
     val_fraction: float = 0.2
-    seed: int = 0
     cosine: bool = True
     keep_best: bool = True
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     rotate: bool = False
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.steps < 1 or self.batch < 1:
+        super().__post_init__()
+        if self.epochs < 1 or self.steps < 1:
             raise ConfigError("epochs, steps and batch must be positive")
         if not self.crops or min(self.crops) < 8:
             raise ConfigError(f"crop sizes must be at least 8 pixels, got {list(self.crops)}")
-        if not 0.0 <= self.val_fraction < 1.0 or self.lr <= 0:
+        if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError("val_fraction must be in [0, 1) and lr positive")
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of ``epoch`` (a half cosine from ``lr`` to 0 over the epochs, or constant)."""
+        return self.lr * (0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs)) if self.cosine else 1.0)
 
 
 @dataclass
@@ -109,8 +116,6 @@ def split_pairs(pairs: list[Pair], val_fraction: float) -> tuple[list[Pair], lis
 
 
 def _load(pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:
-    from convpress.data.images import read_image
-
     return read_image(pair.input), read_image(pair.target)
 
 
@@ -141,22 +146,11 @@ def crop_batch(data: list[tuple[torch.Tensor, torch.Tensor]], rng: np.random.Gen
     return torch.stack([t[:, :side, :side] for t in xs]), torch.stack([t[:, :side, :side] for t in ys])
 
 
-def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """SHA-1 (hex) of a state dict's names and tensor bytes: which weights a fine-tune starts from."""
-    h = hashlib.sha1()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _fingerprint(cfg: TrainConfig, pairs: list[Pair], init: dict[str, torch.Tensor] | None = None) -> str:
+def _fingerprint(cfg: FipTrainConfig, pairs: list[Pair], init: dict[str, torch.Tensor] | None = None) -> str:
     """Id of a run: its settings, its pairs and, for a fine-tune, the weights it starts from (so that
     fine-tuning other weights with the same settings never resumes a finished run's checkpoint)."""
-    key = json.dumps({"cfg": asdict(cfg), "pairs": [str(p.target.name) for p in pairs]}, sort_keys=True)
-    if init is not None:
-        key += state_digest(init)
-    return hashlib.sha1(key.encode()).hexdigest()[:16]
+    return fingerprint({"cfg": asdict(cfg), "pairs": [str(p.target.name) for p in pairs],
+                        "init": state_digest(init) if init is not None else None})
 
 
 def evaluate(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], *, rank: int = 0, size: int = 1) -> float:
@@ -175,15 +169,15 @@ def evaluate(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor
     return total / len(data)
 
 
-def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[str] | None = None, progress: bool = False,
+def train(pairs: list[Pair], cfg: FipTrainConfig, *, work_dir: str | os.PathLike[str] | None = None, progress: bool = False,
           stop_after: int | None = None, init: dict[str, torch.Tensor] | None = None) -> TrainResult:
-    """Train ``cfg.model`` on ``pairs`` (see module docstring for resuming).
+    """Train ``cfg.model`` on ``pairs`` with convpress's training loop (see module docstring for resuming).
 
     Args:
         pairs: cached pairs (see :func:`convpress.fip.pairs.build_pairs`).
         cfg: settings.
         work_dir: folder for ``checkpoint.ckpt``; resumes from it when it matches ``cfg`` and ``pairs``.
-        progress: draw a progress bar per epoch.
+        progress: draw a progress bar.
         stop_after: stop after this many epochs of this call (tests use it to simulate a kill).
         init: state dict to start from (fine-tuning) instead of the identity initialisation.
 
@@ -194,9 +188,6 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
         InputError: if there are no pairs or all are smaller than the model needs.
         ConfigError: under torchrun, if ``cfg.batch`` is not divisible by the number of processes.
     """
-    from convpress._progress import progress_bar
-    from convpress.models import create_model
-
     if not pairs:
         raise InputError("no training pairs")
     rank, size = batch_share(cfg.batch)
@@ -210,56 +201,45 @@ def train(pairs: list[Pair], cfg: TrainConfig, *, work_dir: str | os.PathLike[st
     val = [d for d in map(_load, val_pairs) if min(d[0].shape[1:]) >= min_size]
     if not data:
         raise InputError(f"every training pair is smaller than the {min_size} pixels {cfg.model} needs")
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    history: list[dict[str, float]] = []
-    best: tuple[float, dict[str, torch.Tensor] | None] = (-math.inf, None)
-    start = 0
-    ckpt = Path(work_dir) / "checkpoint.ckpt" if work_dir is not None else None
-    run_id = _fingerprint(cfg, pairs, init)
-    if ckpt is not None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        if ckpt.is_file():
-            state = load_checkpoint(ckpt, "fip-train")  # CRC-checked, tensors only (no pickled code)
-            if state.get("run_id") != run_id:
-                raise ConfigError(f"{ckpt} belongs to a training run with other settings, pairs or starting weights; use another work folder")
-            try:
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["opt"])
-                history, start = list(state["history"]), int(state["epoch"])
-                best = (float(state["best_psnr"]), state["best"])
-            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-                raise FileFormatError(f"{ckpt} does not match this training run ({str(exc).splitlines()[0][:160]})") from None
-    resumed = start
-    model.train()
-    net = data_parallel(model)
-    for epoch in range(start, cfg.epochs):
-        if stop_after is not None and epoch - resumed >= stop_after:
-            break
-        rng = np.random.default_rng([cfg.seed, epoch])
-        lr = cfg.lr * (0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs)) if cfg.cosine else 1.0)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        total = 0.0
-        with progress_bar(cfg.steps, f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress and rank == 0) as bar:
-            for step in range(cfg.steps):
-                x, y = crop_batch(data, rng, cfg.crops, cfg.batch, min_size, rotate=cfg.rotate)  # the global batch, on every process
-                loss = F.mse_loss(net(x[rank::size]), y[rank::size])  # this process's share
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-                bar.advance(1, info=f"loss {total / (step + 1):.2e}")
-            total = sum_over_processes([total])[0] / size  # shares are equal: mean of share means = global mean
-            val_psnr = evaluate(model, val, rank=rank, size=size)
-            bar.set_info(f"loss {total / cfg.steps:.2e}  val PSNR {val_psnr:.2f} dB")
-        history.append({"epoch": epoch + 1, "loss": total / cfg.steps, "val_psnr": val_psnr, "lr": lr})
-        if val_psnr > best[0]:
-            best = (val_psnr, {k: v.detach().clone() for k, v in model.state_dict().items()})
-        if ckpt is not None and rank == 0:
-            save_checkpoint(ckpt, "fip-train", {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(), "opt": opt.state_dict(),
-                                                "history": history, "best_psnr": best[0], "best": best[1]})
-    barrier()
-    finished = len(history) == cfg.epochs
-    if cfg.keep_best and finished and best[1] is not None:
-        model.load_state_dict(best[1])
-    return TrainResult(model, history, resumed, best[0])
+    trainer = Trainer(
+        model, torch.optim.Adam(model.parameters(), lr=cfg.lr), kind="fip-train", run_id=_fingerprint(cfg, pairs, init),
+        checkpoint=Path(work_dir) / "checkpoint.ckpt" if work_dir is not None else None,
+        lr=lambda step: cfg.lr_at(step // cfg.steps), progress=progress, description=f"train {cfg.model} ({cfg.operator})",
+    )
+    trainer.records = {"history": [], "best_psnr": -math.inf, "best": None}
+    resumed = trainer.restore() // cfg.steps
+    history: list[dict[str, float]] = trainer.records["history"]
+    loss_sum = [0.0]
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng([cfg.seed, epoch])  # the global batches, the same on every process
+        for _ in range(cfg.steps):
+            yield crop_batch(data, rng, cfg.crops, cfg.batch, min_size, rotate=cfg.rotate)
+
+    def loss(net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], step: Step) -> torch.Tensor:
+        x, y = batch
+        return F.mse_loss(net(step.share(x)), step.share(y))  # this process's share
+
+    def after_step(step: Step, value: torch.Tensor, batch: Any) -> None:
+        loss_sum[0] += float(value)
+
+    def after_epoch(epoch: int) -> None:
+        mean = sum_over_processes([loss_sum[0]])[0] / size / cfg.steps  # shares are equal: mean of share means
+        loss_sum[0] = 0.0
+        val_psnr = evaluate(model, val, rank=rank, size=size)
+        history.append({"epoch": epoch + 1, "loss": mean, "val_psnr": val_psnr, "lr": cfg.lr_at(epoch)})
+        if val_psnr > trainer.records["best_psnr"]:
+            trainer.records["best_psnr"] = val_psnr
+            trainer.records["best"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def status() -> str:
+        last = f"  val PSNR {history[-1]['val_psnr']:.2f} dB" if history else ""
+        return f"epoch {trainer.epochs_done + 1}/{cfg.epochs}{last}"
+
+    stop_at = None if stop_after is None else (resumed + stop_after) * cfg.steps
+    trainer.fit(epochs=cfg.epochs, steps_per_epoch=cfg.steps, batches=batches, loss=loss, after_step=after_step,
+                after_epoch=after_epoch, status=status, stop_at=stop_at)
+    best = trainer.records["best"]
+    if cfg.keep_best and len(history) == cfg.epochs and best is not None:
+        model.load_state_dict(best)
+    return TrainResult(model, history, resumed, trainer.records["best_psnr"])

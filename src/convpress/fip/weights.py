@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from convpress.errors import ConfigError, FileFormatError
+from convpress.core.errors import ConfigError, FileFormatError
 
 __all__ = ["save_network", "load_network", "shipped_weights", "shipped_operators", "WEIGHTS_DIR"]
 
@@ -27,7 +27,7 @@ def save_network(model: nn.Module, path: str | os.PathLike[str], *, model_name: 
     """Write ``model``'s weights and what is needed to rebuild it to a safetensors file (atomically)."""
     from safetensors.torch import save
 
-    from convpress.fileformat.container import atomic_write_bytes
+    from convpress.core.atomic import atomic_write_bytes
 
     meta = {"format": "convpress-fip-1", "model": model_name, "model_kwargs": json.dumps(model_kwargs or {}),
             "operator": operator, "operator_params": json.dumps(operator_params or {}, default=str)}

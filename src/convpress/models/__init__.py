@@ -1,26 +1,21 @@
 """Model zoo: a registry of convpress's own architectures, plus lookup in torchvision and timm.
 
-Register a builder with ``@register_model("name")``; it takes keyword-only arguments and
-returns an ``nn.Module``. Modules that define models are listed in ``_MODEL_MODULES`` and
-imported the first time the registry is used, so ``import convpress`` stays fast.
+Register a builder with ``@register_model("name")`` in a module of this package; it takes
+keyword-only arguments and returns an ``nn.Module``. The registry imports the package's modules
+the first time it is read, so ``import convpress`` stays fast and a new model file needs no list.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
-from convpress._registry import Registry
-from convpress.errors import ConfigError
+from convpress.core.registry import Registry
+from convpress.core.errors import ConfigError
 
 __all__ = ["MODELS", "register_model", "create_model", "model_names", "resolve_model", "check_arch"]
 
-MODELS: Registry[Callable[..., Any]] = Registry("model")
-
-# modules whose import registers models; add new model files here
-_MODEL_MODULES = ["convpress.models.lenet", "convpress.models.zoo", "convpress.models.can"]
-_loaded = False
+MODELS: Registry[Callable[..., Any]] = Registry("model", autoload="convpress.models")
 
 
 def register_model(name: str, **meta: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -28,23 +23,13 @@ def register_model(name: str, **meta: Any) -> Callable[[Callable[..., Any]], Cal
     return MODELS.register(name, **meta)
 
 
-def _load_all() -> None:
-    global _loaded
-    if not _loaded:
-        for module in _MODEL_MODULES:
-            importlib.import_module(module)
-        _loaded = True
-
-
 def model_names() -> list[str]:
     """Names of convpress's own registered models."""
-    _load_all()
     return MODELS.names()
 
 
 def create_model(name: str, **kwargs: Any) -> Any:
     """Build convpress model ``name`` with keyword arguments (see ``model_names()``)."""
-    _load_all()
     return MODELS.get(name)(**kwargs)
 
 
@@ -54,7 +39,6 @@ def check_arch(name: str) -> str:
     Raises:
         ConfigError: if no library knows the name.
     """
-    _load_all()
     if name in MODELS:
         return "convpress"
     import torchvision

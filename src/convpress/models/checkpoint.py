@@ -1,4 +1,4 @@
-"""Loading user checkpoints into architectures, with clear errors for files that do not fit."""
+"""Loading user checkpoints and ``.cpz`` files into architectures, with clear errors for files that do not fit."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from convpress.errors import ConfigError, FileFormatError
+from convpress.core.errors import ConfigError, FileFormatError
+from convpress.core.statedict import state_mismatch
+from convpress.fileformat.cpz import load, read_model_spec
+from convpress.models import resolve_model
+from convpress.models.shapes import apply_shapes_
 
-__all__ = ["read_state_dict", "load_into"]
+__all__ = ["read_state_dict", "load_into", "load_model"]
 
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
@@ -34,8 +38,6 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise FileFormatError(f"{p} is a directory, not a checkpoint file")
     suffix = p.suffix.lower()
     if suffix == ".cpz":
-        from convpress.fileformat.cpz import load
-
         return load(p)
     if suffix == ".safetensors":
         from safetensors import SafetensorError
@@ -72,21 +74,27 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], *, arch: str, so
     Raises:
         ConfigError: naming missing, unexpected and wrongly shaped tensors.
     """
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
-        if shapes:
-            parts.append(f"wrong shapes {', '.join(shapes[:3])}{' ...' if len(shapes) > 3 else ''}")
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
         hint = (
             " (is --num-classes right? A structurally pruned model must be loaded with convpress.load_model, "
-            "which applies its recorded layer shapes)" if shapes else ""
+            "which applies its recorded layer shapes)" if "wrong shapes" in problem else ""
         )
-        raise ConfigError(f"checkpoint {source} does not fit architecture {arch}: {'; '.join(parts)}{hint}")
+        raise ConfigError(f"checkpoint {source} does not fit architecture {arch}: {problem}{hint}")
     model.load_state_dict(state)
+
+
+def load_model(path: str | os.PathLike[str]) -> nn.Module:
+    """Rebuild the model stored in a ``.cpz`` saved with ``arch=...`` (in eval mode).
+
+    The architecture is built by name, its layers are resized to the recorded shapes (so
+    structurally pruned models load), and the dense state_dict is loaded.
+
+    Raises:
+        FileFormatError: if the file is invalid or was saved without an architecture name.
+        ConfigError: if the architecture is unknown here.
+    """
+    spec = read_model_spec(path)
+    model = apply_shapes_(resolve_model(spec["arch"]), spec.get("shapes", {}))
+    load_into(model, load(path), arch=spec["arch"], source=str(path))
+    return model.eval()

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from convpress._registry import Registry
-from convpress.errors import ConfigError, InputError
+from convpress.core.registry import Registry
+from convpress.core.errors import ConfigError, InputError
 
 __all__ = ["Operator", "OPERATORS", "register_operator", "get_operator", "operator_names", "apply_reference", "check_image"]
 
@@ -61,9 +61,8 @@ class Operator:
         return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
 
 
-OPERATORS: Registry[Operator] = Registry("operator")
-_loaded = False
-_MODULES = ["convpress.fip.operators.smoothing", "convpress.fip.operators.tone", "convpress.fip.operators.dehaze", "convpress.fip.operators.pencil"]
+#: filled by the modules of this package (imported on first read)
+OPERATORS: Registry[Operator] = Registry("operator", autoload="convpress.fip.operators")
 
 
 def register_operator(name: str, summary: str, *, min_size: int = 8, **params: Any) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
@@ -76,19 +75,8 @@ def register_operator(name: str, summary: str, *, min_size: int = 8, **params: A
     return deco
 
 
-def _load_all() -> None:
-    global _loaded
-    if not _loaded:
-        import importlib
-
-        for m in _MODULES:
-            importlib.import_module(m)
-        _loaded = True
-
-
 def operator_names() -> list[str]:
     """Names of the registered operators, in registration order."""
-    _load_all()
     return OPERATORS.names()
 
 
@@ -98,7 +86,6 @@ def get_operator(name: str) -> Operator:
     Raises:
         ConfigError: for an unknown name (with close matches).
     """
-    _load_all()
     return OPERATORS.get(name)
 
 

@@ -52,7 +52,7 @@ def wls_tone(image: np.ndarray, *, lams: tuple[float, ...] = (0.125, 1.0, 8.0), 
         (H, W, 3) float32.
     """
     if len(lams) != len(boosts):
-        from convpress.errors import ConfigError
+        from convpress.core.errors import ConfigError
 
         raise ConfigError("wls: lams and boosts must have the same length")
     lum = luminance(image).astype(np.float64)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["init_from_env", "world", "is_main", "shard_loader", "barrier", "batch_share", "data_parallel", "sum_over_processes"]
 

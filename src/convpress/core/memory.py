@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from convpress.errors import ConfigError
+from convpress.core.errors import ConfigError
 
 __all__ = ["available_bytes", "check_fits", "format_bytes", "parse_bytes"]
 

@@ -22,16 +22,16 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convpress.errors import FileFormatError
+from convpress.core.atomic import atomic_write_bytes
+from convpress.core.errors import FileFormatError
 
-__all__ = ["Container", "write_container", "read_container", "atomic_write_bytes", "MAX_HEADER_BYTES"]
+__all__ = ["Container", "encode_container", "decode_container", "write_container", "read_container", "MAX_HEADER_BYTES"]
 
 _PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header_len
 _FLAG_ZLIB = 1
@@ -46,33 +46,6 @@ class Container:
     version: int
     header: dict[str, Any]
     sections: list[bytes]
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = True) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder renamed into place.
-
-    A crash mid-write leaves any previous file at ``path`` untouched.
-
-    Raises:
-        FileExistsError: if ``path`` exists and ``overwrite`` is False.
-    """
-    out = Path(path)
-    if not overwrite and out.exists():
-        raise FileExistsError(f"{out} already exists")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return out
 
 
 def encode_container(magic: bytes, version: int, header: dict[str, Any], sections: Sequence[bytes]) -> bytes:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from convpress.errors import FileFormatError
-from convpress.fileformat.entropy import counted_coder, register_coder
+from convpress.core.errors import FileFormatError
+from convpress.fileformat.coders import counted_coder, register_coder
 
-__all__ = ["code_lengths"]
+__all__ = ["code_lengths", "payload_bits"]
 
 
 def _encode_words(symbols: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -52,4 +52,11 @@ def code_lengths(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-register_coder(counted_coder("huffman", "Huffman code from the stream's own counts (the paper)", _encode_words, _decode_words))
+def payload_bits(symbols: np.ndarray, alphabet: int) -> int:
+    """Bits of the Huffman code words of ``symbols`` under their own counts."""
+    if not symbols.size:
+        return 0
+    return int(code_lengths(np.bincount(symbols, minlength=alphabet))[symbols].sum())
+
+
+register_coder(counted_coder("huffman", "Huffman code from the stream's own counts (the paper)", _encode_words, _decode_words, payload_bits))

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from convpress.errors import FileFormatError
+from convpress.core.errors import FileFormatError
 
 __all__ = ["layer_shapes", "apply_shapes_"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from convpress.errors import FileFormatError
-from convpress.fileformat.entropy import StreamCoder, register_coder
+from convpress.core.errors import FileFormatError
+from convpress.fileformat.coders import StreamCoder, register_coder
 
-__all__ = ["width", "pack", "unpack"]
+__all__ = ["width", "pack", "unpack", "payload_bits"]
 
 
 def width(alphabet: int) -> int:
@@ -37,4 +37,9 @@ def unpack(data: bytes, count: int, alphabet: int) -> np.ndarray:
     return (bits << np.arange(b - 1, -1, -1, dtype=np.int64)).sum(axis=1)
 
 
-register_coder(StreamCoder("none", pack, unpack, "fixed-width bit packing (no entropy coding)"))
+def payload_bits(symbols: np.ndarray, alphabet: int) -> int:
+    """Bits of the packed symbols (before padding to whole bytes)."""
+    return width(alphabet) * int(symbols.size)
+
+
+register_coder(StreamCoder("none", pack, unpack, "fixed-width bit packing (no entropy coding)", payload_bits))

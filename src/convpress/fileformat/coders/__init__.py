@@ -1,7 +1,9 @@
 """Symbol-stream coders behind one interface, and the frequency tables they share.
 
 A coded stream is self-contained given its symbol count and alphabet size (both kept in the
-file header): ``[frequency table][payload]``. Three coders:
+file header): ``[frequency table][payload]``. Each coder is a module of this package that
+registers a :class:`StreamCoder` in :data:`CODERS` (the registry imports the package's modules
+on first use; ``convpress compress --coder`` offers every registered name). Three coders:
 
 * ``"none"``: fixed-width bit packing, ceil(log2 alphabet) bits per symbol (the paper's
   "P+Q" column: no entropy coding).
@@ -19,51 +21,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convpress.errors import ConfigError, FileFormatError
+from convpress.core.errors import FileFormatError
+from convpress.core.registry import Registry
+from convpress.core.varint import read_varint, write_varint
 
 __all__ = [
     "CODERS",
+    "register_coder",
     "StreamCoder",
     "encode_stream",
     "decode_stream",
     "check_coder",
     "empirical_entropy_bits",
-    "write_varint",
-    "read_varint",
     "encode_counts",
     "decode_counts",
     "counted_coder",
 ]
-
-
-def write_varint(value: int, out: bytearray) -> None:
-    """Append ``value >= 0`` as an unsigned LEB128 varint."""
-    if value < 0:
-        raise ValueError("varints are unsigned")
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return
-
-
-def read_varint(data: bytes, pos: int, *, limit: int = 1 << 40) -> tuple[int, int]:
-    """Read a LEB128 varint at ``pos``; returns (value, new_pos). Bounded so forged data cannot loop."""
-    value, shift = 0, 0
-    while True:
-        if pos >= len(data):
-            raise FileFormatError("stream is truncated inside a varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if value > limit:
-            raise FileFormatError("varint out of range")
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
 
 
 def encode_counts(counts: np.ndarray) -> bytes:
@@ -119,15 +92,18 @@ def empirical_entropy_bits(symbols: np.ndarray, alphabet: int) -> float:
 @dataclass(frozen=True)
 class StreamCoder:
     """A named pair of functions ``encode(symbols, alphabet) -> bytes`` and
-    ``decode(data, count, alphabet) -> symbols``."""
+    ``decode(data, count, alphabet) -> symbols``, and ``payload_bits(symbols, alphabet) -> int``,
+    the information-carrying bits of the payload (no table, no padding), for file statistics."""
 
     name: str
     encode: Callable[[np.ndarray, int], bytes]
     decode: Callable[[bytes, int, int], np.ndarray]
     description: str
+    payload_bits: Callable[[np.ndarray, int], int]
 
 
-CODERS: dict[str, StreamCoder] = {}
+#: coder name -> :class:`StreamCoder`; filled by the modules of this package
+CODERS: Registry[StreamCoder] = Registry("coder", autoload="convpress.fileformat.coders")
 
 
 def _single_symbol(counts: np.ndarray) -> int | None:
@@ -140,6 +116,7 @@ def counted_coder(
     description: str,
     encode_words: Callable[[np.ndarray, np.ndarray], np.ndarray],
     decode_words: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
+    payload_bits: Callable[[np.ndarray, int], int],
 ) -> StreamCoder:
     """A coder whose stream is ``[count table][32-bit words]``, from two payload functions.
 
@@ -168,28 +145,17 @@ def counted_coder(
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         return np.asarray(decode_words(words, counts, count), dtype=np.int64)
 
-    return StreamCoder(name, encode, decode, description)
+    return StreamCoder(name, encode, decode, description, payload_bits)
 
 
 def register_coder(coder: StreamCoder) -> StreamCoder:
-    if coder.name in CODERS:
-        raise ValueError(f"coder {coder.name!r} is already registered")
-    CODERS[coder.name] = coder
-    return coder
+    """Add ``coder`` to :data:`CODERS` under its name (duplicates are refused)."""
+    return CODERS.register(coder.name, coder)
 
 
 def check_coder(name: str) -> StreamCoder:
     """The coder called ``name``, or a ConfigError listing the choices."""
-    _load()
-    try:
-        return CODERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown coder {name!r}; choose from {', '.join(CODERS)}") from None
-
-
-def _load() -> None:
-    if not CODERS:
-        from convpress.fileformat import ans, fixed, huffman  # noqa: F401  (register themselves)
+    return CODERS.get(name)
 
 
 def _validate(symbols: np.ndarray, alphabet: int) -> np.ndarray:
