@@ -35,7 +35,7 @@ _EXPORTS: dict[str, str] = {
     "finetune": "convpress.compress.finetune",
     "DSD": "convpress.compress.finetune",
     "Distill": "convpress.compress.distill",
-    "export_onnx": "convpress.export",
+    "export_onnx": "convpress.compress.export",
     "dense_state_dict": "convpress.compress.state",
     "strip_": "convpress.compress.state",
     "save": "convpress.compress.files",
@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "load_model": "convpress.models.checkpoint",
     "prune_channels_": "convpress.compress.structured",
     "factorize_": "convpress.compress.lowrank",
+    "separate_": "convpress.compress.lowrank",
     "create_model": "convpress.models",
 }
 
@@ -66,13 +67,13 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.compress.distill import Distill
     from convpress.compress.finetune import DSD, finetune
-    from convpress.export import export_onnx
+    from convpress.compress.export import export_onnx
     from convpress.compress.prune import prune_, sparsity
     from convpress.compress.quantize import bits_by_type, quantize_
     from convpress.compress.schedule import AGP, Iterative, OneShot
     from convpress.compress.state import dense_state_dict, strip_
     from convpress.core.errors import ConfigError, ConvpressError, FileFormatError, InputError
-    from convpress.compress.lowrank import factorize_
+    from convpress.compress.lowrank import factorize_, separate_
     from convpress.compress.structured import prune_channels_
     from convpress.compress.files import save
     from convpress.fileformat.cpz import load, read_info

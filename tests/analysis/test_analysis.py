@@ -92,3 +92,25 @@ def test_analyze_cli_errors(argv: list[str], match: str, capsys: pytest.CaptureF
     assert analyze_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err
+
+
+def test_a_registered_mac_handler_counts_a_custom_layer_and_its_subclasses() -> None:
+    from convpress.analysis.cost import MAC_HANDLERS, layer_costs, register_mac_handler
+
+    class Scale(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * x
+
+    class Scale2(Scale):
+        pass
+
+    before = {r.name: r.macs for r in layer_costs(torch.nn.Sequential(Scale()), torch.zeros(1, 3, 4, 4))}
+    assert before == {"0": 0}
+    register_mac_handler(Scale)(lambda m, inputs, out: out[0].numel())
+    try:
+        rows = layer_costs(torch.nn.Sequential(Scale(), Scale2()), torch.zeros(2, 3, 4, 4))
+        assert [(r.name, r.macs) for r in rows] == [("0", 48), ("1", 48)]
+        with pytest.raises(ValueError, match="already registered"):
+            register_mac_handler(Scale)(lambda m, inputs, out: 0)
+    finally:
+        MAC_HANDLERS.unregister(Scale)  # the registry is global: leave it as it was

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import convpress as cp
-from convpress.compress.lowrank import factor_conv_depthwise, factor_conv_separable, factor_linear, factorize_to_budget
+from convpress.compress.lowrank import factor_conv_depthwise, factor_conv_separable, factor_linear, factorize_to_budget, separate_
 
 
 @pytest.mark.parametrize("stride,padding,dilation", [(1, 1, 1), (2, (1, 2), (1, 2)), (1, 0, 1)])
@@ -73,3 +73,18 @@ def test_rank_by_accuracy_budget_respects_the_budget() -> None:
 def test_bad_settings_are_refused(kwargs: dict, match: str) -> None:
     with pytest.raises(cp.ConfigError, match=match):
         cp.factorize_(nn.Sequential(nn.Linear(8, 8)), **kwargs)
+
+
+def test_separate_splits_trained_kernels_and_reports_error() -> None:
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(8, 16, 5, padding=2), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1)).double()
+    x = torch.randn(1, 8, 12, 12, dtype=torch.float64)
+    exact = nn.Sequential(nn.Conv2d(8, 16, 5, padding=2), nn.ReLU()).double()
+    exact.load_state_dict({k: v for k, v in m.state_dict().items() if k.startswith("0.")})
+    ref = m(x)
+    rep = separate_(m, energy=1.0)
+    assert rep == {} or all(r["kernel_rel_error"] < 1e-6 for r in rep.values())
+    rep = separate_(m, rank=2)
+    assert set(rep) == {"0", "2"} and isinstance(m[0], nn.Sequential) and m[0][0].kernel_size == (5, 1)
+    assert all(0 < r["kernel_rel_error"] < 1 and r["params_after"] < r["params_before"] for r in rep.values())
+    assert not torch.allclose(m(x), ref)  # rank 2 is an approximation, reported as such

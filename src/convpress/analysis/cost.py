@@ -1,7 +1,8 @@
 """Per-layer parameters, multiply-accumulates and activation memory, measured by forward hooks.
 
 MACs are counted per leaf module from the shapes it actually saw, through a table of handlers
-keyed by module type that users can extend (``MAC_HANDLERS[MyLayer] = fn``).
+keyed by module type (a :class:`~convpress.core.registry.TypeRegistry`, looked up along the
+class hierarchy) that users extend with ``@register_mac_handler(MyLayer)``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["LayerCost", "layer_costs", "MAC_HANDLERS"]
+from convpress.core.registry import TypeRegistry
+from convpress.layers.deformable import DeformConv2dV1, DeformConv2dV2
+from convpress.layers.lcnn import LookupConv2d
+
+__all__ = ["LayerCost", "layer_costs", "MAC_HANDLERS", "register_mac_handler"]
 
 
 def _conv_macs(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
@@ -46,20 +51,20 @@ def _rnn_macs(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: Any) -> int:
     return steps * sum(p.numel() for n, p in m.named_parameters() if "weight" in n)
 
 
-MAC_HANDLERS: dict[type, Callable[..., int]] = {
-    nn.Conv1d: _conv_macs, nn.Conv2d: _conv_macs, nn.Conv3d: _conv_macs,
-    nn.ConvTranspose1d: _conv_macs, nn.ConvTranspose2d: _conv_macs, nn.ConvTranspose3d: _conv_macs,
-    nn.Linear: _linear_macs, nn.LSTM: _rnn_macs, nn.GRU: _rnn_macs,
-}
+#: module type -> ``fn(module, inputs, output) -> MACs per sample``
+MAC_HANDLERS: TypeRegistry[Callable[..., int]] = TypeRegistry("MAC handler")
 
 
-def _register_layer_handlers() -> None:
-    from convpress.layers.deformable import DeformConv2dV1, DeformConv2dV2
-    from convpress.layers.lcnn import LookupConv2d
+def register_mac_handler(cls: type[nn.Module]) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Decorator registering ``fn(module, inputs, output) -> int`` as the MAC count of ``cls`` (and its subclasses)."""
+    return MAC_HANDLERS.register(cls)  # type: ignore[no-any-return]
 
-    MAC_HANDLERS.setdefault(LookupConv2d, _lookup_macs)
-    MAC_HANDLERS.setdefault(DeformConv2dV1, _deform_macs)
-    MAC_HANDLERS.setdefault(DeformConv2dV2, _deform_macs)
+
+for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+    MAC_HANDLERS.register(_cls, _conv_macs)
+for _cls, _fn in ((nn.Linear, _linear_macs), (nn.LSTM, _rnn_macs), (nn.GRU, _rnn_macs), (LookupConv2d, _lookup_macs),
+                  (DeformConv2dV1, _deform_macs), (DeformConv2dV2, _deform_macs)):
+    MAC_HANDLERS.register(_cls, _fn)
 
 
 @dataclass
@@ -75,7 +80,7 @@ class LayerCost:
 
 
 def _is_leaf(m: nn.Module) -> bool:
-    return type(m) in MAC_HANDLERS or not any(True for _ in m.children())
+    return MAC_HANDLERS.lookup(type(m)) is not None or not any(True for _ in m.children())
 
 
 def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
@@ -83,7 +88,6 @@ def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
 
     Layers called several times (shared modules) are listed once per call.
     """
-    _register_layer_handlers()
     rows: list[LayerCost] = []
     hooks = []
 
@@ -92,7 +96,7 @@ def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
             o = out[0] if isinstance(out, (tuple, list)) else out
             if not isinstance(o, torch.Tensor):
                 return
-            handler = MAC_HANDLERS.get(type(m))
+            handler = MAC_HANDLERS.lookup(type(m))
             macs = int(handler(m, inputs, out)) if handler is not None and inputs and isinstance(inputs[0], torch.Tensor) else 0
             own = sum(p.numel() for p in m.parameters(recurse=False))  # children are rows of their own
             n = o.shape[0] if o.ndim else 1

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from convpress.analysis.latency import median_time, paired_times
 from convpress.core.atomic import atomic_write_text
 
-__all__ = ["environment", "median_time", "paired_times", "run_measured", "write_json"]
+# median_time and paired_times live in convpress.analysis.latency; benchmarks import them from here too
+__all__ = ["environment", "median_time", "paired_times", "run_measured", "write_json", "checks_table"]
 
 
 def environment() -> dict[str, Any]:
@@ -46,45 +46,6 @@ def environment() -> dict[str, Any]:
     except Exception:  # pragma: no cover - constriction is a dependency
         pass
     return info
-
-
-def median_time(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 5) -> float:
-    """Median wall time of ``fn()`` in seconds after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def paired_times(fns: dict[str, Callable[[], Any]], *, warmup: int = 2, repeat: int = 15, min_time: float = 0.0) -> dict[str, float]:
-    """Median wall time per call of several functions timed in interleaved rounds.
-
-    Each round runs every function, so a slow phase of a noisy machine hits all of them alike
-    and their *ratios* stay meaningful. With ``min_time`` > 0 a function that is faster than
-    that runs several times back to back in each round (the count is fixed after warm-up) and
-    its time per call is the round's total divided by the count: sub-millisecond calls are
-    otherwise dominated by timer and scheduler jitter.
-    """
-    calls: dict[str, int] = {}
-    for k, fn in fns.items():
-        t0 = time.perf_counter()
-        for _ in range(max(1, warmup)):
-            fn()
-        once = (time.perf_counter() - t0) / max(1, warmup)
-        calls[k] = max(1, math.ceil(min_time / once)) if min_time > 0 and once > 0 else 1
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            n = calls[k]
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-            times[k].append((time.perf_counter() - t0) / n)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def run_measured(argv: Sequence[str], *, env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -32,8 +32,8 @@ ONNX_TOL = 1e-4
 def _accuracy_and_exports(model: torch.nn.Module, test: DataLoader, tmp: Path, calib: list[np.ndarray], tag: str) -> dict[str, Any]:
     """Accuracy, cost, and the ONNX files (fp32, int8 dynamic, int8 static) with their accuracy."""
     from convpress.compress.structured import count_macs
-    from convpress.export import export_onnx, onnx_max_error, onnx_session, quantize_onnx
-    from convpress.metrics import accuracy
+    from convpress.compress.export import export_onnx, onnx_max_error, onnx_session, quantize_onnx
+    from convpress.analysis.metrics import accuracy
 
     model.eval()
     x32 = next(iter(test))[0][:32]
@@ -61,7 +61,7 @@ def _accuracy_and_exports(model: torch.nn.Module, test: DataLoader, tmp: Path, c
 
 def _time_all(models: dict[str, torch.nn.Module], files: dict[str, dict[str, str]], x32: torch.Tensor, repeat: int) -> dict[str, dict[str, float]]:
     """Latency of every variant and runtime at batch 1 and 32, interleaved round by round."""
-    from convpress.export import onnx_session
+    from convpress.compress.export import onnx_session
 
     fns: dict[tuple[str, str], Any] = {}
     for b in (1, 32):
@@ -129,7 +129,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             ),
             "lowrank": ("3x3 convs as 3x1 + 1x3 and FC by SVD, 90% of spectral energy", lambda m: factorize_(m, energy=0.9)),
         }
-        from convpress.metrics import accuracy
+        from convpress.analysis.metrics import accuracy
 
         for name, (method, apply) in recipes.items():
             model = copy.deepcopy(dense)

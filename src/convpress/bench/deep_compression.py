@@ -52,12 +52,11 @@ def _coder_efficiency(model: torch.nn.Module, tmp: Path) -> list[dict[str, Any]]
 
 def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark; ``quick`` uses one seed and one epoch per stage (a smoke test)."""
-    from convpress.cli.demo import DEMO_RECIPES
     from convpress.compress.finetune import finetune
     from convpress.compress.pipeline import deep_compress
-    from convpress.compress.recipes import get_recipe
+    from convpress.compress.recipes import DEMO_RECIPES, get_recipe
     from convpress.data.mnist import mnist_loaders
-    from convpress.metrics import accuracy
+    from convpress.analysis.metrics import accuracy
     from convpress.models import create_model
 
     seeds = [0] if quick else [0, 1, 2]

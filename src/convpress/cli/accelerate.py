@@ -51,7 +51,7 @@ def _profile(model: Any, test: Any, example: Any) -> dict[str, float]:
     """Accuracy, MACs, parameters and latency at batch 1 and 32 (or the validation batch size)."""
     from convpress.analysis.latency import measure_latency
     from convpress.compress.structured import count_macs
-    from convpress.metrics import accuracy
+    from convpress.analysis.metrics import accuracy
 
     model.eval()
     row = {"accuracy": accuracy(model, test), "macs": count_macs(model, example[:2])[0], "params": sum(p.numel() for p in model.parameters())}
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(t)
     console.print(f"wrote {out} (rebuild with convpress.load_model('{out}'))")
     if onnx_out is not None:
-        from convpress.export import export_onnx, onnx_max_error, quantize_onnx
+        from convpress.compress.export import export_onnx, onnx_max_error, quantize_onnx
 
         export_onnx(model, example, onnx_out)
         err = onnx_max_error(model, onnx_out, task.example)

@@ -10,6 +10,7 @@ from typing import Any
 from convpress.cli._common import add_force, subcommand_main
 from convpress.cli._task import add_task_arguments
 from convpress.core.errors import ConfigError
+from convpress.core.registry import lazy_choices
 
 __all__ = ["register", "run", "main", "parse_layer_values"]
 
@@ -51,7 +52,7 @@ def register(sub: Any) -> None:
     c = p.add_argument_group("compression (defaults: the arch's recipe, else generic)")
     c.add_argument("--recipe", help="start from a named recipe: lenet-300-100, lenet-300-100-paper, lenet-5, lenet-5-paper")
     c.add_argument("--prune", help="target sparsity: 0.9, or per layer fc1=0.96,fc2=0.9")
-    c.add_argument("--schedule", choices=["agp", "iterative", "oneshot"], help="pruning schedule")
+    c.add_argument("--schedule", choices=lazy_choices("convpress.compress.schedule:SCHEDULES"), metavar="SCHEDULE", help="pruning schedule: %(choices)s")
     c.add_argument("--prune-steps", type=int, help="rounds of the iterative schedule")
     c.add_argument("--prune-epochs", type=int, help="retraining epochs per round (agp: in total)")
     c.add_argument("--lr", type=float, help="learning rate while retraining after pruning")
@@ -60,7 +61,7 @@ def register(sub: Any) -> None:
     c.add_argument("--bits", help="bits per named layer, e.g. fc1=4,conv1=6 (overrides --conv-bits/--fc-bits)")
     c.add_argument("--bias-bits", type=int, help="also share biases with this many bits (0 keeps them float32)")
     c.add_argument("--quant-epochs", type=int, help="epochs retraining the centroids")
-    c.add_argument("--coder", choices=["ans", "huffman", "none"], help="entropy coder (default: ans)")
+    c.add_argument("--coder", choices=lazy_choices("convpress.fileformat.coders:CODERS"), metavar="CODER", help="entropy coder: %(choices)s (default: ans)")
     c.add_argument("--index-bits", help="relative-index bits: auto, paper, or an integer")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
@@ -99,9 +100,8 @@ def run(args: argparse.Namespace) -> int:
     from convpress.cli._task import check_task_arguments, load_task
     from convpress.compress.pipeline import deep_compress, validate_config
     from convpress.compress.recipes import RECIPES, get_recipe
-    from convpress.metrics import accuracy
+    from convpress.analysis.metrics import accuracy
 
-    from pathlib import Path
 
     from convpress.core.distributed import init_from_env, is_main
 

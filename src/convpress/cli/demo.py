@@ -11,9 +11,6 @@ from convpress.cli._common import subcommand_main
 
 __all__ = ["register", "run", "main", "compress_recipe"]
 
-DEMO_RECIPES = ("lenet-300-100", "lenet-5")
-
-
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
@@ -41,7 +38,7 @@ def compress_recipe(name: str, *, out_path: Path | None, seed: int, quick: bool,
     from convpress.compress.pipeline import deep_compress
     from convpress.compress.recipes import get_recipe
     from convpress.data.mnist import mnist_loaders
-    from convpress.metrics import accuracy
+    from convpress.analysis.metrics import accuracy
     from convpress.models import create_model
 
     recipe = get_recipe(name)
@@ -64,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     from convpress.cli._common import check_output
     from convpress.cli._tables import pipeline_table
+    from convpress.compress.recipes import DEMO_RECIPES
     from convpress.core.errors import ConfigError
 
     out_dir = Path(args.out_dir)

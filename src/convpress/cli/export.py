@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from convpress.cli._common import check_output
-    from convpress.export import export_onnx, onnx_max_error, quantize_onnx
+    from convpress.compress.export import export_onnx, onnx_max_error, quantize_onnx
     from convpress.models.checkpoint import load_model
 
     out = check_output(args.out, force=args.force, inputs=[args.file])

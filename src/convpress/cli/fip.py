@@ -8,6 +8,9 @@ from typing import Any
 
 from convpress.cli._common import check_output, subcommand_main
 from convpress.core.errors import ConfigError
+from convpress.core.registry import lazy_choices
+
+_IMAGE_MODELS = lazy_choices("convpress.models:MODELS", where=lambda meta: meta.get("task") == "image-to-image")
 
 __all__ = ["register", "main"]
 
@@ -43,11 +46,11 @@ def register(sub: Any) -> None:
                                   "so rerunning the same command after an interruption resumes. Runs data-parallel "
                                   "under 'torchrun --nproc_per_node N' (each process trains on 1/N of every batch; "
                                   "--batch must be divisible by N; only the first process writes files).")
-    t.add_argument("--operator", required=True)
+    t.add_argument("--operator", required=True, help="operator the pairs were made with")
     t.add_argument("--cache", required=True, help="pair cache made by 'convpress fip pairs'")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--work-dir", help="checkpoint folder (resume from it)")
-    t.add_argument("--model", default="gf-can24", choices=["gf-can24", "gf-can32", "can24", "can32"])
+    t.add_argument("--model", default="gf-can24", choices=_IMAGE_MODELS, metavar="MODEL", help="network: %(choices)s (default: %(default)s)")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--steps", type=int, default=50, help="steps per epoch")
     t.add_argument("--batch", type=int, default=4, help="crops per step, over all torchrun processes (default: %(default)s)")
@@ -65,7 +68,7 @@ def register(sub: Any) -> None:
                       description="Process INPUT with the network trained for --operator (shipped weights unless "
                                   "--weights) and write OUTPUT. Grayscale inputs are replicated to RGB, alpha is "
                                   "composited over white, 16-bit inputs are scaled; output is 8-bit.")
-    a.add_argument("--operator", required=True)
+    a.add_argument("--operator", required=True, help="operator name (see 'convpress fip operators')")
     a.add_argument("input")
     a.add_argument("output")
     a.add_argument("--weights", help="weights file (default: the shipped network of --operator)")

@@ -20,7 +20,7 @@ from torch import nn
 from convpress.compress.finetune import finetune
 from convpress.compress.prune import check_fraction, prune_, sparsity
 from convpress.compress.quantize import bits_by_type, check_bits, quantize_
-from convpress.compress.schedule import AGP, Iterative, OneShot
+from convpress.compress.schedule import SCHEDULES
 from convpress.compress.state import dense_state_dict, weight_layers
 from convpress.core.errors import ConfigError
 
@@ -78,8 +78,7 @@ def validate_config(cfg: DeepCompressionConfig, model: nn.Module) -> None:
             check_fraction(v, f"pruning amount for {n!r}")
     else:
         check_fraction(cfg.prune, "pruning amount")
-    if cfg.schedule not in ("iterative", "oneshot", "agp"):
-        raise ConfigError(f"schedule must be 'iterative', 'oneshot' or 'agp', got {cfg.schedule!r}")
+    SCHEDULES.get(cfg.schedule)  # an unknown name: one error listing the known schedules
     if not isinstance(cfg.prune_steps, int) or cfg.prune_steps < 1:
         raise ConfigError(f"prune_steps must be a positive integer, got {cfg.prune_steps!r}")
     for what, v in (("prune_epochs", cfg.prune_epochs), ("quant_epochs", cfg.quant_epochs)):
@@ -158,13 +157,13 @@ def _train_prune_stage(
     progress: bool,
     work_dir: Path | None,
 ) -> None:
-    if cfg.schedule == "agp":
+    sched = SCHEDULES.get(cfg.schedule)(cfg.prune, cfg.prune_steps)
+    if sched.gradual:
         finetune(
-            model, loader, loss_fn, cfg.prune_epochs, cfg.prune_lr, pruning=AGP(cfg.prune), weight_decay=cfg.weight_decay,
+            model, loader, loss_fn, cfg.prune_epochs, cfg.prune_lr, pruning=sched, weight_decay=cfg.weight_decay,  # type: ignore[arg-type]
             progress=progress, description="gradual pruning", checkpoint=_ckpt(work_dir, "prune-agp"), seed=cfg.seed,
         )
         return
-    sched = Iterative(cfg.prune, cfg.prune_steps) if cfg.schedule == "iterative" else OneShot(cfg.prune)
     steps = sched.steps()
     for i, target in enumerate(steps):
         prune_(model, target)  # type: ignore[arg-type]  (deterministic: a resumed run repeats it exactly)

@@ -13,7 +13,10 @@ from dataclasses import dataclass, replace
 from convpress.core.registry import Registry
 from convpress.compress.pipeline import DeepCompressionConfig
 
-__all__ = ["Recipe", "RECIPES", "get_recipe"]
+__all__ = ["Recipe", "RECIPES", "DEMO_RECIPES", "get_recipe"]
+
+#: the recipes ``convpress demo`` runs and ``convpress bench deep-compression`` measures
+DEMO_RECIPES = ("lenet-300-100", "lenet-5")
 
 
 @dataclass(frozen=True)

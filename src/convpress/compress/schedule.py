@@ -1,21 +1,25 @@
 """Pruning schedules: one-shot, iterative prune-retrain, and gradual (AGP, Zhu & Gupta 2017).
 
 A schedule says which sparsity each layer should have and when; :func:`run_schedule` drives
-the iterative forms with a user-supplied retraining step, and ``finetune(..., pruning=AGP(...))``
-applies the gradual form inside training.
+the stepwise forms with a user-supplied retraining step, and ``finetune(..., pruning=AGP(...))``
+applies the gradual form inside training (its ``gradual`` attribute says which). The named
+schedules of the pipeline and ``convpress compress --schedule`` are in :data:`SCHEDULES`:
+``name -> build(target, steps)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
 from convpress.compress.prune import check_fraction, prune_
 from convpress.core.errors import ConfigError
+from convpress.core.registry import Registry
 
-__all__ = ["OneShot", "Iterative", "AGP", "run_schedule", "scale_target"]
+__all__ = ["OneShot", "Iterative", "AGP", "run_schedule", "scale_target", "SCHEDULES"]
 
 Target = float | Mapping[str, float]
 
@@ -39,6 +43,7 @@ def scale_target(target: Target, fraction_of_remaining: Callable[[float], float]
 class OneShot:
     """Prune to ``target`` once, then retrain once."""
 
+    gradual: ClassVar[bool] = False
     target: Target
 
     def __post_init__(self) -> None:
@@ -56,6 +61,7 @@ class Iterative:
     prune-retrain, with a geometric schedule so early rounds are gentle).
     """
 
+    gradual: ClassVar[bool] = False
     target: Target
     n_steps: int = 3
 
@@ -77,6 +83,7 @@ class AGP:
     progress ``t`` in [0, 1] (fraction of optimizer steps), applied every ``every`` steps.
     """
 
+    gradual: ClassVar[bool] = True  # applied during training (``finetune(..., pruning=...)``)
     target: Target
     initial: float = 0.0
     start: float = 0.0
@@ -114,3 +121,10 @@ def run_schedule(
         history.append(prune_(model, target, scope=scope))  # type: ignore[arg-type]
         retrain(i)
     return history
+
+
+#: schedule name -> ``build(target, steps)`` (``steps``: rounds of the iterative schedule)
+SCHEDULES: Registry[Callable[[Target, int], "OneShot | Iterative | AGP"]] = Registry("pruning schedule")
+SCHEDULES.register("iterative", lambda target, steps: Iterative(target, steps))
+SCHEDULES.register("oneshot", lambda target, steps: OneShot(target))
+SCHEDULES.register("agp", lambda target, steps: AGP(target))

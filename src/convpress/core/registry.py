@@ -23,7 +23,7 @@ from convpress.core.errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "TypeRegistry"]
+__all__ = ["Registry", "TypeRegistry", "lazy_choices"]
 
 
 class _Table(Generic[T]):
@@ -53,6 +53,15 @@ class _Table(Generic[T]):
         self._items[key] = obj
         self._meta[key] = dict(meta)
         return obj
+
+    def unregister(self, key: Any) -> T:
+        """Remove and return the entry of ``key`` (tests and plugins that register temporarily).
+
+        Raises:
+            KeyError: if ``key`` is not registered.
+        """
+        self._meta.pop(key)
+        return self._items.pop(key)
 
     def __len__(self) -> int:
         self._load()
@@ -112,10 +121,11 @@ class Registry(_Table[T]):
         self._load()
         return next((k for k, v in self._items.items() if predicate(v)), None)
 
-    def choices(self) -> _Choices:
-        """The names as argparse ``choices`` that are read only when an argument is checked or
-        help is printed, so building a parser imports nothing (give the argument a ``metavar``)."""
-        return _Choices(self)
+    def choices(self, where: Callable[[dict[str, Any]], bool] | None = None) -> _Choices:
+        """The names (those whose metadata satisfies ``where``) as argparse ``choices``, read only
+        when an argument is checked or help is printed (give the argument a ``metavar``); see
+        :func:`lazy_choices` for a registry that lives in a module the parser should not import."""
+        return _Choices(self, where)
 
     def __contains__(self, name: object) -> bool:
         self._load()
@@ -162,16 +172,43 @@ class TypeRegistry(_Table[T]):
 
 
 class _Choices:
-    """A lazy view of a registry's names for argparse (``in``, iteration, ``len``)."""
+    """A lazy view of a registry's names for argparse (``in``, iteration, ``len``).
 
-    def __init__(self, registry: Registry[Any]) -> None:
+    Args:
+        registry: the registry, or ``"module:ATTR"`` naming it (imported on first use, so a
+            parser can offer the names of a registry that lives in a heavy module).
+        where: keep only names whose registration metadata satisfies this predicate.
+    """
+
+    def __init__(self, registry: Registry[Any] | str, where: Callable[[dict[str, Any]], bool] | None = None) -> None:
         self._registry = registry
+        self._where = where
+
+    def _names(self) -> list[str]:
+        reg = self._registry
+        if isinstance(reg, str):
+            module, _, attr = reg.partition(":")
+            reg = self._registry = getattr(importlib.import_module(module), attr)
+        assert isinstance(reg, Registry)
+        return [n for n in reg.names() if self._where is None or self._where(reg.meta(n))]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._registry
+        return name in self._names()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._registry.names())
+        return iter(self._names())
 
     def __len__(self) -> int:
-        return len(self._registry)
+        return len(self._names())
+
+
+def lazy_choices(registry: str, *, where: Callable[[dict[str, Any]], bool] | None = None) -> _Choices:
+    """argparse ``choices`` read from the registry ``"module:ATTR"`` only when an argument is
+    checked or help is shown, so ``convpress --help`` imports no heavy module. Give the argument
+    a ``metavar`` (argparse would otherwise list the choices while building the parser).
+
+    Args:
+        registry: e.g. ``"convpress.fileformat.coders:CODERS"``.
+        where: keep only names whose registration metadata satisfies this predicate.
+    """
+    return _Choices(registry, where)

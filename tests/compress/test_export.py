@@ -11,7 +11,7 @@ import torchvision
 from torch import nn
 
 import convpress as cp
-from convpress.export import onnx_max_error, onnx_session, quantize_onnx
+from convpress.compress.export import onnx_max_error, onnx_session, quantize_onnx
 
 
 @pytest.fixture(scope="module")
