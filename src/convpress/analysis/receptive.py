@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from convpress.core.atomic import atomic_write_bytes
+
 __all__ = ["ReceptiveField", "receptive_fields", "measured_receptive_field", "effective_receptive_field", "save_erf_png", "field_box"]
 
 
@@ -306,8 +308,6 @@ def save_erf_png(erf: np.ndarray, path: str, *, title: str, box: tuple[float, fl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-
-    from convpress.core.atomic import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     im = ax.imshow(erf, cmap="inferno", interpolation="nearest")

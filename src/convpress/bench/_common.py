@@ -15,6 +15,7 @@ from typing import Any
 
 from convpress.analysis.latency import median_time, paired_times
 from convpress.core.atomic import atomic_write_text
+from convpress.core.version import __version__
 
 # median_time and paired_times live in convpress.analysis.latency; benchmarks import them from here too
 __all__ = ["environment", "median_time", "paired_times", "run_measured", "write_json", "checks_table"]
@@ -25,8 +26,6 @@ def environment() -> dict[str, Any]:
     import numpy
     import torch
 
-    import convpress
-
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -35,7 +34,7 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "numpy": numpy.__version__,
-        "convpress": convpress.__version__,
+        "convpress": __version__,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
     try:

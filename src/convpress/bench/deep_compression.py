@@ -18,7 +18,14 @@ from typing import Any
 
 import torch
 
+from convpress.analysis.metrics import accuracy
 from convpress.bench._common import checks_table, environment
+from convpress.compress.files import save
+from convpress.compress.finetune import finetune
+from convpress.compress.pipeline import deep_compress
+from convpress.compress.recipes import DEMO_RECIPES, get_recipe
+from convpress.data.mnist import mnist_loaders
+from convpress.models import create_model
 
 __all__ = ["run", "to_markdown", "TARGETS"]
 
@@ -31,7 +38,6 @@ MIN_STREAM_BITS = 3200
 
 def _coder_efficiency(model: torch.nn.Module, tmp: Path) -> list[dict[str, Any]]:
     """Per-stream bits of rANS and Huffman on identical streams (paper index widths, C order)."""
-    from convpress.compress.files import save
 
     ans = save(model, tmp / "a.cpz", coder="ans", index_bits="paper", order="C").streams
     huf = save(model, tmp / "h.cpz", coder="huffman", index_bits="paper", order="C").streams
@@ -52,12 +58,6 @@ def _coder_efficiency(model: torch.nn.Module, tmp: Path) -> list[dict[str, Any]]
 
 def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark; ``quick`` uses one seed and one epoch per stage (a smoke test)."""
-    from convpress.compress.finetune import finetune
-    from convpress.compress.pipeline import deep_compress
-    from convpress.compress.recipes import DEMO_RECIPES, get_recipe
-    from convpress.data.mnist import mnist_loaders
-    from convpress.analysis.metrics import accuracy
-    from convpress.models import create_model
 
     seeds = [0] if quick else [0, 1, 2]
     runs: list[dict[str, Any]] = []

@@ -20,6 +20,12 @@ import numpy as np
 import torch
 
 from convpress.bench._common import checks_table, environment, median_time, paired_times
+from convpress.core.progress import progress_bar
+from convpress.data.photos import TEST_PHOTOS, bundled_photo
+from convpress.fip.apply import apply_network, run_reference
+from convpress.fip.train import psnr
+from convpress.fip.weights import load_network, shipped_operators, shipped_weights
+from convpress.models import create_model
 
 __all__ = ["run", "to_markdown", "test_images"]
 
@@ -29,8 +35,6 @@ TEN_X = ("l0", "rtv", "wls")
 def test_images(megapixels: float) -> list[tuple[str, torch.Tensor]]:
     """The TEST photos resized (bicubic) to about ``megapixels`` MP, as (3, H, W) tensors in [0, 1]."""
     import cv2
-
-    from convpress.data.photos import TEST_PHOTOS, bundled_photo
 
     out = []
     for name in TEST_PHOTOS:
@@ -50,11 +54,6 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
     """Run the benchmark; ``quick`` uses 0.06 MP images and one repetition (smoke test only)."""
-    from convpress.core.progress import progress_bar
-    from convpress.fip.apply import apply_network, run_reference
-    from convpress.fip.train import psnr
-    from convpress.fip.weights import load_network, shipped_operators, shipped_weights
-    from convpress.models import create_model
 
     t_start = time.perf_counter()
     mp = 0.06 if quick else 1.0

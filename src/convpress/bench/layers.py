@@ -19,7 +19,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from convpress.analysis.cost import layer_costs
+from convpress.analysis.receptive import measured_receptive_field, receptive_fields
 from convpress.bench._common import checks_table, environment, paired_times
+from convpress.compress.lowrank import factor_conv_depthwise, factor_conv_separable, factor_linear
+from convpress.layers.deformable import DeformConv2dV1, deform_roi_pool
+from convpress.layers.dilated import dilated_conv2d_s2b
+from convpress.layers.lcnn import LookupConv2d
+from convpress.layers.separable import DepthwiseSeparableConv2d, SpatiallySeparableConv2d
+from convpress.layers.transposed import conv_transpose2d_subpixel
 
 __all__ = ["run", "to_markdown", "can24_stack"]
 
@@ -43,12 +51,6 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _equivalences() -> list[dict[str, Any]]:
     from torchvision import ops
-
-    from convpress.compress.lowrank import factor_conv_depthwise, factor_conv_separable, factor_linear
-    from convpress.layers.deformable import DeformConv2dV1, deform_roi_pool
-    from convpress.layers.dilated import dilated_conv2d_s2b
-    from convpress.layers.lcnn import LookupConv2d
-    from convpress.layers.transposed import conv_transpose2d_subpixel
 
     torch.manual_seed(0)
     rows: list[dict[str, Any]] = []
@@ -84,8 +86,6 @@ def _equivalences() -> list[dict[str, Any]]:
 def _receptive_fields(quick: bool) -> list[dict[str, Any]]:
     import torchvision
 
-    from convpress.analysis.receptive import measured_receptive_field, receptive_fields
-
     r50 = torchvision.models.resnet50()
     r50_v1 = copy.deepcopy(r50)
     for stage in (r50_v1.layer2, r50_v1.layer3, r50_v1.layer4):  # v1: stride on the first 1x1 of each stage
@@ -117,9 +117,6 @@ def _receptive_fields(quick: bool) -> list[dict[str, Any]]:
 
 
 def _latency(quick: bool) -> list[dict[str, Any]]:
-    from convpress.analysis.cost import layer_costs
-    from convpress.layers.separable import DepthwiseSeparableConv2d, SpatiallySeparableConv2d
-
     c, hw = 128, 56
     layers: dict[str, nn.Module] = {"dense 3x3": nn.Conv2d(c, c, 3, padding=1, bias=False)}
     for g in (2, 4, 8):

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from convpress.compress.state import strip_
+from convpress.core.atomic import atomic_write_bytes
 from convpress.core.errors import ConfigError, InputError
 
 __all__ = ["export_onnx", "onnx_max_error", "quantize_onnx", "onnx_session"]
@@ -28,8 +30,6 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str | os.P
     Uses PyTorch's TorchScript-based exporter (``dynamo=False``): it needs no extra dependency
     and handles every layer convpress produces.
     """
-    from convpress.compress.state import strip_
-    from convpress.core.atomic import atomic_write_bytes
 
     plain = strip_(copy.deepcopy(model)).eval()
     out = Path(path)
@@ -89,7 +89,13 @@ def quantize_onnx(
             (activations calibrated on ``calibration`` batches; QDQ format, per-channel weights).
         calibration: input batches (N, ...) as numpy arrays, required for "static".
     """
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     if mode not in ("dynamic", "static"):
         raise ConfigError(f"int8 mode must be 'dynamic' or 'static', got {mode!r}")

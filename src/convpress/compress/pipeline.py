@@ -17,12 +17,16 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from convpress.compress.files import save
 from convpress.compress.finetune import finetune
-from convpress.compress.prune import check_fraction, prune_, sparsity
+from convpress.compress.prune import check_fraction, prune_, resolve_layers, sparsity
 from convpress.compress.quantize import bits_by_type, check_bits, quantize_
 from convpress.compress.schedule import SCHEDULES
-from convpress.compress.state import dense_state_dict, weight_layers
+from convpress.compress.state import dense_state_dict, strip_, weight_layers
+from convpress.core.distributed import is_main
 from convpress.core.errors import ConfigError
+from convpress.fileformat.coders import check_coder
+from convpress.fileformat.cpz import load
 
 __all__ = ["DeepCompressionConfig", "PipelineReport", "LayerRow", "deep_compress", "validate_config"]
 
@@ -69,8 +73,6 @@ class DeepCompressionConfig:
 
 def validate_config(cfg: DeepCompressionConfig, model: nn.Module) -> None:
     """Raise ConfigError for any impossible setting, before any training happens."""
-    from convpress.compress.prune import resolve_layers
-    from convpress.fileformat.coders import check_coder
 
     if isinstance(cfg.prune, Mapping):
         resolve_layers(model, cfg.prune, None, what="prune")
@@ -211,8 +213,6 @@ def deep_compress(
     Returns:
         The report; the final model (in memory) is pruned and weight-shared.
     """
-    from convpress.compress.files import save
-    from convpress.fileformat.cpz import load
 
     validate_config(cfg, model)
     if out_path is not None and Path(out_path).exists() and not overwrite:
@@ -222,8 +222,6 @@ def deep_compress(
     report.metric["dense"] = evaluate(model)
     say(f"dense {metric_name}: {report.metric['dense']:.2f}")
     torch.manual_seed(cfg.seed)
-
-    from convpress.core.distributed import is_main
 
     wd = Path(work_dir) if work_dir is not None else None
     if wd is not None:
@@ -301,8 +299,6 @@ def _bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
 def _evaluate_state(model: nn.Module, state: dict[str, torch.Tensor], evaluate: Callable[[nn.Module], float]) -> float:
     """Evaluate a fresh dense copy of ``model`` holding ``state`` (what a user gets from the file)."""
     import copy
-
-    from convpress.compress.state import strip_
 
     fresh = strip_(copy.deepcopy(model))
     fresh.load_state_dict(state)

@@ -18,7 +18,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from convpress.core.atomic import atomic_write_bytes
 from convpress.core.errors import ConfigError, InputError
+from convpress.core.memory import check_fits
 
 __all__ = ["read_image", "write_image", "to_tensor", "to_uint8"]
 
@@ -89,8 +91,6 @@ def _check_fits_in_memory(path: Path) -> None:
     """Refuse, before decoding, an image whose pixels cannot fit (the file header gives its size cheaply)."""
     import warnings
 
-    from convpress.core.memory import check_fits
-
     try:
         from PIL import Image
 
@@ -131,8 +131,6 @@ def write_image(
             an unknown suffix.
     """
     import cv2
-
-    from convpress.core.atomic import atomic_write_bytes
 
     out = Path(path)
     for inp in protect:

@@ -24,8 +24,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convpress.core.memory import check_fits
 from convpress.core.errors import ConfigError, InputError
+from convpress.core.memory import check_fits
+from convpress.fip.operators import get_operator
 from convpress.models.can import CAN, GuidedFilterCAN
 
 __all__ = ["apply_network", "estimate_memory", "min_input_size", "run_reference", "STRIP_PIXELS"]
@@ -115,7 +116,6 @@ def apply_network(model: nn.Module, image: torch.Tensor, *, tile_rows: int | Non
 
 def run_reference(operator: str, image: torch.Tensor) -> torch.Tensor:
     """Run reference operator ``operator`` on a (3, H, W) image; returns (3, H, W) float32."""
-    from convpress.fip.operators import get_operator
 
     op = get_operator(operator)
     out = op(image.permute(1, 2, 0).numpy())

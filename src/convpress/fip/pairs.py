@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from convpress.core.atomic import atomic_write_bytes
 from convpress.core.errors import ConfigError, InputError
+from convpress.core.progress import progress_bar
+from convpress.data.images import read_image
+from convpress.data.photos import TRAIN_PHOTOS, bundled_photo, image_folder
+from convpress.fip.operators import get_operator
 
 __all__ = ["Pair", "build_pairs", "load_pairs", "resize_long_side", "training_photos"]
 
@@ -48,8 +53,6 @@ def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
 def _save16(path: Path, image: np.ndarray) -> None:
     import cv2
 
-    from convpress.core.atomic import atomic_write_bytes
-
     a = np.clip(image * 65535.0 + 0.5, 0, 65535).astype(np.uint16)[:, :, ::-1]
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(a))
     if not ok:  # pragma: no cover
@@ -60,11 +63,7 @@ def _save16(path: Path, image: np.ndarray) -> None:
 def training_photos(folder: str | os.PathLike[str] | None = None) -> list[tuple[str, np.ndarray]]:
     """(name, (H, W, 3) float32 image) for every image of ``folder``, or the bundled TRAIN photos when None."""
     if folder is None:
-        from convpress.data.photos import TRAIN_PHOTOS, bundled_photo
-
         return [(n, bundled_photo(n).permute(1, 2, 0).numpy()) for n in TRAIN_PHOTOS]
-    from convpress.data.images import read_image
-    from convpress.data.photos import image_folder
 
     return [(str(p), read_image(p).permute(1, 2, 0).numpy()) for p in image_folder(folder)]
 
@@ -84,8 +83,6 @@ def build_pairs(images: Sequence[tuple[str, np.ndarray]], operator: str, cache: 
     Returns:
         The pairs, in the order of ``images`` then ``sizes``; a manifest.json lists them too.
     """
-    from convpress.core.progress import progress_bar
-    from convpress.fip.operators import get_operator
 
     op = get_operator(operator)
     params = dict(params or {})

@@ -14,7 +14,9 @@ from typing import Any
 
 from torch import nn
 
+from convpress.core.atomic import atomic_write_bytes
 from convpress.core.errors import ConfigError, FileFormatError
+from convpress.models import create_model
 
 __all__ = ["save_network", "load_network", "shipped_weights", "shipped_operators", "WEIGHTS_DIR"]
 
@@ -26,8 +28,6 @@ def save_network(model: nn.Module, path: str | os.PathLike[str], *, model_name: 
                  extra: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s weights and what is needed to rebuild it to a safetensors file (atomically)."""
     from safetensors.torch import save
-
-    from convpress.core.atomic import atomic_write_bytes
 
     meta = {"format": "convpress-fip-1", "model": model_name, "model_kwargs": json.dumps(model_kwargs or {}),
             "operator": operator, "operator_params": json.dumps(operator_params or {}, default=str)}
@@ -47,8 +47,6 @@ def load_network(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
     """
     from safetensors import SafetensorError
     from safetensors.torch import load
-
-    from convpress.models import create_model
 
     p = Path(path)
     raw = p.read_bytes()  # FileNotFoundError is reported by the CLI as "no such file"

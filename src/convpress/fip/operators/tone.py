@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convpress.core.errors import ConfigError
 from convpress.fip.operators import register_operator
 from convpress.fip.operators._common import luminance, with_luminance
 from convpress.fip.operators.smoothing import _weighted_laplacian_solve
@@ -52,8 +53,6 @@ def wls_tone(image: np.ndarray, *, lams: tuple[float, ...] = (0.125, 1.0, 8.0), 
         (H, W, 3) float32.
     """
     if len(lams) != len(boosts):
-        from convpress.core.errors import ConfigError
-
         raise ConfigError("wls: lams and boosts must have the same length")
     lum = luminance(image).astype(np.float64)
     prev = lum
