@@ -265,7 +265,7 @@ def can32(*, depth: int = 9) -> CAN:
     return CAN(width=32, depth=depth)
 
 
-@register_model("gf-can24", task="image-to-image")
+@register_model("gf-can24", task="image-to-image", traceable=False)
 def gf_can24(*, depth: int = 9, low_res: int = 256, factor: int = 4, eps: float = 1e-4) -> GuidedFilterCAN:
     """CAN24 at low resolution + learned guided-filter upsampling (the fast variant).
 
@@ -278,7 +278,7 @@ def gf_can24(*, depth: int = 9, low_res: int = 256, factor: int = 4, eps: float 
     return GuidedFilterCAN(width=24, depth=depth, low_res=low_res, factor=factor, eps=eps)
 
 
-@register_model("gf-can32", task="image-to-image")
+@register_model("gf-can32", task="image-to-image", traceable=False)
 def gf_can32(*, depth: int = 9, low_res: int = 256, factor: int = 4, eps: float = 1e-4) -> GuidedFilterCAN:
     """CAN32 at low resolution + learned guided-filter upsampling: ``gf-can24`` with a wider CAN
     (about 1.8x its low-resolution cost; the full-resolution guided filter costs the same)."""
