@@ -1,0 +1,33 @@
+"""The package layout: layers only look down (the import-linter contract of pyproject.toml), and
+no import cycle between modules, also through imports inside functions."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_layers_only_look_down() -> None:
+    exe = shutil.which("lint-imports")
+    if exe is None:  # installed with the [test] extra
+        pytest.fail("lint-imports is missing: pip install -e '.[test]'")
+    run = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "1 kept, 0 broken" in run.stdout
+
+
+def test_no_module_imports_itself_through_a_cycle() -> None:
+    import grimp  # import-linter's graph builder: it reads the source and imports nothing
+
+    graph = grimp.build_graph("convpress", include_external_packages=False)
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if module != imported and graph.chain_exists(importer=imported, imported=module):
+                cycles.append(f"{module} <-> {imported}")
+    assert not cycles, "import cycles:\n" + "\n".join(cycles[:20])
