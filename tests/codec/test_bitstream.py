@@ -13,7 +13,7 @@ import torch
 from convpress.codec.bitstream import decode_image, encode_image, read_header, weights_tag
 from convpress.codec.weights import load_weights, save_weights
 from convpress.core.errors import ConfigError, FileFormatError, InputError
-from convpress.testing import rewrite_header
+from tests.helpers.cpi import rewrite_header
 
 
 def _resolver(model, wid):  # type: ignore[no-untyped-def]

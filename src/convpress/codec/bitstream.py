@@ -64,7 +64,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -78,8 +78,9 @@ from convpress.codec.models import CODEC_MODELS, CodecModel
 from convpress.core.errors import ConfigError, FileFormatError, InputError
 
 __all__ = [
-    "MAGIC", "VERSION", "MODEL_CODES", "MAX_SIDE", "MAX_PIXELS", "DEFAULT_TILE", "encode_image", "decode_image",
-    "read_header", "weights_tag", "weights_match", "format_version", "pad_image", "tile_grid", "estimate_memory", "Resolver",
+    "MAGIC", "VERSION", "MODEL_CODES", "MAX_SIDE", "MAX_PIXELS", "DEFAULT_TILE", "WHAT", "encode_image", "decode_image",
+    "read_header", "read_cpi", "write_cpi", "weights_tag", "weights_match", "format_version", "pack_v3", "split_v3",
+    "reseal_v3", "Layout3", "Fields3", "pad_image", "tile_grid", "estimate_memory", "Resolver",
 ]
 
 MAGIC = b"\x89CPI\r\n\x1a\n"
@@ -128,12 +129,26 @@ def format_version(data: bytes) -> int | None:
     return int(_PREFIX3.unpack_from(data)[1])
 
 
-def pack_v3(fields: tuple[int, int, int, int, int, bytes], sections: list[bytes], *, version: int = 3,
-            lengths: list[int] | None = None) -> bytes:
-    """The bytes of a version-3 file from its raw fields (model code, quality, height, width, tile
-    side or 0, weights tag) and its sections (each a whole number of 32-bit words). No validation:
-    :func:`encode_image` validates; the test helpers use this, with another ``version`` or a forged
-    length table ``lengths`` (bytes per section, default the sections' own), to forge files."""
+#: the raw fields of a version-3 header: model code, quality, height, width, tile side or 0, weights tag
+Fields3 = tuple[int, int, int, int, int, bytes]
+
+
+class Layout3(NamedTuple):
+    """Where the parts of a version-3 file lie (see :func:`split_v3`); spans are ``(start, end)`` byte offsets."""
+
+    #: the raw header fields, unvalidated (see :func:`read_header`)
+    fields: Fields3
+    #: the header's fields and section lengths: every byte the checksum covers before the first section
+    header: tuple[int, int]
+    #: every section, in file order
+    sections: list[tuple[int, int]]
+
+
+def pack_v3(fields: Fields3, sections: list[bytes], *, version: int = 3, lengths: list[int] | None = None) -> bytes:
+    """The bytes of a version-3 file from its raw fields and its sections (each a whole number of
+    32-bit words). No validation: :func:`encode_image` validates; the test helpers use this, with
+    another ``version`` or a forged length table ``lengths`` (bytes per section, default the
+    sections' own), to forge files."""
     body = [_FIELDS3.pack(*fields)]
     body += [encode_varint(n // 4) for n in (lengths if lengths is not None else map(len, sections))]
     body += [bytes(sec) for sec in sections]
@@ -141,10 +156,17 @@ def pack_v3(fields: tuple[int, int, int, int, int, bytes], sections: list[bytes]
     return _PREFIX3.pack(MAGIC, version) + payload + _CRC.pack(zlib.crc32(payload))
 
 
-def split_v3(data: bytes, *, name: str = "input") -> tuple[tuple[int, int, int, int, int, bytes], list[tuple[int, int]], int]:
-    """Parse the structure of a version-3 file: its raw fields, each section's (start, end) and
-    where the lengths end. Checks the length, the exact size and the checksum; the fields'
-    meaning is checked by :func:`read_header`.
+def reseal_v3(data: bytes) -> bytes:
+    """``data`` (a version-3 file of at least its fixed parts) with its checksum recomputed over
+    its current bytes: what a forger does after editing a file (the test helpers use this)."""
+    end = len(data) - _CRC.size
+    return data[:end] + _CRC.pack(zlib.crc32(data[_PREFIX3.size : end]))
+
+
+def split_v3(data: bytes, *, name: str = "input") -> Layout3:
+    """Parse the structure of a version-3 file: its raw fields and where its header and sections
+    lie. Checks the length, the exact size and the checksum; the fields' meaning is checked by
+    :func:`read_header`.
 
     Raises:
         FileFormatError: truncated, extended, corrupted, or fields that give no section count.
@@ -190,7 +212,7 @@ def split_v3(data: bytes, *, name: str = "input") -> tuple[tuple[int, int, int, 
     (crc,) = _CRC.unpack_from(data, end)
     if zlib.crc32(data[_PREFIX3.size : end]) != crc:
         raise FileFormatError(f"{name} is corrupted (checksum mismatch)")
-    return fields, spans, heads_end
+    return Layout3(fields, (_PREFIX3.size, heads_end), spans)
 
 
 def _default_resolver(name: str, quality: int) -> tuple[CodecModel, dict[str, str]]:
@@ -339,7 +361,7 @@ def read_header(data: bytes, *, name: str = "input") -> tuple[dict[str, Any], li
     from convpress.core.container import decode_container
 
     if format_version(data) == 3:
-        (code, q, h, w, t, tag), spans, _ = split_v3(data, name=name)
+        (code, q, h, w, t, tag), _, spans = split_v3(data, name=name)
         head3: dict[str, Any] = {"m": _CODE_MODELS[code], "q": q, "h": h, "w": w, "v": tag.hex()}
         if t:
             head3["t"] = t
