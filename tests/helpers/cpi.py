@@ -13,7 +13,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from convpress.codec.bitstream import MAGIC, MODEL_CODES, format_version, pack_v3, read_header, reseal_v3, split_v3
+from convpress.codec.bitstream import MAGIC, format_version, pack_v3, read_header, reseal_v3, split_v3
+from convpress.codec.models import CODEC_MODELS
 from convpress.core.container import FLAG_ZLIB, pack_container, split_container
 
 __all__ = ["is_cpi3", "rewrite_header", "mutate_cpi3"]
@@ -34,9 +35,11 @@ def _split(data: bytes) -> tuple[bytes, int, dict[str, Any], list[bytes]]:
 
 
 def _model_code(m: Any) -> int:
-    """A header's ``"m"`` as a version-3 model code: a raw code as given, a model name by its
-    code, anything else as 255 (no model's code)."""
-    return m if isinstance(m, int) else MODEL_CODES.get(m, 255)
+    """A header's ``"m"`` as a version-3 model code: a raw code as given, a model name by the
+    registry, anything else as 255 (no model's code)."""
+    if isinstance(m, int):
+        return m
+    return CODEC_MODELS.get(m).code if isinstance(m, str) and m in CODEC_MODELS else 255
 
 
 def rewrite_header(data: bytes, edit: Callable[[dict[str, Any]], None], *, version: int | None = None) -> bytes:
