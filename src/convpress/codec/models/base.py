@@ -25,6 +25,7 @@ bottleneck's checks.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 import torch
@@ -75,6 +76,8 @@ class CodecModel(nn.Module):
         streams: names of the streams ``compress`` returns per image, in file order. Fixed per
             class, because a reader counts a file's sections before it builds the model. The
             bitstream pushes each tile's size onto the first stream, so it is never empty.
+        derived_keys: state-dict keys (matched in full) that weights files leave out because
+            :meth:`derive_state` rebuilds them exactly after loading; None when all are stored.
         config: the constructor's arguments as weights metadata stores them (``{"N": .., "M": ..}``);
             ``build_model(name, config)`` rebuilds the model from them.
         mixed_quantization: training only (not stored in weights): the synthesis sees *rounded*
@@ -86,6 +89,7 @@ class CodecModel(nn.Module):
     code: ClassVar[int] = -1
     stride: ClassVar[int] = 1
     streams: ClassVar[tuple[str, ...]] = ()
+    derived_keys: ClassVar[re.Pattern[str] | None] = None
 
     def __init__(self, **config: int) -> None:
         super().__init__()
@@ -112,6 +116,18 @@ class CodecModel(nn.Module):
         """Peak working memory of coding one image, in bytes per pixel of the padded image (an upper
         bound, measured); the ``.cpi`` coder refuses tiles that cannot fit with it."""
         raise NotImplementedError
+
+    def derive_state(self) -> None:
+        """Rebuild the state that weights files leave out (see ``derived_keys``) after loading; nothing by default.
+
+        Raises:
+            FileFormatError: if a stored value disagrees with its derivation.
+        """
+
+    @classmethod
+    def is_derived(cls, key: str) -> bool:
+        """Whether weights files leave out the state-dict entry ``key`` (see ``derived_keys``)."""
+        return cls.derived_keys is not None and cls.derived_keys.fullmatch(key) is not None
 
     def check_input(self, x: Tensor) -> None:
         """Refuse anything but images (B, 3, H, W) with H and W multiples of ``stride``."""

@@ -8,6 +8,7 @@ decoder pick the same tables on any machine.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -17,7 +18,7 @@ from convpress.codec.entropy_models import EntropyBottleneck, GaussianConditiona
 from convpress.codec.fixedpoint import ACT_BITS, IntegerSynthesis
 from convpress.codec.models import register_codec_model
 from convpress.codec.models.base import TransformCodec, conv, deconv
-from convpress.core.errors import ConfigError
+from convpress.core.errors import ConfigError, FileFormatError
 
 __all__ = ["ScaleHyperprior"]
 
@@ -35,6 +36,9 @@ class ScaleHyperprior(TransformCodec):
     code = 1
     stride = 64
     streams = ("z", "y")
+    # the fixed-point hyper-synthesis weights: a quarter of a weights file, and exactly
+    # round(w * 2**shift) of the stored float16 weights and shifts
+    derived_keys = re.compile(r"h_s_int\.w\d+")
 
     def __init__(self, n: int = 96, m: int = 128) -> None:
         super().__init__(n, m)
@@ -70,6 +74,25 @@ class ScaleHyperprior(TransformCodec):
         super().check_ready()
         if not (self.gaussian_conditional.ready and self.h_s_int.ready):
             raise ConfigError(f"{self.name} has no entropy tables; call update() after training")
+
+    def derive_state(self) -> None:
+        """Rebuild the fixed-point weights ``h_s_int.w{k}`` = round(w * 2**s{k}) from the loaded float16 weights.
+
+        Files written before the weights were derived hold them; those are checked against the derivation.
+
+        Raises:
+            FileFormatError: if stored fixed-point weights differ from the derived ones.
+        """
+        hs = self.h_s_int
+        convs = self._hs_convs()
+        hs.set_structure(convs)
+        for k, m in enumerate(convs):
+            shift = int(getattr(hs, f"s{k}"))
+            w = torch.round(m.weight.detach().double() * 2.0**shift).to(torch.int32)
+            stored = getattr(hs, f"w{k}")
+            if stored.numel() and not torch.equal(stored, w):
+                raise FileFormatError(f"fixed-point layer {k} of the weights does not match their float16 weights")
+            setattr(hs, f"w{k}", w)
 
     def scale_levels(self, z_q: Tensor) -> Tensor:
         """Integer z offsets (B, N, h, w) -> scale-table levels of y (B, M, 4h, 4w), integer-exact."""
