@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from convpress.codec.models import CodecModel, build_model
+from convpress.codec.models import DEFAULT_MODEL, CodecModel, build_model
 from convpress.core.atomic import atomic_write_bytes
 from convpress.core.digest import state_digest
 from convpress.core.errors import ConfigError, FileFormatError
@@ -90,7 +90,7 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[CodecModel, dict[str, st
     return model, meta
 
 
-def available_qualities(model: str = "hyperprior") -> list[int]:
+def available_qualities(model: str = DEFAULT_MODEL) -> list[int]:
     """Quality levels with shipped weights for ``model``."""
     out = []
     for f in sorted(WEIGHTS_DIR.glob(f"{model}-q*.safetensors")):
@@ -102,7 +102,7 @@ def available_qualities(model: str = "hyperprior") -> list[int]:
 
 
 @lru_cache(maxsize=16)
-def pretrained(quality: int, model: str = "hyperprior") -> tuple[CodecModel, dict[str, str]]:
+def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, dict[str, str]]:
     """The shipped model for ``quality`` (cached), and its metadata.
 
     Raises:

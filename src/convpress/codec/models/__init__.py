@@ -32,12 +32,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.codec.models.hyperprior import ScaleHyperprior
 
 __all__ = [
-    "CODEC_MODELS", "register_codec_model", "build_model", "model_codes",
+    "CODEC_MODELS", "DEFAULT_MODEL", "register_codec_model", "build_model", "model_codes",
     "CodecModel", "TransformCodec", "FactorizedPrior", "ScaleHyperprior",
 ]
 
 #: model name -> model class; filled by the modules of this package (imported on first read)
 CODEC_MODELS: Registry[type[CodecModel]] = Registry("codec model", autoload="convpress.codec.models")
+#: the model that the shipped weights are for: the default of the command line, the weights and training
+DEFAULT_MODEL = "hyperprior"
 
 # public class -> module that defines it (imported on first use: it imports torch)
 _EXPORTS = {
