@@ -96,8 +96,8 @@ def main() -> None:
     model, _ = pretrained(args.quality)
     gf, _ = load_network(shipped_weights(args.operator))  # type: ignore[arg-type]
     estimates = {
-        f"codec encode/decode, tiles of {DEFAULT_TILE}": codec_estimate(model.name, model.config["N"], h, w, DEFAULT_TILE),
-        "codec encode/decode untiled (one tile)": codec_estimate(model.name, model.config["N"], h, w, max(h, w) + 64),
+        f"codec encode/decode, tiles of {DEFAULT_TILE}": codec_estimate(model, h, w, DEFAULT_TILE),
+        "codec encode/decode untiled (one tile)": codec_estimate(model, h, w, max(h, w) + 64),
         "fip apply gf-can24 (default strips)": fip_estimate(gf, h, w),
         "fip apply gf-can24 untiled (--tile-rows = height)": fip_estimate(gf, h, w, h),
         "fip apply plain can24 (cannot be tiled)": fip_estimate(create_model("can24"), h, w),

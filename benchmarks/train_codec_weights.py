@@ -51,6 +51,7 @@ from pathlib import Path
 
 import torch
 
+from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL
 from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, train_codec, training_images
 from convpress.codec.weights import WEIGHTS_DIR, save_weights
 from convpress.core.distributed import is_main
@@ -59,6 +60,8 @@ from convpress.core.distributed import is_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work-dir")
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL",
+                   help="codec model: %(choices)s (default: %(default)s)")
     p.add_argument("--qualities", default="6,5,4,3,2,1", help="first one trained from scratch, then each fine-tuned from the previous")
     p.add_argument("--base-steps", type=int, default=2500)
     p.add_argument("--finetune-steps", type=int, default=800)
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.refresh:
         from convpress.codec.weights import refresh_weights
 
-        for f in sorted(Path(args.out_dir).glob("hyperprior-q*.safetensors")):
+        for f in sorted(Path(args.out_dir).glob(f"{args.model}-q*.safetensors")):
             print(f"{f.name}: weights {refresh_weights(f)}")
         return 0
     torch.set_num_threads(args.threads)
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         init = load_weights(args.init)[0].state_dict()
     for i, q in enumerate(qualities):
         base = i == 0 and init is None
-        cfg = CodecTrainConfig(model="hyperprior", n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[q],
+        cfg = CodecTrainConfig(model=args.model, n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[q],
                           steps=args.base_steps if base else args.finetune_steps,
                           lr=5e-4 if base else args.finetune_lr, lr_final=1e-4 if base else args.finetune_lr / 4, seed=q, warmup=args.warmup,
                           mixed_quantization=args.mixed_quantization,
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             done = min(cfg.steps, done + args.chunk)
             model, hist = train_codec(cfg, images, work_dir=Path(args.work_dir) / f"q{q}", init=init, progress=False, stop_after=done)
             if is_main():  # under torchrun, only rank 0 writes
-                out = Path(args.out_dir) / f"hyperprior-q{q}.safetensors"
+                out = Path(args.out_dir) / f"{args.model}-q{q}.safetensors"
                 wid = save_weights(model, out, quality=q, lmbda=cfg.lmbda, extra={"steps": str(done)})
                 last = hist[-1]
                 print(f"q{q} step {done}/{cfg.steps}: loss {last['loss']:.3f} bpp {last['bpp']:.3f} PSNR {last['psnr']:.2f} -> {out.name} ({wid})", flush=True)

@@ -174,7 +174,7 @@ def test_info_reports_the_file_without_decoding_and_refuses_bad_ones(photo: Path
     streams = sum(map(len, read_header(data)[1]))
     assert "format version 3" in out and "130x100, tiles of 64x64, 6 tiles" in out and f"quality {quality}" in out
     assert "the shipped weights of this level" in out and f"{len(data):,} bytes" in out
-    assert f"header and checksums {len(data) - streams:,} bytes" in out
+    assert f"header and checksums {len(data) - streams:,} bytes" in out and "12 sections (z, y per tile)" in out
     # a legacy file (format version 2 layout, here version 1: one tile) and other weights' files
     model, meta = pretrained(quality)
     legacy = tmp_path / "legacy.cpi"
@@ -192,3 +192,15 @@ def test_info_reports_the_file_without_decoding_and_refuses_bad_ones(photo: Path
         assert "bad.cpi" in _err(capsys)
     assert main(["info", str(tmp_path / "missing.cpi")]) == 2 and "no such file" in _err(capsys)
     assert main(["info", str(tmp_path)]) == 2 and "directory" in _err(capsys)
+
+
+def test_model_choices_come_from_the_registry(photo: Path, quality: int, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from convpress.codec.models import CODEC_MODELS
+
+    for args in (["encode", str(photo), str(tmp_path / "m.cpi"), "-q", str(quality)], ["qualities"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--model", "transformer"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "invalid choice: 'transformer'" in err and all(repr(n) in err for n in CODEC_MODELS)
+    assert main(["qualities", "--model", "hyperprior"]) == 0 and f"quality {quality}:" in capsys.readouterr().out

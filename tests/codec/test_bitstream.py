@@ -13,7 +13,7 @@ import torch
 from convpress.codec.bitstream import decode_image, encode_image, read_header, weights_tag
 from convpress.codec.weights import load_weights, save_weights
 from convpress.core.errors import ConfigError, FileFormatError, InputError
-from convpress.testing import rewrite_header
+from tests.helpers.cpi import rewrite_header
 
 
 def _resolver(model, wid):  # type: ignore[no-untyped-def]
@@ -68,7 +68,7 @@ def test_refuses_mismatched_weights_bad_fields_and_versions(version, tiny_hyperp
     else:  # what only a JSON header can hold
         edits += [
             lambda h: h.update(w=1 << 20), lambda h: h.update(q="2"), lambda h: h.update(v=7), lambda h: h.pop("v"),
-            lambda h: h.update(extra=1),
+            lambda h: h.update(extra=1), lambda h: h.update(m=["hyperprior"]),
         ]
     for edit in edits:
         with pytest.raises(FileFormatError):

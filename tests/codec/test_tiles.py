@@ -9,7 +9,7 @@ import torch
 
 from convpress.codec.bitstream import decode_image, encode_image, read_header, tile_grid
 from convpress.core.errors import ConfigError, FileFormatError
-from convpress.testing import rewrite_header
+from tests.helpers.cpi import rewrite_header
 
 
 def _resolver(model, wid):  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from torch import nn
 
 from convpress.core.errors import FileFormatError
 from convpress.core.checkpoint import load_checkpoint, save_checkpoint
-from convpress.testing import mutate, mutations
+from tests.helpers.mutate import mutate, mutations
 
 _ORIGINAL: dict[str, object] = {}
 

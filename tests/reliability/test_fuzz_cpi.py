@@ -22,7 +22,7 @@ from convpress.codec.bitstream import decode_image, encode_image
 from convpress.codec.models import build_model
 from convpress.codec.weights import weights_id
 from convpress.core.errors import FileFormatError
-from convpress.testing import mutate, mutations
+from tests.helpers.mutate import mutate, mutations
 
 _STATE: dict[str, dict[str, object]] = {}
 # (image size, tile side, format version); "legacy" is the JSON layout older convpress wrote, still read

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from torch import nn
 
 import convpress as cp
-from convpress.testing import mutate, mutations
+from tests.helpers.mutate import mutate, mutations
 
 _ORIGINAL: dict[str, bytes] = {}
 

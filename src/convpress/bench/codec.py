@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from convpress.bench._common import checks_table, environment, median_time
+from convpress.codec.models import DEFAULT_MODEL
 
 __all__ = ["run", "to_markdown", "write_figures"]
 
@@ -26,6 +27,8 @@ WEBP_QUALITIES = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
 MAX_EST_DIFF = 2.0
 JPEG_TARGET = -20.0
 TIME_TARGET = 2.0
+#: the codec model measured: the one with shipped weights
+MODEL = DEFAULT_MODEL
 
 
 def _pillow(rgb: np.ndarray, fmt: str, quality: int) -> tuple[int, np.ndarray]:
@@ -78,7 +81,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     from convpress.data.photos import TEST_PHOTOS, bundled_photo
 
     t_start = time.time()
-    qualities = available_qualities()
+    qualities = available_qualities(MODEL)
     if not qualities:
         raise RuntimeError("no shipped codec weights")
     images = {n: bundled_photo(n) for n in TEST_PHOTOS}
@@ -96,7 +99,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             rgb = to_uint8(x)
             src = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0  # the 8-bit image every codec sees
             for q in qualities:
-                model, meta = pretrained(q)
+                model, meta = pretrained(q, MODEL)
                 data = encode_image(src, model, quality=q, weights_id=meta["weights_id"])
                 y, head = decode_image(data, resolver=lambda n, qq, m=model, mt=meta: (m, mt))
                 p = _point(rgb, len(data), to_uint8(y))
@@ -135,7 +138,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
 
     big = F.interpolate(images[next(iter(images))][None], size=(512, 768), mode="bilinear", align_corners=False)[0].clamp(0, 1)
     qmax = max(qualities)
-    model, meta = pretrained(qmax)
+    model, meta = pretrained(qmax, MODEL)
     data = encode_image(big, model, quality=qmax, weights_id=meta["weights_id"])
     repeat = 1 if quick else 5
     enc_t = median_time(lambda: encode_image(big, model, quality=qmax, weights_id=meta["weights_id"]), warmup=1, repeat=repeat)
@@ -156,7 +159,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     ]
     weights = {}
     for q in qualities:
-        _, meta = pretrained(q)
+        _, meta = pretrained(q, MODEL)
         weights[f"q{q}"] = {k: meta.get(k) for k in ("weights_id", "lambda", "config", "steps")}
     return {
         "benchmark": "codec",
@@ -164,7 +167,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
         "environment": environment(),
         "seconds": time.time() - t_start,
         "images": {n: list(im.shape[1:]) for n, im in images.items()},
-        "model": "hyperprior",
+        "model": MODEL,
         "weights": weights,
         "points": {"ours": ours, "jpeg": jpeg, "webp": webp},
         "curves": curves,
@@ -184,7 +187,7 @@ def write_figures(result: dict[str, Any], json_path: str | Path) -> list[Path]:
 
     out = Path(json_path).with_suffix(".png")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    style = {"ours": ("convpress codec (hyperprior)", "o-", "C3"), "jpeg": ("JPEG (Pillow)", "s--", "C0"), "webp": ("WebP (Pillow)", "^--", "C2")}
+    style = {"ours": (f"convpress codec ({result.get('model', MODEL)})", "o-", "C3"), "jpeg": ("JPEG (Pillow)", "s--", "C0"), "webp": ("WebP (Pillow)", "^--", "C2")}
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim_db", "MS-SSIM (dB)")):
         for name, (lab, fmt, color) in style.items():
             c = result["curves"][name]

@@ -7,9 +7,14 @@ import sys
 from typing import Any
 
 from convpress.cli._common import check_output, subcommand_main
+from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL
 from convpress.core.errors import ConfigError
 
 __all__ = ["register", "main"]
+
+# argparse joins an argument's choices whenever it prints help, so a subcommand's --help loads the
+# registered models (and torch); building the parser (and ``convpress --help``) does not
+MODEL_HELP = "codec model: %(choices)s (default: %(default)s)"
 
 
 def register(sub: Any) -> None:
@@ -29,7 +34,8 @@ def register(sub: Any) -> None:
     e.add_argument("input", help="image file (PNG, JPEG, TIFF, BMP, WebP; 8 or 16 bit; gray, RGB or RGBA)")
     e.add_argument("output", help="the .cpi file to write")
     e.add_argument("--quality", "-q", type=int, required=True, help="quality level (see 'convpress codec qualities')")
-    e.add_argument("--model", default="hyperprior", help="codec model (default: %(default)s)")
+    e.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL",
+                   help=MODEL_HELP)
     e.add_argument("--alpha", choices=["composite", "drop", "error"], default="composite",
                    help="images with alpha: composite over white (default), drop the alpha, or refuse")
     e.add_argument("--tile", type=int, default=None, metavar="N",
@@ -54,7 +60,8 @@ def register(sub: Any) -> None:
     i.set_defaults(func=_info)
 
     q = cs.add_parser("qualities", help="list the quality levels with shipped weights")
-    q.add_argument("--model", default="hyperprior")
+    q.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL",
+                   help=MODEL_HELP)
     q.set_defaults(func=_qualities)
 
     t = cs.add_parser(
@@ -67,7 +74,8 @@ def register(sub: Any) -> None:
     t.add_argument("--work-dir", required=True, help="folder of the resumable checkpoint")
     t.add_argument("--quality", type=int, required=True, help="quality level: picks lambda (1-8; 1 is the lowest rate)")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    t.add_argument("--model", default="hyperprior", help="factorized or hyperprior (default: %(default)s)")
+    t.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL",
+                   help=MODEL_HELP)
     t.add_argument("--hidden-channels", dest="n", type=int, default=64, help="hidden channels N (default: %(default)s)")
     t.add_argument("--latent-channels", dest="m", type=int, default=96, help="latent channels M (default: %(default)s)")
     t.add_argument("--steps", type=int, default=2000)
@@ -142,8 +150,9 @@ def _info(args: argparse.Namespace) -> int:
     print(f"  image    {w}x{h}, {tiles}")
     print(f"  model    {head['m']}, quality {q}")
     print(f"  weights  {weights}")
+    per_tile = ", ".join(CODEC_MODELS.get(head["m"]).streams)
     print(f"  size     {len(data):,} bytes = {8 * len(data) / (h * w):.4f} bpp: rANS streams {streams:,} bytes in "
-          f"{len(sections)} sections, header and checksums {len(data) - streams:,} bytes")
+          f"{len(sections)} sections ({per_tile} per tile), header and checksums {len(data) - streams:,} bytes")
     return 0
 
 

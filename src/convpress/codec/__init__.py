@@ -1,33 +1,57 @@
 """Learned image compression (the TNG idea): Ballé 2017 factorized prior and Ballé 2018 scale
-hyperprior in the CompressAI protocol, a real rANS bitstream (``constriction``) in ``.cpi``
-files, shipped weights for several quality levels, training and benchmarks.
+hyperprior in the CompressAI protocol, a real rANS bitstream in ``.cpi`` files, shipped weights
+for several quality levels, training and benchmarks.
 
 Modules: :mod:`.gdn` (GDN/IGDN), :mod:`.entropy_models` (entropy bottleneck, Gaussian
-conditional), :mod:`.rans` (integer tables -> rANS), :mod:`.fixedpoint` (integer-exact
-hyper-synthesis), :mod:`.models`, :mod:`.bitstream` (``.cpi``), :mod:`.weights`, :mod:`.train`.
+conditional; rANS through :mod:`convpress.core.rans`), :mod:`.fixedpoint` (integer-exact
+hyper-synthesis), :mod:`.models` (the registry :data:`CODEC_MODELS`, the protocol
+:class:`~.models.base.CodecModel`, one module per model), :mod:`.bitstream` (``.cpi``, generic
+over the registered models), :mod:`.weights`, :mod:`.train`, :mod:`.metrics`.
+
+The names below are loaded on first use, so ``import convpress.codec`` (and the command line's
+parser, which reads the model names) does not pay for PyTorch.
 """
 
 from __future__ import annotations
 
-from convpress.codec.bitstream import decode_image, encode_image, read_cpi, write_cpi
-from convpress.codec.gdn import GDN, IGDN, gdn
-from convpress.codec.models import CODEC_MODELS, FactorizedPrior, ScaleHyperprior, build_model
-from convpress.codec.weights import available_qualities, load_weights, pretrained, save_weights
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "GDN",
-    "IGDN",
-    "gdn",
-    "CODEC_MODELS",
-    "FactorizedPrior",
-    "ScaleHyperprior",
-    "build_model",
-    "encode_image",
-    "decode_image",
-    "read_cpi",
-    "write_cpi",
-    "available_qualities",
-    "load_weights",
-    "pretrained",
-    "save_weights",
-]
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "GDN": "convpress.codec.gdn",
+    "IGDN": "convpress.codec.gdn",
+    "gdn": "convpress.codec.gdn",
+    "CODEC_MODELS": "convpress.codec.models",
+    "CodecModel": "convpress.codec.models",
+    "FactorizedPrior": "convpress.codec.models",
+    "ScaleHyperprior": "convpress.codec.models",
+    "build_model": "convpress.codec.models",
+    "register_codec_model": "convpress.codec.models",
+    "encode_image": "convpress.codec.bitstream",
+    "decode_image": "convpress.codec.bitstream",
+    "read_cpi": "convpress.codec.bitstream",
+    "write_cpi": "convpress.codec.bitstream",
+    "available_qualities": "convpress.codec.weights",
+    "load_weights": "convpress.codec.weights",
+    "pretrained": "convpress.codec.weights",
+    "save_weights": "convpress.codec.weights",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from convpress.codec.bitstream import decode_image, encode_image, read_cpi, write_cpi
+    from convpress.codec.gdn import GDN, IGDN, gdn
+    from convpress.codec.models import CODEC_MODELS, CodecModel, FactorizedPrior, ScaleHyperprior, build_model, register_codec_model
+    from convpress.codec.weights import available_qualities, load_weights, pretrained, save_weights

@@ -6,15 +6,22 @@ bytes for a one-tile hyperprior file (all integers little-endian)::
 
     magic        8 bytes   b"\\x89CPI\\r\\n\\x1a\\n"
     version      u16       3
-    model        u8        model code (:data:`MODEL_CODES`: 0 factorized, 1 hyperprior)
+    model        u8        the model's code (``CodecModel.code``: 0 factorized, 1 hyperprior)
     quality      u8        quality level
     height       u16       image height in pixels (1 .. MAX_SIDE)
     width        u16       image width in pixels
     tile         u16       tile side in pixels; 0 = the image is one tile
     weights      4 bytes   tag of the weights that made the file (see :func:`weights_tag`)
     lengths      varints   length of every section in 32-bit words (LEB128), in file order
-    sections     bytes     the rANS streams: per tile, z then y (hyperprior) or y (factorized)
+    sections     bytes     the rANS streams: per tile, the model's ``streams`` in order
+                           (hyperprior: z then y; factorized: y)
     crc          u32       CRC32 of every byte from ``model`` to the end of the last section
+
+The format knows a codec model only through what its class declares (see
+:class:`~convpress.codec.models.base.CodecModel`): the model byte is its ``code`` (the code <->
+name table is derived from :data:`~convpress.codec.models.CODEC_MODELS`), tiles are padded to
+its ``stride``, each tile holds one section per name in its ``streams``, and decoding hands the
+model those sections and the padded tile size. So a registered model needs no change here.
 
 The file must be exactly as long as its lengths say (a truncated, extended or concatenated file
 is refused by name), the checksum covers every byte after the version, every field is validated,
@@ -64,31 +71,32 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from convpress.codec import weights
+from convpress.codec.models import CODEC_MODELS, CodecModel, model_codes
 from convpress.core import rans
+from convpress.core.atomic import atomic_write_bytes
+from convpress.core.container import decode_container, encode_container
+from convpress.core.errors import ConfigError, FileFormatError, InputError
 from convpress.core.memory import check_fits
 from convpress.core.varint import encode_varint, read_varint
-from convpress.codec.models import CODEC_MODELS, CodecModel
-from convpress.core.errors import ConfigError, FileFormatError, InputError
 
 __all__ = [
-    "MAGIC", "VERSION", "MODEL_CODES", "MAX_SIDE", "MAX_PIXELS", "DEFAULT_TILE", "encode_image", "decode_image",
-    "read_header", "weights_tag", "weights_match", "format_version", "pad_image", "tile_grid", "estimate_memory", "Resolver",
+    "MAGIC", "VERSION", "MAX_SIDE", "MAX_PIXELS", "DEFAULT_TILE", "WHAT", "encode_image", "decode_image",
+    "read_header", "read_cpi", "write_cpi", "weights_tag", "weights_match", "format_version", "pack_v3", "split_v3",
+    "reseal_v3", "Layout3", "Fields3", "pad_image", "tile_grid", "estimate_memory", "Resolver",
 ]
 
 MAGIC = b"\x89CPI\r\n\x1a\n"
 #: format version written by default (3: compact binary layout); 1 and 2 are the legacy JSON layout
 VERSION = 3
 _VERSIONS = (1, 2, 3)
-#: model name -> its one-byte code in version-3 files (append only: the codes are part of the format)
-MODEL_CODES = {"factorized": 0, "hyperprior": 1}
-_CODE_MODELS = {c: m for m, c in MODEL_CODES.items()}
 _PREFIX3 = struct.Struct("<8sH")  # magic, version
 _FIELDS3 = struct.Struct("<BBHHH4s")  # model code, quality, height, width, tile side (0: one tile), weights tag
 _CRC = struct.Struct("<I")
@@ -128,12 +136,26 @@ def format_version(data: bytes) -> int | None:
     return int(_PREFIX3.unpack_from(data)[1])
 
 
-def pack_v3(fields: tuple[int, int, int, int, int, bytes], sections: list[bytes], *, version: int = 3,
-            lengths: list[int] | None = None) -> bytes:
-    """The bytes of a version-3 file from its raw fields (model code, quality, height, width, tile
-    side or 0, weights tag) and its sections (each a whole number of 32-bit words). No validation:
-    :func:`encode_image` validates; the test helpers use this, with another ``version`` or a forged
-    length table ``lengths`` (bytes per section, default the sections' own), to forge files."""
+#: the raw fields of a version-3 header: model code, quality, height, width, tile side or 0, weights tag
+Fields3 = tuple[int, int, int, int, int, bytes]
+
+
+class Layout3(NamedTuple):
+    """Where the parts of a version-3 file lie (see :func:`split_v3`); spans are ``(start, end)`` byte offsets."""
+
+    #: the raw header fields, unvalidated (see :func:`read_header`)
+    fields: Fields3
+    #: the header's fields and section lengths: every byte the checksum covers before the first section
+    header: tuple[int, int]
+    #: every section, in file order
+    sections: list[tuple[int, int]]
+
+
+def pack_v3(fields: Fields3, sections: list[bytes], *, version: int = 3, lengths: list[int] | None = None) -> bytes:
+    """The bytes of a version-3 file from its raw fields and its sections (each a whole number of
+    32-bit words). No validation: :func:`encode_image` validates; the test helpers use this, with
+    another ``version`` or a forged length table ``lengths`` (bytes per section, default the
+    sections' own), to forge files."""
     body = [_FIELDS3.pack(*fields)]
     body += [encode_varint(n // 4) for n in (lengths if lengths is not None else map(len, sections))]
     body += [bytes(sec) for sec in sections]
@@ -141,10 +163,17 @@ def pack_v3(fields: tuple[int, int, int, int, int, bytes], sections: list[bytes]
     return _PREFIX3.pack(MAGIC, version) + payload + _CRC.pack(zlib.crc32(payload))
 
 
-def split_v3(data: bytes, *, name: str = "input") -> tuple[tuple[int, int, int, int, int, bytes], list[tuple[int, int]], int]:
-    """Parse the structure of a version-3 file: its raw fields, each section's (start, end) and
-    where the lengths end. Checks the length, the exact size and the checksum; the fields'
-    meaning is checked by :func:`read_header`.
+def reseal_v3(data: bytes) -> bytes:
+    """``data`` (a version-3 file of at least its fixed parts) with its checksum recomputed over
+    its current bytes: what a forger does after editing a file (the test helpers use this)."""
+    end = len(data) - _CRC.size
+    return data[:end] + _CRC.pack(zlib.crc32(data[_PREFIX3.size : end]))
+
+
+def split_v3(data: bytes, *, name: str = "input") -> Layout3:
+    """Parse the structure of a version-3 file: its raw fields and where its header and sections
+    lie. Checks the length, the exact size and the checksum; the fields' meaning is checked by
+    :func:`read_header`.
 
     Raises:
         FileFormatError: truncated, extended, corrupted, or fields that give no section count.
@@ -155,21 +184,21 @@ def split_v3(data: bytes, *, name: str = "input") -> tuple[tuple[int, int, int, 
     fields = _FIELDS3.unpack_from(data, pos)
     code, _, h, w, tile, _ = fields
     pos += _FIELDS3.size
-    model = _CODE_MODELS.get(code)
+    model = model_codes().get(code)
     if model is None:
         raise FileFormatError(f"{name} was made with codec model number {code}, which this convpress does not know")
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and h * w <= MAX_PIXELS):
         raise FileFormatError(f"{name} is corrupted (image size {h}x{w} is out of range)")
-    stride = CODEC_MODELS[model].stride  # type: ignore[attr-defined]
+    cls = CODEC_MODELS.get(model)
     if tile:
-        if tile < stride or tile % stride:
-            raise FileFormatError(f"{name} is corrupted (tile side {tile} is not a multiple of {stride})")
+        if tile < cls.stride or tile % cls.stride:
+            raise FileFormatError(f"{name} is corrupted (tile side {tile} is not a multiple of {cls.stride})")
         if h <= tile and w <= tile:
             raise FileFormatError(f"{name} is corrupted (a tiled file of a single tile)")
     side = tile or max(h, w)
     # plain arithmetic on validated sides; every length takes at least one byte, so a forged size
     # stops at the end of the file instead of looping or allocating
-    count = -(-h // side) * -(-w // side) * (2 if model == "hyperprior" else 1)
+    count = -(-h // side) * -(-w // side) * len(cls.streams)
     end = len(data) - _CRC.size
     spans: list[tuple[int, int]] = []
     lengths = []
@@ -190,13 +219,12 @@ def split_v3(data: bytes, *, name: str = "input") -> tuple[tuple[int, int, int, 
     (crc,) = _CRC.unpack_from(data, end)
     if zlib.crc32(data[_PREFIX3.size : end]) != crc:
         raise FileFormatError(f"{name} is corrupted (checksum mismatch)")
-    return fields, spans, heads_end
+    return Layout3(fields, (_PREFIX3.size, heads_end), spans)
 
 
 def _default_resolver(name: str, quality: int) -> tuple[CodecModel, dict[str, str]]:
-    from convpress.codec.weights import pretrained
-
-    return pretrained(quality, name)
+    # looked up at call time (tests replace weights.pretrained)
+    return weights.pretrained(quality, name)
 
 
 def pad_image(x: Tensor, stride: int) -> Tensor:
@@ -214,25 +242,24 @@ def tile_grid(h: int, w: int, tile: int) -> list[tuple[int, int, int, int]]:
     return [(r, min(h, r + tile), c, min(w, c + tile)) for r in range(0, h, tile) for c in range(0, w, tile)]
 
 
-# peak bytes per padded tile pixel per hidden channel N, measured with ru_maxrss (N=64: 220-290 bytes
-# per pixel for encoding and decoding 1024x1024 tiles) and rounded up; plus the image in float32 and
-# a copy (input and clamped tile on encode, output and its 8-bit conversion on decode)
-_BYTES_PER_PIXEL_AND_CHANNEL = 5
+# beyond one tile's working memory (the model's bytes_per_pixel): the image in float32 and a copy
+# (input and clamped tile on encode, output and its 8-bit conversion on decode)
 _IMAGE_BYTES_PER_PIXEL = 2 * 3 * 4
 _FIXED_BYTES = 64 << 20
 
 
-def estimate_memory(model_name: str, n: int, h: int, w: int, tile: int) -> int:
-    """Estimated peak bytes (beyond the loaded model) of coding an h x w image with tiles of side ``tile``."""
-    stride = CODEC_MODELS[model_name].stride  # type: ignore[attr-defined]
+def estimate_memory(model: CodecModel, h: int, w: int, tile: int) -> int:
+    """Estimated peak bytes (beyond the loaded model) of coding an h x w image with ``model`` in
+    tiles of side ``tile``: one padded tile at the model's ``bytes_per_pixel()``, plus the image."""
+    stride = model.stride
     th, tw = min(h, tile), min(w, tile)
     padded = (th + (-th) % stride) * (tw + (-tw) % stride)
-    return padded * n * _BYTES_PER_PIXEL_AND_CHANNEL + h * w * _IMAGE_BYTES_PER_PIXEL + _FIXED_BYTES
+    return padded * model.bytes_per_pixel() + h * w * _IMAGE_BYTES_PER_PIXEL + _FIXED_BYTES
 
 
 def _check_memory(model: CodecModel, h: int, w: int, tile: int, action: str, fix: str) -> None:
     side = min(max(h, w), tile)
-    need = estimate_memory(model.name, model.config["N"], h, w, tile)
+    need = estimate_memory(model, h, w, tile)
     check_fits(need, f"{action} a {w}x{h} image in tiles of {side}x{side}", fix)
 
 
@@ -269,10 +296,12 @@ def _bound_size(h: int, w: int, stride: int, version: int) -> tuple[list[int], i
 
 
 def _encode_tile(x: Tensor, model: CodecModel, version: int) -> list[bytes]:
-    """(3, h, w) -> the sections of one tile: z stream (with the bound size), y stream."""
+    """(3, h, w) -> the sections of one tile: the model's streams in file order, the first with the bound size."""
     s = model.stride
     out = model.compress(pad_image(x.clamp(0, 1), s))
-    sections = [st[0] for st in reversed(out["strings"])]  # z first (hyperprior), then y
+    sections = [st[0] for st in out["strings"]]
+    if len(sections) != len(model.streams):  # a reader would split the file differently: never write it
+        raise RuntimeError(f"codec model {model.name} declares {len(model.streams)} streams but compress() returned {len(sections)}")
     sections[0] = _bind(sections[0], *_bound_size(int(x.shape[1]), int(x.shape[2]), s, version))
     return sections
 
@@ -297,8 +326,6 @@ def encode_image(
         ConfigError: for a bad ``tile``, ``quality`` or ``version``, or a request that needs more
             memory than is available.
     """
-    from convpress.core.container import encode_container
-
     _check_image(x)
     model.check_ready()
     s = model.stride
@@ -310,14 +337,14 @@ def encode_image(
         raise ConfigError(f"cannot write .cpi format version {version}: choose 3 (compact) or 2 (legacy JSON layout)")
     if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality <= 255:
         raise ConfigError(f"quality must be an integer from 0 to 255, got {quality!r}")
-    if model.name not in MODEL_CODES:
-        raise ConfigError(f"codec model {model.name!r} has no code in the .cpi format")
+    if model.name not in CODEC_MODELS:
+        raise ConfigError(f"codec model {model.name!r} is not registered, so a .cpi file cannot name it")
     h, w = int(x.shape[1]), int(x.shape[2])
     _check_memory(model, h, w, tile, "encoding", f"pass a smaller --tile (a multiple of {s})")
     grid = tile_grid(h, w, tile)
     sections = [sec for r0, r1, c0, c1 in grid for sec in _encode_tile(x[:, r0:r1, c0:c1], model, version)]
     if version == 3:
-        fields = (MODEL_CODES[model.name], quality, h, w, tile if len(grid) > 1 else 0, weights_tag(weights_id))
+        fields = (CODEC_MODELS.get(model.name).code, quality, h, w, tile if len(grid) > 1 else 0, weights_tag(weights_id))
         return pack_v3(fields, sections)
     header: dict[str, Any] = {"m": model.name, "q": int(quality), "h": h, "w": w, "v": weights_id}
     if len(grid) > 1:
@@ -336,11 +363,9 @@ def read_header(data: bytes, *, name: str = "input") -> tuple[dict[str, Any], li
     Raises:
         FileFormatError: foreign, truncated, corrupted, unsupported version or invalid fields.
     """
-    from convpress.core.container import decode_container
-
     if format_version(data) == 3:
-        (code, q, h, w, t, tag), spans, _ = split_v3(data, name=name)
-        head3: dict[str, Any] = {"m": _CODE_MODELS[code], "q": q, "h": h, "w": w, "v": tag.hex()}
+        (code, q, h, w, t, tag), _, spans = split_v3(data, name=name)
+        head3: dict[str, Any] = {"m": model_codes()[code], "q": q, "h": h, "w": w, "v": tag.hex()}
         if t:
             head3["t"] = t
         head3["sections"] = [b - a for a, b in spans]
@@ -351,7 +376,7 @@ def read_header(data: bytes, *, name: str = "input") -> tuple[dict[str, Any], li
     if set(head) != expected:
         raise FileFormatError(f"{name} is corrupted (header fields {sorted(head)} are not those of a {WHAT})")
     model, q, h, w, v = head["m"], head["q"], head["h"], head["w"], head["v"]
-    if model not in CODEC_MODELS:
+    if not isinstance(model, str) or model not in CODEC_MODELS:
         raise FileFormatError(f"{name} was made with codec model {model!r}, which this convpress does not know")
     for key, val in (("q", q), ("h", h), ("w", w)):
         if not isinstance(val, int) or isinstance(val, bool):
@@ -360,7 +385,8 @@ def read_header(data: bytes, *, name: str = "input") -> tuple[dict[str, Any], li
         raise FileFormatError(f"{name} is corrupted (image size {h}x{w} is out of range)")
     if not isinstance(v, str) or not v:
         raise FileFormatError(f"{name} is corrupted (header has no weights id)")
-    stride = CODEC_MODELS[model].stride  # type: ignore[attr-defined]
+    cls = CODEC_MODELS.get(model)
+    stride = cls.stride
     tile = head.get("t", max(h, w))
     if c.version == 2:
         if not isinstance(tile, int) or isinstance(tile, bool) or not (stride <= tile <= MAX_SIDE) or tile % stride:
@@ -369,7 +395,7 @@ def read_header(data: bytes, *, name: str = "input") -> tuple[dict[str, Any], li
             raise FileFormatError(f"{name} is corrupted (a tiled file of a single tile)")
     # plain arithmetic on validated sides: at most (MAX_SIDE / stride)^2 tiles, no allocation
     tiles = -(-h // tile) * -(-w // tile)
-    want = tiles * (2 if model == "hyperprior" else 1)
+    want = tiles * len(cls.streams)
     if len(c.sections) != want:
         raise FileFormatError(f"{name} is corrupted ({len(c.sections)} sections, a {model} file of {tiles} tile(s) has {want})")
     return head, c.sections
@@ -392,6 +418,8 @@ def decode_image(data: bytes, *, resolver: Resolver | None = None, name: str = "
     """
     head, sections = read_header(data, name=name)
     model, meta = (resolver or _default_resolver)(head["m"], head["q"])
+    if model.name != head["m"]:  # another model would split the sections differently
+        raise FileFormatError(f"{name} was made with the {head['m']} codec model, but the resolver gave a {model.name} model")
     version = format_version(data)
     if not weights_match(head["v"], str(meta.get("weights_id")), version):
         raise FileFormatError(
@@ -401,7 +429,7 @@ def decode_image(data: bytes, *, resolver: Resolver | None = None, name: str = "
     h, w = head["h"], head["w"]
     tile = head.get("t", max(h, w))
     _check_memory(model, h, w, tile, "decoding", "decode it where more memory is free")
-    per_tile = 2 if model.name == "hyperprior" else 1
+    per_tile = len(model.streams)
     grid = tile_grid(h, w, tile)
     if len(grid) == 1:
         return _decode_tile(sections, model, h, w, version, name), head
@@ -418,20 +446,14 @@ def _decode_tile(sections: list[bytes], model: CodecModel, h: int, w: int, versi
     bound, first = _unbind(sections[0], 2, span, name)
     if bound != want:
         raise FileFormatError(f"{name} is corrupted (the image size in the header does not match the coded data)")
-    sections = [first, *sections[1:]]
     hp, wp = h + (-h) % s, w + (-w) % s
-    if model.name == "hyperprior":
-        strings, shape = [[sections[1]], [sections[0]]], (hp // 64, wp // 64)
-    else:
-        strings, shape = [[sections[0]]], (hp // 16, wp // 16)
-    x_hat = model.decompress(strings, shape)["x_hat"]  # (1, 3, hp, wp)
+    # one image: every stream is a list of one string, in file order as compress() returned them
+    x_hat = model.decompress([[first], *([sec] for sec in sections[1:])], (hp, wp))["x_hat"]  # (1, 3, hp, wp)
     return x_hat[0, :, :h, :w].contiguous()
 
 
 def write_cpi(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> Path:
     """Write .cpi bytes atomically."""
-    from convpress.core.atomic import atomic_write_bytes
-
     return atomic_write_bytes(path, data, overwrite=overwrite)
 
 

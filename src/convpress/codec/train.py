@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from convpress.codec.entropy_models import per_sample_noise
-from convpress.codec.models import CodecModel, build_model
+from convpress.codec.models import DEFAULT_MODEL, CodecModel, build_model
 from convpress.core.digest import fingerprint, state_digest
 from convpress.core.distributed import batch_share, sum_over_processes
 from convpress.core.errors import ConfigError
@@ -56,7 +56,7 @@ class CodecTrainConfig(TrainConfig):
     """Settings of one training run (validated; part of the checkpoint fingerprint). ``batch``,
     ``lr`` (the peak learning rate) and ``seed`` are those of every :class:`~convpress.core.training.TrainConfig`."""
 
-    model: str = "hyperprior"
+    model: str = DEFAULT_MODEL
     n: int = 64
     m: int = 96
     lmbda: float = 0.025

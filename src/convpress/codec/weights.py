@@ -2,8 +2,9 @@
 
 Each file holds the trained parameters *and* the integer entropy tables and the shifts and
 biases of the fixed-point hyper-synthesis computed once by ``update()``, so encoding and
-decoding never recompute them. The fixed-point weights themselves are not stored (they were
-a quarter of each file): :func:`load_weights` derives them exactly from the stored float16
+decoding never recompute them. What a model can derive exactly is not stored (its
+``derived_keys``): the hyperprior's fixed-point weights were a quarter of each file, and
+:func:`load_weights` has the model rebuild them (``derive_state()``) from the stored float16
 weights and shifts, ``round(w * 2**shift)``, which is exact integer arithmetic in float64 on
 every IEEE-754 machine.
 Its metadata records the model name, N, M, quality, lambda and a ``weights_id`` (a hash of the
@@ -15,13 +16,12 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from convpress.codec.models import CodecModel, build_model
+from convpress.codec.models import DEFAULT_MODEL, CodecModel, build_model
 from convpress.core.atomic import atomic_write_bytes
 from convpress.core.digest import state_digest
 from convpress.core.errors import ConfigError, FileFormatError
@@ -29,9 +29,6 @@ from convpress.core.errors import ConfigError, FileFormatError
 __all__ = ["WEIGHTS_DIR", "weights_id", "save_weights", "load_weights", "refresh_weights", "available_qualities", "pretrained"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "codec"
-
-#: state-dict keys that are not stored but derived at load (fixed-point hyper-synthesis weights)
-_DERIVED = re.compile(r"h_s_int\.w\d+")
 
 
 def weights_id(state: dict[str, torch.Tensor]) -> str:
@@ -56,7 +53,7 @@ def save_weights(model: CodecModel, path: str | os.PathLike[str], *, quality: in
     params = {k for k, _ in model.named_parameters()}
     # parameters in float16 halve the files; tables and medians keep their exact dtypes
     state = {k: (v.detach().half() if k in params else v.detach()).cpu().contiguous() for k, v in model.state_dict().items()
-             if not _DERIVED.fullmatch(k)}
+             if not model.is_derived(k)}
     wid = weights_id(state)
     meta = {"model": model.name, "config": json.dumps(model.config), "quality": str(quality), "lambda": repr(lmbda), "weights_id": wid}
     meta.update(extra or {})
@@ -83,35 +80,17 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[CodecModel, dict[str, st
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         raise FileFormatError(f"{p} does not match its model {meta.get('model')} {meta.get('config')} ({str(exc).splitlines()[-1].strip()[:160]})") from None
-    missing = [k for k in missing if not _DERIVED.fullmatch(k)]
+    missing = [k for k in missing if not model.is_derived(k)]
     if missing or unexpected:
         raise FileFormatError(f"{p} does not match its model: missing {missing[:3]}, unexpected {unexpected[:3]}")
     model.eval()
-    if meta.get("model") == "hyperprior":
-        _derive_fixed_point(model)
+    model.derive_state()
     model.to(memory_format=torch.channels_last)  # faster CPU convolutions (see CodecModel.compress)
     meta.setdefault("weights_id", weights_id(state))
     return model, meta
 
 
-def _derive_fixed_point(model: CodecModel) -> None:
-    """Rebuild the fixed-point weights ``h_s_int.w{k}`` = round(w * 2**s{k}) from the loaded float16 weights.
-
-    Files written before the weights were derived hold them; those are checked against the derivation.
-    """
-    hs = model.h_s_int  # type: ignore[attr-defined]
-    convs = model._hs_convs()  # type: ignore[attr-defined]
-    hs.set_structure(convs)
-    for k, m in enumerate(convs):
-        shift = int(getattr(hs, f"s{k}"))
-        w = torch.round(m.weight.detach().double() * 2.0**shift).to(torch.int32)
-        stored = getattr(hs, f"w{k}")
-        if stored.numel() and not torch.equal(stored, w):
-            raise FileFormatError(f"fixed-point layer {k} of the weights does not match their float16 weights")
-        setattr(hs, f"w{k}", w)
-
-
-def available_qualities(model: str = "hyperprior") -> list[int]:
+def available_qualities(model: str = DEFAULT_MODEL) -> list[int]:
     """Quality levels with shipped weights for ``model``."""
     out = []
     for f in sorted(WEIGHTS_DIR.glob(f"{model}-q*.safetensors")):
@@ -123,7 +102,7 @@ def available_qualities(model: str = "hyperprior") -> list[int]:
 
 
 @lru_cache(maxsize=16)
-def pretrained(quality: int, model: str = "hyperprior") -> tuple[CodecModel, dict[str, str]]:
+def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, dict[str, str]]:
     """The shipped model for ``quality`` (cached), and its metadata.
 
     Raises:

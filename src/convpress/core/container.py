@@ -31,10 +31,15 @@ from typing import Any
 from convpress.core.atomic import atomic_write_bytes
 from convpress.core.errors import FileFormatError
 
-__all__ = ["Container", "encode_container", "decode_container", "write_container", "read_container", "MAX_HEADER_BYTES"]
+__all__ = [
+    "Container", "encode_container", "decode_container", "write_container", "read_container", "pack_container",
+    "split_container", "MAX_HEADER_BYTES", "FLAG_ZLIB",
+]
 
 _PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header_len
-_FLAG_ZLIB = 1
+#: flag bit: the stored header is zlib-compressed
+FLAG_ZLIB = 1
+_FLAG_ZLIB = FLAG_ZLIB
 _CRC = struct.Struct("<I")
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 
@@ -60,11 +65,34 @@ def encode_container(magic: bytes, version: int, header: dict[str, Any], section
     flags = 0
     if len(packed) < len(head_bytes):
         head_bytes, flags = packed, _FLAG_ZLIB
-    parts = [_PREFIX.pack(magic, version, flags, len(head_bytes)), head_bytes, _CRC.pack(zlib.crc32(head_bytes))]
+    return pack_container(magic, version, head_bytes, sections, flags=flags)
+
+
+def pack_container(magic: bytes, version: int, header: bytes, sections: Sequence[bytes], *, flags: int = 0) -> bytes:
+    """The bytes of a container from its raw parts: the header as stored (zlib-compressed if
+    ``flags`` has :data:`FLAG_ZLIB`), and the sections, each followed by its checksum. No
+    validation: :func:`encode_container` builds the header; test helpers use this to forge files."""
+    parts = [_PREFIX.pack(magic, version, flags, len(header)), header, _CRC.pack(zlib.crc32(header))]
     for s in sections:
         parts.append(bytes(s))
         parts.append(_CRC.pack(zlib.crc32(s)))
     return b"".join(parts)
+
+
+def split_container(data: bytes) -> tuple[int, int, bytes, list[bytes]]:
+    """``(version, flags, header as stored, sections)`` of a well-formed container, inverse of
+    :func:`pack_container`. Nothing is checked (:func:`decode_container` checks); test helpers
+    use this to take a valid file apart before they forge a copy of it."""
+    _, version, flags, header_len = _PREFIX.unpack_from(data, 0)
+    pos = _PREFIX.size + header_len
+    header = data[_PREFIX.size : pos]
+    lengths = json.loads(zlib.decompress(header) if flags & _FLAG_ZLIB else header)["sections"]
+    pos += _CRC.size
+    sections = []
+    for n in lengths:
+        sections.append(data[pos : pos + n])
+        pos += n + _CRC.size
+    return version, flags, header, sections
 
 
 def write_container(

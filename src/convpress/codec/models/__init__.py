@@ -1,0 +1,99 @@
+"""The codec models: one registry, the protocol in :mod:`.base`, one module per model.
+
+===========  ====  ======  =======  ==========================================================
+name         code  stride  streams  model
+===========  ====  ======  =======  ==========================================================
+factorized   0     16      y        factorized prior, Ballé et al. 2017 (:mod:`.factorized`)
+hyperprior   1     64      z, y     scale hyperprior, Ballé et al. 2018 (:mod:`.hyperprior`)
+===========  ====  ======  =======  ==========================================================
+
+A model is a :class:`~.base.CodecModel` subclass that declares what the ``.cpi`` file needs
+(``name``, ``code``, ``stride``, ``streams``) and registers itself with
+:func:`register_codec_model` in a module of this package; :data:`CODEC_MODELS` imports the
+package's modules the first time it is read. So a new model is one file and its registration:
+the file format, the weights, the command line (``--model``) and the tests generated from the
+registry take it from there. The table from model codes to names is derived from the registry,
+which refuses a second model with the same name or the same code.
+
+This module imports no torch (the command line reads its choices when it builds its parser);
+the model classes are loaded when first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from convpress.core.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from convpress.codec.models.base import CodecModel, TransformCodec
+    from convpress.codec.models.factorized import FactorizedPrior
+    from convpress.codec.models.hyperprior import ScaleHyperprior
+
+__all__ = [
+    "CODEC_MODELS", "DEFAULT_MODEL", "register_codec_model", "build_model", "model_codes",
+    "CodecModel", "TransformCodec", "FactorizedPrior", "ScaleHyperprior",
+]
+
+#: model name -> model class; filled by the modules of this package (imported on first read)
+CODEC_MODELS: Registry[type[CodecModel]] = Registry("codec model", autoload="convpress.codec.models")
+#: the model that the shipped weights are for: the default of the command line, the weights and training
+DEFAULT_MODEL = "hyperprior"
+
+# public class -> module that defines it (imported on first use: it imports torch)
+_EXPORTS = {
+    "CodecModel": "convpress.codec.models.base",
+    "TransformCodec": "convpress.codec.models.base",
+    "FactorizedPrior": "convpress.codec.models.factorized",
+    "ScaleHyperprior": "convpress.codec.models.hyperprior",
+}
+
+
+def register_codec_model(cls: type[CodecModel]) -> type[CodecModel]:
+    """Class decorator: check what ``cls`` declares for the file format and register it as ``cls.name``.
+
+    Raises:
+        ValueError: if ``name``, ``code``, ``stride`` or ``streams`` is missing or invalid, or if
+            another registered model has the same name or code (codes are part of the format).
+    """
+    name, code, stride, streams = (getattr(cls, a, None) for a in ("name", "code", "stride", "streams"))
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"codec model class {cls.__qualname__} declares no name")
+    if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 255:
+        raise ValueError(f"codec model {name!r} needs a one-byte code (0-255), got {code!r}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"codec model {name!r} needs a positive integer stride, got {stride!r}")
+    if not isinstance(streams, tuple) or not streams or len(set(streams)) != len(streams):
+        raise ValueError(f"codec model {name!r} must name its streams (a tuple of distinct names), got {streams!r}")
+    # every built-in model is loaded first, so a clash with one is found in any import order
+    other = CODEC_MODELS.find(lambda c: c.code == code)
+    if other is not None and other != name:
+        raise ValueError(f"codec model {name!r} declares code {code}, which is already the code of {other!r}")
+    return CODEC_MODELS.register(name, cls)  # type: ignore[no-any-return]
+
+
+def model_codes() -> dict[int, str]:
+    """Model code -> model name, of every registered codec model (the ``.cpi`` header's model byte)."""
+    return {cls.code: name for name, cls in CODEC_MODELS.items()}
+
+
+def build_model(name: str, config: dict[str, int] | None = None) -> CodecModel:
+    """A fresh (untrained) codec model ``name`` with config ``{"N": .., "M": ..}``.
+
+    Raises:
+        ConfigError: for a name that no registered model has (naming the close ones).
+    """
+    cls = CODEC_MODELS.get(name)
+    cfg = config or {}
+    return cls(**{k.lower(): int(v) for k, v in cfg.items()})
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    CODEC_MODELS.names()  # register every model in the package's order before one module is imported alone
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,70 @@
+"""Ballé et al. 2017: the factorized prior, y = g_a(x) coded with a learned per-channel density.
+
+One stream per image, ``"y"``; model code 0 in ``.cpi`` files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from convpress.codec.entropy_models import EntropyBottleneck
+from convpress.codec.models import register_codec_model
+from convpress.codec.models.base import TransformCodec
+
+__all__ = ["FactorizedPrior"]
+
+
+@register_codec_model
+class FactorizedPrior(TransformCodec):
+    """Ballé et al. 2017: y = g_a(x) coded with a learned per-channel factorized prior.
+
+    Args:
+        n: channels of the hidden layers (N).
+        m: channels of the latent y (M).
+    """
+
+    name = "factorized"
+    code = 0
+    stride = 16
+    streams = ("y",)
+
+    def __init__(self, n: int = 96, m: int = 128) -> None:
+        super().__init__(n, m)
+        self.entropy_bottleneck = EntropyBottleneck(m)
+
+    def forward(self, x: Tensor) -> dict[str, Any]:
+        y = self.g_a(x)  # (B, M, H/16, W/16)
+        y_hat, y_lik = self.entropy_bottleneck(y)
+        return {"x_hat": self.g_s(self._synthesis_input(y, y_hat)), "likelihoods": {"y": y_lik}}
+
+    def _rounding_center(self) -> Tensor:
+        """The entropy bottleneck rounds around its medians (1, M, 1, 1); computed by bisection, so only on demand."""
+        return self.entropy_bottleneck.medians().detach().reshape(1, -1, 1, 1)
+
+    def update(self, force: bool = True) -> bool:
+        if self.entropy_bottleneck.ready and not force:
+            return False
+        self.entropy_bottleneck.update()
+        return True
+
+    @torch.no_grad()
+    def compress(self, x: Tensor) -> dict[str, Any]:
+        self.check_input(x)
+        self.check_ready()
+        # channels-last convolutions are markedly faster on CPU
+        y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()  # (B, M, H/16, W/16)
+        strings, _ = self.entropy_bottleneck.compress(y)
+        return {"strings": [strings], "shape": tuple(x.shape[-2:])}
+
+    @torch.no_grad()
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict[str, Tensor]:
+        self.check_shape(shape)
+        self.check_streams(strings)
+        self.check_ready()
+        (y_strings,) = strings
+        q = self.entropy_bottleneck.decompress(y_strings, (shape[0] // 16, shape[1] // 16))  # (B, M, H/16, W/16)
+        y_hat = self.entropy_bottleneck.dequantize(q).contiguous(memory_format=torch.channels_last)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1).contiguous(), "symbols": q}

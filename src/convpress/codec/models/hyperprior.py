@@ -1,0 +1,123 @@
+"""Ballé et al. 2018: the scale hyperprior, y coded with zero-mean Gaussians whose scales come from z.
+
+Two streams per image in file order, ``"z"`` then ``"y"`` (the decoder needs z's scales before
+it can read y); model code 1 in ``.cpi`` files. The scales are derived from z by an
+integer-exact copy of the hyper-synthesis (:mod:`convpress.codec.fixedpoint`), so encoder and
+decoder pick the same tables on any machine.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from convpress.codec.entropy_models import EntropyBottleneck, GaussianConditional
+from convpress.codec.fixedpoint import ACT_BITS, IntegerSynthesis
+from convpress.codec.models import register_codec_model
+from convpress.codec.models.base import TransformCodec, conv, deconv
+from convpress.core.errors import ConfigError, FileFormatError
+
+__all__ = ["ScaleHyperprior"]
+
+
+@register_codec_model
+class ScaleHyperprior(TransformCodec):
+    """Ballé et al. 2018: y coded with zero-mean Gaussians whose scales come from a hyperprior z.
+
+    Args:
+        n: channels of the hidden layers and of z (N).
+        m: channels of the latent y (M).
+    """
+
+    name = "hyperprior"
+    code = 1
+    stride = 64
+    streams = ("z", "y")
+    # the fixed-point hyper-synthesis weights: a quarter of a weights file, and exactly
+    # round(w * 2**shift) of the stored float16 weights and shifts
+    derived_keys = re.compile(r"h_s_int\.w\d+")
+
+    def __init__(self, n: int = 96, m: int = 128) -> None:
+        super().__init__(n, m)
+        self.h_a = nn.Sequential(conv(m, n, 3, 1), nn.ReLU(), conv(n, n), nn.ReLU(), conv(n, n))
+        self.h_s = nn.Sequential(deconv(n, n), nn.ReLU(), deconv(n, n), nn.ReLU(), conv(n, m, 3, 1), nn.ReLU())
+        self.entropy_bottleneck = EntropyBottleneck(n)
+        self.gaussian_conditional = GaussianConditional()
+        self.h_s_int = IntegerSynthesis(3)
+        self.h_s_int.set_structure(self._hs_convs())
+        self.register_buffer("_z_medians_fixed", torch.zeros(0, dtype=torch.int64))
+
+    def _hs_convs(self) -> list[nn.Module]:
+        return [m for m in self.h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+    def forward(self, x: Tensor) -> dict[str, Any]:
+        y = self.g_a(x)  # (B, M, H/16, W/16)
+        z = self.h_a(torch.abs(y))  # (B, N, H/64, W/64)
+        z_hat, z_lik = self.entropy_bottleneck(z)
+        scales = self.h_s(z_hat)  # (B, M, H/16, W/16)
+        y_hat, y_lik = self.gaussian_conditional(y, scales)
+        return {"x_hat": self.g_s(self._synthesis_input(y, y_hat)), "likelihoods": {"y": y_lik, "z": z_lik}}
+
+    def update(self, force: bool = True) -> bool:
+        if self.entropy_bottleneck.ready and not force:
+            return False
+        self.entropy_bottleneck.update()
+        self.gaussian_conditional.update()
+        self.h_s_int.update(self._hs_convs(), self.gaussian_conditional.boundaries())
+        self._z_medians_fixed = torch.round(self.entropy_bottleneck._medians.double() * 2.0**ACT_BITS).to(torch.int64)
+        return True
+
+    def check_ready(self) -> None:
+        super().check_ready()
+        if not (self.gaussian_conditional.ready and self.h_s_int.ready):
+            raise ConfigError(f"{self.name} has no entropy tables; call update() after training")
+
+    def derive_state(self) -> None:
+        """Rebuild the fixed-point weights ``h_s_int.w{k}`` = round(w * 2**s{k}) from the loaded float16 weights.
+
+        Files written before the weights were derived hold them; those are checked against the derivation.
+
+        Raises:
+            FileFormatError: if stored fixed-point weights differ from the derived ones.
+        """
+        hs = self.h_s_int
+        convs = self._hs_convs()
+        hs.set_structure(convs)
+        for k, m in enumerate(convs):
+            shift = int(getattr(hs, f"s{k}"))
+            w = torch.round(m.weight.detach().double() * 2.0**shift).to(torch.int32)
+            stored = getattr(hs, f"w{k}")
+            if stored.numel() and not torch.equal(stored, w):
+                raise FileFormatError(f"fixed-point layer {k} of the weights does not match their float16 weights")
+            setattr(hs, f"w{k}", w)
+
+    def scale_levels(self, z_q: Tensor) -> Tensor:
+        """Integer z offsets (B, N, h, w) -> scale-table levels of y (B, M, 4h, 4w), integer-exact."""
+        return self.h_s_int.levels(self.h_s_int.to_fixed(z_q, self._z_medians_fixed))
+
+    @torch.no_grad()
+    def compress(self, x: Tensor) -> dict[str, Any]:
+        self.check_input(x)
+        self.check_ready()
+        # channels-last convolutions are markedly faster on CPU
+        y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()  # (B, M, H/16, W/16)
+        z = self.h_a(torch.abs(y))  # (B, N, H/64, W/64)
+        z_strings, z_q = self.entropy_bottleneck.compress(z)
+        levels = self.scale_levels(z_q)  # (B, M, H/16, W/16)
+        y_strings, _ = self.gaussian_conditional.compress(y, levels)
+        return {"strings": [z_strings, y_strings], "shape": tuple(x.shape[-2:])}
+
+    @torch.no_grad()
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict[str, Tensor]:
+        self.check_shape(shape)
+        self.check_streams(strings)
+        self.check_ready()
+        z_strings, y_strings = strings
+        z_q = self.entropy_bottleneck.decompress(z_strings, (shape[0] // 64, shape[1] // 64))  # (B, N, H/64, W/64)
+        levels = self.scale_levels(z_q)  # (B, M, H/16, W/16)
+        y_q = self.gaussian_conditional.decompress(y_strings, levels)
+        y_hat = y_q.float().contiguous(memory_format=torch.channels_last)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1).contiguous(), "symbols": y_q}

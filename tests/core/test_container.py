@@ -1,0 +1,25 @@
+"""The checksummed container: its raw parts come apart and go back together exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from convpress.core.container import FLAG_ZLIB, decode_container, encode_container, pack_container, split_container
+from convpress.core.errors import FileFormatError
+
+MAGIC = b"\x89TST\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("header", "flags"), [({"a": 1}, 0), ({"names": ["layer"] * 50}, FLAG_ZLIB)])  # stored as is, deflated
+def test_split_container_inverts_pack_container(header, flags) -> None:  # type: ignore[no-untyped-def]
+    sections = [b"", b"abc", bytes(range(256))]
+    data = encode_container(MAGIC, 7, header, sections)
+    version, stored_flags, raw, parts = split_container(data)
+    assert (version, stored_flags, parts) == (7, flags, sections)
+    assert pack_container(MAGIC, version, raw, parts, flags=flags) == data
+    assert decode_container(data, MAGIC, [7]).header == {**header, "sections": [0, 3, 256]}
+    # a forged section with a valid checksum is well formed: only its decoder can refuse it
+    forged = pack_container(MAGIC, version, raw, [b"", b"abd", parts[2]], flags=flags)
+    assert decode_container(forged, MAGIC, [7]).sections[1] == b"abd"
+    with pytest.raises(FileFormatError, match="checksum"):
+        decode_container(forged[:-1] + bytes([forged[-1] ^ 1]), MAGIC, [7])
