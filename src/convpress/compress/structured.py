@@ -12,7 +12,8 @@ re-implementing. convpress adds on top of it:
 * a report naming every requested layer that could not be pruned (the output layer, layers
   coupled to it) instead of silently leaving or breaking it;
 * per-channel layers Torch-Pruning does not know (e.g. the CAN's adaptive normalisation), pruned
-  along with the convolution that feeds them: :func:`register_channel_layer`;
+  along with the convolution that feeds them: :func:`register_channel_layer`
+  (:mod:`convpress.compress.channel_layers`);
 * the resulting shapes recorded so the model can be rebuilt and loaded later
   (:mod:`convpress.models.shapes`).
 """
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from convpress.compress.channel_layers import customized_pruners, register_channel_layer
 from convpress.compress.prune import check_fraction
 from convpress.compress.state import compressed_tensors
 from convpress.core.errors import ConfigError
@@ -33,55 +35,6 @@ from convpress.core.errors import ConfigError
 __all__ = ["prune_channels_", "ChannelPruneReport", "bn_l1_penalty", "count_macs", "output_layer", "register_channel_layer"]
 
 Criterion = Literal["l1", "l2", "bn", "lasso"]
-
-#: module types whose 1-D parameters are all per-channel (pruned with the channels that pass through)
-_CHANNEL_LAYERS: set[type[nn.Module]] = set()
-
-
-def register_channel_layer(cls: type[nn.Module]) -> type[nn.Module]:
-    """Declare a module type as channel-wise: input channel c only affects output channel c.
-
-    Every 1-D parameter of its instances is indexed by channel (other parameters, e.g. scalars,
-    are shared); structured pruning then removes their entries along with the channels of the
-    layer feeding it, instead of treating the module as an opaque barrier. Usable as a decorator.
-    """
-    _CHANNEL_LAYERS.add(cls)
-    return cls
-
-
-def _channel_layer_pruner() -> Any:
-    """A Torch-Pruning pruning function for modules registered with :func:`register_channel_layer`."""
-    import torch_pruning as tp
-
-    def channels(layer: nn.Module) -> int:
-        return next(p.shape[0] for p in layer.parameters(recurse=False) if p.dim() == 1)
-
-    class ChannelLayerPruner(tp.pruner.function.BasePruningFunc):
-        def prune_out_channels(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
-            keep = sorted(set(range(channels(layer))) - set(idxs))
-            for name, param in list(layer.named_parameters(recurse=False)):
-                if param.dim() == 1:
-                    setattr(layer, name, self._prune_parameter_and_grad(param, keep, 0))
-            return layer
-
-        prune_in_channels = prune_out_channels  # channel-wise: in and out channels are the same ones
-
-        def get_out_channels(self, layer: nn.Module) -> int:
-            return channels(layer)
-
-        get_in_channels = get_out_channels
-
-    return ChannelLayerPruner()
-
-
-def customized_pruners(model: nn.Module) -> dict[type[nn.Module], Any]:
-    """Torch-Pruning ``customized_pruners`` for the registered channel-wise layer types in ``model``."""
-    custom = {cls for cls in _CHANNEL_LAYERS if any(isinstance(m, cls) for m in model.modules())}
-    if not custom:
-        return {}
-    fn = _channel_layer_pruner()
-    return {cls: fn for cls in custom}
-
 
 @dataclass
 class ChannelPruneReport:
