@@ -121,6 +121,7 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
     an output 6-11 dB away from the dense one; LASSO + least-squares refit about 22-24 dB).
     """
     from convpress.bench._common import paired_times
+    from convpress.compress.criteria import get_criterion
     from convpress.compress.lowrank import factorize_to_budget
     from convpress.compress.structured import count_macs, prune_channels_
     from convpress.data.images import read_image
@@ -141,7 +142,7 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
     models: dict[str, torch.nn.Module] = {"dense": dense}
     val = _val_crops(data)
     pruned_model = copy.deepcopy(dense)
-    calibration = [(x[None, :, :192, :192], None) for x, _ in data[:: max(1, len(data) // 16)]] if criterion == "lasso" else None
+    calibration = [(x[None, :, :192, :192], None) for x, _ in data[:: max(1, len(data) // 16)]] if get_criterion(criterion).needs_calibration else None
     pruned = prune_channels_(pruned_model, example, width_fraction, criterion=criterion, calibration=calibration)
     for name, lowrank in (("channels", False), ("channels+lowrank", True)):
         small = copy.deepcopy(pruned_model)

@@ -7,6 +7,7 @@ from typing import Any
 
 from convpress.cli._common import add_force, subcommand_main
 from convpress.cli._task import add_task_arguments
+from convpress.compress.criteria import CRITERIA, get_criterion
 from convpress.core.errors import ConfigError
 
 __all__ = ["register", "run", "main"]
@@ -31,7 +32,10 @@ def register(sub: Any) -> None:
     add_task_arguments(p)
     c = p.add_argument_group("methods (combine freely; at least one)")
     c.add_argument("--channels", help="fraction of channels to remove: 0.5, or per layer layer1.0.conv1=0.5,...")
-    c.add_argument("--criterion", default="l1", choices=["l1", "l2", "bn", "lasso"], help="channel ranking (default: %(default)s)")
+    c.add_argument(
+        "--criterion", default="l1", choices=CRITERIA.choices(), metavar="NAME",
+        help="channel ranking: %(choices)s (default: %(default)s)",
+    )
     c.add_argument("--sparsity-epochs", type=int, default=0, help="Network Slimming: epochs of BN-L1 training before 'bn' pruning")
     c.add_argument("--bn-l1", type=float, default=1e-4, help="BN-gamma L1 weight for --sparsity-epochs (default: %(default)s)")
     c.add_argument("--lowrank", type=float, metavar="ENERGY", help="factorize layers keeping this fraction of spectral energy, e.g. 0.9")
@@ -95,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--lowrank energy must be in (0, 1], got {args.lowrank}")
     if args.epochs < 0 or args.sparsity_epochs < 0:
         raise ConfigError("--epochs and --sparsity-epochs must be non-negative")
-    if args.sparsity_epochs and args.criterion != "bn":
+    criterion = get_criterion(args.criterion)
+    if args.sparsity_epochs and not criterion.uses_bn_sparsity:
         raise ConfigError("--sparsity-epochs is Network Slimming's training for --criterion bn")
     data = check_task_arguments(args)
     progress = not args.no_progress
@@ -108,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
     if channels is not None:
         if args.sparsity_epochs:
             finetune(model, task.train, loss, args.sparsity_epochs, args.lr, bn_l1=args.bn_l1, progress=progress, description="BN sparsity training")
-        calib = [b for _, b in zip(range(4), task.train)] if args.criterion == "lasso" else None
-        rep = prune_channels_(model, example, channels, criterion=args.criterion, calibration=calib)
+        calib = [b for _, b in zip(range(4), task.train)] if criterion.needs_calibration else None
+        rep = prune_channels_(model, example, channels, criterion=criterion, calibration=calib)
         console.print(f"channels: removed from {len(rep.channels)} layers, MACs x{rep.mac_ratio:.2f}")
         for name, reason in rep.skipped.items():
             console.print(f"  skipped {name}: {reason}")
