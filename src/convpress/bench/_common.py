@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from convpress.core.atomic import atomic_write_text
+from convpress.core.timing import median_time
 
 __all__ = ["environment", "median_time", "paired_times", "run_measured", "write_json"]
 
@@ -46,18 +47,6 @@ def environment() -> dict[str, Any]:
     except Exception:  # pragma: no cover - constriction is a dependency
         pass
     return info
-
-
-def median_time(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 5) -> float:
-    """Median wall time of ``fn()`` in seconds after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def paired_times(fns: dict[str, Callable[[], Any]], *, warmup: int = 2, repeat: int = 15, min_time: float = 0.0) -> dict[str, float]:
