@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 import convpress as cp
 from convpress import layers as L
+from convpress.compress.lowrank import separate_
 
 F64 = torch.float64
 
@@ -108,9 +109,9 @@ def test_separate_splits_trained_kernels_and_reports_error() -> None:
     exact = nn.Sequential(nn.Conv2d(8, 16, 5, padding=2), nn.ReLU()).double()
     exact.load_state_dict({k: v for k, v in m.state_dict().items() if k.startswith("0.")})
     ref = m(x)
-    rep = L.separate_(m, energy=1.0)
+    rep = separate_(m, energy=1.0)
     assert rep == {} or all(r["kernel_rel_error"] < 1e-6 for r in rep.values())
-    rep = L.separate_(m, rank=2)
+    rep = separate_(m, rank=2)
     assert set(rep) == {"0", "2"} and isinstance(m[0], nn.Sequential) and m[0][0].kernel_size == (5, 1)
     assert all(0 < r["kernel_rel_error"] < 1 and r["params_after"] < r["params_before"] for r in rep.values())
     assert not torch.allclose(m(x), ref)  # rank 2 is an approximation, reported as such

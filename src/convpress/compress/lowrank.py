@@ -9,12 +9,14 @@
 
 The rank of each layer is the smallest that keeps ``energy`` of the squared singular values,
 or is given per layer, or is searched against an accuracy budget (:func:`factorize_to_budget`).
+:func:`separate_` is the spatially separable case reported as kernel approximation errors.
 Only factorizations that reduce the layer's parameter count are applied; the others are
 reported as skipped with the reason.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -25,7 +27,7 @@ from torch import nn
 from convpress.compress.state import compressed_tensors
 from convpress.core.errors import ConfigError
 
-__all__ = ["factorize_", "factorize_to_budget", "FactorizeReport", "factor_linear", "factor_conv_separable", "factor_conv_depthwise"]
+__all__ = ["factorize_", "factorize_to_budget", "separate_", "FactorizeReport", "factor_linear", "factor_conv_separable", "factor_conv_depthwise"]
 
 ConvMode = Literal["separable", "depthwise"]
 
@@ -249,3 +251,41 @@ def factorize_to_budget(
             report.layers[name] = chosen
             report.skipped.pop(name, None)
     return report
+
+
+def separate_(
+    model: nn.Module,
+    *,
+    rank: int | None = None,
+    energy: float = 0.95,
+    filter_fn: Callable[[str, nn.Module], bool] | None = None,
+) -> dict[str, dict[str, float | int]]:
+    """Split every k x k Conv2d (k > 1) into k x 1 + 1 x k by SVD, in place.
+
+    Args:
+        model: any module.
+        rank: channels between the two convolutions (the same for every layer); when None,
+            each layer keeps the smallest rank holding ``energy`` of its spectral energy.
+        energy: see ``rank``.
+        filter_fn: ``(name, module) -> bool`` choosing layers.
+
+    Returns:
+        ``{layer: {"rank", "full_rank", "kernel_rel_error", "params_before", "params_after"}}``
+        where ``kernel_rel_error`` = ||W - W_r||_F / ||W||_F of the reconstructed kernel. Layers
+        that would not get smaller are left alone (see :func:`factorize_` for details).
+    """
+
+    def chosen(name: str, m: nn.Module) -> bool:
+        return isinstance(m, nn.Conv2d) and min(m.kernel_size) > 1 and (filter_fn is None or filter_fn(name, m))
+
+    names = [n for n, m in model.named_modules() if chosen(n, m)]
+    ranks = {n: rank for n in names} if rank is not None else None
+    report = factorize_(model, energy=energy, ranks=ranks, conv="separable", filter_fn=chosen)
+    out: dict[str, dict[str, float | int]] = {}
+    for name, info in report.layers.items():
+        out[name] = {
+            "rank": int(info["rank"]), "full_rank": int(info["full_rank"]),
+            "kernel_rel_error": math.sqrt(max(0.0, 1.0 - float(info["energy"]))),
+            "params_before": int(info["params_before"]), "params_after": int(info["params_after"]),
+        }
+    return out

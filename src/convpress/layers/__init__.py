@@ -17,7 +17,7 @@ _EXPORTS = {
     "channel_shuffle": "grouped", "ChannelShuffle": "grouped", "check_groups": "grouped",
     "ShuffleUnitV1": "shuffle", "ShuffleUnitV2": "shuffle",
     "IGCBlock": "igc", "Fire": "fire", "SqueezeExcite": "se", "squeeze_excite": "se", "MixConv2d": "mixconv", "mixconv2d": "mixconv",
-    "DepthwiseSeparableConv2d": "separable", "SpatiallySeparableConv2d": "separable", "separate_": "separable",
+    "DepthwiseSeparableConv2d": "separable", "SpatiallySeparableConv2d": "separable",
     "DeformConv2dV1": "deformable", "DeformConv2dV2": "deformable", "deform_roi_pool": "deformable",
     "DeformRoIPool": "deformable", "ps_roi_pool": "deformable", "PSRoIPool": "deformable",
     "Conv3dBlock": "conv3d", "Conv2Plus1dBlock": "conv3d",

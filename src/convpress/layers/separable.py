@@ -1,21 +1,17 @@
 """Separable convolutions: depthwise separable (Xception/MobileNet) and spatially separable (k x 1 + 1 x k).
 
-:func:`separate_` splits the trained k x k convolutions of any model into k x 1 + 1 x k pairs by
-SVD (the factorization lives in :mod:`convpress.compress.lowrank`) and reports, per layer, the
-relative error of the approximated kernel.
+Splitting the trained k x k convolutions of a model into such pairs by SVD is a compression
+transform: ``separate_`` and ``factorize_`` in the compress layer's ``lowrank`` module.
 """
 
 from __future__ import annotations
-
-import math
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from convpress.layers.grouped import check_groups
 
-__all__ = ["DepthwiseSeparableConv2d", "SpatiallySeparableConv2d", "separate_"]
+__all__ = ["DepthwiseSeparableConv2d", "SpatiallySeparableConv2d"]
 
 
 class DepthwiseSeparableConv2d(nn.Module):
@@ -66,41 +62,3 @@ class SpatiallySeparableConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.horizontal(self.vertical(x))
 
-
-def separate_(
-    model: nn.Module,
-    *,
-    rank: int | None = None,
-    energy: float = 0.95,
-    filter_fn: Callable[[str, nn.Module], bool] | None = None,
-) -> dict[str, dict[str, float | int]]:
-    """Split every k x k Conv2d (k > 1) into k x 1 + 1 x k by SVD, in place.
-
-    Args:
-        model: any module.
-        rank: channels between the two convolutions (the same for every layer); when None,
-            each layer keeps the smallest rank holding ``energy`` of its spectral energy.
-        energy: see ``rank``.
-        filter_fn: ``(name, module) -> bool`` choosing layers.
-
-    Returns:
-        ``{layer: {"rank", "full_rank", "kernel_rel_error", "params_before", "params_after"}}``
-        where ``kernel_rel_error`` = ||W - W_r||_F / ||W||_F of the reconstructed kernel. Layers
-        that would not get smaller are left alone (see ``convpress.factorize_`` for details).
-    """
-    from convpress.compress.lowrank import factorize_
-
-    def chosen(name: str, m: nn.Module) -> bool:
-        return isinstance(m, nn.Conv2d) and min(m.kernel_size) > 1 and (filter_fn is None or filter_fn(name, m))
-
-    names = [n for n, m in model.named_modules() if chosen(n, m)]
-    ranks = {n: rank for n in names} if rank is not None else None
-    report = factorize_(model, energy=energy, ranks=ranks, conv="separable", filter_fn=chosen)
-    out: dict[str, dict[str, float | int]] = {}
-    for name, info in report.layers.items():
-        out[name] = {
-            "rank": int(info["rank"]), "full_rank": int(info["full_rank"]),
-            "kernel_rel_error": math.sqrt(max(0.0, 1.0 - float(info["energy"]))),
-            "params_before": int(info["params_before"]), "params_after": int(info["params_after"]),
-        }
-    return out
