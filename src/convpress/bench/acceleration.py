@@ -24,6 +24,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from convpress.bench._common import checks_table, environment, paired_times
+from convpress.compress.accelerate import AccelerateConfig, accelerate
+from convpress.metrics import accuracy
 
 __all__ = ["run", "to_markdown"]
 
@@ -36,7 +38,6 @@ def _accuracy_and_exports(model: torch.nn.Module, test: DataLoader, tmp: Path, c
     """Accuracy (``acc`` if already measured), cost, and the ONNX files (fp32, int8 dynamic, int8 static) with their accuracy."""
     from convpress.compress.structured import count_macs
     from convpress.export import export_onnx, onnx_max_error, onnx_session, quantize_onnx
-    from convpress.metrics import accuracy
 
     model.eval()
     x32 = next(iter(test))[0][:32]
@@ -89,10 +90,8 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark; ``quick`` trains for one short epoch (a smoke test)."""
     import torchvision
 
-    from convpress.compress.accelerate import AccelerateConfig, accelerate
     from convpress.compress.finetune import finetune
     from convpress.data.mnist import load_mnist, resized
-    from convpress.metrics import accuracy
 
     torch.manual_seed(0)
     t_start = time.perf_counter()

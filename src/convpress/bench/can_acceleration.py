@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from convpress.compress.criteria import get_criterion
+
 __all__ = ["run_can24"]
 
 
@@ -121,7 +123,6 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
     an output 6-11 dB away from the dense one; LASSO + least-squares refit about 22-24 dB).
     """
     from convpress.bench._common import paired_times
-    from convpress.compress.criteria import get_criterion
     from convpress.compress.lowrank import factorize_to_budget
     from convpress.compress.structured import count_macs, prune_channels_
     from convpress.data.images import read_image
