@@ -147,3 +147,14 @@ def test_the_criteria_table_loads_without_pytorch() -> None:
     code = "import sys, convpress.compress.criteria as c; c.CRITERIA.names(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_command_line_offers_every_registered_criterion(capsys: pytest.CaptureFixture[str]) -> None:
+    from convpress.cli.main import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["accelerate", "resnet18", "-o", "x.cpz", "--criterion", "test-keep-first"])
+    assert args.criterion == "test-keep-first"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["accelerate", "resnet18", "-o", "x.cpz", "--criterion", "l3"])
+    assert "invalid choice: 'l3'" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from convpress.compress.distill import Distill
 from convpress.compress.finetune import FinetuneResult, finetune
 from convpress.compress.lowrank import ConvMode, FactorizeReport, factorize_
 from convpress.compress.prune import check_fraction
-from convpress.compress.structured import ChannelPruneReport, count_macs, prune_channels_
+from convpress.compress.structured import ChannelPruneReport, check_channel_plan, count_macs, prune_channels_
 from convpress.core.errors import ConfigError
 from convpress.core.timing import measure_latency
 
@@ -202,11 +202,14 @@ def accelerate(
         An :class:`AccelerateReport`.
 
     Raises:
-        ConfigError: a plan the model cannot take (e.g. pruning that would leave a layer with
-            no channel), raised before that step changes the model.
+        ConfigError: a plan the model cannot take (unknown layer names, pruning that would
+            leave a layer with no channel, a model carrying unstructured compression), raised
+            before any step runs.
     """
     say = say if say is not None else (lambda _line: None)
     criterion = get_criterion(config.criterion)
+    if config.channels is not None:
+        check_channel_plan(model, config.channels)  # before any work: sparsity training may take epochs
     original = copy.deepcopy(model).eval()  # the teacher, and the "before" measurements
     before = _profile(original, example, evaluate, config.latency_batches)
 

@@ -35,7 +35,7 @@ from convpress.compress.prune import check_fraction
 from convpress.compress.state import compressed_tensors
 from convpress.core.errors import ConfigError
 
-__all__ = ["prune_channels_", "ChannelPruneReport", "bn_l1_penalty", "count_macs", "output_layer", "register_channel_layer"]
+__all__ = ["prune_channels_", "check_channel_plan", "ChannelPruneReport", "bn_l1_penalty", "count_macs", "output_layer", "register_channel_layer"]
 
 
 @dataclass
@@ -100,7 +100,13 @@ def _out_channels(m: nn.Module) -> int:
     return m.out_features if isinstance(m, nn.Linear) else m.out_channels  # type: ignore[return-value]
 
 
-def _validate(model: nn.Module, amount: float | Mapping[str, float]) -> dict[str, float] | float:
+def check_channel_plan(model: nn.Module, amount: float | Mapping[str, float]) -> dict[str, float] | float:
+    """Validate a channel pruning plan for ``model`` without changing it; returns the amounts.
+
+    Raises:
+        ConfigError: unknown layer names, amounts outside [0, 1), a plan leaving a layer with
+            no channel, or a model already carrying unstructured compression.
+    """
     if compressed_tensors(model):
         raise ConfigError("the model carries unstructured pruning or weight sharing; prune channels first, then prune_/quantize_")
     layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))}
@@ -164,7 +170,7 @@ def prune_channels_(
     crit = get_criterion(criterion)
     if lasso_samples is not None and isinstance(crit, Lasso):
         crit = dataclasses.replace(crit, samples=lasso_samples)
-    plan = _validate(model, amount)
+    plan = check_channel_plan(model, amount)
     crit.check(calibration)
     modules = dict(model.named_modules())
     unknown = [n for n in ignored_layers if n not in modules]
