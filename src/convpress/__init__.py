@@ -45,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     "prune_channels_": "convpress.compress.structured",
     "factorize_": "convpress.compress.lowrank",
     "separate_": "convpress.compress.lowrank",
+    "accelerate": "convpress.compress.accelerate",
+    "AccelerateConfig": "convpress.compress.accelerate",
     "create_model": "convpress.models",
 }
 
@@ -74,6 +76,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.compress.state import dense_state_dict, strip_
     from convpress.core.errors import ConfigError, ConvpressError, FileFormatError, InputError
     from convpress.compress.lowrank import factorize_, separate_
+    from convpress.compress.accelerate import AccelerateConfig, accelerate
     from convpress.compress.structured import prune_channels_
     from convpress.compress.files import save
     from convpress.fileformat.cpz import load, read_info

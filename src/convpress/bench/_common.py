@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from convpress.analysis.latency import median_time, paired_times
 from convpress.core.atomic import atomic_write_text
+from convpress.core.timing import median_time, paired_times
 from convpress.core.version import __version__
 
-# median_time and paired_times live in convpress.analysis.latency; benchmarks import them from here too
+# median_time and paired_times live in convpress.core.timing; benchmarks import them from here too
 __all__ = ["environment", "median_time", "paired_times", "run_measured", "write_json", "checks_table"]
 
 

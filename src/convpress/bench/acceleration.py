@@ -3,8 +3,9 @@
 A torchvision ResNet-18 is trained on the bundled MNIST digits (resized to 64x64 RGB), then
 compressed several ways from the same dense weights: structured channel pruning by three
 criteria (filter L1, BatchNorm gamma after sparsity training, LASSO reconstruction), and
-low-rank factorization; each is fine-tuned with knowledge distillation from the dense model.
-For each we measure held-out accuracy, MACs, and median CPU latency at batch 1 and 32 in
+low-rank factorization; each is fine-tuned with knowledge distillation from the dense model
+(each variant is one call of :func:`convpress.compress.accelerate.accelerate`, the pipeline
+behind ``convpress accelerate``). For each we measure held-out accuracy, MACs, and median CPU latency at batch 1 and 32 in
 PyTorch and onnxruntime (fp32, int8 dynamic, int8 static), all in the same run, and check that
 the ONNX export matches PyTorch.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from convpress.bench._common import checks_table, environment, paired_times
+from convpress.compress.accelerate import AccelerateConfig, accelerate
+from convpress.analysis.metrics import accuracy
 
 __all__ = ["run", "to_markdown"]
 
@@ -29,15 +33,15 @@ SIZE = 64
 ONNX_TOL = 1e-4
 
 
-def _accuracy_and_exports(model: torch.nn.Module, test: DataLoader, tmp: Path, calib: list[np.ndarray], tag: str) -> dict[str, Any]:
-    """Accuracy, cost, and the ONNX files (fp32, int8 dynamic, int8 static) with their accuracy."""
+def _accuracy_and_exports(model: torch.nn.Module, test: DataLoader, tmp: Path, calib: list[np.ndarray], tag: str, *,
+                          acc: float | None = None) -> dict[str, Any]:
+    """Accuracy (``acc`` if already measured), cost, and the ONNX files (fp32, int8 dynamic, int8 static) with their accuracy."""
     from convpress.compress.structured import count_macs
     from convpress.compress.export import export_onnx, onnx_max_error, onnx_session, quantize_onnx
-    from convpress.analysis.metrics import accuracy
 
     model.eval()
     x32 = next(iter(test))[0][:32]
-    out: dict[str, Any] = {"accuracy": accuracy(model, test)}
+    out: dict[str, Any] = {"accuracy": acc if acc is not None else accuracy(model, test)}
     out["macs"], out["params"] = count_macs(model, x32[:1])
     onnx_path = export_onnx(model, x32[:1], tmp / f"{tag}.onnx")
     out["onnx_max_error"] = onnx_max_error(model, onnx_path, x32)
@@ -86,10 +90,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark; ``quick`` trains for one short epoch (a smoke test)."""
     import torchvision
 
-    from convpress.compress.distill import Distill
     from convpress.compress.finetune import finetune
-    from convpress.compress.lowrank import factorize_
-    from convpress.compress.structured import prune_channels_
     from convpress.data.mnist import load_mnist, resized
 
     torch.manual_seed(0)
@@ -113,35 +114,34 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
         tmp = Path(tmpdir)
         variants["dense"] = _accuracy_and_exports(dense, test, tmp, calib, "dense") | {"method": "dense ResNet-18 (baseline)"}
 
-        def distill() -> Distill:
-            return Distill(teacher=copy.deepcopy(dense).eval(), alpha=0.7, temperature=4.0)
+        # each variant: one call of the library's pipeline on a copy of the dense model (distilled from
+        # it); its latency is not measured there but below, interleaved across all variants
 
-        recipes: dict[str, tuple[str, Any]] = {
-            "channels-l1": ("50% of channels removed, filter L1 norm (Li et al.)", lambda m: prune_channels_(m, example, 0.5, criterion="l1")),
+        common: dict[str, Any] = {"epochs": ft_epochs, "lr": 3e-4, "latency_batches": (), "score_before_finetune": True}
+        recipes: dict[str, tuple[str, AccelerateConfig, Callable[[], list[Any]] | None]] = {
+            "channels-l1": ("50% of channels removed, filter L1 norm (Li et al.)", AccelerateConfig(channels=0.5, criterion="l1", **common), None),
             "channels-bn": (
                 "50% of channels removed, BN gamma after 1 epoch of L1 sparsity training (Network Slimming)",
-                lambda m: (finetune(m, train, loss, 1, 1e-4, bn_l1=1e-4, progress=progress, description="sparsity training"),
-                           prune_channels_(m, example, 0.5, criterion="bn"))[1],
+                AccelerateConfig(channels=0.5, criterion="bn", sparsity_epochs=1, sparsity_lr=1e-4, bn_l1=1e-4, **common), None,
             ),
             "channels-lasso": (
                 "50% of the first conv of each block removed, LASSO + least squares (He et al.)",
-                lambda m: prune_channels_(m, example, 0.5, criterion="lasso", calibration=[next(iter(train)) for _ in range(4)]),
+                AccelerateConfig(channels=0.5, criterion="lasso", **common), lambda: [next(iter(train)) for _ in range(4)],
             ),
-            "lowrank": ("3x3 convs as 3x1 + 1x3 and FC by SVD, 90% of spectral energy", lambda m: factorize_(m, energy=0.9)),
+            "lowrank": ("3x3 convs as 3x1 + 1x3 and FC by SVD, 90% of spectral energy", AccelerateConfig(lowrank=0.9, **common), None),
         }
-        from convpress.analysis.metrics import accuracy
 
-        for name, (method, apply) in recipes.items():
+        for name, (method, config, calibration) in recipes.items():
             model = copy.deepcopy(dense)
             t0 = time.perf_counter()
-            rep = apply(model)
-            acc_before = accuracy(model, test)
-            finetune(model, train, loss, ft_epochs, 3e-4, distill=distill(), progress=progress, description=f"finetune {name} (KD)")
-            res = _accuracy_and_exports(model, test, tmp, calib, name)
+            rep = accelerate(model, config, train=train, example=example, evaluate=lambda m: accuracy(m, test), loss_fn=loss,
+                             calibration=calibration() if calibration is not None else None, progress=progress)
+            res = _accuracy_and_exports(model, test, tmp, calib, name, acc=rep.after.score)
             res["method"] = method
-            res["accuracy_before_finetune"] = acc_before
+            res["accuracy_before_finetune"] = rep.score_before_finetune
             res["compress_seconds"] = time.perf_counter() - t0
-            res["skipped_layers"] = dict(getattr(rep, "skipped", {}))
+            method_report = rep.channels if rep.channels is not None else rep.lowrank  # each variant uses one method
+            res["skipped_layers"] = dict(method_report.skipped) if method_report is not None else {}
             variants[name] = res
             models[name] = model
         # all timing happens here, after training, interleaved across variants

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from convpress.compress.criteria import get_criterion
+
 __all__ = ["run_can24"]
 
 
@@ -141,7 +143,7 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
     models: dict[str, torch.nn.Module] = {"dense": dense}
     val = _val_crops(data)
     pruned_model = copy.deepcopy(dense)
-    calibration = [(x[None, :, :192, :192], None) for x, _ in data[:: max(1, len(data) // 16)]] if criterion == "lasso" else None
+    calibration = [(x[None, :, :192, :192], None) for x, _ in data[:: max(1, len(data) // 16)]] if get_criterion(criterion).needs_calibration else None
     pruned = prune_channels_(pruned_model, example, width_fraction, criterion=criterion, calibration=calibration)
     for name, lowrank in (("channels", False), ("channels+lowrank", True)):
         small = copy.deepcopy(pruned_model)

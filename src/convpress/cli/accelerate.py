@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convpress.cli._common import add_force, subcommand_main
 from convpress.cli._task import add_task_arguments
+from convpress.compress.criteria import CRITERIA, get_criterion
 from convpress.core.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from convpress.compress.accelerate import ModelProfile
 
 __all__ = ["register", "run", "main"]
 
@@ -31,7 +35,10 @@ def register(sub: Any) -> None:
     add_task_arguments(p)
     c = p.add_argument_group("methods (combine freely; at least one)")
     c.add_argument("--channels", help="fraction of channels to remove: 0.5, or per layer layer1.0.conv1=0.5,...")
-    c.add_argument("--criterion", default="l1", choices=["l1", "l2", "bn", "lasso"], help="channel ranking (default: %(default)s)")
+    c.add_argument(
+        "--criterion", default="l1", choices=CRITERIA.choices(), metavar="NAME",
+        help="channel ranking: %(choices)s (default: %(default)s)",
+    )
     c.add_argument("--sparsity-epochs", type=int, default=0, help="Network Slimming: epochs of BN-L1 training before 'bn' pruning")
     c.add_argument("--bn-l1", type=float, default=1e-4, help="BN-gamma L1 weight for --sparsity-epochs (default: %(default)s)")
     c.add_argument("--lowrank", type=float, metavar="ENERGY", help="factorize layers keeping this fraction of spectral energy, e.g. 0.9")
@@ -47,35 +54,23 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _profile(model: Any, test: Any, example: Any) -> dict[str, float]:
-    """Accuracy, MACs, parameters and latency at batch 1 and 32 (or the validation batch size)."""
-    from convpress.analysis.latency import measure_latency
-    from convpress.compress.structured import count_macs
-    from convpress.analysis.metrics import accuracy
-
-    model.eval()
-    row = {"accuracy": accuracy(model, test), "macs": count_macs(model, example[:2])[0], "params": sum(p.numel() for p in model.parameters())}
-    for b in (1, min(32, example.shape[0])):
-        row[f"b{b}"] = measure_latency(model, example[:b], warmup=2, repeat=10)
-    return row
+def _row(profile: ModelProfile) -> dict[str, Any]:
+    """A table row: accuracy, MACs, parameters and latency per batch size (keys "b1", "b32", ...)."""
+    return {"accuracy": profile.score, "macs": profile.macs, "params": profile.params, **{f"b{b}": t for b, t in profile.latency.items()}}
 
 
 def run(args: argparse.Namespace) -> int:
-    import copy
-
-    import torch
+    # imported here, not at the top: building the parser must not load PyTorch (fast --help)
     from rich.console import Console
     from rich.table import Table
 
     from convpress.cli._common import check_output
     from convpress.cli._task import check_task_arguments, load_task
     from convpress.cli.compress import parse_layer_values
-    from convpress.compress.distill import Distill
-    from convpress.compress.finetune import finetune
-    from convpress.compress.lowrank import factorize_
-    from convpress.compress.prune import check_fraction
-    from convpress.compress.structured import prune_channels_
+    from convpress.compress.accelerate import AccelerateConfig, accelerate
     from convpress.compress.files import save
+    from convpress.compress.prune import check_fraction
+    from convpress.analysis.metrics import accuracy
 
     console = Console()
     inputs = [args.checkpoint] if args.checkpoint else []
@@ -95,32 +90,21 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--lowrank energy must be in (0, 1], got {args.lowrank}")
     if args.epochs < 0 or args.sparsity_epochs < 0:
         raise ConfigError("--epochs and --sparsity-epochs must be non-negative")
-    if args.sparsity_epochs and args.criterion != "bn":
+    criterion = get_criterion(args.criterion)
+    if args.sparsity_epochs and not criterion.uses_bn_sparsity:
         raise ConfigError("--sparsity-epochs is Network Slimming's training for --criterion bn")
+    config = AccelerateConfig(
+        channels=channels, criterion=criterion, sparsity_epochs=args.sparsity_epochs, bn_l1=args.bn_l1, lowrank=args.lowrank,
+        lowrank_conv=args.lowrank_conv, epochs=args.epochs, lr=args.lr, distill=not args.no_distill,
+    )
     data = check_task_arguments(args)
     progress = not args.no_progress
     task = load_task(args, data, validate=lambda _m: None, progress=progress, say=console.print)
-    model, loss = task.model, torch.nn.functional.cross_entropy
-    example = task.example[:2]
-    dense = copy.deepcopy(model).eval()
-    rows = {"original": _profile(dense, task.test, task.example)}
-
-    if channels is not None:
-        if args.sparsity_epochs:
-            finetune(model, task.train, loss, args.sparsity_epochs, args.lr, bn_l1=args.bn_l1, progress=progress, description="BN sparsity training")
-        calib = [b for _, b in zip(range(4), task.train)] if args.criterion == "lasso" else None
-        rep = prune_channels_(model, example, channels, criterion=args.criterion, calibration=calib)
-        console.print(f"channels: removed from {len(rep.channels)} layers, MACs x{rep.mac_ratio:.2f}")
-        for name, reason in rep.skipped.items():
-            console.print(f"  skipped {name}: {reason}")
-    if args.lowrank is not None:
-        frep = factorize_(model, energy=args.lowrank, conv=args.lowrank_conv)
-        console.print(f"low-rank: factorized {len(frep.layers)} layers")
-        for name, reason in frep.skipped.items():
-            console.print(f"  skipped {name}: {reason}")
-    distill = None if args.no_distill else Distill(teacher=dense)
-    finetune(model, task.train, loss, args.epochs, args.lr, distill=distill, progress=progress, description="fine-tune")
-    rows["compressed"] = _profile(model, task.test, task.example)
+    model, example = task.model, task.example[:2]
+    report = accelerate(
+        model, config, train=task.train, example=task.example, evaluate=lambda m: accuracy(m, task.test), progress=progress, say=console.print,
+    )
+    rows = {"original": _row(report.before), "compressed": _row(report.after)}
     save(model, out, coder="ans", arch=args.arch, metadata={"num_classes": task.num_classes, "data": data, "image_size": task.image_size})
 
     t = Table(title=f"{args.arch}: before and after", title_justify="left")

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from convpress.compress.channel_layers import customized_pruners
+
 __all__ = ["lasso_prune_", "select_channels"]
 
 
@@ -111,8 +113,6 @@ def lasso_prune_(
 ) -> dict[str, str]:
     """Prune producer convs by LASSO reconstruction of their consumers; returns skipped layers with reasons."""
     import torch_pruning as tp
-
-    from convpress.compress.structured import customized_pruners
 
     batches = list(calibration)
     skipped: dict[str, str] = {}

@@ -9,6 +9,7 @@
 
 The rank of each layer is the smallest that keeps ``energy`` of the squared singular values,
 or is given per layer, or is searched against an accuracy budget (:func:`factorize_to_budget`).
+:func:`separate_` is the spatially separable case reported as kernel approximation errors.
 Only factorizations that reduce the layer's parameter count are applied; the others are
 reported as skipped with the reason.
 """
@@ -271,8 +272,9 @@ def separate_(
     Returns:
         ``{layer: {"rank", "full_rank", "kernel_rel_error", "params_before", "params_after"}}``
         where ``kernel_rel_error`` = ||W - W_r||_F / ||W||_F of the reconstructed kernel. Layers
-        that would not get smaller are left alone (see ``convpress.factorize_`` for details).
+        that would not get smaller are left alone (see :func:`factorize_` for details).
     """
+
     def chosen(name: str, m: nn.Module) -> bool:
         return isinstance(m, nn.Conv2d) and min(m.kernel_size) > 1 and (filter_fn is None or filter_fn(name, m))
 

@@ -4,83 +4,38 @@ Channel dependencies (residual adds, concatenations, grouped/depthwise convoluti
 are resolved by Torch-Pruning's dependency graph (``torch_pruning``), which we use rather than
 re-implementing. convpress adds on top of it:
 
-* three criteria behind one call: ``"l1"`` (filter L1 norm, Li et al. 2017), ``"bn"`` (BatchNorm
-  gamma, Network Slimming, Liu et al. 2017 — train with :func:`bn_l1_penalty` first), and
-  ``"lasso"`` (He et al. 2017: LASSO channel selection on sampled feature maps, then a
-  least-squares refit of the next layer), the last written here as Torch-Pruning lacks it;
+* criteria as objects registered by name (:mod:`convpress.compress.criteria`): ``"l1"``/``"l2"``
+  (filter norms, Li et al. 2017), ``"bn"`` (BatchNorm gamma, Network Slimming, Liu et al. 2017 —
+  train with :func:`bn_l1_penalty` first), and ``"lasso"`` (He et al. 2017: LASSO channel
+  selection on sampled feature maps, then a least-squares refit of the next layer), the last
+  written here as Torch-Pruning lacks it; a user's criterion is one class and its registration;
 * validation before any change: a plan that would leave a layer with zero channels is refused;
 * a report naming every requested layer that could not be pruned (the output layer, layers
   coupled to it) instead of silently leaving or breaking it;
 * per-channel layers Torch-Pruning does not know (e.g. the CAN's adaptive normalisation), pruned
-  along with the convolution that feeds them: :func:`register_channel_layer`;
+  along with the convolution that feeds them: :func:`register_channel_layer`
+  (:mod:`convpress.compress.channel_layers`);
 * the resulting shapes recorded so the model can be rebuilt and loaded later
   (:mod:`convpress.models.shapes`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from convpress.compress.channel_layers import register_channel_layer
+from convpress.compress.criteria import Lasso, PruningCriterion, get_criterion
 from convpress.compress.prune import check_fraction
 from convpress.compress.state import compressed_tensors
 from convpress.core.errors import ConfigError
 
-__all__ = ["prune_channels_", "ChannelPruneReport", "bn_l1_penalty", "count_macs", "output_layer", "register_channel_layer"]
-
-Criterion = Literal["l1", "l2", "bn", "lasso"]
-
-#: module types whose 1-D parameters are all per-channel (pruned with the channels that pass through)
-_CHANNEL_LAYERS: set[type[nn.Module]] = set()
-
-
-def register_channel_layer(cls: type[nn.Module]) -> type[nn.Module]:
-    """Declare a module type as channel-wise: input channel c only affects output channel c.
-
-    Every 1-D parameter of its instances is indexed by channel (other parameters, e.g. scalars,
-    are shared); structured pruning then removes their entries along with the channels of the
-    layer feeding it, instead of treating the module as an opaque barrier. Usable as a decorator.
-    """
-    _CHANNEL_LAYERS.add(cls)
-    return cls
-
-
-def _channel_layer_pruner() -> Any:
-    """A Torch-Pruning pruning function for modules registered with :func:`register_channel_layer`."""
-    import torch_pruning as tp
-
-    def channels(layer: nn.Module) -> int:
-        return next(p.shape[0] for p in layer.parameters(recurse=False) if p.dim() == 1)
-
-    class ChannelLayerPruner(tp.pruner.function.BasePruningFunc):
-        def prune_out_channels(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
-            keep = sorted(set(range(channels(layer))) - set(idxs))
-            for name, param in list(layer.named_parameters(recurse=False)):
-                if param.dim() == 1:
-                    setattr(layer, name, self._prune_parameter_and_grad(param, keep, 0))
-            return layer
-
-        prune_in_channels = prune_out_channels  # channel-wise: in and out channels are the same ones
-
-        def get_out_channels(self, layer: nn.Module) -> int:
-            return channels(layer)
-
-        get_in_channels = get_out_channels
-
-    return ChannelLayerPruner()
-
-
-def customized_pruners(model: nn.Module) -> dict[type[nn.Module], Any]:
-    """Torch-Pruning ``customized_pruners`` for the registered channel-wise layer types in ``model``."""
-    custom = {cls for cls in _CHANNEL_LAYERS if any(isinstance(m, cls) for m in model.modules())}
-    if not custom:
-        return {}
-    fn = _channel_layer_pruner()
-    return {cls: fn for cls in custom}
+__all__ = ["prune_channels_", "check_channel_plan", "ChannelPruneReport", "bn_l1_penalty", "count_macs", "output_layer", "register_channel_layer"]
 
 
 @dataclass
@@ -145,9 +100,13 @@ def _out_channels(m: nn.Module) -> int:
     return m.out_features if isinstance(m, nn.Linear) else m.out_channels  # type: ignore[return-value]
 
 
-def _validate(model: nn.Module, amount: float | Mapping[str, float], criterion: str) -> dict[str, float] | float:
-    if criterion not in ("l1", "l2", "bn", "lasso"):
-        raise ConfigError(f"criterion must be 'l1', 'l2', 'bn' or 'lasso', got {criterion!r}")
+def check_channel_plan(model: nn.Module, amount: float | Mapping[str, float]) -> dict[str, float] | float:
+    """Validate a channel pruning plan for ``model`` without changing it; returns the amounts.
+
+    Raises:
+        ConfigError: unknown layer names, amounts outside [0, 1), a plan leaving a layer with
+            no channel, or a model already carrying unstructured compression.
+    """
     if compressed_tensors(model):
         raise ConfigError("the model carries unstructured pruning or weight sharing; prune channels first, then prune_/quantize_")
     layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))}
@@ -176,12 +135,12 @@ def prune_channels_(
     example_inputs: Any,
     amount: float | Mapping[str, float],
     *,
-    criterion: Criterion = "l1",
+    criterion: str | PruningCriterion = "l1",
     ignored_layers: Iterable[str] = (),
     global_pruning: bool = False,
     round_to: int | None = None,
     calibration: Iterable[Any] | None = None,
-    lasso_samples: int = 4000,
+    lasso_samples: int | None = None,
 ) -> ChannelPruneReport:
     """Remove output channels (and everything coupled to them) in place.
 
@@ -190,13 +149,15 @@ def prune_channels_(
         example_inputs: an input batch (Tensor or tuple) used to trace dependencies.
         amount: fraction of output channels to remove, one float for every prunable layer or
             ``{layer_name: fraction}``.
-        criterion: "l1"/"l2" filter norms, "bn" BatchNorm gamma, or "lasso" (He et al. 2017;
-            needs ``calibration`` batches).
+        criterion: a :class:`~convpress.compress.criteria.PruningCriterion` or the name it is
+            registered under: "l1"/"l2" filter norms, "bn" BatchNorm gamma, or "lasso" (He et
+            al. 2017; needs ``calibration`` batches). See :mod:`convpress.compress.criteria`.
         ignored_layers: layer names never pruned (the output layer always is).
         global_pruning: rank channels across layers instead of within each layer.
         round_to: keep channel counts multiples of this (helps vectorised kernels).
-        calibration: ``(inputs, targets)`` batches for "lasso" feature sampling.
-        lasso_samples: sampled output positions for the LASSO problems.
+        calibration: ``(inputs, targets)`` batches for criteria that sample feature maps ("lasso").
+        lasso_samples: sampled output positions for the LASSO problems (kept for older code:
+            ``criterion=Lasso(samples=...)`` says the same; ignored by other criteria).
 
     Returns:
         A :class:`ChannelPruneReport` (skipped layers are named with a reason).
@@ -204,14 +165,13 @@ def prune_channels_(
     Raises:
         ConfigError: unknown criterion or layer names, amounts outside [0, 1), a plan leaving a
             layer with no channel, a model already carrying unstructured compression, or
-            "lasso" without calibration data — all before any change.
+            a criterion needing calibration data without it — all before any change.
     """
-    import torch_pruning as tp
-
-    plan = _validate(model, amount, criterion)
-    if criterion == "lasso" and calibration is None:
-        raise ConfigError("criterion 'lasso' needs calibration batches (feature maps to reconstruct)")
-    names = {m: n for n, m in model.named_modules()}
+    crit = get_criterion(criterion)
+    if lasso_samples is not None and isinstance(crit, Lasso):
+        crit = dataclasses.replace(crit, samples=lasso_samples)
+    plan = check_channel_plan(model, amount)
+    crit.check(calibration)
     modules = dict(model.named_modules())
     unknown = [n for n in ignored_layers if n not in modules]
     if unknown:
@@ -226,31 +186,9 @@ def prune_channels_(
     report = ChannelPruneReport()
     macs0, params0 = count_macs(model, example_inputs)
 
-    if criterion == "lasso":
-        from convpress.compress.channel_lasso import lasso_prune_
-
-        skipped = lasso_prune_(model, example_inputs, plan, calibration, ignored=ignored, samples=lasso_samples)
-        report.skipped.update(skipped)
-    else:
-        importance = {
-            "l1": tp.importance.GroupMagnitudeImportance(p=1),
-            "l2": tp.importance.GroupMagnitudeImportance(p=2),
-            "bn": tp.importance.BNScaleImportance(),
-        }[criterion]
-        kwargs: dict[str, Any] = {}
-        if isinstance(plan, dict):
-            kwargs["pruning_ratio_dict"] = {modules[n]: a for n, a in plan.items() if modules[n] not in ignored}
-            kwargs["pruning_ratio"] = 0.0
-        else:
-            kwargs["pruning_ratio"] = plan
-        custom = customized_pruners(model)
-        if custom:
-            kwargs["customized_pruners"] = custom
-        pruner = tp.pruner.BasePruner(
-            model, example_inputs, importance=importance, global_pruning=global_pruning, ignored_layers=list(ignored),
-            round_to=round_to, **kwargs,
-        )
-        pruner.step()
+    report.skipped.update(
+        crit.prune_(model, example_inputs, plan, ignored=ignored, global_pruning=global_pruning, round_to=round_to, calibration=calibration)
+    )
 
     after = {n: _out_channels(m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))}
     requested = plan.keys() if isinstance(plan, dict) else before.keys()
@@ -271,6 +209,5 @@ def prune_channels_(
             report.skipped[n] = "no removable channel group (coupled to the output or an ignored layer, or too few channels)"
     report.macs = (macs0, count_macs(model, example_inputs)[0])
     report.params = (params0, sum(p.numel() for p in model.parameters()))
-    del names
     model.train(was_training)
     return report

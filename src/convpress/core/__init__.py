@@ -9,6 +9,7 @@
 * :mod:`.varint` and :mod:`.rans` -- LEB128 varints and the one front-end over constriction's rANS;
 * :mod:`.container` and :mod:`.checkpoint` -- the checksummed container and training checkpoints;
 * :mod:`.training` -- the one resumable training loop (seeds per step, checkpoints, resume, DDP, progress);
+* :mod:`.timing` -- the one median-after-warm-up timer (benchmarks, latency, acceleration);
 * :mod:`.distributed`, :mod:`.progress`, :mod:`.memory` -- DDP helpers, progress bars, memory checks.
 
 Nothing here imports another convpress package: ``core`` is the bottom layer of the contract

@@ -4,7 +4,7 @@ A dense layer over the last ``memory`` frames of C features has C·memory weight
 constrains each unit's (C x memory) filter to rank r: r feature filters (length C) times r time
 filters (length memory), costing r·(C + memory) per unit instead of C·memory. The same idea on a
 plain fully connected layer (C inputs, d outputs, rank k: (C + d)·k weights instead of C·d) is
-``convpress.compress.lowrank.factor_linear``, which also converts a trained layer.
+``factor_linear`` in the compress layer's ``lowrank`` module, which also converts a trained layer.
 """
 
 from __future__ import annotations

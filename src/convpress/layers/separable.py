@@ -6,7 +6,6 @@ compression step: :func:`convpress.separate_` (in :mod:`convpress.compress.lowra
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

@@ -21,20 +21,21 @@ full-resolution part is point-wise given A and b, and can be tiled exactly.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from convpress.compress.structured import register_channel_layer
 from convpress.models import register_model
 
 __all__ = ["AdaptiveNorm", "CAN", "GuidedFilterCAN", "box_filter", "upsample_bilinear", "upsample_rows", "can_dilations"]
 
 
-@register_channel_layer  # lets structured pruning thin a CAN (its per-channel weight and bias)
 class AdaptiveNorm(nn.Module):
     """``w0 * x + w1 * BN(x)`` where BN uses each image's own statistics (train and test alike).
+
+    Channel-wise (``weight`` and ``bias`` per channel, ``w0`` and ``w1`` shared), which the
+    compress layer declares so that structured pruning thins a CAN
+    (``compress/channel_layers.py``; models sit below compress and do not import it).
 
     Args:
         channels: number of channels C of the (N, C, H, W) input.

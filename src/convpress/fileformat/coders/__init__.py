@@ -3,7 +3,7 @@
 A coded stream is self-contained given its symbol count and alphabet size (both kept in the
 file header): ``[frequency table][payload]``. Each coder is a module of this package that
 registers a :class:`StreamCoder` in :data:`CODERS` (the registry imports the package's modules
-on first use; ``convpress compress --coder`` offers every registered name). Three coders:
+on first use; the command line's ``compress --coder`` offers every registered name). Three coders:
 
 * ``"none"``: fixed-width bit packing, ceil(log2 alphabet) bits per symbol (the paper's
   "P+Q" column: no entropy coding).
