@@ -24,3 +24,14 @@ def test_paired_times_repeats_fast_calls_within_a_round() -> None:
     calls.update(fast=0, slow=0)
     paired_times({"fast": fast, "slow": slow}, warmup=2, repeat=3)  # default: once per round
     assert calls == {"fast": 5, "slow": 5}
+
+
+def test_every_benchmark_the_cli_offers_is_registered_with_what_the_cli_calls() -> None:
+    from convpress.bench import BENCHMARKS
+    from convpress.cli.main import build_parser
+
+    assert BENCHMARKS.names() and set(BENCHMARKS.names()) == {"acceleration", "codec", "deep-compression", "fip", "layers"}
+    for name in BENCHMARKS.names():
+        bench = BENCHMARKS.get(name)
+        assert callable(bench.run) and callable(bench.to_markdown) and bench.summary
+        assert build_parser().parse_args(["bench", name, "--json", "x.json"]).name == name

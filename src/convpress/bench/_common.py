@@ -38,8 +38,9 @@ def environment() -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
     try:
-        import constriction  # noqa: F401
         from importlib.metadata import version
+
+        import constriction  # noqa: F401
 
         info["constriction"] = version("constriction")
     except Exception:  # pragma: no cover - constriction is a dependency

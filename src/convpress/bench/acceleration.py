@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from convpress.analysis.metrics import accuracy
+from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment, paired_times
 from convpress.compress.accelerate import AccelerateConfig, accelerate
-from convpress.analysis.metrics import accuracy
 
 __all__ = ["run", "to_markdown"]
 
@@ -36,8 +37,8 @@ ONNX_TOL = 1e-4
 def _accuracy_and_exports(model: torch.nn.Module, test: DataLoader, tmp: Path, calib: list[np.ndarray], tag: str, *,
                           acc: float | None = None) -> dict[str, Any]:
     """Accuracy (``acc`` if already measured), cost, and the ONNX files (fp32, int8 dynamic, int8 static) with their accuracy."""
-    from convpress.compress.structured import count_macs
     from convpress.compress.export import export_onnx, onnx_max_error, onnx_session, quantize_onnx
+    from convpress.compress.structured import count_macs
 
     model.eval()
     x32 = next(iter(test))[0][:32]
@@ -225,3 +226,6 @@ def to_markdown(result: dict[str, Any]) -> str:
                          f"{v['latency_s']:.3f} s ({v['speedup']:.2f}× faster) |")
     lines += ["", *checks_table(result["checks"])]
     return "\n".join(lines) + "\n"
+
+
+BENCHMARKS.register("acceleration", Benchmark(run, to_markdown, "does compression make ResNet-18 and CAN24 faster on this CPU (latency ratios, accuracy)"))

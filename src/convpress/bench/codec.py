@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment, median_time
 from convpress.codec.models import DEFAULT_MODEL
 
@@ -74,9 +75,9 @@ def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], key: str, meth
 def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     import torch
 
-    from convpress.core.progress import progress_bar
     from convpress.codec.bitstream import decode_image, encode_image, pad_image
     from convpress.codec.weights import available_qualities, pretrained
+    from convpress.core.progress import progress_bar
     from convpress.data.images import to_uint8
     from convpress.data.photos import TEST_PHOTOS, bundled_photo
 
@@ -273,3 +274,6 @@ def readme_summary(result: dict[str, Any]) -> str:
                f"{container:.0f} bytes per file on average)" if stream_diff is not None else "")
             + f", and a 768x512 image encodes in {t['encode_s']:.2f} s and decodes in "
             f"{t['decode_s']:.2f} s on {t['threads']} threads.")
+
+
+BENCHMARKS.register("codec", Benchmark(run, to_markdown, "rate-distortion of the learned codec against JPEG and WebP; encode and decode time", write_figures=write_figures, readme_summary=readme_summary))

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from convpress.analysis.metrics import accuracy
+from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment
 from convpress.compress.files import save
 from convpress.compress.finetune import finetune
@@ -181,3 +182,6 @@ def to_markdown(result: dict[str, Any]) -> str:
             )
     lines += ["", *checks_table(result["checks"])]
     return "\n".join(lines) + "\n"
+
+
+BENCHMARKS.register("deep-compression", Benchmark(run, to_markdown, "Deep Compression of LeNet-300-100 and LeNet-5 over three seeds (ratios, accuracy, coders)"))

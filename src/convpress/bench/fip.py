@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment, median_time, paired_times
 from convpress.core.progress import progress_bar
 from convpress.data.photos import TEST_PHOTOS, bundled_photo
@@ -132,3 +133,6 @@ def readme_summary(result: dict[str, Any]) -> str:
                  f"against {g['can24']['small_s']:.1f} s with CAN24; from 1 to 4 MP their time grows "
                  f"{g['gf-can24']['growth']:.2f}× and {g['can24']['growth']:.2f}×.")
     return text
+
+
+BENCHMARKS.register("fip", Benchmark(run, to_markdown, "shipped fip networks against their reference operators: PSNR and speed-up", readme_summary=readme_summary))

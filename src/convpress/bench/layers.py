@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from convpress.analysis.cost import layer_costs
 from convpress.analysis.receptive import measured_receptive_field, receptive_fields
+from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment, paired_times
 from convpress.compress.lowrank import factor_conv_depthwise, factor_conv_separable, factor_linear
 from convpress.layers.deformable import DeformConv2dV1, deform_roi_pool
@@ -179,3 +180,6 @@ def to_markdown(result: dict[str, Any]) -> str:
               "raises memory access cost; G3: fragmented layers run below the hardware's peak).", ""]
     lines += checks_table(result["checks"])
     return "\n".join(lines) + "\n"
+
+
+BENCHMARKS.register("layers", Benchmark(run, to_markdown, "the convolution zoo: equivalences, receptive fields, MACs against time"))

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import Any
 
 from convpress.cli._common import check_output, subcommand_main
+from convpress.core.registry import lazy_choices
 
 __all__ = ["register", "run", "main"]
 
 
 def register(sub: Any) -> None:
-    from convpress.bench import BENCHMARKS
-
     p = sub.add_parser(
         "bench",
         help="run a reproducible benchmark and write JSON",
@@ -25,7 +23,7 @@ def register(sub: Any) -> None:
             "also write OUT's name with the suffix .png."
         ),
     )
-    p.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark to run")
+    p.add_argument("name", choices=lazy_choices("convpress.bench:BENCHMARKS"), metavar="NAME", help="which benchmark to run: %(choices)s")
     p.add_argument("--json", dest="json_out", required=True, metavar="OUT", help="where to write the JSON result")
     p.add_argument("--markdown", metavar="MD", help="also write the Markdown summary to this file")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (for smoke tests; figures are not comparable)")
@@ -36,17 +34,18 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from convpress.bench import BENCHMARKS
     from convpress.bench._common import write_json
+    from convpress.core.atomic import atomic_write_text
 
     out = check_output(args.json_out, force=args.force)
     md_out = check_output(args.markdown, force=True) if args.markdown else None
-    module = importlib.import_module(BENCHMARKS[args.name])
-    result: dict[str, Any] = module.run(quick=args.quick, progress=True)
+    bench = BENCHMARKS.get(args.name)
+    result: dict[str, Any] = bench.run(quick=args.quick, progress=True)
     write_json(out, result)
-    for fig in getattr(module, "write_figures", lambda r, p: [])(result, out):
+    for fig in bench.write_figures(result, out) if bench.write_figures is not None else []:
         print(f"wrote {fig}", file=sys.stderr)
-    md = module.to_markdown(result)
+    md = bench.to_markdown(result)
     if md_out is not None:
-        md_out.write_text(md)
+        atomic_write_text(md_out, md)
     print(md)
     failed = [c for c in result.get("checks", []) if not c.get("passed", False)]
     if failed:
