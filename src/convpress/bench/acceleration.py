@@ -26,7 +26,12 @@ from torch.utils.data import DataLoader
 from convpress.analysis.metrics import accuracy
 from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment, paired_times
+from convpress.bench.can_acceleration import run_can24
 from convpress.compress.accelerate import AccelerateConfig, accelerate
+from convpress.compress.export import export_onnx, onnx_max_error, onnx_session, quantize_onnx
+from convpress.compress.finetune import finetune
+from convpress.compress.structured import count_macs
+from convpress.data.mnist import load_mnist, resized
 
 __all__ = ["run", "to_markdown"]
 
@@ -37,8 +42,6 @@ ONNX_TOL = 1e-4
 def _accuracy_and_exports(model: torch.nn.Module, test: DataLoader, tmp: Path, calib: list[np.ndarray], tag: str, *,
                           acc: float | None = None) -> dict[str, Any]:
     """Accuracy (``acc`` if already measured), cost, and the ONNX files (fp32, int8 dynamic, int8 static) with their accuracy."""
-    from convpress.compress.export import export_onnx, onnx_max_error, onnx_session, quantize_onnx
-    from convpress.compress.structured import count_macs
 
     model.eval()
     x32 = next(iter(test))[0][:32]
@@ -66,7 +69,6 @@ def _accuracy_and_exports(model: torch.nn.Module, test: DataLoader, tmp: Path, c
 
 def _time_all(models: dict[str, torch.nn.Module], files: dict[str, dict[str, str]], x32: torch.Tensor, repeat: int) -> dict[str, dict[str, float]]:
     """Latency of every variant and runtime at batch 1 and 32, interleaved round by round."""
-    from convpress.compress.export import onnx_session
 
     fns: dict[tuple[str, str], Any] = {}
     for b in (1, 32):
@@ -90,9 +92,6 @@ def _time_all(models: dict[str, torch.nn.Module], files: dict[str, dict[str, str
 def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark; ``quick`` trains for one short epoch (a smoke test)."""
     import torchvision
-
-    from convpress.compress.finetune import finetune
-    from convpress.data.mnist import load_mnist, resized
 
     torch.manual_seed(0)
     t_start = time.perf_counter()
@@ -161,7 +160,6 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     best = min(structured, key=lambda n: max(variants[n]["torch_b1_ratio"], variants[n]["torch_b32_ratio"]) + (10 if variants[n]["accuracy_loss"] > 1 else 0))
     b = variants[best]
     worst_onnx = max(v["onnx_max_error"] for v in variants.values())
-    from convpress.bench.can_acceleration import run_can24
 
     can = run_can24(quick=quick, progress=progress)  # after the ResNet timing, so the two never overlap
     lr = can["variants"]["channels+lowrank"]

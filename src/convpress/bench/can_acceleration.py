@@ -24,15 +24,21 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from convpress.bench._common import paired_times
 from convpress.compress.criteria import get_criterion
+from convpress.compress.lowrank import factorize_to_budget
+from convpress.compress.structured import count_macs, prune_channels_
+from convpress.core.progress import progress_bar
+from convpress.data.images import read_image
+from convpress.data.photos import TEST_PHOTOS, bundled_photo
+from convpress.fip.operators import apply_reference
+from convpress.fip.pairs import build_pairs, training_photos
+from convpress.fip.train import FipTrainConfig, crop_batch, psnr, train
 
 __all__ = ["run_can24"]
 
 
 def _test_images(operator: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    from convpress.data.photos import TEST_PHOTOS, bundled_photo
-    from convpress.fip.operators import apply_reference
-
     out = []
     for name in TEST_PHOTOS:
         x = bundled_photo(name)  # (3, H, W)
@@ -42,8 +48,6 @@ def _test_images(operator: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def _psnr(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    from convpress.fip.train import psnr
-
     model.eval()
     with torch.no_grad():
         return float(np.mean([psnr(model(x[None])[0].clamp(0, 1), y) for x, y in data]))
@@ -51,7 +55,6 @@ def _psnr(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]])
 
 def _val_crops(data: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed (input, target) crops of the *training* pairs, for model selection (never the TEST photos)."""
-    from convpress.fip.train import crop_batch
 
     return [crop_batch(data, np.random.default_rng(100 + i), (192,), 2, 16) for i in range(4)]
 
@@ -78,8 +81,6 @@ def _distill(student: torch.nn.Module, teacher: torch.nn.Module, data: list[tupl
     fine-tuning can never leave it worse than pruning did. Returns the validation MSE at the
     start and the best one.
     """
-    from convpress.core.progress import progress_bar
-    from convpress.fip.train import crop_batch
 
     rng = np.random.default_rng(1)
 
@@ -122,12 +123,6 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
     norm says nothing about how much its channel matters (L1 pruning of a trained CAN24 leaves
     an output 6-11 dB away from the dense one; LASSO + least-squares refit about 22-24 dB).
     """
-    from convpress.bench._common import paired_times
-    from convpress.compress.lowrank import factorize_to_budget
-    from convpress.compress.structured import count_macs, prune_channels_
-    from convpress.data.images import read_image
-    from convpress.fip.pairs import build_pairs, training_photos
-    from convpress.fip.train import FipTrainConfig, train
 
     t0 = time.perf_counter()
     epochs, steps, ft_steps, repeat = (1, 5, 5, 2) if quick else (12, 40, 480, 7)

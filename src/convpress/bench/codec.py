@@ -19,7 +19,13 @@ import numpy as np
 
 from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment, median_time
+from convpress.codec.bitstream import decode_image, encode_image, pad_image
+from convpress.codec.metrics import bd_rate, ms_ssim, ms_ssim_db, psnr
 from convpress.codec.models import DEFAULT_MODEL
+from convpress.codec.weights import available_qualities, pretrained
+from convpress.core.progress import progress_bar
+from convpress.data.images import to_uint8
+from convpress.data.photos import TEST_PHOTOS, bundled_photo
 
 __all__ = ["run", "to_markdown", "write_figures"]
 
@@ -42,8 +48,6 @@ def _pillow(rgb: np.ndarray, fmt: str, quality: int) -> tuple[int, np.ndarray]:
 
 
 def _point(rgb: np.ndarray, nbytes: int, decoded: np.ndarray) -> dict[str, float]:
-    from convpress.codec.metrics import ms_ssim, ms_ssim_db, psnr
-
     h, w = rgb.shape[:2]
     m = ms_ssim(rgb, decoded)
     return {"bytes": nbytes, "bpp": 8.0 * nbytes / (h * w), "psnr": psnr(rgb, decoded), "ms_ssim": m, "ms_ssim_db": ms_ssim_db(m)}
@@ -64,8 +68,6 @@ def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], key: str, meth
     """BD-rate in percent, or None when a curve has fewer than 4 points or the curves do not overlap."""
     import math
 
-    from convpress.codec.metrics import bd_rate
-
     if min(len(anchor), len(test)) < 4:
         return None
     v = bd_rate([r["bpp"] for r in anchor], [r[key] for r in anchor], [r["bpp"] for r in test], [r[key] for r in test], method=method, part=part)
@@ -74,12 +76,6 @@ def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], key: str, meth
 
 def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     import torch
-
-    from convpress.codec.bitstream import decode_image, encode_image, pad_image
-    from convpress.codec.weights import available_qualities, pretrained
-    from convpress.core.progress import progress_bar
-    from convpress.data.images import to_uint8
-    from convpress.data.photos import TEST_PHOTOS, bundled_photo
 
     t_start = time.time()
     qualities = available_qualities(MODEL)
