@@ -14,9 +14,9 @@ The public API is re-exported here and loaded lazily, so ``import convpress`` (a
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from convpress.core.lazy import lazy_exports
 from convpress.core.version import __version__
 
 # public name -> module that defines it
@@ -53,13 +53,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'convpress' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:
@@ -67,18 +61,18 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from convpress.compress.accelerate import AccelerateConfig, accelerate
     from convpress.compress.distill import Distill
-    from convpress.compress.finetune import DSD, finetune
     from convpress.compress.export import export_onnx
+    from convpress.compress.files import save
+    from convpress.compress.finetune import DSD, finetune
+    from convpress.compress.lowrank import factorize_, separate_
     from convpress.compress.prune import prune_, sparsity
     from convpress.compress.quantize import bits_by_type, quantize_
     from convpress.compress.schedule import AGP, Iterative, OneShot
     from convpress.compress.state import dense_state_dict, strip_
-    from convpress.core.errors import ConfigError, ConvpressError, FileFormatError, InputError
-    from convpress.compress.lowrank import factorize_, separate_
-    from convpress.compress.accelerate import AccelerateConfig, accelerate
     from convpress.compress.structured import prune_channels_
-    from convpress.compress.files import save
+    from convpress.core.errors import ConfigError, ConvpressError, FileFormatError, InputError
     from convpress.fileformat.cpz import load, read_info
-    from convpress.models.checkpoint import load_model
     from convpress.models import create_model
+    from convpress.models.checkpoint import load_model

@@ -141,3 +141,33 @@ def test_rans_refuses_leftovers_and_broken_words() -> None:
         rans.words_from_bytes(b"", allow_empty=False)
     many = np.tile([0, 1, 2, 0], 1000)  # 1.5 bits of information per symbol
     assert 6000 <= rans.payload_bits(many, rans.categorical(counts)) <= 6000 + 64  # plus at most two words of state
+
+
+def test_lazy_exports_load_a_name_on_first_access_and_keep_it() -> None:
+    import sys
+    import types
+
+    from convpress.core.lazy import lazy_exports
+
+    pkg = types.ModuleType("lazy_pkg_for_test")
+    pkg.__getattr__ = lazy_exports("lazy_pkg_for_test", {"dumps": "json", "JSONDecoder": "json.decoder"})  # type: ignore[attr-defined]
+    sys.modules["lazy_pkg_for_test"] = pkg
+    try:
+        import json
+
+        assert "dumps" not in vars(pkg) and pkg.dumps is json.dumps and "dumps" in vars(pkg)
+        assert pkg.JSONDecoder is json.JSONDecoder
+        with pytest.raises(AttributeError, match="has no attribute 'loads'"):
+            pkg.loads  # noqa: B018
+    finally:
+        del sys.modules["lazy_pkg_for_test"]
+
+
+def test_the_documented_public_names_import() -> None:
+    from convpress.codec import decode_image, encode_image, pretrained  # noqa: F401
+    from convpress.fip import apply_network, load_network, run_reference, shipped_weights  # noqa: F401
+
+    import convpress as cp
+
+    for name in cp.__all__:
+        assert getattr(cp, name) is not None, name

@@ -25,6 +25,7 @@ from convpress.codec.models import DEFAULT_MODEL, CodecModel, build_model
 from convpress.core.atomic import atomic_write_bytes
 from convpress.core.digest import state_digest
 from convpress.core.errors import ConfigError, FileFormatError
+from convpress.core.statedict import state_mismatch
 
 __all__ = ["WEIGHTS_DIR", "weights_id", "save_weights", "load_weights", "refresh_weights", "available_qualities", "pretrained"]
 
@@ -77,12 +78,12 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[CodecModel, dict[str, st
     except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
         raise FileFormatError(f"{p} is not a convpress codec weights file ({exc})") from None
     try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        model.load_state_dict(state, strict=False)  # the entropy tables adopt their stored sizes here
     except RuntimeError as exc:
         raise FileFormatError(f"{p} does not match its model {meta.get('model')} {meta.get('config')} ({str(exc).splitlines()[-1].strip()[:160]})") from None
-    missing = [k for k in missing if not model.is_derived(k)]
-    if missing or unexpected:
-        raise FileFormatError(f"{p} does not match its model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    problem = state_mismatch(model.state_dict(), state, optional=model.is_derived)
+    if problem:
+        raise FileFormatError(f"{p} does not match its model: {problem}")
     model.eval()
     model.derive_state()
     model.to(memory_format=torch.channels_last)  # faster CPU convolutions (see CodecModel.compress)

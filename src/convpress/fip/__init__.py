@@ -13,4 +13,35 @@ with a learned guided filter. Submodules (imported on use, so ``import convpress
 The models themselves live in :mod:`convpress.models.can` (``can24``, ``can32``, ``gf-can24``, ``gf-can32``).
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from convpress.core.lazy import lazy_exports
+
+# public name -> module that defines it (loaded on first use)
+_EXPORTS: dict[str, str] = {
+    "apply_network": ".apply",
+    "run_reference": ".apply",
+    "load_network": ".weights",
+    "save_network": ".weights",
+    "shipped_weights": ".weights",
+    "shipped_operators": ".weights",
+    "get_operator": ".operators",
+    "operator_names": ".operators",
+    "register_operator": ".operators",
+    "FipTrainConfig": ".train",
+    "train": ".train",
+    "build_pairs": ".pairs",
+    "load_pairs": ".pairs",
+}
+
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from convpress.fip.apply import apply_network, run_reference
+    from convpress.fip.operators import get_operator, operator_names, register_operator
+    from convpress.fip.pairs import build_pairs, load_pairs
+    from convpress.fip.train import FipTrainConfig, train
+    from convpress.fip.weights import load_network, save_network, shipped_operators, shipped_weights

@@ -16,6 +16,7 @@ from torch import nn
 
 from convpress.core.atomic import atomic_write_bytes
 from convpress.core.errors import ConfigError, FileFormatError
+from convpress.core.statedict import state_mismatch
 from convpress.models import create_model
 
 __all__ = ["save_network", "load_network", "shipped_weights", "shipped_operators", "WEIGHTS_DIR"]
@@ -65,14 +66,9 @@ def load_network(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
         model = create_model(meta["model"], **kwargs)
     except (ConfigError, TypeError, ValueError) as exc:
         raise FileFormatError(f"{p} names a model that cannot be built: {exc}") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        what = (f"missing {missing[:3]}" if missing else "") + (f" unexpected {unexpected[:3]}" if unexpected else "") + (
-            f" wrong shape {wrong[:3]}" if wrong else "")
-        raise FileFormatError(f"weights in {p} do not match model {meta['model']}: {what.strip()}")
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise FileFormatError(f"weights in {p} do not match model {meta['model']}: {problem}")
     model.load_state_dict(state)
     info: dict[str, Any] = {"model": meta["model"], "model_kwargs": kwargs, "operator": meta.get("operator"),
                             "operator_params": json.loads(meta.get("operator_params", "{}"))}

@@ -7,8 +7,7 @@ wrong shape) raise ``ValueError`` naming the argument.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from convpress.core.lazy import lazy_exports
 
 _EXPORTS = {
     "conv_transpose2d_subpixel": "transposed", "subpixel_weight": "transposed", "SubPixelConvTranspose2d": "transposed",
@@ -28,10 +27,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'convpress.layers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"convpress.layers.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, {name: f".{module}" for name, module in _EXPORTS.items()})
