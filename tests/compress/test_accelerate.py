@@ -7,29 +7,14 @@ from typing import Any
 
 import pytest
 import torch
+from tests.helpers.models import ConvChain
 from torch import nn
 
 import convpress as cp
+from convpress.analysis.metrics import accuracy
 from convpress.compress.accelerate import AccelerateConfig, AccelerateReport, accelerate
 from convpress.compress.criteria import BNScale, Lasso
 from convpress.compress.structured import bn_l1_penalty
-from convpress.analysis.metrics import accuracy
-
-
-class _Net(nn.Module):
-    """conv-bn-relu x2, a 3x3 conv and a classifier (N, 3, 8, 8) -> (N, 3)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.c1, self.b1 = nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
-        self.c2, self.b2 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
-        self.c3 = nn.Conv2d(16, 16, 3, padding=1)
-        self.fc = nn.Linear(16, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.b1(self.c1(x)))
-        x = torch.relu(self.b2(self.c2(x)))
-        return self.fc(self.c3(x).mean((2, 3)))
 
 
 def _setup() -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -37,7 +22,7 @@ def _setup() -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]], list[t
     torch.manual_seed(0)
     train = [(torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(4)]
     test = [(torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(2)]
-    return _Net(), train, test
+    return ConvChain(width=16, classes=3), train, test
 
 
 def test_accelerate_prunes_factorizes_fine_tunes_and_measures() -> None:

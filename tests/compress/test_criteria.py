@@ -12,29 +12,22 @@ import pytest
 import torch
 import torch_pruning as tp
 import torchvision
+from tests.helpers.models import ConvChain
 from torch import nn
 
 import convpress as cp
 from convpress.compress.criteria import (
-    CRITERIA, BNScale, ImportanceCriterion, L1Norm, L2Norm, Lasso, PruningCriterion, criterion_name, get_criterion,
+    CRITERIA,
+    BNScale,
+    ImportanceCriterion,
+    L1Norm,
+    L2Norm,
+    Lasso,
+    PruningCriterion,
+    criterion_name,
+    get_criterion,
     register_criterion,
 )
-
-
-class _Chain(nn.Module):
-    """conv-bn-relu x2, a conv and a classifier: every producer feeds exactly one consumer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.c1, self.b1 = nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
-        self.c2, self.b2 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
-        self.c3 = nn.Conv2d(16, 8, 3, padding=1)
-        self.fc = nn.Linear(8, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.b1(self.c1(x)))
-        x = torch.relu(self.b2(self.c2(x)))
-        return self.fc(self.c3(x).mean((2, 3)))
 
 
 class _FirstChannels(tp.importance.Importance):
@@ -82,7 +75,7 @@ def test_a_name_and_its_object_prune_identically(name: str, obj: PruningCriterio
 def test_criteria_rank_differently() -> None:
     """Guards against every name silently resolving to the same importance."""
     torch.manual_seed(0)
-    m = _Chain().eval()
+    m = ConvChain().eval()
     with torch.no_grad():
         m.b1.weight.copy_(torch.linspace(1.0, 0.9, 16))  # BN gamma keeps the first channels of c1...
         m.c1.weight.mul_(torch.linspace(0.01, 1.0, 16).view(-1, 1, 1, 1))  # ...filter norms the last ones
@@ -98,7 +91,7 @@ def test_criteria_rank_differently() -> None:
 
 def test_lasso_object_settings_equal_the_older_keyword() -> None:
     torch.manual_seed(0)
-    m = _Chain().eval()
+    m = ConvChain().eval()
     calib = [(torch.randn(8, 3, 12, 12), None) for _ in range(2)]
     x = torch.randn(2, 3, 12, 12)
     a, b = copy.deepcopy(m), copy.deepcopy(m)
@@ -111,7 +104,7 @@ def test_a_user_criterion_is_one_registered_class_usable_by_name_and_as_object()
     assert "test-keep-first" in CRITERIA.choices() and criterion_name(_KeepFirst()) == "test-keep-first"
     for criterion in ("test-keep-first", _KeepFirst()):
         torch.manual_seed(0)
-        m = _Chain().eval()
+        m = ConvChain().eval()
         old = m.c2.weight.detach().clone()
         rep = cp.prune_channels_(m, torch.randn(1, 3, 8, 8), {"c1": 0.5}, criterion=criterion)
         assert rep.channels == {"c1": (16, 8)} and torch.equal(m.c2.weight, old[:, :8])
@@ -135,7 +128,7 @@ def test_bad_criteria_are_refused(make: Any, error: type[Exception], match: str)
 
 
 def test_a_criterion_needing_calibration_refuses_to_start_without_it() -> None:
-    m = _Chain()
+    m = ConvChain()
     before = {k: v.clone() for k, v in m.state_dict().items()}
     with pytest.raises(cp.ConfigError, match="criterion 'lasso' needs calibration batches"):
         cp.prune_channels_(m, torch.randn(1, 3, 8, 8), 0.5, criterion=Lasso(samples=100))

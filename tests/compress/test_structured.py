@@ -8,28 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from tests.helpers.models import ConvChain
 from torch import nn
 
 import convpress as cp
-from convpress.models.shapes import apply_shapes_, layer_shapes
 from convpress.compress.structured import bn_l1_penalty
 from convpress.models.checkpoint import load_into
-
-
-class _Chain(nn.Module):
-    """conv-bn-relu x3 then a classifier: every producer has exactly one consumer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.c1, self.b1 = nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
-        self.c2, self.b2 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
-        self.c3 = nn.Conv2d(16, 8, 3, padding=1)
-        self.fc = nn.Linear(8, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.b1(self.c1(x)))
-        x = torch.relu(self.b2(self.c2(x)))
-        return self.fc(self.c3(x).mean((2, 3)))
+from convpress.models.shapes import apply_shapes_, layer_shapes
 
 
 def _resnet() -> nn.Module:
@@ -68,7 +53,7 @@ def test_depthwise_groups_and_concatenations_stay_consistent() -> None:
 
 def test_lasso_keeps_the_reconstruction_close_and_refits_the_consumer() -> None:
     torch.manual_seed(0)
-    m = _Chain().eval()
+    m = ConvChain().eval()
     calib = [(torch.randn(8, 3, 12, 12), None) for _ in range(4)]
     x = torch.randn(4, 3, 12, 12)
     with torch.no_grad():
@@ -102,7 +87,7 @@ def test_lasso_names_layers_it_cannot_handle() -> None:
     ],
 )
 def test_impossible_plans_are_refused_before_any_change(amount: object, kwargs: dict, match: str) -> None:
-    m = _Chain()
+    m = ConvChain()
     before = {k: v.clone() for k, v in m.state_dict().items()}
     with pytest.raises(cp.ConfigError, match=match):
         cp.prune_channels_(m, torch.randn(1, 3, 8, 8), amount, **kwargs)  # type: ignore[arg-type]
@@ -110,14 +95,14 @@ def test_impossible_plans_are_refused_before_any_change(amount: object, kwargs: 
 
 
 def test_models_with_unstructured_compression_are_refused() -> None:
-    m = _Chain()
+    m = ConvChain()
     cp.prune_(m, 0.5)
     with pytest.raises(cp.ConfigError, match="unstructured"):
         cp.prune_channels_(m, torch.randn(1, 3, 8, 8), 0.5)
 
 
 def test_bn_penalty_and_sparsity_training() -> None:
-    m = _Chain()
+    m = ConvChain()
     assert bn_l1_penalty(m).item() == pytest.approx(32.0)  # BN gammas start at 1
     data = [(torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,))) for _ in range(4)]
     cp.finetune(m, data, nn.functional.cross_entropy, 3, 1e-2, bn_l1=1e-1, progress=False)
@@ -141,14 +126,14 @@ def test_pruned_model_saves_and_reloads_only_with_its_shapes(tmp_path: Path) -> 
 
 
 def test_shape_records_rebuild_exactly_and_refuse_foreign_layers() -> None:
-    m = _Chain()
+    m = ConvChain()
     cp.prune_channels_(m, torch.randn(1, 3, 8, 8), {"c1": 0.5, "c2": 0.25})
-    fresh = apply_shapes_(_Chain(), layer_shapes(m))
+    fresh = apply_shapes_(ConvChain(), layer_shapes(m))
     fresh.load_state_dict(m.state_dict())
     with pytest.raises(cp.FileFormatError, match="does not have"):
-        apply_shapes_(_Chain(), {"c9": {"in": 1, "out": 1, "groups": 1}})
+        apply_shapes_(ConvChain(), {"c9": {"in": 1, "out": 1, "groups": 1}})
     with pytest.raises(cp.FileFormatError, match="malformed"):
-        apply_shapes_(_Chain(), {"c1": {"in": -3, "out": 1, "groups": 1}})
+        apply_shapes_(ConvChain(), {"c1": {"in": -3, "out": 1, "groups": 1}})
 
 
 def test_channel_wise_layers_torch_pruning_does_not_know_are_pruned_along() -> None:
