@@ -284,6 +284,9 @@ class Trainer:
             bar.advance(self.step)
             while self.step < end and self.epochs_done < epochs:
                 epoch, first = divmod(self.step, spe) if spe is not None else (self.epochs_done, 0)
+                # where the epoch's data starts: the states a checkpoint of this epoch records, so an
+                # uninterrupted run draws what a resumed one replays (even if the generators were used
+                # between the Trainer's construction and this call)
                 for g, state in zip(self.generators, self._epoch_start_generators):
                     g.set_state(state)
                 ended = True
