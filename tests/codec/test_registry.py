@@ -56,10 +56,10 @@ class PooledCodec(CodecModel):
     def check_ready(self) -> None:
         pass
 
-    def bytes_per_pixel(self) -> int:
+    def bytes_per_pixel(self, effort: int = 0) -> int:
         return 64
 
-    def compress(self, x: Tensor) -> dict[str, Any]:
+    def compress(self, x: Tensor, *, effort: int = 0) -> dict[str, Any]:
         self.check_input(x)
         q = torch.round(F.avg_pool2d(x, 8) * 255).long()  # (B, 3, H/8, W/8)
         strings = [[rans.words_to_bytes(rans.encode([(q[b, c].reshape(-1).numpy(), rans.uniform(256))])) for b in range(len(q))]

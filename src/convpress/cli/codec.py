@@ -41,6 +41,10 @@ def register(sub: Any) -> None:
     e.add_argument("--tile", type=int, default=None, metavar="N",
                    help="code images larger than N x N pixels as independent N x N tiles, bounding memory "
                         "(a multiple of 64; default: 1024)")
+    e.add_argument("--effort", type=int, default=0, metavar="ITERATIONS",
+                   help="refine the latents of each image for this many iterations before coding (hyperprior; "
+                        "about 0.2 s per iteration per 0.4 MP on 2 cores): a better file for the same decoder "
+                        "(default: %(default)s, no refinement; 50-200 is a good range)")
     e.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     e.set_defaults(func=_encode)
 
@@ -98,14 +102,21 @@ def register(sub: Any) -> None:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from convpress.codec.bitstream import DEFAULT_TILE, encode_image, write_cpi
+    from convpress.codec.bitstream import DEFAULT_TILE, encode_image, tile_grid, write_cpi
+    from convpress.codec.refine import on_iteration
     from convpress.codec.weights import pretrained
+    from convpress.core.progress import progress_bar
     from convpress.data.images import read_image
 
+    if args.effort < 0:
+        raise ConfigError(f"--effort must be a non-negative number of iterations, got {args.effort}")
     out = check_output(args.output, force=args.force, inputs=[args.input])
     model, meta = pretrained(args.quality, args.model)
     x = read_image(args.input, alpha=args.alpha)
-    data = encode_image(x, model, quality=args.quality, weights_id=meta["weights_id"], tile=DEFAULT_TILE if args.tile is None else args.tile)
+    tile = DEFAULT_TILE if args.tile is None else args.tile
+    steps = args.effort * len(tile_grid(int(x.shape[1]), int(x.shape[2]), tile)) if args.effort else None
+    with progress_bar(steps, "refining latents", enabled=bool(args.effort)) as bar, on_iteration(bar.advance):
+        data = encode_image(x, model, quality=args.quality, weights_id=meta["weights_id"], tile=tile, effort=args.effort)
     write_cpi(out, data)
     h, w = x.shape[1:]
     print(f"wrote {out}: {len(data):,} bytes, {8 * len(data) / (h * w):.4f} bpp ({w}x{h}, quality {args.quality})")

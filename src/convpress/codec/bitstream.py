@@ -248,18 +248,19 @@ _IMAGE_BYTES_PER_PIXEL = 2 * 3 * 4
 _FIXED_BYTES = 64 << 20
 
 
-def estimate_memory(model: CodecModel, h: int, w: int, tile: int) -> int:
+def estimate_memory(model: CodecModel, h: int, w: int, tile: int, effort: int = 0) -> int:
     """Estimated peak bytes (beyond the loaded model) of coding an h x w image with ``model`` in
-    tiles of side ``tile``: one padded tile at the model's ``bytes_per_pixel()``, plus the image."""
+    tiles of side ``tile`` (refined for ``effort`` iterations): one padded tile at the model's
+    ``bytes_per_pixel(effort)``, plus the image."""
     stride = model.stride
     th, tw = min(h, tile), min(w, tile)
     padded = (th + (-th) % stride) * (tw + (-tw) % stride)
-    return padded * model.bytes_per_pixel() + h * w * _IMAGE_BYTES_PER_PIXEL + _FIXED_BYTES
+    return padded * model.bytes_per_pixel(effort) + h * w * _IMAGE_BYTES_PER_PIXEL + _FIXED_BYTES
 
 
-def _check_memory(model: CodecModel, h: int, w: int, tile: int, action: str, fix: str) -> None:
+def _check_memory(model: CodecModel, h: int, w: int, tile: int, action: str, fix: str, effort: int = 0) -> None:
     side = min(max(h, w), tile)
-    need = estimate_memory(model, h, w, tile)
+    need = estimate_memory(model, h, w, tile, effort)
     check_fits(need, f"{action} a {w}x{h} image in tiles of {side}x{side}", fix)
 
 
@@ -295,10 +296,10 @@ def _bound_size(h: int, w: int, stride: int, version: int) -> tuple[list[int], i
     return ([h, w], MAX_SIDE + 1) if version == 3 else ([h % stride, w % stride], stride)
 
 
-def _encode_tile(x: Tensor, model: CodecModel, version: int) -> list[bytes]:
+def _encode_tile(x: Tensor, model: CodecModel, version: int, effort: int = 0) -> list[bytes]:
     """(3, h, w) -> the sections of one tile: the model's streams in file order, the first with the bound size."""
     s = model.stride
-    out = model.compress(pad_image(x.clamp(0, 1), s))
+    out = model.compress(pad_image(x.clamp(0, 1), s), effort=effort)
     sections = [st[0] for st in out["strings"]]
     if len(sections) != len(model.streams):  # a reader would split the file differently: never write it
         raise RuntimeError(f"codec model {model.name} declares {len(model.streams)} streams but compress() returned {len(sections)}")
@@ -307,7 +308,8 @@ def _encode_tile(x: Tensor, model: CodecModel, version: int) -> list[bytes]:
 
 
 def encode_image(
-    x: Tensor, model: CodecModel, *, quality: int, weights_id: str, tile: int = DEFAULT_TILE, version: int = VERSION
+    x: Tensor, model: CodecModel, *, quality: int, weights_id: str, tile: int = DEFAULT_TILE, version: int = VERSION,
+    effort: int = 0,
 ) -> bytes:
     """Encode one image into the bytes of a ``.cpi`` file.
 
@@ -320,11 +322,14 @@ def encode_image(
             one tile are coded as independent tiles.
         version: 3 (default) writes the compact layout; 2 writes the legacy JSON layout that
             convpress before format version 3 reads (version 1 for one tile, 2 for tiled images).
+        effort: iterations of encoder-side latent refinement per tile (0: none; see
+            :mod:`convpress.codec.refine`): a smaller or better file for the same decoder, at the
+            cost of encoding time.
 
     Raises:
         InputError: for a tensor that is not an image in range.
-        ConfigError: for a bad ``tile``, ``quality`` or ``version``, or a request that needs more
-            memory than is available.
+        ConfigError: for a bad ``tile``, ``quality``, ``version`` or ``effort``, or a request that
+            needs more memory than is available.
     """
     _check_image(x)
     model.check_ready()
@@ -339,10 +344,13 @@ def encode_image(
         raise ConfigError(f"quality must be an integer from 0 to 255, got {quality!r}")
     if model.name not in CODEC_MODELS:
         raise ConfigError(f"codec model {model.name!r} is not registered, so a .cpi file cannot name it")
+    if isinstance(effort, bool) or not isinstance(effort, int) or effort < 0:
+        raise ConfigError(f"effort must be a non-negative number of refinement iterations, got {effort!r}")
     h, w = int(x.shape[1]), int(x.shape[2])
-    _check_memory(model, h, w, tile, "encoding", f"pass a smaller --tile (a multiple of {s})")
+    _check_memory(model, h, w, tile, "encoding" if not effort else f"encoding with effort {effort}",
+                  f"pass a smaller --tile (a multiple of {s})", effort)
     grid = tile_grid(h, w, tile)
-    sections = [sec for r0, r1, c0, c1 in grid for sec in _encode_tile(x[:, r0:r1, c0:c1], model, version)]
+    sections = [sec for r0, r1, c0, c1 in grid for sec in _encode_tile(x[:, r0:r1, c0:c1], model, version, effort)]
     if version == 3:
         fields = (CODEC_MODELS.get(model.name).code, quality, h, w, tile if len(grid) > 1 else 0, weights_tag(weights_id))
         return pack_v3(fields, sections)

@@ -86,9 +86,23 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[CodecModel, dict[str, st
         raise FileFormatError(f"{p} does not match its model: {problem}")
     model.eval()
     model.derive_state()
+    model.lmbda = _lambda_of(meta, p)
     model.to(memory_format=torch.channels_last)  # faster CPU convolutions (see CodecModel.compress)
     meta.setdefault("weights_id", weights_id(state))
     return model, meta
+
+
+def _lambda_of(meta: dict[str, str], path: Path) -> float | None:
+    """The training lambda a weights file records (None if it records none)."""
+    if "lambda" not in meta:
+        return None
+    try:
+        value = float(meta["lambda"])
+    except ValueError:
+        raise FileFormatError(f"{path} records a lambda that is not a number ({meta['lambda'][:40]!r})") from None
+    if not value > 0:
+        raise FileFormatError(f"{path} records a lambda that is not positive ({value})")
+    return value
 
 
 def available_qualities(model: str = DEFAULT_MODEL) -> list[int]:

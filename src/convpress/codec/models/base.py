@@ -83,6 +83,8 @@ class CodecModel(nn.Module):
         mixed_quantization: training only (not stored in weights): the synthesis sees *rounded*
             latents with a straight-through gradient while the rate still sees noisy ones ("mixed
             quantization", Minnen & Singh 2020), so it learns the rounding it gets at test time.
+        lmbda: the lambda of the rate-distortion loss the weights were trained for (set when they
+            are loaded; None for a fresh model); encoder-side refinement optimises that same loss.
     """
 
     name: ClassVar[str] = ""
@@ -95,9 +97,14 @@ class CodecModel(nn.Module):
         super().__init__()
         self.config = {k: int(v) for k, v in config.items()}
         self.mixed_quantization = False
+        self.lmbda: float | None = None
 
-    def compress(self, x: Tensor) -> dict[str, Any]:
-        """x (B, 3, H, W) -> ``{"strings": [[bytes per image] per stream, in ``streams`` order], "shape": (H, W)}``."""
+    def compress(self, x: Tensor, *, effort: int = 0) -> dict[str, Any]:
+        """x (B, 3, H, W) -> ``{"strings": [[bytes per image] per stream, in ``streams`` order], "shape": (H, W)}``.
+
+        ``effort``: iterations of per-image optimisation at encode time that a model may offer
+        (0: none); the file it writes decodes with the same decoder either way.
+        """
         raise NotImplementedError
 
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict[str, Tensor]:
@@ -112,9 +119,10 @@ class CodecModel(nn.Module):
         """Raise :class:`ConfigError` unless :meth:`update` has built what coding needs."""
         raise NotImplementedError
 
-    def bytes_per_pixel(self) -> int:
-        """Peak working memory of coding one image, in bytes per pixel of the padded image (an upper
-        bound, measured); the ``.cpi`` coder refuses tiles that cannot fit with it."""
+    def bytes_per_pixel(self, effort: int = 0) -> int:
+        """Peak working memory of coding one image (with ``effort`` iterations of refinement), in
+        bytes per pixel of the padded image (an upper bound, measured); the ``.cpi`` coder refuses
+        tiles that cannot fit with it."""
         raise NotImplementedError
 
     def derive_state(self) -> None:
@@ -196,10 +204,11 @@ class TransformCodec(CodecModel):
         c = self._rounding_center()
         return y + (torch.round(y - c) + c - y).detach()
 
-    def bytes_per_pixel(self) -> int:
+    def bytes_per_pixel(self, effort: int = 0) -> int:
         # per hidden channel N, measured with ru_maxrss (N=64: 220-290 bytes per pixel for encoding
-        # and decoding 1024x1024 tiles with the hyperprior) and rounded up
-        return 5 * self.config["N"]
+        # and decoding 1024x1024 tiles with the hyperprior) and rounded up; refinement keeps the
+        # synthesis' activations for its backward pass (N=64: about 1,500 bytes per pixel, 512x512)
+        return (28 if effort else 5) * self.config["N"]
 
     def check_ready(self) -> None:
         if not self.entropy_bottleneck.ready:

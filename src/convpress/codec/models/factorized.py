@@ -12,6 +12,7 @@ from torch import Tensor
 
 from convpress.codec.entropy_models import EntropyBottleneck
 from convpress.codec.models import register_codec_model
+from convpress.core.errors import ConfigError
 from convpress.codec.models.base import TransformCodec
 
 __all__ = ["FactorizedPrior"]
@@ -51,9 +52,12 @@ class FactorizedPrior(TransformCodec):
         return True
 
     @torch.no_grad()
-    def compress(self, x: Tensor) -> dict[str, Any]:
+    def compress(self, x: Tensor, *, effort: int = 0) -> dict[str, Any]:
+        """Code images x (B, 3, H, W); this model offers no refinement (``effort`` must be 0)."""
         self.check_input(x)
         self.check_ready()
+        if effort:
+            raise ConfigError(f"the {self.name} model has no encoder-side refinement; use effort 0")
         # channels-last convolutions are markedly faster on CPU
         y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()  # (B, M, H/16, W/16)
         strings, _ = self.entropy_bottleneck.compress(y)

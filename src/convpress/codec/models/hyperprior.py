@@ -18,6 +18,7 @@ from convpress.codec.entropy_models import EntropyBottleneck, GaussianConditiona
 from convpress.codec.fixedpoint import ACT_BITS, IntegerSynthesis
 from convpress.codec.models import register_codec_model
 from convpress.codec.models.base import TransformCodec, conv, deconv
+from convpress.codec.refine import refine_latents
 from convpress.core.errors import ConfigError, FileFormatError
 
 __all__ = ["ScaleHyperprior"]
@@ -98,17 +99,30 @@ class ScaleHyperprior(TransformCodec):
         """Integer z offsets (B, N, h, w) -> scale-table levels of y (B, M, 4h, 4w), integer-exact."""
         return self.h_s_int.levels(self.h_s_int.to_fixed(z_q, self._z_medians_fixed))
 
-    @torch.no_grad()
-    def compress(self, x: Tensor) -> dict[str, Any]:
+    def compress(self, x: Tensor, *, effort: int = 0) -> dict[str, Any]:
+        """Code images x (B, 3, H, W); ``effort`` > 0 refines each image's latents for that many
+        iterations first (:mod:`convpress.codec.refine`; needs ``lmbda``, set by the weights)."""
         self.check_input(x)
         self.check_ready()
-        # channels-last convolutions are markedly faster on CPU
-        y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()  # (B, M, H/16, W/16)
-        z = self.h_a(torch.abs(y))  # (B, N, H/64, W/64)
+        with torch.no_grad():
+            # channels-last convolutions are markedly faster on CPU
+            y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()  # (B, M, H/16, W/16)
+            z = self.h_a(torch.abs(y))  # (B, N, H/64, W/64)
+        if effort:
+            if self.lmbda is None:
+                raise ConfigError(f"refining the latents needs the {self.name} model's lambda (set by its weights file)")
+            refined = [refine_latents(self, x[i : i + 1], y[i : i + 1], z[i : i + 1], iterations=effort, lmbda=self.lmbda)
+                       for i in range(x.shape[0])]
+            y, z = torch.cat([r.y for r in refined]), torch.cat([r.z for r in refined])
+        return self._code(y, z, tuple(x.shape[-2:]))
+
+    @torch.no_grad()
+    def _code(self, y: Tensor, z: Tensor, shape: tuple[int, ...]) -> dict[str, Any]:
+        """The streams of latents y (B, M, h, w) and z (B, N, h/4, w/4) of images of padded size ``shape``."""
         z_strings, z_q = self.entropy_bottleneck.compress(z)
         levels = self.scale_levels(z_q)  # (B, M, H/16, W/16)
         y_strings, _ = self.gaussian_conditional.compress(y, levels)
-        return {"strings": [z_strings, y_strings], "shape": tuple(x.shape[-2:])}
+        return {"strings": [z_strings, y_strings], "shape": shape}
 
     @torch.no_grad()
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict[str, Tensor]:

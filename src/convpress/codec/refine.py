@@ -1,0 +1,174 @@
+"""Encoder-side latent refinement: per image, optimise the latents the encoder sends.
+
+The analysis transform is amortised: trained to be good on average, it leaves rate and
+distortion on the table for any one image. At encode time the latents themselves can be
+optimised for the rate-distortion loss of *this* image, through the fixed decoder (Campos et
+al. 2019; Yang, Bamler and Mandt, NeurIPS 2020, "Improving Inference for Neural Image
+Compression"). The decoder and the file format do not change: the refined latents are coded
+exactly as the analysis transform's would be.
+
+Rounding has no useful gradient, so during the optimisation each latent is replaced by a
+stochastic relaxation of rounding, *stochastic Gumbel annealing* (SGA): the latent becomes a
+soft mix of its floor and its ceiling, drawn from a Gumbel-softmax whose logits favour the
+nearer one (``-atanh(distance) / tau``); as the temperature ``tau`` anneals towards zero the
+mix hardens into rounding, so the optimum found is one of rounded latents. The rate is the
+model's own likelihood of the relaxed latents (the factorized prior for z, the Gaussian
+conditional with the hyper-synthesis' scales for y); the distortion is the MSE of the synthesis
+of the relaxed y, weighted by the model's training lambda (``lambda * 255^2 * MSE + bpp``).
+
+:func:`refine_latents` runs ``iterations`` Adam steps (the effort); more steps cost time at
+encode time only. The result is returned only if its actual (rounded) loss beats the analysis
+transform's, so refinement never makes a file worse on its own objective.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from convpress.core.errors import ConfigError
+
+__all__ = ["RefineResult", "refine_latents", "sga_round", "temperature", "on_iteration"]
+
+_ON_ITERATION: ContextVar[Callable[[], None] | None] = ContextVar("_ON_ITERATION", default=None)
+
+
+@contextmanager
+def on_iteration(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback()`` after every refinement iteration inside the block (a progress bar's
+    advance), however deep in the encoder the refinement runs."""
+    token = _ON_ITERATION.set(callback)
+    try:
+        yield
+    finally:
+        _ON_ITERATION.reset(token)
+
+#: SGA temperature schedule: tau(t) = TAU_MAX * exp(-TAU_RATE * t / iterations), floored at TAU_MIN
+TAU_MAX = 0.5
+TAU_MIN = 0.02
+TAU_RATE = 4.0
+
+
+def temperature(step: int, iterations: int) -> float:
+    """The SGA temperature of ``step`` of ``iterations``: 0.5 annealed exponentially, floored at 0.02."""
+    return max(TAU_MIN, TAU_MAX * math.exp(-TAU_RATE * step / max(1, iterations)))
+
+
+def sga_round(v: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:
+    """Stochastic Gumbel annealing of rounding: a differentiable draw between floor(v) and ceil(v).
+
+    Args:
+        v: latents, any shape.
+        tau: temperature (> 0); near 0 the draw is the nearer integer, at 0.5 it is soft.
+        generator: source of the Gumbel noise (for reproducible encoding).
+
+    Returns:
+        A tensor shaped like ``v`` between ``floor(v)`` and ``floor(v) + 1``.
+    """
+    floor = torch.floor(v.detach())
+    down = (v - floor).clamp(0.0, 1.0 - 1e-6)  # distance to the floor, in [0, 1)
+    up = (floor + 1.0 - v).clamp(1e-6, 1.0)  # distance to the ceiling, in (0, 1]
+    logits = torch.stack([-torch.atanh(down) / tau, -torch.atanh(up.clamp(max=1.0 - 1e-6)) / tau], dim=-1)
+    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype).clamp(1e-10, 1.0 - 1e-10)
+    gumbel = -torch.log(-torch.log(u))
+    weights = F.softmax((logits + gumbel) / tau, dim=-1)  # relaxed one-hot over (floor, ceil)
+    return floor + weights[..., 1]
+
+
+@dataclass
+class RefineResult:
+    """Refined latents and what they are worth on the model's training objective.
+
+    Attributes:
+        y: (1, M, h, w) latents to code.
+        z: (1, N, h/4, w/4) hyper-latents to code.
+        loss_before: ``lambda * 255^2 * MSE + bpp`` of the rounded analysis latents.
+        loss_after: the same of the rounded refined latents (never above ``loss_before``).
+        improved: whether the refined latents are returned (else the analysis ones).
+    """
+
+    y: Tensor
+    z: Tensor
+    loss_before: float
+    loss_after: float
+    improved: bool
+
+
+def _rounded_loss(model: torch.nn.Module, x: Tensor, y: Tensor, z: Tensor, lmbda: float) -> float:
+    """The objective with hard rounding, as the decoder will see it (float hyper-synthesis)."""
+    with torch.no_grad():
+        med = model.entropy_bottleneck.medians().detach().reshape(1, -1, 1, 1)
+        z_hat = torch.round(z - med) + med
+        y_hat = torch.round(y)
+        return float(_loss(model, x, y_hat, z_hat, lmbda))
+
+
+def _loss(model: torch.nn.Module, x: Tensor, y_hat: Tensor, z_hat: Tensor, lmbda: float) -> Tensor:
+    """``lambda * 255^2 * MSE + bpp`` of quantised (or relaxed) latents of one image x (1, 3, H, W)."""
+    pixels = x.shape[-1] * x.shape[-2]
+    bits_z = -torch.log2(model.entropy_bottleneck.likelihood(z_hat)).sum()
+    scales = model.h_s(z_hat)
+    bits_y = -torch.log2(model.gaussian_conditional.likelihood(y_hat, scales)).sum()
+    x_hat = model.g_s(y_hat)
+    return lmbda * 255.0**2 * F.mse_loss(x_hat, x) + (bits_y + bits_z) / pixels
+
+
+def refine_latents(model: torch.nn.Module, x: Tensor, y: Tensor, z: Tensor, *, iterations: int, lmbda: float,
+                   lr: float = 2e-2, seed: int = 0) -> RefineResult:
+    """Optimise the latents of one image for the rate-distortion loss (SGA, see the module docstring).
+
+    Args:
+        model: a scale hyperprior (``g_s``, ``h_s``, ``entropy_bottleneck``, ``gaussian_conditional``).
+        x: the padded image (1, 3, H, W) in [0, 1].
+        y: its analysis latents (1, M, H/16, W/16).
+        z: its hyper-latents (1, N, H/64, W/64).
+        iterations: Adam steps (0 returns the latents unchanged).
+        lmbda: the model's lambda (the weight of ``255^2 * MSE`` against bits per pixel).
+        lr: Adam's learning rate on the latents.
+        seed: seed of the Gumbel noise (encoding is reproducible).
+
+    Raises:
+        ConfigError: for a negative iteration count or a non-positive lambda.
+    """
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ConfigError(f"refinement iterations (effort) must be a non-negative integer, got {iterations!r}")
+    if not lmbda > 0:
+        raise ConfigError(f"refinement needs the model's lambda (> 0), got {lmbda!r}")
+    before = _rounded_loss(model, x, y, z, lmbda)
+    if iterations == 0:
+        return RefineResult(y, z, before, before, False)
+    was_training = model.training
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    med = model.entropy_bottleneck.medians().detach().reshape(1, -1, 1, 1)
+    y_var = y.detach().clone().requires_grad_(True)
+    z_var = (z.detach() - med).clone().requires_grad_(True)  # z relative to the medians it is rounded around
+    opt = torch.optim.Adam([y_var, z_var], lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    tick = _ON_ITERATION.get()
+    try:
+        for step in range(iterations):
+            tau = temperature(step, iterations)
+            loss = _loss(model, x, sga_round(y_var, tau, gen), sga_round(z_var, tau, gen) + med, lmbda)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if tick is not None:
+                tick()
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.train(was_training)
+    y_new, z_new = y_var.detach(), z_var.detach() + med
+    after = _rounded_loss(model, x, y_new, z_new, lmbda)
+    if after < before:
+        return RefineResult(y_new, z_new, before, after, True)
+    return RefineResult(y, z, before, before, False)
