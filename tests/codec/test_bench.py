@@ -27,10 +27,25 @@ def test_quick_bench_reports_every_figure_from_real_files(tmp_path: Path) -> Non
     # lowest level's ~590-byte file of a 192x256 crop (the legacy layout's ~106 bytes were 18%)
     assert all(abs(r["stream_diff_percent"]) < 3 and r["stream_bits"] < r["actual_bits"] for r in result["estimate_vs_actual"])
     assert all(abs(r["diff_percent"]) < 10 for r in result["estimate_vs_actual"])
-    assert {c["name"].split()[0] for c in result["checks"]} >= {"estimated", "BD-rate", "encode", "decode"}
+    names = " ".join(c["name"] for c in result["checks"])
+    assert all(k in names for k in ("test photos", "estimated", "vs JPEG", "vs WebP", "vs AVIF", "highest level", "encode 768x512", "decode 768x512"))
     md = to_markdown(result)
-    assert "| ours | q1 |" in md and "| jpeg | q95 |" in md and "QUICK" in md
-    assert {"vs_jpeg_psnr_pchip_lower_half", "vs_jpeg_psnr_pchip_upper_half"} <= set(result["bd_rate_percent"]) and "| JPEG |" in md.split("lower half")[-1]
-    assert "768x512 image encodes in" in readme_summary(result)
+    assert "| ours | q1 |" in md and "| jpeg | q95 |" in md and "| avif | q95 |" in md and "QUICK" in md
+    # every mode against every anchor, over the whole range and each half
+    assert result["efforts"] == [0, 3] and set(result["curves"]) == {"ours", "ours-e3", "jpeg", "webp", "avif"}
+    for key in ("vs_avif_psnr_pchip", "ours-e3_vs_webp_psnr_pchip_lower_half", "vs_jpeg_psnr_pchip_upper_half"):
+        assert key in result["bd_rate_percent"]
+    # effort 3 refines the latents: real files of the same quality levels, and a time beside it
+    gain = result["refinement"]["ours-e3"]
+    assert gain["effort"] == 3 and gain["mean_encode_s"] > 0
+    for q in qualities:
+        (a,) = result["points"]["ours-e3"][f"q{q}"]
+        (b,) = result["points"]["ours"][f"q{q}"]
+        assert a["bytes"] != b["bytes"] or a["psnr"] != b["psnr"]
+    # speed of every mode and anchor in the same run, as ratios against AVIF
+    timing = result["timing"]["modes"]
+    assert set(timing) == {"ours", "ours-e3", "jpeg", "webp", "avif"} and timing["avif"]["encode_vs_avif"] == 1.0
+    assert timing["ours-e3"]["encode_s_per_mp"] > timing["ours"]["encode_s_per_mp"]
+    assert "than AVIF" in readme_summary(result)
     figs = write_figures(result, tmp_path / "codec.json")
     assert figs and all(f.is_file() and f.stat().st_size > 1000 for f in figs)

@@ -69,11 +69,15 @@ def run_measured(argv: Sequence[str], *, env: dict[str, str] | None = None) -> d
 
 
 def checks_table(checks: list[dict[str, Any]]) -> list[str]:
-    """Markdown lines of a result's checks: met, **NOT MET**, or "goal not reached" for a goal."""
+    """Markdown lines of a result's checks: met, **NOT MET**, "goal not reached" for a goal, or
+    "reported" for a figure an issue asks to see without a target."""
     lines = ["| check | value | target | result |", "|---|---|---|---|"]
     for c in checks:
-        verdict = "met" if c["passed"] else ("goal not reached" if c.get("goal") else "**NOT MET**")
-        lines.append(f"| {c['name']} | {c['value']} | {c['target']} | {verdict} |")
+        if c.get("reported"):
+            verdict = "reported"
+        else:
+            verdict = "met" if c["passed"] else ("goal not reached" if c.get("goal") else "**NOT MET**")
+        lines.append(f"| {c['name']} | {c['value']} | {'—' if c['target'] is None else c['target']} | {verdict} |")
     return lines
 
 

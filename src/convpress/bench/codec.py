@@ -1,21 +1,30 @@
-"""``convpress bench codec``: rate-distortion of the learned codec against JPEG and WebP.
+"""``convpress bench codec``: rate-distortion of the learned codec against JPEG, WebP and AVIF.
 
-On the TEST photos (never used for training): for every shipped quality, the image is encoded
-into real ``.cpi`` bytes and bpp is computed from their length (header and checksums included);
-the decoded 8-bit image gives PSNR and MS-SSIM. JPEG and WebP go through Pillow with default
-settings (only ``quality`` varies). Curves are averaged over the images per setting, and
-Bjøntegaard delta rates (PCHIP and cubic) are computed against each baseline. Also reported:
-estimated (likelihood) vs actual bits, and encode / decode times of a 768x512 image.
+On the test set (:func:`convpress.data.photos.held_out_photos`: the bundled coffee, rocket and
+motorcycle photos and the photographs of Debian's ``lomiri-wallpapers`` when installed, each at
+most 768 pixels on its longer side; no codec was trained on any of them): for every shipped
+quality level, and with each encoder effort (iterations of latent refinement, see
+:mod:`convpress.codec.refine`), the image is encoded into real ``.cpi`` bytes and bpp is computed
+from their length (header and checksums included); the decoded 8-bit image gives PSNR and
+MS-SSIM. The anchors go through Pillow in the same run on the same 8-bit images: JPEG (default
+settings), WebP (``method=6``) and AVIF (libavif, ``speed=4``, 4:4:4). Curves are averaged over
+the images per setting; Bjøntegaard delta rates (PCHIP and cubic) are computed against each
+anchor over the PSNR interval both curves cover, and over its lower and upper halves. Also
+reported: estimated (likelihood) vs actual bits, and encode / decode time per megapixel of every
+mode against the anchors' on one 768x512 photo, measured in the same run.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment, median_time
@@ -25,12 +34,24 @@ from convpress.codec.models import DEFAULT_MODEL
 from convpress.codec.weights import available_qualities, pretrained
 from convpress.core.progress import progress_bar
 from convpress.data.images import to_uint8
-from convpress.data.photos import TEST_PHOTOS, bundled_photo
+from convpress.data.photos import HELD_OUT_BUNDLED, bundled_photo, held_out_photos
 
-__all__ = ["run", "to_markdown", "write_figures"]
+__all__ = ["run", "to_markdown", "write_figures", "ANCHORS"]
 
-JPEG_QUALITIES = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
-WEBP_QUALITIES = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
+#: anchor -> (Pillow format, quality sweep, extra save options)
+ANCHORS: dict[str, tuple[str, list[int], dict[str, Any]]] = {
+    "jpeg": ("JPEG", [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95], {}),
+    "webp": ("WEBP", [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95], {"method": 6}),
+    "avif": ("AVIF", [10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95], {"speed": 4, "subsampling": "4:4:4"}),
+}
+#: anchor quality whose encode and decode time is measured (a middle of the sweep)
+TIMING_QUALITY = {"jpeg": 75, "webp": 75, "avif": 60}
+#: encoder efforts measured (iterations of latent refinement; 0 = the analysis transform's latents)
+EFFORTS = (0, 30)
+#: efforts timed on the 768x512 photo
+TIMED_EFFORTS = (0, 10, 30, 100)
+MIN_PHOTOS = 8
+TOP_PSNR = 38.0
 MAX_EST_DIFF = 2.0
 JPEG_TARGET = -20.0
 TIME_TARGET = 2.0
@@ -38,13 +59,17 @@ TIME_TARGET = 2.0
 MODEL = DEFAULT_MODEL
 
 
-def _pillow(rgb: np.ndarray, fmt: str, quality: int) -> tuple[int, np.ndarray]:
+def _mode(effort: int) -> str:
+    return "ours" if effort == 0 else f"ours-e{effort}"
+
+
+def _pillow(rgb: np.ndarray, fmt: str, quality: int, options: dict[str, Any]) -> tuple[bytes, np.ndarray]:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format=fmt, quality=quality)
+    Image.fromarray(rgb).save(buf, format=fmt, quality=quality, **options)
     data = buf.getvalue()
-    return len(data), np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return data, np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def _point(rgb: np.ndarray, nbytes: int, decoded: np.ndarray) -> dict[str, float]:
@@ -66,62 +91,104 @@ def _mean_curve(points: dict[str, list[dict[str, float]]]) -> list[dict[str, Any
 def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], key: str, method: str,
         part: tuple[float, float] = (0.0, 1.0)) -> float | None:
     """BD-rate in percent, or None when a curve has fewer than 4 points or the curves do not overlap."""
-    import math
-
     if min(len(anchor), len(test)) < 4:
         return None
     v = bd_rate([r["bpp"] for r in anchor], [r[key] for r in anchor], [r["bpp"] for r in test], [r[key] for r in test], method=method, part=part)
     return None if math.isnan(v) else v
 
 
-def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
-    import torch
+def _bd_table(curves: dict[str, list[dict[str, Any]]], modes: list[str]) -> dict[str, float | None]:
+    bd: dict[str, float | None] = {}
+    for mode in modes:
+        prefix = "" if mode == "ours" else f"{mode}_"
+        for base in ANCHORS:
+            for key in ("psnr", "ms_ssim_db"):
+                for method in ("pchip", "cubic"):
+                    bd[f"{prefix}vs_{base}_{key}_{method}"] = _bd(curves[base], curves[mode], key, method)
+            # where along the curve the codec wins: the lower and upper half of the shared PSNR interval
+            bd[f"{prefix}vs_{base}_psnr_pchip_lower_half"] = _bd(curves[base], curves[mode], "psnr", "pchip", (0.0, 0.5))
+            bd[f"{prefix}vs_{base}_psnr_pchip_upper_half"] = _bd(curves[base], curves[mode], "psnr", "pchip", (0.5, 1.0))
+    return bd
 
+
+def _timing(photo: torch.Tensor, qualities: list[int], efforts: tuple[int, ...], repeat: int) -> dict[str, Any]:
+    """Encode and decode seconds per megapixel of every mode and anchor on one 768x512 photo (same run)."""
+    big = F.interpolate(photo[None], size=(512, 768), mode="area")[0].clamp(0, 1)
+    rgb = to_uint8(big)
+    src = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+    mp = 768 * 512 / 1e6
+    q = qualities[len(qualities) // 2]  # a middle level
+    model, meta = pretrained(q, MODEL)
+    rows: dict[str, dict[str, float]] = {}
+    for effort in efforts:
+        data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=effort)
+        reps = repeat if effort == 0 else 1  # refinement takes seconds: once is a fair measure
+        enc = median_time(lambda e=effort: encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=e), warmup=int(effort == 0), repeat=reps)
+        dec = median_time(lambda d=data: decode_image(d, resolver=lambda n, qq: (model, meta)), warmup=1, repeat=repeat)
+        rows[_mode(effort)] = {"encode_s_per_mp": enc / mp, "decode_s_per_mp": dec / mp, "bytes": len(data), "quality": q}
+    for name, (fmt, _, options) in ANCHORS.items():
+        data, _ = _pillow(rgb, fmt, TIMING_QUALITY[name], options)
+
+        def decode(d: bytes = data) -> None:
+            from PIL import Image
+
+            np.asarray(Image.open(io.BytesIO(d)).convert("RGB"))
+
+        enc = median_time(lambda f=fmt, o=options, qq=TIMING_QUALITY[name]: _pillow(rgb, f, qq, o), warmup=1, repeat=repeat)
+        dec = median_time(decode, warmup=1, repeat=repeat)
+        rows[name] = {"encode_s_per_mp": enc / mp, "decode_s_per_mp": dec / mp, "bytes": len(data), "quality": TIMING_QUALITY[name]}
+    for row in rows.values():
+        row["encode_vs_avif"] = row["encode_s_per_mp"] / rows["avif"]["encode_s_per_mp"]
+        row["decode_vs_avif"] = row["decode_s_per_mp"] / rows["avif"]["decode_s_per_mp"]
+    return {"size": [512, 768], "threads": torch.get_num_threads(), "modes": rows}
+
+
+def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     t_start = time.time()
     qualities = available_qualities(MODEL)
     if not qualities:
         raise RuntimeError("no shipped codec weights")
-    images = {n: bundled_photo(n) for n in TEST_PHOTOS}
+    images = held_out_photos(long_side=768, debian=not quick)
+    efforts = EFFORTS
+    anchors = {name: (fmt, qs, options) for name, (fmt, qs, options) in ANCHORS.items()}
     if quick:
         images = {n: im[:, :192, :256].contiguous() for n, im in list(images.items())[:1]}
-    jpeg_q = JPEG_QUALITIES[::3] + [95] if quick else JPEG_QUALITIES
-    webp_q = WEBP_QUALITIES[::3] + [95] if quick else WEBP_QUALITIES
-    ours: dict[str, list[dict[str, float]]] = {}
-    jpeg: dict[str, list[dict[str, float]]] = {}
-    webp: dict[str, list[dict[str, float]]] = {}
+        efforts = (0, 3)
+        anchors = {name: (fmt, qs[::3] + [95], options) for name, (fmt, qs, options) in anchors.items()}
+    modes = [_mode(e) for e in efforts]
+    points: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in [*modes, *anchors]}
     estimate = []
-    steps = len(images) * (len(qualities) + len(jpeg_q) + len(webp_q))
+    steps = len(images) * (len(qualities) * len(efforts) + sum(len(qs) for _, qs, _ in anchors.values()))
     with progress_bar(steps, "bench codec", enabled=progress) as bar:
         for name, x in images.items():
             rgb = to_uint8(x)
             src = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0  # the 8-bit image every codec sees
             for q in qualities:
                 model, meta = pretrained(q, MODEL)
-                data = encode_image(src, model, quality=q, weights_id=meta["weights_id"])
-                y, head = decode_image(data, resolver=lambda n, qq, m=model, mt=meta: (m, mt))
-                p = _point(rgb, len(data), to_uint8(y))
-                with torch.no_grad():
-                    lik = model(pad_image(src, model.stride))["likelihoods"]
-                est_bits = sum(float(-torch.log2(v).sum()) for v in lik.values())
-                p["estimated_bits"] = est_bits
-                ours.setdefault(f"q{q}", []).append({**p, "image": name})
-                streams = sum(head["sections"])  # bytes of the rANS sections, without the container
-                estimate.append({"image": name, "quality": q, "estimated_bits": est_bits, "actual_bits": 8 * len(data), "stream_bits": 8 * streams})
-                bar.advance(1, f"{name} q{q}: {p['bpp']:.3f} bpp {p['psnr']:.2f} dB")
-            for fmt, qs, store in (("JPEG", jpeg_q, jpeg), ("WEBP", webp_q, webp)):
+                for effort in efforts:
+                    t0 = time.perf_counter()
+                    data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=effort)
+                    seconds = time.perf_counter() - t0
+                    y, head = decode_image(data, resolver=lambda n, qq, m=model, mt=meta: (m, mt))
+                    p = _point(rgb, len(data), to_uint8(y))
+                    p["encode_s"] = seconds
+                    if effort == 0:
+                        with torch.no_grad():
+                            lik = model(pad_image(src, model.stride))["likelihoods"]
+                        est_bits = sum(float(-torch.log2(v).sum()) for v in lik.values())
+                        p["estimated_bits"] = est_bits
+                        streams = sum(head["sections"])  # bytes of the rANS sections, without the container
+                        estimate.append({"image": name, "quality": q, "estimated_bits": est_bits, "actual_bits": 8 * len(data),
+                                         "stream_bits": 8 * streams})
+                    points[_mode(effort)].setdefault(f"q{q}", []).append({**p, "image": name})
+                    bar.advance(1, f"{name} q{q} e{effort}: {p['bpp']:.3f} bpp {p['psnr']:.2f} dB")
+            for anchor, (fmt, qs, options) in anchors.items():
                 for q in qs:
-                    n, dec = _pillow(rgb, fmt, q)
-                    store.setdefault(f"q{q}", []).append({**_point(rgb, n, dec), "image": name})
+                    data, dec = _pillow(rgb, fmt, q, options)
+                    points[anchor].setdefault(f"q{q}", []).append({**_point(rgb, len(data), dec), "image": name})
                     bar.advance(1)
-    curves = {"ours": _mean_curve(ours), "jpeg": _mean_curve(jpeg), "webp": _mean_curve(webp)}
-    bd = {}
-    for base in ("jpeg", "webp"):
-        for key in ("psnr", "ms_ssim_db"):
-            for method in ("pchip", "cubic"):
-                bd[f"vs_{base}_{key}_{method}"] = _bd(curves[base], curves["ours"], key, method)
-        # where along the curve the codec wins: BD-rate over the lower and upper half of the shared PSNR interval
-        bd[f"vs_{base}_psnr_pchip_lower_half"] = _bd(curves[base], curves["ours"], "psnr", "pchip", (0.0, 0.5))
-        bd[f"vs_{base}_psnr_pchip_upper_half"] = _bd(curves[base], curves["ours"], "psnr", "pchip", (0.5, 1.0))
+    curves = {m: _mean_curve(v) for m, v in points.items()}
+    bd = _bd_table(curves, modes)
     per_quality_est = []
     for q in qualities:
         rows = [e for e in estimate if e["quality"] == q]
@@ -130,16 +197,23 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
         streams = sum(r["stream_bits"] for r in rows)
         per_quality_est.append({"quality": q, "estimated_bits": est, "actual_bits": act, "diff_percent": 100.0 * (act - est) / est,
                                 "stream_bits": streams, "stream_diff_percent": 100.0 * (streams - est) / est})
-    # timing on a 768x512 image (the first test photo resized), best quality (largest streams)
-    import torch.nn.functional as F
+    timing = _timing(bundled_photo(HELD_OUT_BUNDLED[0]), qualities, (0, 3) if quick else TIMED_EFFORTS, 1 if quick else 5)
+    # the time limits of the original figures: effort 0 on a 768x512 photo
+    enc_t = timing["modes"]["ours"]["encode_s_per_mp"] * 768 * 512 / 1e6
+    dec_t = timing["modes"]["ours"]["decode_s_per_mp"] * 768 * 512 / 1e6
+    gains = {}
+    for e in efforts[1:]:
+        saved = [1 - a["bytes"] / b["bytes"] for q in qualities for a, b in zip(points[_mode(e)][f"q{q}"], points["ours"][f"q{q}"])]
+        dpsnr = [a["psnr"] - b["psnr"] for q in qualities for a, b in zip(points[_mode(e)][f"q{q}"], points["ours"][f"q{q}"])]
+        secs = [p["encode_s"] for q in qualities for p in points[_mode(e)][f"q{q}"]]
+        gains[_mode(e)] = {"effort": e, "bytes_saved_percent": 100 * float(np.mean(saved)), "psnr_gain_db": float(np.mean(dpsnr)),
+                           "bd_rate_vs_effort_0_psnr": _bd(curves["ours"], curves[_mode(e)], "psnr", "pchip"),
+                           "mean_encode_s": float(np.mean(secs))}
+    best = min(modes, key=lambda m: math.inf if bd[("" if m == "ours" else f"{m}_") + "vs_webp_psnr_pchip"] is None
+               else bd[("" if m == "ours" else f"{m}_") + "vs_webp_psnr_pchip"])  # type: ignore[operator]
+    best_prefix = "" if best == "ours" else f"{best}_"
+    top_psnr = max(r["psnr"] for r in curves["ours"])
 
-    big = F.interpolate(images[next(iter(images))][None], size=(512, 768), mode="bilinear", align_corners=False)[0].clamp(0, 1)
-    qmax = max(qualities)
-    model, meta = pretrained(qmax, MODEL)
-    data = encode_image(big, model, quality=qmax, weights_id=meta["weights_id"])
-    repeat = 1 if quick else 5
-    enc_t = median_time(lambda: encode_image(big, model, quality=qmax, weights_id=meta["weights_id"]), warmup=1, repeat=repeat)
-    dec_t = median_time(lambda: decode_image(data, resolver=lambda n, q: (model, meta)), warmup=1, repeat=repeat)
     def _le(v: float | None, target: float) -> bool:
         return v is not None and v <= target
 
@@ -148,12 +222,23 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
 
     worst_est = max(abs(r["diff_percent"]) for r in per_quality_est)
     checks = [
+        {"name": f"test photos never trained on >= {MIN_PHOTOS}", "value": len(images), "target": MIN_PHOTOS, "passed": len(images) >= MIN_PHOTOS},
         {"name": f"estimated vs actual bits within {MAX_EST_DIFF}% (every quality)", "value": round(worst_est, 2), "target": MAX_EST_DIFF, "passed": worst_est <= MAX_EST_DIFF},
         {"name": f"BD-rate vs JPEG (PSNR, PCHIP) <= {JPEG_TARGET}%", "value": _r(bd["vs_jpeg_psnr_pchip"]), "target": JPEG_TARGET, "passed": _le(bd["vs_jpeg_psnr_pchip"], JPEG_TARGET)},
-        {"name": "goal: BD-rate vs WebP (PSNR, PCHIP) < 0%", "value": _r(bd["vs_webp_psnr_pchip"]), "target": 0.0, "passed": _le(bd["vs_webp_psnr_pchip"], -1e-9), "goal": True},
+        {"name": f"BD-rate vs WebP (PSNR, PCHIP, whole range) < 0% ({best})", "value": _r(bd[f"{best_prefix}vs_webp_psnr_pchip"]), "target": 0.0,
+         "passed": _le(bd[f"{best_prefix}vs_webp_psnr_pchip"], -1e-9)},
+        {"name": f"goal: BD-rate vs AVIF (PSNR, PCHIP, whole range) < 0% ({best})", "value": _r(bd[f"{best_prefix}vs_avif_psnr_pchip"]), "target": 0.0,
+         "passed": _le(bd[f"{best_prefix}vs_avif_psnr_pchip"], -1e-9), "goal": True},
+        {"name": f"the highest level reaches {TOP_PSNR} dB (mean PSNR)", "value": round(top_psnr, 2), "target": TOP_PSNR, "passed": top_psnr >= TOP_PSNR},
         {"name": f"encode 768x512 <= {TIME_TARGET} s", "value": round(enc_t, 3), "target": TIME_TARGET, "passed": enc_t <= TIME_TARGET},
         {"name": f"decode 768x512 <= {TIME_TARGET} s", "value": round(dec_t, 3), "target": TIME_TARGET, "passed": dec_t <= TIME_TARGET},
     ]
+    for mode, row in timing["modes"].items():
+        if mode.startswith("ours"):
+            checks.append({"name": f"{mode}: encode time per megapixel vs AVIF (same run; reported)", "value": round(row["encode_vs_avif"], 2),
+                           "target": None, "passed": True, "reported": True})
+            checks.append({"name": f"{mode}: decode time per megapixel vs AVIF (same run; reported)", "value": round(row["decode_vs_avif"], 2),
+                           "target": None, "passed": True, "reported": True})
     weights = {}
     for q in qualities:
         _, meta = pretrained(q, MODEL)
@@ -166,37 +251,42 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
         "images": {n: list(im.shape[1:]) for n, im in images.items()},
         "model": MODEL,
         "weights": weights,
-        "points": {"ours": ours, "jpeg": jpeg, "webp": webp},
+        "efforts": list(efforts),
+        "points": points,
         "curves": curves,
         "bd_rate_percent": bd,
+        "refinement": gains,
         "estimate_vs_actual": per_quality_est,
-        "timing_768x512": {"quality": qmax, "encode_s": enc_t, "decode_s": dec_t, "bytes": len(data), "threads": torch.get_num_threads()},
+        "timing": timing,
         "checks": checks,
     }
 
 
 def write_figures(result: dict[str, Any], json_path: str | Path) -> list[Path]:
-    """The RD plot (PSNR and MS-SSIM vs bpp) as ``<json stem>.png`` beside the JSON."""
+    """The RD plot (PSNR and MS-SSIM vs bpp) of every mode and anchor as ``<json stem>.png`` beside the JSON."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = Path(json_path).with_suffix(".png")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    style = {"ours": (f"convpress codec ({result.get('model', MODEL)})", "o-", "C3"), "jpeg": ("JPEG (Pillow)", "s--", "C0"), "webp": ("WebP (Pillow)", "^--", "C2")}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    modes = [m for m in result["curves"] if m.startswith("ours")]
+    style = {m: (f"convpress {result.get('model', MODEL)}" + ("" if m == "ours" else f", effort {m.split('-e')[1]}"), "o-" if m == "ours" else "o:", f"C{3 + i}")
+             for i, m in enumerate(modes)}
+    style |= {"jpeg": ("JPEG (Pillow)", "s--", "C0"), "webp": ("WebP (libwebp, method 6)", "^--", "C2"), "avif": ("AVIF (libavif, speed 4, 4:4:4)", "v--", "C1")}
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim_db", "MS-SSIM (dB)")):
         for name, (lab, fmt, color) in style.items():
-            c = result["curves"][name]
-            ax.plot([r["bpp"] for r in c], [r[key] for r in c], fmt, color=color, label=lab, ms=4)
-        top = max(r["bpp"] for r in result["curves"]["ours"]) * 1.6
+            c = result["curves"].get(name)
+            if c:
+                ax.plot([r["bpp"] for r in c], [r[key] for r in c], fmt, color=color, label=lab, ms=4)
+        top = max(r["bpp"] for m in modes for r in result["curves"][m]) * 1.6
         ax.set_xlim(0, top)
         ax.set_xlabel("bits per pixel (actual file size)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
-    names = ", ".join(result["images"])
-    fig.suptitle(f"Rate-distortion on {names} (mean per setting; not used for training)")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"Rate-distortion, mean over {len(result['images'])} photos never used for training")
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -205,41 +295,52 @@ def write_figures(result: dict[str, Any], json_path: str | Path) -> list[Path]:
     return [out]
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.1f}%"
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """The BENCHMARKS.md section for this result."""
     env = result["environment"]
     bd = result["bd_rate_percent"]
+    modes = [m for m in result["curves"] if m.startswith("ours")]
+    anchors = [a for a in ANCHORS if a in result["curves"]]
     lines = ["## Learned image compression (`convpress bench codec`)", "",
              f"{env['date']}, {env['cpu_count']} CPU cores, torch {env['torch']}; {result['seconds']:.0f} s"
-             f"{' (QUICK smoke run)' if result['quick'] else ''}. Images: "
+             f"{' (QUICK smoke run)' if result['quick'] else ''}. {len(result['images'])} photos never used for training: "
              + ", ".join(f"{n} ({s[1]}x{s[0]})" for n, s in result["images"].items())
-             + " — never used for training. bpp from the actual `.cpi` file size (header and checksums included).", "",
+             + ". bpp from the actual `.cpi` file size (header and checksums included); every setting is the mean over the photos.", "",
              "| codec | setting | bpp | PSNR (dB) | MS-SSIM | MS-SSIM (dB) |", "|---|---|---|---|---|---|"]
-    for name in ("ours", "jpeg", "webp"):
+    for name in [*modes, *anchors]:
         for r in result["curves"][name]:
             lines.append(f"| {name} | {r['setting']} | {r['bpp']:.3f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | {r['ms_ssim_db']:.2f} |")
-    lines += ["", "**BD-rate of the codec** (negative = fewer bits at equal quality; PCHIP / cubic fit of log-rate):", "",
-              "| anchor | PSNR | MS-SSIM |", "|---|---|---|"]
-    def pct(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:+.1f}%"
-
-    for base in ("jpeg", "webp"):
-        lines.append(f"| {base.upper()} | {pct(bd[f'vs_{base}_psnr_pchip'])} / {pct(bd[f'vs_{base}_psnr_cubic'])} | "
-                     f"{pct(bd[f'vs_{base}_ms_ssim_db_pchip'])} / {pct(bd[f'vs_{base}_ms_ssim_db_cubic'])} |")
-    if "vs_jpeg_psnr_pchip_lower_half" in bd:  # results written before the split lack it
-        lines += ["", "Where the codec wins: PSNR BD-rate (PCHIP) over the lower and the upper half of the PSNR interval "
-                  "that both curves cover:", "", "| anchor | lower half | upper half |", "|---|---|---|"]
-        for base in ("jpeg", "webp"):
-            lines.append(f"| {base.upper()} | {pct(bd[f'vs_{base}_psnr_pchip_lower_half'])} | {pct(bd[f'vs_{base}_psnr_pchip_upper_half'])} |")
-    lines += ["", "**Estimated (likelihoods) vs actual (file) bits**, summed over the images; the coded streams are the "
-              "file without its header and checksum (28-30 bytes per one-tile file since format version 3), i.e. what the rANS coder wrote:", "",
+    lines += ["", "**BD-rate** (negative = fewer bits at equal quality; PCHIP / cubic fit of log-rate; PSNR also over the lower "
+              "and upper half of the interval both curves cover):", "",
+              "| codec | anchor | PSNR | MS-SSIM | PSNR, lower half | PSNR, upper half |", "|---|---|---|---|---|---|"]
+    for mode in modes:
+        pre = "" if mode == "ours" else f"{mode}_"
+        for base in anchors:
+            lines.append(f"| {mode} | {base.upper()} | {_pct(bd[f'{pre}vs_{base}_psnr_pchip'])} / {_pct(bd[f'{pre}vs_{base}_psnr_cubic'])} | "
+                         f"{_pct(bd[f'{pre}vs_{base}_ms_ssim_db_pchip'])} / {_pct(bd[f'{pre}vs_{base}_ms_ssim_db_cubic'])} | "
+                         f"{_pct(bd[f'{pre}vs_{base}_psnr_pchip_lower_half'])} | {_pct(bd[f'{pre}vs_{base}_psnr_pchip_upper_half'])} |")
+    if result.get("refinement"):
+        lines += ["", "**Encoder effort** (latent refinement, same decoder and file format) against effort 0, over every photo and level:", "",
+                  "| effort | bytes saved | PSNR gain | BD-rate vs effort 0 | mean encode time per image |", "|---|---|---|---|---|"]
+        for g in result["refinement"].values():
+            lines.append(f"| {g['effort']} | {g['bytes_saved_percent']:.1f}% | {g['psnr_gain_db']:+.2f} dB | {_pct(g['bd_rate_vs_effort_0_psnr'])} | {g['mean_encode_s']:.1f} s |")
+    lines += ["", "**Estimated (likelihoods) vs actual (file) bits** at effort 0, summed over the photos; the coded streams are "
+              "the file without its header and checksum:", "",
               "| quality | estimated | actual file | difference | coded streams | difference |", "|---|---|---|---|---|---|"]
     for r in result["estimate_vs_actual"]:
-        streams = f"{r['stream_bits']:,} | {r['stream_diff_percent']:+.2f}%" if "stream_bits" in r else "n/a | n/a"
-        lines.append(f"| {r['quality']} | {r['estimated_bits']:,.0f} | {r['actual_bits']:,} | {r['diff_percent']:+.2f}% | {streams} |")
-    t = result["timing_768x512"]
-    lines += ["", f"768x512 image, quality {t['quality']}, {t['threads']} threads: encode {t['encode_s']:.3f} s, "
-              f"decode {t['decode_s']:.3f} s (median; in-process, model loaded).", ""]
+        lines.append(f"| {r['quality']} | {r['estimated_bits']:,.0f} | {r['actual_bits']:,} | {r['diff_percent']:+.2f}% | "
+                     f"{r['stream_bits']:,} | {r['stream_diff_percent']:+.2f}% |")
+    t = result["timing"]
+    lines += ["", f"**Speed** on a {t['size'][1]}x{t['size'][0]} photo, {t['threads']} threads, in the same run (median; model loaded; "
+              "the anchors through Pillow):", "", "| mode | setting | encode s/MP | decode s/MP | encode vs AVIF | decode vs AVIF |", "|---|---|---|---|---|---|"]
+    for mode, r in t["modes"].items():
+        setting = f"level {r['quality']}" if mode.startswith("ours") else f"quality {r['quality']}"
+        lines.append(f"| {mode} | {setting} | {r['encode_s_per_mp']:.3f} | {r['decode_s_per_mp']:.3f} | {r['encode_vs_avif']:.2f}x | {r['decode_vs_avif']:.2f}x |")
+    lines += [""]
     lines += checks_table(result["checks"])
     return "\n".join(lines) + "\n"
 
@@ -253,23 +354,18 @@ def readme_summary(result: dict[str, Any]) -> str:
             return "not comparable (the curves do not overlap)"
         return f"{abs(v):.1f}% {'more' if v > 0 else 'fewer'} bits"
 
-    names = " and ".join(result["images"])
-    rows = result["estimate_vs_actual"]
-    diff = max(abs(r["diff_percent"]) for r in rows)
-    stream_diff = max(abs(r["stream_diff_percent"]) for r in rows) if all("stream_diff_percent" in r for r in rows) else None
-    container = sum(r["actual_bits"] - r.get("stream_bits", 0) for r in rows) / 8 / (len(rows) * len(result["images"]))
-    t = result["timing_768x512"]
-    return (f"Measured (`benchmarks/results/codec.json`, {names}, never used for training): against JPEG the codec "
-            f"needs {more(bd['vs_jpeg_psnr_pchip'])} at equal PSNR ({more(bd['vs_jpeg_ms_ssim_db_pchip'])} at equal "
-            f"MS-SSIM); against WebP {more(bd['vs_webp_psnr_pchip'])} at equal PSNR. "
-            + (f"The saving is not uniform: against JPEG the codec needs {more(bd['vs_jpeg_psnr_pchip_lower_half'])} over the lower "
-               f"half of the PSNR range both curves cover and {more(bd['vs_jpeg_psnr_pchip_upper_half'])} over its upper half. "
-               if "vs_jpeg_psnr_pchip_lower_half" in bd else "")
-            + f"Estimated and actual bits agree within {diff:.1f}%"
-            + (f" (the rANS streams alone within {stream_diff:.1f}%; the rest is the container's header and checksums, "
-               f"{container:.0f} bytes per file on average)" if stream_diff is not None else "")
-            + f", and a 768x512 image encodes in {t['encode_s']:.2f} s and decodes in "
-            f"{t['decode_s']:.2f} s on {t['threads']} threads.")
+    t = result["timing"]["modes"]["ours"]
+    text = (f"Measured (`benchmarks/results/codec.json`, {len(result['images'])} photos never used for training): at equal PSNR "
+            f"the codec needs {more(bd['vs_jpeg_psnr_pchip'])} than JPEG, {more(bd['vs_webp_psnr_pchip'])} than WebP and "
+            f"{more(bd['vs_avif_psnr_pchip'])} than AVIF (against WebP {more(bd['vs_webp_psnr_pchip_lower_half'])} over the lower half "
+            f"of the PSNR range both cover, {more(bd['vs_webp_psnr_pchip_upper_half'])} over the upper half). ")
+    for mode, g in result.get("refinement", {}).items():
+        text += (f"With encoder effort {g['effort']} (latent refinement; same decoder) it needs {more(bd[f'{mode}_vs_webp_psnr_pchip'])} than "
+                 f"WebP and {more(bd[f'{mode}_vs_avif_psnr_pchip'])} than AVIF, at {g['mean_encode_s']:.0f} s of encoding per photo. ")
+    text += (f"The highest level reaches {max(r['psnr'] for r in result['curves']['ours']):.1f} dB. Effort 0 encodes in "
+             f"{t['encode_s_per_mp']:.2f} s/MP ({t['encode_vs_avif']:.2f}x AVIF's time) and decodes in {t['decode_s_per_mp']:.2f} s/MP "
+             f"({t['decode_vs_avif']:.1f}x AVIF's).")
+    return text
 
 
-BENCHMARKS.register("codec", Benchmark(run, to_markdown, "rate-distortion of the learned codec against JPEG and WebP; encode and decode time", write_figures=write_figures, readme_summary=readme_summary))
+BENCHMARKS.register("codec", Benchmark(run, to_markdown, "rate-distortion of the learned codec against JPEG, WebP and AVIF on photos never trained on; encoder effort; speed", write_figures=write_figures, readme_summary=readme_summary))

@@ -15,7 +15,10 @@ import torch
 from convpress.data.images import read_image, to_tensor
 from convpress.core.errors import InputError
 
-__all__ = ["PHOTO_NAMES", "TRAIN_PHOTOS", "TEST_PHOTOS", "bundled_photo", "image_folder"]
+__all__ = [
+    "PHOTO_NAMES", "TRAIN_PHOTOS", "TEST_PHOTOS", "HELD_OUT_BUNDLED", "DEBIAN_TEST_PHOTOS", "DEBIAN_TEST_PHOTO_DIR",
+    "bundled_photo", "image_folder", "load_folder", "held_out_photos", "resize_long_side",
+]
 
 #: colour photos in skimage.data (``cat`` is the same picture as ``chelsea`` and is left out)
 PHOTO_NAMES = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel"]
@@ -23,17 +26,60 @@ PHOTO_NAMES = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", 
 TEST_PHOTOS = ["coffee", "rocket"]
 TRAIN_PHOTOS = [n for n in PHOTO_NAMES if n not in TEST_PHOTOS]
 
+#: bundled photos never used for any training: TEST_PHOTOS and the left view of skimage's stereo pair
+HELD_OUT_BUNDLED = [*TEST_PHOTOS, "motorcycle"]
+#: photographs among the wallpapers of Debian's ``lomiri-wallpapers-16.04`` and ``lomiri-wallpapers-20.04``
+#: packages (photographers credited in the file names), installed with ``apt-get install
+#: lomiri-wallpapers``: never used for training, they make the test set beside the bundled ones
+DEBIAN_TEST_PHOTO_DIR = Path("/usr/share/backgrounds")
+DEBIAN_TEST_PHOTOS = [
+    "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Infinite-Sea_by_Aury88.jpg", "Kleiber_by_Lukas_Baubkus.jpg",
+    "Picture_0B_by_freespace.jpg", "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg", "aitzgorri_by_Aitzol_Berasategi.jpg",
+    "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg", "life_by_Aitzol_Berasategi.jpg",
+    "picosdeeuropa_by_Aitzol_Berasategi.jpg", "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg",
+]
+
 _EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def bundled_photo(name: str) -> torch.Tensor:
-    """A bundled skimage photo as (3, H, W) float32 in [0, 1]."""
+    """A bundled skimage photo as (3, H, W) float32 in [0, 1] (``"motorcycle"``: the left view of the stereo pair)."""
     import skimage.data
 
+    if name == "motorcycle":
+        return to_tensor(skimage.data.stereo_motorcycle()[0], name=name)
     if name not in PHOTO_NAMES:
-        raise InputError(f"unknown bundled photo {name!r}; choose from {', '.join(PHOTO_NAMES)}")
+        raise InputError(f"unknown bundled photo {name!r}; choose from {', '.join([*PHOTO_NAMES, 'motorcycle'])}")
     array: np.ndarray = getattr(skimage.data, name)()
     return to_tensor(array, name=name)
+
+
+def resize_long_side(image: torch.Tensor, long_side: int) -> torch.Tensor:
+    """(3, H, W) -> (3, h, w) with max(h, w) <= ``long_side`` (area averaging; smaller images unchanged)."""
+    import torch.nn.functional as F
+
+    h, w = image.shape[1:]
+    if max(h, w) <= long_side:
+        return image
+    scale = long_side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(image[None], size=size, mode="area")[0].clamp(0, 1)
+
+
+def held_out_photos(*, long_side: int | None = 768, debian: bool = True) -> dict[str, torch.Tensor]:
+    """The test set: photos no convpress network was trained on, each (3, H, W) in [0, 1].
+
+    The bundled :data:`HELD_OUT_BUNDLED` photos, then the :data:`DEBIAN_TEST_PHOTOS` that are
+    installed (none are downloaded), each resized so that its longer side is at most ``long_side``
+    (the wallpapers are 2-6k pixels wide; None keeps full size). Keys are file stems.
+    """
+    out = {n: bundled_photo(n) for n in HELD_OUT_BUNDLED}
+    if debian:
+        for f in DEBIAN_TEST_PHOTOS:
+            path = DEBIAN_TEST_PHOTO_DIR / f
+            if path.is_file():
+                out[path.stem] = read_image(path)
+    return {k: resize_long_side(v, long_side) if long_side else v for k, v in out.items()}
 
 
 def image_folder(path: str | os.PathLike[str]) -> list[Path]:
