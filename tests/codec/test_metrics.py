@@ -23,6 +23,12 @@ def test_psnr_and_ms_ssim_basics() -> None:
     assert ms_ssim_db(0.99) == pytest.approx(20.0)
     with pytest.raises(ValueError):
         ms_ssim(a[:100], a[:100])
+    # the smallest side that works is 176 (five scales of an 11-pixel window); 168 used to pass the
+    # check and fail inside the filtering
+    big = rng.integers(0, 256, (176, 176, 3), dtype=np.uint8)
+    assert ms_ssim(big, big) == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="at least 176 pixels"):
+        ms_ssim(big[:175], big[:175])
 
 
 @pytest.mark.parametrize("method", ["pchip", "cubic"])

@@ -52,14 +52,17 @@ def _ssim_cs(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> tuple[torch
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """MS-SSIM of two uint8 images (H, W[, C]); each side must be at least 161 pixels (five scales)."""
+    """MS-SSIM of two uint8 images (H, W[, C]); each side must be at least 176 pixels (five scales,
+    the last at 1/16 size, still as wide as the 11-pixel window)."""
     x = torch.from_numpy(np.asarray(a, dtype=np.float64))
     y = torch.from_numpy(np.asarray(b, dtype=np.float64))
     if x.ndim == 2:
         x, y = x[..., None], y[..., None]
     x, y = x.permute(2, 0, 1)[:, None], y.permute(2, 0, 1)[:, None]  # (C, 1, H, W)
-    if min(x.shape[-2:]) < 161:
-        raise ValueError("MS-SSIM needs images of at least 161x161 pixels")
+    # avg_pool2d halves with floor: 176 is the smallest side whose fifth scale holds the window
+    # (this check said 161 before, and sides 161-175 failed inside conv2d)
+    if min(x.shape[-2:]) < 11 * 2 ** (len(_MS_WEIGHTS) - 1):
+        raise ValueError(f"MS-SSIM needs images of at least {11 * 2 ** (len(_MS_WEIGHTS) - 1)} pixels on each side")
     win = _gauss()
     values = []
     for i, w in enumerate(_MS_WEIGHTS):
