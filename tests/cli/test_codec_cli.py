@@ -204,3 +204,33 @@ def test_model_choices_come_from_the_registry(photo: Path, quality: int, tmp_pat
         err = capsys.readouterr().err
         assert "invalid choice: 'transformer'" in err and all(repr(n) in err for n in CODEC_MODELS)
     assert main(["qualities", "--model", "hyperprior"]) == 0 and f"quality {quality}:" in capsys.readouterr().out
+
+
+def test_the_overfitted_model_encodes_with_a_budget_and_decodes_from_the_file_alone(photo: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    cpi, png = tmp_path / "o.cpi", tmp_path / "o.png"
+    assert main(["encode", str(photo), str(cpi), "--model", "overfit", "-q", "4", "--iterations", "15"]) == 0
+    assert "quality 4" in capsys.readouterr().out
+    assert main(["info", str(cpi)]) == 0
+    info = capsys.readouterr().out
+    assert "model    overfit, quality 4" in info and "carried in the file" in info and "net, latents per tile" in info
+    assert main(["decode", str(cpi), str(png)]) == 0 and cv2.imread(str(png)).shape == (100, 130, 3)
+    # a time budget: the file is complete whatever the limit cuts
+    assert main(["encode", str(photo), str(tmp_path / "t.cpi"), "--model", "overfit", "-q", "4", "--seconds", "0.5"]) == 0
+    assert main(["decode", str(tmp_path / "t.cpi"), str(tmp_path / "t.png")]) == 0
+    capsys.readouterr()
+    bad = {
+        ("--seconds", "0"): "--seconds must be a positive number",
+        ("--seconds", "nan"): "--seconds must be a positive number",
+        ("--iterations", "-3"): "non-negative number of iterations",
+        ("-q", "77"): "no quality 77 for the overfit model",
+    }
+    for extra, message in bad.items():
+        args = ["encode", str(photo), str(tmp_path / "x.cpi"), "--model", "overfit", "-q", "4", *extra]
+        assert main(args) == 2, extra
+        assert message in _err(capsys)
+        assert not (tmp_path / "x.cpi").exists()
+    assert main(["encode", str(photo), str(tmp_path / "h.cpi"), "-q", "3", "--seconds", "5"]) == 2
+    assert "--seconds bounds the fit of a per-image model" in _err(capsys)
+    assert main(["train", "--model", "overfit", "--work-dir", str(tmp_path / "w"), "--quality", "3", "--out", str(tmp_path / "w.st")]) == 2
+    assert "nothing to train" in _err(capsys)
+    assert main(["qualities", "--model", "overfit"]) == 0 and "quality 8:" in capsys.readouterr().out

@@ -19,6 +19,9 @@ from convpress.core.errors import ConfigError, FileFormatError
 from convpress.core.registry import Registry
 
 
+TINY = {"overfit": {"levels": 3, "arm_hidden": 4, "synth_hidden": 4}}
+
+
 @pytest.mark.parametrize("name", sorted(CODEC_MODELS))
 def test_every_registered_model_declares_what_the_file_format_needs(name: str) -> None:
     cls = CODEC_MODELS.get(name)
@@ -26,18 +29,20 @@ def test_every_registered_model_declares_what_the_file_format_needs(name: str) -
     assert cls.stride >= 1 and DEFAULT_TILE % cls.stride == 0 and MAX_SIDE % cls.stride == 0
     assert cls.streams and len(set(cls.streams)) == len(cls.streams)
     # a tiny model of the family (the Ballé models take N and M; a model with other arguments adds its own here)
-    m = build_model(name, {"N": 8, "M": 12}).eval()
+    m = build_model(name, TINY.get(name, {"N": 8, "M": 12})).eval()
     m.update()
+    if getattr(cls, "per_image", False):
+        m.lmbda = 0.01  # fitted per image: a lambda and a few iterations
     x = torch.rand(2, 3, cls.stride, 2 * cls.stride)
-    c = m.compress(x)
+    c = m.compress(x, effort=3) if getattr(cls, "per_image", False) else m.compress(x)
     assert len(c["strings"]) == len(cls.streams) and all(len(s) == 2 for s in c["strings"])
     assert tuple(c["shape"]) == (cls.stride, 2 * cls.stride)
     assert m.decompress(c["strings"], c["shape"])["x_hat"].shape == x.shape
 
 
 def test_model_codes_are_part_of_the_format() -> None:
-    codes = model_codes()  # written into every version-3 file: these two never change
-    assert codes[0] == "factorized" and codes[1] == "hyperprior" and len(codes) == len(CODEC_MODELS)
+    codes = model_codes()  # written into every version-3 file: these never change
+    assert codes[0] == "factorized" and codes[1] == "hyperprior" and codes[2] == "overfit" and len(codes) == len(CODEC_MODELS)
     with pytest.raises(ConfigError, match="unknown codec model 'hyperprio'.*hyperprior"):
         build_model("hyperprio")
 

@@ -1,7 +1,8 @@
 """10,000 random mutations of a valid .cpi: each decodes to the exact original or is refused with FileFormatError
 (streams forged with valid checksums: refused, or decoded to an image of the declared size, never a crash).
 
-Three files, 10,000 mutations each: a single-tile file and a tiled one (a 40x100 image in tiles of
+Four files, 10,000 mutations each: a file of the overfitted per-image model (whose "net" stream
+carries its decoder, so forged streams also forge architectures and parameters), a single-tile file and a tiled one (a 40x100 image in tiles of
 40x64 and 40x36, whose header fields "t", "h", "w" and section table the mutations forge too) in
 the compact format version 3, and the tiled one in the legacy JSON layout (version 2) that older
 convpress wrote and that still decodes. They come from a tiny randomly initialised hyperprior (fast to decode). Mutations: bit
@@ -26,21 +27,27 @@ from tests.helpers.mutate import mutate, mutations
 
 _STATE: dict[str, dict[str, object]] = {}
 # (image size, tile side, format version); "legacy" is the JSON layout older convpress wrote, still read
-_FILES = {"single": ((21, 37), 1024, 3), "tiled": ((40, 100), 64, 3), "legacy": ((40, 100), 64, 2)}
+_FILES = {"single": ((21, 37), 1024, 3), "tiled": ((40, 100), 64, 3), "legacy": ((40, 100), 64, 2), "overfit": ((21, 37), 1024, 3)}
 
 
 def _setup(which: str) -> dict[str, object]:
     if which not in _STATE:
         torch.manual_seed(0)
-        model = build_model("hyperprior", {"N": 8, "M": 12})
-        with torch.no_grad():
-            model.g_a[-1].weight.mul_(4.0)
-        model.eval()
-        model.update()
-        wid = weights_id(model.state_dict())
         size, tile, version = _FILES[which]
         x = torch.rand(3, *size)
-        data = encode_image(x, model, quality=3, weights_id=wid, tile=tile, version=version)
+        if which == "overfit":  # the per-image family: its decoder parameters are in the file too
+            model = build_model("overfit", {"levels": 3, "arm_hidden": 6, "synth_hidden": 6})
+            model.lmbda = 0.01
+            wid = model.FORMAT_ID  # type: ignore[attr-defined]
+            data = encode_image(x, model, quality=3, weights_id=wid, tile=tile, version=version, effort=20)
+        else:
+            model = build_model("hyperprior", {"N": 8, "M": 12})
+            with torch.no_grad():
+                model.g_a[-1].weight.mul_(4.0)
+            model.eval()
+            model.update()
+            wid = weights_id(model.state_dict())
+            data = encode_image(x, model, quality=3, weights_id=wid, tile=tile, version=version)
         resolver = lambda name, q: (model, {"weights_id": wid})  # noqa: E731
         _STATE[which] = {"data": data, "resolver": resolver, "pixels": decode_image(data, resolver=resolver)[0]}
     return _STATE[which]

@@ -22,7 +22,9 @@ def register(sub: Any) -> None:
         "codec",
         help="learned image compression: encode images to .cpi files, decode them, train models",
         description=(
-            "Learned image compression (Balle et al. 2018 scale hyperprior) with a real rANS bitstream. "
+            "Learned image compression with a real rANS bitstream: a trained scale hyperprior (Balle et al. 2018, "
+            "the default model, shipped weights per quality) or a decoder overfitted to each image and sent "
+            "with it (--model overfit, the Cool-chic / C3 line: nothing shipped, slow to encode, fast to decode). "
             "Images with an alpha channel are composited over white (or see --alpha), grayscale images "
             "are coded as RGB, and 16-bit images are reduced to 8 bits per channel by the codec."
         ),
@@ -41,10 +43,15 @@ def register(sub: Any) -> None:
     e.add_argument("--tile", type=int, default=None, metavar="N",
                    help="code images larger than N x N pixels as independent N x N tiles, bounding memory "
                         "(a multiple of 64; default: 1024)")
-    e.add_argument("--effort", type=int, default=0, metavar="ITERATIONS",
-                   help="refine the latents of each image for this many iterations before coding (hyperprior; "
-                        "about 0.2 s per iteration per 0.4 MP on 2 cores): a better file for the same decoder "
-                        "(default: %(default)s, no refinement; 50-200 is a good range)")
+    e.add_argument("--effort", "--iterations", dest="effort", type=int, default=0, metavar="ITERATIONS",
+                   help="encode budget in iterations. hyperprior: refine the latents of each image for this many "
+                        "iterations before coding (about 0.2 s per iteration per 0.4 MP on 2 cores): a better file "
+                        "for the same decoder (default: 0, no refinement; 50-200 is a good range). overfit: fit the "
+                        "decoder and latents to each image (tile) for this many steps (default: 0 means 1000; about "
+                        "0.3 s per step per 0.2 MP on 2 cores; more steps give smaller, better files)")
+    e.add_argument("--seconds", type=float, default=None, metavar="S",
+                   help="overfit: stop fitting each tile after S seconds, even before --iterations (the file is "
+                        "still complete and valid, only less compact)")
     e.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     e.set_defaults(func=_encode)
 
@@ -102,6 +109,9 @@ def register(sub: Any) -> None:
 
 
 def _encode(args: argparse.Namespace) -> int:
+    import copy
+    import math
+
     from convpress.codec.bitstream import DEFAULT_TILE, encode_image, tile_grid, write_cpi
     from convpress.codec.refine import on_iteration
     from convpress.codec.weights import pretrained
@@ -110,12 +120,22 @@ def _encode(args: argparse.Namespace) -> int:
 
     if args.effort < 0:
         raise ConfigError(f"--effort must be a non-negative number of iterations, got {args.effort}")
+    if args.seconds is not None and not (args.seconds > 0 and math.isfinite(args.seconds)):
+        raise ConfigError(f"--seconds must be a positive number, got {args.seconds}")
     out = check_output(args.output, force=args.force, inputs=[args.input])
     model, meta = pretrained(args.quality, args.model)
+    per_image = bool(getattr(model, "per_image", False))
+    if args.seconds is not None and not per_image:
+        raise ConfigError(f"--seconds bounds the fit of a per-image model (--model overfit), not the {args.model} model")
     x = read_image(args.input, alpha=args.alpha)
     tile = DEFAULT_TILE if args.tile is None else args.tile
-    steps = args.effort * len(tile_grid(int(x.shape[1]), int(x.shape[2]), tile)) if args.effort else None
-    with progress_bar(steps, "refining latents", enabled=bool(args.effort)) as bar, on_iteration(bar.advance):
+    iterations = args.effort or (model.DEFAULT_ITERATIONS if per_image else 0)  # type: ignore[attr-defined]
+    if per_image:
+        model = copy.copy(model)  # pretrained() caches the model: the time limit is this call's
+        model.seconds = args.seconds  # type: ignore[attr-defined]
+    steps = iterations * len(tile_grid(int(x.shape[1]), int(x.shape[2]), tile)) if iterations else None
+    what = "fitting the decoder" if per_image else "refining latents"
+    with progress_bar(steps, what, enabled=bool(iterations)) as bar, on_iteration(bar.advance):
         data = encode_image(x, model, quality=args.quality, weights_id=meta["weights_id"], tile=tile, effort=args.effort)
     write_cpi(out, data)
     h, w = x.shape[1:]
@@ -152,7 +172,9 @@ def _info(args: argparse.Namespace) -> int:
     h, w, q = head["h"], head["w"], head["q"]
     streams = sum(head["sections"])
     tiles = f"tiles of {head['t']}x{head['t']}, {len(tile_grid(h, w, head['t']))} tiles" if "t" in head else "one tile"
-    if q in available_qualities(head["m"]):
+    if getattr(CODEC_MODELS.get(head["m"]), "per_image", False):
+        weights = f"{head['v']} (decoder fitted to this image, carried in the file)"
+    elif q in available_qualities(head["m"]):
         match = weights_match(head["v"], pretrained(q, head["m"])[1]["weights_id"], version)
         weights = f"{head['v']} ({'the shipped weights of this level' if match else 'NOT the shipped weights: cannot decode here'})"
     else:
@@ -182,6 +204,9 @@ def _train(args: argparse.Namespace) -> int:
     from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, train_codec, training_images
     from convpress.codec.weights import load_weights, save_weights
 
+    if getattr(CODEC_MODELS.get(args.model), "per_image", False):
+        raise ConfigError(f"the {args.model} model is fitted to each image when it is encoded: it has nothing to train "
+                          f"(use 'convpress codec encode --model {args.model}')")
     if args.quality not in QUALITY_LAMBDAS:
         raise ConfigError(f"unknown quality {args.quality}; choose from {', '.join(map(str, QUALITY_LAMBDAS))}")
     out = check_output(args.out, force=args.force)

@@ -1,6 +1,7 @@
 """Learned image compression (the TNG idea): Ballé 2017 factorized prior and Ballé 2018 scale
 hyperprior in the CompressAI protocol, a real rANS bitstream in ``.cpi`` files, shipped weights
-for several quality levels, training and benchmarks.
+for several quality levels, training and benchmarks; and a second family that needs no training
+set, a decoder overfitted to each image and carried in its file (:mod:`.overfit`, Cool-chic / C3).
 
 Modules: :mod:`.gdn` (GDN/IGDN), :mod:`.entropy_models` (entropy bottleneck, Gaussian
 conditional; rANS through :mod:`convpress.core.rans`), :mod:`.fixedpoint` (integer-exact
@@ -27,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "CodecModel": "convpress.codec.models",
     "FactorizedPrior": "convpress.codec.models",
     "ScaleHyperprior": "convpress.codec.models",
+    "OverfittedCodec": "convpress.codec.models",
     "build_model": "convpress.codec.models",
     "register_codec_model": "convpress.codec.models",
     "encode_image": "convpress.codec.bitstream",
@@ -48,5 +50,7 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.codec.bitstream import decode_image, encode_image, read_cpi, write_cpi
     from convpress.codec.gdn import GDN, IGDN, gdn
-    from convpress.codec.models import CODEC_MODELS, CodecModel, FactorizedPrior, ScaleHyperprior, build_model, register_codec_model
+    from convpress.codec.models import (
+        CODEC_MODELS, CodecModel, FactorizedPrior, OverfittedCodec, ScaleHyperprior, build_model, register_codec_model,
+    )
     from convpress.codec.weights import available_qualities, load_weights, pretrained, save_weights

@@ -6,7 +6,7 @@ bytes for a one-tile hyperprior file (all integers little-endian)::
 
     magic        8 bytes   b"\\x89CPI\\r\\n\\x1a\\n"
     version      u16       3
-    model        u8        the model's code (``CodecModel.code``: 0 factorized, 1 hyperprior)
+    model        u8        the model's code (``CodecModel.code``: 0 factorized, 1 hyperprior, 2 overfit)
     quality      u8        quality level
     height       u16       image height in pixels (1 .. MAX_SIDE)
     width        u16       image width in pixels
@@ -14,7 +14,8 @@ bytes for a one-tile hyperprior file (all integers little-endian)::
     weights      4 bytes   tag of the weights that made the file (see :func:`weights_tag`)
     lengths      varints   length of every section in 32-bit words (LEB128), in file order
     sections     bytes     the rANS streams: per tile, the model's ``streams`` in order
-                           (hyperprior: z then y; factorized: y)
+                           (hyperprior: z then y; factorized: y; overfit: its
+                           decoder's parameters, then its latents)
     crc          u32       CRC32 of every byte from ``model`` to the end of the last section
 
 The format knows a codec model only through what its class declares (see
@@ -248,19 +249,21 @@ _IMAGE_BYTES_PER_PIXEL = 2 * 3 * 4
 _FIXED_BYTES = 64 << 20
 
 
-def estimate_memory(model: CodecModel, h: int, w: int, tile: int, effort: int = 0) -> int:
+def estimate_memory(model: CodecModel, h: int, w: int, tile: int, effort: int = 0, *, encode: bool = False) -> int:
     """Estimated peak bytes (beyond the loaded model) of coding an h x w image with ``model`` in
-    tiles of side ``tile`` (refined for ``effort`` iterations): one padded tile at the model's
-    ``bytes_per_pixel(effort)``, plus the image."""
+    tiles of side ``tile`` (``encode``: encoding with ``effort``; else decoding): one padded tile
+    at the model's ``encode_bytes_per_pixel(effort)`` or ``bytes_per_pixel()``, plus the image."""
     stride = model.stride
     th, tw = min(h, tile), min(w, tile)
     padded = (th + (-th) % stride) * (tw + (-tw) % stride)
-    return padded * model.bytes_per_pixel(effort) + h * w * _IMAGE_BYTES_PER_PIXEL + _FIXED_BYTES
+    per_pixel = model.encode_bytes_per_pixel(effort) if encode else model.bytes_per_pixel(effort)
+    return padded * per_pixel + h * w * _IMAGE_BYTES_PER_PIXEL + _FIXED_BYTES
 
 
-def _check_memory(model: CodecModel, h: int, w: int, tile: int, action: str, fix: str, effort: int = 0) -> None:
+def _check_memory(model: CodecModel, h: int, w: int, tile: int, action: str, fix: str, effort: int = 0,
+                  *, encode: bool = False) -> None:
     side = min(max(h, w), tile)
-    need = estimate_memory(model, h, w, tile, effort)
+    need = estimate_memory(model, h, w, tile, effort, encode=encode)
     check_fits(need, f"{action} a {w}x{h} image in tiles of {side}x{side}", fix)
 
 
@@ -348,7 +351,7 @@ def encode_image(
         raise ConfigError(f"effort must be a non-negative number of refinement iterations, got {effort!r}")
     h, w = int(x.shape[1]), int(x.shape[2])
     _check_memory(model, h, w, tile, "encoding" if not effort else f"encoding with effort {effort}",
-                  f"pass a smaller --tile (a multiple of {s})", effort)
+                  f"pass a smaller --tile (a multiple of {s})", effort, encode=True)
     grid = tile_grid(h, w, tile)
     sections = [sec for r0, r1, c0, c1 in grid for sec in _encode_tile(x[:, r0:r1, c0:c1], model, version, effort)]
     if version == 3:

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from convpress.core.errors import ConfigError
 
-__all__ = ["RefineResult", "refine_latents", "sga_round", "temperature", "on_iteration"]
+__all__ = ["RefineResult", "refine_latents", "sga_round", "temperature", "on_iteration", "current_callback"]
 
 _ON_ITERATION: ContextVar[Callable[[], None] | None] = ContextVar("_ON_ITERATION", default=None)
 
@@ -49,6 +49,12 @@ def on_iteration(callback: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         _ON_ITERATION.reset(token)
+
+def current_callback() -> Callable[[], None] | None:
+    """The callback :func:`on_iteration` set for this context (None outside one): encoders that
+    iterate (refinement, fitting) call it once per iteration."""
+    return _ON_ITERATION.get()
+
 
 #: SGA temperature schedule: tau(t) = TAU_MAX * exp(-TAU_RATE * t / iterations), floored at TAU_MIN
 TAU_MAX = 0.5

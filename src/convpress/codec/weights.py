@@ -18,10 +18,11 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from convpress.codec.models import DEFAULT_MODEL, CodecModel, build_model
+from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel, build_model
 from convpress.core.atomic import atomic_write_bytes
 from convpress.core.digest import state_digest
 from convpress.core.errors import ConfigError, FileFormatError
@@ -105,8 +106,17 @@ def _lambda_of(meta: dict[str, str], path: Path) -> float | None:
     return value
 
 
+def _per_image(model: str) -> Any:
+    """The class of ``model`` if it is fitted per image (nothing shipped: ``per_image``), else None."""
+    cls = CODEC_MODELS.get(model)
+    return cls if getattr(cls, "per_image", False) else None
+
+
 def available_qualities(model: str = DEFAULT_MODEL) -> list[int]:
-    """Quality levels with shipped weights for ``model``."""
+    """Quality levels with shipped weights for ``model`` (for a model fitted per image: its levels)."""
+    per_image = _per_image(model)
+    if per_image is not None:
+        return sorted(per_image.LAMBDAS)
     out = []
     for f in sorted(WEIGHTS_DIR.glob(f"{model}-q*.safetensors")):
         try:
@@ -120,9 +130,16 @@ def available_qualities(model: str = DEFAULT_MODEL) -> list[int]:
 def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, dict[str, str]]:
     """The shipped model for ``quality`` (cached), and its metadata.
 
+    A model fitted per image ships nothing: it comes fresh, set for the quality's lambda, with
+    its family's ``FORMAT_ID`` as weights id.
+
     Raises:
         ConfigError: if no weights are shipped for that quality.
     """
+    per_image = _per_image(model)
+    if per_image is not None:
+        fresh = per_image.for_quality(quality)
+        return fresh, {"model": model, "quality": str(quality), "lambda": str(fresh.lmbda), "weights_id": per_image.FORMAT_ID}
     path = WEIGHTS_DIR / f"{model}-q{quality}.safetensors"
     if not path.is_file():
         have = ", ".join(str(q) for q in available_qualities(model)) or "none"

@@ -5,6 +5,8 @@ name         code  stride  streams  model
 ===========  ====  ======  =======  ==========================================================
 factorized   0     16      y        factorized prior, Ballé et al. 2017 (:mod:`.factorized`)
 hyperprior   1     64      z, y     scale hyperprior, Ballé et al. 2018 (:mod:`.hyperprior`)
+overfit      2     64      net,     a decoder fitted to each image and carried in its file,
+                           latents  Cool-chic / C3 line (:mod:`.overfit`, :mod:`..overfit`)
 ===========  ====  ======  =======  ==========================================================
 
 A model is a :class:`~.base.CodecModel` subclass that declares what the ``.cpi`` file needs
@@ -30,10 +32,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.codec.models.base import CodecModel, TransformCodec
     from convpress.codec.models.factorized import FactorizedPrior
     from convpress.codec.models.hyperprior import ScaleHyperprior
+    from convpress.codec.models.overfit import OverfittedCodec
 
 __all__ = [
     "CODEC_MODELS", "DEFAULT_MODEL", "register_codec_model", "build_model", "model_codes",
-    "CodecModel", "TransformCodec", "FactorizedPrior", "ScaleHyperprior",
+    "CodecModel", "TransformCodec", "FactorizedPrior", "ScaleHyperprior", "OverfittedCodec",
 ]
 
 #: model name -> model class; filled by the modules of this package (imported on first read)
@@ -47,6 +50,7 @@ _EXPORTS = {
     "TransformCodec": "convpress.codec.models.base",
     "FactorizedPrior": "convpress.codec.models.factorized",
     "ScaleHyperprior": "convpress.codec.models.hyperprior",
+    "OverfittedCodec": "convpress.codec.models.overfit",
 }
 
 

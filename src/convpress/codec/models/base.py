@@ -125,6 +125,11 @@ class CodecModel(nn.Module):
         tiles that cannot fit with it."""
         raise NotImplementedError
 
+    def encode_bytes_per_pixel(self, effort: int = 0) -> int:
+        """Like :meth:`bytes_per_pixel`, for encoding only: the same unless encoding costs more
+        than decoding even at effort 0 (a model fitted per image)."""
+        return self.bytes_per_pixel(effort)
+
     def derive_state(self) -> None:
         """Rebuild the state that weights files leave out (see ``derived_keys``) after loading; nothing by default.
 
