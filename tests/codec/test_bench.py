@@ -32,7 +32,13 @@ def test_quick_bench_reports_every_figure_from_real_files(tmp_path: Path) -> Non
     md = to_markdown(result)
     assert "| ours | q1 |" in md and "| jpeg | q95 |" in md and "| avif | q95 |" in md and "QUICK" in md
     # every mode against every anchor, over the whole range and each half
-    assert result["efforts"] == [0, 3] and set(result["curves"]) == {"ours", "ours-e3", "jpeg", "webp", "avif"}
+    assert result["efforts"] == [0, 3] and set(result["curves"]) == {"ours", "ours-e3", "overfit", "jpeg", "webp", "avif"}
+    # the overfitted per-image family: real files at its levels, decoded in the run, with its decoder's cost
+    for q in result["overfit"]["qualities"]:
+        (p,) = result["points"]["overfit"][f"q{q}"]
+        assert p["bytes"] * 8 / (192 * 256) == p["bpp"] and p["net_bytes"] > 0 and p["decode_s"] > 0
+    assert "overfit_vs_webp_psnr_pchip" in result["bd_rate_percent"] and "overfit: decode 768x512" in names
+    assert result["overfit"]["macs_per_pixel"]["synthesis"] <= 2000
     for key in ("vs_avif_psnr_pchip", "ours-e3_vs_webp_psnr_pchip_lower_half", "vs_jpeg_psnr_pchip_upper_half"):
         assert key in result["bd_rate_percent"]
     # effort 3 refines the latents: real files of the same quality levels, and a time beside it
@@ -44,8 +50,25 @@ def test_quick_bench_reports_every_figure_from_real_files(tmp_path: Path) -> Non
         assert a["bytes"] != b["bytes"] or a["psnr"] != b["psnr"]
     # speed of every mode and anchor in the same run, as ratios against AVIF
     timing = result["timing"]["modes"]
-    assert set(timing) == {"ours", "ours-e3", "jpeg", "webp", "avif"} and timing["avif"]["encode_vs_avif"] == 1.0
+    assert set(timing) == {"ours", "ours-e3", "overfit", "jpeg", "webp", "avif"} and timing["avif"]["encode_vs_avif"] == 1.0
     assert timing["ours-e3"]["encode_s_per_mp"] > timing["ours"]["encode_s_per_mp"]
     assert "than AVIF" in readme_summary(result)
     figs = write_figures(result, tmp_path / "codec.json")
     assert figs and all(f.is_file() and f.stat().st_size > 1000 for f in figs)
+
+
+def test_overfitted_points_are_kept_in_the_work_dir_and_reused(tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    from convpress.bench.codec import _overfit_point
+
+    rgb = (np.random.default_rng(0).random((176, 176, 3)) * 255).astype(np.uint8)  # MS-SSIM needs 176 pixels
+    src = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+    first = _overfit_point("noise", src, rgb, 4, 3, tmp_path)
+    kept = sorted(p.suffix for p in tmp_path.iterdir())
+    assert kept == [".cpi", ".json"]
+    again = _overfit_point("noise", src, rgb, 4, 3, tmp_path)  # read back, decoded again: the same file and time
+    assert again["bytes"] == first["bytes"] and again["encode_s"] == first["encode_s"] and again["psnr"] == first["psnr"]
+    other = _overfit_point("noise", src, rgb, 4, 5, tmp_path)  # another budget is another file
+    assert other["iterations"] == 5 and len(list(tmp_path.iterdir())) == 4

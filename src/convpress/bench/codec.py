@@ -57,6 +57,15 @@ JPEG_TARGET = -20.0
 TIME_TARGET = 2.0
 #: the codec model measured: the one with shipped weights
 MODEL = DEFAULT_MODEL
+#: the second family, fitted per image: its levels and encode budget (fitting steps per image)
+OVERFIT = "overfit"
+OVERFIT_QUALITIES = (2, 4, 6, 8)
+OVERFIT_ITERATIONS = 400
+#: the overfitted codec is measured on the first photos of the test set only (its fits take minutes
+#: each on 2 cores); its BD-rates are against the anchors and the hyperprior on those same photos
+OVERFIT_PHOTOS = 3
+#: the overfitted decoder's target: decoding a 768x512 photo in at most this many seconds
+OVERFIT_DECODE_TARGET = 1.0
 
 
 def _mode(effort: int) -> str:
@@ -143,8 +152,68 @@ def _timing(photo: torch.Tensor, qualities: list[int], efforts: tuple[int, ...],
     return {"size": [512, 768], "threads": torch.get_num_threads(), "modes": rows}
 
 
-def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def overfit_photos(images: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the test photos the overfitted codec is measured on: the first :data:`OVERFIT_PHOTOS`."""
+    return list(images)[:OVERFIT_PHOTOS]
+
+
+def _overfit_point(name: str, src: torch.Tensor, rgb: np.ndarray, q: int, iterations: int, work_dir: Path | None) -> dict[str, Any]:
+    """One RD point of the overfitted codec: fitted here, or read back from ``work_dir`` where an
+    earlier run (of this revision of the model) left the file of the same image, level and budget.
+
+    The fits are minutes each, so they accumulate across runs: a killed run resumes, and a run
+    with another budget adds its files beside the others. The file is decoded again in this run
+    either way; its encode time is the one measured when it was made.
+    """
+    import hashlib
+    import json
+
+    from convpress.codec.bitstream import write_cpi
+    from convpress.core.atomic import atomic_write_bytes
+
+    model, meta = pretrained(q, OVERFIT)
+    tag = hashlib.sha256(rgb.tobytes()).hexdigest()[:10]
+    stem = f"{name}-{tag}-q{q}-i{iterations}-{meta['weights_id']}"
+    cpi = work_dir / f"{stem}.cpi" if work_dir else None
+    record = work_dir / f"{stem}.json" if work_dir else None
+    if cpi is not None and record is not None and cpi.is_file() and record.is_file():
+        data, info = cpi.read_bytes(), json.loads(record.read_text())
+    else:
+        t0 = time.perf_counter()
+        data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=iterations)
+        info = {"encode_s": time.perf_counter() - t0, "fits": model.last_fits}  # type: ignore[attr-defined]
+        if cpi is not None and record is not None:
+            cpi.parent.mkdir(parents=True, exist_ok=True)
+            write_cpi(cpi, data, overwrite=True)
+            atomic_write_bytes(record, json.dumps(info).encode(), overwrite=True)
+    t0 = time.perf_counter()
+    y, _ = decode_image(data)
+    p = _point(rgb, len(data), to_uint8(y))
+    return {**p, "encode_s": info["encode_s"], "decode_s": time.perf_counter() - t0, "image": name,
+            "net_bytes": sum(f["net_bytes"] for f in info["fits"]), "iterations": iterations}
+
+
+def _overfit_timing(photo: torch.Tensor, iterations: int, repeat: int) -> dict[str, float]:
+    """Decode seconds per megapixel of the overfitted codec on the 768x512 timing photo (a short fit:
+    decoding costs the same whatever the fit's length) and its encode seconds per iteration per MP."""
+    big = F.interpolate(photo[None], size=(512, 768), mode="area")[0].clamp(0, 1)
+    src = torch.from_numpy(to_uint8(big)).permute(2, 0, 1).float() / 255.0
+    model, meta = pretrained(OVERFIT_QUALITIES[len(OVERFIT_QUALITIES) // 2], OVERFIT)
+    mp = 768 * 512 / 1e6
+    t0 = time.perf_counter()
+    data = encode_image(src, model, quality=OVERFIT_QUALITIES[len(OVERFIT_QUALITIES) // 2], weights_id=meta["weights_id"], effort=iterations)
+    per_it = (time.perf_counter() - t0) / iterations / mp
+    dec = median_time(lambda: decode_image(data), warmup=1, repeat=repeat)
+    return {"decode_s_per_mp": dec / mp, "encode_s_per_iteration_per_mp": per_it}
+
+
+def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run the benchmark; ``work_dir`` keeps the overfitted codec's files (minutes of fitting each)
+    so that runs resume and accumulate."""
     t_start = time.time()
+    wd = Path(work_dir) / "codec-overfit" if work_dir else None
+    of_quals = OVERFIT_QUALITIES[1:3] if quick else OVERFIT_QUALITIES
+    of_its = 4 if quick else OVERFIT_ITERATIONS
     qualities = available_qualities(MODEL)
     if not qualities:
         raise RuntimeError("no shipped codec weights")
@@ -156,9 +225,11 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
         efforts = (0, 3)
         anchors = {name: (fmt, qs[::3] + [95], options) for name, (fmt, qs, options) in anchors.items()}
     modes = [_mode(e) for e in efforts]
-    points: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in [*modes, *anchors]}
+    points: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in [*modes, OVERFIT, *anchors]}
     estimate = []
-    steps = len(images) * (len(qualities) * len(efforts) + sum(len(qs) for _, qs, _ in anchors.values()))
+    of_names = overfit_photos(images)
+    steps = (len(images) * (len(qualities) * len(efforts) + sum(len(qs) for _, qs, _ in anchors.values()))
+             + len(of_names) * len(of_quals))
     with progress_bar(steps, "bench codec", enabled=progress) as bar:
         for name, x in images.items():
             rgb = to_uint8(x)
@@ -182,6 +253,10 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
                                          "stream_bits": 8 * streams})
                     points[_mode(effort)].setdefault(f"q{q}", []).append({**p, "image": name})
                     bar.advance(1, f"{name} q{q} e{effort}: {p['bpp']:.3f} bpp {p['psnr']:.2f} dB")
+            for q in of_quals if name in of_names else ():
+                p = _overfit_point(name, src, rgb, q, of_its, wd)
+                points[OVERFIT].setdefault(f"q{q}", []).append(p)
+                bar.advance(1, f"{name} overfit q{q}: {p['bpp']:.3f} bpp {p['psnr']:.2f} dB ({p['encode_s']:.0f} s)")
             for anchor, (fmt, qs, options) in anchors.items():
                 for q in qs:
                     data, dec = _pillow(rgb, fmt, q, options)
@@ -189,6 +264,12 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
                     bar.advance(1)
     curves = {m: _mean_curve(v) for m, v in points.items()}
     bd = _bd_table(curves, modes)
+    # the overfitted codec against the anchors and the hyperprior on the photos it was measured on
+    sub_curves = {m: _mean_curve({s: [p for p in v if p["image"] in of_names] for s, v in points[m].items()})
+                  for m in [*anchors, "ours"]}
+    for base in [*anchors, "ours"]:
+        bd[f"{OVERFIT}_vs_{base}_psnr_pchip"] = _bd(sub_curves[base], curves[OVERFIT], "psnr", "pchip")
+        bd[f"{OVERFIT}_vs_{base}_ms_ssim_db_pchip"] = _bd(sub_curves[base], curves[OVERFIT], "ms_ssim_db", "pchip")
     per_quality_est = []
     for q in qualities:
         rows = [e for e in estimate if e["quality"] == q]
@@ -198,6 +279,16 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
         per_quality_est.append({"quality": q, "estimated_bits": est, "actual_bits": act, "diff_percent": 100.0 * (act - est) / est,
                                 "stream_bits": streams, "stream_diff_percent": 100.0 * (streams - est) / est})
     timing = _timing(bundled_photo(HELD_OUT_BUNDLED[0]), qualities, (0, 3) if quick else TIMED_EFFORTS, 1 if quick else 5)
+    of_time = _overfit_timing(bundled_photo(HELD_OUT_BUNDLED[0]), 3 if quick else 20, 1 if quick else 3)
+    of_pts = [p for v in points[OVERFIT].values() for p in v]
+    # encode time from the RD run itself (the fits are too long to repeat): seconds per megapixel
+    of_enc = float(np.mean([p["encode_s"] / (images[p["image"]].shape[1] * images[p["image"]].shape[2] / 1e6) for p in of_pts]))
+    timing["modes"][OVERFIT] = {"encode_s_per_mp": of_enc, "decode_s_per_mp": of_time["decode_s_per_mp"],
+                                "encode_s_per_iteration_per_mp": of_time["encode_s_per_iteration_per_mp"],
+                                "iterations": of_its, "quality": OVERFIT_QUALITIES[len(OVERFIT_QUALITIES) // 2]}
+    for row in timing["modes"].values():
+        row["encode_vs_avif"] = row["encode_s_per_mp"] / timing["modes"]["avif"]["encode_s_per_mp"]
+        row["decode_vs_avif"] = row["decode_s_per_mp"] / timing["modes"]["avif"]["decode_s_per_mp"]
     # the time limits of the original figures: effort 0 on a 768x512 photo
     enc_t = timing["modes"]["ours"]["encode_s_per_mp"] * 768 * 512 / 1e6
     dec_t = timing["modes"]["ours"]["decode_s_per_mp"] * 768 * 512 / 1e6
@@ -212,7 +303,11 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     best = min(modes, key=lambda m: math.inf if bd[("" if m == "ours" else f"{m}_") + "vs_webp_psnr_pchip"] is None
                else bd[("" if m == "ours" else f"{m}_") + "vs_webp_psnr_pchip"])  # type: ignore[operator]
     best_prefix = "" if best == "ours" else f"{best}_"
-    top_psnr = max(r["psnr"] for r in curves["ours"])
+    top_mode, top_psnr = max(((m, max(r["psnr"] for r in curves[m])) for m in modes), key=lambda t: t[1])
+    from convpress.codec.overfit import macs_per_pixel
+
+    of_macs = macs_per_pixel()
+    of_dec = timing["modes"][OVERFIT]["decode_s_per_mp"] * 768 * 512 / 1e6
 
     def _le(v: float | None, target: float) -> bool:
         return v is not None and v <= target
@@ -229,12 +324,16 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
          "passed": _le(bd[f"{best_prefix}vs_webp_psnr_pchip"], -1e-9)},
         {"name": f"goal: BD-rate vs AVIF (PSNR, PCHIP, whole range) < 0% ({best})", "value": _r(bd[f"{best_prefix}vs_avif_psnr_pchip"]), "target": 0.0,
          "passed": _le(bd[f"{best_prefix}vs_avif_psnr_pchip"], -1e-9), "goal": True},
-        {"name": f"the highest level reaches {TOP_PSNR} dB (mean PSNR)", "value": round(top_psnr, 2), "target": TOP_PSNR, "passed": top_psnr >= TOP_PSNR},
+        {"name": f"the highest level reaches {TOP_PSNR} dB (mean PSNR; {top_mode})", "value": round(top_psnr, 2), "target": TOP_PSNR, "passed": top_psnr >= TOP_PSNR},
+        {"name": f"overfit: decode 768x512 <= {OVERFIT_DECODE_TARGET} s", "value": round(of_dec, 3), "target": OVERFIT_DECODE_TARGET,
+         "passed": of_dec <= OVERFIT_DECODE_TARGET},
+        {"name": "overfit: synthesis multiply-adds per pixel <= 2000", "value": round(of_macs["synthesis"]), "target": 2000,
+         "passed": of_macs["synthesis"] <= 2000},
         {"name": f"encode 768x512 <= {TIME_TARGET} s", "value": round(enc_t, 3), "target": TIME_TARGET, "passed": enc_t <= TIME_TARGET},
         {"name": f"decode 768x512 <= {TIME_TARGET} s", "value": round(dec_t, 3), "target": TIME_TARGET, "passed": dec_t <= TIME_TARGET},
     ]
     for mode, row in timing["modes"].items():
-        if mode.startswith("ours"):
+        if mode.startswith("ours") or mode == OVERFIT:
             checks.append({"name": f"{mode}: encode time per megapixel vs AVIF (same run; reported)", "value": round(row["encode_vs_avif"], 2),
                            "target": None, "passed": True, "reported": True})
             checks.append({"name": f"{mode}: decode time per megapixel vs AVIF (same run; reported)", "value": round(row["decode_vs_avif"], 2),
@@ -256,6 +355,11 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
         "curves": curves,
         "bd_rate_percent": bd,
         "refinement": gains,
+        "curves_overfit_photos": sub_curves,
+        "overfit": {"iterations": of_its, "qualities": list(of_quals), "photos": of_names, "macs_per_pixel": of_macs,
+                    "mean_net_bytes": float(np.mean([p["net_bytes"] for p in of_pts])),
+                    "mean_encode_s": float(np.mean([p["encode_s"] for p in of_pts])),
+                    "mean_decode_s": float(np.mean([p["decode_s"] for p in of_pts]))},
         "estimate_vs_actual": per_quality_est,
         "timing": timing,
         "checks": checks,
@@ -271,9 +375,12 @@ def write_figures(result: dict[str, Any], json_path: str | Path) -> list[Path]:
 
     out = Path(json_path).with_suffix(".png")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    modes = [m for m in result["curves"] if m.startswith("ours")]
+    modes = [m for m in result["curves"] if m.startswith("ours") or m == OVERFIT]
     style = {m: (f"convpress {result.get('model', MODEL)}" + ("" if m == "ours" else f", effort {m.split('-e')[1]}"), "o-" if m == "ours" else "o:", f"C{3 + i}")
-             for i, m in enumerate(modes)}
+             for i, m in enumerate(modes) if m != OVERFIT}
+    if OVERFIT in modes:
+        its = result.get("overfit", {}).get("iterations", "?")
+        style[OVERFIT] = (f"convpress overfit (per image, {its} steps)", "D-", "C6")
     style |= {"jpeg": ("JPEG (Pillow)", "s--", "C0"), "webp": ("WebP (libwebp, method 6)", "^--", "C2"), "avif": ("AVIF (libavif, speed 4, 4:4:4)", "v--", "C1")}
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim_db", "MS-SSIM (dB)")):
         for name, (lab, fmt, color) in style.items():
@@ -303,7 +410,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     """The BENCHMARKS.md section for this result."""
     env = result["environment"]
     bd = result["bd_rate_percent"]
-    modes = [m for m in result["curves"] if m.startswith("ours")]
+    modes = [m for m in result["curves"] if m.startswith("ours") or m == OVERFIT]
     anchors = [a for a in ANCHORS if a in result["curves"]]
     lines = ["## Learned image compression (`convpress bench codec`)", "",
              f"{env['date']}, {env['cpu_count']} CPU cores, torch {env['torch']}; {result['seconds']:.0f} s"
@@ -317,12 +424,25 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines += ["", "**BD-rate** (negative = fewer bits at equal quality; PCHIP / cubic fit of log-rate; PSNR also over the lower "
               "and upper half of the interval both curves cover):", "",
               "| codec | anchor | PSNR | MS-SSIM | PSNR, lower half | PSNR, upper half |", "|---|---|---|---|---|---|"]
-    for mode in modes:
+    for mode in [m for m in modes if m != OVERFIT]:
         pre = "" if mode == "ours" else f"{mode}_"
         for base in anchors:
             lines.append(f"| {mode} | {base.upper()} | {_pct(bd[f'{pre}vs_{base}_psnr_pchip'])} / {_pct(bd[f'{pre}vs_{base}_psnr_cubic'])} | "
                          f"{_pct(bd[f'{pre}vs_{base}_ms_ssim_db_pchip'])} / {_pct(bd[f'{pre}vs_{base}_ms_ssim_db_cubic'])} | "
                          f"{_pct(bd[f'{pre}vs_{base}_psnr_pchip_lower_half'])} | {_pct(bd[f'{pre}vs_{base}_psnr_pchip_upper_half'])} |")
+    if OVERFIT in modes:
+        o = result["overfit"]
+        mac = o["macs_per_pixel"]
+        lines += ["", f"**Overfitted per-image codec** (`--model overfit`, a decoder fitted to each photo and sent with it; "
+                  f"{o['iterations']} fitting steps per photo and level, {o['mean_encode_s']:.0f} s per photo on average) on "
+                  f"{len(o['photos'])} of the photos ({', '.join(o['photos'])}), against the anchors and the hyperprior on the "
+                  f"same photos. Its decoder costs {mac['total']:.0f} multiply-adds per pixel (synthesis {mac['synthesis']:.0f}, "
+                  f"upsampling {mac['upsampling']:.0f}, context model {mac['arm']:.0f}); the decoder's parameters take "
+                  f"{o['mean_net_bytes']:.0f} bytes of each file on average.", "",
+                  "| against | BD-rate (PSNR) | BD-rate (MS-SSIM) |", "|---|---|---|"]
+        for base in [*anchors, "ours"]:
+            lines.append(f"| {'hyperprior (effort 0)' if base == 'ours' else base.upper()} | {_pct(bd.get(f'{OVERFIT}_vs_{base}_psnr_pchip'))} | "
+                         f"{_pct(bd.get(f'{OVERFIT}_vs_{base}_ms_ssim_db_pchip'))} |")
     if result.get("refinement"):
         lines += ["", "**Encoder effort** (latent refinement, same decoder and file format) against effort 0, over every photo and level:", "",
                   "| effort | bytes saved | PSNR gain | BD-rate vs effort 0 | mean encode time per image |", "|---|---|---|---|---|"]
@@ -338,7 +458,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines += ["", f"**Speed** on a {t['size'][1]}x{t['size'][0]} photo, {t['threads']} threads, in the same run (median; model loaded; "
               "the anchors through Pillow):", "", "| mode | setting | encode s/MP | decode s/MP | encode vs AVIF | decode vs AVIF |", "|---|---|---|---|---|---|"]
     for mode, r in t["modes"].items():
-        setting = f"level {r['quality']}" if mode.startswith("ours") else f"quality {r['quality']}"
+        setting = f"level {r['quality']}" if mode.startswith("ours") or mode == OVERFIT else f"quality {r['quality']}"
         lines.append(f"| {mode} | {setting} | {r['encode_s_per_mp']:.3f} | {r['decode_s_per_mp']:.3f} | {r['encode_vs_avif']:.2f}x | {r['decode_vs_avif']:.2f}x |")
     lines += [""]
     lines += checks_table(result["checks"])
@@ -362,6 +482,11 @@ def readme_summary(result: dict[str, Any]) -> str:
     for mode, g in result.get("refinement", {}).items():
         text += (f"With encoder effort {g['effort']} (latent refinement; same decoder) it needs {more(bd[f'{mode}_vs_webp_psnr_pchip'])} than "
                  f"WebP and {more(bd[f'{mode}_vs_avif_psnr_pchip'])} than AVIF, at {g['mean_encode_s']:.0f} s of encoding per photo. ")
+    if OVERFIT in result["curves"]:
+        o = result["overfit"]
+        text += (f"The overfitted per-image codec ({o['iterations']} fitting steps per photo, {o['mean_encode_s']:.0f} s of encoding on "
+                 f"average) needs {more(bd[f'{OVERFIT}_vs_webp_psnr_pchip'])} than WebP and {more(bd[f'{OVERFIT}_vs_avif_psnr_pchip'])} "
+                 f"than AVIF, and decodes in {result['timing']['modes'][OVERFIT]['decode_s_per_mp']:.2f} s/MP. ")
     text += (f"The highest level reaches {max(r['psnr'] for r in result['curves']['ours']):.1f} dB. Effort 0 encodes in "
              f"{t['encode_s_per_mp']:.2f} s/MP ({t['encode_vs_avif']:.2f}x AVIF's time) and decodes in {t['decode_s_per_mp']:.2f} s/MP "
              f"({t['decode_vs_avif']:.1f}x AVIF's).")

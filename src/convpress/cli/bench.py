@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from convpress.cli._common import check_output, subcommand_main
+from convpress.core.errors import ConfigError
 from convpress.core.registry import lazy_choices
 
 __all__ = ["register", "run", "main"]
@@ -28,6 +29,9 @@ def register(sub: Any) -> None:
     p.add_argument("--markdown", metavar="MD", help="also write the Markdown summary to this file")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (for smoke tests; figures are not comparable)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.add_argument("--work-dir", metavar="DIR",
+                   help="keep the slow parts of a benchmark here (codec: the overfitted codec's files, minutes of "
+                        "fitting each), so that an interrupted run resumes and later runs reuse them")
     p.set_defaults(func=run)
 
 
@@ -39,7 +43,14 @@ def run(args: argparse.Namespace) -> int:
     out = check_output(args.json_out, force=args.force)
     md_out = check_output(args.markdown, force=True) if args.markdown else None
     bench = BENCHMARKS.get(args.name)
-    result: dict[str, Any] = bench.run(quick=args.quick, progress=True)
+    import inspect
+
+    kwargs: dict[str, Any] = {}
+    if args.work_dir:
+        if "work_dir" not in inspect.signature(bench.run).parameters:
+            raise ConfigError(f"the {args.name} benchmark keeps nothing between runs: --work-dir does not apply to it")
+        kwargs["work_dir"] = args.work_dir
+    result: dict[str, Any] = bench.run(quick=args.quick, progress=True, **kwargs)
     write_json(out, result)
     for fig in bench.write_figures(result, out) if bench.write_figures is not None else []:
         print(f"wrote {fig}", file=sys.stderr)
