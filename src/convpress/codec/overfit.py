@@ -344,7 +344,8 @@ def grid_shapes(h: int, w: int, levels: int) -> list[tuple[int, int]]:
 
 def fit(
     x: Tensor, lmbda: float, *, iterations: int, seconds: float | None = None, config: OverfitConfig = OverfitConfig(),
-    lr: float = 1e-2, seed: int = 0, gain: float = 8.0, on_step: Callable[[], None] | None = None,
+    lr: float = 1e-2, seed: int = 0, gain: float = 8.0, noise_fraction: float = 0.75,
+    on_step: Callable[[], None] | None = None,
 ) -> FitResult:
     """Fit latents and decoder to image x (1, 3, H, W) in [0, 1] (H, W multiples of the stride).
 
@@ -354,6 +355,8 @@ def fit(
             schedule is laid out for ``iterations``, so a time budget ends it early, unannealed).
         gain: latents are stored as ``gain`` times a parameter, so Adam's steps move them
             ``gain`` times faster (integer latents need to travel far).
+        noise_fraction: the share of the steps that use uniform noise in place of rounding (the
+            rest round with a straight-through gradient).
         on_step: called after every step (a progress bar).
     """
     torch.manual_seed(seed)
@@ -363,7 +366,7 @@ def fit(
     params = [nn.Parameter(torch.zeros(s)) for s in shapes]
     opt = torch.optim.Adam([{"params": params}, {"params": net.parameters()}], lr=lr)
     pixels = h * w
-    noisy_until = int(0.75 * iterations)
+    noisy_until = int(noise_fraction * iterations)
     start = time.perf_counter()
     done = 0
     losses: list[float] = []
