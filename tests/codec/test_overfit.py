@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -229,3 +230,19 @@ def test_latents_beyond_the_range_decode_to_the_same_clamped_values_the_encoder_
     _, decoded = ov.decode_streams(net_bytes, lat_bytes, (8, 8))
     for a, b in zip(coded, decoded):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("log2_scale", [-4.0, -1.0, 0.5, 3.0])
+def test_the_training_rate_is_the_information_content_under_the_laplace(log2_scale: float) -> None:
+    # integer symbols near and far from a fractional mean, against the Laplace's bin masses from its CDF
+    from scipy.stats import laplace
+
+    b, mean = 2.0**log2_scale, 0.3
+    q = torch.arange(-6, 7, dtype=torch.float64)
+    mass = laplace.cdf(q.numpy() + 0.5, mean, b) - laplace.cdf(q.numpy() - 0.5, mean, b)
+    want = -np.log2(np.maximum(mass, 2.0**-16))
+    got = ov.laplace_rate(q, torch.full_like(q, mean), torch.full_like(q, log2_scale)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    # a latent at its predicted mean costs almost nothing when the scale is small
+    zero = ov.laplace_rate(torch.zeros(1), torch.zeros(1), torch.full((1,), -4.0))
+    assert float(zero) < 1e-3

@@ -305,9 +305,11 @@ def laplace_rate(q: Tensor, mean: Tensor, log2_scale: Tensor) -> Tensor:
     """Bits of integer (or noisy) latents q under Laplace(mean, 2**log2_scale) over unit bins, (N,) each."""
     b = torch.exp2(log2_scale.clamp(SCALE_MIN, SCALE_MIN + N_SCALES * SCALE_STEP))
     x = torch.abs(q - mean)
-    up = 0.5 * torch.exp(-(x + 0.5) / b)
-    lo = 0.5 * torch.exp(-(x - 0.5).clamp_min(0) / b)
-    p = torch.where(x >= 0.5, lo - up, 1 - lo - up)
+    # tail masses beyond the bin's far edge (x + 0.5) and beyond its near edge |x - 0.5|: the bin
+    # holds their difference when it lies on one side of the mean (x >= 0.5), else all but both tails
+    far = 0.5 * torch.exp(-(x + 0.5) / b)
+    near = 0.5 * torch.exp(-torch.abs(x - 0.5) / b)
+    p = torch.where(x >= 0.5, near - far, 1 - near - far)
     return -torch.log2(p.clamp_min(2.0**-16))
 
 
