@@ -29,7 +29,9 @@ def compressed() -> nn.Module:
 def test_export_matches_pytorch_and_has_a_dynamic_batch(compressed: nn.Module, tmp_path: Path) -> None:
     path = cp.export_onnx(compressed, torch.randn(1, 3, 32, 32), tmp_path / "m.onnx")
     assert onnx_max_error(compressed, path, torch.randn(5, 3, 32, 32)) <= 1e-4
-    assert cp.dense_state_dict(compressed)  # the in-memory model keeps its compression
+    # the in-memory model keeps its compression: half of every kernel pruned, at most 2**6 shared values and zero
+    kernels = [v for k, v in cp.dense_state_dict(compressed).items() if k.endswith("weight") and v.ndim == 4]
+    assert kernels and all(float((v == 0).float().mean()) >= 0.45 and len(torch.unique(v)) <= 65 for v in kernels)
     # sessions do not busy-wait between runs (idle spinning threads slowed other work 5x in bench acceleration)
     opts = onnx_session(path, threads=2).get_session_options()
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
@@ -45,7 +47,11 @@ def test_int8_models_run_and_stay_close(compressed: nn.Module, tmp_path: Path, m
     ref = onnx_session(path).run(None, {"input": x})[0]
     got = onnx_session(q).run(None, {"input": x})[0]
     assert got.shape == ref.shape
-    assert np.abs(got - ref).max() < 0.5 * np.abs(ref).max() + 1e-3  # int8: close, not equal
+    # int8: close, not equal (measured: 1.3% (dynamic) and 1.7% (static) relative RMS error, the largest
+    # error 2% of the output range), and the weights take a quarter of the bytes
+    assert np.sqrt(((got - ref) ** 2).mean() / (ref**2).mean()) < 0.05
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+    assert not np.array_equal(got, ref) and q.stat().st_size < 0.5 * path.stat().st_size
 
 
 def test_static_int8_needs_calibration(tmp_path: Path) -> None:

@@ -82,8 +82,18 @@ def test_separate_splits_trained_kernels_and_reports_error() -> None:
     exact = nn.Sequential(nn.Conv2d(8, 16, 5, padding=2), nn.ReLU()).double()
     exact.load_state_dict({k: v for k, v in m.state_dict().items() if k.startswith("0.")})
     ref = m(x)
-    rep = separate_(m, energy=1.0)
-    assert rep == {} or all(r["kernel_rel_error"] < 1e-6 for r in rep.values())
+    # all the energy keeps every layer at full rank, where splitting would not shrink it: nothing changes
+    assert separate_(m, energy=1.0) == {} and torch.equal(m(x), ref)
+    # a kernel that is exactly of rank 2 across its vertical and horizontal halves splits exactly at rank 2
+    g = torch.Generator().manual_seed(1)
+    k = nn.Sequential(nn.Conv2d(8, 16, 5, padding=2)).double()
+    with torch.no_grad():
+        v, h = torch.randn(2, 8, 5, generator=g, dtype=torch.float64), torch.randn(16, 2, 5, generator=g, dtype=torch.float64)
+        k[0].weight.copy_(torch.einsum("ria,orb->oiab", v, h))
+    want = k(x)
+    (row,) = separate_(k, rank=2).values()
+    assert row["kernel_rel_error"] < 1e-6 and row["params_after"] < row["params_before"]
+    torch.testing.assert_close(k(x), want, rtol=1e-9, atol=1e-9)
     rep = separate_(m, rank=2)
     assert set(rep) == {"0", "2"} and isinstance(m[0], nn.Sequential) and m[0][0].kernel_size == (5, 1)
     assert all(0 < r["kernel_rel_error"] < 1 and r["params_after"] < r["params_before"] for r in rep.values())
