@@ -37,6 +37,21 @@ def test_kmeans_1d_finds_separated_clusters(init: str) -> None:
     assert float(((x.double() - c[labels]) ** 2).mean()) < 2e-4
 
 
+@pytest.mark.parametrize("init", ["linear", "density", "random"])
+def test_kmeans_1d_ends_at_a_fixed_point_of_lloyd(init: str) -> None:
+    # at convergence every centroid is the mean of its members and every value sits with its nearest
+    # centroid (exact expectations, to float64 rounding)
+    g = torch.Generator().manual_seed(3)
+    x = torch.cat([torch.randn(3000, generator=g) * 0.3, torch.randn(1000, generator=g) * 0.05 + 1.5]).double()
+    c, labels = kmeans_1d(x, 8, init=init, max_iter=1000)  # type: ignore[arg-type]
+    for j in range(len(c)):
+        members = x[labels == j]
+        assert members.numel() > 0
+        torch.testing.assert_close(c[j], members.mean(), rtol=0, atol=1e-12)
+    nearest = torch.argmin((x[:, None] - c[None, :]).abs(), 1)
+    assert torch.equal(nearest, labels)
+
+
 def test_kmeans_1d_with_fewer_values_than_clusters_is_exact() -> None:
     x = torch.tensor([0.5, -1.0, 0.5, 2.0])
     c, labels = kmeans_1d(x, 32)
