@@ -47,7 +47,28 @@ def test_transposed_conv_and_upsampling_shrink_the_stride() -> None:
     m = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ConvTranspose2d(2, 2, 4, stride=2, padding=1), nn.Upsample(scale_factor=2))
     f = [f for f in receptive_fields(m).values()]
     assert f[0].stride == (2.0, 2.0) and f[1].stride == (1.0, 1.0) and f[2].stride == (0.5, 0.5)
-    assert measured_receptive_field(m[:2], 40, channels=1)[0] <= f[1].size[0]  # type: ignore[index]
+    assert measured_receptive_field(m[:2], 40, channels=1) == f[1].size
+
+
+def _down() -> nn.Conv2d:
+    return nn.Conv2d(1, 2, 3, stride=2, padding=1)
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (nn.Sequential(_down(), nn.ConvTranspose2d(2, 2, 4, stride=2, padding=1)), (5, 5)),
+        (nn.Sequential(nn.ConvTranspose2d(1, 2, 3, stride=1)), (3, 3)),
+        (nn.Sequential(nn.ConvTranspose2d(1, 2, 5, stride=3, padding=1)), (2, 2)),
+        (nn.Sequential(_down(), nn.Upsample(scale_factor=2)), (3, 3)),  # nearest: no growth
+        (nn.Sequential(_down(), nn.Upsample(scale_factor=2, mode="bilinear")), (5, 5)),  # bilinear: one input step more
+        (nn.Sequential(_down(), nn.Upsample(scale_factor=2), nn.Conv2d(2, 2, 3, padding=1)), (5, 5)),
+        (nn.Sequential(_down(), nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(2, 2, 3, padding=1)), (7, 7)),
+    ],
+)
+def test_fields_through_transposed_convs_and_upsampling_equal_the_measured_ones(model: nn.Module, expected: tuple[int, int]) -> None:
+    assert _rf(model) == expected
+    assert measured_receptive_field(model, 40, channels=1) == expected
 
 
 def test_published_receptive_fields() -> None:
