@@ -17,6 +17,29 @@ def test_quick_can_acceleration_prunes_factorizes_and_never_ends_worse_than_it_s
     # a 3x3 conv 12 -> 12 split into 3x1 (12 -> k) + 1x3 (k -> 12) saves MACs only for k < 18
     assert lr["ranks"] and all(1 <= k < 18 for k in lr["ranks"].values())
     for v in (ch, lr):
-        # fine-tuning keeps the best state on the fixed training crops: never worse than its start
-        assert v["val_mse_best"] <= v["val_mse_start"]
-        assert v["speedup"] > 0 and abs(v["psnr_loss"] - (r["psnr_dense"] - v["psnr"])) < 1e-9
+        # the pruned copies are measured on the TEST photos: a real image, not a broken network
+        assert 15 < v["psnr"] < 60 and v["latency_s"] > 0 and v["params"] < r["params_dense"]
+
+
+def test_distillation_learns_and_keeps_its_best_state() -> None:
+    # the fine-tuning step of the benchmark on its own: a student learns the teacher's map (the loss
+    # falls by a stated margin), and it ends with the state whose validation MSE it reports
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from convpress.bench.can_acceleration import _distill, _val_crops, _val_mse
+
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.rand(3, 200, 200, generator=g) for _ in range(3)]
+    target = nn.Conv2d(3, 3, 3, padding=1)
+    with torch.no_grad():
+        data = [(x, target(x[None])[0].clamp(0, 1)) for x in xs]
+    torch.manual_seed(1)
+    teacher = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)).eval()
+    student = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+    val = _val_crops(data)
+    np.random.seed(0)
+    fit = _distill(student, teacher, data, val, steps=30, lr=1e-2, progress=False, check_every=5)
+    assert fit["val_mse_best"] < 0.7 * fit["val_mse_start"], fit
+    assert _val_mse(student, val) == fit["val_mse_best"]  # the best state is the one loaded
