@@ -42,6 +42,26 @@ def test_feature_hints_with_a_channel_adapter() -> None:
     assert len(res.epoch_losses) == 2
 
 
+def test_feature_hints_pull_the_student_features_to_the_teacher() -> None:
+    # same widths (no adapter): the hinted layer's features move to the teacher's, which the task
+    # loss alone does not do (a hint loss that is dropped or zeroed fails this)
+    x = torch.cat([b[0] for b in _data()])
+
+    def gap(student: nn.Module, teacher: nn.Module) -> float:
+        with torch.no_grad():
+            return float((student[0](x) - teacher[0](x)).pow(2).mean())
+
+    runs = {}
+    for hints in ({}, {"0": "0"}):
+        torch.manual_seed(0)
+        teacher, student = _net(8), _net(8)
+        before = gap(student, teacher)
+        d = cp.Distill(teacher, alpha=0.0, hints=hints, hint_weight=10.0)
+        cp.finetune(student, _data(), nn.functional.cross_entropy, 10, 1e-2, distill=d, progress=False)
+        runs[bool(hints)] = gap(student, teacher) / before
+    assert runs[True] < 0.3 and runs[False] > 0.6, runs
+
+
 def test_output_mode_for_image_to_image_networks() -> None:
     torch.manual_seed(0)
     teacher, student = nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1)
