@@ -32,6 +32,18 @@ def _valid_file(tmp: Path) -> bytes:
 MUTATIONS = mutations()
 
 
+def test_the_unmutated_checkpoint_loads_exactly(tmp_path: Path) -> None:
+    # without this, a loader that refuses everything would pass the fuzz test below
+    path = tmp_path / "copy.ckpt"
+    path.write_bytes(_valid_file(tmp_path))
+    payload = load_checkpoint(path, "finetune")
+    assert payload["epochs_done"] == 3 and payload["losses"] == [0.5, 0.25]
+    original = _ORIGINAL["model"]
+    assert payload["model"].keys() == original.keys()  # type: ignore[attr-defined]
+    assert all(torch.equal(v, original[k]) for k, v in payload["model"].items())  # type: ignore[index]
+    assert payload["optimizer"]["state"]  # the optimiser's moments travel too
+
+
 @settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(m=MUTATIONS)
 def test_mutated_checkpoints_load_exactly_or_are_refused(tmp_path_factory, m) -> None:  # type: ignore[no-untyped-def]
