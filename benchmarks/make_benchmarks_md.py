@@ -33,6 +33,8 @@ def main() -> int:
     sections = []
     names = sorted((p.stem for p in results.glob("*.json")), key=lambda n: (ORDER.index(n) if n in ORDER else 99, n))
     for name in names:
+        if name == "large-images":  # a script's result, rendered into RELIABILITY.md below
+            continue
         if name not in BENCHMARKS:
             print(f"skipping {name}.json: no benchmark of that name", file=sys.stderr)
             continue
@@ -54,6 +56,19 @@ def main() -> int:
         if bench is not None and bench.readme_summary is not None:
             data = json.loads((results / f"{name}.json").read_text())
             text = replace_between(text, f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->", bench.readme_summary(data))
+    # figures of scripts that are not `convpress bench` benchmarks: rendered by the script's own functions
+    large = results / "large-images.json"
+    if large.is_file():
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("large_images", ROOT / "benchmarks" / "large_images.py")
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        data = json.loads(large.read_text())
+        text = replace_between(text, "<!-- bench:large-images -->", "<!-- /bench:large-images -->", module.readme_summary(data))
+        rel = ROOT / "RELIABILITY.md"
+        rel.write_text(replace_between(rel.read_text(), "<!-- bench:large-images -->", "<!-- /bench:large-images -->",
+                                       module.to_markdown(data)))
     readme.write_text(text)
     return 0
 
