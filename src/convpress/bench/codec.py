@@ -63,7 +63,7 @@ OVERFIT_QUALITIES = (2, 4, 6, 8)
 OVERFIT_ITERATIONS = 400
 #: the overfitted codec is measured on the first photos of the test set only (its fits take minutes
 #: each on 2 cores); its BD-rates are against the anchors and the hyperprior on those same photos
-OVERFIT_PHOTOS = 3
+OVERFIT_PHOTOS = 2
 #: the overfitted decoder's target: decoding a 768x512 photo in at most this many seconds
 OVERFIT_DECODE_TARGET = 1.0
 
