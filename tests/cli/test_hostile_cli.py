@@ -1,0 +1,89 @@
+"""Hostile but realistic use of the command line (issue 22): each defect gives one error line, exit 2, no input changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+
+import convpress as cp
+from convpress.cli.main import main
+from convpress.core.container import FLAG_ZLIB, pack_container, split_container
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def _deepen(data: bytes, depth: int = 100_000) -> bytes:
+    """A container file whose JSON header gets a field nested ``depth`` lists deep, checksums valid."""
+    version, flags, header, sections = split_container(data)
+    text = (zlib.decompress(header) if flags & FLAG_ZLIB else header).decode()
+    head = json.loads(text)
+    deep = json.dumps(head)[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"
+    raw = deep.encode()
+    return pack_container(data[:8], version, zlib.compress(raw) if flags & FLAG_ZLIB else raw, sections, flags=flags)
+
+
+@pytest.fixture(scope="module")
+def cpz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("cpz")
+    torch.manual_seed(0)
+    model = cp.create_model("lenet-300-100")
+    cp.prune_(model, 0.9)
+    cp.save(model, tmp / "m.cpz", arch="lenet-300-100")
+    return tmp / "m.cpz"
+
+
+def test_deeply_nested_headers_give_one_line_in_every_command(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "deep.cpz"
+    bad.write_bytes(_deepen(cpz.read_bytes()))
+    before = _sha(bad)
+    for argv in (["inspect", str(bad)], ["decompress", str(bad), "-o", str(tmp_path / "x.pt")], ["analyze", str(bad)],
+                 ["export", str(bad), "-o", str(tmp_path / "x.onnx"), "--input-shape", "1,1,28,28"]):
+        assert main(argv) == 2, argv
+        assert "nests deeper than" in _one_error_line(capsys), argv
+    assert _sha(bad) == before and sorted(p.name for p in tmp_path.iterdir()) == ["deep.cpz"]
+
+
+def test_legacy_cpi_with_a_deeply_nested_header_gives_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from convpress.codec.bitstream import encode_image
+    from convpress.codec.weights import available_qualities, pretrained
+
+    q = available_qualities()[0]
+    model, meta = pretrained(q)
+    data = encode_image(torch.rand(3, 40, 50), model, quality=q, weights_id=meta["weights_id"], version=2)
+    bad = tmp_path / "deep.cpi"
+    bad.write_bytes(_deepen(data))
+    for argv in (["codec", "decode", str(bad), str(tmp_path / "x.png")], ["codec", "info", str(bad)]):
+        assert main(argv) == 2, argv
+        assert "nests deeper than" in _one_error_line(capsys), argv
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_codec_encode_with_force_replaces_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # defect 1 of issue 22: --force was not passed to the writer, so replacing a file crashed
+    import numpy as np
+    from PIL import Image
+
+    from convpress.codec.weights import available_qualities
+
+    png = tmp_path / "a.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)).save(png)
+    out = tmp_path / "a.cpi"
+    out.write_bytes(b"old")
+    q = str(available_qualities()[0])
+    assert main(["codec", "encode", str(png), str(out), "-q", q]) == 2
+    assert "already exists" in _one_error_line(capsys) and out.read_bytes() == b"old"
+    assert main(["codec", "encode", str(png), str(out), "-q", q, "--force"]) == 0
+    assert out.read_bytes()[:4] == b"\x89CPI"
