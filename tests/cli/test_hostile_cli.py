@@ -87,3 +87,76 @@ def test_codec_encode_with_force_replaces_an_existing_file(tmp_path: Path, capsy
     assert "already exists" in _one_error_line(capsys) and out.read_bytes() == b"old"
     assert main(["codec", "encode", str(png), str(out), "-q", q, "--force"]) == 0
     assert out.read_bytes()[:4] == b"\x89CPI"
+
+
+def test_no_output_replaces_an_input_or_another_output(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # defect 2 of issue 22: analyze --json MODEL.cpz --force replaced the model; accelerate and
+    # export could write two outputs onto one path
+    model = tmp_path / "m.cpz"
+    model.write_bytes(cpz.read_bytes())
+    before = _sha(model)
+    for flag in ("--json", "--erf-png"):
+        assert main(["analyze", str(model), flag, str(model), "--force"]) == 2
+        assert "same file as input" in _one_error_line(capsys)
+    assert main(["analyze", str(model), "--json", str(tmp_path / "a.out"), "--erf-png", str(tmp_path / "a.out")]) == 2
+    assert "two outputs are the same file" in _one_error_line(capsys)
+    assert main(["export", str(model), "-o", str(tmp_path / "e.onnx"), "--input-shape", "1,1,28,28", "--int8", "dynamic"]) == 0
+    capsys.readouterr()
+    assert _sha(model) == before
+
+
+def test_a_read_only_destination_is_refused_before_any_work(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # defect 3 of issue 22 (the folder case; a real read-only mount needs root and is tested where possible)
+    import os
+    import stat
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores the mode: a real read-only file system is needed
+            pytest.skip("running as root: directory permissions do not stop writes (see the tmpfs test)")
+        assert main(["decompress", str(cpz), "-o", str(ro / "x.pt")]) == 2
+        assert "cannot write to" in _one_error_line(capsys)
+    finally:
+        ro.chmod(stat.S_IRWXU)
+
+
+def test_a_read_only_file_system_is_refused_before_any_work(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import subprocess
+
+    mnt = tmp_path / "rofs"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("this machine cannot mount a tmpfs")
+    try:
+        for argv in (["decompress", str(cpz), "-o", str(mnt / "x.pt")], ["analyze", str(cpz), "--json", str(mnt / "a.json")],
+                     ["export", str(cpz), "-o", str(mnt / "e.onnx"), "--input-shape", "1,1,28,28"]):
+            assert main(argv) == 2, argv
+            err = _one_error_line(capsys)
+            assert "cannot write to" in err and "Read-only file system" in err, err
+        assert os.listdir(mnt) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_full_disk_gives_one_line_and_leaves_no_debris(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import subprocess
+
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("this machine cannot mount a tmpfs")
+    try:
+        assert main(["decompress", str(cpz), "-o", str(mnt / "x.pt")]) == 2  # 1 MB of tensors into 64 KB
+        err = _one_error_line(capsys)
+        assert "No space left" in err, err
+        assert os.listdir(mnt) == []  # the atomic writer removed its temporary file
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

@@ -59,13 +59,13 @@ def run(args: argparse.Namespace) -> int:
     from convpress.analysis.cost import layer_costs
     from convpress.analysis.latency import measure_latency
     from convpress.analysis.receptive import effective_receptive_field, field_box, receptive_fields, save_erf_png
-    from convpress.cli._common import check_output
+    from convpress.cli._common import check_outputs
     from convpress.models import MODELS
 
     if args.input_size < 1 or args.batch < 1:
         raise ConfigError("--input-size and --batch must be positive")
-    erf_out = check_output(args.erf_png, force=args.force) if args.erf_png else None
-    json_out = check_output(args.json_out, force=args.force) if args.json_out else None
+    # the model file is an input: no output may replace it, even with --force
+    erf_out, json_out = check_outputs([args.erf_png, args.json_out], force=args.force, inputs=[args.model])
     model = _load(args.model).eval()
     mnist = args.model in MODELS and MODELS.meta(args.model).get("task") == "mnist"
     channels = args.channels or (1 if mnist else 3)

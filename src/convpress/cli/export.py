@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from convpress.cli._common import add_force, subcommand_main
@@ -35,12 +36,13 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from convpress.cli._common import check_output
+    from convpress.cli._common import check_outputs
     from convpress.compress.export import export_onnx, onnx_max_error, quantize_onnx
     from convpress.models.checkpoint import load_model
 
-    out = check_output(args.out, force=args.force, inputs=[args.file])
-    int8_out = check_output(out.with_name(out.stem + f".int8-{args.int8}.onnx"), force=args.force) if args.int8 else None
+    int8 = str(Path(args.out).with_name(Path(args.out).stem + f".int8-{args.int8}.onnx")) if args.int8 else None
+    out, int8_out = check_outputs([args.out, int8], force=args.force, inputs=[args.file])
+    assert out is not None
     try:
         shape = tuple(int(v) for v in args.input_shape.split(","))
     except ValueError:

@@ -66,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (IsADirectoryError, PermissionError) as exc:
         print(f"convpress {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # a read-only file system, a full disk, a name too long...: atomic writes leave nothing
+        # behind, so one line is all the user needs
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        print(f"convpress {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"convpress {args.command}: interrupted", file=sys.stderr)
         return 130
