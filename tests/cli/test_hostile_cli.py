@@ -160,3 +160,20 @@ def test_a_full_disk_gives_one_line_and_leaves_no_debris(cpz: Path, tmp_path: Pa
         assert os.listdir(mnt) == []  # the atomic writer removed its temporary file
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_impossible_input_sizes_are_refused_before_any_allocation(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # defect 7 of issue 22: the sizes are estimated from shapes alone (the meta device) and refused
+    monkeypatch.setenv("CONVPRESS_MAX_MEMORY", "2G")
+    for argv in (["analyze", "resnet18", "--input-size", "100000"], ["analyze", str(cpz), "--input-size", "100000"],
+                 ["export", str(cpz), "-o", str(tmp_path / "a.onnx"), "--input-shape", "1,1,100000,100000"],
+                 ["export", str(cpz), "-o", str(tmp_path / "b.onnx"), "--input-shape", "100000,1,28,28"]):
+        assert main(argv) == 2, argv
+        assert "of memory, but only" in _one_error_line(capsys), argv
+    assert list(tmp_path.iterdir()) == []
+    from convpress.analysis.memory import forward_bytes
+
+    model = cp.create_model("lenet-300-100")
+    # the input, the three layers' outputs and the model's own output, float32, batch 2
+    assert forward_bytes(model, (2, 1, 28, 28)) == 4 * 2 * (784 + 300 + 100 + 10 + 10)
