@@ -177,3 +177,27 @@ def test_impossible_input_sizes_are_refused_before_any_allocation(cpz: Path, tmp
     model = cp.create_model("lenet-300-100")
     # the input, the three layers' outputs and the model's own output, float32, batch 2
     assert forward_bytes(model, (2, 1, 28, 28)) == 4 * 2 * (784 + 300 + 100 + 10 + 10)
+
+
+def test_a_small_file_claiming_a_huge_layer_is_refused_before_the_model_is_built(cpz: Path, tmp_path: Path,
+                                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # defect 5 of issue 22: the recorded shapes made load_model build a 50,000 x 20,000 layer (4 GB) first
+    import resource
+
+    from convpress.core.errors import FileFormatError
+    from convpress.models.checkpoint import load_model
+
+    version, flags, header, sections = split_container(cpz.read_bytes())
+    head = json.loads(zlib.decompress(header) if flags & FLAG_ZLIB else header)
+    head["model"]["shapes"]["fc1"] = {"type": "Linear", "in": 20000, "out": 50000, "bias": True}
+    raw = json.dumps(head).encode()
+    forged = tmp_path / "forged.cpz"
+    forged.write_bytes(pack_container(cpz.read_bytes()[:8], version, zlib.compress(raw) if flags & FLAG_ZLIB else raw, sections, flags=flags))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(FileFormatError, match="disagrees with its stored weights"):
+        load_model(forged)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 < 1 << 30  # under 1 GB more
+    for argv in (["analyze", str(forged)], ["export", str(forged), "-o", str(tmp_path / "x.onnx"), "--input-shape", "1,1,28,28"]):
+        assert main(argv) == 2, argv
+        assert "disagrees with its stored weights" in _one_error_line(capsys)
+    assert load_model(cpz) is not None  # the genuine file still loads
