@@ -201,3 +201,12 @@ def test_a_small_file_claiming_a_huge_layer_is_refused_before_the_model_is_built
         assert main(argv) == 2, argv
         assert "disagrees with its stored weights" in _one_error_line(capsys)
     assert load_model(cpz) is not None  # the genuine file still loads
+
+
+@pytest.mark.parametrize("tolerance", ["-1", "0", "nan", "inf"])
+def test_export_refuses_a_tolerance_that_is_not_a_positive_number(cpz: Path, tmp_path: Path, tolerance: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["export", str(cpz), "-o", str(tmp_path / "x.onnx"), "--input-shape", "1,1,28,28", "--tolerance", tolerance]
+    assert main(argv) == 2
+    assert "--tolerance must be a positive number" in _one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []

@@ -30,3 +30,18 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path, monkeyp
     monkeypatch.setenv("CONVPRESS_MAX_MEMORY", "4G")
     with pytest.raises(ConvpressError, match="20000x20000"):
         read_image(bomb)
+
+
+def test_an_animation_is_refused_instead_of_silently_keeping_its_first_frame(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from convpress.core.errors import InputError
+
+    frames = [Image.new("RGB", (16, 12), c) for c in ("red", "green", "blue")]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(InputError, match="animation of 3 frames"):
+        read_image(gif)
+    still = tmp_path / "still.gif"
+    frames[0].save(still)
+    assert read_image(still).shape == (3, 12, 16)

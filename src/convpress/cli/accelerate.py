@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,22 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--lowrank energy must be in (0, 1], got {args.lowrank}")
     if args.epochs < 0 or args.sparsity_epochs < 0:
         raise ConfigError("--epochs and --sparsity-epochs must be non-negative")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise ConfigError(f"--lr must be a positive number, got {args.lr}")
+    if not (args.bn_l1 >= 0 and math.isfinite(args.bn_l1)):
+        raise ConfigError(f"--bn-l1 must be a non-negative number, got {args.bn_l1}")
+    if isinstance(channels, dict):
+        # per-layer names are checked against the architecture, built untrained, before any training
+        import difflib
+
+        from convpress.models import resolve_model
+
+        layers = {n for n, m in resolve_model(args.arch).named_modules() if n}
+        unknown = [n for n in channels if n not in layers]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(layers), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"--channels names layer(s) that {args.arch} does not have: {', '.join(unknown)}{hint}")
     criterion = get_criterion(args.criterion)
     if args.sparsity_epochs and not criterion.uses_bn_sparsity:
         raise ConfigError("--sparsity-epochs is Network Slimming's training for --criterion bn")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from convpress.compress.export import export_onnx, onnx_max_error, quantize_onnx
     from convpress.models.checkpoint import load_model
 
+    if not (args.tolerance > 0 and math.isfinite(args.tolerance)):
+        raise ConfigError(f"--tolerance must be a positive number, got {args.tolerance}")
     int8 = str(Path(args.out).with_name(Path(args.out).stem + f".int8-{args.int8}.onnx")) if args.int8 else None
     out, int8_out = check_outputs([args.out, int8], force=args.force, inputs=[args.file])
     assert out is not None

@@ -102,10 +102,13 @@ def _check_fits_in_memory(path: Path) -> None:
             warnings.simplefilter("ignore")
             with Image.open(path) as im:  # lazy: reads the header only
                 w, h = im.size
+                frames = int(getattr(im, "n_frames", 1) or 1)
     except Exception:  # noqa: BLE001 - not something PIL reads: OpenCV decides below
         return
     finally:
         Image.MAX_IMAGE_PIXELS = limit
+    if frames > 1:  # OpenCV would silently keep the first frame
+        raise InputError(f"{path} is an animation of {frames} frames; extract the frame you want as a still image first")
     check_fits(h * w * _READ_BYTES_PER_PIXEL, f"reading the {w}x{h} image {path}", "use a smaller image")
 
 
