@@ -44,6 +44,12 @@ def test_accelerate_prunes_factorizes_distils_and_exports(tmp_path: Path, checkp
         (["--lowrank", "1.5"], "energy"),
         (["--channels", "0.5", "--int8", "static"], "--int8 needs --onnx"),
         (["--channels", "0.5", "--sparsity-epochs", "2"], "criterion bn"),
+        # issue 22: refused before any training (the model is built untrained to check names)
+        (["--channels", "nosuch=0.5"], "does not have: nosuch"),
+        (["--channels", "layer1.0.conv=0.5"], "did you mean layer1.0.conv"),
+        (["--channels", "0.5", "--lr", "0"], "--lr must be a positive number"),
+        (["--channels", "0.5", "--lr", "nan"], "--lr must be a positive number"),
+        (["--channels", "0.5", "--bn-l1", "-1"], "--bn-l1 must be a non-negative number"),
     ],
 )
 def test_accelerate_refuses_bad_settings(tmp_path: Path, checkpoint: Path, tiny_image_folder: Path, capsys: pytest.CaptureFixture[str], extra: list[str], match: str) -> None:

@@ -23,3 +23,17 @@ def test_split_container_inverts_pack_container(header, flags) -> None:  # type:
     assert decode_container(forged, MAGIC, [7]).sections[1] == b"abd"
     with pytest.raises(FileFormatError, match="checksum"):
         decode_container(forged[:-1] + bytes([forged[-1] ^ 1]), MAGIC, [7])
+
+
+@pytest.mark.parametrize("depth", [33, 5_000, 200_000])
+def test_deeply_nested_headers_with_valid_checksums_are_refused_in_one_line(depth: int) -> None:
+    # below the parser's own limit (33) the depth check refuses; far beyond it (200,000) the parser's
+    # RecursionError is caught: either way one FileFormatError, never a traceback
+    from convpress.core.container import MAX_JSON_DEPTH, decode_container, pack_container
+
+    header = b'{"sections": [], "x": ' + b"[" * depth + b"]" * depth + b"}"
+    data = pack_container(b"TESTMAGI", 1, header, [])
+    with pytest.raises(FileFormatError, match=f"nests deeper than {MAX_JSON_DEPTH} levels"):
+        decode_container(data, b"TESTMAGI", [1], what="test file", name="f")
+    ok = b'{"sections": [], "x": ' + b"[" * 30 + b"]" * 30 + b"}"  # our headers nest 4 deep: 30 is allowed
+    assert decode_container(pack_container(b"TESTMAGI", 1, ok, []), b"TESTMAGI", [1], what="test file", name="f").header["sections"] == []

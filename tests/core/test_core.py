@@ -171,3 +171,24 @@ def test_the_documented_public_names_import() -> None:
 
     for name in cp.__all__:
         assert getattr(cp, name) is not None, name
+
+
+def test_a_write_removes_the_temporary_files_a_killed_write_left(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # issue 22: a SIGKILL during a write leaves .NAME.<random>.tmp; the next write of NAME removes it
+    import subprocess
+    import sys
+
+    from convpress.core.atomic import atomic_write_bytes
+
+    out = tmp_path / "model.cpz"
+    code = ("import os, signal, tempfile, sys; from pathlib import Path; out = Path(sys.argv[1]); "
+            "fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent); os.write(fd, b'partial'); "
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    subprocess.run([sys.executable, "-c", code, str(out)], check=False)
+    stale = [p.name for p in tmp_path.iterdir()]
+    assert len(stale) == 1 and stale[0].startswith(".model.cpz.") and stale[0].endswith(".tmp")
+    (tmp_path / ".model.cpz.notours").write_bytes(b"keep")  # not our pattern: never touched
+    (tmp_path / ".other.cpz.abcd1234.tmp").write_bytes(b"keep")  # another destination's: not ours to judge
+    atomic_write_bytes(out, b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.cpz.notours", ".other.cpz.abcd1234.tmp", "model.cpz"]
+    assert out.read_bytes() == b"whole"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from convpress.core.errors import ConfigError
 
-__all__ = ["check_output", "subcommand_main", "add_force"]
+__all__ = ["check_output", "check_outputs", "subcommand_main", "add_force"]
 
 
 def add_force(parser: "object") -> None:
@@ -41,6 +41,43 @@ def check_output(path: str | os.PathLike[str], *, force: bool, inputs: Sequence[
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise ConfigError(f"output directory {parent} does not exist")
+    _probe_writable(parent)
+    return out
+
+
+def _probe_writable(folder: Path) -> None:
+    """Create and remove a probe file in ``folder``, so that a read-only, full or forbidden
+    destination is found before any long work rather than after it."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=".convpress-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+
+
+def check_outputs(paths: Sequence[str | os.PathLike[str] | None], *, force: bool,
+                  inputs: Sequence[str | os.PathLike[str]] = ()) -> list[Path | None]:
+    """:func:`check_output` for every output of one command (None: not asked for), and refuse two
+    outputs that are the same file (one would silently replace the other).
+
+    Raises:
+        ConfigError: with one sentence saying what is wrong.
+    """
+    seen: dict[Path, str] = {}
+    out: list[Path | None] = []
+    for p in paths:
+        if p is None:
+            out.append(None)
+            continue
+        checked = check_output(p, force=force, inputs=inputs)
+        key = checked.resolve()
+        if key in seen:
+            raise ConfigError(f"two outputs are the same file {checked} ({seen[key]} and {p}); give each its own path")
+        seen[key] = str(p)
+        out.append(checked)
     return out
 
 

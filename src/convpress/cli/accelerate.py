@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convpress.cli._common import add_force, subcommand_main
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from convpress.cli._common import check_output
+    from convpress.cli._common import check_outputs
     from convpress.cli._task import check_task_arguments, load_task
     from convpress.cli.compress import parse_layer_values
     from convpress.compress.accelerate import AccelerateConfig, accelerate
@@ -74,13 +76,11 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     inputs = [args.checkpoint] if args.checkpoint else []
-    out = check_output(args.out, force=args.force, inputs=inputs)
-    onnx_out = check_output(args.onnx, force=args.force, inputs=inputs) if args.onnx else None
-    int8_out = None
-    if args.int8:
-        if onnx_out is None:
-            raise ConfigError("--int8 needs --onnx (the int8 model is written next to it)")
-        int8_out = check_output(onnx_out.with_name(onnx_out.stem + f".int8-{args.int8}.onnx"), force=args.force)
+    if args.int8 and not args.onnx:
+        raise ConfigError("--int8 needs --onnx (the int8 model is written next to it)")
+    int8 = str(Path(args.onnx).with_name(Path(args.onnx).stem + f".int8-{args.int8}.onnx")) if args.int8 else None
+    out, onnx_out, int8_out = check_outputs([args.out, args.onnx, int8], force=args.force, inputs=inputs)
+    assert out is not None
     if args.channels is None and args.lowrank is None:
         raise ConfigError("choose at least one method: --channels and/or --lowrank")
     channels = parse_layer_values(args.channels, float, "--channels") if args.channels is not None else None
@@ -90,6 +90,22 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--lowrank energy must be in (0, 1], got {args.lowrank}")
     if args.epochs < 0 or args.sparsity_epochs < 0:
         raise ConfigError("--epochs and --sparsity-epochs must be non-negative")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise ConfigError(f"--lr must be a positive number, got {args.lr}")
+    if not (args.bn_l1 >= 0 and math.isfinite(args.bn_l1)):
+        raise ConfigError(f"--bn-l1 must be a non-negative number, got {args.bn_l1}")
+    if isinstance(channels, dict):
+        # per-layer names are checked against the architecture, built untrained, before any training
+        import difflib
+
+        from convpress.models import resolve_model
+
+        layers = {n for n, m in resolve_model(args.arch).named_modules() if n}
+        unknown = [n for n in channels if n not in layers]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(layers), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"--channels names layer(s) that {args.arch} does not have: {', '.join(unknown)}{hint}")
     criterion = get_criterion(args.criterion)
     if args.sparsity_epochs and not criterion.uses_bn_sparsity:
         raise ConfigError("--sparsity-epochs is Network Slimming's training for --criterion bn")

@@ -59,17 +59,22 @@ def run(args: argparse.Namespace) -> int:
     from convpress.analysis.cost import layer_costs
     from convpress.analysis.latency import measure_latency
     from convpress.analysis.receptive import effective_receptive_field, field_box, receptive_fields, save_erf_png
-    from convpress.cli._common import check_output
+    from convpress.cli._common import check_outputs
     from convpress.models import MODELS
 
     if args.input_size < 1 or args.batch < 1:
         raise ConfigError("--input-size and --batch must be positive")
-    erf_out = check_output(args.erf_png, force=args.force) if args.erf_png else None
-    json_out = check_output(args.json_out, force=args.force) if args.json_out else None
+    # the model file is an input: no output may replace it, even with --force
+    erf_out, json_out = check_outputs([args.erf_png, args.json_out], force=args.force, inputs=[args.model])
     model = _load(args.model).eval()
     mnist = args.model in MODELS and MODELS.meta(args.model).get("task") == "mnist"
     channels = args.channels or (1 if mnist else 3)
     size = 28 if mnist and args.input_size == 224 else args.input_size
+    from convpress.analysis.memory import check_forward_fits
+
+    # the table runs the model once, the receptive field and latency more: refuse what cannot fit first
+    check_forward_fits(model, (max(1, args.batch), channels, size, size), f"running {args.model} on {channels}x{size}x{size} inputs",
+                       "choose a smaller --input-size or --batch", factor=3.0)
     x = torch.zeros(1, channels, size, size)
     try:
         costs = layer_costs(model, x)
@@ -116,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"latency: {lat * 1e3:.2f} ms per batch of {args.batch} (median of 20, {torch.get_num_threads()} threads)")
         result["latency_s"] = lat
     if json_out is not None:
-        json_out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        from convpress.core.atomic import atomic_write_text
+
+        # atomic: a full disk leaves the old file (or none), never a truncated one
+        atomic_write_text(json_out, json.dumps(result, indent=2, default=str) + "\n", overwrite=True)
     return 0
 
 

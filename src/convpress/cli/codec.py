@@ -137,7 +137,7 @@ def _encode(args: argparse.Namespace) -> int:
     what = "fitting the decoder" if per_image else "refining latents"
     with progress_bar(steps, what, enabled=bool(iterations)) as bar, on_iteration(bar.advance):
         data = encode_image(x, model, quality=args.quality, weights_id=meta["weights_id"], tile=tile, effort=args.effort)
-    write_cpi(out, data)
+    write_cpi(out, data, overwrite=args.force)
     h, w = x.shape[1:]
     print(f"wrote {out}: {len(data):,} bytes, {8 * len(data) / (h * w):.4f} bpp ({w}x{h}, quality {args.quality})")
     return 0

@@ -57,20 +57,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConvpressError as exc:
-        print(f"convpress {args.command}: error: {exc}", file=sys.stderr)
+        _error(args.command, str(exc))
         return 2
     except FileNotFoundError as exc:
-        name = exc.filename if exc.filename is not None else exc
-        print(f"convpress {args.command}: error: no such file: {name}", file=sys.stderr)
+        _error(args.command, f"no such file: {exc.filename if exc.filename is not None else exc}")
         return 2
     except (IsADirectoryError, PermissionError) as exc:
-        print(f"convpress {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        _error(args.command, f"{exc.strerror}: {exc.filename}")
+        return 2
+    except OSError as exc:
+        # a read-only file system, a full disk, a name too long...: atomic writes leave nothing
+        # behind, so one line is all the user needs
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        _error(args.command, f"{exc.strerror or exc}{where}")
         return 2
     except KeyboardInterrupt:
         print(f"convpress {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
         _leave_process_group()
+
+
+def _error(command: str, message: str) -> None:
+    """Print one error line: control characters (a file name may hold a newline) are escaped."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    print(f"convpress {command}: error: {text}", file=sys.stderr)
 
 
 def _leave_process_group() -> None:

@@ -24,6 +24,7 @@ import torch
 
 from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel, build_model
 from convpress.core.atomic import atomic_write_bytes
+from convpress.core.container import loads_json
 from convpress.core.digest import state_digest
 from convpress.core.errors import ConfigError, FileFormatError
 from convpress.core.statedict import state_mismatch
@@ -75,7 +76,7 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[CodecModel, dict[str, st
         with safe_open(str(p), framework="pt") as fh:
             meta = dict(fh.metadata() or {})
         state = load_file(str(p))
-        model = build_model(meta["model"], json.loads(meta["config"]))
+        model = build_model(meta["model"], loads_json(meta["config"], name=str(p), what="its config"))
     except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
         raise FileFormatError(f"{p} is not a convpress codec weights file ({exc})") from None
     try:

@@ -47,7 +47,26 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: 
         except OSError:
             pass
         raise
+    _remove_stale(out)
     return out
+
+
+def _remove_stale(out: Path) -> None:
+    """Remove the temporary files an earlier write of ``out`` left when it was killed (SIGKILL or
+    power loss skip the cleanup above): exactly our pattern, ``.NAME.<8 random characters>.tmp``."""
+    folder = out.parent if str(out.parent) else Path(".")
+    prefix = f".{out.name}."
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for n in names:
+        middle = n[len(prefix) : -len(".tmp")]
+        if len(middle) == 8 and all(c.isalnum() or c == "_" for c in middle):
+            try:
+                os.unlink(folder / n)
+            except OSError:
+                pass
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, overwrite: bool = True) -> Path:

@@ -33,7 +33,7 @@ from convpress.core.errors import FileFormatError
 
 __all__ = [
     "Container", "encode_container", "decode_container", "write_container", "read_container", "pack_container",
-    "split_container", "MAX_HEADER_BYTES", "FLAG_ZLIB",
+    "split_container", "MAX_HEADER_BYTES", "FLAG_ZLIB", "MAX_JSON_DEPTH", "loads_json",
 ]
 
 _PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header_len
@@ -42,6 +42,39 @@ FLAG_ZLIB = 1
 _FLAG_ZLIB = FLAG_ZLIB
 _CRC = struct.Struct("<I")
 MAX_HEADER_BYTES = 64 * 1024 * 1024
+#: deepest nesting of lists and objects a JSON header (or metadata value) may have; ours nest 4 deep
+MAX_JSON_DEPTH = 32
+
+
+def _json_depth(value: Any) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0), without recursion (a deep value cannot overflow the stack)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d + 1)
+            if d + 1 > MAX_JSON_DEPTH:
+                break
+            stack.extend((item, d + 1) for item in v)
+    return deepest
+
+
+def loads_json(text: str | bytes, *, name: str, what: str = "header") -> Any:
+    """``json.loads`` for what a file claims: any failure, and nesting deeper than
+    :data:`MAX_JSON_DEPTH` (which would make the parser or any code walking the value recurse
+    past Python's limit), becomes one :class:`FileFormatError` naming ``name`` and ``what``.
+    The size is bounded by the caller (headers by :data:`MAX_HEADER_BYTES`)."""
+    try:
+        value = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise FileFormatError(f"{name} is corrupted ({what} is not valid JSON)") from None
+    except RecursionError:
+        raise FileFormatError(f"{name} is corrupted ({what} nests deeper than {MAX_JSON_DEPTH} levels)") from None
+    if _json_depth(value) > MAX_JSON_DEPTH:
+        raise FileFormatError(f"{name} is corrupted ({what} nests deeper than {MAX_JSON_DEPTH} levels)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -156,9 +189,10 @@ def decode_container(
         if inflater.unconsumed_tail or not inflater.eof:
             raise FileFormatError(f"{name} is corrupted (compressed header is too large or incomplete)")
     try:
-        header = json.loads(head_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        text = head_bytes.decode("utf-8")
+    except UnicodeDecodeError:
         raise FileFormatError(f"{name} is corrupted (header is not valid JSON)") from None
+    header = loads_json(text, name=name)
     lengths = header.get("sections") if isinstance(header, dict) else None
     if not isinstance(lengths, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in lengths):
         raise FileFormatError(f"{name} is corrupted (header has no valid section table)")

@@ -91,15 +91,24 @@ def _check_fits_in_memory(path: Path) -> None:
     """Refuse, before decoding, an image whose pixels cannot fit (the file header gives its size cheaply)."""
     import warnings
 
-    try:
-        from PIL import Image
+    from PIL import Image
 
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        # Pillow's own bomb check raises for the largest images, which must not skip this check
+        # (it used to be swallowed below, and the image was then decoded whole): this check replaces it
+        Image.MAX_IMAGE_PIXELS = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:  # lazy: reads the header only
                 w, h = im.size
+                frames = int(getattr(im, "n_frames", 1) or 1)
     except Exception:  # noqa: BLE001 - not something PIL reads: OpenCV decides below
         return
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    if frames > 1:  # OpenCV would silently keep the first frame
+        raise InputError(f"{path} is an animation of {frames} frames; extract the frame you want as a still image first")
     check_fits(h * w * _READ_BYTES_PER_PIXEL, f"reading the {w}x{h} image {path}", "use a smaller image")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from convpress.core.atomic import atomic_write_bytes
+from convpress.core.container import loads_json
 from convpress.core.errors import ConfigError, FileFormatError
 from convpress.core.statedict import state_mismatch
 from convpress.models import create_model
@@ -62,7 +63,7 @@ def load_network(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
     if meta.get("format") != "convpress-fip-1" or "model" not in meta:
         raise FileFormatError(f"{p} is not a convpress fip network (no model name in its metadata)")
     try:
-        kwargs = json.loads(meta.get("model_kwargs", "{}"))
+        kwargs = loads_json(meta.get("model_kwargs", "{}"), name=str(p), what="its model_kwargs")
         model = create_model(meta["model"], **kwargs)
     except (ConfigError, TypeError, ValueError) as exc:
         raise FileFormatError(f"{p} names a model that cannot be built: {exc}") from None
@@ -71,12 +72,12 @@ def load_network(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
         raise FileFormatError(f"weights in {p} do not match model {meta['model']}: {problem}")
     model.load_state_dict(state)
     info: dict[str, Any] = {"model": meta["model"], "model_kwargs": kwargs, "operator": meta.get("operator"),
-                            "operator_params": json.loads(meta.get("operator_params", "{}"))}
+                            "operator_params": loads_json(meta.get("operator_params", "{}"), name=str(p), what="its operator_params")}
     for k, v in meta.items():
         if k not in info and k != "format":
             try:
-                info[k] = json.loads(v)
-            except ValueError:
+                info[k] = loads_json(v, name=str(p), what=k)
+            except FileFormatError:
                 info[k] = v
     return model.eval(), info
 

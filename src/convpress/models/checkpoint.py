@@ -11,7 +11,7 @@ from torch import nn
 
 from convpress.core.errors import ConfigError, FileFormatError
 from convpress.core.statedict import state_mismatch
-from convpress.fileformat.cpz import load, read_model_spec
+from convpress.fileformat.cpz import load, read_info, read_model_spec
 from convpress.models import resolve_model
 from convpress.models.shapes import apply_shapes_
 
@@ -95,6 +95,8 @@ def load_model(path: str | os.PathLike[str]) -> nn.Module:
         ConfigError: if the architecture is unknown here.
     """
     spec = read_model_spec(path)
-    model = apply_shapes_(resolve_model(spec["arch"]), spec.get("shapes", {}))
+    # the tensors the file declares (checked against memory by the reader) bound every layer built
+    stored = {t.name: t.shape for t in read_info(path).tensors}
+    model = apply_shapes_(resolve_model(spec["arch"]), spec.get("shapes", {}), stored=stored)
     load_into(model, load(path), arch=spec["arch"], source=str(path))
     return model.eval()

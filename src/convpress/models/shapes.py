@@ -79,15 +79,40 @@ def _set(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def apply_shapes_(model: nn.Module, shapes: dict[str, Any]) -> nn.Module:
+def _weight_shape(name: str, spec: dict[str, Any]) -> tuple[int, ...] | None:
+    """The weight shape a recorded Linear, convolution or norm would get (None for other layers)."""
+    try:
+        if spec.get("type") == "Linear":
+            return (int(spec["out"]), int(spec["in"]))
+        if spec.get("type") in _CONVS:
+            k = tuple(int(v) for v in spec["kernel"])
+            g = int(spec["groups"])
+            if spec["type"].startswith("ConvTranspose"):
+                return (int(spec["in"]), int(spec["out"]) // g, *k)
+            return (int(spec["out"]), int(spec["in"]) // g, *k)
+        if spec.get("type") in _NORMS:
+            return (int(spec["out"]),)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        raise FileFormatError(f"recorded shape of {name!r} is malformed") from None
+    return None
+
+
+def apply_shapes_(model: nn.Module, shapes: dict[str, Any], *, stored: dict[str, tuple[int, ...]] | None = None) -> nn.Module:
     """Give ``model`` the recorded structure (in place); returns ``model``.
 
     Layers whose recorded configuration differs from the model's (or that the model lacks
     inside a recorded ``Sequential``) are rebuilt from the record; their weights are left for
     ``load_state_dict``.
 
+    Args:
+        stored: the shapes of the tensors the file declares (``{name: shape}``). When given, a
+            Linear or convolution is rebuilt only if the file holds its weight with exactly that
+            shape, checked *before* the layer is allocated: a forged record cannot make a small
+            file build a huge model (the declared tensors were already checked against memory).
+
     Raises:
-        FileFormatError: if the record is malformed or names layers outside the architecture.
+        FileFormatError: if the record is malformed, names layers outside the architecture, or
+            (with ``stored``) disagrees with the stored weights.
     """
     if not isinstance(shapes, dict):
         raise FileFormatError("recorded layer shapes are malformed")
@@ -107,5 +132,13 @@ def apply_shapes_(model: nn.Module, shapes: dict[str, Any]) -> nn.Module:
             continue
         if spec.get("type") == "Sequential" and isinstance(current, nn.Sequential) and len(current) == spec.get("len"):
             continue
+        if spec.get("type") == "Sequential" and not (isinstance(spec.get("len"), int) and 0 < spec["len"] <= 4096):
+            raise FileFormatError(f"recorded shape of {name!r} is malformed (len={spec.get('len')!r})")
+        want = _weight_shape(name, spec)
+        key = f"{name}.running_mean" if spec.get("type") in _NORMS and not spec.get("affine", True) else f"{name}.weight"
+        if stored is not None and want is not None and stored.get(key) != want:
+            have = stored.get(key)
+            raise FileFormatError(f"recorded shape of {name!r} ({'x'.join(map(str, want))}) disagrees with its stored weights "
+                                  f"({'none' if have is None else 'x'.join(map(str, have))})")
         _set(model, name, _build(name, spec))
     return model
