@@ -133,8 +133,21 @@ def test_a_read_only_file_system_is_refused_before_any_work(cpz: Path, tmp_path:
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("this machine cannot mount a tmpfs")
     try:
+        import numpy as np
+        from PIL import Image
+
+        from convpress.codec.weights import available_qualities
+
+        png = tmp_path / "p.png"
+        Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)).save(png)
+        q = str(available_qualities()[0])
+        assert main(["codec", "encode", str(png), str(tmp_path / "p.cpi"), "-q", q]) == 0
+        capsys.readouterr()
         for argv in (["decompress", str(cpz), "-o", str(mnt / "x.pt")], ["analyze", str(cpz), "--json", str(mnt / "a.json")],
-                     ["export", str(cpz), "-o", str(mnt / "e.onnx"), "--input-shape", "1,1,28,28"]):
+                     ["export", str(cpz), "-o", str(mnt / "e.onnx"), "--input-shape", "1,1,28,28"],
+                     ["codec", "encode", str(png), str(mnt / "p.cpi"), "-q", q], ["codec", "decode", str(tmp_path / "p.cpi"), str(mnt / "p.png")],
+                     ["fip", "apply", str(png), str(mnt / "f.png"), "--operator", "rof"],
+                     ["compress", "lenet-300-100", "--out", str(mnt / "c.cpz")]):
             assert main(argv) == 2, argv
             err = _one_error_line(capsys)
             assert "cannot write to" in err and "Read-only file system" in err, err
@@ -158,6 +171,21 @@ def test_a_full_disk_gives_one_line_and_leaves_no_debris(cpz: Path, tmp_path: Pa
         err = _one_error_line(capsys)
         assert "No space left" in err, err
         assert os.listdir(mnt) == []  # the atomic writer removed its temporary file
+        # images too: a 200x200 noise PNG (about 120 KB) from codec decode and fip apply
+        import numpy as np
+        from PIL import Image
+
+        from convpress.codec.weights import available_qualities
+
+        png = tmp_path / "noise.png"
+        Image.fromarray((np.random.default_rng(0).random((200, 200, 3)) * 255).astype(np.uint8)).save(png)
+        assert main(["codec", "encode", str(png), str(tmp_path / "n.cpi"), "-q", str(available_qualities()[-1])]) == 0
+        capsys.readouterr()
+        for argv in (["codec", "decode", str(tmp_path / "n.cpi"), str(mnt / "n.png")], ["fip", "apply", str(png), str(mnt / "f.png"),
+                                                                                       "--operator", "rof", "--reference"]):
+            assert main(argv) == 2, argv
+            assert "No space left" in _one_error_line(capsys), argv
+            assert os.listdir(mnt) == [], argv
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
 
