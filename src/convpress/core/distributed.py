@@ -118,6 +118,10 @@ def shard_loader(loader: Any, *, seed: int = 0, world_size: int | None = None, r
         raise ConfigError(f"global batch size {loader.batch_size} is not divisible by {world_size} processes")
     sampler = DistributedSampler(loader.dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
     return DataLoader(
-        loader.dataset, batch_size=loader.batch_size // world_size, sampler=sampler, num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn, drop_last=loader.drop_last,
+        loader.dataset,
+        batch_size=loader.batch_size // world_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        drop_last=loader.drop_last,
     )

@@ -37,8 +37,16 @@ from convpress.fileformat.coders import check_coder, decode_stream, empirical_en
 from convpress.fileformat.sparse import MAX_INDEX_BITS, decode_positions, encode_positions
 
 __all__ = [
-    "CompressedTensor", "save_tensors", "load", "read_info", "read_model_spec", "CpzInfo", "TensorInfo", "StreamStats",
-    "MAGIC", "VERSION",
+    "CompressedTensor",
+    "save_tensors",
+    "load",
+    "read_info",
+    "read_model_spec",
+    "CpzInfo",
+    "TensorInfo",
+    "StreamStats",
+    "MAGIC",
+    "VERSION",
 ]
 
 MAGIC = b"\x89CPZ\r\n\x1a\n"
@@ -319,8 +327,13 @@ def save_tensors(
         raise ConfigError(f"{out} already exists; pass overwrite=True (CLI: --force) to replace it")
     writer = _Writer(coder, index_bits, order)
     entries = [writer.compressed(name, t) if isinstance(t, CompressedTensor) else writer.raw(name, t) for name, t in tensors.items()]
-    header: dict[str, Any] = {"format": "convpress.cpz", "created_by": f"convpress {__version__}", "coder": coder, "metadata": meta,
-                              "tensors": entries}
+    header: dict[str, Any] = {
+        "format": "convpress.cpz",
+        "created_by": f"convpress {__version__}",
+        "coder": coder,
+        "metadata": meta,
+        "tensors": entries,
+    }
     if model is not None:
         header["model"] = dict(model)
     size = write_container(out, MAGIC, VERSION, header, writer.sections, overwrite=overwrite)

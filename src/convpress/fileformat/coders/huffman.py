@@ -59,4 +59,6 @@ def payload_bits(symbols: np.ndarray, alphabet: int) -> int:
     return int(code_lengths(np.bincount(symbols, minlength=alphabet))[symbols].sum())
 
 
-register_coder(counted_coder("huffman", "Huffman code from the stream's own counts (the paper)", _encode_words, _decode_words, payload_bits))
+register_coder(
+    counted_coder("huffman", "Huffman code from the stream's own counts (the paper)", _encode_words, _decode_words, payload_bits)
+)
