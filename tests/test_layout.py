@@ -32,6 +32,17 @@ def test_ruff_finds_nothing(args: list[str]) -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 
 
+def test_the_ground_floor_is_strictly_typed() -> None:
+    # mypy --strict over core and fileformat (configured in pyproject.toml; the rest is issue 23's next step)
+    exe = shutil.which("mypy")
+    if exe is None:  # installed with the [test] extra
+        pytest.fail("mypy is missing: pip install -e '.[test]'")
+    run = subprocess.run(
+        [exe, "--strict", "src/convpress/core", "src/convpress/fileformat"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
 def test_no_module_imports_itself_through_a_cycle() -> None:
     import grimp  # import-linter's graph builder: it reads the source and imports nothing
 

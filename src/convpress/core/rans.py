@@ -61,7 +61,7 @@ def pmf_to_counts(pmf: np.ndarray, precision: int = PMF_PRECISION) -> np.ndarray
         p, s = np.ones(n), float(n)
     counts = np.floor(p / s * (total - n)).astype(np.int64) + 1
     counts[int(np.argmax(counts))] += total - int(counts.sum())
-    return counts
+    return np.asarray(counts, dtype=np.int64)
 
 
 def categorical(counts: np.ndarray, *, normalized: bool = True) -> Any:

@@ -349,7 +349,7 @@ class Trainer:
                 f"training diverged: loss is {loss.item()} at epoch {info.epoch + 1}, step {info.index + 1} "
                 "(check the data for NaN or infinite values, or lower the learning rate)"
             )
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's stubs leave Tensor.backward untyped
         if self.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.optimizer.step()

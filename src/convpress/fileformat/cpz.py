@@ -231,6 +231,7 @@ class _Writer:
         orders = ["C", "T"] if self.order == "auto" and effective.ndim >= 2 else [self.order if effective.ndim >= 2 else "C"]
         best: tuple[int, str, int | None, bytes | None, np.ndarray | None] | None = None
         for order in orders:
+            cand: tuple[int, str, int | None, bytes | None, np.ndarray | None] | None
             if bool(mask.all()):
                 cand = (0, order, None, None, None)
             else:
@@ -245,7 +246,7 @@ class _Writer:
             if best is None or cand[0] < best[0]:
                 best = cand
         assert best is not None
-        _, order, b, pos_data, steps = best
+        _, order, best_bits, pos_data, best_steps = best
         entry: dict[str, Any] = {
             "name": name,
             "kind": "shared" if shared else "sparse",
@@ -253,12 +254,12 @@ class _Writer:
             "dtype": _DTYPE_NAMES[effective.dtype],
             "order": order,
             "kept": kept,
-            "index_bits": b,
+            "index_bits": best_bits,
             "positions": None,
         }
-        if pos_data is not None and steps is not None:
-            entry["positions"] = {"section": self.add(pos_data), "count": int(steps.size)}
-            self.streams.append(_stats(f"{name}:positions", steps, (1 << b) + 1, self.coder, pos_data))
+        if pos_data is not None and best_steps is not None and best_bits is not None:
+            entry["positions"] = {"section": self.add(pos_data), "count": int(best_steps.size)}
+            self.streams.append(_stats(f"{name}:positions", best_steps, (1 << best_bits) + 1, self.coder, pos_data))
         keep = _ordered(mask, order)
         if t.codebook is not None:
             if t.index is None:

@@ -22,7 +22,7 @@ def _encode_words(symbols: np.ndarray, counts: np.ndarray) -> np.ndarray:
     for s in symbols.tolist():  # constriction's symbol coders take one symbol per call
         enc.encode_symbol(s, tree)
     words, _bits = enc.get_compressed_and_bitrate()
-    return words
+    return np.asarray(words)
 
 
 def _decode_words(words: np.ndarray, counts: np.ndarray, count: int) -> np.ndarray:
