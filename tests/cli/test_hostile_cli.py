@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -126,17 +128,27 @@ def test_a_read_only_destination_is_refused_before_any_work(cpz: Path, tmp_path:
         ro.chmod(stat.S_IRWXU)
 
 
-def test_a_read_only_file_system_is_refused_before_any_work(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@contextmanager
+def _tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """A real tmpfs mounted at ``path`` with ``options`` (skips the test without root or mount)."""
     import os
     import subprocess
 
-    mnt = tmp_path / "rofs"
-    mnt.mkdir()
+    path.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a read-only tmpfs needs root")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode:
         pytest.skip("this machine cannot mount a tmpfs")
     try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+
+
+def test_a_read_only_file_system_is_refused_before_any_work(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    with _tmpfs(tmp_path / "rofs", "ro,size=1m") as mnt:
         import numpy as np
         from PIL import Image
 
@@ -160,21 +172,12 @@ def test_a_read_only_file_system_is_refused_before_any_work(cpz: Path, tmp_path:
             err = _one_error_line(capsys)
             assert "cannot write to" in err and "Read-only file system" in err, err
         assert os.listdir(mnt) == []
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_a_full_disk_gives_one_line_and_leaves_no_debris(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import os
-    import subprocess
 
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("this machine cannot mount a tmpfs")
-    try:
+    with _tmpfs(tmp_path / "full", "size=64k") as mnt:
         assert main(["decompress", str(cpz), "-o", str(mnt / "x.pt")]) == 2  # 1 MB of tensors into 64 KB
         err = _one_error_line(capsys)
         assert "No space left" in err, err
@@ -196,8 +199,6 @@ def test_a_full_disk_gives_one_line_and_leaves_no_debris(cpz: Path, tmp_path: Pa
             assert main(argv) == 2, argv
             assert "No space left" in _one_error_line(capsys), argv
             assert os.listdir(mnt) == [], argv
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_impossible_input_sizes_are_refused_before_any_allocation(
