@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_learning_rate_warms_up_linearly_then_decays_to_lr_final() -> None:
     rates = [_lr(cfg, s) for s in range(cfg.steps)]
     assert rates[:4] == pytest.approx([2e-4, 4e-4, 6e-4, 8e-4])
     assert rates[4] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
-    assert all(a >= b for a, b in zip(rates[4:], rates[5:], strict=True))
+    assert all(a >= b for a, b in itertools.pairwise(rates[4:]))
     assert _lr(_cfg(steps=20, lr=1e-3, lr_final=1e-4), 0) == pytest.approx(1e-3)  # no warm-up by default
     with pytest.raises(ConfigError, match="warmup"):
         _cfg(steps=5, warmup=5)
