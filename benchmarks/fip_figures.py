@@ -45,8 +45,16 @@ def main() -> None:
         model, info = load_network(shipped_weights(op))  # type: ignore[arg-type]
         ref, net = run_reference(op, x), apply_network(model, x)
         gap = np.full((img.shape[0] + 28, 6, 3), 255, np.uint8)
-        row = np.concatenate([panel(img, "input"), gap, panel(ref.permute(1, 2, 0).numpy(), f"{op} (reference)"), gap,
-                              panel(net.permute(1, 2, 0).numpy(), f"{info['model']}: {psnr(net, ref):.1f} dB")], axis=1)
+        row = np.concatenate(
+            [
+                panel(img, "input"),
+                gap,
+                panel(ref.permute(1, 2, 0).numpy(), f"{op} (reference)"),
+                gap,
+                panel(net.permute(1, 2, 0).numpy(), f"{info['model']}: {psnr(net, ref):.1f} dB"),
+            ],
+            axis=1,
+        )
         out = Path(args.out) / f"{op}.png"
         cv2.imwrite(str(out), row)
         print(f"wrote {out}")

@@ -76,17 +76,29 @@ def main() -> None:
             f"codec encode (tiles of {DEFAULT_TILE})": ["codec", "encode", str(png), str(cpi), "-q", str(args.quality)],
             "codec decode": ["codec", "decode", str(cpi), str(d / "decoded.png")],
             "fip apply gf-can24 (default strips)": ["fip", "apply", "--operator", args.operator, str(png), str(d / "fip.png")],
-            "fip apply gf-can24 --tile-rows 256": ["fip", "apply", "--operator", args.operator, str(png), str(d / "fip256.png"),
-                                                   "--tile-rows", "256"],
+            "fip apply gf-can24 --tile-rows 256": [
+                "fip",
+                "apply",
+                "--operator",
+                args.operator,
+                str(png),
+                str(d / "fip256.png"),
+                "--tile-rows",
+                "256",
+            ],
         }
         for label, argv in commands.items():
             load = os.getloadavg()[0]  # other jobs on the machine slow the times, not the memory
             r = run_measured(argv)
             if r["returncode"] != 0:
                 raise SystemExit(f"{label} failed: {r['stderr'].strip()}")
-            row = {"command": label, "argv": ["convpress", *[a.replace(tmp, "TMP") for a in argv]],
-                   "peak_rss_mb": round(r["peak_rss_bytes"] / 2**20, 1), "seconds": round(r["seconds"], 2),
-                   "load_average_before": round(load, 2)}
+            row = {
+                "command": label,
+                "argv": ["convpress", *[a.replace(tmp, "TMP") for a in argv]],
+                "peak_rss_mb": round(r["peak_rss_bytes"] / 2**20, 1),
+                "seconds": round(r["seconds"], 2),
+                "load_average_before": round(load, 2),
+            }
             if label.startswith("codec encode"):
                 row["file_bytes"] = cpi.stat().st_size
                 row["bpp"] = round(8 * cpi.stat().st_size / (h * w), 4)
@@ -104,8 +116,12 @@ def main() -> None:
     }
     result = {
         "benchmark": "large-images",
-        "image": {"height": h, "width": w, "megapixels": round(h * w / 1e6, 2),
-                  "content": "mosaic of 1000x1000 cells of the bundled skimage photos, PNG"},
+        "image": {
+            "height": h,
+            "width": w,
+            "megapixels": round(h * w / 1e6, 2),
+            "content": "mosaic of 1000x1000 cells of the bundled skimage photos, PNG",
+        },
         "quality": args.quality,
         "operator": args.operator,
         "runs": runs,
@@ -123,7 +139,8 @@ if __name__ == "__main__":
 # --- the text that quotes these figures (rendered by benchmarks/make_benchmarks_md.py) -----------------------
 # The JSON stores mebibytes (peak_rss_mb = bytes / 2**20); the text states gibibytes, one unit throughout.
 _ROWS = {
-    "codec encode (tiles of 1024)": "`codec encode -q {quality}` (tiles of 1024; {bpp:.2f} bpp; the level then numbered 1 is today's level 3, same architecture)",
+    "codec encode (tiles of 1024)": "`codec encode -q {quality}` (tiles of 1024; {bpp:.2f} bpp; the level then numbered 1 is "
+    "today's level 3, same architecture)",
     "codec decode": "`codec decode`",
     "fip apply gf-can24 (default strips)": "`fip apply --operator {operator}` (gf-can24, strips of about 1 MP)",
     "fip apply gf-can24 --tile-rows 256": "`fip apply --operator {operator} --tile-rows 256`",
@@ -144,11 +161,15 @@ def to_markdown(result: dict[str, Any]) -> str:
     base = runs["baseline (import, load weights)"]["peak_rss_mb"]
     img = result["image"]
     loads = [r["load_average_before"] for r in result["runs"]]
-    lines = [f"Measured on a {img['megapixels']:g}-megapixel image ({img['width']}x{img['height']} mosaic of the bundled photos, PNG), "
-             "each command in a fresh process, peak RSS of that process (`benchmarks/large_images.py`, results in "
-             f"`benchmarks/results/large-images.json`; 2-core machine, load average {min(loads):.1f}-{max(loads):.1f}; "
-             "1 GiB = 2^30 bytes):", "",
-             f"| command | peak RSS | above the {_gib(base)} of importing convpress and loading weights | time |", "|---|---|---|---|"]
+    lines = [
+        f"Measured on a {img['megapixels']:g}-megapixel image ({img['width']}x{img['height']} mosaic of the bundled photos, PNG), "
+        "each command in a fresh process, peak RSS of that process (`benchmarks/large_images.py`, results in "
+        f"`benchmarks/results/large-images.json`; 2-core machine, load average {min(loads):.1f}-{max(loads):.1f}; "
+        "1 GiB = 2^30 bytes):",
+        "",
+        f"| command | peak RSS | above the {_gib(base)} of importing convpress and loading weights | time |",
+        "|---|---|---|---|",
+    ]
     enc = runs["codec encode (tiles of 1024)"]
     for key, label in _ROWS.items():
         r = runs[key]
@@ -156,11 +177,15 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {text} | {_gib(r['peak_rss_mb'])} | {_gib(r['peak_rss_mb'] - base)} | {r['seconds']:.1f} s |")
     est = result["estimates_mb_beyond_model"]
     float_image = img["height"] * img["width"] * 3 * 4 / 2**30
-    lines += ["", f"For comparison, the estimates (beyond the model) with which these requests would be checked: untiled codec "
-              f"{_gib(est['codec encode/decode untiled (one tile)'])}, gf-can24 in one full-resolution pass "
-              f"{_gib(est['fip apply gf-can24 untiled (--tile-rows = height)'])}, plain CAN24 {_gib(est['fip apply plain can24 (cannot be tiled)'])}. "
-              f"The float32 image alone is {float_image:.2f} GiB; what remains of the peak is its transient copies while reading "
-              "and writing the PNG, and one tile's (or strip's) activations."]
+    lines += [
+        "",
+        f"For comparison, the estimates (beyond the model) with which these requests would be checked: untiled codec "
+        f"{_gib(est['codec encode/decode untiled (one tile)'])}, gf-can24 in one full-resolution pass "
+        f"{_gib(est['fip apply gf-can24 untiled (--tile-rows = height)'])}, plain CAN24 "
+        f"{_gib(est['fip apply plain can24 (cannot be tiled)'])}. "
+        f"The float32 image alone is {float_image:.2f} GiB; what remains of the peak is its transient copies while reading "
+        "and writing the PNG, and one tile's (or strip's) activations.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -172,8 +197,10 @@ def readme_summary(result: dict[str, Any]) -> str:
     fip = runs["fip apply gf-can24 (default strips)"]
     est = result["estimates_mb_beyond_model"]["codec encode/decode untiled (one tile)"]
     img = result["image"]
-    return (f"Measured on a {img['width']}×{img['height']} photo mosaic (`python benchmarks/large_images.py` → "
-            f"`benchmarks/results/large-images.json`): encoding peaks at {_gib(enc['peak_rss_mb'])} and decoding at "
-            f"{_gib(dec['peak_rss_mb'])} of RSS, {_gib(max(enc['peak_rss_mb'], dec['peak_rss_mb']) - base)} above importing "
-            f"convpress — the image and its copies, not the {_gib(est)} an untiled pass would need; `fip apply` with gf-can24 "
-            f"at {_gib(fip['peak_rss_mb'])} (details in RELIABILITY.md).")
+    return (
+        f"Measured on a {img['width']}×{img['height']} photo mosaic (`python benchmarks/large_images.py` → "
+        f"`benchmarks/results/large-images.json`): encoding peaks at {_gib(enc['peak_rss_mb'])} and decoding at "
+        f"{_gib(dec['peak_rss_mb'])} of RSS, {_gib(max(enc['peak_rss_mb'], dec['peak_rss_mb']) - base)} above importing "
+        f"convpress — the image and its copies, not the {_gib(est)} an untiled pass would need; `fip apply` with gf-can24 "
+        f"at {_gib(fip['peak_rss_mb'])} (details in RELIABILITY.md)."
+    )

@@ -67,8 +67,9 @@ def main() -> int:
         data = json.loads(large.read_text())
         text = replace_between(text, "<!-- bench:large-images -->", "<!-- /bench:large-images -->", module.readme_summary(data))
         rel = ROOT / "RELIABILITY.md"
-        rel.write_text(replace_between(rel.read_text(), "<!-- bench:large-images -->", "<!-- /bench:large-images -->",
-                                       module.to_markdown(data)))
+        rel.write_text(
+            replace_between(rel.read_text(), "<!-- bench:large-images -->", "<!-- /bench:large-images -->", module.to_markdown(data))
+        )
     readme.write_text(text)
     return 0
 

@@ -60,8 +60,13 @@ from convpress.core.distributed import is_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work-dir")
-    p.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL",
-                   help="codec model: %(choices)s (default: %(default)s)")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        choices=CODEC_MODELS.choices(),
+        metavar="MODEL",
+        help="codec model: %(choices)s (default: %(default)s)",
+    )
     p.add_argument("--qualities", default="6,5,4,3,2,1", help="first one trained from scratch, then each fine-tuned from the previous")
     p.add_argument("--base-steps", type=int, default=2500)
     p.add_argument("--finetune-steps", type=int, default=800)
@@ -74,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up of every stage (use ~100 when fine-tuning)")
     p.add_argument("--mixed-quantization", action="store_true", help="decoder sees rounded latents straight-through (fine-tuning)")
     p.add_argument("--out-dir", default=str(WEIGHTS_DIR))
-    p.add_argument("--refresh", action="store_true", help="only rebuild the tables of the weights in --out-dir with this version's update()")
+    p.add_argument(
+        "--refresh", action="store_true", help="only rebuild the tables of the weights in --out-dir with this version's update()"
+    )
     args = p.parse_args(argv)
     if args.refresh:
         from convpress.codec.weights import refresh_weights
@@ -95,11 +102,19 @@ def main(argv: list[str] | None = None) -> int:
         init = load_weights(args.init)[0].state_dict()
     for i, q in enumerate(qualities):
         base = i == 0 and init is None
-        cfg = CodecTrainConfig(model=args.model, n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[q],
-                          steps=args.base_steps if base else args.finetune_steps,
-                          lr=5e-4 if base else args.finetune_lr, lr_final=1e-4 if base else args.finetune_lr / 4, seed=q, warmup=args.warmup,
-                          mixed_quantization=args.mixed_quantization,
-                          extra={"init": "scratch" if base else (f"q{qualities[i - 1]}" if i else Path(args.init).name)})
+        cfg = CodecTrainConfig(
+            model=args.model,
+            n=args.n,
+            m=args.m,
+            lmbda=QUALITY_LAMBDAS[q],
+            steps=args.base_steps if base else args.finetune_steps,
+            lr=5e-4 if base else args.finetune_lr,
+            lr_final=1e-4 if base else args.finetune_lr / 4,
+            seed=q,
+            warmup=args.warmup,
+            mixed_quantization=args.mixed_quantization,
+            extra={"init": "scratch" if base else (f"q{qualities[i - 1]}" if i else Path(args.init).name)},
+        )
         done = 0
         while done < cfg.steps:
             done = min(cfg.steps, done + args.chunk)
@@ -108,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
                 out = Path(args.out_dir) / f"{args.model}-q{q}.safetensors"
                 wid = save_weights(model, out, quality=q, lmbda=cfg.lmbda, extra={"steps": str(done)})
                 last = hist[-1]
-                print(f"q{q} step {done}/{cfg.steps}: loss {last['loss']:.3f} bpp {last['bpp']:.3f} PSNR {last['psnr']:.2f} -> {out.name} ({wid})", flush=True)
+                print(
+                    f"q{q} step {done}/{cfg.steps}: loss {last['loss']:.3f} bpp {last['bpp']:.3f} PSNR {last['psnr']:.2f} -> "
+                    f"{out.name} ({wid})",
+                    flush=True,
+                )
         init = {k: v for k, v in model.state_dict().items()}
     return 0
 

@@ -21,24 +21,69 @@ import torch
 
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
 #: colour photos of opencv-doc used for training (others are drawings, charts or grey)
-OPENCV_PHOTOS = ["aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "building.jpg", "butterfly.jpg",
-                 "fruits.jpg", "home.jpg", "leuvenA.jpg", "messi5.jpg", "orange.jpg", "starry_night.jpg", "lena.jpg",
-                 "HappyFish.jpg", "graf1.png", "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "stuff.jpg",
-                 "basketball1.png", "board.jpg", "ela_original.jpg"]
+OPENCV_PHOTOS = [
+    "aero1.jpg",
+    "aero3.jpg",
+    "aloeL.jpg",
+    "apple.jpg",
+    "baboon.jpg",
+    "building.jpg",
+    "butterfly.jpg",
+    "fruits.jpg",
+    "home.jpg",
+    "leuvenA.jpg",
+    "messi5.jpg",
+    "orange.jpg",
+    "starry_night.jpg",
+    "lena.jpg",
+    "HappyFish.jpg",
+    "graf1.png",
+    "rubberwhale1.png",
+    "smarties.png",
+    "squirrel_cls.jpg",
+    "stuff.jpg",
+    "basketball1.png",
+    "board.jpg",
+    "ela_original.jpg",
+]
 #: photographs among the wallpapers of Debian's plasma-workspace-wallpapers and mate-backgrounds
 #: packages (the others are renders and drawings); used for training only, never redistributed
-WALLPAPER_PHOTOS = [f"/usr/share/wallpapers/{n}/contents/images/{s}" for n, s in (
-    ("BytheWater", "1920x1080.jpg"), ("ColdRipple", "1920x1080.jpg"), ("ColorfulCups", "2560x1600.jpg"),
-    ("DarkestHour", "1920x1080.jpg"), ("EveningGlow", "1920x1080.jpg"), ("FallenLeaf", "1920x1080.jpg"),
-    ("Grey", "1920x1080.jpg"), ("OneStandsOut", "1920x1080.jpg"), ("Path", "1920x1080.jpg"),
-    ("Volna", "5120x2880.jpg"), ("summer_1am", "1920x1080.jpg"))] + [
-    f"/usr/share/backgrounds/mate/nature/{n}.jpg" for n in (
-        "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm", "TwoWings",
-        "Wood", "YellowFlower")]
+WALLPAPER_PHOTOS = [
+    f"/usr/share/wallpapers/{n}/contents/images/{s}"
+    for n, s in (
+        ("BytheWater", "1920x1080.jpg"),
+        ("ColdRipple", "1920x1080.jpg"),
+        ("ColorfulCups", "2560x1600.jpg"),
+        ("DarkestHour", "1920x1080.jpg"),
+        ("EveningGlow", "1920x1080.jpg"),
+        ("FallenLeaf", "1920x1080.jpg"),
+        ("Grey", "1920x1080.jpg"),
+        ("OneStandsOut", "1920x1080.jpg"),
+        ("Path", "1920x1080.jpg"),
+        ("Volna", "5120x2880.jpg"),
+        ("summer_1am", "1920x1080.jpg"),
+    )
+] + [
+    f"/usr/share/backgrounds/mate/nature/{n}.jpg"
+    for n in (
+        "Aqua",
+        "Blinds",
+        "Dune",
+        "FreshFlower",
+        "Garden",
+        "GreenMeadow",
+        "LadyBird",
+        "RainDrops",
+        "Storm",
+        "TwoWings",
+        "Wood",
+        "YellowFlower",
+    )
+]
 SETTINGS = {"epochs": 20, "steps": 100, "batch": 4, "crops": (192, 256, 320), "lr": 5e-4, "val_fraction": 0.15, "seed": 0}
 
 
-def photos(upscale: int = 0, wallpapers: bool = False) -> list[tuple[str, "object"]]:
+def photos(upscale: int = 0, wallpapers: bool = False) -> list[tuple[str, object]]:
     """Training photos; with ``upscale`` > 0, also a 2x bicubic enlargement of each photo whose long
     side is at most ``upscale`` (scale augmentation: soft, enlarged photos are common inputs, and
     an operator such as L0 smoothing behaves differently on them). With ``wallpapers``, also the
@@ -75,8 +120,8 @@ def photos(upscale: int = 0, wallpapers: bool = False) -> list[tuple[str, "objec
 
 
 def main() -> None:
-    from convpress.fip.pairs import build_pairs
     from convpress.core.digest import state_digest
+    from convpress.fip.pairs import build_pairs
     from convpress.fip.train import FipTrainConfig, train
     from convpress.fip.weights import WEIGHTS_DIR, save_network
 
@@ -96,8 +141,12 @@ def main() -> None:
     ap.add_argument("--factor", type=int, help="gf-can24: minimum downscaling factor of the low-resolution CAN (default: the model's)")
     ap.add_argument("--low-res", type=int, help="gf-can24: largest long side of the low-resolution CAN (default: the model's)")
     ap.add_argument("--upscale", type=int, default=0, help="also train on 2x enlargements of photos with long side <= this")
-    ap.add_argument("--crops", type=int, nargs="+", help=f"crop sides (default: {SETTINGS['crops']}); gf-can24 runs its CAN on crops 4x smaller, "
-                    "so larger crops give it more context")
+    ap.add_argument(
+        "--crops",
+        type=int,
+        nargs="+",
+        help=f"crop sides (default: {SETTINGS['crops']}); gf-can24 runs its CAN on crops 4x smaller, so larger crops give it more context",
+    )
     ap.add_argument("--batch", type=int, default=SETTINGS["batch"])
     ap.add_argument("--wallpapers", action="store_true", help="also train on the photos among Debian's wallpapers (WALLPAPER_PHOTOS)")
     ap.add_argument("--rotate", action="store_true", help="rotate and reflect crops too (8 symmetries; operators that commute with them)")
@@ -143,9 +192,17 @@ def main() -> None:
         res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{tag}", init=init)
         for h in res.history:
             print(f"{op} epoch {h['epoch']}: loss {h['loss']:.3e} val PSNR {h['val_psnr']:.2f} dB", flush=True)
-        save_network(res.model, out, model_name=args.model, operator=op, model_kwargs=kwargs,
-                     extra={"val_psnr": res.best_psnr, "train": {**settings, "crops": list(cfg.crops), "pairs": len(pairs),
-                                                                 "sizes": args.sizes, "finetuned": bool(args.init)}})
+        save_network(
+            res.model,
+            out,
+            model_name=args.model,
+            operator=op,
+            model_kwargs=kwargs,
+            extra={
+                "val_psnr": res.best_psnr,
+                "train": {**settings, "crops": list(cfg.crops), "pairs": len(pairs), "sizes": args.sizes, "finetuned": bool(args.init)},
+            },
+        )
         print(f"{op}: wrote {out} after {time.time() - t1:.0f} s of training", flush=True)
 
 

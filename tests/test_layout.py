@@ -1,5 +1,6 @@
-"""The package layout: layers only look down (the import-linter contract of pyproject.toml), and
-no import cycle between modules, also through imports inside functions."""
+"""The package layout: layers only look down (the import-linter contract of pyproject.toml), no
+import cycle between modules, also through imports inside functions, and ruff's lint and format
+checks pass (so the README's test command runs them too)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,27 @@ def test_layers_only_look_down() -> None:
     run = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "1 kept, 0 broken" in run.stdout
+
+
+@pytest.mark.parametrize("args", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_ruff_finds_nothing(args: list[str]) -> None:
+    # the rule set is in pyproject.toml (pyflakes, pycodestyle, isort, bugbear, pyupgrade, NumPy)
+    exe = shutil.which("ruff")
+    if exe is None:  # installed with the [test] extra
+        pytest.fail("ruff is missing: pip install -e '.[test]'")
+    run = subprocess.run([exe, *args, "--no-cache", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+def test_the_ground_floor_is_strictly_typed() -> None:
+    # mypy --strict over core and fileformat (configured in pyproject.toml; the rest is issue 23's next step)
+    exe = shutil.which("mypy")
+    if exe is None:  # installed with the [test] extra
+        pytest.fail("mypy is missing: pip install -e '.[test]'")
+    run = subprocess.run(
+        [exe, "--strict", "src/convpress/core", "src/convpress/fileformat"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 
 
 def test_no_module_imports_itself_through_a_cycle() -> None:

@@ -44,7 +44,9 @@ def test_computed_fields_match_gradient_measurements(model: nn.Module, expected:
 
 
 def test_transposed_conv_and_upsampling_shrink_the_stride() -> None:
-    m = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ConvTranspose2d(2, 2, 4, stride=2, padding=1), nn.Upsample(scale_factor=2))
+    m = nn.Sequential(
+        nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ConvTranspose2d(2, 2, 4, stride=2, padding=1), nn.Upsample(scale_factor=2)
+    )
     f = [f for f in receptive_fields(m).values()]
     assert f[0].stride == (2.0, 2.0) and f[1].stride == (1.0, 1.0) and f[2].stride == (0.5, 0.5)
     assert measured_receptive_field(m[:2], 40, channels=1) == f[1].size
@@ -107,7 +109,11 @@ def test_analyze_cli_writes_table_plot_and_json(tmp_path: Path, capsys: pytest.C
 
 @pytest.mark.parametrize(
     ("argv", "match"),
-    [(["no-such-net"], "unknown architecture"), (["lenet-5", "--layer", "fc9"], "--layer"), (["lenet-5", "--channels", "3"], "does not run")],
+    [
+        (["no-such-net"], "unknown architecture"),
+        (["lenet-5", "--layer", "fc9"], "--layer"),
+        (["lenet-5", "--channels", "3"], "does not run"),
+    ],
 )
 def test_analyze_cli_errors(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert analyze_cli.main(argv) == 2

@@ -24,7 +24,6 @@ def test_quick_can_acceleration_prunes_factorizes_and_never_ends_worse_than_it_s
 def test_distillation_learns_and_keeps_its_best_state() -> None:
     # the fine-tuning step of the benchmark on its own: a student learns the teacher's map (the loss
     # falls by a stated margin), and it ends with the state whose validation MSE it reports
-    import numpy as np
     import torch
     from torch import nn
 
@@ -39,7 +38,6 @@ def test_distillation_learns_and_keeps_its_best_state() -> None:
     teacher = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)).eval()
     student = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
     val = _val_crops(data)
-    np.random.seed(0)
     fit = _distill(student, teacher, data, val, steps=30, lr=1e-2, progress=False, check_every=5)
     assert fit["val_mse_best"] < 0.7 * fit["val_mse_start"], fit
     assert _val_mse(student, val) == fit["val_mse_best"]  # the best state is the one loaded

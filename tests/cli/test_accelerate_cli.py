@@ -21,11 +21,32 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_accelerate_prunes_factorizes_distils_and_exports(tmp_path: Path, checkpoint: Path, tiny_image_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_accelerate_prunes_factorizes_distils_and_exports(
+    tmp_path: Path, checkpoint: Path, tiny_image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, onnx = tmp_path / "fast.cpz", tmp_path / "fast.onnx"
-    argv = ["resnet18", "--checkpoint", str(checkpoint), "--data", str(tiny_image_folder), "--image-size", "48",
-            "--channels", "0.5", "--lowrank", "0.9", "--epochs", "1", "--onnx", str(onnx), "--int8", "dynamic",
-            "-o", str(out), "--no-progress"]
+    argv = [
+        "resnet18",
+        "--checkpoint",
+        str(checkpoint),
+        "--data",
+        str(tiny_image_folder),
+        "--image-size",
+        "48",
+        "--channels",
+        "0.5",
+        "--lowrank",
+        "0.9",
+        "--epochs",
+        "1",
+        "--onnx",
+        str(onnx),
+        "--int8",
+        "dynamic",
+        "-o",
+        str(out),
+        "--no-progress",
+    ]
     assert accelerate_cli.main(argv) == 0
     text = capsys.readouterr().out
     assert "before and after" in text and "onnxruntime matches PyTorch" in text and "skipped fc: output layer" in text
@@ -52,9 +73,23 @@ def test_accelerate_prunes_factorizes_distils_and_exports(tmp_path: Path, checkp
         (["--channels", "0.5", "--bn-l1", "-1"], "--bn-l1 must be a non-negative number"),
     ],
 )
-def test_accelerate_refuses_bad_settings(tmp_path: Path, checkpoint: Path, tiny_image_folder: Path, capsys: pytest.CaptureFixture[str], extra: list[str], match: str) -> None:
+def test_accelerate_refuses_bad_settings(
+    tmp_path: Path, checkpoint: Path, tiny_image_folder: Path, capsys: pytest.CaptureFixture[str], extra: list[str], match: str
+) -> None:
     out = tmp_path / "x.cpz"
-    argv = ["resnet18", "--checkpoint", str(checkpoint), "--data", str(tiny_image_folder), "--image-size", "48", "-o", str(out), "--no-progress", *extra]
+    argv = [
+        "resnet18",
+        "--checkpoint",
+        str(checkpoint),
+        "--data",
+        str(tiny_image_folder),
+        "--image-size",
+        "48",
+        "-o",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
     assert accelerate_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err

@@ -119,8 +119,24 @@ def test_truncated_and_flipped_files_are_refused_by_the_cli(demo_dir: Path, tmp_
 
 def test_compress_lenet_from_scratch_on_bundled_mnist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "l.cpz"
-    argv = ["lenet-300-100", "-o", str(out), "--train-epochs", "1", "--prune", "0.9", "--prune-epochs", "1",
-            "--quant-epochs", "1", "--fc-bits", "4", "--coder", "huffman", "--no-progress"]
+    argv = [
+        "lenet-300-100",
+        "-o",
+        str(out),
+        "--train-epochs",
+        "1",
+        "--prune",
+        "0.9",
+        "--prune-epochs",
+        "1",
+        "--quant-epochs",
+        "1",
+        "--fc-bits",
+        "4",
+        "--coder",
+        "huffman",
+        "--no-progress",
+    ]
     assert compress_cli.main(argv) == 0
     info = cp.read_info(out)
     assert info.coder == "huffman" and info.arch == "lenet-300-100"
@@ -137,8 +153,24 @@ def test_compress_a_torchvision_model_with_user_checkpoint_and_image_folder(tmp_
     ckpt = tmp_path / "ckpt.pt"
     torch.save({"state_dict": torchvision.models.squeezenet1_1(num_classes=2).state_dict()}, ckpt)
     out = tmp_path / "sq.cpz"
-    argv = ["squeezenet1_1", "--checkpoint", str(ckpt), "--data", str(data), "--image-size", "48", "-o", str(out),
-            "--prune", "0.5", "--prune-epochs", "1", "--quant-epochs", "1", "--no-progress"]
+    argv = [
+        "squeezenet1_1",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        str(data),
+        "--image-size",
+        "48",
+        "-o",
+        str(out),
+        "--prune",
+        "0.5",
+        "--prune-epochs",
+        "1",
+        "--quant-epochs",
+        "1",
+        "--no-progress",
+    ]
     assert compress_cli.main(argv) == 0
     state = cp.load(out)
     model = torchvision.models.squeezenet1_1(num_classes=2)

@@ -64,8 +64,9 @@ def test_apply_tiled_equals_untiled(tmp_path: Path, photo: Path, weights: Path) 
     assert np.array_equal(cv2.imread(str(a)), cv2.imread(str(b)))
 
 
-def test_apply_that_cannot_fit_in_memory_exits_2_naming_the_fix(tmp_path: Path, photo: Path, weights: Path,
-                                                                  capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_apply_that_cannot_fit_in_memory_exits_2_naming_the_fix(
+    tmp_path: Path, photo: Path, weights: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("CONVPRESS_MAX_MEMORY", "100M")
     assert main(["fip", "apply", "--operator", "rof", str(photo), str(tmp_path / "o.png"), "--weights", str(weights)]) == 2
     err = _error(capsys)
@@ -142,8 +143,9 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_gives_one_line_and_exit_2(case: str, tmp_path: Path, photo: Path, weights: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_gives_one_line_and_exit_2(
+    case: str, tmp_path: Path, photo: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = photo.read_bytes()
     assert main(_bad(tmp_path, photo, weights, case)) == 2
     assert BAD[case] in _error(capsys)
@@ -157,11 +159,37 @@ def test_pairs_and_train_end_to_end(tmp_path: Path, photo: Path, capsys: pytest.
     for i in range(3):
         cv2.imwrite(str(folder / f"p{i}.png"), np.roll(img, 13 * i, axis=1))
     cache, w = tmp_path / "cache", tmp_path / "net.safetensors"
-    assert main(["fip", "pairs", "--operator", "tvl1", "--folder", str(folder), "--cache", str(cache), "--sizes", "64", "96",
-                 "--no-progress"]) == 0
+    assert (
+        main(["fip", "pairs", "--operator", "tvl1", "--folder", str(folder), "--cache", str(cache), "--sizes", "64", "96", "--no-progress"])
+        == 0
+    )
     assert "6 pairs" in capsys.readouterr().out
-    assert main(["fip", "train", "--operator", "tvl1", "--cache", str(cache), "--out", str(w), "--epochs", "1", "--steps", "2",
-                 "--batch", "1", "--crops", "48", "--work-dir", str(tmp_path / "work"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "fip",
+                "train",
+                "--operator",
+                "tvl1",
+                "--cache",
+                str(cache),
+                "--out",
+                str(w),
+                "--epochs",
+                "1",
+                "--steps",
+                "2",
+                "--batch",
+                "1",
+                "--crops",
+                "48",
+                "--work-dir",
+                str(tmp_path / "work"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "validation PSNR" in capsys.readouterr().out
     assert main(["fip", "apply", "--operator", "tvl1", str(photo), str(tmp_path / "o.png"), "--weights", str(w)]) == 0
     capsys.readouterr()

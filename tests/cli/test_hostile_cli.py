@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,8 +51,12 @@ def test_deeply_nested_headers_give_one_line_in_every_command(cpz: Path, tmp_pat
     bad = tmp_path / "deep.cpz"
     bad.write_bytes(_deepen(cpz.read_bytes()))
     before = _sha(bad)
-    for argv in (["inspect", str(bad)], ["decompress", str(bad), "-o", str(tmp_path / "x.pt")], ["analyze", str(bad)],
-                 ["export", str(bad), "-o", str(tmp_path / "x.onnx"), "--input-shape", "1,1,28,28"]):
+    for argv in (
+        ["inspect", str(bad)],
+        ["decompress", str(bad), "-o", str(tmp_path / "x.pt")],
+        ["analyze", str(bad)],
+        ["export", str(bad), "-o", str(tmp_path / "x.onnx"), "--input-shape", "1,1,28,28"],
+    ):
         assert main(argv) == 2, argv
         assert "nests deeper than" in _one_error_line(capsys), argv
     assert _sha(bad) == before and sorted(p.name for p in tmp_path.iterdir()) == ["deep.cpz"]
@@ -122,17 +128,27 @@ def test_a_read_only_destination_is_refused_before_any_work(cpz: Path, tmp_path:
         ro.chmod(stat.S_IRWXU)
 
 
-def test_a_read_only_file_system_is_refused_before_any_work(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@contextmanager
+def _tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """A real tmpfs mounted at ``path`` with ``options`` (skips the test without root or mount)."""
     import os
     import subprocess
 
-    mnt = tmp_path / "rofs"
-    mnt.mkdir()
+    path.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a read-only tmpfs needs root")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode:
         pytest.skip("this machine cannot mount a tmpfs")
     try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+
+
+def test_a_read_only_file_system_is_refused_before_any_work(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    with _tmpfs(tmp_path / "rofs", "ro,size=1m") as mnt:
         import numpy as np
         from PIL import Image
 
@@ -143,30 +159,25 @@ def test_a_read_only_file_system_is_refused_before_any_work(cpz: Path, tmp_path:
         q = str(available_qualities()[0])
         assert main(["codec", "encode", str(png), str(tmp_path / "p.cpi"), "-q", q]) == 0
         capsys.readouterr()
-        for argv in (["decompress", str(cpz), "-o", str(mnt / "x.pt")], ["analyze", str(cpz), "--json", str(mnt / "a.json")],
-                     ["export", str(cpz), "-o", str(mnt / "e.onnx"), "--input-shape", "1,1,28,28"],
-                     ["codec", "encode", str(png), str(mnt / "p.cpi"), "-q", q], ["codec", "decode", str(tmp_path / "p.cpi"), str(mnt / "p.png")],
-                     ["fip", "apply", str(png), str(mnt / "f.png"), "--operator", "rof"],
-                     ["compress", "lenet-300-100", "--out", str(mnt / "c.cpz")]):
+        for argv in (
+            ["decompress", str(cpz), "-o", str(mnt / "x.pt")],
+            ["analyze", str(cpz), "--json", str(mnt / "a.json")],
+            ["export", str(cpz), "-o", str(mnt / "e.onnx"), "--input-shape", "1,1,28,28"],
+            ["codec", "encode", str(png), str(mnt / "p.cpi"), "-q", q],
+            ["codec", "decode", str(tmp_path / "p.cpi"), str(mnt / "p.png")],
+            ["fip", "apply", str(png), str(mnt / "f.png"), "--operator", "rof"],
+            ["compress", "lenet-300-100", "--out", str(mnt / "c.cpz")],
+        ):
             assert main(argv) == 2, argv
             err = _one_error_line(capsys)
             assert "cannot write to" in err and "Read-only file system" in err, err
         assert os.listdir(mnt) == []
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_a_full_disk_gives_one_line_and_leaves_no_debris(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import os
-    import subprocess
 
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("this machine cannot mount a tmpfs")
-    try:
+    with _tmpfs(tmp_path / "full", "size=64k") as mnt:
         assert main(["decompress", str(cpz), "-o", str(mnt / "x.pt")]) == 2  # 1 MB of tensors into 64 KB
         err = _one_error_line(capsys)
         assert "No space left" in err, err
@@ -181,22 +192,26 @@ def test_a_full_disk_gives_one_line_and_leaves_no_debris(cpz: Path, tmp_path: Pa
         Image.fromarray((np.random.default_rng(0).random((200, 200, 3)) * 255).astype(np.uint8)).save(png)
         assert main(["codec", "encode", str(png), str(tmp_path / "n.cpi"), "-q", str(available_qualities()[-1])]) == 0
         capsys.readouterr()
-        for argv in (["codec", "decode", str(tmp_path / "n.cpi"), str(mnt / "n.png")], ["fip", "apply", str(png), str(mnt / "f.png"),
-                                                                                       "--operator", "rof", "--reference"]):
+        for argv in (
+            ["codec", "decode", str(tmp_path / "n.cpi"), str(mnt / "n.png")],
+            ["fip", "apply", str(png), str(mnt / "f.png"), "--operator", "rof", "--reference"],
+        ):
             assert main(argv) == 2, argv
             assert "No space left" in _one_error_line(capsys), argv
             assert os.listdir(mnt) == [], argv
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
-def test_impossible_input_sizes_are_refused_before_any_allocation(cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_impossible_input_sizes_are_refused_before_any_allocation(
+    cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # defect 7 of issue 22: the sizes are estimated from shapes alone (the meta device) and refused
     monkeypatch.setenv("CONVPRESS_MAX_MEMORY", "2G")
-    for argv in (["analyze", "resnet18", "--input-size", "100000"], ["analyze", str(cpz), "--input-size", "100000"],
-                 ["export", str(cpz), "-o", str(tmp_path / "a.onnx"), "--input-shape", "1,1,100000,100000"],
-                 ["export", str(cpz), "-o", str(tmp_path / "b.onnx"), "--input-shape", "100000,1,28,28"]):
+    for argv in (
+        ["analyze", "resnet18", "--input-size", "100000"],
+        ["analyze", str(cpz), "--input-size", "100000"],
+        ["export", str(cpz), "-o", str(tmp_path / "a.onnx"), "--input-shape", "1,1,100000,100000"],
+        ["export", str(cpz), "-o", str(tmp_path / "b.onnx"), "--input-shape", "100000,1,28,28"],
+    ):
         assert main(argv) == 2, argv
         assert "of memory, but only" in _one_error_line(capsys), argv
     assert list(tmp_path.iterdir()) == []
@@ -207,8 +222,9 @@ def test_impossible_input_sizes_are_refused_before_any_allocation(cpz: Path, tmp
     assert forward_bytes(model, (2, 1, 28, 28)) == 4 * 2 * (784 + 300 + 100 + 10 + 10)
 
 
-def test_a_small_file_claiming_a_huge_layer_is_refused_before_the_model_is_built(cpz: Path, tmp_path: Path,
-                                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_small_file_claiming_a_huge_layer_is_refused_before_the_model_is_built(
+    cpz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # defect 5 of issue 22: the recorded shapes made load_model build a 50,000 x 20,000 layer (4 GB) first
     import resource
 
@@ -220,7 +236,9 @@ def test_a_small_file_claiming_a_huge_layer_is_refused_before_the_model_is_built
     head["model"]["shapes"]["fc1"] = {"type": "Linear", "in": 20000, "out": 50000, "bias": True}
     raw = json.dumps(head).encode()
     forged = tmp_path / "forged.cpz"
-    forged.write_bytes(pack_container(cpz.read_bytes()[:8], version, zlib.compress(raw) if flags & FLAG_ZLIB else raw, sections, flags=flags))
+    forged.write_bytes(
+        pack_container(cpz.read_bytes()[:8], version, zlib.compress(raw) if flags & FLAG_ZLIB else raw, sections, flags=flags)
+    )
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(FileFormatError, match="disagrees with its stored weights"):
         load_model(forged)
@@ -232,8 +250,9 @@ def test_a_small_file_claiming_a_huge_layer_is_refused_before_the_model_is_built
 
 
 @pytest.mark.parametrize("tolerance", ["-1", "0", "nan", "inf"])
-def test_export_refuses_a_tolerance_that_is_not_a_positive_number(cpz: Path, tmp_path: Path, tolerance: str,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_refuses_a_tolerance_that_is_not_a_positive_number(
+    cpz: Path, tmp_path: Path, tolerance: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = ["export", str(cpz), "-o", str(tmp_path / "x.onnx"), "--input-shape", "1,1,28,28", "--tolerance", tolerance]
     assert main(argv) == 2
     assert "--tolerance must be a positive number" in _one_error_line(capsys)

@@ -28,7 +28,10 @@ def test_quick_bench_reports_every_figure_from_real_files(tmp_path: Path) -> Non
     assert all(abs(r["stream_diff_percent"]) < 3 and r["stream_bits"] < r["actual_bits"] for r in result["estimate_vs_actual"])
     assert all(abs(r["diff_percent"]) < 10 for r in result["estimate_vs_actual"])
     names = " ".join(c["name"] for c in result["checks"])
-    assert all(k in names for k in ("test photos", "estimated", "vs JPEG", "vs WebP", "vs AVIF", "highest level", "encode 768x512", "decode 768x512"))
+    assert all(
+        k in names
+        for k in ("test photos", "estimated", "vs JPEG", "vs WebP", "vs AVIF", "highest level", "encode 768x512", "decode 768x512")
+    )
     md = to_markdown(result)
     assert "| ours | q1 |" in md and "| jpeg | q95 |" in md and "| avif | q95 |" in md and "QUICK" in md
     # every mode against every anchor, over the whole range and each half

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.helpers.cpi import rewrite_header
 
 from convpress.codec.bitstream import decode_image, encode_image, read_header, weights_tag
 from convpress.codec.weights import load_weights, save_weights
 from convpress.core.errors import ConfigError, FileFormatError, InputError
-from tests.helpers.cpi import rewrite_header
 
 
 def _resolver(model, wid):  # type: ignore[no-untyped-def]
@@ -67,8 +67,12 @@ def test_refuses_mismatched_weights_bad_fields_and_versions(version, tiny_hyperp
         edits += [lambda h: h.update(m=2), lambda h: h.update(m=255), lambda h: h.update(sections=[h["sections"][0], 1 << 30])]
     else:  # what only a JSON header can hold
         edits += [
-            lambda h: h.update(w=1 << 20), lambda h: h.update(q="2"), lambda h: h.update(v=7), lambda h: h.pop("v"),
-            lambda h: h.update(extra=1), lambda h: h.update(m=["hyperprior"]),
+            lambda h: h.update(w=1 << 20),
+            lambda h: h.update(q="2"),
+            lambda h: h.update(v=7),
+            lambda h: h.pop("v"),
+            lambda h: h.update(extra=1),
+            lambda h: h.update(m=["hyperprior"]),
         ]
     for edit in edits:
         with pytest.raises(FileFormatError):
@@ -86,12 +90,12 @@ def test_refuses_mismatched_weights_bad_fields_and_versions(version, tiny_hyperp
     # a size that disagrees with the streams is refused, not decoded into another crop
     for dh in (1, -1, 64, -64, 65):
         with pytest.raises(FileFormatError):
-            decode_image(_reheader(data, lambda h: h.update(h=h["h"] + dh)), resolver=res)
+            decode_image(_reheader(data, lambda h, dh=dh: h.update(h=h["h"] + dh)), resolver=res)
     # the width alone, too: +-1 keeps the padded size and the section count, so only the size coded
     # into the stream can tell (a check of the height alone would let it decode into another crop)
     for dw in (1, -1, 64, -64, 65):
         with pytest.raises(FileFormatError, match="does not match the coded data" if abs(dw) == 1 else ""):
-            decode_image(_reheader(data, lambda h: h.update(w=h["w"] + dw)), resolver=res)
+            decode_image(_reheader(data, lambda h, dw=dw: h.update(w=h["w"] + dw)), resolver=res)
     assert decode_image(_reheader(data, lambda h: None), resolver=res)[0].shape == photo_crop.shape
 
 

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from convpress.codec.entropy_models import EntropyBottleneck, GaussianConditional
-from convpress.codec.entropy_models import decode_groups, encode_groups
-from convpress.core.rans import PMF_PRECISION, pmf_to_counts
+from convpress.codec.entropy_models import EntropyBottleneck, GaussianConditional, decode_groups, encode_groups
 from convpress.core.errors import FileFormatError
+from convpress.core.rans import PMF_PRECISION, pmf_to_counts
 
 
 def test_pmf_to_counts_sums_exactly_and_keeps_every_symbol() -> None:
@@ -25,7 +24,7 @@ def test_rans_groups_round_trip_exactly() -> None:
         groups.append((rng.integers(0, 3 + k, size=int(rng.integers(0, 500))), counts))
     data = encode_groups(groups)
     out = decode_groups(data, [(len(s), c) for s, c in groups])
-    for (s, _), o in zip(groups, out):
+    for (s, _), o in zip(groups, out, strict=True):
         assert np.array_equal(s, o)
     with pytest.raises(FileFormatError):
         decode_groups(data + b"\x01\x00\x00\x00", [(len(s), c) for s, c in groups])

@@ -46,7 +46,7 @@ def test_bd_rate_over_part_of_the_interval_sees_where_a_codec_wins() -> None:
     q = [30.0, 32.0, 34.0, 36.0, 38.0]
     r = [0.2, 0.35, 0.6, 1.0, 1.7]
     # 30% fewer bits at the low qualities, 10% more at the high ones
-    t = [x * f for x, f in zip(r, [0.7, 0.7, 0.7 * 0.5 + 1.1 * 0.5, 1.1, 1.1])]
+    t = [x * f for x, f in zip(r, [0.7, 0.7, 0.7 * 0.5 + 1.1 * 0.5, 1.1, 1.1], strict=True)]
     lower = bd_rate(r, q, t, q, part=(0.0, 0.5))
     upper = bd_rate(r, q, t, q, part=(0.5, 1.0))
     assert lower < -15 and upper > 0

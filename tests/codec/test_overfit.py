@@ -24,7 +24,9 @@ from convpress.core.errors import ConfigError, FileFormatError, InputError
 TINY = ov.OverfitConfig(levels=3, arm_hidden=6, synth_hidden=6)
 
 
-def _random_fit(shape: tuple[int, int], seed: int, config: ov.OverfitConfig = TINY, spread: float = 6.0) -> tuple[ov.OverfitNet, list[torch.Tensor]]:
+def _random_fit(
+    shape: tuple[int, int], seed: int, config: ov.OverfitConfig = TINY, spread: float = 6.0
+) -> tuple[ov.OverfitNet, list[torch.Tensor]]:
     """A random decoder and random integer grids (as a fit would leave them)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -60,20 +62,25 @@ def test_each_phase_sees_exactly_the_neighbours_decoded_before_it() -> None:
 
 
 @settings(max_examples=12, deadline=None)
-@given(h=st.sampled_from([4, 8, 12, 20]), w=st.sampled_from([4, 8, 16, 28]), seed=st.integers(0, 10_000),
-       spread=st.sampled_from([0.3, 3.0, 40.0]))
+@given(
+    h=st.sampled_from([4, 8, 12, 20]),
+    w=st.sampled_from([4, 8, 16, 28]),
+    seed=st.integers(0, 10_000),
+    spread=st.sampled_from([0.3, 3.0, 40.0]),
+)
 def test_streams_round_trip_exactly_and_cost_what_the_tables_say(h: int, w: int, seed: int, spread: float) -> None:
     net, grids = _random_fit((h, w), seed, spread=spread)
     ks = _quantize(net)
     net_bytes, lat_bytes, coded = ov.encode_streams(net, grids, ks)
     net2, grids2 = ov.decode_streams(net_bytes, lat_bytes, (h, w))
-    for a, b in zip(coded, grids2):
+    for a, b in zip(coded, grids2, strict=True):
         assert torch.equal(a, b)
-    for a, b in zip(net.parameters(), net2.parameters()):
+    for a, b in zip(net.parameters(), net2.parameters(), strict=True):
         assert torch.equal(a, b)  # every decoder parameter travels exactly
     bits: list[float] = []
-    ov.code_latents(ov.IntegerArm(ov.quantize_group(net.groups()["arm"], ks["arm"]), ks["arm"]), grids,
-                    [tuple(g.shape) for g in grids], bits=bits)
+    ov.code_latents(
+        ov.IntegerArm(ov.quantize_group(net.groups()["arm"], ks["arm"]), ks["arm"]), grids, [tuple(g.shape) for g in grids], bits=bits
+    )
     assert 8 * len(lat_bytes) <= sum(bits) * 1.01 + 96  # the estimate the step choice relies on
 
 
@@ -161,8 +168,10 @@ def test_decoding_in_a_fresh_process_with_one_thread_gives_identical_pixels(over
     data, _, _ = overfit_file
     (tmp_path / "a.cpi").write_bytes(data)
     here, _ = decode_image(data)
-    code = ("import sys, torch; torch.set_num_threads(1); from convpress.codec.bitstream import read_cpi; "
-            "torch.save(read_cpi(sys.argv[1])[0], sys.argv[2])")
+    code = (
+        "import sys, torch; torch.set_num_threads(1); from convpress.codec.bitstream import read_cpi; "
+        "torch.save(read_cpi(sys.argv[1])[0], sys.argv[2])"
+    )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.cpi"), str(tmp_path / "y.pt")], check=True)
     assert torch.equal(torch.load(tmp_path / "y.pt", weights_only=True), here)
 
@@ -228,7 +237,7 @@ def test_latents_beyond_the_range_decode_to_the_same_clamped_values_the_encoder_
     net_bytes, lat_bytes, coded = ov.encode_streams(net, grids, _quantize(net, 3))
     assert all(float(g.abs().max()) <= ov.LATENT_MAX for g in coded) and float(coded[0].max()) == ov.LATENT_MAX
     _, decoded = ov.decode_streams(net_bytes, lat_bytes, (8, 8))
-    for a, b in zip(coded, decoded):
+    for a, b in zip(coded, decoded, strict=True):
         assert torch.equal(a, b)
 
 

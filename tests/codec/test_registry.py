@@ -18,7 +18,6 @@ from convpress.core import rans
 from convpress.core.errors import ConfigError, FileFormatError
 from convpress.core.registry import Registry
 
-
 TINY = {"overfit": {"levels": 3, "arm_hidden": 4, "synth_hidden": 4}}
 
 
@@ -67,8 +66,9 @@ class PooledCodec(CodecModel):
     def compress(self, x: Tensor, *, effort: int = 0) -> dict[str, Any]:
         self.check_input(x)
         q = torch.round(F.avg_pool2d(x, 8) * 255).long()  # (B, 3, H/8, W/8)
-        strings = [[rans.words_to_bytes(rans.encode([(q[b, c].reshape(-1).numpy(), rans.uniform(256))])) for b in range(len(q))]
-                   for c in range(3)]
+        strings = [
+            [rans.words_to_bytes(rans.encode([(q[b, c].reshape(-1).numpy(), rans.uniform(256))])) for b in range(len(q))] for c in range(3)
+        ]
         return {"strings": strings, "shape": tuple(x.shape[-2:])}
 
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict[str, Tensor]:
@@ -100,10 +100,16 @@ def _variant(**attrs: Any) -> type[CodecModel]:
 
 def test_bad_declarations_and_taken_names_or_codes_are_refused(registry) -> None:  # type: ignore[no-untyped-def]
     bad = [
-        ({"name": ""}, "no name"), ({"code": 256}, "one-byte code"), ({"code": -1}, "one-byte code"),
-        ({"code": True}, "one-byte code"), ({"stride": 0}, "stride"), ({"streams": ()}, "streams"),
-        ({"streams": ("a", "a")}, "streams"), ({"streams": ["a"]}, "streams"),
-        ({"code": 1}, "already the code of 'hyperprior'"), ({"name": "factorized", "code": 201}, "already registered"),
+        ({"name": ""}, "no name"),
+        ({"code": 256}, "one-byte code"),
+        ({"code": -1}, "one-byte code"),
+        ({"code": True}, "one-byte code"),
+        ({"stride": 0}, "stride"),
+        ({"streams": ()}, "streams"),
+        ({"streams": ("a", "a")}, "streams"),
+        ({"streams": ["a"]}, "streams"),
+        ({"code": 1}, "already the code of 'hyperprior'"),
+        ({"name": "factorized", "code": 201}, "already registered"),
     ]
     for attrs, message in bad:
         with pytest.raises(ValueError, match=message):

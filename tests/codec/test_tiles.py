@@ -6,10 +6,10 @@ import struct
 
 import pytest
 import torch
+from tests.helpers.cpi import rewrite_header
 
 from convpress.codec.bitstream import decode_image, encode_image, read_header, tile_grid
 from convpress.core.errors import ConfigError, FileFormatError
-from tests.helpers.cpi import rewrite_header
 
 
 def _resolver(model, wid):  # type: ignore[no-untyped-def]
@@ -74,11 +74,19 @@ def test_forged_or_truncated_tiled_files_are_refused(version, tiled, tiny_hyperp
     res = _resolver(model, wid)
     assert torch.equal(decode_image(data, resolver=res)[0], decode_image(tiled[1], resolver=res)[0])
     edits = [
-        lambda h: h.update(t=0), lambda h: h.update(t=32), lambda h: h.update(t=65), lambda h: h.update(t=128),
-        lambda h: h.update(t=256), lambda h: h.pop("t"),
-        lambda h: h.update(h=151), lambda h: h.update(h=149), lambda h: h.update(h=214),
-        lambda h: h.update(w=136), lambda h: h.update(h=32000, w=4000),
-        lambda h: h.update(sections=h["sections"][:-2]), lambda h: h.update(sections=h["sections"] + [0, 0]),
+        lambda h: h.update(t=0),
+        lambda h: h.update(t=32),
+        lambda h: h.update(t=65),
+        lambda h: h.update(t=128),
+        lambda h: h.update(t=256),
+        lambda h: h.pop("t"),
+        lambda h: h.update(h=151),
+        lambda h: h.update(h=149),
+        lambda h: h.update(h=214),
+        lambda h: h.update(w=136),
+        lambda h: h.update(h=32000, w=4000),
+        lambda h: h.update(sections=h["sections"][:-2]),
+        lambda h: h.update(sections=h["sections"] + [0, 0]),
     ]
     if version == 2:  # what only a JSON header can hold
         edits += [lambda h: h.update(t="64"), lambda h: h.update(t=None), lambda h: h.update(t=1 << 40)]

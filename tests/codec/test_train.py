@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 import torch
 
 from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, _lr, random_batch, train_codec
-from convpress.core.errors import ConfigError
 from convpress.core.checkpoint import load_checkpoint
+from convpress.core.errors import ConfigError
 
 
 def _images() -> list[torch.Tensor]:
@@ -28,7 +29,7 @@ def test_learning_rate_warms_up_linearly_then_decays_to_lr_final() -> None:
     rates = [_lr(cfg, s) for s in range(cfg.steps)]
     assert rates[:4] == pytest.approx([2e-4, 4e-4, 6e-4, 8e-4])
     assert rates[4] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
-    assert all(a >= b for a, b in zip(rates[4:], rates[5:]))
+    assert all(a >= b for a, b in itertools.pairwise(rates[4:]))
     assert _lr(_cfg(steps=20, lr=1e-3, lr_final=1e-4), 0) == pytest.approx(1e-3)  # no warm-up by default
     with pytest.raises(ConfigError, match="warmup"):
         _cfg(steps=5, warmup=5)
@@ -77,7 +78,7 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None
     part, _ = train_codec(_cfg(), _images(), work_dir=tmp_path / "b", progress=False, log_every=1, stop_after=3)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.ckpt", "codec-train")["step"] == 3
     resumed, hist_resumed = train_codec(_cfg(), _images(), work_dir=tmp_path / "b", progress=False, log_every=1)
-    for (k, v), (k2, v2) in zip(full.state_dict().items(), resumed.state_dict().items()):
+    for (k, v), (k2, v2) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2), k
     assert [h["loss"] for h in hist_full] == [h["loss"] for h in hist_resumed]
     with pytest.raises(ConfigError):  # another run's settings in the same folder
@@ -94,14 +95,54 @@ def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
     import numpy as np
 
     cv2.imwrite(str(folder / "a.png"), (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8))
-    args = ["train", "--work-dir", str(tmp_path / "w"), "--quality", "2", "--out", str(tmp_path / "q2.safetensors"), "--hidden-channels", "8", "--latent-channels", "12",
-            "--steps", "2", "--batch", "1", "--crop", "64", "--no-debian", "--images", str(folder)]
+    args = [
+        "train",
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--quality",
+        "2",
+        "--out",
+        str(tmp_path / "q2.safetensors"),
+        "--hidden-channels",
+        "8",
+        "--latent-channels",
+        "12",
+        "--steps",
+        "2",
+        "--batch",
+        "1",
+        "--crop",
+        "64",
+        "--no-debian",
+        "--images",
+        str(folder),
+    ]
     assert main(args) == 0
     model, meta = load_weights(tmp_path / "q2.safetensors")
     assert meta["quality"] == "2" and model.gaussian_conditional.ready
     assert main(args) == 2  # --out exists
-    tune = ["train", "--work-dir", str(tmp_path / "w3"), "--quality", "3", "--hidden-channels", "8", "--latent-channels", "12",
-            "--steps", "2", "--batch", "1", "--crop", "64", "--no-debian", "--images", str(folder), "--init", str(tmp_path / "q2.safetensors")]
+    tune = [
+        "train",
+        "--work-dir",
+        str(tmp_path / "w3"),
+        "--quality",
+        "3",
+        "--hidden-channels",
+        "8",
+        "--latent-channels",
+        "12",
+        "--steps",
+        "2",
+        "--batch",
+        "1",
+        "--crop",
+        "64",
+        "--no-debian",
+        "--images",
+        str(folder),
+        "--init",
+        str(tmp_path / "q2.safetensors"),
+    ]
     assert main([*tune, "--out", str(tmp_path / "q3.safetensors")]) == 0  # fine-tuning warms up by default
     assert load_weights(tmp_path / "q3.safetensors")[1]["quality"] == "3"
     assert main([*tune, "--out", str(tmp_path / "bad.safetensors"), "--warmup", "5"]) == 2  # warm-up longer than the run

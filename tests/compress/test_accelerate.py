@@ -29,7 +29,9 @@ def test_accelerate_prunes_factorizes_fine_tunes_and_measures() -> None:
     model, train, test = _setup()
     lines: list[str] = []
     config = AccelerateConfig(channels=0.5, lowrank=0.5, epochs=1, lr=1e-3, latency_batches=(1, 32), score_before_finetune=True)
-    report = accelerate(model, config, train=train, example=test[0][0][:4], evaluate=lambda m: accuracy(m, test), progress=False, say=lines.append)
+    report = accelerate(
+        model, config, train=train, example=test[0][0][:4], evaluate=lambda m: accuracy(m, test), progress=False, say=lines.append
+    )
     assert isinstance(report, AccelerateReport)
     assert report.channels is not None and report.channels.channels == {"c1": (16, 8), "c2": (16, 8), "c3": (16, 8)}
     assert report.lowrank is not None and report.lowrank.layers  # some 3x3 convs were split
@@ -54,15 +56,19 @@ def test_the_steps_match_the_functions_they_call() -> None:
     accelerate(model, AccelerateConfig(channels=0.25, epochs=1, lr=1e-3, latency_batches=()), train=train, example=x, progress=False)
     teacher = copy.deepcopy(ref).eval()
     cp.prune_channels_(ref, x[:2], 0.25)
-    cp.finetune(ref, train, nn.functional.cross_entropy, 1, 1e-3, distill=cp.Distill(teacher=teacher), progress=False, description="fine-tune")
+    cp.finetune(
+        ref, train, nn.functional.cross_entropy, 1, 1e-3, distill=cp.Distill(teacher=teacher), progress=False, description="fine-tune"
+    )
     ref.eval()
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values(), strict=True))
 
 
 def test_sparsity_training_and_criteria_given_as_objects() -> None:
     model, train, test = _setup()
     before = bn_l1_penalty(model).item()
-    config = AccelerateConfig(channels={"c1": 0.5}, criterion=BNScale(), sparsity_epochs=2, sparsity_lr=1e-2, bn_l1=1e-1, epochs=0, latency_batches=())
+    config = AccelerateConfig(
+        channels={"c1": 0.5}, criterion=BNScale(), sparsity_epochs=2, sparsity_lr=1e-2, bn_l1=1e-1, epochs=0, latency_batches=()
+    )
     probe = copy.deepcopy(model)
     cp.finetune(probe, train, nn.functional.cross_entropy, 2, 1e-2, bn_l1=1e-1, progress=False)
     assert bn_l1_penalty(probe).item() < before  # what the sparsity step does, seen on a copy
@@ -70,8 +76,13 @@ def test_sparsity_training_and_criteria_given_as_objects() -> None:
     assert report.channels is not None and report.channels.channels == {"c1": (16, 8)} and report.before.score is None
     # a criterion needing calibration takes the first training batches unless given some
     lasso = copy.deepcopy(_setup()[0])
-    report = accelerate(lasso, AccelerateConfig(channels={"c1": 0.5}, criterion=Lasso(samples=200), epochs=0, distill=False, latency_batches=()),
-                        train=train, example=test[0][0], progress=False)
+    report = accelerate(
+        lasso,
+        AccelerateConfig(channels={"c1": 0.5}, criterion=Lasso(samples=200), epochs=0, distill=False, latency_batches=()),
+        train=train,
+        example=test[0][0],
+        progress=False,
+    )
     assert report.channels is not None and report.channels.channels == {"c1": (16, 8)} and lasso.c2.in_channels == 8
 
 

@@ -29,7 +29,9 @@ def test_pure_distillation_moves_the_student_towards_the_teacher() -> None:
         return float((torch.softmax(student(x), 1) - torch.softmax(teacher(x), 1)).abs().mean())
 
     before = gap()
-    cp.finetune(student, _data(), nn.functional.cross_entropy, 15, 1e-2, distill=cp.Distill(teacher, alpha=1.0, temperature=1.0), progress=False)
+    cp.finetune(
+        student, _data(), nn.functional.cross_entropy, 15, 1e-2, distill=cp.Distill(teacher, alpha=1.0, temperature=1.0), progress=False
+    )
     assert gap() < 0.5 * before
     assert all(not p.requires_grad for p in teacher.parameters())
 

@@ -68,7 +68,13 @@ def test_rank_by_accuracy_budget_respects_the_budget() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"energy": 0.0}, "energy"), ({"energy": 1.5}, "energy"), ({"ranks": {"0": 0}}, "rank"), ({"ranks": {"9": 2}}, "unknown"), ({"conv": "cp"}, "conv")],
+    [
+        ({"energy": 0.0}, "energy"),
+        ({"energy": 1.5}, "energy"),
+        ({"ranks": {"0": 0}}, "rank"),
+        ({"ranks": {"9": 2}}, "unknown"),
+        ({"conv": "cp"}, "conv"),
+    ],
 )
 def test_bad_settings_are_refused(kwargs: dict, match: str) -> None:
     with pytest.raises(cp.ConfigError, match=match):

@@ -30,7 +30,7 @@ class _Net(nn.Module):
 def test_kmeans_1d_finds_separated_clusters(init: str) -> None:
     g = torch.Generator().manual_seed(1)
     centers = torch.tensor([-2.0, -0.5, 1.0, 3.0])
-    x = (centers[torch.randint(0, 4, (4000,), generator=g)] + 0.01 * torch.randn(4000, generator=g))
+    x = centers[torch.randint(0, 4, (4000,), generator=g)] + 0.01 * torch.randn(4000, generator=g)
     c, labels = kmeans_1d(x, 4, init=init)  # type: ignore[arg-type]
     assert torch.allclose(c.float(), centers, atol=0.01)
     assert torch.equal(c, torch.sort(c).values)

@@ -108,7 +108,15 @@ def test_bn_penalty_and_sparsity_training() -> None:
     cp.finetune(m, data, nn.functional.cross_entropy, 3, 1e-2, bn_l1=1e-1, progress=False)
     assert bn_l1_penalty(m).item() < 32.0
     with pytest.raises(cp.ConfigError, match="BatchNorm"):
-        cp.finetune(nn.Linear(3, 2), [(torch.randn(2, 3), torch.zeros(2, dtype=torch.long))], nn.functional.cross_entropy, 1, 1e-3, bn_l1=0.1, progress=False)
+        cp.finetune(
+            nn.Linear(3, 2),
+            [(torch.randn(2, 3), torch.zeros(2, dtype=torch.long))],
+            nn.functional.cross_entropy,
+            1,
+            1e-3,
+            bn_l1=0.1,
+            progress=False,
+        )
 
 
 def test_pruned_model_saves_and_reloads_only_with_its_shapes(tmp_path: Path) -> None:
@@ -155,7 +163,7 @@ def test_channel_wise_layers_torch_pruning_does_not_know_are_pruned_along() -> N
     report = cp.prune_channels_(net, x, 0.5)
     assert set(report.channels.values()) == {(24, 12)}
     prev = torch.arange(3)
-    for conv, norm, w in zip(convs, norms, old):
+    for conv, norm, w in zip(convs, norms, old, strict=True):
         assert norm.weight.shape == norm.bias.shape == (12,)
         kept = torch.round((norm.weight.detach() - 1) * 100).long()
         # the norm kept exactly the channels its convolution kept

@@ -123,7 +123,7 @@ def test_rans_groups_round_trip_under_their_models(seed: int, normalized: bool) 
         groups.append((rng.integers(0, len(counts), size=int(rng.integers(0, 50))), rans.categorical(counts, normalized=normalized)))
     words = rans.encode(groups)
     out, rest = rans.decode(words, [(len(s), m) for s, m in groups])
-    assert rest.size == 0 and all(np.array_equal(a, s) for a, (s, _) in zip(out, groups))
+    assert rest.size == 0 and all(np.array_equal(a, s) for a, (s, _) in zip(out, groups, strict=True))
     # values pushed onto a stream come off first and leave the stream as it was
     bound = rans.encode([(np.array([3, 1]), rans.uniform(5))], onto=words)
     (values,), left = rans.decode(bound, [(2, rans.uniform(5))], exhaust=False)
@@ -164,10 +164,9 @@ def test_lazy_exports_load_a_name_on_first_access_and_keep_it() -> None:
 
 
 def test_the_documented_public_names_import() -> None:
+    import convpress as cp
     from convpress.codec import decode_image, encode_image, pretrained  # noqa: F401
     from convpress.fip import apply_network, load_network, run_reference, shipped_weights  # noqa: F401
-
-    import convpress as cp
 
     for name in cp.__all__:
         assert getattr(cp, name) is not None, name
@@ -181,9 +180,11 @@ def test_a_write_removes_the_temporary_files_a_killed_write_left(tmp_path) -> No
     from convpress.core.atomic import atomic_write_bytes
 
     out = tmp_path / "model.cpz"
-    code = ("import os, signal, tempfile, sys; from pathlib import Path; out = Path(sys.argv[1]); "
-            "fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent); os.write(fd, b'partial'); "
-            "os.kill(os.getpid(), signal.SIGKILL)")
+    code = (
+        "import os, signal, tempfile, sys; from pathlib import Path; out = Path(sys.argv[1]); "
+        "fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent); os.write(fd, b'partial'); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
     subprocess.run([sys.executable, "-c", code, str(out)], check=False)
     stale = [p.name for p in tmp_path.iterdir()]
     assert len(stale) == 1 and stale[0].startswith(".model.cpz.") and stale[0].endswith(".tmp")

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from convpress.core.errors import ConfigError, FileFormatError, InputError
-from convpress.core.training import Step, Trainer, TrainConfig, step_generator
+from convpress.core.training import Step, TrainConfig, Trainer, step_generator
 
 
 def _data() -> DataLoader:
@@ -20,15 +20,25 @@ def _data() -> DataLoader:
     return DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(1))
 
 
-def _run(ckpt: Path | None, *, stop_at: int | None = None, checkpoint_every: int | None = 3, epochs: int = 3,
-         run_id: str = "r") -> tuple[nn.Module, Trainer, list[float]]:
+def _run(
+    ckpt: Path | None, *, stop_at: int | None = None, checkpoint_every: int | None = 3, epochs: int = 3, run_id: str = "r"
+) -> tuple[nn.Module, Trainer, list[float]]:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.3), nn.Linear(8, 2))
     loader = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(loader))
-    trainer = Trainer(model, opt, kind="test", run_id=run_id, checkpoint=ckpt, scheduler=sched, checkpoint_every=checkpoint_every,
-                      generators=[loader.generator], save_torch_rng=True)
+    trainer = Trainer(
+        model,
+        opt,
+        kind="test",
+        run_id=run_id,
+        checkpoint=ckpt,
+        scheduler=sched,
+        checkpoint_every=checkpoint_every,
+        generators=[loader.generator],
+        save_torch_rng=True,
+    )
     trainer.records = {"losses": []}
     trainer.restore()
 
@@ -50,7 +60,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path: P
     assert first.step == 7 and ckpt.is_file()
     resumed, second, again = _run(ckpt)
     assert second.step == 15 and again == losses
-    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -59,7 +69,7 @@ def test_a_finished_checkpoint_restores_without_training(tmp_path: Path) -> None
     done, _, losses = _run(ckpt)
     again, trainer, same = _run(ckpt)
     assert trainer.step == 15 and same == losses
-    assert all(torch.equal(a, b) for a, b in zip(done.state_dict().values(), again.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(done.state_dict().values(), again.state_dict().values(), strict=True))
 
 
 def test_other_runs_kinds_and_damaged_checkpoints_are_refused(tmp_path: Path) -> None:
@@ -90,15 +100,21 @@ def test_epochs_of_unknown_length_and_a_source_that_runs_out() -> None:
     model = nn.Linear(3, 1)
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), kind="test", run_id="r")
     ends: list[int] = []
-    trainer.fit(epochs=2, steps_per_epoch=None, batches=lambda e: (torch.ones(2, 3) for _ in range(3)),
-                loss=lambda net, x, s: net(x).pow(2).mean(), after_epoch=ends.append)
+    trainer.fit(
+        epochs=2,
+        steps_per_epoch=None,
+        batches=lambda e: (torch.ones(2, 3) for _ in range(3)),
+        loss=lambda net, x, s: net(x).pow(2).mean(),
+        after_epoch=ends.append,
+    )
     assert trainer.step == 6 and ends == [0, 1]
     short = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), kind="test", run_id="r")
     with pytest.raises(InputError, match="ran out after 3 of 4 steps"):
         short.fit(epochs=1, steps_per_epoch=4, batches=lambda e: [torch.ones(2, 3)] * 3, loss=lambda net, x, s: net(x).mean())
     with pytest.raises(ConfigError, match="known number of steps"):
         Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), kind="test", run_id="r", checkpoint_every=2).fit(
-            epochs=1, steps_per_epoch=None, batches=lambda e: [], loss=lambda net, x, s: net(x).mean())
+            epochs=1, steps_per_epoch=None, batches=lambda e: [], loss=lambda net, x, s: net(x).mean()
+        )
 
 
 def test_learning_rate_schedule_clipping_and_per_step_seeds() -> None:

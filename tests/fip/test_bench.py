@@ -38,5 +38,8 @@ def test_readme_summaries_are_rendered_between_markers() -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     text = "a\n<!-- bench:fip -->\nold\n<!-- /bench:fip -->\nb\n"
-    assert mod.replace_between(text, "<!-- bench:fip -->", "<!-- /bench:fip -->", "new ") == "a\n<!-- bench:fip -->\nnew\n<!-- /bench:fip -->\nb\n"
+    assert (
+        mod.replace_between(text, "<!-- bench:fip -->", "<!-- /bench:fip -->", "new ")
+        == "a\n<!-- bench:fip -->\nnew\n<!-- /bench:fip -->\nb\n"
+    )
     assert mod.replace_between("no markers", "<!-- bench:fip -->", "<!-- /bench:fip -->", "new") == "no markers"

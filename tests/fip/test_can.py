@@ -93,8 +93,9 @@ def test_box_filter_matches_a_naive_window_mean() -> None:
 
 def test_upsampling_matches_torch_bilinear() -> None:
     x = torch.rand(1, 6, 13, 17)
-    torch.testing.assert_close(upsample_bilinear(x, (50, 61)), F.interpolate(x, size=(50, 61), mode="bilinear", align_corners=False),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        upsample_bilinear(x, (50, 61)), F.interpolate(x, size=(50, 61), mode="bilinear", align_corners=False), atol=1e-6, rtol=0
+    )
 
 
 def test_fast_variant_runs_its_can_at_low_resolution() -> None:
@@ -145,8 +146,11 @@ def test_default_strips_are_exact_and_requests_that_cannot_fit_in_memory_are_ref
     monkeypatch.undo()
     # a real, small limit on available memory; the estimates are computed as for any request
     monkeypatch.setenv("CONVPRESS_MAX_MEMORY", "250M")
-    with pytest.raises(ConfigError, match=r"^applying a plain CAN \(it cannot be tiled\) to a 500x600 image needs about "
-                                          r"3\d\d\.\d MB of memory, but only 250\.0 MB is available; use a guided-filter CAN"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^applying a plain CAN \(it cannot be tiled\) to a 500x600 image needs about "
+        r"3\d\d\.\d MB of memory, but only 250\.0 MB is available; use a guided-filter CAN",
+    ):
         apply_network(CAN(), x)
     assert torch.equal(apply_network(model, x), whole)  # the guided-filter CAN fits: its CAN runs at low resolution
     big = torch.rand(3, 2000, 1000)

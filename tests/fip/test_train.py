@@ -95,7 +95,7 @@ def test_killed_training_resumes_to_the_same_weights(cache: Path, tmp_path: Path
     assert len(first.history) == 1
     resumed = train(pairs, CFG, work_dir=tmp_path / "b")
     assert resumed.resumed_from == 1 and resumed.history == full.history
-    for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+    for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
 
 
@@ -128,7 +128,7 @@ def test_weights_round_trip_and_mismatch(tmp_path: Path) -> None:
     path = save_network(model, tmp_path / "w.safetensors", model_name="gf-can24", operator="l0", extra={"val_psnr": 31.5})
     loaded, info = load_network(path)
     assert info["operator"] == "l0" and info["val_psnr"] == 31.5 and info["model"] == "gf-can24"
-    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
     bad = save_network(create_model("can32"), tmp_path / "bad.safetensors", model_name="can24", operator="l0")
     with pytest.raises(FileFormatError, match="do not match model can24"):

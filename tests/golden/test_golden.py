@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from tests.golden import make_golden as golden
 
 HERE = Path(__file__).resolve().parent

@@ -12,8 +12,9 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from convpress.core.container import FLAG_ZLIB, pack_container, split_container
 from tests.helpers.cpi import is_cpi3, mutate_cpi3
+
+from convpress.core.container import FLAG_ZLIB, pack_container, split_container
 
 __all__ = ["MUTATION_KINDS", "mutate", "mutations"]
 
@@ -28,8 +29,9 @@ def mutations(kinds: Sequence[str] = MUTATION_KINDS, max_pos: int = 100_000) -> 
     """
     from hypothesis import strategies as st
 
-    return st.tuples(st.sampled_from(list(kinds)), st.integers(0, max_pos), st.integers(1, 255),
-                     st.binary(min_size=1, max_size=8), st.integers(1, 32))
+    return st.tuples(
+        st.sampled_from(list(kinds)), st.integers(0, max_pos), st.integers(1, 255), st.binary(min_size=1, max_size=8), st.integers(1, 32)
+    )
 
 
 def mutate(data: bytes, kind: str, pos: int, byte: int, blob: bytes, span: int) -> bytes:

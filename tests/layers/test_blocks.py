@@ -33,7 +33,7 @@ def test_igc_block_is_two_interleaved_group_convs() -> None:
     x = torch.randn(2, 12, 6, 6, dtype=F64)
     # naive: primary L=3 groups, send channel m of partition l to secondary group m, M=4 groups, back
     y = _conv_naive(x, blk.primary.weight, groups=3, padding=1)
-    perm = [l * 4 + m for m in range(4) for l in range(3)]  # secondary group m collects channel m of each partition
+    perm = [part * 4 + m for m in range(4) for part in range(3)]  # secondary group m collects channel m of each partition
     z = _conv_naive(y[:, perm], blk.secondary.weight, groups=4)
     z = z[:, [perm.index(i) for i in range(12)]]
     assert torch.allclose(blk(x), torch.relu(blk.bn(z)), atol=1e-12)
@@ -60,8 +60,13 @@ def test_fire_se_mixconv_against_definitions() -> None:
     x = torch.randn(2, 6, 9, 9, dtype=F64)
     fire = L.Fire(6, 3, 4, 5).double()
     s = torch.relu(F.conv2d(x, fire.squeeze.weight, fire.squeeze.bias))
-    ref = torch.cat([torch.relu(F.conv2d(s, fire.expand1x1.weight, fire.expand1x1.bias)),
-                     torch.relu(F.conv2d(s, fire.expand3x3.weight, fire.expand3x3.bias, padding=1))], 1)
+    ref = torch.cat(
+        [
+            torch.relu(F.conv2d(s, fire.expand1x1.weight, fire.expand1x1.bias)),
+            torch.relu(F.conv2d(s, fire.expand3x3.weight, fire.expand3x3.bias, padding=1)),
+        ],
+        1,
+    )
     assert torch.allclose(fire(x), ref, atol=1e-12)
 
     se = L.SqueezeExcite(6, reduction=2).double()
@@ -75,10 +80,13 @@ def test_fire_se_mixconv_against_definitions() -> None:
 
     mix = L.MixConv2d(6, (3, 5, 7)).double()
     sizes = [w.shape[0] for w in mix.weights]
-    ref_mix = torch.cat([
-        torch.cat([F.conv2d(part[:, i : i + 1], w[i : i + 1], padding=w.shape[-1] // 2) for i in range(w.shape[0])], 1)
-        for part, w in zip(x.split(sizes, 1), mix.weights, strict=True)
-    ], 1)
+    ref_mix = torch.cat(
+        [
+            torch.cat([F.conv2d(part[:, i : i + 1], w[i : i + 1], padding=w.shape[-1] // 2) for i in range(w.shape[0])], 1)
+            for part, w in zip(x.split(sizes, 1), mix.weights, strict=True)
+        ],
+        1,
+    )
     assert torch.allclose(mix(x), ref_mix, atol=1e-12)
     with pytest.raises(ValueError, match="odd"):
         L.MixConv2d(6, (3, 4))
@@ -113,7 +121,9 @@ def test_deformable_conv_and_roi_pooling() -> None:
     feats = torch.randn(2, 3, 20, 20, dtype=F64, requires_grad=True)
     rois = torch.tensor([[0, 1.0, 2.0, 15.0, 12.0], [1, 3.0, 3.0, 9.0, 18.0]], dtype=F64)
     zero = torch.zeros(2, 2, 3, 4, dtype=F64)
-    assert torch.allclose(L.deform_roi_pool(feats, rois, zero, (3, 4)), ops.roi_align(feats, rois, (3, 4), sampling_ratio=2, aligned=False), atol=1e-12)
+    assert torch.allclose(
+        L.deform_roi_pool(feats, rois, zero, (3, 4)), ops.roi_align(feats, rois, (3, 4), sampling_ratio=2, aligned=False), atol=1e-12
+    )
     small = torch.randn(1, 2, 10, 10, dtype=F64, requires_grad=True)
     box = torch.tensor([[0, 1.0, 2.0, 8.0, 7.0]], dtype=F64)
     offsets = (0.3 * torch.randn(1, 2, 2, 2, dtype=F64)).requires_grad_(True)
@@ -127,10 +137,20 @@ def test_deformable_conv_and_roi_pooling() -> None:
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: L.deformable.deform_conv2d(torch.zeros(1, 4, 8, 8), torch.zeros(1, 10, 8, 8), torch.zeros(6, 4, 3, 3), padding=1), "offset"),
-        (lambda: L.deformable.deform_conv2d(torch.zeros(1, 4, 8, 8), torch.zeros(1, 18, 7, 8), torch.zeros(6, 4, 3, 3), padding=1), "offset"),
-        (lambda: L.deformable.deform_conv2d(torch.zeros(1, 4, 8, 8), torch.zeros(1, 18, 8, 8), torch.zeros(6, 4, 3, 3), padding=1,
-                                            mask=torch.zeros(1, 8, 8, 8)), "mask"),
+        (
+            lambda: L.deformable.deform_conv2d(torch.zeros(1, 4, 8, 8), torch.zeros(1, 10, 8, 8), torch.zeros(6, 4, 3, 3), padding=1),
+            "offset",
+        ),
+        (
+            lambda: L.deformable.deform_conv2d(torch.zeros(1, 4, 8, 8), torch.zeros(1, 18, 7, 8), torch.zeros(6, 4, 3, 3), padding=1),
+            "offset",
+        ),
+        (
+            lambda: L.deformable.deform_conv2d(
+                torch.zeros(1, 4, 8, 8), torch.zeros(1, 18, 8, 8), torch.zeros(6, 4, 3, 3), padding=1, mask=torch.zeros(1, 8, 8, 8)
+            ),
+            "mask",
+        ),
         (lambda: L.deform_roi_pool(torch.zeros(1, 2, 8, 8), torch.zeros(3, 4), None, 2), "rois"),
         (lambda: L.deform_roi_pool(torch.zeros(1, 2, 8, 8), torch.zeros(3, 5), torch.zeros(3, 2, 3, 3), 2), "offsets"),
         (lambda: L.ps_roi_pool(torch.zeros(1, 10, 8, 8), torch.zeros(1, 5), 3), "input channels"),

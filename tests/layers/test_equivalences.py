@@ -42,7 +42,9 @@ def test_transposed_gradients_match_in_float64() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize(("d", "p", "g", "hw"), [(2, 2, 1, (9, 11)), (3, 0, 1, (13, 10)), (4, 4, 2, (16, 16)), (1, 1, 1, (5, 5)), (5, 3, 4, (20, 17))])
+@pytest.mark.parametrize(
+    ("d", "p", "g", "hw"), [(2, 2, 1, (9, 11)), (3, 0, 1, (13, 10)), (4, 4, 2, (16, 16)), (1, 1, 1, (5, 5)), (5, 3, 4, (20, 17))]
+)
 def test_dilated_conv_equals_space_to_batch(dtype: torch.dtype, d: int, p: int, g: int, hw: tuple[int, int]) -> None:
     torch.manual_seed(d)
     w = torch.randn(8, 8 // g, 3, 3, dtype=dtype)
@@ -59,8 +61,10 @@ def test_space_to_batch_round_trip_and_module() -> None:
     m = SpaceToBatchDilatedConv2d(3, 4, 3, padding=4, dilation=4)
     y = torch.randn(1, 3, 10, 10)
     assert _rel(m(y), F.conv2d(y, m.weight, m.bias, padding=4, dilation=4)) <= 1e-5
-    assert torch.autograd.gradcheck(lambda a: dilated_conv2d_s2b(a, torch.ones(1, 1, 3, 3, dtype=torch.float64), dilation=2, padding=2),
-                                    (torch.randn(1, 1, 6, 6, dtype=torch.float64, requires_grad=True),))
+    assert torch.autograd.gradcheck(
+        lambda a: dilated_conv2d_s2b(a, torch.ones(1, 1, 3, 3, dtype=torch.float64), dilation=2, padding=2),
+        (torch.randn(1, 1, 6, 6, dtype=torch.float64, requires_grad=True),),
+    )
 
 
 @pytest.mark.parametrize(

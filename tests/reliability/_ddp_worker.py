@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 import convpress as cp
-from convpress.data.mnist import load_mnist
 from convpress.core.distributed import init_from_env, is_main, shard_loader
+from convpress.data.mnist import load_mnist
 
 
 def main(out: str) -> None:

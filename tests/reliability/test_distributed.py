@@ -52,8 +52,10 @@ def _cli_once_and_under_torchrun(tmp_path: Path, port: int, args: Callable[[Path
     the standard output of the 2-process run.
     """
     one, two = tmp_path / "one", tmp_path / "two"
-    runs = {one: [sys.executable, "-m", "convpress"],
-            two: [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), "-m", "convpress"]}
+    runs = {
+        one: [sys.executable, "-m", "convpress"],
+        two: [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), "-m", "convpress"],
+    }
     out = ""
     for folder, launcher in runs.items():
         folder.mkdir()
@@ -75,7 +77,7 @@ def _check_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], *, lr
 
 def _check_history(a: list[dict[str, float]], b: list[dict[str, float]], keys: tuple[str, ...]) -> None:
     assert len(a) == len(b) > 0
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         for k in keys:
             assert rb[k] == pytest.approx(ra[k], rel=1e-5), k
 
@@ -85,7 +87,10 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(WORKER), str(single)], check=True, env=_env(), timeout=300)
     subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", str(WORKER), str(multi)],
-        check=True, env=_env(), timeout=300, capture_output=True,
+        check=True,
+        env=_env(),
+        timeout=300,
+        capture_output=True,
     )
     a, b = torch.load(single, weights_only=True), torch.load(multi, weights_only=True)
     assert a.keys() == b.keys()
@@ -113,8 +118,10 @@ def fip_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from convpress.data.photos import bundled_photo
     from convpress.fip.pairs import build_pairs
 
-    images = [(n, np.ascontiguousarray(bundled_photo(n).permute(1, 2, 0).numpy()[100:172, 100:196]))
-              for n in ("astronaut", "chelsea", "immunohistochemistry")]
+    images = [
+        (n, np.ascontiguousarray(bundled_photo(n).permute(1, 2, 0).numpy()[100:172, 100:196]))
+        for n in ("astronaut", "chelsea", "immunohistochemistry")
+    ]
     root = tmp_path_factory.mktemp("pairs")
     build_pairs(images, "tvl1", root, sizes=(64, 96))
     return root
@@ -126,14 +133,41 @@ def test_fip_train_on_two_processes_matches_one_process(tmp_path: Path, fip_cach
     The guided filter's output does not change when a constant is added to the guidance, so the
     last guidance bias has zero gradient in exact arithmetic: the Adam-noise case of the module
     docstring (it differs by about 5e-4 while the CAN weights agree to about 1e-8)."""
-    from convpress.data.photos import bundled_photo
     from convpress.core.checkpoint import load_checkpoint
+    from convpress.data.photos import bundled_photo
     from convpress.fip.weights import load_network
 
     lr, steps = 1e-3, 2 * 3
-    one, two, out = _cli_once_and_under_torchrun(tmp_path, 29531, lambda d: [
-        "fip", "train", "--operator", "tvl1", "--cache", str(fip_cache), "--out", str(d / "w.safetensors"), "--work-dir", str(d / "work"),
-        "--epochs", "2", "--steps", "3", "--batch", "4", "--crops", "40", "56", "--lr", str(lr), "--threads", "1", "--no-progress"])
+    one, two, out = _cli_once_and_under_torchrun(
+        tmp_path,
+        29531,
+        lambda d: [
+            "fip",
+            "train",
+            "--operator",
+            "tvl1",
+            "--cache",
+            str(fip_cache),
+            "--out",
+            str(d / "w.safetensors"),
+            "--work-dir",
+            str(d / "work"),
+            "--epochs",
+            "2",
+            "--steps",
+            "3",
+            "--batch",
+            "4",
+            "--crops",
+            "40",
+            "56",
+            "--lr",
+            str(lr),
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+    )
     assert len(re.findall(r"^wrote ", out, re.M)) == 1 and len(re.findall(r"^epoch 2:", out, re.M)) == 1  # rank 0 only
     a, b = (load_checkpoint(d / "work" / "checkpoint.ckpt", "fip-train") for d in (one, two))
     _check_history(a["records"]["history"], b["records"]["history"], ("loss", "val_psnr"))
@@ -154,17 +188,46 @@ def test_codec_train_on_two_processes_matches_one_process(tmp_path: Path) -> Non
     import numpy as np
 
     from convpress.codec.weights import load_weights
-    from convpress.data.photos import bundled_photo
     from convpress.core.checkpoint import load_checkpoint
+    from convpress.data.photos import bundled_photo
 
     folder = tmp_path / "images"
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8))
     lr, steps = 1e-3, 4
-    one, two, out = _cli_once_and_under_torchrun(tmp_path, 29533, lambda d: [
-        "codec", "train", "--work-dir", str(d / "work"), "--quality", "3", "--out", str(d / "q3.safetensors"), "--hidden-channels", "8",
-        "--latent-channels", "8", "--steps", str(steps), "--batch", "4", "--crop", "64", "--lr", str(lr), "--no-debian", "--images", str(folder),
-        "--threads", "1", "--checkpoint-every", "2"])
+    one, two, out = _cli_once_and_under_torchrun(
+        tmp_path,
+        29533,
+        lambda d: [
+            "codec",
+            "train",
+            "--work-dir",
+            str(d / "work"),
+            "--quality",
+            "3",
+            "--out",
+            str(d / "q3.safetensors"),
+            "--hidden-channels",
+            "8",
+            "--latent-channels",
+            "8",
+            "--steps",
+            str(steps),
+            "--batch",
+            "4",
+            "--crop",
+            "64",
+            "--lr",
+            str(lr),
+            "--no-debian",
+            "--images",
+            str(folder),
+            "--threads",
+            "1",
+            "--checkpoint-every",
+            "2",
+        ],
+    )
     assert len(re.findall(r"^wrote ", out, re.M)) == 1  # rank 0 only
     a, b = (load_checkpoint(d / "work" / "checkpoint.ckpt", "codec-train") for d in (one, two))
     _check_history(a["records"]["history"], b["records"]["history"], ("loss", "bpp", "psnr"))

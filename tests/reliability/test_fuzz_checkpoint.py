@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 from hypothesis import HealthCheck, given, settings
+from tests.helpers.mutate import mutate, mutations
 from torch import nn
 
-from convpress.core.errors import FileFormatError
 from convpress.core.checkpoint import load_checkpoint, save_checkpoint
-from tests.helpers.mutate import mutate, mutations
+from convpress.core.errors import FileFormatError
 
 _ORIGINAL: dict[str, object] = {}
 

@@ -80,10 +80,16 @@ def _command(kind: str, f: str, o: str, n: str, force: bool) -> list[str]:
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(kind=st.sampled_from(["inspect", "decompress", "analyze", "export", "codec-decode", "codec-info", "codec-encode", "fip-apply"]),
-       f=st.sampled_from(FILES), o=st.sampled_from(OUTS), n=st.sampled_from(NUMBERS), force=st.booleans())
-def test_hostile_commands_exit_cleanly_and_change_nothing(tmp_path_factory: pytest.TempPathFactory, kind: str, f: str, o: str,
-                                                          n: str, force: bool) -> None:
+@given(
+    kind=st.sampled_from(["inspect", "decompress", "analyze", "export", "codec-decode", "codec-info", "codec-encode", "fip-apply"]),
+    f=st.sampled_from(FILES),
+    o=st.sampled_from(OUTS),
+    n=st.sampled_from(NUMBERS),
+    force=st.booleans(),
+)
+def test_hostile_commands_exit_cleanly_and_change_nothing(
+    tmp_path_factory: pytest.TempPathFactory, kind: str, f: str, o: str, n: str, force: bool
+) -> None:
     root = tmp_path_factory.getbasetemp() / "fuzz-cli-inputs"
     inputs = _inputs(root)
     before = {name: hashlib.sha256(p.read_bytes()).hexdigest() for name, p in inputs.items() if p.is_file()}

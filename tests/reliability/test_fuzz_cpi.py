@@ -2,10 +2,11 @@
 (streams forged with valid checksums: refused, or decoded to an image of the declared size, never a crash).
 
 Four files, 10,000 mutations each: a file of the overfitted per-image model (whose "net" stream
-carries its decoder, so forged streams also forge architectures and parameters), a single-tile file and a tiled one (a 40x100 image in tiles of
-40x64 and 40x36, whose header fields "t", "h", "w" and section table the mutations forge too) in
-the compact format version 3, and the tiled one in the legacy JSON layout (version 2) that older
-convpress wrote and that still decodes. They come from a tiny randomly initialised hyperprior (fast to decode). Mutations: bit
+carries its decoder, so forged streams also forge architectures and parameters), a single-tile
+file and a tiled one (a 40x100 image in tiles of 40x64 and 40x36, whose header fields "t", "h",
+"w" and section table the mutations forge too) in the compact format version 3, and the tiled
+one in the legacy JSON layout (version 2) that older convpress wrote and that still decodes. The
+last three come from a tiny randomly initialised hyperprior (fast to decode). Mutations: bit
 flips, truncations, insertions, deletions, overwrites, and changes of header fields re-checksummed
 so that the reader has to validate the fields themselves, and changes of the latent streams with
 re-computed checksums, so that the rANS decoder itself meets garbage (a forged but well-formed file).
@@ -18,12 +19,12 @@ import time
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
+from tests.helpers.mutate import mutate, mutations
 
 from convpress.codec.bitstream import decode_image, encode_image
 from convpress.codec.models import build_model
 from convpress.codec.weights import weights_id
 from convpress.core.errors import FileFormatError
-from tests.helpers.mutate import mutate, mutations
 
 _STATE: dict[str, dict[str, object]] = {}
 # (image size, tile side, format version); "legacy" is the JSON layout older convpress wrote, still read

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 from hypothesis import HealthCheck, given, settings
+from tests.helpers.mutate import mutate, mutations
 from torch import nn
 
 import convpress as cp
-from tests.helpers.mutate import mutate, mutations
 
 _ORIGINAL: dict[str, bytes] = {}
 

@@ -16,7 +16,20 @@ from torch import nn
 import convpress as cp
 from convpress.core.checkpoint import load_checkpoint
 
-ARGS = ["lenet-300-100", "--train-epochs", "2", "--prune", "0.9", "--schedule", "agp", "--prune-epochs", "20", "--quant-epochs", "2", "--no-progress"]
+ARGS = [
+    "lenet-300-100",
+    "--train-epochs",
+    "2",
+    "--prune",
+    "0.9",
+    "--schedule",
+    "agp",
+    "--prune-epochs",
+    "20",
+    "--quant-epochs",
+    "2",
+    "--no-progress",
+]
 
 
 def _env() -> dict[str, str]:

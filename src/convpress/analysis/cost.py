@@ -62,8 +62,14 @@ def register_mac_handler(cls: type[nn.Module]) -> Callable[[Callable[..., int]],
 
 for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
     MAC_HANDLERS.register(_cls, _conv_macs)
-for _cls, _fn in ((nn.Linear, _linear_macs), (nn.LSTM, _rnn_macs), (nn.GRU, _rnn_macs), (LookupConv2d, _lookup_macs),
-                  (DeformConv2dV1, _deform_macs), (DeformConv2dV2, _deform_macs)):
+for _cls, _fn in (
+    (nn.Linear, _linear_macs),
+    (nn.LSTM, _rnn_macs),
+    (nn.GRU, _rnn_macs),
+    (LookupConv2d, _lookup_macs),
+    (DeformConv2dV1, _deform_macs),
+    (DeformConv2dV2, _deform_macs),
+):
     MAC_HANDLERS.register(_cls, _fn)
 
 

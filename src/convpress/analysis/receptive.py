@@ -237,7 +237,9 @@ def _support(grad: torch.Tensor, tol: float) -> tuple[int, int]:
     return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
 
 
-def measured_receptive_field(model: nn.Module, input_size: int | tuple[int, int], *, layer: str | None = None, channels: int = 3) -> tuple[int, int]:
+def measured_receptive_field(
+    model: nn.Module, input_size: int | tuple[int, int], *, layer: str | None = None, channels: int = 3
+) -> tuple[int, int]:
     """Receptive field (h, w) measured as the support of d(centre output)/d(input) on a probe copy.
 
     ``input_size`` must exceed the field, or the measurement is clipped by the image border.
@@ -253,7 +255,13 @@ def measured_receptive_field(model: nn.Module, input_size: int | tuple[int, int]
 
 
 def effective_receptive_field(
-    model: nn.Module, input_size: int | tuple[int, int], *, layer: str | None = None, channels: int = 3, samples: int = 4, seed: int = 0,
+    model: nn.Module,
+    input_size: int | tuple[int, int],
+    *,
+    layer: str | None = None,
+    channels: int = 3,
+    samples: int = 4,
+    seed: int = 0,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Effective receptive field (Luo et al. 2016): mean |d(centre output)/d(input)| over random inputs.
 
@@ -313,8 +321,9 @@ def save_erf_png(erf: np.ndarray, path: str, *, title: str, box: tuple[float, fl
     im = ax.imshow(erf, cmap="inferno", interpolation="nearest")
     if box is not None:
         top, left, th, tw = box
-        ax.add_patch(Rectangle((left - 0.5, top - 0.5), tw, th, fill=False, edgecolor="cyan", linestyle="--",
-                               label=f"theoretical {th}x{tw}"))
+        ax.add_patch(
+            Rectangle((left - 0.5, top - 0.5), tw, th, fill=False, edgecolor="cyan", linestyle="--", label=f"theoretical {th}x{tw}")
+        )
         ax.legend(loc="upper right", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, label="|gradient| (normalised)")
@@ -324,5 +333,3 @@ def save_erf_png(erf: np.ndarray, path: str, *, title: str, box: tuple[float, fl
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
-
-

@@ -64,8 +64,13 @@ def run_measured(argv: Sequence[str], *, env: dict[str, str] | None = None) -> d
         out.seek(0)
         err.seek(0)
         scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-        return {"returncode": proc.returncode, "seconds": seconds, "peak_rss_bytes": usage.ru_maxrss * scale,
-                "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
+        return {
+            "returncode": proc.returncode,
+            "seconds": seconds,
+            "peak_rss_bytes": usage.ru_maxrss * scale,
+            "stdout": out.read().decode(errors="replace"),
+            "stderr": err.read().decode(errors="replace"),
+        }
 
 
 def checks_table(checks: list[dict[str, Any]]) -> list[str]:

@@ -39,8 +39,9 @@ SIZE = 64
 ONNX_TOL = 1e-4
 
 
-def _accuracy_and_exports(model: torch.nn.Module, test: DataLoader, tmp: Path, calib: list[np.ndarray], tag: str, *,
-                          acc: float | None = None) -> dict[str, Any]:
+def _accuracy_and_exports(
+    model: torch.nn.Module, test: DataLoader, tmp: Path, calib: list[np.ndarray], tag: str, *, acc: float | None = None
+) -> dict[str, Any]:
     """Accuracy (``acc`` if already measured), cost, and the ONNX files (fp32, int8 dynamic, int8 static) with their accuracy."""
 
     model.eval()
@@ -67,7 +68,9 @@ def _accuracy_and_exports(model: torch.nn.Module, test: DataLoader, tmp: Path, c
     return out
 
 
-def _time_all(models: dict[str, torch.nn.Module], files: dict[str, dict[str, str]], x32: torch.Tensor, repeat: int) -> dict[str, dict[str, float]]:
+def _time_all(
+    models: dict[str, torch.nn.Module], files: dict[str, dict[str, str]], x32: torch.Tensor, repeat: int
+) -> dict[str, dict[str, float]]:
     """Latency of every variant and runtime at batch 1 and 32, interleaved round by round."""
 
     fns: dict[tuple[str, str], Any] = {}
@@ -119,14 +122,20 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
 
         common: dict[str, Any] = {"epochs": ft_epochs, "lr": 3e-4, "latency_batches": (), "score_before_finetune": True}
         recipes: dict[str, tuple[str, AccelerateConfig, Callable[[], list[Any]] | None]] = {
-            "channels-l1": ("50% of channels removed, filter L1 norm (Li et al.)", AccelerateConfig(channels=0.5, criterion="l1", **common), None),
+            "channels-l1": (
+                "50% of channels removed, filter L1 norm (Li et al.)",
+                AccelerateConfig(channels=0.5, criterion="l1", **common),
+                None,
+            ),
             "channels-bn": (
                 "50% of channels removed, BN gamma after 1 epoch of L1 sparsity training (Network Slimming)",
-                AccelerateConfig(channels=0.5, criterion="bn", sparsity_epochs=1, sparsity_lr=1e-4, bn_l1=1e-4, **common), None,
+                AccelerateConfig(channels=0.5, criterion="bn", sparsity_epochs=1, sparsity_lr=1e-4, bn_l1=1e-4, **common),
+                None,
             ),
             "channels-lasso": (
                 "50% of the first conv of each block removed, LASSO + least squares (He et al.)",
-                AccelerateConfig(channels=0.5, criterion="lasso", **common), lambda: [next(iter(train)) for _ in range(4)],
+                AccelerateConfig(channels=0.5, criterion="lasso", **common),
+                lambda: [next(iter(train)) for _ in range(4)],
             ),
             "lowrank": ("3x3 convs as 3x1 + 1x3 and FC by SVD, 90% of spectral energy", AccelerateConfig(lowrank=0.9, **common), None),
         }
@@ -134,8 +143,16 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
         for name, (method, config, calibration) in recipes.items():
             model = copy.deepcopy(dense)
             t0 = time.perf_counter()
-            rep = accelerate(model, config, train=train, example=example, evaluate=lambda m: accuracy(m, test), loss_fn=loss,
-                             calibration=calibration() if calibration is not None else None, progress=progress)
+            rep = accelerate(
+                model,
+                config,
+                train=train,
+                example=example,
+                evaluate=lambda m: accuracy(m, test),
+                loss_fn=loss,
+                calibration=calibration() if calibration is not None else None,
+                progress=progress,
+            )
             res = _accuracy_and_exports(model, test, tmp, calib, name, acc=rep.after.score)
             res["method"] = method
             res["accuracy_before_finetune"] = rep.score_before_finetune
@@ -157,19 +174,52 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             v[key[: -len("_s")] + "_ratio"] = v[key] / base[key]  # not str.replace: "_static" holds "_s" too
         v["accuracy_loss"] = base["accuracy"] - v["accuracy"]
     structured = [n for n in variants if n.startswith("channels-")]
-    best = min(structured, key=lambda n: max(variants[n]["torch_b1_ratio"], variants[n]["torch_b32_ratio"]) + (10 if variants[n]["accuracy_loss"] > 1 else 0))
+    best = min(
+        structured,
+        key=lambda n: max(variants[n]["torch_b1_ratio"], variants[n]["torch_b32_ratio"]) + (10 if variants[n]["accuracy_loss"] > 1 else 0),
+    )
     b = variants[best]
     worst_onnx = max(v["onnx_max_error"] for v in variants.values())
 
     can = run_can24(quick=quick, progress=progress)  # after the ResNet timing, so the two never overlap
     lr = can["variants"]["channels+lowrank"]
     checks = [
-        {"name": f"ResNet-18 compressed ({best}) latency <= 0.5x dense, batch 1 (PyTorch)", "value": round(b["torch_b1_ratio"], 3), "target": 0.5, "passed": b["torch_b1_ratio"] <= 0.5},
-        {"name": f"ResNet-18 compressed ({best}) latency <= 0.5x dense, batch 32 (PyTorch)", "value": round(b["torch_b32_ratio"], 3), "target": 0.5, "passed": b["torch_b32_ratio"] <= 0.5},
-        {"name": f"ResNet-18 compressed ({best}) accuracy loss <= 1 point", "value": round(b["accuracy_loss"], 2), "target": 1.0, "passed": b["accuracy_loss"] <= 1.0},
-        {"name": f"every ONNX export matches PyTorch to {ONNX_TOL:g}", "value": worst_onnx, "target": ONNX_TOL, "passed": worst_onnx <= ONNX_TOL},
-        {"name": "CAN24 >= 2x faster after structured pruning + low-rank (1 MP, batch 1)", "value": round(lr["speedup"], 2), "target": 2.0, "passed": lr["speedup"] >= 2.0},
-        {"name": "CAN24 pruned + low-rank: PSNR loss <= 0.5 dB", "value": round(lr["psnr_loss"], 2), "target": 0.5, "passed": lr["psnr_loss"] <= 0.5},
+        {
+            "name": f"ResNet-18 compressed ({best}) latency <= 0.5x dense, batch 1 (PyTorch)",
+            "value": round(b["torch_b1_ratio"], 3),
+            "target": 0.5,
+            "passed": b["torch_b1_ratio"] <= 0.5,
+        },
+        {
+            "name": f"ResNet-18 compressed ({best}) latency <= 0.5x dense, batch 32 (PyTorch)",
+            "value": round(b["torch_b32_ratio"], 3),
+            "target": 0.5,
+            "passed": b["torch_b32_ratio"] <= 0.5,
+        },
+        {
+            "name": f"ResNet-18 compressed ({best}) accuracy loss <= 1 point",
+            "value": round(b["accuracy_loss"], 2),
+            "target": 1.0,
+            "passed": b["accuracy_loss"] <= 1.0,
+        },
+        {
+            "name": f"every ONNX export matches PyTorch to {ONNX_TOL:g}",
+            "value": worst_onnx,
+            "target": ONNX_TOL,
+            "passed": worst_onnx <= ONNX_TOL,
+        },
+        {
+            "name": "CAN24 >= 2x faster after structured pruning + low-rank (1 MP, batch 1)",
+            "value": round(lr["speedup"], 2),
+            "target": 2.0,
+            "passed": lr["speedup"] >= 2.0,
+        },
+        {
+            "name": "CAN24 pruned + low-rank: PSNR loss <= 0.5 dB",
+            "value": round(lr["psnr_loss"], 2),
+            "target": 0.5,
+            "passed": lr["psnr_loss"] <= 0.5,
+        },
     ]
     return {
         "benchmark": "acceleration",
@@ -180,7 +230,8 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             f"torchvision ResNet-18 (10 classes) trained {epochs} epochs on the bundled MNIST training split resized to "
             f"{SIZE}x{SIZE} RGB; accuracy on the 1,000 held-out digits; each compressed variant fine-tuned {ft_epochs} epochs "
             f"with distillation from the dense model; latency = median of {repeat} rounds after warm-up in which every "
-            f"variant and runtime runs (interleaved; calls under 50 ms repeated back to back to fill 50 ms, time per call), {torch.get_num_threads()} threads, ratios against the dense model "
+            "variant and runtime runs (interleaved; calls under 50 ms repeated back to back to fill 50 ms, time per call), "
+            f"{torch.get_num_threads()} threads, ratios against the dense model "
             f"measured in the same rounds"
         ),
         "best_structured": best,
@@ -198,16 +249,23 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"{env['date']}, {env['cpu_count']} CPU cores, torch {env['torch']}; {result['seconds'] / 60:.1f} minutes"
         f"{' (QUICK smoke run: figures not meaningful)' if result['quick'] else ''}. {result['protocol']}."
     )
-    lines += ["", "| variant | method | accuracy (before FT) | MACs | torch b1 | torch b32 | ORT fp32 b1 / b32 | ORT int8 dyn b1 / b32 (acc) | ORT int8 static b1 / b32 (acc) | ONNX error |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| variant | method | accuracy (before FT) | MACs | torch b1 | torch b32 | ORT fp32 b1 / b32 | ORT int8 dyn b1 / b32 "
+        "(acc) | ORT int8 static b1 / b32 (acc) | ONNX error |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, v in result["variants"].items():
         before = f" ({v['accuracy_before_finetune']:.1f})" if "accuracy_before_finetune" in v else ""
         lines.append(
             f"| {name} | {v['method']} | {v['accuracy']:.2f}%{before} | {v['macs'] / 1e6:.0f}M ({v['mac_ratio']:.2f}×) | "
-            f"{v['torch_b1_s'] * 1e3:.2f} ms ({v['torch_b1_ratio']:.2f}×) | {v['torch_b32_s'] * 1e3:.1f} ms ({v['torch_b32_ratio']:.2f}×) | "
+            f"{v['torch_b1_s'] * 1e3:.2f} ms ({v['torch_b1_ratio']:.2f}×) | {v['torch_b32_s'] * 1e3:.1f} ms "
+            f"({v['torch_b32_ratio']:.2f}×) | "
             f"{v['onnx_fp32_b1_s'] * 1e3:.2f} / {v['onnx_fp32_b32_s'] * 1e3:.1f} ms | "
-            f"{v['onnx_int8_dynamic_b1_s'] * 1e3:.2f} / {v['onnx_int8_dynamic_b32_s'] * 1e3:.1f} ms ({v['onnx_int8_dynamic_accuracy']:.1f}%) | "
-            f"{v['onnx_int8_static_b1_s'] * 1e3:.2f} / {v['onnx_int8_static_b32_s'] * 1e3:.1f} ms ({v['onnx_int8_static_accuracy']:.1f}%) | "
+            f"{v['onnx_int8_dynamic_b1_s'] * 1e3:.2f} / {v['onnx_int8_dynamic_b32_s'] * 1e3:.1f} ms "
+            f"({v['onnx_int8_dynamic_accuracy']:.1f}%) | "
+            f"{v['onnx_int8_static_b1_s'] * 1e3:.2f} / {v['onnx_int8_static_b32_s'] * 1e3:.1f} ms "
+            f"({v['onnx_int8_static_accuracy']:.1f}%) | "
             f"{v['onnx_max_error']:.1e} |"
         )
     lines += ["", "Ratios in parentheses are against the dense model in the same run (lower is faster).", ""]
@@ -215,15 +273,23 @@ def to_markdown(result: dict[str, Any]) -> str:
     if "variants" not in c:  # results written before the CAN24 part existed
         lines.append(f"CAN24: {c.get('status', 'not measured')}.")
     else:
-        lines += [f"**CAN24** ({c['protocol']}):", "",
-                  "| model | params | MACs | 3x3 convs split (ranks) | PSNR vs operator (before fine-tuning) | latency 1 MP |", "|---|---|---|---|---|---|",
-                  f"| dense CAN24 | {c['params_dense']:,} | 1.00× | – | {c['psnr_dense']:.2f} dB | {c['latency_dense_s']:.3f} s |"]
+        lines += [
+            f"**CAN24** ({c['protocol']}):",
+            "",
+            "| model | params | MACs | 3x3 convs split (ranks) | PSNR vs operator (before fine-tuning) | latency 1 MP |",
+            "|---|---|---|---|---|---|",
+            f"| dense CAN24 | {c['params_dense']:,} | 1.00× | – | {c['psnr_dense']:.2f} dB | {c['latency_dense_s']:.3f} s |",
+        ]
         for name, v in c["variants"].items():
             split = ", ".join(f"{k}: {r}" for k, r in v["ranks"].items()) or ("none within the budget" if "lowrank" in name else "–")
-            lines.append(f"| {name} | {v['params']:,} | {v['macs_ratio']:.2f}× | {split} | {v['psnr']:.2f} dB ({v['psnr_before_finetune']:.2f}) | "
-                         f"{v['latency_s']:.3f} s ({v['speedup']:.2f}× faster) |")
+            lines.append(
+                f"| {name} | {v['params']:,} | {v['macs_ratio']:.2f}× | {split} | {v['psnr']:.2f} dB ({v['psnr_before_finetune']:.2f}) | "
+                f"{v['latency_s']:.3f} s ({v['speedup']:.2f}× faster) |"
+            )
     lines += ["", *checks_table(result["checks"])]
     return "\n".join(lines) + "\n"
 
 
-BENCHMARKS.register("acceleration", Benchmark(run, to_markdown, "does compression make ResNet-18 and CAN24 faster on this CPU (latency ratios, accuracy)"))
+BENCHMARKS.register(
+    "acceleration", Benchmark(run, to_markdown, "does compression make ResNet-18 and CAN24 faster on this CPU (latency ratios, accuracy)")
+)

@@ -72,8 +72,16 @@ def _val_psnr(model: torch.nn.Module, val: list[tuple[torch.Tensor, torch.Tensor
     return float(10 * np.log10(1 / _val_mse(model, val)))
 
 
-def _distill(student: torch.nn.Module, teacher: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]],
-             val: list[tuple[torch.Tensor, torch.Tensor]], steps: int, lr: float, progress: bool, check_every: int = 40) -> dict[str, float]:
+def _distill(
+    student: torch.nn.Module,
+    teacher: torch.nn.Module,
+    data: list[tuple[torch.Tensor, torch.Tensor]],
+    val: list[tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    lr: float,
+    progress: bool,
+    check_every: int = 40,
+) -> dict[str, float]:
     """Fine-tune ``student`` on random crops: MSE to the operator's output plus MSE to the teacher's.
 
     Every ``check_every`` steps the MSE on fixed crops of the training pairs (not the TEST photos) is
@@ -114,8 +122,16 @@ def _distill(student: torch.nn.Module, teacher: torch.nn.Module, data: list[tupl
     return {"val_mse_start": start, "val_mse_best": best}
 
 
-def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0", width_fraction: float = 0.5,
-              lowrank_drop: float = 0.25, criterion: str = "lasso", ft_lr: float = 1e-4) -> dict[str, Any]:
+def run_can24(
+    *,
+    quick: bool = False,
+    progress: bool = True,
+    operator: str = "l0",
+    width_fraction: float = 0.5,
+    lowrank_drop: float = 0.25,
+    criterion: str = "lasso",
+    ft_lr: float = 1e-4,
+) -> dict[str, Any]:
     """Run the CAN24 part of the acceleration benchmark; returns its JSON section.
 
     The channels are chosen by LASSO reconstruction (He et al. 2017) by default: the CAN's
@@ -128,7 +144,9 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
     epochs, steps, ft_steps, repeat = (1, 5, 5, 2) if quick else (12, 40, 480, 7)
     with tempfile.TemporaryDirectory() as tmp:
         pairs = build_pairs(training_photos(), operator, Path(tmp), sizes=(256, 384), progress=progress)
-        cfg = FipTrainConfig(operator=operator, model="can24", epochs=epochs, steps=steps, batch=4, crops=(128, 192), lr=1e-3, val_fraction=0.15)
+        cfg = FipTrainConfig(
+            operator=operator, model="can24", epochs=epochs, steps=steps, batch=4, crops=(128, 192), lr=1e-3, val_fraction=0.15
+        )
         dense = train(pairs, cfg, progress=progress).model.eval()
         data = [(read_image(p.input), read_image(p.target)) for p in pairs]
     test = _test_images(operator)
@@ -138,7 +156,11 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
     models: dict[str, torch.nn.Module] = {"dense": dense}
     val = _val_crops(data)
     pruned_model = copy.deepcopy(dense)
-    calibration = [(x[None, :, :192, :192], None) for x, _ in data[:: max(1, len(data) // 16)]] if get_criterion(criterion).needs_calibration else None
+    calibration = (
+        [(x[None, :, :192, :192], None) for x, _ in data[:: max(1, len(data) // 16)]]
+        if get_criterion(criterion).needs_calibration
+        else None
+    )
     pruned = prune_channels_(pruned_model, example, width_fraction, criterion=criterion, calibration=calibration)
     for name, lowrank in (("channels", False), ("channels+lowrank", True)):
         small = copy.deepcopy(pruned_model)
@@ -146,13 +168,23 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
         if lowrank:
             # each 3x3 conv's rank is the lowest whose split keeps the PSNR on fixed training crops
             # within max_drop of the pruned model's (an accuracy budget, not a fixed energy)
-            rep = factorize_to_budget(small, lambda m: _val_psnr(m, val), max_drop=lowrank_drop, energies=(0.8, 0.9, 0.95, 0.98, 0.99),
-                                      filter_fn=lambda n, m: isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+            rep = factorize_to_budget(
+                small,
+                lambda m: _val_psnr(m, val),
+                max_drop=lowrank_drop,
+                energies=(0.8, 0.9, 0.95, 0.98, 0.99),
+                filter_fn=lambda n, m: isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3),
+            )
             ranks = {k: v["rank"] for k, v in rep.layers.items()}
         before_ft = _psnr(small, test)
         fit = _distill(small, dense, data, val, ft_steps, ft_lr, progress)
         models[name] = small.eval()
-        variants[name] = {"psnr_before_finetune": before_ft, "channels": {k: list(v) for k, v in pruned.channels.items()}, "ranks": ranks, **fit}
+        variants[name] = {
+            "psnr_before_finetune": before_ft,
+            "channels": {k: list(v) for k, v in pruned.channels.items()},
+            "ranks": ranks,
+            **fit,
+        }
 
     # about one megapixel (1152 x 864), the size the paper's CAN24 is designed for; all timing after all training
     x = torch.nn.functional.interpolate(test[0][0][None], size=(216, 288) if quick else (864, 1152), mode="bilinear", align_corners=False)
@@ -171,10 +203,14 @@ def run_can24(*, quick: bool = False, progress: bool = True, operator: str = "l0
     return {
         "operator": operator,
         "criterion": criterion,
-        "protocol": (f"CAN24 trained {epochs}x{steps} steps on {operator} pairs of the bundled TRAIN photos; copies pruned to "
-                     f"{1 - width_fraction:.0%} of the channels of every hidden layer ({criterion}), one of them with its 3x3 convs then split "
-                     f"3x1+1x3 with per-layer ranks that keep the PSNR on fixed training crops within {lowrank_drop:g} dB, each distilled {ft_steps} steps (Adam, lr {ft_lr:g}, cosine; best state on fixed training crops kept); PSNR vs the operator on the TEST photos; "
-                     f"latency at 1152x864, batch 1, median of {repeat} interleaved rounds, {torch.get_num_threads()} threads"),
+        "protocol": (
+            f"CAN24 trained {epochs}x{steps} steps on {operator} pairs of the bundled TRAIN photos; copies pruned to "
+            f"{1 - width_fraction:.0%} of the channels of every hidden layer ({criterion}), one of them with its 3x3 convs then split "
+            f"3x1+1x3 with per-layer ranks that keep the PSNR on fixed training crops within {lowrank_drop:g} dB, each distilled "
+            f"{ft_steps} steps (Adam, lr {ft_lr:g}, cosine; best state on fixed training crops kept); PSNR vs the operator on "
+            "the TEST photos; "
+            f"latency at 1152x864, batch 1, median of {repeat} interleaved rounds, {torch.get_num_threads()} threads"
+        ),
         "psnr_dense": psnr_dense,
         "latency_dense_s": times["dense"],
         "params_dense": sum(p.numel() for p in dense.parameters()),

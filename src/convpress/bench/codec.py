@@ -97,12 +97,15 @@ def _mean_curve(points: dict[str, list[dict[str, float]]]) -> list[dict[str, Any
     return sorted(out, key=lambda r: r["bpp"])
 
 
-def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], key: str, method: str,
-        part: tuple[float, float] = (0.0, 1.0)) -> float | None:
+def _bd(
+    anchor: list[dict[str, Any]], test: list[dict[str, Any]], key: str, method: str, part: tuple[float, float] = (0.0, 1.0)
+) -> float | None:
     """BD-rate in percent, or None when a curve has fewer than 4 points or the curves do not overlap."""
     if min(len(anchor), len(test)) < 4:
         return None
-    v = bd_rate([r["bpp"] for r in anchor], [r[key] for r in anchor], [r["bpp"] for r in test], [r[key] for r in test], method=method, part=part)
+    v = bd_rate(
+        [r["bpp"] for r in anchor], [r[key] for r in anchor], [r["bpp"] for r in test], [r[key] for r in test], method=method, part=part
+    )
     return None if math.isnan(v) else v
 
 
@@ -132,7 +135,11 @@ def _timing(photo: torch.Tensor, qualities: list[int], efforts: tuple[int, ...],
     for effort in efforts:
         data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=effort)
         reps = repeat if effort == 0 else 1  # refinement takes seconds: once is a fair measure
-        enc = median_time(lambda e=effort: encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=e), warmup=int(effort == 0), repeat=reps)
+        enc = median_time(
+            lambda e=effort: encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=e),
+            warmup=int(effort == 0),
+            repeat=reps,
+        )
         dec = median_time(lambda d=data: decode_image(d, resolver=lambda n, qq: (model, meta)), warmup=1, repeat=repeat)
         rows[_mode(effort)] = {"encode_s_per_mp": enc / mp, "decode_s_per_mp": dec / mp, "bytes": len(data), "quality": q}
     for name, (fmt, _, options) in ANCHORS.items():
@@ -189,8 +196,14 @@ def _overfit_point(name: str, src: torch.Tensor, rgb: np.ndarray, q: int, iterat
     t0 = time.perf_counter()
     y, _ = decode_image(data)
     p = _point(rgb, len(data), to_uint8(y))
-    return {**p, "encode_s": info["encode_s"], "decode_s": time.perf_counter() - t0, "image": name,
-            "net_bytes": sum(f["net_bytes"] for f in info["fits"]), "iterations": iterations}
+    return {
+        **p,
+        "encode_s": info["encode_s"],
+        "decode_s": time.perf_counter() - t0,
+        "image": name,
+        "net_bytes": sum(f["net_bytes"] for f in info["fits"]),
+        "iterations": iterations,
+    }
 
 
 def _overfit_timing(photo: torch.Tensor, iterations: int, repeat: int) -> dict[str, float]:
@@ -201,7 +214,9 @@ def _overfit_timing(photo: torch.Tensor, iterations: int, repeat: int) -> dict[s
     model, meta = pretrained(OVERFIT_QUALITIES[len(OVERFIT_QUALITIES) // 2], OVERFIT)
     mp = 768 * 512 / 1e6
     t0 = time.perf_counter()
-    data = encode_image(src, model, quality=OVERFIT_QUALITIES[len(OVERFIT_QUALITIES) // 2], weights_id=meta["weights_id"], effort=iterations)
+    data = encode_image(
+        src, model, quality=OVERFIT_QUALITIES[len(OVERFIT_QUALITIES) // 2], weights_id=meta["weights_id"], effort=iterations
+    )
     per_it = (time.perf_counter() - t0) / iterations / mp
     dec = median_time(lambda: decode_image(data), warmup=1, repeat=repeat)
     return {"decode_s_per_mp": dec / mp, "encode_s_per_iteration_per_mp": per_it}
@@ -228,8 +243,7 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
     points: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in [*modes, OVERFIT, *anchors]}
     estimate = []
     of_names = overfit_photos(images)
-    steps = (len(images) * (len(qualities) * len(efforts) + sum(len(qs) for _, qs, _ in anchors.values()))
-             + len(of_names) * len(of_quals))
+    steps = len(images) * (len(qualities) * len(efforts) + sum(len(qs) for _, qs, _ in anchors.values())) + len(of_names) * len(of_quals)
     with progress_bar(steps, "bench codec", enabled=progress) as bar:
         for name, x in images.items():
             rgb = to_uint8(x)
@@ -249,8 +263,15 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
                         est_bits = sum(float(-torch.log2(v).sum()) for v in lik.values())
                         p["estimated_bits"] = est_bits
                         streams = sum(head["sections"])  # bytes of the rANS sections, without the container
-                        estimate.append({"image": name, "quality": q, "estimated_bits": est_bits, "actual_bits": 8 * len(data),
-                                         "stream_bits": 8 * streams})
+                        estimate.append(
+                            {
+                                "image": name,
+                                "quality": q,
+                                "estimated_bits": est_bits,
+                                "actual_bits": 8 * len(data),
+                                "stream_bits": 8 * streams,
+                            }
+                        )
                     points[_mode(effort)].setdefault(f"q{q}", []).append({**p, "image": name})
                     bar.advance(1, f"{name} q{q} e{effort}: {p['bpp']:.3f} bpp {p['psnr']:.2f} dB")
             for q in of_quals if name in of_names else ():
@@ -265,8 +286,7 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
     curves = {m: _mean_curve(v) for m, v in points.items()}
     bd = _bd_table(curves, modes)
     # the overfitted codec against the anchors and the hyperprior on the photos it was measured on
-    sub_curves = {m: _mean_curve({s: [p for p in v if p["image"] in of_names] for s, v in points[m].items()})
-                  for m in [*anchors, "ours"]}
+    sub_curves = {m: _mean_curve({s: [p for p in v if p["image"] in of_names] for s, v in points[m].items()}) for m in [*anchors, "ours"]}
     for base in [*anchors, "ours"]:
         bd[f"{OVERFIT}_vs_{base}_psnr_pchip"] = _bd(sub_curves[base], curves[OVERFIT], "psnr", "pchip")
         bd[f"{OVERFIT}_vs_{base}_ms_ssim_db_pchip"] = _bd(sub_curves[base], curves[OVERFIT], "ms_ssim_db", "pchip")
@@ -276,16 +296,28 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
         est = sum(r["estimated_bits"] for r in rows)
         act = sum(r["actual_bits"] for r in rows)
         streams = sum(r["stream_bits"] for r in rows)
-        per_quality_est.append({"quality": q, "estimated_bits": est, "actual_bits": act, "diff_percent": 100.0 * (act - est) / est,
-                                "stream_bits": streams, "stream_diff_percent": 100.0 * (streams - est) / est})
+        per_quality_est.append(
+            {
+                "quality": q,
+                "estimated_bits": est,
+                "actual_bits": act,
+                "diff_percent": 100.0 * (act - est) / est,
+                "stream_bits": streams,
+                "stream_diff_percent": 100.0 * (streams - est) / est,
+            }
+        )
     timing = _timing(bundled_photo(HELD_OUT_BUNDLED[0]), qualities, (0, 3) if quick else TIMED_EFFORTS, 1 if quick else 5)
     of_time = _overfit_timing(bundled_photo(HELD_OUT_BUNDLED[0]), 3 if quick else 20, 1 if quick else 3)
     of_pts = [p for v in points[OVERFIT].values() for p in v]
     # encode time from the RD run itself (the fits are too long to repeat): seconds per megapixel
     of_enc = float(np.mean([p["encode_s"] / (images[p["image"]].shape[1] * images[p["image"]].shape[2] / 1e6) for p in of_pts]))
-    timing["modes"][OVERFIT] = {"encode_s_per_mp": of_enc, "decode_s_per_mp": of_time["decode_s_per_mp"],
-                                "encode_s_per_iteration_per_mp": of_time["encode_s_per_iteration_per_mp"],
-                                "iterations": of_its, "quality": OVERFIT_QUALITIES[len(OVERFIT_QUALITIES) // 2]}
+    timing["modes"][OVERFIT] = {
+        "encode_s_per_mp": of_enc,
+        "decode_s_per_mp": of_time["decode_s_per_mp"],
+        "encode_s_per_iteration_per_mp": of_time["encode_s_per_iteration_per_mp"],
+        "iterations": of_its,
+        "quality": OVERFIT_QUALITIES[len(OVERFIT_QUALITIES) // 2],
+    }
     for row in timing["modes"].values():
         row["encode_vs_avif"] = row["encode_s_per_mp"] / timing["modes"]["avif"]["encode_s_per_mp"]
         row["decode_vs_avif"] = row["decode_s_per_mp"] / timing["modes"]["avif"]["decode_s_per_mp"]
@@ -294,14 +326,25 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
     dec_t = timing["modes"]["ours"]["decode_s_per_mp"] * 768 * 512 / 1e6
     gains = {}
     for e in efforts[1:]:
-        saved = [1 - a["bytes"] / b["bytes"] for q in qualities for a, b in zip(points[_mode(e)][f"q{q}"], points["ours"][f"q{q}"])]
-        dpsnr = [a["psnr"] - b["psnr"] for q in qualities for a, b in zip(points[_mode(e)][f"q{q}"], points["ours"][f"q{q}"])]
+        pairs = [(a, b) for q in qualities for a, b in zip(points[_mode(e)][f"q{q}"], points["ours"][f"q{q}"], strict=True)]
+        saved = [1 - a["bytes"] / b["bytes"] for a, b in pairs]
+        dpsnr = [a["psnr"] - b["psnr"] for a, b in pairs]
         secs = [p["encode_s"] for q in qualities for p in points[_mode(e)][f"q{q}"]]
-        gains[_mode(e)] = {"effort": e, "bytes_saved_percent": 100 * float(np.mean(saved)), "psnr_gain_db": float(np.mean(dpsnr)),
-                           "bd_rate_vs_effort_0_psnr": _bd(curves["ours"], curves[_mode(e)], "psnr", "pchip"),
-                           "mean_encode_s": float(np.mean(secs))}
-    best = min(modes, key=lambda m: math.inf if bd[("" if m == "ours" else f"{m}_") + "vs_webp_psnr_pchip"] is None
-               else bd[("" if m == "ours" else f"{m}_") + "vs_webp_psnr_pchip"])  # type: ignore[operator]
+        gains[_mode(e)] = {
+            "effort": e,
+            "bytes_saved_percent": 100 * float(np.mean(saved)),
+            "psnr_gain_db": float(np.mean(dpsnr)),
+            "bd_rate_vs_effort_0_psnr": _bd(curves["ours"], curves[_mode(e)], "psnr", "pchip"),
+            "mean_encode_s": float(np.mean(secs)),
+        }
+    best = min(
+        modes,
+        key=lambda m: (
+            math.inf
+            if bd[("" if m == "ours" else f"{m}_") + "vs_webp_psnr_pchip"] is None
+            else bd[("" if m == "ours" else f"{m}_") + "vs_webp_psnr_pchip"]
+        ),
+    )  # type: ignore[operator]
     best_prefix = "" if best == "ours" else f"{best}_"
     top_mode, top_psnr = max(((m, max(r["psnr"] for r in curves[m])) for m in modes), key=lambda t: t[1])
     from convpress.codec.overfit import macs_per_pixel
@@ -317,27 +360,78 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
 
     worst_est = max(abs(r["diff_percent"]) for r in per_quality_est)
     checks = [
-        {"name": f"test photos never trained on >= {MIN_PHOTOS}", "value": len(images), "target": MIN_PHOTOS, "passed": len(images) >= MIN_PHOTOS},
-        {"name": f"estimated vs actual bits within {MAX_EST_DIFF}% (every quality)", "value": round(worst_est, 2), "target": MAX_EST_DIFF, "passed": worst_est <= MAX_EST_DIFF},
-        {"name": f"BD-rate vs JPEG (PSNR, PCHIP) <= {JPEG_TARGET}%", "value": _r(bd["vs_jpeg_psnr_pchip"]), "target": JPEG_TARGET, "passed": _le(bd["vs_jpeg_psnr_pchip"], JPEG_TARGET)},
-        {"name": f"BD-rate vs WebP (PSNR, PCHIP, whole range) < 0% ({best})", "value": _r(bd[f"{best_prefix}vs_webp_psnr_pchip"]), "target": 0.0,
-         "passed": _le(bd[f"{best_prefix}vs_webp_psnr_pchip"], -1e-9)},
-        {"name": f"goal: BD-rate vs AVIF (PSNR, PCHIP, whole range) < 0% ({best})", "value": _r(bd[f"{best_prefix}vs_avif_psnr_pchip"]), "target": 0.0,
-         "passed": _le(bd[f"{best_prefix}vs_avif_psnr_pchip"], -1e-9), "goal": True},
-        {"name": f"the highest level reaches {TOP_PSNR} dB (mean PSNR; {top_mode})", "value": round(top_psnr, 2), "target": TOP_PSNR, "passed": top_psnr >= TOP_PSNR},
-        {"name": f"overfit: decode 768x512 <= {OVERFIT_DECODE_TARGET} s", "value": round(of_dec, 3), "target": OVERFIT_DECODE_TARGET,
-         "passed": of_dec <= OVERFIT_DECODE_TARGET},
-        {"name": "overfit: synthesis multiply-adds per pixel <= 2000", "value": round(of_macs["synthesis"]), "target": 2000,
-         "passed": of_macs["synthesis"] <= 2000},
+        {
+            "name": f"test photos never trained on >= {MIN_PHOTOS}",
+            "value": len(images),
+            "target": MIN_PHOTOS,
+            "passed": len(images) >= MIN_PHOTOS,
+        },
+        {
+            "name": f"estimated vs actual bits within {MAX_EST_DIFF}% (every quality)",
+            "value": round(worst_est, 2),
+            "target": MAX_EST_DIFF,
+            "passed": worst_est <= MAX_EST_DIFF,
+        },
+        {
+            "name": f"BD-rate vs JPEG (PSNR, PCHIP) <= {JPEG_TARGET}%",
+            "value": _r(bd["vs_jpeg_psnr_pchip"]),
+            "target": JPEG_TARGET,
+            "passed": _le(bd["vs_jpeg_psnr_pchip"], JPEG_TARGET),
+        },
+        {
+            "name": f"BD-rate vs WebP (PSNR, PCHIP, whole range) < 0% ({best})",
+            "value": _r(bd[f"{best_prefix}vs_webp_psnr_pchip"]),
+            "target": 0.0,
+            "passed": _le(bd[f"{best_prefix}vs_webp_psnr_pchip"], -1e-9),
+        },
+        {
+            "name": f"goal: BD-rate vs AVIF (PSNR, PCHIP, whole range) < 0% ({best})",
+            "value": _r(bd[f"{best_prefix}vs_avif_psnr_pchip"]),
+            "target": 0.0,
+            "passed": _le(bd[f"{best_prefix}vs_avif_psnr_pchip"], -1e-9),
+            "goal": True,
+        },
+        {
+            "name": f"the highest level reaches {TOP_PSNR} dB (mean PSNR; {top_mode})",
+            "value": round(top_psnr, 2),
+            "target": TOP_PSNR,
+            "passed": top_psnr >= TOP_PSNR,
+        },
+        {
+            "name": f"overfit: decode 768x512 <= {OVERFIT_DECODE_TARGET} s",
+            "value": round(of_dec, 3),
+            "target": OVERFIT_DECODE_TARGET,
+            "passed": of_dec <= OVERFIT_DECODE_TARGET,
+        },
+        {
+            "name": "overfit: synthesis multiply-adds per pixel <= 2000",
+            "value": round(of_macs["synthesis"]),
+            "target": 2000,
+            "passed": of_macs["synthesis"] <= 2000,
+        },
         {"name": f"encode 768x512 <= {TIME_TARGET} s", "value": round(enc_t, 3), "target": TIME_TARGET, "passed": enc_t <= TIME_TARGET},
         {"name": f"decode 768x512 <= {TIME_TARGET} s", "value": round(dec_t, 3), "target": TIME_TARGET, "passed": dec_t <= TIME_TARGET},
     ]
     for mode, row in timing["modes"].items():
         if mode.startswith("ours") or mode == OVERFIT:
-            checks.append({"name": f"{mode}: encode time per megapixel vs AVIF (same run; reported)", "value": round(row["encode_vs_avif"], 2),
-                           "target": None, "passed": True, "reported": True})
-            checks.append({"name": f"{mode}: decode time per megapixel vs AVIF (same run; reported)", "value": round(row["decode_vs_avif"], 2),
-                           "target": None, "passed": True, "reported": True})
+            checks.append(
+                {
+                    "name": f"{mode}: encode time per megapixel vs AVIF (same run; reported)",
+                    "value": round(row["encode_vs_avif"], 2),
+                    "target": None,
+                    "passed": True,
+                    "reported": True,
+                }
+            )
+            checks.append(
+                {
+                    "name": f"{mode}: decode time per megapixel vs AVIF (same run; reported)",
+                    "value": round(row["decode_vs_avif"], 2),
+                    "target": None,
+                    "passed": True,
+                    "reported": True,
+                }
+            )
     weights = {}
     for q in qualities:
         _, meta = pretrained(q, MODEL)
@@ -356,10 +450,15 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
         "bd_rate_percent": bd,
         "refinement": gains,
         "curves_overfit_photos": sub_curves,
-        "overfit": {"iterations": of_its, "qualities": list(of_quals), "photos": of_names, "macs_per_pixel": of_macs,
-                    "mean_net_bytes": float(np.mean([p["net_bytes"] for p in of_pts])),
-                    "mean_encode_s": float(np.mean([p["encode_s"] for p in of_pts])),
-                    "mean_decode_s": float(np.mean([p["decode_s"] for p in of_pts]))},
+        "overfit": {
+            "iterations": of_its,
+            "qualities": list(of_quals),
+            "photos": of_names,
+            "macs_per_pixel": of_macs,
+            "mean_net_bytes": float(np.mean([p["net_bytes"] for p in of_pts])),
+            "mean_encode_s": float(np.mean([p["encode_s"] for p in of_pts])),
+            "mean_decode_s": float(np.mean([p["decode_s"] for p in of_pts])),
+        },
         "estimate_vs_actual": per_quality_est,
         "timing": timing,
         "checks": checks,
@@ -376,12 +475,23 @@ def write_figures(result: dict[str, Any], json_path: str | Path) -> list[Path]:
     out = Path(json_path).with_suffix(".png")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     modes = [m for m in result["curves"] if m.startswith("ours") or m == OVERFIT]
-    style = {m: (f"convpress {result.get('model', MODEL)}" + ("" if m == "ours" else f", effort {m.split('-e')[1]}"), "o-" if m == "ours" else "o:", f"C{3 + i}")
-             for i, m in enumerate(modes) if m != OVERFIT}
+    style = {
+        m: (
+            f"convpress {result.get('model', MODEL)}" + ("" if m == "ours" else f", effort {m.split('-e')[1]}"),
+            "o-" if m == "ours" else "o:",
+            f"C{3 + i}",
+        )
+        for i, m in enumerate(modes)
+        if m != OVERFIT
+    }
     if OVERFIT in modes:
         its = result.get("overfit", {}).get("iterations", "?")
         style[OVERFIT] = (f"convpress overfit (per image, {its} steps)", "D-", "C6")
-    style |= {"jpeg": ("JPEG (Pillow)", "s--", "C0"), "webp": ("WebP (libwebp, method 6)", "^--", "C2"), "avif": ("AVIF (libavif, speed 4, 4:4:4)", "v--", "C1")}
+    style |= {
+        "jpeg": ("JPEG (Pillow)", "s--", "C0"),
+        "webp": ("WebP (libwebp, method 6)", "^--", "C2"),
+        "avif": ("AVIF (libavif, speed 4, 4:4:4)", "v--", "C1"),
+    }
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim_db", "MS-SSIM (dB)")):
         for name, (lab, fmt, color) in style.items():
             c = result["curves"].get(name)
@@ -412,54 +522,97 @@ def to_markdown(result: dict[str, Any]) -> str:
     bd = result["bd_rate_percent"]
     modes = [m for m in result["curves"] if m.startswith("ours") or m == OVERFIT]
     anchors = [a for a in ANCHORS if a in result["curves"]]
-    lines = ["## Learned image compression (`convpress bench codec`)", "",
-             f"{env['date']}, {env['cpu_count']} CPU cores, torch {env['torch']}; {result['seconds']:.0f} s"
-             f"{' (QUICK smoke run)' if result['quick'] else ''}. {len(result['images'])} photos never used for training: "
-             + ", ".join(f"{n} ({s[1]}x{s[0]})" for n, s in result["images"].items())
-             + ". bpp from the actual `.cpi` file size (header and checksums included); every setting is the mean over the photos.", "",
-             "| codec | setting | bpp | PSNR (dB) | MS-SSIM | MS-SSIM (dB) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "## Learned image compression (`convpress bench codec`)",
+        "",
+        f"{env['date']}, {env['cpu_count']} CPU cores, torch {env['torch']}; {result['seconds']:.0f} s"
+        f"{' (QUICK smoke run)' if result['quick'] else ''}. {len(result['images'])} photos never used for training: "
+        + ", ".join(f"{n} ({s[1]}x{s[0]})" for n, s in result["images"].items())
+        + ". bpp from the actual `.cpi` file size (header and checksums included); every setting is the mean over the photos.",
+        "",
+        "| codec | setting | bpp | PSNR (dB) | MS-SSIM | MS-SSIM (dB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in [*modes, *anchors]:
         for r in result["curves"][name]:
             lines.append(f"| {name} | {r['setting']} | {r['bpp']:.3f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | {r['ms_ssim_db']:.2f} |")
-    lines += ["", "**BD-rate** (negative = fewer bits at equal quality; PCHIP / cubic fit of log-rate; PSNR also over the lower "
-              "and upper half of the interval both curves cover):", "",
-              "| codec | anchor | PSNR | MS-SSIM | PSNR, lower half | PSNR, upper half |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "**BD-rate** (negative = fewer bits at equal quality; PCHIP / cubic fit of log-rate; PSNR also over the lower "
+        "and upper half of the interval both curves cover):",
+        "",
+        "| codec | anchor | PSNR | MS-SSIM | PSNR, lower half | PSNR, upper half |",
+        "|---|---|---|---|---|---|",
+    ]
     for mode in [m for m in modes if m != OVERFIT]:
         pre = "" if mode == "ours" else f"{mode}_"
         for base in anchors:
-            lines.append(f"| {mode} | {base.upper()} | {_pct(bd[f'{pre}vs_{base}_psnr_pchip'])} / {_pct(bd[f'{pre}vs_{base}_psnr_cubic'])} | "
-                         f"{_pct(bd[f'{pre}vs_{base}_ms_ssim_db_pchip'])} / {_pct(bd[f'{pre}vs_{base}_ms_ssim_db_cubic'])} | "
-                         f"{_pct(bd[f'{pre}vs_{base}_psnr_pchip_lower_half'])} | {_pct(bd[f'{pre}vs_{base}_psnr_pchip_upper_half'])} |")
+            lines.append(
+                f"| {mode} | {base.upper()} | {_pct(bd[f'{pre}vs_{base}_psnr_pchip'])} / {_pct(bd[f'{pre}vs_{base}_psnr_cubic'])} | "
+                f"{_pct(bd[f'{pre}vs_{base}_ms_ssim_db_pchip'])} / {_pct(bd[f'{pre}vs_{base}_ms_ssim_db_cubic'])} | "
+                f"{_pct(bd[f'{pre}vs_{base}_psnr_pchip_lower_half'])} | {_pct(bd[f'{pre}vs_{base}_psnr_pchip_upper_half'])} |"
+            )
     if OVERFIT in modes:
         o = result["overfit"]
         mac = o["macs_per_pixel"]
-        lines += ["", f"**Overfitted per-image codec** (`--model overfit`, a decoder fitted to each photo and sent with it; "
-                  f"{o['iterations']} fitting steps per photo and level, {o['mean_encode_s']:.0f} s per photo on average) on "
-                  f"{len(o['photos'])} of the photos ({', '.join(o['photos'])}), against the anchors and the hyperprior on the "
-                  f"same photos. Its decoder costs {mac['total']:.0f} multiply-adds per pixel (synthesis {mac['synthesis']:.0f}, "
-                  f"upsampling {mac['upsampling']:.0f}, context model {mac['arm']:.0f}); the decoder's parameters take "
-                  f"{o['mean_net_bytes']:.0f} bytes of each file on average.", "",
-                  "| against | BD-rate (PSNR) | BD-rate (MS-SSIM) |", "|---|---|---|"]
+        lines += [
+            "",
+            f"**Overfitted per-image codec** (`--model overfit`, a decoder fitted to each photo and sent with it; "
+            f"{o['iterations']} fitting steps per photo and level, {o['mean_encode_s']:.0f} s per photo on average) on "
+            f"{len(o['photos'])} of the photos ({', '.join(o['photos'])}), against the anchors and the hyperprior on the "
+            f"same photos. Its decoder costs {mac['total']:.0f} multiply-adds per pixel (synthesis {mac['synthesis']:.0f}, "
+            f"upsampling {mac['upsampling']:.0f}, context model {mac['arm']:.0f}); the decoder's parameters take "
+            f"{o['mean_net_bytes']:.0f} bytes of each file on average.",
+            "",
+            "| against | BD-rate (PSNR) | BD-rate (MS-SSIM) |",
+            "|---|---|---|",
+        ]
         for base in [*anchors, "ours"]:
-            lines.append(f"| {'hyperprior (effort 0)' if base == 'ours' else base.upper()} | {_pct(bd.get(f'{OVERFIT}_vs_{base}_psnr_pchip'))} | "
-                         f"{_pct(bd.get(f'{OVERFIT}_vs_{base}_ms_ssim_db_pchip'))} |")
+            lines.append(
+                f"| {'hyperprior (effort 0)' if base == 'ours' else base.upper()} | {_pct(bd.get(f'{OVERFIT}_vs_{base}_psnr_pchip'))} | "
+                f"{_pct(bd.get(f'{OVERFIT}_vs_{base}_ms_ssim_db_pchip'))} |"
+            )
     if result.get("refinement"):
-        lines += ["", "**Encoder effort** (latent refinement, same decoder and file format) against effort 0, over every photo and level:", "",
-                  "| effort | bytes saved | PSNR gain | BD-rate vs effort 0 | mean encode time per image |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "**Encoder effort** (latent refinement, same decoder and file format) against effort 0, over every photo and level:",
+            "",
+            "| effort | bytes saved | PSNR gain | BD-rate vs effort 0 | mean encode time per image |",
+            "|---|---|---|---|---|",
+        ]
         for g in result["refinement"].values():
-            lines.append(f"| {g['effort']} | {g['bytes_saved_percent']:.1f}% | {g['psnr_gain_db']:+.2f} dB | {_pct(g['bd_rate_vs_effort_0_psnr'])} | {g['mean_encode_s']:.1f} s |")
-    lines += ["", "**Estimated (likelihoods) vs actual (file) bits** at effort 0, summed over the photos; the coded streams are "
-              "the file without its header and checksum:", "",
-              "| quality | estimated | actual file | difference | coded streams | difference |", "|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {g['effort']} | {g['bytes_saved_percent']:.1f}% | {g['psnr_gain_db']:+.2f} dB | "
+                f"{_pct(g['bd_rate_vs_effort_0_psnr'])} | {g['mean_encode_s']:.1f} s |"
+            )
+    lines += [
+        "",
+        "**Estimated (likelihoods) vs actual (file) bits** at effort 0, summed over the photos; the coded streams are "
+        "the file without its header and checksum:",
+        "",
+        "| quality | estimated | actual file | difference | coded streams | difference |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in result["estimate_vs_actual"]:
-        lines.append(f"| {r['quality']} | {r['estimated_bits']:,.0f} | {r['actual_bits']:,} | {r['diff_percent']:+.2f}% | "
-                     f"{r['stream_bits']:,} | {r['stream_diff_percent']:+.2f}% |")
+        lines.append(
+            f"| {r['quality']} | {r['estimated_bits']:,.0f} | {r['actual_bits']:,} | {r['diff_percent']:+.2f}% | "
+            f"{r['stream_bits']:,} | {r['stream_diff_percent']:+.2f}% |"
+        )
     t = result["timing"]
-    lines += ["", f"**Speed** on a {t['size'][1]}x{t['size'][0]} photo, {t['threads']} threads, in the same run (median; model loaded; "
-              "the anchors through Pillow):", "", "| mode | setting | encode s/MP | decode s/MP | encode vs AVIF | decode vs AVIF |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"**Speed** on a {t['size'][1]}x{t['size'][0]} photo, {t['threads']} threads, in the same run (median; model loaded; "
+        "the anchors through Pillow):",
+        "",
+        "| mode | setting | encode s/MP | decode s/MP | encode vs AVIF | decode vs AVIF |",
+        "|---|---|---|---|---|---|",
+    ]
     for mode, r in t["modes"].items():
         setting = f"level {r['quality']}" if mode.startswith("ours") or mode == OVERFIT else f"quality {r['quality']}"
-        lines.append(f"| {mode} | {setting} | {r['encode_s_per_mp']:.3f} | {r['decode_s_per_mp']:.3f} | {r['encode_vs_avif']:.2f}x | {r['decode_vs_avif']:.2f}x |")
+        lines.append(
+            f"| {mode} | {setting} | {r['encode_s_per_mp']:.3f} | {r['decode_s_per_mp']:.3f} | {r['encode_vs_avif']:.2f}x | "
+            f"{r['decode_vs_avif']:.2f}x |"
+        )
     lines += [""]
     lines += checks_table(result["checks"])
     return "\n".join(lines) + "\n"
@@ -475,22 +628,39 @@ def readme_summary(result: dict[str, Any]) -> str:
         return f"{abs(v):.1f}% {'more' if v > 0 else 'fewer'} bits"
 
     t = result["timing"]["modes"]["ours"]
-    text = (f"Measured (`benchmarks/results/codec.json`, {len(result['images'])} photos never used for training): at equal PSNR "
-            f"the codec needs {more(bd['vs_jpeg_psnr_pchip'])} than JPEG, {more(bd['vs_webp_psnr_pchip'])} than WebP and "
-            f"{more(bd['vs_avif_psnr_pchip'])} than AVIF (against WebP {more(bd['vs_webp_psnr_pchip_lower_half'])} over the lower half "
-            f"of the PSNR range both cover, {more(bd['vs_webp_psnr_pchip_upper_half'])} over the upper half). ")
+    text = (
+        f"Measured (`benchmarks/results/codec.json`, {len(result['images'])} photos never used for training): at equal PSNR "
+        f"the codec needs {more(bd['vs_jpeg_psnr_pchip'])} than JPEG, {more(bd['vs_webp_psnr_pchip'])} than WebP and "
+        f"{more(bd['vs_avif_psnr_pchip'])} than AVIF (against WebP {more(bd['vs_webp_psnr_pchip_lower_half'])} over the lower half "
+        f"of the PSNR range both cover, {more(bd['vs_webp_psnr_pchip_upper_half'])} over the upper half). "
+    )
     for mode, g in result.get("refinement", {}).items():
-        text += (f"With encoder effort {g['effort']} (latent refinement; same decoder) it needs {more(bd[f'{mode}_vs_webp_psnr_pchip'])} than "
-                 f"WebP and {more(bd[f'{mode}_vs_avif_psnr_pchip'])} than AVIF, at {g['mean_encode_s']:.0f} s of encoding per photo. ")
+        text += (
+            f"With encoder effort {g['effort']} (latent refinement; same decoder) it needs {more(bd[f'{mode}_vs_webp_psnr_pchip'])} than "
+            f"WebP and {more(bd[f'{mode}_vs_avif_psnr_pchip'])} than AVIF, at {g['mean_encode_s']:.0f} s of encoding per photo. "
+        )
     if OVERFIT in result["curves"]:
         o = result["overfit"]
-        text += (f"The overfitted per-image codec ({o['iterations']} fitting steps per photo, {o['mean_encode_s']:.0f} s of encoding on "
-                 f"average) needs {more(bd[f'{OVERFIT}_vs_webp_psnr_pchip'])} than WebP and {more(bd[f'{OVERFIT}_vs_avif_psnr_pchip'])} "
-                 f"than AVIF, and decodes in {result['timing']['modes'][OVERFIT]['decode_s_per_mp']:.2f} s/MP. ")
-    text += (f"The highest level reaches {max(r['psnr'] for r in result['curves']['ours']):.1f} dB. Effort 0 encodes in "
-             f"{t['encode_s_per_mp']:.2f} s/MP ({t['encode_vs_avif']:.2f}x AVIF's time) and decodes in {t['decode_s_per_mp']:.2f} s/MP "
-             f"({t['decode_vs_avif']:.1f}x AVIF's).")
+        text += (
+            f"The overfitted per-image codec ({o['iterations']} fitting steps per photo, {o['mean_encode_s']:.0f} s of encoding on "
+            f"average) needs {more(bd[f'{OVERFIT}_vs_webp_psnr_pchip'])} than WebP and {more(bd[f'{OVERFIT}_vs_avif_psnr_pchip'])} "
+            f"than AVIF, and decodes in {result['timing']['modes'][OVERFIT]['decode_s_per_mp']:.2f} s/MP. "
+        )
+    text += (
+        f"The highest level reaches {max(r['psnr'] for r in result['curves']['ours']):.1f} dB. Effort 0 encodes in "
+        f"{t['encode_s_per_mp']:.2f} s/MP ({t['encode_vs_avif']:.2f}x AVIF's time) and decodes in {t['decode_s_per_mp']:.2f} s/MP "
+        f"({t['decode_vs_avif']:.1f}x AVIF's)."
+    )
     return text
 
 
-BENCHMARKS.register("codec", Benchmark(run, to_markdown, "rate-distortion of the learned codec against JPEG, WebP and AVIF on photos never trained on; encoder effort; speed", write_figures=write_figures, readme_summary=readme_summary))
+BENCHMARKS.register(
+    "codec",
+    Benchmark(
+        run,
+        to_markdown,
+        "rate-distortion of the learned codec against JPEG, WebP and AVIF on photos never trained on; encoder effort; speed",
+        write_figures=write_figures,
+        readme_summary=readme_summary,
+    ),
+)

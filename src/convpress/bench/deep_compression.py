@@ -47,8 +47,12 @@ def _coder_efficiency(model: torch.nn.Module, tmp: Path) -> list[dict[str, Any]]
         assert a.name == h.name and a.symbols == h.symbols
         rows.append(
             {
-                "stream": a.name, "symbols": a.symbols, "alphabet": a.alphabet, "entropy_bits": round(a.entropy_bits, 1),
-                "ans_bits": a.payload_bits, "huffman_bits": h.payload_bits,
+                "stream": a.name,
+                "symbols": a.symbols,
+                "alphabet": a.alphabet,
+                "entropy_bits": round(a.entropy_bits, 1),
+                "ans_bits": a.payload_bits,
+                "huffman_bits": h.payload_bits,
                 "ans_overhead_pct": 100.0 * (a.payload_bits / a.entropy_bits - 1) if a.entropy_bits else 0.0,
                 "huffman_overhead_pct": 100.0 * (h.payload_bits / h.entropy_bits - 1) if h.entropy_bits else 0.0,
                 "ans_table_bytes": a.coded_bytes - (a.payload_bits + 31) // 32 * 4 if a.payload_bits else a.coded_bytes,
@@ -85,18 +89,31 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
                     torch.manual_seed(seed)
                     t0 = time.perf_counter()
                     rep = deep_compress(
-                        model, recipe.config, train_loader=train, loss_fn=loss, evaluate=lambda m: accuracy(m, test),
-                        out_path=tmp / f"{recipe_name}-{seed}.cpz", overwrite=True, progress=progress,
+                        model,
+                        recipe.config,
+                        train_loader=train,
+                        loss_fn=loss,
+                        evaluate=lambda m, test=test: accuracy(m, test),
+                        out_path=tmp / f"{recipe_name}-{seed}.cpz",
+                        overwrite=True,
+                        progress=progress,
                     )
                     runs.append(
                         {
-                            "arch": arch, "recipe": recipe_name, "seed": seed, "description": recipe.description,
-                            "accuracy": rep.metric, "drop": rep.metric["dense"] - rep.metric["loaded"],
-                            "bytes": rep.totals, "ratios": {k: rep.dense_bytes / v for k, v in rep.totals.items()},
+                            "arch": arch,
+                            "recipe": recipe_name,
+                            "seed": seed,
+                            "description": recipe.description,
+                            "accuracy": rep.metric,
+                            "drop": rep.metric["dense"] - rep.metric["loaded"],
+                            "bytes": rep.totals,
+                            "ratios": {k: rep.dense_bytes / v for k, v in rep.totals.items()},
                             "kept_fraction": sum(r.kept for r in rep.rows) / sum(r.weights for r in rep.rows),
                             "layers": [r.__dict__ | {"kept_fraction": r.kept_fraction} for r in rep.rows],
-                            "bit_exact": rep.bit_exact, "train_seconds": train_s,
-                            "compress_seconds": time.perf_counter() - t0, "coder": recipe.config.coder,
+                            "bit_exact": rep.bit_exact,
+                            "train_seconds": train_s,
+                            "compress_seconds": time.perf_counter() - t0,
+                            "coder": recipe.config.coder,
                         }
                     )
                     if seed == seeds[0] and recipe_name == arch:
@@ -110,19 +127,58 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             ratios = [r["ratios"]["final"] for r in rs]
             drops = [r["drop"] for r in rs]
             summary[recipe_name] = {
-                "seeds": len(rs), "ratio_min": min(ratios), "ratio_median": statistics.median(ratios),
-                "drop_mean": statistics.fmean(drops), "drop_max": max(drops),
+                "seeds": len(rs),
+                "ratio_min": min(ratios),
+                "ratio_median": statistics.median(ratios),
+                "drop_mean": statistics.fmean(drops),
+                "drop_max": max(drops),
                 "dense_accuracy_mean": statistics.fmean(r["accuracy"]["dense"] for r in rs),
                 "loaded_accuracy_mean": statistics.fmean(r["accuracy"]["loaded"] for r in rs),
             }
         s = summary[arch]
-        checks.append({"name": f"{arch}: ratio >= {floor:g}x (min over seeds)", "value": round(s["ratio_min"], 1), "target": floor, "passed": s["ratio_min"] >= floor})
-        checks.append({"name": f"{arch}: accuracy drop <= {MAX_DROP} points (mean over seeds)", "value": round(s["drop_mean"], 2), "target": MAX_DROP, "passed": s["drop_mean"] <= MAX_DROP})
-        checks.append({"name": f"{arch}: goal ratio >= {goal:g}x (min over seeds)", "value": round(s["ratio_min"], 1), "target": goal, "passed": s["ratio_min"] >= goal, "goal": True})
+        checks.append(
+            {
+                "name": f"{arch}: ratio >= {floor:g}x (min over seeds)",
+                "value": round(s["ratio_min"], 1),
+                "target": floor,
+                "passed": s["ratio_min"] >= floor,
+            }
+        )
+        checks.append(
+            {
+                "name": f"{arch}: accuracy drop <= {MAX_DROP} points (mean over seeds)",
+                "value": round(s["drop_mean"], 2),
+                "target": MAX_DROP,
+                "passed": s["drop_mean"] <= MAX_DROP,
+            }
+        )
+        checks.append(
+            {
+                "name": f"{arch}: goal ratio >= {goal:g}x (min over seeds)",
+                "value": round(s["ratio_min"], 1),
+                "target": goal,
+                "passed": s["ratio_min"] >= goal,
+                "goal": True,
+            }
+        )
     measurable = [row for rows in efficiency.values() for row in rows if row["entropy_bits"] >= MIN_STREAM_BITS]
     worst = max((row["ans_overhead_pct"] for row in measurable), default=0.0)
-    checks.append({"name": f"rANS within 1% of empirical entropy (every stream of >= {MIN_STREAM_BITS} bits)", "value": round(worst, 3), "target": 1.0, "passed": worst <= 1.0})
-    checks.append({"name": "load() is bitwise equal to the in-memory quantized weights (every run)", "value": all(r["bit_exact"] for r in runs), "target": True, "passed": all(r["bit_exact"] for r in runs)})
+    checks.append(
+        {
+            "name": f"rANS within 1% of empirical entropy (every stream of >= {MIN_STREAM_BITS} bits)",
+            "value": round(worst, 3),
+            "target": 1.0,
+            "passed": worst <= 1.0,
+        }
+    )
+    checks.append(
+        {
+            "name": "load() is bitwise equal to the in-memory quantized weights (every run)",
+            "value": all(r["bit_exact"] for r in runs),
+            "target": True,
+            "passed": all(r["bit_exact"] for r in runs),
+        }
+    )
     return {
         "benchmark": "deep-compression",
         "quick": quick,
@@ -149,7 +205,10 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"{result['seconds'] / 60:.1f} minutes{' (QUICK smoke run: figures not meaningful)' if result['quick'] else ''}."
     )
     lines += ["", result["protocol"] + ".", ""]
-    lines += ["| recipe | seeds | kept | accuracy dense → file | drop (mean / max) | file bytes | ratio min / median |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| recipe | seeds | kept | accuracy dense → file | drop (mean / max) | file bytes | ratio min / median |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, s in result["summary"].items():
         rs = [r for r in result["runs"] if r["recipe"] == name]
         kept = statistics.fmean(r["kept_fraction"] for r in rs)
@@ -158,22 +217,39 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"| {name} | {s['seeds']} | {kept:.1%} | {s['dense_accuracy_mean']:.2f}% → {s['loaded_accuracy_mean']:.2f}% | "
             f"{s['drop_mean']:.2f} / {s['drop_max']:.2f} | {size:,.0f} | {s['ratio_min']:.1f}× / {s['ratio_median']:.1f}× |"
         )
-    lines += ["", "Per-layer bytes on disk after each stage (seed 0): P = pruned (fixed-width paper indices + float32), "
-              "P+Q = + k-means (fixed-width codes), P+Q+H = + Huffman (the paper), final = the recipe's coder.", ""]
+    lines += [
+        "",
+        "Per-layer bytes on disk after each stage (seed 0): P = pruned (fixed-width paper indices + float32), "
+        "P+Q = + k-means (fixed-width codes), P+Q+H = + Huffman (the paper), final = the recipe's coder.",
+        "",
+    ]
     for r in result["runs"]:
         if r["seed"] != result["runs"][0]["seed"]:
             continue
-        lines += [f"**{r['recipe']}** — {r['description']}", "", "| layer | weights | kept | bits | P | P+Q | P+Q+H | final | ratio |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**{r['recipe']}** — {r['description']}",
+            "",
+            "| layer | weights | kept | bits | P | P+Q | P+Q+H | final | ratio |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for lay in r["layers"]:
             lines.append(
                 f"| {lay['name']} | {lay['weights']:,} | {lay['kept_fraction']:.1%} | {lay['bits']} | {lay['p']:,} | {lay['pq']:,} | "
                 f"{lay['pqh']:,} | {lay['final']:,} | {lay['dense'] / lay['final']:.0f}× |"
             )
         b, q = r["bytes"], r["ratios"]
-        lines.append(f"| **whole file** | | | | {b['p']:,} ({q['p']:.1f}×) | {b['pq']:,} ({q['pq']:.1f}×) | {b['pqh']:,} ({q['pqh']:.1f}×) | **{b['final']:,} ({q['final']:.1f}×)** | |")
+        lines.append(
+            f"| **whole file** | | | | {b['p']:,} ({q['p']:.1f}×) | {b['pq']:,} ({q['pq']:.1f}×) | {b['pqh']:,} "
+            f"({q['pqh']:.1f}×) | **{b['final']:,} ({q['final']:.1f}×)** | |"
+        )
         lines.append("")
-    lines += ["Entropy coders on identical streams (convpress recipes, seed 0, paper index widths): payload bits "
-              "against the stream's empirical entropy.", "", "| stream | symbols | alphabet | entropy bits | rANS | Huffman |", "|---|---|---|---|---|---|"]
+    lines += [
+        "Entropy coders on identical streams (convpress recipes, seed 0, paper index widths): payload bits "
+        "against the stream's empirical entropy.",
+        "",
+        "| stream | symbols | alphabet | entropy bits | rANS | Huffman |",
+        "|---|---|---|---|---|---|",
+    ]
     for rows in result["coder_efficiency"].values():
         for row in rows:
             lines.append(
@@ -184,4 +260,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-BENCHMARKS.register("deep-compression", Benchmark(run, to_markdown, "Deep Compression of LeNet-300-100 and LeNet-5 over three seeds (ratios, accuracy, coders)"))
+BENCHMARKS.register(
+    "deep-compression",
+    Benchmark(run, to_markdown, "Deep Compression of LeNet-300-100 and LeNet-5 over three seeds (ratios, accuracy, coders)"),
+)

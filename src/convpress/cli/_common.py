@@ -11,7 +11,7 @@ from convpress.core.errors import ConfigError
 __all__ = ["check_output", "check_outputs", "subcommand_main", "add_force"]
 
 
-def add_force(parser: "object") -> None:
+def add_force(parser: object) -> None:
     """Add the standard ``--force`` flag (allow overwriting an existing output file)."""
     parser.add_argument(  # type: ignore[attr-defined]
         "--force", action="store_true", help="overwrite the output file if it already exists"
@@ -58,8 +58,9 @@ def _probe_writable(folder: Path) -> None:
         raise ConfigError(f"cannot write to {folder}: {exc.strerror or exc}") from None
 
 
-def check_outputs(paths: Sequence[str | os.PathLike[str] | None], *, force: bool,
-                  inputs: Sequence[str | os.PathLike[str]] = ()) -> list[Path | None]:
+def check_outputs(
+    paths: Sequence[str | os.PathLike[str] | None], *, force: bool, inputs: Sequence[str | os.PathLike[str]] = ()
+) -> list[Path | None]:
     """:func:`check_output` for every output of one command (None: not asked for), and refuse two
     outputs that are the same file (one would silently replace the other).
 

@@ -104,7 +104,9 @@ def load_task(
         else:  # ImageNet-style nets get RGB digits at a size their strides can take
             size = args.image_size or 64
             gen = torch.Generator().manual_seed(args.seed)
-            train = DataLoader(resized(load_mnist("train", seed=args.seed), size=size), batch_size=args.batch_size, shuffle=True, generator=gen)
+            train = DataLoader(
+                resized(load_mnist("train", seed=args.seed), size=size), batch_size=args.batch_size, shuffle=True, generator=gen
+            )
             test = DataLoader(resized(load_mnist("test", seed=args.seed), size=size), batch_size=100)
     else:
         from convpress.data.folders import image_folder_loaders
@@ -120,6 +122,16 @@ def load_task(
         epochs = args.train_epochs if args.train_epochs is not None else default_train_epochs
         say(f"training {args.arch} from scratch for {epochs} epochs")
         ckpt = None if work_dir is None else work_dir / "train.ckpt"
-        finetune(model, train, loss, epochs, default_train_lr, progress=progress, description=f"train {args.arch}", checkpoint=ckpt, seed=args.seed)
+        finetune(
+            model,
+            train,
+            loss,
+            epochs,
+            default_train_lr,
+            progress=progress,
+            description=f"train {args.arch}",
+            checkpoint=ckpt,
+            seed=args.seed,
+        )
     example = next(iter(test))[0]
     return Task(args.arch, model, train, test, num_classes, data, example, size)

@@ -38,13 +38,18 @@ def register(sub: Any) -> None:
     c = p.add_argument_group("methods (combine freely; at least one)")
     c.add_argument("--channels", help="fraction of channels to remove: 0.5, or per layer layer1.0.conv1=0.5,...")
     c.add_argument(
-        "--criterion", default="l1", choices=CRITERIA.choices(), metavar="NAME",
+        "--criterion",
+        default="l1",
+        choices=CRITERIA.choices(),
+        metavar="NAME",
         help="channel ranking: %(choices)s (default: %(default)s)",
     )
     c.add_argument("--sparsity-epochs", type=int, default=0, help="Network Slimming: epochs of BN-L1 training before 'bn' pruning")
     c.add_argument("--bn-l1", type=float, default=1e-4, help="BN-gamma L1 weight for --sparsity-epochs (default: %(default)s)")
     c.add_argument("--lowrank", type=float, metavar="ENERGY", help="factorize layers keeping this fraction of spectral energy, e.g. 0.9")
-    c.add_argument("--lowrank-conv", choices=["separable", "depthwise"], default="separable", help="k x k convs as kx1+1xk or depthwise+pointwise")
+    c.add_argument(
+        "--lowrank-conv", choices=["separable", "depthwise"], default="separable", help="k x k convs as kx1+1xk or depthwise+pointwise"
+    )
     f = p.add_argument_group("fine-tuning")
     f.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs after compression (default: %(default)s)")
     f.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate (default: %(default)s)")
@@ -66,13 +71,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from convpress.analysis.metrics import accuracy
     from convpress.cli._common import check_outputs
     from convpress.cli._task import check_task_arguments, load_task
     from convpress.cli.compress import parse_layer_values
     from convpress.compress.accelerate import AccelerateConfig, accelerate
     from convpress.compress.files import save
     from convpress.compress.prune import check_fraction
-    from convpress.analysis.metrics import accuracy
 
     console = Console()
     inputs = [args.checkpoint] if args.checkpoint else []
@@ -110,15 +115,28 @@ def run(args: argparse.Namespace) -> int:
     if args.sparsity_epochs and not criterion.uses_bn_sparsity:
         raise ConfigError("--sparsity-epochs is Network Slimming's training for --criterion bn")
     config = AccelerateConfig(
-        channels=channels, criterion=criterion, sparsity_epochs=args.sparsity_epochs, bn_l1=args.bn_l1, lowrank=args.lowrank,
-        lowrank_conv=args.lowrank_conv, epochs=args.epochs, lr=args.lr, distill=not args.no_distill,
+        channels=channels,
+        criterion=criterion,
+        sparsity_epochs=args.sparsity_epochs,
+        bn_l1=args.bn_l1,
+        lowrank=args.lowrank,
+        lowrank_conv=args.lowrank_conv,
+        epochs=args.epochs,
+        lr=args.lr,
+        distill=not args.no_distill,
     )
     data = check_task_arguments(args)
     progress = not args.no_progress
     task = load_task(args, data, validate=lambda _m: None, progress=progress, say=console.print)
     model, example = task.model, task.example[:2]
     report = accelerate(
-        model, config, train=task.train, example=task.example, evaluate=lambda m: accuracy(m, task.test), progress=progress, say=console.print,
+        model,
+        config,
+        train=task.train,
+        example=task.example,
+        evaluate=lambda m: accuracy(m, task.test),
+        progress=progress,
+        say=console.print,
     )
     rows = {"original": _row(report.before), "compressed": _row(report.after)}
     save(model, out, coder="ans", arch=args.arch, metadata={"num_classes": task.num_classes, "data": data, "image_size": task.image_size})
@@ -140,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         err = onnx_max_error(model, onnx_out, task.example)
         console.print(f"wrote {onnx_out}: onnxruntime matches PyTorch to {err:.1e}")
         if int8_out is not None:
-            calib_np = [b[0].numpy() for _, b in zip(range(8), task.train)]
+            calib_np = [b[0].numpy() for _, b in zip(range(8), task.train, strict=False)]
             quantize_onnx(onnx_out, int8_out, mode=args.int8, calibration=calib_np)
             console.print(f"wrote {int8_out} (int8, {args.int8})")
     return 0

@@ -73,8 +73,13 @@ def run(args: argparse.Namespace) -> int:
     from convpress.analysis.memory import check_forward_fits
 
     # the table runs the model once, the receptive field and latency more: refuse what cannot fit first
-    check_forward_fits(model, (max(1, args.batch), channels, size, size), f"running {args.model} on {channels}x{size}x{size} inputs",
-                       "choose a smaller --input-size or --batch", factor=3.0)
+    check_forward_fits(
+        model,
+        (max(1, args.batch), channels, size, size),
+        f"running {args.model} on {channels}x{size}x{size} inputs",
+        "choose a smaller --input-size or --batch",
+        factor=3.0,
+    )
     x = torch.zeros(1, channels, size, size)
     try:
         costs = layer_costs(model, x)
@@ -93,14 +98,38 @@ def run(args: argparse.Namespace) -> int:
         f = fields.get(c.name)
         rf = "global" if f is not None and f.size is None else (f"{f.size[0]}x{f.size[1]}" if f is not None else "")
         st = f"{f.stride[0]:g}" if f is not None and f.stride is not None else ""
-        t.add_row(c.name, c.kind, "x".join(map(str, c.output_shape)), f"{c.params:,}", f"{c.macs:,}", f"{c.activation_bytes / 1024:,.1f} KiB", rf, st)
+        t.add_row(
+            c.name,
+            c.kind,
+            "x".join(map(str, c.output_shape)),
+            f"{c.params:,}",
+            f"{c.macs:,}",
+            f"{c.activation_bytes / 1024:,.1f} KiB",
+            rf,
+            st,
+        )
     t.add_section()
     total_macs = sum(c.macs for c in costs)
     total_params = sum(p.numel() for p in model.parameters())
-    t.add_row("[bold]total[/bold]", "", "", f"{total_params:,}", f"{total_macs:,}", f"{sum(c.activation_bytes for c in costs) / 2**20:,.1f} MiB", "", "")
+    t.add_row(
+        "[bold]total[/bold]",
+        "",
+        "",
+        f"{total_params:,}",
+        f"{total_macs:,}",
+        f"{sum(c.activation_bytes for c in costs) / 2**20:,.1f} MiB",
+        "",
+        "",
+    )
     console.print(t)
-    result: dict[str, Any] = {"model": args.model, "input": [channels, size, size], "params": total_params, "macs": total_macs,
-                              "layers": [c.__dict__ for c in costs], "receptive_fields": {k: v.__dict__ for k, v in fields.items()}}
+    result: dict[str, Any] = {
+        "model": args.model,
+        "input": [channels, size, size],
+        "params": total_params,
+        "macs": total_macs,
+        "layers": [c.__dict__ for c in costs],
+        "receptive_fields": {k: v.__dict__ for k, v in fields.items()},
+    }
     spatial = [f for f in fields.values() if f.size is not None]
     if spatial:
         last = args.layer or spatial[-1].name
@@ -113,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
             erf, stats = effective_receptive_field(model, size, layer=last, channels=channels)
             out_hw = next((c.output_shape[-2:] for c in reversed(costs) if c.name == last), (1, 1))
             save_erf_png(erf, str(erf_out), title=f"{args.model}: effective receptive field of {last}", box=field_box(f, out_hw))
-            console.print(f"effective receptive field (95% of gradient mass): {stats['erf95_h']:.0f} x {stats['erf95_w']:.0f}; wrote {erf_out}")
+            console.print(
+                f"effective receptive field (95% of gradient mass): {stats['erf95_h']:.0f} x {stats['erf95_w']:.0f}; wrote {erf_out}"
+            )
             result["erf"] = stats
     if args.latency:
         xb = torch.randn(args.batch, channels, size, size)

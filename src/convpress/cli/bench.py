@@ -29,9 +29,12 @@ def register(sub: Any) -> None:
     p.add_argument("--markdown", metavar="MD", help="also write the Markdown summary to this file")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (for smoke tests; figures are not comparable)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
-    p.add_argument("--work-dir", metavar="DIR",
-                   help="keep the slow parts of a benchmark here (codec: the overfitted codec's files, minutes of "
-                        "fitting each), so that an interrupted run resumes and later runs reuse them")
+    p.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        help="keep the slow parts of a benchmark here (codec: the overfitted codec's files, minutes of "
+        "fitting each), so that an interrupted run resumes and later runs reuse them",
+    )
     p.set_defaults(func=run)
 
 

@@ -31,62 +31,83 @@ def register(sub: Any) -> None:
     )
     cs = p.add_subparsers(dest="codec_command", metavar="ACTION", required=True)
 
-    e = cs.add_parser("encode", help="compress an image into a .cpi file",
-                      epilog="example: convpress codec encode photo.png photo.cpi --quality 3")
+    e = cs.add_parser(
+        "encode", help="compress an image into a .cpi file", epilog="example: convpress codec encode photo.png photo.cpi --quality 3"
+    )
     e.add_argument("input", help="image file (PNG, JPEG, TIFF, BMP, WebP; 8 or 16 bit; gray, RGB or RGBA)")
     e.add_argument("output", help="the .cpi file to write")
     e.add_argument("--quality", "-q", type=int, required=True, help="quality level (see 'convpress codec qualities')")
-    e.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL",
-                   help=MODEL_HELP)
-    e.add_argument("--alpha", choices=["composite", "drop", "error"], default="composite",
-                   help="images with alpha: composite over white (default), drop the alpha, or refuse")
-    e.add_argument("--tile", type=int, default=None, metavar="N",
-                   help="code images larger than N x N pixels as independent N x N tiles, bounding memory "
-                        "(a multiple of 64; default: 1024)")
-    e.add_argument("--effort", "--iterations", dest="effort", type=int, default=0, metavar="ITERATIONS",
-                   help="encode budget in iterations. hyperprior: refine the latents of each image for this many "
-                        "iterations before coding (about 0.2 s per iteration per 0.4 MP on 2 cores): a better file "
-                        "for the same decoder (default: 0, no refinement; 50-200 is a good range). overfit: fit the "
-                        "decoder and latents to each image (tile) for this many steps (default: 0 means 1000; about "
-                        "0.3 s per step per 0.2 MP on 2 cores; more steps give smaller, better files)")
-    e.add_argument("--seconds", type=float, default=None, metavar="S",
-                   help="overfit: stop fitting each tile after S seconds, even before --iterations (the file is "
-                        "still complete and valid, only less compact)")
+    e.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL", help=MODEL_HELP)
+    e.add_argument(
+        "--alpha",
+        choices=["composite", "drop", "error"],
+        default="composite",
+        help="images with alpha: composite over white (default), drop the alpha, or refuse",
+    )
+    e.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="N",
+        help="code images larger than N x N pixels as independent N x N tiles, bounding memory (a multiple of 64; default: 1024)",
+    )
+    e.add_argument(
+        "--effort",
+        "--iterations",
+        dest="effort",
+        type=int,
+        default=0,
+        metavar="ITERATIONS",
+        help="encode budget in iterations. hyperprior: refine the latents of each image for this many "
+        "iterations before coding (about 0.2 s per iteration per 0.4 MP on 2 cores): a better file "
+        "for the same decoder (default: 0, no refinement; 50-200 is a good range). overfit: fit the "
+        "decoder and latents to each image (tile) for this many steps (default: 0 means 1000; about "
+        "0.3 s per step per 0.2 MP on 2 cores; more steps give smaller, better files)",
+    )
+    e.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="overfit: stop fitting each tile after S seconds, even before --iterations (the file is "
+        "still complete and valid, only less compact)",
+    )
     e.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     e.set_defaults(func=_encode)
 
-    d = cs.add_parser("decode", help="decompress a .cpi file into an image",
-                      epilog="example: convpress codec decode photo.cpi photo.png")
+    d = cs.add_parser("decode", help="decompress a .cpi file into an image", epilog="example: convpress codec decode photo.cpi photo.png")
     d.add_argument("input", help="a .cpi file")
     d.add_argument("output", help="the image to write (.png, .bmp, .tif, .webp, .jpg)")
     d.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     d.set_defaults(func=_decode)
 
-    i = cs.add_parser("info", help="show what a .cpi file holds (checks it; decodes nothing)",
-                      description="Print a .cpi file's format version, model, quality, image size, tiling, weights "
-                                  "and its bytes: the rANS streams and the header and checksum around them. The "
-                                  "file's structure, checksum and fields are verified; the pixels are not decoded.",
-                      epilog="example: convpress codec info photo.cpi")
+    i = cs.add_parser(
+        "info",
+        help="show what a .cpi file holds (checks it; decodes nothing)",
+        description="Print a .cpi file's format version, model, quality, image size, tiling, weights "
+        "and its bytes: the rANS streams and the header and checksum around them. The "
+        "file's structure, checksum and fields are verified; the pixels are not decoded.",
+        epilog="example: convpress codec info photo.cpi",
+    )
     i.add_argument("input", help="a .cpi file")
     i.set_defaults(func=_info)
 
     q = cs.add_parser("qualities", help="list the quality levels with shipped weights")
-    q.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL",
-                   help=MODEL_HELP)
+    q.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL", help=MODEL_HELP)
     q.set_defaults(func=_qualities)
 
     t = cs.add_parser(
-        "train", help="train a codec model (resumable; progress bar)",
+        "train",
+        help="train a codec model (resumable; progress bar)",
         description="Train a codec model for one quality (lambda) on random crops of photos, with Adam. Rerun the "
-                    "same command with the same --work-dir to resume from its last checkpoint. Runs data-parallel "
-                    "under 'torchrun --nproc_per_node N' (each process trains on 1/N of every batch).",
+        "same command with the same --work-dir to resume from its last checkpoint. Runs data-parallel "
+        "under 'torchrun --nproc_per_node N' (each process trains on 1/N of every batch).",
         epilog="example: convpress codec train --work-dir runs/q3 --quality 3 --steps 3000 --out q3.safetensors",
     )
     t.add_argument("--work-dir", required=True, help="folder of the resumable checkpoint")
     t.add_argument("--quality", type=int, required=True, help="quality level: picks lambda (1-8; 1 is the lowest rate)")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    t.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL",
-                   help=MODEL_HELP)
+    t.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL", help=MODEL_HELP)
     t.add_argument("--hidden-channels", dest="n", type=int, default=64, help="hidden channels N (default: %(default)s)")
     t.add_argument("--latent-channels", dest="m", type=int, default=96, help="latent channels M (default: %(default)s)")
     t.add_argument("--steps", type=int, default=2000)
@@ -97,10 +118,14 @@ def register(sub: Any) -> None:
     t.add_argument("--images", action="append", default=[], help="extra folder of training images (repeatable)")
     t.add_argument("--no-debian", action="store_true", help="do not use the opencv-doc photos even if installed")
     t.add_argument("--init", help="weights file to start from (fine-tuning for another quality)")
-    t.add_argument("--warmup", type=int, default=None, metavar="STEPS",
-                   help="steps of linear learning-rate warm-up (default: 100 with --init, else 0)")
-    t.add_argument("--mixed-quantization", action="store_true",
-                   help="decoder sees rounded latents (straight-through), the rate noisy ones; best for a final fine-tune with --init")
+    t.add_argument(
+        "--warmup", type=int, default=None, metavar="STEPS", help="steps of linear learning-rate warm-up (default: 100 with --init, else 0)"
+    )
+    t.add_argument(
+        "--mixed-quantization",
+        action="store_true",
+        help="decoder sees rounded latents (straight-through), the rate noisy ones; best for a final fine-tune with --init",
+    )
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -184,8 +209,10 @@ def _info(args: argparse.Namespace) -> int:
     print(f"  model    {head['m']}, quality {q}")
     print(f"  weights  {weights}")
     per_tile = ", ".join(CODEC_MODELS.get(head["m"]).streams)
-    print(f"  size     {len(data):,} bytes = {8 * len(data) / (h * w):.4f} bpp: rANS streams {streams:,} bytes in "
-          f"{len(sections)} sections ({per_tile} per tile), header and checksums {len(data) - streams:,} bytes")
+    print(
+        f"  size     {len(data):,} bytes = {8 * len(data) / (h * w):.4f} bpp: rANS streams {streams:,} bytes in "
+        f"{len(sections)} sections ({per_tile} per tile), header and checksums {len(data) - streams:,} bytes"
+    )
     return 0
 
 
@@ -205,8 +232,10 @@ def _train(args: argparse.Namespace) -> int:
     from convpress.codec.weights import load_weights, save_weights
 
     if getattr(CODEC_MODELS.get(args.model), "per_image", False):
-        raise ConfigError(f"the {args.model} model is fitted to each image when it is encoded: it has nothing to train "
-                          f"(use 'convpress codec encode --model {args.model}')")
+        raise ConfigError(
+            f"the {args.model} model is fitted to each image when it is encoded: it has nothing to train "
+            f"(use 'convpress codec encode --model {args.model}')"
+        )
     if args.quality not in QUALITY_LAMBDAS:
         raise ConfigError(f"unknown quality {args.quality}; choose from {', '.join(map(str, QUALITY_LAMBDAS))}")
     out = check_output(args.out, force=args.force)
@@ -215,10 +244,22 @@ def _train(args: argparse.Namespace) -> int:
     warmup = args.warmup
     if warmup is None:  # fine-tuning starts a fresh Adam state on trained weights: warm up
         warmup = min(100, args.steps - 1) if args.init else 0
-    cfg = CodecTrainConfig(model=args.model, n=args.n, m=args.m, lmbda=QUALITY_LAMBDAS[args.quality], steps=args.steps,
-                      batch=args.batch, crop=args.crop, lr=args.lr, lr_final=min(args.lr, 1e-4), seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, extra={"init": args.init or ""}, warmup=warmup,
-                      mixed_quantization=args.mixed_quantization)
+    cfg = CodecTrainConfig(
+        model=args.model,
+        n=args.n,
+        m=args.m,
+        lmbda=QUALITY_LAMBDAS[args.quality],
+        steps=args.steps,
+        batch=args.batch,
+        crop=args.crop,
+        lr=args.lr,
+        lr_final=min(args.lr, 1e-4),
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        extra={"init": args.init or ""},
+        warmup=warmup,
+        mixed_quantization=args.mixed_quantization,
+    )
     init = None
     if args.init:
         init_model, _ = load_weights(args.init)

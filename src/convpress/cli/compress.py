@@ -52,7 +52,12 @@ def register(sub: Any) -> None:
     c = p.add_argument_group("compression (defaults: the arch's recipe, else generic)")
     c.add_argument("--recipe", help="start from a named recipe: lenet-300-100, lenet-300-100-paper, lenet-5, lenet-5-paper")
     c.add_argument("--prune", help="target sparsity: 0.9, or per layer fc1=0.96,fc2=0.9")
-    c.add_argument("--schedule", choices=lazy_choices("convpress.compress.schedule:SCHEDULES"), metavar="SCHEDULE", help="pruning schedule: %(choices)s")
+    c.add_argument(
+        "--schedule",
+        choices=lazy_choices("convpress.compress.schedule:SCHEDULES"),
+        metavar="SCHEDULE",
+        help="pruning schedule: %(choices)s",
+    )
     c.add_argument("--prune-steps", type=int, help="rounds of the iterative schedule")
     c.add_argument("--prune-epochs", type=int, help="retraining epochs per round (agp: in total)")
     c.add_argument("--lr", type=float, help="learning rate while retraining after pruning")
@@ -61,7 +66,12 @@ def register(sub: Any) -> None:
     c.add_argument("--bits", help="bits per named layer, e.g. fc1=4,conv1=6 (overrides --conv-bits/--fc-bits)")
     c.add_argument("--bias-bits", type=int, help="also share biases with this many bits (0 keeps them float32)")
     c.add_argument("--quant-epochs", type=int, help="epochs retraining the centroids")
-    c.add_argument("--coder", choices=lazy_choices("convpress.fileformat.coders:CODERS"), metavar="CODER", help="entropy coder: %(choices)s (default: ans)")
+    c.add_argument(
+        "--coder",
+        choices=lazy_choices("convpress.fileformat.coders:CODERS"),
+        metavar="CODER",
+        help="entropy coder: %(choices)s (default: ans)",
+    )
     c.add_argument("--index-bits", help="relative-index bits: auto, paper, or an integer")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
@@ -70,13 +80,24 @@ def register(sub: Any) -> None:
 def _config(args: argparse.Namespace, recipe: Any) -> Any:
     from convpress.compress.pipeline import DeepCompressionConfig
 
-    cfg = recipe.config if recipe is not None else DeepCompressionConfig(prune=0.8, schedule="agp", prune_epochs=3, quant_epochs=1, quant_lr=1e-5, prune_lr=1e-4)
+    cfg = (
+        recipe.config
+        if recipe is not None
+        else DeepCompressionConfig(prune=0.8, schedule="agp", prune_epochs=3, quant_epochs=1, quant_lr=1e-5, prune_lr=1e-4)
+    )
     changes: dict[str, Any] = {}
     if args.prune is not None:
         changes["prune"] = parse_layer_values(args.prune, float, "--prune")
-    for opt, field in (("schedule", "schedule"), ("prune_steps", "prune_steps"), ("prune_epochs", "prune_epochs"),
-                       ("lr", "prune_lr"), ("conv_bits", "conv_bits"), ("fc_bits", "linear_bits"),
-                       ("quant_epochs", "quant_epochs"), ("coder", "coder")):
+    for opt, field in (
+        ("schedule", "schedule"),
+        ("prune_steps", "prune_steps"),
+        ("prune_epochs", "prune_epochs"),
+        ("lr", "prune_lr"),
+        ("conv_bits", "conv_bits"),
+        ("fc_bits", "linear_bits"),
+        ("quant_epochs", "quant_epochs"),
+        ("coder", "coder"),
+    ):
         if getattr(args, opt) is not None:
             changes[field] = getattr(args, opt)
     if args.bits is not None:
@@ -87,7 +108,9 @@ def _config(args: argparse.Namespace, recipe: Any) -> Any:
     if args.bias_bits is not None:
         changes["bias_bits"] = None if args.bias_bits == 0 else args.bias_bits
     if args.index_bits is not None:
-        changes["index_bits"] = args.index_bits if args.index_bits in ("auto", "paper") else parse_layer_values(args.index_bits, int, "--index-bits")
+        changes["index_bits"] = (
+            args.index_bits if args.index_bits in ("auto", "paper") else parse_layer_values(args.index_bits, int, "--index-bits")
+        )
     return replace(cfg, **changes)
 
 
@@ -95,14 +118,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
+    from convpress.analysis.metrics import accuracy
     from convpress.cli._common import check_output
     from convpress.cli._tables import pipeline_table
     from convpress.cli._task import check_task_arguments, load_task
     from convpress.compress.pipeline import deep_compress, validate_config
     from convpress.compress.recipes import RECIPES, get_recipe
-    from convpress.analysis.metrics import accuracy
-
-
     from convpress.core.distributed import init_from_env, is_main
 
     init_from_env()  # under torchrun: join the process group; rank 0 writes and prints
@@ -120,17 +141,31 @@ def run(args: argparse.Namespace) -> int:
     cfg = _config(args, recipe)
     progress = not args.no_progress
     task = load_task(
-        args, data, validate=lambda m: validate_config(cfg, m),
-        default_train_epochs=recipe.train_epochs if recipe else 0, default_train_lr=recipe.train_lr if recipe else 1e-3,
-        progress=progress, say=console.print, work_dir=work_dir,
+        args,
+        data,
+        validate=lambda m: validate_config(cfg, m),
+        default_train_epochs=recipe.train_epochs if recipe else 0,
+        default_train_lr=recipe.train_lr if recipe else 1e-3,
+        progress=progress,
+        say=console.print,
+        work_dir=work_dir,
     )
     meta = {"num_classes": task.num_classes, "data": data, "recipe": args.recipe or (args.arch if recipe else None)}
     if task.image_size:
         meta["image_size"] = task.image_size
     report = deep_compress(
-        task.model, cfg, train_loader=task.train, loss_fn=torch.nn.functional.cross_entropy,
-        evaluate=lambda m: accuracy(m, task.test), out_path=out, overwrite=True, metadata=meta, arch=args.arch,
-        work_dir=work_dir, progress=progress, log=lambda s: console.print(f"  {s}"),
+        task.model,
+        cfg,
+        train_loader=task.train,
+        loss_fn=torch.nn.functional.cross_entropy,
+        evaluate=lambda m: accuracy(m, task.test),
+        out_path=out,
+        overwrite=True,
+        metadata=meta,
+        arch=args.arch,
+        work_dir=work_dir,
+        progress=progress,
+        log=lambda s: console.print(f"  {s}"),
     )
     console.print(pipeline_table(report, f"{args.arch}: Deep Compression, bytes on disk per stage"))
     m = report.metric

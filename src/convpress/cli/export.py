@@ -58,8 +58,13 @@ def run(args: argparse.Namespace) -> int:
     # tracing, onnxruntime's check (a batch of at least 2) and the int8 calibration each run the model,
     # with copies of the input in numpy and onnxruntime: measured 8.7 GB of RSS for 0.8 GB of
     # activations (lenet-300-100, batch 100,000), so the estimate is 12 times the activations
-    check_forward_fits(model, (max(2, shape[0]), *shape[1:]), f"exporting with inputs of shape {'x'.join(map(str, shape))}",
-                       "choose a smaller --input-shape", factor=12.0)
+    check_forward_fits(
+        model,
+        (max(2, shape[0]), *shape[1:]),
+        f"exporting with inputs of shape {'x'.join(map(str, shape))}",
+        "choose a smaller --input-shape",
+        factor=12.0,
+    )
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(shape, generator=gen)
     try:

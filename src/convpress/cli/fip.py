@@ -30,9 +30,12 @@ def register(sub: Any) -> None:
     o = fs.add_parser("operators", help="list the operators (one per line; 'pretrained' marks shipped networks)")
     o.set_defaults(func=_operators)
 
-    q = fs.add_parser("pairs", help="build (input, operator output) training pairs, cached on disk",
-                      description="Resize every image of FOLDER (or the bundled training photos) to each long side in "
-                                  "--sizes, run the reference operator and cache both as 16-bit PNGs under CACHE/OPERATOR/.")
+    q = fs.add_parser(
+        "pairs",
+        help="build (input, operator output) training pairs, cached on disk",
+        description="Resize every image of FOLDER (or the bundled training photos) to each long side in "
+        "--sizes, run the reference operator and cache both as 16-bit PNGs under CACHE/OPERATOR/.",
+    )
     q.add_argument("--operator", required=True, help="operator name (see 'convpress fip operators')")
     q.add_argument("--folder", help="folder of images (default: the bundled training photos)")
     q.add_argument("--cache", required=True, help="cache folder")
@@ -40,41 +43,56 @@ def register(sub: Any) -> None:
     q.add_argument("--no-progress", action="store_true", help="do not draw progress bars")
     q.set_defaults(func=_pairs)
 
-    t = fs.add_parser("train", help="train a network on cached pairs (resumable)",
-                      description="Train with MSE and Adam on random crops of the cached pairs (several resolutions); "
-                                  "validation PSNR on held-out photos after each epoch; checkpoints in --work-dir, "
-                                  "so rerunning the same command after an interruption resumes. Runs data-parallel "
-                                  "under 'torchrun --nproc_per_node N' (each process trains on 1/N of every batch; "
-                                  "--batch must be divisible by N; only the first process writes files).")
+    t = fs.add_parser(
+        "train",
+        help="train a network on cached pairs (resumable)",
+        description="Train with MSE and Adam on random crops of the cached pairs (several resolutions); "
+        "validation PSNR on held-out photos after each epoch; checkpoints in --work-dir, "
+        "so rerunning the same command after an interruption resumes. Runs data-parallel "
+        "under 'torchrun --nproc_per_node N' (each process trains on 1/N of every batch; "
+        "--batch must be divisible by N; only the first process writes files).",
+    )
     t.add_argument("--operator", required=True, help="operator the pairs were made with")
     t.add_argument("--cache", required=True, help="pair cache made by 'convpress fip pairs'")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--work-dir", help="checkpoint folder (resume from it)")
-    t.add_argument("--model", default="gf-can24", choices=_IMAGE_MODELS, metavar="MODEL", help="network: %(choices)s (default: %(default)s)")
+    t.add_argument(
+        "--model", default="gf-can24", choices=_IMAGE_MODELS, metavar="MODEL", help="network: %(choices)s (default: %(default)s)"
+    )
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--steps", type=int, default=50, help="steps per epoch")
     t.add_argument("--batch", type=int, default=4, help="crops per step, over all torchrun processes (default: %(default)s)")
     t.add_argument("--crops", type=int, nargs="+", default=[128, 192, 256])
     t.add_argument("--lr", type=float, default=5e-4)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--rotate", action="store_true",
-                   help="also rotate and reflect crops (8 symmetries; only for operators that commute with them, e.g. l0)")
+    t.add_argument(
+        "--rotate",
+        action="store_true",
+        help="also rotate and reflect crops (8 symmetries; only for operators that commute with them, e.g. l0)",
+    )
     t.add_argument("--threads", type=int, help="torch threads per process (default: torch's choice)")
     t.add_argument("--force", action="store_true", help="overwrite --out")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_train)
 
-    a = fs.add_parser("apply", help="process an image with the network (or --reference: the slow operator)",
-                      description="Process INPUT with the network trained for --operator (shipped weights unless "
-                                  "--weights) and write OUTPUT. Grayscale inputs are replicated to RGB, alpha is "
-                                  "composited over white, 16-bit inputs are scaled; output is 8-bit.")
+    a = fs.add_parser(
+        "apply",
+        help="process an image with the network (or --reference: the slow operator)",
+        description="Process INPUT with the network trained for --operator (shipped weights unless "
+        "--weights) and write OUTPUT. Grayscale inputs are replicated to RGB, alpha is "
+        "composited over white, 16-bit inputs are scaled; output is 8-bit.",
+    )
     a.add_argument("--operator", required=True, help="operator name (see 'convpress fip operators')")
     a.add_argument("input")
     a.add_argument("output")
     a.add_argument("--weights", help="weights file (default: the shipped network of --operator)")
     a.add_argument("--reference", action="store_true", help="run the reference operator instead of the network")
-    a.add_argument("--tile-rows", type=int, help="process the full-resolution part in strips of this many rows "
-                   "(exact; default: strips of about one megapixel; smaller strips need less memory)")
+    a.add_argument(
+        "--tile-rows",
+        type=int,
+        help="process the full-resolution part in strips of this many rows "
+        "(exact; default: strips of about one megapixel; smaller strips need less memory)",
+    )
     a.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists (never the input)")
     a.set_defaults(func=_apply)
 
@@ -113,15 +131,29 @@ def _train(args: argparse.Namespace) -> int:
     out = check_output(args.out, force=args.force)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = FipTrainConfig(operator=args.operator, model=args.model, epochs=args.epochs, steps=args.steps, batch=args.batch,
-                      crops=tuple(args.crops), lr=args.lr, seed=args.seed, rotate=args.rotate)
+    cfg = FipTrainConfig(
+        operator=args.operator,
+        model=args.model,
+        epochs=args.epochs,
+        steps=args.steps,
+        batch=args.batch,
+        crops=tuple(args.crops),
+        lr=args.lr,
+        seed=args.seed,
+        rotate=args.rotate,
+    )
     res = train(load_pairs(args.cache, args.operator), cfg, work_dir=args.work_dir, progress=not args.no_progress)
     if not is_main():  # under torchrun only rank 0 prints and writes
         return 0
     for h in res.history:
         print(f"epoch {h['epoch']}: loss {h['loss']:.3e}  validation PSNR {h['val_psnr']:.2f} dB")
-    save_network(res.model, out, model_name=args.model, operator=args.operator,
-                 extra={"val_psnr": res.history[-1]["val_psnr"] if res.history else None})
+    save_network(
+        res.model,
+        out,
+        model_name=args.model,
+        operator=args.operator,
+        extra={"val_psnr": res.history[-1]["val_psnr"] if res.history else None},
+    )
     print(f"wrote {out}")
     return 0
 

@@ -37,8 +37,14 @@ def run(args: argparse.Namespace) -> int:
     info = read_info(args.file)
     if args.json:
         d = {
-            "path": str(info.path), "arch": info.arch, "coder": info.coder, "file_bytes": info.file_bytes, "dense_bytes": info.dense_bytes,
-            "ratio": info.ratio, "metadata": info.metadata, "tensors": [asdict(t) for t in info.tensors],
+            "path": str(info.path),
+            "arch": info.arch,
+            "coder": info.coder,
+            "file_bytes": info.file_bytes,
+            "dense_bytes": info.dense_bytes,
+            "ratio": info.ratio,
+            "metadata": info.metadata,
+            "tensors": [asdict(t) for t in info.tensors],
         }
         print(json.dumps(d, indent=2))
         return 0

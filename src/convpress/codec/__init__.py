@@ -51,6 +51,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.codec.bitstream import decode_image, encode_image, read_cpi, write_cpi
     from convpress.codec.gdn import GDN, IGDN, gdn
     from convpress.codec.models import (
-        CODEC_MODELS, CodecModel, FactorizedPrior, OverfittedCodec, ScaleHyperprior, build_model, register_codec_model,
+        CODEC_MODELS,
+        CodecModel,
+        FactorizedPrior,
+        OverfittedCodec,
+        ScaleHyperprior,
+        build_model,
+        register_codec_model,
     )
     from convpress.codec.weights import available_qualities, load_weights, pretrained, save_weights

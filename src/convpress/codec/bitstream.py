@@ -89,9 +89,29 @@ from convpress.core.memory import check_fits
 from convpress.core.varint import encode_varint, read_varint
 
 __all__ = [
-    "MAGIC", "VERSION", "MAX_SIDE", "MAX_PIXELS", "DEFAULT_TILE", "WHAT", "encode_image", "decode_image",
-    "read_header", "read_cpi", "write_cpi", "weights_tag", "weights_match", "format_version", "pack_v3", "split_v3",
-    "reseal_v3", "Layout3", "Fields3", "pad_image", "tile_grid", "estimate_memory", "Resolver",
+    "MAGIC",
+    "VERSION",
+    "MAX_SIDE",
+    "MAX_PIXELS",
+    "DEFAULT_TILE",
+    "WHAT",
+    "encode_image",
+    "decode_image",
+    "read_header",
+    "read_cpi",
+    "write_cpi",
+    "weights_tag",
+    "weights_match",
+    "format_version",
+    "pack_v3",
+    "split_v3",
+    "reseal_v3",
+    "Layout3",
+    "Fields3",
+    "pad_image",
+    "tile_grid",
+    "estimate_memory",
+    "Resolver",
 ]
 
 MAGIC = b"\x89CPI\r\n\x1a\n"
@@ -260,8 +280,7 @@ def estimate_memory(model: CodecModel, h: int, w: int, tile: int, effort: int = 
     return padded * per_pixel + h * w * _IMAGE_BYTES_PER_PIXEL + _FIXED_BYTES
 
 
-def _check_memory(model: CodecModel, h: int, w: int, tile: int, action: str, fix: str, effort: int = 0,
-                  *, encode: bool = False) -> None:
+def _check_memory(model: CodecModel, h: int, w: int, tile: int, action: str, fix: str, effort: int = 0, *, encode: bool = False) -> None:
     side = min(max(h, w), tile)
     need = estimate_memory(model, h, w, tile, effort, encode=encode)
     check_fits(need, f"{action} a {w}x{h} image in tiles of {side}x{side}", fix)
@@ -311,7 +330,13 @@ def _encode_tile(x: Tensor, model: CodecModel, version: int, effort: int = 0) ->
 
 
 def encode_image(
-    x: Tensor, model: CodecModel, *, quality: int, weights_id: str, tile: int = DEFAULT_TILE, version: int = VERSION,
+    x: Tensor,
+    model: CodecModel,
+    *,
+    quality: int,
+    weights_id: str,
+    tile: int = DEFAULT_TILE,
+    version: int = VERSION,
     effort: int = 0,
 ) -> bytes:
     """Encode one image into the bytes of a ``.cpi`` file.
@@ -338,9 +363,7 @@ def encode_image(
     model.check_ready()
     s = model.stride
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < s or tile % s or tile > MAX_SIDE:
-        raise ConfigError(
-            f"tile side must be a multiple of {s} (the {model.name} model's stride) between {s} and {MAX_SIDE}, got {tile}"
-        )
+        raise ConfigError(f"tile side must be a multiple of {s} (the {model.name} model's stride) between {s} and {MAX_SIDE}, got {tile}")
     if version not in (2, 3):
         raise ConfigError(f"cannot write .cpi format version {version}: choose 3 (compact) or 2 (legacy JSON layout)")
     if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality <= 255:
@@ -350,8 +373,16 @@ def encode_image(
     if isinstance(effort, bool) or not isinstance(effort, int) or effort < 0:
         raise ConfigError(f"effort must be a non-negative number of refinement iterations, got {effort!r}")
     h, w = int(x.shape[1]), int(x.shape[2])
-    _check_memory(model, h, w, tile, "encoding" if not effort else f"encoding with effort {effort}",
-                  f"pass a smaller --tile (a multiple of {s})", effort, encode=True)
+    _check_memory(
+        model,
+        h,
+        w,
+        tile,
+        "encoding" if not effort else f"encoding with effort {effort}",
+        f"pass a smaller --tile (a multiple of {s})",
+        effort,
+        encode=True,
+    )
     grid = tile_grid(h, w, tile)
     sections = [sec for r0, r1, c0, c1 in grid for sec in _encode_tile(x[:, r0:r1, c0:c1], model, version, effort)]
     if version == 3:

@@ -41,7 +41,16 @@ from convpress.codec.gdn import lower_bound
 from convpress.core import rans
 from convpress.core.rans import pmf_to_counts
 
-__all__ = ["EntropyBottleneck", "GaussianConditional", "scale_table", "per_sample_noise", "encode_groups", "decode_groups", "TAIL_MASS", "LIKELIHOOD_BOUND"]
+__all__ = [
+    "EntropyBottleneck",
+    "GaussianConditional",
+    "scale_table",
+    "per_sample_noise",
+    "encode_groups",
+    "decode_groups",
+    "TAIL_MASS",
+    "LIKELIHOOD_BOUND",
+]
 
 TAIL_MASS = 1e-9
 LIKELIHOOD_BOUND = 1e-9

@@ -81,8 +81,13 @@ def ms_ssim_db(value: float) -> float:
 
 
 def bd_rate(
-    anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_rate: Sequence[float], test_quality: Sequence[float],
-    *, method: str = "pchip", part: tuple[float, float] = (0.0, 1.0),
+    anchor_rate: Sequence[float],
+    anchor_quality: Sequence[float],
+    test_rate: Sequence[float],
+    test_quality: Sequence[float],
+    *,
+    method: str = "pchip",
+    part: tuple[float, float] = (0.0, 1.0),
 ) -> float:
     """Bjøntegaard delta rate of ``test`` against ``anchor``, in percent (negative: test saves bits).
 

@@ -197,9 +197,15 @@ class OverfitNet(nn.Module):
         a, s, lv = config.arm_hidden, config.synth_hidden, config.levels
         self.arm = nn.ModuleList([nn.Linear(N_IN, a), nn.Linear(a, a), nn.Linear(a, 2)])
         self.ups = nn.Parameter(_bicubic_taps().repeat(max(lv - 1, 1), 1))  # (levels - 1, 8)
-        self.synth = nn.ModuleList([nn.Conv2d(lv, s, 1), nn.Conv2d(s, s, 1), nn.Conv2d(s, 3, 1),
-                                    nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate"),
-                                    nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate")])
+        self.synth = nn.ModuleList(
+            [
+                nn.Conv2d(lv, s, 1),
+                nn.Conv2d(s, s, 1),
+                nn.Conv2d(s, 3, 1),
+                nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate"),
+                nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate"),
+            ]
+        )
         with torch.no_grad():  # the residual layers start as identity, the ARM predicts scale 1
             for m in self.synth[3:]:
                 m.weight.mul_(0.01)
@@ -286,8 +292,10 @@ def laplace_tables() -> tuple[list[np.ndarray], list[int], list[np.ndarray], lis
     for c in latent + params:
         digest.update(np.ascontiguousarray(c, dtype="<i8").tobytes())
     if digest.hexdigest() != TABLES_SHA256:
-        raise ConfigError("this platform computes the overfitted codec's Laplace tables differently from the format's; "
-                          "its files cannot be coded reliably here")
+        raise ConfigError(
+            "this platform computes the overfitted codec's Laplace tables differently from the format's; "
+            "its files cannot be coded reliably here"
+        )
     return latent, halves, params, phalves
 
 
@@ -345,8 +353,16 @@ def grid_shapes(h: int, w: int, levels: int) -> list[tuple[int, int]]:
 
 
 def fit(
-    x: Tensor, lmbda: float, *, iterations: int, seconds: float | None = None, config: OverfitConfig = OverfitConfig(),
-    lr: float = 1e-2, seed: int = 0, gain: float = 8.0, noise_fraction: float = 0.75,
+    x: Tensor,
+    lmbda: float,
+    *,
+    iterations: int,
+    seconds: float | None = None,
+    config: OverfitConfig = OverfitConfig(),
+    lr: float = 1e-2,
+    seed: int = 0,
+    gain: float = 8.0,
+    noise_fraction: float = 0.75,
     on_step: Callable[[], None] | None = None,
 ) -> FitResult:
     """Fit latents and decoder to image x (1, 3, H, W) in [0, 1] (H, W multiples of the stride).
@@ -438,8 +454,13 @@ def _passes(shapes: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(lvl, p) for lvl in range(len(shapes) - 1, -1, -1) for p in range(len(PHASES))]
 
 
-def code_latents(arm: IntegerArm, grids: list[Tensor] | None, shapes: list[tuple[int, int]],
-                 words: np.ndarray | None = None, bits: list[float] | None = None) -> tuple[list[Tensor], list[tuple[np.ndarray, Any]] | np.ndarray]:
+def code_latents(
+    arm: IntegerArm,
+    grids: list[Tensor] | None,
+    shapes: list[tuple[int, int]],
+    words: np.ndarray | None = None,
+    bits: list[float] | None = None,
+) -> tuple[list[Tensor], list[tuple[np.ndarray, Any]] | np.ndarray]:
     """Encode (``grids`` given) or decode (``words`` given) the latent grids pass by pass.
 
     Encoding clamps each latent to its table's range in pass order, so the contexts it uses are
@@ -477,10 +498,11 @@ def code_latents(arm: IntegerArm, grids: list[Tensor] | None, shapes: list[tuple
                     bits.append(float(-np.log2(counts[t][part] / float(1 << rans.PMF_PRECISION)).sum()))
         else:
             assert words is not None
-            parts, words = rans.decode(words, [(int(bounds[t + 1] - bounds[t]), _latent_model(t)) for t in used],
-                                       exhaust=False, what="latent stream")
+            parts, words = rans.decode(
+                words, [(int(bounds[t + 1] - bounds[t]), _latent_model(t)) for t in used], exhaust=False, what="latent stream"
+            )
             sym = np.empty(n, dtype=np.int64)
-            for t, part in zip(used, parts):
+            for t, part in zip(used, parts, strict=True):
                 sym[order[bounds[t] : bounds[t + 1]]] = part
             r = torch.from_numpy(sym) - half
         # decoded latents are clamped like the encoder's, so forged streams stay in range
@@ -513,7 +535,7 @@ def param_cost(ints: list[Tensor]) -> tuple[int, float]:
 def set_group(tensors: list[Tensor], ints: list[Tensor], k: int) -> None:
     """Write integers at step 2**-k back into the float parameters."""
     with torch.no_grad():
-        for t, i in zip(tensors, ints):
+        for t, i in zip(tensors, ints, strict=True):
             t.copy_((i * 2.0**-k).to(t.dtype))
 
 

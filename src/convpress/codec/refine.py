@@ -50,6 +50,7 @@ def on_iteration(callback: Callable[[], None]) -> Iterator[None]:
     finally:
         _ON_ITERATION.reset(token)
 
+
 def current_callback() -> Callable[[], None] | None:
     """The callback :func:`on_iteration` set for this context (None outside one): encoders that
     iterate (refinement, fitting) call it once per iteration."""
@@ -126,8 +127,9 @@ def _loss(model: torch.nn.Module, x: Tensor, y_hat: Tensor, z_hat: Tensor, lmbda
     return lmbda * 255.0**2 * F.mse_loss(x_hat, x) + (bits_y + bits_z) / pixels
 
 
-def refine_latents(model: torch.nn.Module, x: Tensor, y: Tensor, z: Tensor, *, iterations: int, lmbda: float,
-                   lr: float = 2e-2, seed: int = 0) -> RefineResult:
+def refine_latents(
+    model: torch.nn.Module, x: Tensor, y: Tensor, z: Tensor, *, iterations: int, lmbda: float, lr: float = 2e-2, seed: int = 0
+) -> RefineResult:
     """Optimise the latents of one image for the rate-distortion loss (SGA, see the module docstring).
 
     Args:

@@ -32,7 +32,7 @@ from convpress.codec.models import DEFAULT_MODEL, CodecModel, build_model
 from convpress.core.digest import fingerprint, state_digest
 from convpress.core.distributed import batch_share, sum_over_processes
 from convpress.core.errors import ConfigError
-from convpress.core.training import Step, Trainer, TrainConfig, step_generator
+from convpress.core.training import Step, TrainConfig, Trainer, step_generator
 from convpress.data.images import read_image
 from convpress.data.photos import TRAIN_PHOTOS, bundled_photo, load_folder
 
@@ -44,10 +44,30 @@ QUALITY_LAMBDAS: dict[int, float] = {1: 0.0009, 2: 0.0018, 3: 0.0035, 4: 0.0067,
 #: natural photos among the examples that Debian's ``opencv-doc`` package ships (BSD/Apache)
 DEBIAN_PHOTO_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
 DEBIAN_PHOTOS = [
-    "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png", "board.jpg",
-    "building.jpg", "butterfly.jpg", "fruits.jpg", "graf1.png", "HappyFish.jpg", "home.jpg", "leuvenA.jpg",
-    "messi5.jpg", "orange.jpg", "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "starry_night.jpg",
-    "stuff.jpg", "box_in_scene.png", "chicky_512.png", "lena.jpg",
+    "aero1.jpg",
+    "aero3.jpg",
+    "aloeL.jpg",
+    "apple.jpg",
+    "baboon.jpg",
+    "basketball1.png",
+    "board.jpg",
+    "building.jpg",
+    "butterfly.jpg",
+    "fruits.jpg",
+    "graf1.png",
+    "HappyFish.jpg",
+    "home.jpg",
+    "leuvenA.jpg",
+    "messi5.jpg",
+    "orange.jpg",
+    "rubberwhale1.png",
+    "smarties.png",
+    "squirrel_cls.jpg",
+    "starry_night.jpg",
+    "stuff.jpg",
+    "box_in_scene.png",
+    "chicky_512.png",
+    "lena.jpg",
 ]
 
 
@@ -174,9 +194,16 @@ def train_codec(
     model.mixed_quantization = cfg.mixed_quantization
     run_id = fingerprint({"cfg": asdict(cfg), "init": state_digest(init) if init is not None else None})
     trainer = Trainer(
-        model, torch.optim.Adam(model.parameters(), lr=cfg.lr), kind="codec-train", run_id=run_id,
-        checkpoint=Path(work_dir) / "checkpoint.ckpt" if work_dir is not None else None, lr=lambda step: _lr(cfg, step),
-        clip_grad_norm=1.0, checkpoint_every=cfg.checkpoint_every, progress=progress, description=f"train {cfg.model} lambda={cfg.lmbda}",
+        model,
+        torch.optim.Adam(model.parameters(), lr=cfg.lr),
+        kind="codec-train",
+        run_id=run_id,
+        checkpoint=Path(work_dir) / "checkpoint.ckpt" if work_dir is not None else None,
+        lr=lambda step: _lr(cfg, step),
+        clip_grad_norm=1.0,
+        checkpoint_every=cfg.checkpoint_every,
+        progress=progress,
+        description=f"train {cfg.model} lambda={cfg.lmbda}",
     )
     trainer.records = {"history": []}
     trainer.restore()
@@ -202,8 +229,15 @@ def train_codec(
         if done % log_every == 0 or done == end:
             n = acc["n"] * size  # means of the shard means = means over the global batches
             loss_sum, bpp_sum, mse_sum = sum_over_processes([acc["loss"], acc["bpp"], acc["mse"]])
-            history.append({"step": done, "loss": loss_sum / n, "bpp": bpp_sum / n,
-                            "psnr": 10 * math.log10(1.0 / max(mse_sum / n, 1e-12)), "seconds": time.time() - t0})
+            history.append(
+                {
+                    "step": done,
+                    "loss": loss_sum / n,
+                    "bpp": bpp_sum / n,
+                    "psnr": 10 * math.log10(1.0 / max(mse_sum / n, 1e-12)),
+                    "seconds": time.time() - t0,
+                }
+            )
             acc.update(loss=0.0, bpp=0.0, mse=0.0, n=0)
 
     def status() -> str:

@@ -39,7 +39,9 @@ def weights_id(state: dict[str, torch.Tensor]) -> str:
     return state_digest(state)[:8]
 
 
-def save_weights(model: CodecModel, path: str | os.PathLike[str], *, quality: int, lmbda: float, extra: dict[str, str] | None = None) -> str:
+def save_weights(
+    model: CodecModel, path: str | os.PathLike[str], *, quality: int, lmbda: float, extra: dict[str, str] | None = None
+) -> str:
     """Write ``model`` as safetensors with metadata; returns its weights id.
 
     Parameters are stored in float16; they are rounded in the model first and ``update()`` is
@@ -55,8 +57,11 @@ def save_weights(model: CodecModel, path: str | os.PathLike[str], *, quality: in
     model.update()
     params = {k for k, _ in model.named_parameters()}
     # parameters in float16 halve the files; tables and medians keep their exact dtypes
-    state = {k: (v.detach().half() if k in params else v.detach()).cpu().contiguous() for k, v in model.state_dict().items()
-             if not model.is_derived(k)}
+    state = {
+        k: (v.detach().half() if k in params else v.detach()).cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if not model.is_derived(k)
+    }
     wid = weights_id(state)
     meta = {"model": model.name, "config": json.dumps(model.config), "quality": str(quality), "lambda": repr(lmbda), "weights_id": wid}
     meta.update(extra or {})
@@ -82,7 +87,9 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[CodecModel, dict[str, st
     try:
         model.load_state_dict(state, strict=False)  # the entropy tables adopt their stored sizes here
     except RuntimeError as exc:
-        raise FileFormatError(f"{p} does not match its model {meta.get('model')} {meta.get('config')} ({str(exc).splitlines()[-1].strip()[:160]})") from None
+        raise FileFormatError(
+            f"{p} does not match its model {meta.get('model')} {meta.get('config')} ({str(exc).splitlines()[-1].strip()[:160]})"
+        ) from None
     problem = state_mismatch(model.state_dict(), state, optional=model.is_derived)
     if problem:
         raise FileFormatError(f"{p} does not match its model: {problem}")

@@ -104,14 +104,18 @@ class AccelerateConfig:
         elif self.channels is not None:
             check_fraction(self.channels, "channel pruning amount")
         criterion = get_criterion(self.criterion)
-        if self.lowrank is not None and (isinstance(self.lowrank, bool) or not (isinstance(self.lowrank, (int, float)) and 0 < self.lowrank <= 1)):
+        if self.lowrank is not None and (
+            isinstance(self.lowrank, bool) or not (isinstance(self.lowrank, (int, float)) and 0 < self.lowrank <= 1)
+        ):
             raise ConfigError(f"lowrank energy must be in (0, 1], got {self.lowrank!r}")
         if self.lowrank_conv not in ("separable", "depthwise"):
             raise ConfigError(f"lowrank_conv must be 'separable' or 'depthwise', got {self.lowrank_conv!r}")
         _count(self.epochs, "epochs", minimum=0)
         _count(self.sparsity_epochs, "sparsity_epochs", minimum=0)
         if self.sparsity_epochs and not criterion.uses_bn_sparsity:
-            raise ConfigError("sparsity_epochs is Network Slimming's BN-gamma training; it needs a criterion ranking by BatchNorm gamma ('bn')")
+            raise ConfigError(
+                "sparsity_epochs is Network Slimming's BN-gamma training; it needs a criterion ranking by BatchNorm gamma ('bn')"
+            )
         _rate(self.lr, "lr")
         if self.sparsity_lr is not None:
             _rate(self.sparsity_lr, "sparsity_lr")
@@ -155,7 +159,9 @@ class AccelerateReport:
     finetune: FinetuneResult | None = None
 
 
-def _profile(model: nn.Module, example: torch.Tensor, evaluate: Callable[[nn.Module], float] | None, batches: tuple[int, ...]) -> ModelProfile:
+def _profile(
+    model: nn.Module, example: torch.Tensor, evaluate: Callable[[nn.Module], float] | None, batches: tuple[int, ...]
+) -> ModelProfile:
     """Score, MACs, parameters and latency; leaves ``model`` in eval mode."""
     model.eval()
     profile = ModelProfile(
@@ -217,9 +223,11 @@ def accelerate(
     if config.channels is not None:
         if config.sparsity_epochs:
             lr = config.sparsity_lr if config.sparsity_lr is not None else config.lr
-            finetune(model, train, loss_fn, config.sparsity_epochs, lr, bn_l1=config.bn_l1, progress=progress, description="BN sparsity training")
+            finetune(
+                model, train, loss_fn, config.sparsity_epochs, lr, bn_l1=config.bn_l1, progress=progress, description="BN sparsity training"
+            )
         if calibration is None and criterion.needs_calibration:
-            calibration = [b for _, b in zip(range(config.calibration_batches), train)]
+            calibration = [b for _, b in zip(range(config.calibration_batches), train, strict=False)]
         channels = prune_channels_(model, example[:2], config.channels, criterion=criterion, calibration=calibration)
         say(f"channels: removed from {len(channels.channels)} layers, MACs x{channels.mac_ratio:.2f}")
         for name, reason in channels.skipped.items():
@@ -235,5 +243,10 @@ def accelerate(
     trained = finetune(model, train, loss_fn, config.epochs, config.lr, distill=distill, progress=progress, description="fine-tune")
     after = _profile(model, example, evaluate, config.latency_batches)
     return AccelerateReport(
-        before=before, after=after, channels=channels, lowrank=lowrank, score_before_finetune=score_before_finetune, finetune=trained,
+        before=before,
+        after=after,
+        channels=channels,
+        lowrank=lowrank,
+        score_before_finetune=score_before_finetune,
+        finetune=trained,
     )

@@ -62,7 +62,11 @@ def _consumer(dg: Any, producer: nn.Module) -> tuple[nn.Module | None, str]:
             continue
         if op == "prune_in_channels" and isinstance(target, (nn.modules.conv._ConvNd, nn.Linear)):
             consumers.append(target)
-        elif isinstance(target, (nn.modules.conv._ConvNd, nn.Linear)) or "Concat" in type(target).__name__ or "Split" in type(target).__name__:
+        elif (
+            isinstance(target, (nn.modules.conv._ConvNd, nn.Linear))
+            or "Concat" in type(target).__name__
+            or "Split" in type(target).__name__
+        ):
             # another layer's outputs are tied to these channels (residual sum, concatenation)
             return None, "its channels are coupled to another layer (residual sum, concatenation or grouped conv)"
         # BatchNorm and element-wise operations simply follow the producer's channels

@@ -37,8 +37,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 __all__ = [
-    "PruningCriterion", "ImportanceCriterion", "L1Norm", "L2Norm", "BNScale", "Lasso",
-    "CRITERIA", "register_criterion", "get_criterion", "criterion_name",
+    "PruningCriterion",
+    "ImportanceCriterion",
+    "L1Norm",
+    "L2Norm",
+    "BNScale",
+    "Lasso",
+    "CRITERIA",
+    "register_criterion",
+    "get_criterion",
+    "criterion_name",
 ]
 
 
@@ -137,8 +145,13 @@ class ImportanceCriterion(PruningCriterion):
         if custom:
             kwargs["customized_pruners"] = custom
         pruner = tp.pruner.BasePruner(
-            model, example_inputs, importance=self.importance(), global_pruning=global_pruning, ignored_layers=list(ignored),
-            round_to=round_to, **kwargs,
+            model,
+            example_inputs,
+            importance=self.importance(),
+            global_pruning=global_pruning,
+            ignored_layers=list(ignored),
+            round_to=round_to,
+            **kwargs,
         )
         pruner.step()
         return {}

@@ -38,7 +38,13 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str | os.P
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is our deliberate choice
             torch.onnx.export(
-                plain, (example_inputs,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"], output_names=["output"],
+                plain,
+                (example_inputs,),
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["output"],
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
             )
         atomic_write_bytes(out, tmp.read_bytes())
@@ -114,7 +120,12 @@ def quantize_onnx(
             return next(self._it, None)
 
     quantize_static(
-        str(path), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        str(path),
+        str(dst),
+        _Reader(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
     )
     return dst

@@ -32,7 +32,10 @@ def file_tensors(model: nn.Module) -> dict[str, torch.Tensor | CompressedTensor]
         module, _tname, p = comp[name]
         shared = isinstance(p, Shared)
         out[name] = CompressedTensor(
-            values=tensor, mask=p.mask, codebook=p.codebook if shared else None, index=p.index if shared else None,
+            values=tensor,
+            mask=p.mask,
+            codebook=p.codebook if shared else None,
+            index=p.index if shared else None,
             layer="linear" if isinstance(module, nn.Linear) else "conv",
         )
     return out
@@ -76,5 +79,6 @@ def save(
             or ``path`` exists and ``overwrite`` is False.
     """
     spec = None if arch is None else {"arch": arch, "shapes": layer_shapes(model)}
-    return save_tensors(file_tensors(model), path, coder, index_bits=index_bits, order=order, metadata=metadata, model=spec,
-                        overwrite=overwrite)
+    return save_tensors(
+        file_tensors(model), path, coder, index_bits=index_bits, order=order, metadata=metadata, model=spec, overwrite=overwrite
+    )

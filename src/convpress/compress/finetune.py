@@ -145,9 +145,25 @@ def finetune(
     """
     _check(epochs, lr, optimizer, lr_decay, bn_l1)
     if dsd is not None:
-        return _dsd(model, loader, loss_fn, epochs, lr, dsd, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
-                    lr_decay=lr_decay, distill=distill, bn_l1=bn_l1, checkpoint=checkpoint, seed=seed, device=device,
-                    progress=progress, description=description)
+        return _dsd(
+            model,
+            loader,
+            loss_fn,
+            epochs,
+            lr,
+            dsd,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_decay=lr_decay,
+            distill=distill,
+            bn_l1=bn_l1,
+            checkpoint=checkpoint,
+            seed=seed,
+            device=device,
+            progress=progress,
+            description=description,
+        )
     result = FinetuneResult()
     if epochs == 0:
         return result
@@ -168,14 +184,36 @@ def finetune(
         device = first.device if first is not None else torch.device("cpu")
     opt = _optimizer(params, optimizer, lr, momentum, weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps) if lr_decay == "cosine" and total_steps else None
-    run_id = fingerprint({"settings": dict(epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_decay=lr_decay,
-                                           pruning=repr(pruning), bn_l1=bn_l1, n_batches=n_batches, processes=n_proc),
-                          "shapes": sorted((k, list(v.shape)) for k, v in model.state_dict().items())})
+    run_id = fingerprint(
+        {
+            "settings": dict(
+                epochs=epochs,
+                lr=lr,
+                optimizer=optimizer,
+                weight_decay=weight_decay,
+                lr_decay=lr_decay,
+                pruning=repr(pruning),
+                bn_l1=bn_l1,
+                n_batches=n_batches,
+                processes=n_proc,
+            ),
+            "shapes": sorted((k, list(v.shape)) for k, v in model.state_dict().items()),
+        }
+    )
     gen = getattr(loader, "generator", None)
-    trainer = Trainer(model, opt, kind="finetune", run_id=run_id, checkpoint=checkpoint, scheduler=sched,
-                      stateful={"adapters": state.adapters} if state is not None else None,
-                      generators=[gen] if isinstance(gen, torch.Generator) else [], save_torch_rng=True,
-                      progress=progress, description=description)
+    trainer = Trainer(
+        model,
+        opt,
+        kind="finetune",
+        run_id=run_id,
+        checkpoint=checkpoint,
+        scheduler=sched,
+        stateful={"adapters": state.adapters} if state is not None else None,
+        generators=[gen] if isinstance(gen, torch.Generator) else [],
+        save_torch_rng=True,
+        progress=progress,
+        description=description,
+    )
     trainer.records = {"epoch_losses": result.epoch_losses, "pruning_steps": result.pruning_steps}
     trainer.restore()
     result.epoch_losses, result.pruning_steps = trainer.records["epoch_losses"], trainer.records["pruning_steps"]
@@ -213,8 +251,15 @@ def finetune(
         return f"epoch {trainer.epochs_done + 1}/{epochs} loss {sums[0] / max(sums[1], 1):.4f}"
 
     try:
-        trainer.fit(epochs=epochs, steps_per_epoch=n_batches, batches=batches, loss=loss, after_step=after_step,
-                    after_epoch=after_epoch, status=status)
+        trainer.fit(
+            epochs=epochs,
+            steps_per_epoch=n_batches,
+            batches=batches,
+            loss=loss,
+            after_step=after_step,
+            after_epoch=after_epoch,
+            status=status,
+        )
     finally:
         if state is not None:
             state.close()
@@ -236,9 +281,13 @@ def _dsd(
 
     phase = [epochs // 3, epochs // 3, epochs - 2 * (epochs // 3)]
     out = FinetuneResult()
-    out.epoch_losses += finetune(model, loader, loss_fn, phase[0], lr, description=f"{desc} (dense)", checkpoint=part("dense"), **kw).epoch_losses
+    out.epoch_losses += finetune(
+        model, loader, loss_fn, phase[0], lr, description=f"{desc} (dense)", checkpoint=part("dense"), **kw
+    ).epoch_losses
     out.pruning_steps.append(prune_(model, dsd.sparsity))
-    out.epoch_losses += finetune(model, loader, loss_fn, phase[1], lr, description=f"{desc} (sparse)", checkpoint=part("sparse"), **kw).epoch_losses
+    out.epoch_losses += finetune(
+        model, loader, loss_fn, phase[1], lr, description=f"{desc} (sparse)", checkpoint=part("sparse"), **kw
+    ).epoch_losses
     # re-dense: drop the masks; pruned weights restart from zero (prune_ zeroed their originals)
     for _key, (module, tname, p) in list(compressed_tensors(model).items()):
         if isinstance(p, Pruned):

@@ -27,7 +27,15 @@ from torch import nn
 from convpress.compress.state import compressed_tensors
 from convpress.core.errors import ConfigError
 
-__all__ = ["factorize_", "factorize_to_budget", "separate_", "FactorizeReport", "factor_linear", "factor_conv_separable", "factor_conv_depthwise"]
+__all__ = [
+    "factorize_",
+    "factorize_to_budget",
+    "separate_",
+    "FactorizeReport",
+    "factor_linear",
+    "factor_conv_separable",
+    "factor_conv_depthwise",
+]
 
 ConvMode = Literal["separable", "depthwise"]
 
@@ -74,11 +82,24 @@ def factor_conv_separable(conv: nn.Conv2d, rank: int) -> nn.Sequential:
     r = min(rank, s.numel())
     root = s[:r].sqrt()
     vertical = nn.Conv2d(
-        i, r, (kh, 1), stride=(conv.stride[0], 1), padding=(conv.padding[0], 0), dilation=(conv.dilation[0], 1), bias=False, **_conv_kw(conv)
+        i,
+        r,
+        (kh, 1),
+        stride=(conv.stride[0], 1),
+        padding=(conv.padding[0], 0),
+        dilation=(conv.dilation[0], 1),
+        bias=False,
+        **_conv_kw(conv),
     )
     horizontal = nn.Conv2d(
-        r, o, (1, kw), stride=(1, conv.stride[1]), padding=(0, conv.padding[1]), dilation=(1, conv.dilation[1]),
-        bias=conv.bias is not None, **_conv_kw(conv),
+        r,
+        o,
+        (1, kw),
+        stride=(1, conv.stride[1]),
+        padding=(0, conv.padding[1]),
+        dilation=(1, conv.dilation[1]),
+        bias=conv.bias is not None,
+        **_conv_kw(conv),
     )
     with torch.no_grad():
         a = (u[:, :r] * root).reshape(i, kh, r)  # (in, y, r)
@@ -124,14 +145,18 @@ def _spectrum(layer: nn.Module, conv: ConvMode) -> torch.Tensor:
     return torch.linalg.svdvals(w.permute(1, 0, 2, 3).reshape(i, o, kh * kw)).pow(2).sum(0).sqrt()
 
 
-def _candidates(model: nn.Module, names: Mapping[str, object] | None, filter_fn: Callable[[str, nn.Module], bool] | None) -> tuple[dict[str, nn.Module], dict[str, str]]:
+def _candidates(
+    model: nn.Module, names: Mapping[str, object] | None, filter_fn: Callable[[str, nn.Module], bool] | None
+) -> tuple[dict[str, nn.Module], dict[str, str]]:
     layers: dict[str, nn.Module] = {}
     skipped: dict[str, str] = {}
     all_layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
     if names is not None:
         unknown = [n for n in names if n not in all_layers]
         if unknown:
-            raise ConfigError(f"unknown or non-factorizable layer(s) {', '.join(map(repr, unknown))} (Linear and Conv2d layers: {', '.join(all_layers)})")
+            raise ConfigError(
+                f"unknown or non-factorizable layer(s) {', '.join(map(repr, unknown))} (Linear and Conv2d layers: {', '.join(all_layers)})"
+            )
         chosen = {n: all_layers[n] for n in names}
     else:
         chosen = {n: m for n, m in all_layers.items() if filter_fn is None or filter_fn(n, m)}
@@ -209,7 +234,14 @@ def factorize_(
             continue
         kept = float((s[:rank].double() ** 2).sum() / (s.double() ** 2).sum())
         _replace(model, name, new)
-        report.layers[name] = {"kind": kind, "rank": rank, "full_rank": full, "energy": kept, "params_before": before, "params_after": after}
+        report.layers[name] = {
+            "kind": kind,
+            "rank": rank,
+            "full_rank": full,
+            "energy": kept,
+            "params_before": before,
+            "params_after": after,
+        }
     return report
 
 
@@ -284,8 +316,10 @@ def separate_(
     out: dict[str, dict[str, float | int]] = {}
     for name, info in report.layers.items():
         out[name] = {
-            "rank": int(info["rank"]), "full_rank": int(info["full_rank"]),
+            "rank": int(info["rank"]),
+            "full_rank": int(info["full_rank"]),
             "kernel_rel_error": math.sqrt(max(0.0, 1.0 - float(info["energy"]))),
-            "params_before": int(info["params_before"]), "params_after": int(info["params_after"]),
+            "params_before": int(info["params_before"]),
+            "params_after": int(info["params_after"]),
         }
     return out

@@ -162,16 +162,33 @@ def _train_prune_stage(
     sched = SCHEDULES.get(cfg.schedule)(cfg.prune, cfg.prune_steps)
     if sched.gradual:
         finetune(
-            model, loader, loss_fn, cfg.prune_epochs, cfg.prune_lr, pruning=sched, weight_decay=cfg.weight_decay,  # type: ignore[arg-type]
-            progress=progress, description="gradual pruning", checkpoint=_ckpt(work_dir, "prune-agp"), seed=cfg.seed,
+            model,
+            loader,
+            loss_fn,
+            cfg.prune_epochs,
+            cfg.prune_lr,
+            pruning=sched,
+            weight_decay=cfg.weight_decay,  # type: ignore[arg-type]
+            progress=progress,
+            description="gradual pruning",
+            checkpoint=_ckpt(work_dir, "prune-agp"),
+            seed=cfg.seed,
         )
         return
     steps = sched.steps()
     for i, target in enumerate(steps):
         prune_(model, target)  # type: ignore[arg-type]  (deterministic: a resumed run repeats it exactly)
         finetune(
-            model, loader, loss_fn, cfg.prune_epochs, cfg.prune_lr, weight_decay=cfg.weight_decay, progress=progress,
-            description=f"retrain after pruning {i + 1}/{len(steps)}", checkpoint=_ckpt(work_dir, f"prune-{i + 1}"), seed=cfg.seed,
+            model,
+            loader,
+            loss_fn,
+            cfg.prune_epochs,
+            cfg.prune_lr,
+            weight_decay=cfg.weight_decay,
+            progress=progress,
+            description=f"retrain after pruning {i + 1}/{len(steps)}",
+            checkpoint=_ckpt(work_dir, f"prune-{i + 1}"),
+            seed=cfg.seed,
         )
 
 
@@ -238,8 +255,16 @@ def deep_compress(
         report.metric["quantized"] = evaluate(model)
         say(f"quantized, before retraining {metric_name}: {report.metric['quantized']:.2f}")
         finetune(
-            model, train_loader, loss_fn, cfg.quant_epochs, cfg.quant_lr, weight_decay=cfg.weight_decay, progress=progress,
-            description="retrain centroids", checkpoint=_ckpt(wd, "quantize"), seed=cfg.seed,
+            model,
+            train_loader,
+            loss_fn,
+            cfg.quant_epochs,
+            cfg.quant_lr,
+            weight_decay=cfg.weight_decay,
+            progress=progress,
+            description="retrain centroids",
+            checkpoint=_ckpt(wd, "quantize"),
+            seed=cfg.seed,
         )
         report.metric["final"] = evaluate(model)
         say(f"quantized, after retraining {metric_name}: {report.metric['final']:.2f}")
@@ -253,27 +278,36 @@ def deep_compress(
         final_info = save(model, final_path, coder=cfg.coder, index_bits=cfg.index_bits, metadata=meta, arch=arch, overwrite=True)
         loaded = load(final_path)
         expected = dense_state_dict(model)
-        report.bit_exact = loaded.keys() == expected.keys() and all(
-            _bitwise_equal(loaded[k], expected[k]) for k in expected
-        )
+        report.bit_exact = loaded.keys() == expected.keys() and all(_bitwise_equal(loaded[k], expected[k]) for k in expected)
         reloaded = _evaluate_state(model, loaded, evaluate)
         report.metric["loaded"] = reloaded
         report.path = str(out_path) if out_path is not None else None
 
     report.dense_bytes = final_info.dense_bytes
-    report.totals = {"dense": final_info.dense_bytes, "p": p_info.file_bytes, "pq": pq_info.file_bytes, "pqh": pqh_info.file_bytes, "final": final_info.file_bytes}
+    report.totals = {
+        "dense": final_info.dense_bytes,
+        "p": p_info.file_bytes,
+        "pq": pq_info.file_bytes,
+        "pqh": pqh_info.file_bytes,
+        "final": final_info.file_bytes,
+    }
     by_name = {
-        key: {t.name: t for t in info.tensors}
-        for key, info in (("p", p_info), ("pq", pq_info), ("pqh", pqh_info), ("final", final_info))
+        key: {t.name: t for t in info.tensors} for key, info in (("p", p_info), ("pq", pq_info), ("pqh", pqh_info), ("final", final_info))
     }
     layer_names = set(weight_layers(model))
     for t in final_info.tensors:
         if t.name.rsplit(".", 1)[0] in layer_names and t.name.endswith(".weight"):
             report.rows.append(
                 LayerRow(
-                    name=t.name, weights=t.numel, kept=t.kept, bits=by_name["pq"][t.name].value_bits, dense=t.dense_bytes,
-                    p=by_name["p"][t.name].stored_bytes, pq=by_name["pq"][t.name].stored_bytes,
-                    pqh=by_name["pqh"][t.name].stored_bytes, final=t.stored_bytes,
+                    name=t.name,
+                    weights=t.numel,
+                    kept=t.kept,
+                    bits=by_name["pq"][t.name].value_bits,
+                    dense=t.dense_bytes,
+                    p=by_name["p"][t.name].stored_bytes,
+                    pq=by_name["pq"][t.name].stored_bytes,
+                    pqh=by_name["pqh"][t.name].stored_bytes,
+                    final=t.stored_bytes,
                 )
             )
     report.streams = [asdict(s) for s in final_info.streams]

@@ -32,9 +32,7 @@ def check_fraction(value: object, what: str) -> float:
     return v
 
 
-def resolve_layers(
-    model: nn.Module, names: Mapping[str, object] | None, filter_fn: FilterFn | None, *, what: str
-) -> dict[str, nn.Module]:
+def resolve_layers(model: nn.Module, names: Mapping[str, object] | None, filter_fn: FilterFn | None, *, what: str) -> dict[str, nn.Module]:
     """Select compressible layers by explicit names or by ``filter_fn(name, module)``.
 
     Raises:

@@ -44,9 +44,7 @@ def bits_by_type(model: nn.Module, *, conv: int = 8, linear: int = 5) -> dict[st
     return {n: (linear if isinstance(m, nn.Linear) else conv) for n, m in weight_layers(model).items()}
 
 
-def kmeans_1d(
-    x: torch.Tensor, k: int, *, init: Init = "linear", max_iter: int = 100, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans_1d(x: torch.Tensor, k: int, *, init: Init = "linear", max_iter: int = 100, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means on scalars.
 
     Written here rather than taken from scikit-learn because the 1-D case is exact and fast

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from convpress.core.registry import Registry
 from convpress.compress.pipeline import DeepCompressionConfig
+from convpress.core.registry import Registry
 
 __all__ = ["Recipe", "RECIPES", "DEMO_RECIPES", "get_recipe"]
 
@@ -29,7 +29,7 @@ class Recipe:
     config: DeepCompressionConfig
     description: str
 
-    def quick(self) -> "Recipe":
+    def quick(self) -> Recipe:
         """A tiny version for smoke tests (one epoch per stage; figures are meaningless)."""
         return replace(self, train_epochs=1, config=replace(self.config, prune_epochs=1, prune_steps=1, quant_epochs=1))
 
@@ -43,8 +43,13 @@ RECIPES.register(
         train_epochs=20,
         train_lr=1e-3,
         config=DeepCompressionConfig(
-            prune={"fc1": 0.96, "fc2": 0.94, "fc3": 0.8}, schedule="agp", prune_epochs=30,
-            linear_bits=4, bias_bits=8, quant_epochs=3, quant_lr=1e-4,
+            prune={"fc1": 0.96, "fc2": 0.94, "fc3": 0.8},
+            schedule="agp",
+            prune_epochs=30,
+            linear_bits=4,
+            bias_bits=8,
+            quant_epochs=3,
+            quant_lr=1e-4,
         ),
         description="convpress: gradual pruning to 4% of fc1, 4-bit weights, rANS",
     ),
@@ -56,8 +61,16 @@ RECIPES.register(
         train_epochs=20,
         train_lr=1e-3,
         config=DeepCompressionConfig(
-            prune={"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}, schedule="iterative", prune_steps=3, prune_epochs=4,
-            linear_bits=5, bias_bits=None, quant_epochs=3, quant_lr=1e-4, coder="huffman", index_bits="paper",
+            prune={"fc1": 0.92, "fc2": 0.91, "fc3": 0.74},
+            schedule="iterative",
+            prune_steps=3,
+            prune_epochs=4,
+            linear_bits=5,
+            bias_bits=None,
+            quant_epochs=3,
+            quant_lr=1e-4,
+            coder="huffman",
+            index_bits="paper",
         ),
         description="Han et al. 2016, Table 2: 8% of weights kept, 5-bit fc, Huffman",
     ),
@@ -69,8 +82,14 @@ RECIPES.register(
         train_epochs=15,
         train_lr=1e-3,
         config=DeepCompressionConfig(
-            prune={"conv1": 0.4, "conv2": 0.94, "fc1": 0.985, "fc2": 0.87}, schedule="agp", prune_epochs=25,
-            conv_bits=5, linear_bits=4, bias_bits=5, quant_epochs=3, quant_lr=1e-4,
+            prune={"conv1": 0.4, "conv2": 0.94, "fc1": 0.985, "fc2": 0.87},
+            schedule="agp",
+            prune_epochs=25,
+            conv_bits=5,
+            linear_bits=4,
+            bias_bits=5,
+            quant_epochs=3,
+            quant_lr=1e-4,
         ),
         description="convpress: gradual pruning to 1.5% of fc1, 5-bit conv / 4-bit fc, rANS",
     ),
@@ -82,9 +101,17 @@ RECIPES.register(
         train_epochs=15,
         train_lr=1e-3,
         config=DeepCompressionConfig(
-            prune={"conv1": 0.34, "conv2": 0.88, "fc1": 0.92, "fc2": 0.81}, schedule="iterative", prune_steps=3,
-            prune_epochs=4, conv_bits=8, linear_bits=5, bias_bits=None, quant_epochs=3, quant_lr=1e-4,
-            coder="huffman", index_bits="paper",
+            prune={"conv1": 0.34, "conv2": 0.88, "fc1": 0.92, "fc2": 0.81},
+            schedule="iterative",
+            prune_steps=3,
+            prune_epochs=4,
+            conv_bits=8,
+            linear_bits=5,
+            bias_bits=None,
+            quant_epochs=3,
+            quant_lr=1e-4,
+            coder="huffman",
+            index_bits="paper",
         ),
         description="Han et al. 2016, Table 3: 8% of weights kept, 8-bit conv / 5-bit fc, Huffman",
     ),

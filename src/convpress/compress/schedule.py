@@ -124,7 +124,7 @@ def run_schedule(
 
 
 #: schedule name -> ``build(target, steps)`` (``steps``: rounds of the iterative schedule)
-SCHEDULES: Registry[Callable[[Target, int], "OneShot | Iterative | AGP"]] = Registry("pruning schedule")
+SCHEDULES: Registry[Callable[[Target, int], OneShot | Iterative | AGP]] = Registry("pruning schedule")
 SCHEDULES.register("iterative", lambda target, steps: Iterative(target, steps))
 SCHEDULES.register("oneshot", lambda target, steps: OneShot(target))
 SCHEDULES.register("agp", lambda target, steps: AGP(target))

@@ -35,7 +35,15 @@ from convpress.compress.prune import check_fraction
 from convpress.compress.state import compressed_tensors
 from convpress.core.errors import ConfigError
 
-__all__ = ["prune_channels_", "check_channel_plan", "ChannelPruneReport", "bn_l1_penalty", "count_macs", "output_layer", "register_channel_layer"]
+__all__ = [
+    "prune_channels_",
+    "check_channel_plan",
+    "ChannelPruneReport",
+    "bn_l1_penalty",
+    "count_macs",
+    "output_layer",
+    "register_channel_layer",
+]
 
 
 @dataclass

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from convpress.core.errors import FileFormatError
 from convpress.core.container import decode_container, write_container
+from convpress.core.errors import FileFormatError
 
 __all__ = ["MAGIC", "VERSION", "save_checkpoint", "load_checkpoint"]
 

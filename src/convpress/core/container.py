@@ -32,8 +32,17 @@ from convpress.core.atomic import atomic_write_bytes
 from convpress.core.errors import FileFormatError
 
 __all__ = [
-    "Container", "encode_container", "decode_container", "write_container", "read_container", "pack_container",
-    "split_container", "MAX_HEADER_BYTES", "FLAG_ZLIB", "MAX_JSON_DEPTH", "loads_json",
+    "Container",
+    "encode_container",
+    "decode_container",
+    "write_container",
+    "read_container",
+    "pack_container",
+    "split_container",
+    "MAX_HEADER_BYTES",
+    "FLAG_ZLIB",
+    "MAX_JSON_DEPTH",
+    "loads_json",
 ]
 
 _PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header_len
@@ -143,9 +152,7 @@ def write_container(
     return len(data)
 
 
-def decode_container(
-    data: bytes, magic: bytes, versions: Sequence[int], *, what: str = "file", name: str = "input"
-) -> Container:
+def decode_container(data: bytes, magic: bytes, versions: Sequence[int], *, what: str = "file", name: str = "input") -> Container:
     """Parse and verify a container held in memory.
 
     Args:
@@ -213,9 +220,7 @@ def decode_container(
     return Container(version=version, header=header, sections=sections)
 
 
-def read_container(
-    path: str | os.PathLike[str], magic: bytes, versions: Sequence[int], *, what: str = "file"
-) -> Container:
+def read_container(path: str | os.PathLike[str], magic: bytes, versions: Sequence[int], *, what: str = "file") -> Container:
     """Read and verify a container file (see :func:`decode_container`).
 
     Raises:

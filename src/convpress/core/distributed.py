@@ -97,7 +97,7 @@ def sum_over_processes(values: Sequence[float]) -> list[float]:
     return t.tolist()
 
 
-def shard_loader(loader: Any, *, seed: int = 0, world_size: int | None = None, rank: int | None = None) -> DataLoader:
+def shard_loader(loader: Any, *, seed: int = 0, world_size: int | None = None, rank: int | None = None) -> DataLoader[Any]:
     """A loader giving this process its share of every global batch of ``loader``.
 
     The global batch size stays ``loader.batch_size``; each of the N processes gets
@@ -116,8 +116,14 @@ def shard_loader(loader: Any, *, seed: int = 0, world_size: int | None = None, r
         raise ConfigError("distributed training needs a torch DataLoader with a batch size")
     if loader.batch_size % world_size:
         raise ConfigError(f"global batch size {loader.batch_size} is not divisible by {world_size} processes")
-    sampler = DistributedSampler(loader.dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        loader.dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False
+    )
     return DataLoader(
-        loader.dataset, batch_size=loader.batch_size // world_size, sampler=sampler, num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn, drop_last=loader.drop_last,
+        loader.dataset,
+        batch_size=loader.batch_size // world_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        drop_last=loader.drop_last,
     )

@@ -88,6 +88,4 @@ def check_fits(need: int, what: str, fix: str) -> None:
     """
     avail = available_bytes()
     if avail is not None and need > avail:
-        raise ConfigError(
-            f"{what} needs about {format_bytes(need)} of memory, but only {format_bytes(avail)} is available; {fix}"
-        )
+        raise ConfigError(f"{what} needs about {format_bytes(need)} of memory, but only {format_bytes(avail)} is available; {fix}")

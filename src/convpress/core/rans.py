@@ -22,8 +22,15 @@ import numpy as np
 from convpress.core.errors import FileFormatError
 
 __all__ = [
-    "PMF_PRECISION", "pmf_to_counts", "categorical", "uniform", "encode", "decode", "payload_bits",
-    "words_from_bytes", "words_to_bytes",
+    "PMF_PRECISION",
+    "pmf_to_counts",
+    "categorical",
+    "uniform",
+    "encode",
+    "decode",
+    "payload_bits",
+    "words_from_bytes",
+    "words_to_bytes",
 ]
 
 #: integer tables built by :func:`pmf_to_counts` sum to ``2**PMF_PRECISION``
@@ -54,7 +61,7 @@ def pmf_to_counts(pmf: np.ndarray, precision: int = PMF_PRECISION) -> np.ndarray
         p, s = np.ones(n), float(n)
     counts = np.floor(p / s * (total - n)).astype(np.int64) + 1
     counts[int(np.argmax(counts))] += total - int(counts.sum())
-    return counts
+    return np.asarray(counts, dtype=np.int64)
 
 
 def categorical(counts: np.ndarray, *, normalized: bool = True) -> Any:
@@ -111,8 +118,9 @@ def decode(words: np.ndarray, specs: Sequence[Spec], *, exhaust: bool = True, wh
     """
     try:
         coder = _coder(np.asarray(words, dtype=np.uint32))
-        out = [np.asarray(coder.decode(model, int(count)), dtype=np.int64) if count else np.zeros(0, dtype=np.int64)
-               for count, model in specs]
+        out = [
+            np.asarray(coder.decode(model, int(count)), dtype=np.int64) if count else np.zeros(0, dtype=np.int64) for count, model in specs
+        ]
         rest = np.asarray(coder.get_compressed(), dtype=np.uint32)
     except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:
         raise FileFormatError(f"{what} cannot be decoded ({exc})") from None

@@ -32,8 +32,11 @@ def state_mismatch(
     """
     missing = [k for k in expected if k not in state and not (optional and optional(k))]
     unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
-              if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
     parts = []
     if missing:
         parts.append(f"missing {_listed(missing, 4)}")

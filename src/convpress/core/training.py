@@ -191,8 +191,10 @@ class Trainer:
         if (payload.get("format"), payload.get("version")) != CHECKPOINT_FORMAT:
             raise FileFormatError(f"{path} was written by an older convpress training loop; remove it or use another work folder")
         if payload.get("run") != self.run_id:
-            raise ConfigError(f"{path} was written by a different training run (other settings, data or starting weights); "
-                              "remove it or use another work folder")
+            raise ConfigError(
+                f"{path} was written by a different training run (other settings, data or starting weights); "
+                "remove it or use another work folder"
+            )
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
@@ -203,7 +205,7 @@ class Trainer:
             starts = list(payload["epoch_start_generators"])
             if len(starts) != len(self.generators):
                 raise ValueError(f"{len(starts)} saved generator states for {len(self.generators)} generators")
-            for g, state in zip(self.generators, starts):
+            for g, state in zip(self.generators, starts, strict=True):
                 g.set_state(state)
             self._epoch_start_generators = starts
             if self.save_torch_rng:
@@ -220,8 +222,13 @@ class Trainer:
             return
         fmt, version = CHECKPOINT_FORMAT
         payload = {
-            "format": fmt, "version": version, "run": self.run_id, "step": self.step, "epochs_done": self.epochs_done,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "format": fmt,
+            "version": version,
+            "run": self.run_id,
+            "step": self.step,
+            "epochs_done": self.epochs_done,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "stateful": {name: obj.state_dict() for name, obj in self.stateful.items()},
             "epoch_start_generators": self._epoch_start_generators,
@@ -287,13 +294,12 @@ class Trainer:
                 # where the epoch's data starts: the states a checkpoint of this epoch records, so an
                 # uninterrupted run draws what a resumed one replays (even if the generators were used
                 # between the Trainer's construction and this call)
-                for g, state in zip(self.generators, self._epoch_start_generators):
+                for g, state in zip(self.generators, self._epoch_start_generators, strict=True):
                     g.set_state(state)
                 ended = True
                 source = iter(batches(epoch))
                 for batch in islice(source, first, spe):
-                    info = Step(self.step, epoch, self.step - (epoch * spe if spe is not None else self._epoch_first_step),
-                                rank, size)
+                    info = Step(self.step, epoch, self.step - (epoch * spe if spe is not None else self._epoch_first_step), rank, size)
                     self._one_step(net, batch, info, loss, after_step)
                     bar.advance(1, status() if status is not None else None)
                     if spe is not None and info.in_epoch == spe - 1:
@@ -324,8 +330,14 @@ class Trainer:
         self._epoch_start_generators = [g.get_state() for g in self.generators]  # where the next epoch starts
         self._save()
 
-    def _one_step(self, net: nn.Module, batch: Any, info: Step, loss_fn: Callable[..., torch.Tensor],
-                  after_step: Callable[[Step, torch.Tensor, Any], None] | None) -> None:
+    def _one_step(
+        self,
+        net: nn.Module,
+        batch: Any,
+        info: Step,
+        loss_fn: Callable[..., torch.Tensor],
+        after_step: Callable[[Step, torch.Tensor, Any], None] | None,
+    ) -> None:
         if self.lr is not None:
             rate = self.lr(info.index)
             for group in self.optimizer.param_groups:
@@ -337,7 +349,7 @@ class Trainer:
                 f"training diverged: loss is {loss.item()} at epoch {info.epoch + 1}, step {info.index + 1} "
                 "(check the data for NaN or infinite values, or lower the learning rate)"
             )
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's stubs leave Tensor.backward untyped
         if self.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.optimizer.step()

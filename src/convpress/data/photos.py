@@ -12,12 +12,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convpress.data.images import read_image, to_tensor
 from convpress.core.errors import InputError
+from convpress.data.images import read_image, to_tensor
 
 __all__ = [
-    "PHOTO_NAMES", "TRAIN_PHOTOS", "TEST_PHOTOS", "HELD_OUT_BUNDLED", "DEBIAN_TEST_PHOTOS", "DEBIAN_TEST_PHOTO_DIR",
-    "bundled_photo", "image_folder", "load_folder", "held_out_photos", "resize_long_side",
+    "PHOTO_NAMES",
+    "TRAIN_PHOTOS",
+    "TEST_PHOTOS",
+    "HELD_OUT_BUNDLED",
+    "DEBIAN_TEST_PHOTOS",
+    "DEBIAN_TEST_PHOTO_DIR",
+    "bundled_photo",
+    "image_folder",
+    "load_folder",
+    "held_out_photos",
+    "resize_long_side",
 ]
 
 #: colour photos in skimage.data (``cat`` is the same picture as ``chelsea`` and is left out)
@@ -33,10 +42,20 @@ HELD_OUT_BUNDLED = [*TEST_PHOTOS, "motorcycle"]
 #: lomiri-wallpapers``: never used for training, they make the test set beside the bundled ones
 DEBIAN_TEST_PHOTO_DIR = Path("/usr/share/backgrounds")
 DEBIAN_TEST_PHOTOS = [
-    "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Infinite-Sea_by_Aury88.jpg", "Kleiber_by_Lukas_Baubkus.jpg",
-    "Picture_0B_by_freespace.jpg", "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg", "aitzgorri_by_Aitzol_Berasategi.jpg",
-    "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg", "life_by_Aitzol_Berasategi.jpg",
-    "picosdeeuropa_by_Aitzol_Berasategi.jpg", "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg",
+    "Bridge_by_Sander_Klootwijk.jpg",
+    "Dragonfly_by_Bolly.jpg",
+    "Infinite-Sea_by_Aury88.jpg",
+    "Kleiber_by_Lukas_Baubkus.jpg",
+    "Picture_0B_by_freespace.jpg",
+    "Picture_1A_by_freespace.jpg",
+    "Wine_by_Jakkub_Mede.jpg",
+    "aitzgorri_by_Aitzol_Berasategi.jpg",
+    "free_by_Peter_Nerlich.jpg",
+    "friends_by_Aitzol_Berasategi.jpg",
+    "life_by_Aitzol_Berasategi.jpg",
+    "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+    "seeding_by_Clements_Engelhardt.jpg",
+    "sunset_by_Aitzol_Berasategi.jpg",
 ]
 
 _EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}

@@ -37,8 +37,16 @@ from convpress.fileformat.coders import check_coder, decode_stream, empirical_en
 from convpress.fileformat.sparse import MAX_INDEX_BITS, decode_positions, encode_positions
 
 __all__ = [
-    "CompressedTensor", "save_tensors", "load", "read_info", "read_model_spec", "CpzInfo", "TensorInfo", "StreamStats",
-    "MAGIC", "VERSION",
+    "CompressedTensor",
+    "save_tensors",
+    "load",
+    "read_info",
+    "read_model_spec",
+    "CpzInfo",
+    "TensorInfo",
+    "StreamStats",
+    "MAGIC",
+    "VERSION",
 ]
 
 MAGIC = b"\x89CPZ\r\n\x1a\n"
@@ -223,6 +231,7 @@ class _Writer:
         orders = ["C", "T"] if self.order == "auto" and effective.ndim >= 2 else [self.order if effective.ndim >= 2 else "C"]
         best: tuple[int, str, int | None, bytes | None, np.ndarray | None] | None = None
         for order in orders:
+            cand: tuple[int, str, int | None, bytes | None, np.ndarray | None] | None
             if bool(mask.all()):
                 cand = (0, order, None, None, None)
             else:
@@ -237,7 +246,7 @@ class _Writer:
             if best is None or cand[0] < best[0]:
                 best = cand
         assert best is not None
-        _, order, b, pos_data, steps = best
+        _, order, best_bits, pos_data, best_steps = best
         entry: dict[str, Any] = {
             "name": name,
             "kind": "shared" if shared else "sparse",
@@ -245,12 +254,12 @@ class _Writer:
             "dtype": _DTYPE_NAMES[effective.dtype],
             "order": order,
             "kept": kept,
-            "index_bits": b,
+            "index_bits": best_bits,
             "positions": None,
         }
-        if pos_data is not None and steps is not None:
-            entry["positions"] = {"section": self.add(pos_data), "count": int(steps.size)}
-            self.streams.append(_stats(f"{name}:positions", steps, (1 << b) + 1, self.coder, pos_data))
+        if pos_data is not None and best_steps is not None and best_bits is not None:
+            entry["positions"] = {"section": self.add(pos_data), "count": int(best_steps.size)}
+            self.streams.append(_stats(f"{name}:positions", best_steps, (1 << best_bits) + 1, self.coder, pos_data))
         keep = _ordered(mask, order)
         if t.codebook is not None:
             if t.index is None:
@@ -319,8 +328,13 @@ def save_tensors(
         raise ConfigError(f"{out} already exists; pass overwrite=True (CLI: --force) to replace it")
     writer = _Writer(coder, index_bits, order)
     entries = [writer.compressed(name, t) if isinstance(t, CompressedTensor) else writer.raw(name, t) for name, t in tensors.items()]
-    header: dict[str, Any] = {"format": "convpress.cpz", "created_by": f"convpress {__version__}", "coder": coder, "metadata": meta,
-                              "tensors": entries}
+    header: dict[str, Any] = {
+        "format": "convpress.cpz",
+        "created_by": f"convpress {__version__}",
+        "coder": coder,
+        "metadata": meta,
+        "tensors": entries,
+    }
     if model is not None:
         header["model"] = dict(model)
     size = write_container(out, MAGIC, VERSION, header, writer.sections, overwrite=overwrite)

@@ -66,4 +66,4 @@ def decode_positions(steps: np.ndarray, index_bits: int, numel: int, kept: int) 
         raise FileFormatError("index stream points past the end of its tensor")
     if covered > numel or numel - covered >= m:
         raise FileFormatError("index stream does not match its tensor's size")
-    return positions
+    return np.asarray(positions, dtype=np.int64)

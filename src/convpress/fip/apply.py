@@ -89,8 +89,9 @@ def apply_network(model: nn.Module, image: torch.Tensor, *, tile_rows: int | Non
     if tile_rows is not None and tile_rows < 1:
         raise ConfigError(f"tile rows must be positive, got {tile_rows}")
     if tile_rows is not None and not isinstance(model, GuidedFilterCAN):
-        raise ConfigError("a plain CAN normalises with whole-image statistics and cannot be tiled exactly; "
-                          "use a guided-filter CAN (gf-can24) to tile")
+        raise ConfigError(
+            "a plain CAN normalises with whole-image statistics and cannot be tiled exactly; use a guided-filter CAN (gf-can24) to tile"
+        )
     if isinstance(model, GuidedFilterCAN):
         what, fix = f"a guided-filter CAN in strips of {_strip_rows(h, w, tile_rows)} rows", "pass a smaller --tile-rows"
     else:
@@ -120,5 +121,3 @@ def run_reference(operator: str, image: torch.Tensor) -> torch.Tensor:
     op = get_operator(operator)
     out = op(image.permute(1, 2, 0).numpy())
     return torch.from_numpy(out).permute(2, 0, 1).contiguous()
-
-

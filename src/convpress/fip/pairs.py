@@ -68,8 +68,15 @@ def training_photos(folder: str | os.PathLike[str] | None = None) -> list[tuple[
     return [(str(p), read_image(p).permute(1, 2, 0).numpy()) for p in image_folder(folder)]
 
 
-def build_pairs(images: Sequence[tuple[str, np.ndarray]], operator: str, cache: str | os.PathLike[str], *,
-                sizes: Sequence[int] = (256, 512), params: dict[str, Any] | None = None, progress: bool = False) -> list[Pair]:
+def build_pairs(
+    images: Sequence[tuple[str, np.ndarray]],
+    operator: str,
+    cache: str | os.PathLike[str],
+    *,
+    sizes: Sequence[int] = (256, 512),
+    params: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> list[Pair]:
     """Compute (or reuse) the pairs of ``operator`` for every image at every long side in ``sizes``.
 
     Args:

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from convpress.core.digest import fingerprint, state_digest
 from convpress.core.distributed import batch_share, sum_over_processes
 from convpress.core.errors import ConfigError, InputError
-from convpress.core.training import Step, Trainer, TrainConfig
+from convpress.core.training import Step, TrainConfig, Trainer
 from convpress.data.images import read_image
 from convpress.fip.pairs import Pair
 from convpress.models import create_model
@@ -119,8 +119,15 @@ def _load(pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:
     return read_image(pair.input), read_image(pair.target)
 
 
-def crop_batch(data: list[tuple[torch.Tensor, torch.Tensor]], rng: np.random.Generator, crops: tuple[int, ...], batch: int,
-                min_size: int, *, rotate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def crop_batch(
+    data: list[tuple[torch.Tensor, torch.Tensor]],
+    rng: np.random.Generator,
+    crops: tuple[int, ...],
+    batch: int,
+    min_size: int,
+    *,
+    rotate: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(batch, 3, c, c) input and target crops of one random size c, random positions and flips
     (horizontal; with ``rotate`` also vertical and transposes: the 8 symmetries of the square)."""
     c = int(rng.choice(crops))
@@ -149,8 +156,9 @@ def crop_batch(data: list[tuple[torch.Tensor, torch.Tensor]], rng: np.random.Gen
 def _fingerprint(cfg: FipTrainConfig, pairs: list[Pair], init: dict[str, torch.Tensor] | None = None) -> str:
     """Id of a run: its settings, its pairs and, for a fine-tune, the weights it starts from (so that
     fine-tuning other weights with the same settings never resumes a finished run's checkpoint)."""
-    return fingerprint({"cfg": asdict(cfg), "pairs": [str(p.target.name) for p in pairs],
-                        "init": state_digest(init) if init is not None else None})
+    return fingerprint(
+        {"cfg": asdict(cfg), "pairs": [str(p.target.name) for p in pairs], "init": state_digest(init) if init is not None else None}
+    )
 
 
 def evaluate(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], *, rank: int = 0, size: int = 1) -> float:
@@ -169,8 +177,15 @@ def evaluate(model: torch.nn.Module, data: list[tuple[torch.Tensor, torch.Tensor
     return total / len(data)
 
 
-def train(pairs: list[Pair], cfg: FipTrainConfig, *, work_dir: str | os.PathLike[str] | None = None, progress: bool = False,
-          stop_after: int | None = None, init: dict[str, torch.Tensor] | None = None) -> TrainResult:
+def train(
+    pairs: list[Pair],
+    cfg: FipTrainConfig,
+    *,
+    work_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    stop_after: int | None = None,
+    init: dict[str, torch.Tensor] | None = None,
+) -> TrainResult:
     """Train ``cfg.model`` on ``pairs`` with convpress's training loop (see module docstring for resuming).
 
     Args:
@@ -202,9 +217,14 @@ def train(pairs: list[Pair], cfg: FipTrainConfig, *, work_dir: str | os.PathLike
     if not data:
         raise InputError(f"every training pair is smaller than the {min_size} pixels {cfg.model} needs")
     trainer = Trainer(
-        model, torch.optim.Adam(model.parameters(), lr=cfg.lr), kind="fip-train", run_id=_fingerprint(cfg, pairs, init),
+        model,
+        torch.optim.Adam(model.parameters(), lr=cfg.lr),
+        kind="fip-train",
+        run_id=_fingerprint(cfg, pairs, init),
         checkpoint=Path(work_dir) / "checkpoint.ckpt" if work_dir is not None else None,
-        lr=lambda step: cfg.lr_at(step // cfg.steps), progress=progress, description=f"train {cfg.model} ({cfg.operator})",
+        lr=lambda step: cfg.lr_at(step // cfg.steps),
+        progress=progress,
+        description=f"train {cfg.model} ({cfg.operator})",
     )
     trainer.records = {"history": [], "best_psnr": -math.inf, "best": None}
     resumed = trainer.restore() // cfg.steps
@@ -237,8 +257,16 @@ def train(pairs: list[Pair], cfg: FipTrainConfig, *, work_dir: str | os.PathLike
         return f"epoch {trainer.epochs_done + 1}/{cfg.epochs}{last}"
 
     stop_at = None if stop_after is None else (resumed + stop_after) * cfg.steps
-    trainer.fit(epochs=cfg.epochs, steps_per_epoch=cfg.steps, batches=batches, loss=loss, after_step=after_step,
-                after_epoch=after_epoch, status=status, stop_at=stop_at)
+    trainer.fit(
+        epochs=cfg.epochs,
+        steps_per_epoch=cfg.steps,
+        batches=batches,
+        loss=loss,
+        after_step=after_step,
+        after_epoch=after_epoch,
+        status=status,
+        stop_at=stop_at,
+    )
     best = trainer.records["best"]
     if cfg.keep_best and len(history) == cfg.epochs and best is not None:
         model.load_state_dict(best)

@@ -25,14 +25,26 @@ __all__ = ["save_network", "load_network", "shipped_weights", "shipped_operators
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "fip"
 
 
-def save_network(model: nn.Module, path: str | os.PathLike[str], *, model_name: str, operator: str,
-                 model_kwargs: dict[str, Any] | None = None, operator_params: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None) -> Path:
+def save_network(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    model_name: str,
+    operator: str,
+    model_kwargs: dict[str, Any] | None = None,
+    operator_params: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``model``'s weights and what is needed to rebuild it to a safetensors file (atomically)."""
     from safetensors.torch import save
 
-    meta = {"format": "convpress-fip-1", "model": model_name, "model_kwargs": json.dumps(model_kwargs or {}),
-            "operator": operator, "operator_params": json.dumps(operator_params or {}, default=str)}
+    meta = {
+        "format": "convpress-fip-1",
+        "model": model_name,
+        "model_kwargs": json.dumps(model_kwargs or {}),
+        "operator": operator,
+        "operator_params": json.dumps(operator_params or {}, default=str),
+    }
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     out = Path(path)
@@ -71,8 +83,12 @@ def load_network(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
     if problem:
         raise FileFormatError(f"weights in {p} do not match model {meta['model']}: {problem}")
     model.load_state_dict(state)
-    info: dict[str, Any] = {"model": meta["model"], "model_kwargs": kwargs, "operator": meta.get("operator"),
-                            "operator_params": loads_json(meta.get("operator_params", "{}"), name=str(p), what="its operator_params")}
+    info: dict[str, Any] = {
+        "model": meta["model"],
+        "model_kwargs": kwargs,
+        "operator": meta.get("operator"),
+        "operator_params": loads_json(meta.get("operator_params", "{}"), name=str(p), what="its operator_params"),
+    }
     for k, v in meta.items():
         if k not in info and k != "format":
             try:

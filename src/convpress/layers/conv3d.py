@@ -29,7 +29,9 @@ class Conv2Plus1dBlock(nn.Module):
     Input (N, Cin, T, H, W).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, mid_channels: int | None = None, stride: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, *, mid_channels: int | None = None, stride: int = 1
+    ) -> None:
         super().__init__()
         k = kernel_size
         mid = mid_channels or max(1, (k**3 * in_channels * out_channels) // (k * k * in_channels + k * out_channels))

@@ -23,8 +23,15 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def deform_conv2d(
-    x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
-    stride: int = 1, padding: int = 0, dilation: int = 1, mask: torch.Tensor | None = None,
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``torchvision.ops.deform_conv2d`` with shapes checked first.
 
@@ -55,8 +62,18 @@ def deform_conv2d(
 
 
 class _DeformBase(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int | None,
-                 dilation: int, groups: int, offset_groups: int, modulated: bool) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        padding: int | None,
+        dilation: int,
+        groups: int,
+        offset_groups: int,
+        modulated: bool,
+    ) -> None:
         super().__init__()
         check_groups(in_channels, groups, "in_channels")
         check_groups(out_channels, groups, "out_channels")
@@ -80,8 +97,18 @@ class DeformConv2dV1(_DeformBase):
     Input (N, Cin, H, W); output (N, Cout, Ho, Wo). Starts equal to ``nn.Conv2d``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, stride: int = 1, padding: int | None = None,
-                 dilation: int = 1, groups: int = 1, offset_groups: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        stride: int = 1,
+        padding: int | None = None,
+        dilation: int = 1,
+        groups: int = 1,
+        offset_groups: int = 1,
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, offset_groups, modulated=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,8 +122,18 @@ class DeformConv2dV2(_DeformBase):
     Input (N, Cin, H, W); output (N, Cout, Ho, Wo). Starts as a conv with every sample weighted 0.5.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, stride: int = 1, padding: int | None = None,
-                 dilation: int = 1, groups: int = 1, offset_groups: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        stride: int = 1,
+        padding: int | None = None,
+        dilation: int = 1,
+        groups: int = 1,
+        offset_groups: int = 1,
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, offset_groups, modulated=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,8 +148,14 @@ def _check_rois(rois: torch.Tensor) -> None:
 
 
 def deform_roi_pool(
-    x: torch.Tensor, rois: torch.Tensor, offsets: torch.Tensor | None, output_size: int | tuple[int, int], *,
-    spatial_scale: float = 1.0, gamma: float = 0.1, sampling_ratio: int = 2,
+    x: torch.Tensor,
+    rois: torch.Tensor,
+    offsets: torch.Tensor | None,
+    output_size: int | tuple[int, int],
+    *,
+    spatial_scale: float = 1.0,
+    gamma: float = 0.1,
+    sampling_ratio: int = 2,
 ) -> torch.Tensor:
     """Deformable RoI pooling (Dai et al. 2017): each bin is shifted by ``gamma · offset · RoI size``.
 
@@ -163,7 +206,9 @@ def deform_roi_pool(
 class DeformRoIPool(nn.Module):
     """Deformable RoI pooling with the offset predictor of DCN v1 (an FC on the plain pooled features)."""
 
-    def __init__(self, channels: int, output_size: int = 7, *, spatial_scale: float = 1.0, gamma: float = 0.1, sampling_ratio: int = 2) -> None:
+    def __init__(
+        self, channels: int, output_size: int = 7, *, spatial_scale: float = 1.0, gamma: float = 0.1, sampling_ratio: int = 2
+    ) -> None:
         super().__init__()
         self.output_size, self.spatial_scale, self.gamma, self.sampling_ratio = output_size, spatial_scale, gamma, sampling_ratio
         self.offset_fc = nn.Linear(channels * output_size * output_size, 2 * output_size * output_size)
@@ -177,8 +222,9 @@ class DeformRoIPool(nn.Module):
         return deform_roi_pool(x, rois, offsets, self.output_size, **kw)
 
 
-def ps_roi_pool(x: torch.Tensor, rois: torch.Tensor, output_size: int | tuple[int, int], *, spatial_scale: float = 1.0,
-                sampling_ratio: int = 2) -> torch.Tensor:
+def ps_roi_pool(
+    x: torch.Tensor, rois: torch.Tensor, output_size: int | tuple[int, int], *, spatial_scale: float = 1.0, sampling_ratio: int = 2
+) -> torch.Tensor:
     """Position-sensitive RoI pooling (R-FCN) via ``torchvision.ops.ps_roi_align``.
 
     Args:

@@ -25,8 +25,18 @@ class LookupConv2d(nn.Module):
         sparsity: atoms per kernel position (s <= m).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, dictionary_size: int = 16, sparsity: int = 3,
-                 stride: int = 1, padding: int | None = None, bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        dictionary_size: int = 16,
+        sparsity: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if not 1 <= sparsity <= dictionary_size:
             raise ValueError(f"sparsity must be in [1, dictionary_size={dictionary_size}], got {sparsity}")
@@ -34,7 +44,9 @@ class LookupConv2d(nn.Module):
         self.padding = kernel_size // 2 if padding is None else padding
         self.sparsity = sparsity
         self.dictionary = nn.Parameter(torch.randn(dictionary_size, in_channels) / in_channels**0.5)  # (m, Cin)
-        self.coefficients = nn.Parameter(torch.randn(out_channels, kernel_size, kernel_size, dictionary_size) / (kernel_size * sparsity**0.5))
+        self.coefficients = nn.Parameter(
+            torch.randn(out_channels, kernel_size, kernel_size, dictionary_size) / (kernel_size * sparsity**0.5)
+        )
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
     def sparse_coefficients(self) -> torch.Tensor:

@@ -32,7 +32,9 @@ def svdf(x: torch.Tensor, feature_weight: torch.Tensor, time_weight: torch.Tenso
     if x.ndim != 3 or x.shape[-1] != feature_weight.shape[1]:
         raise ValueError(f"x must be (N, T, {feature_weight.shape[1]}), got shape {tuple(x.shape)}")
     if feature_weight.shape[0] != time_weight.shape[0] or feature_weight.shape[0] % rank:
-        raise ValueError(f"feature_weight {tuple(feature_weight.shape)} and time_weight {tuple(time_weight.shape)} must both have units·rank rows")
+        raise ValueError(
+            f"feature_weight {tuple(feature_weight.shape)} and time_weight {tuple(time_weight.shape)} must both have units·rank rows"
+        )
     memory = time_weight.shape[1]
     a = F.linear(x, feature_weight).transpose(1, 2)  # (N, units·rank, T): feature filters
     a = F.pad(a, (memory - 1, 0))  # causal: only past frames

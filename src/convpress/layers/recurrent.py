@@ -19,7 +19,9 @@ from torch.nn import functional as F
 __all__ = ["sru", "SRU", "LSTMP"]
 
 
-def sru(x: torch.Tensor, weight: torch.Tensor, v: torch.Tensor, b: torch.Tensor, c0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def sru(
+    x: torch.Tensor, weight: torch.Tensor, v: torch.Tensor, b: torch.Tensor, c0: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run an SRU layer.
 
     Args:

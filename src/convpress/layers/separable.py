@@ -22,16 +22,33 @@ class DepthwiseSeparableConv2d(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, *, depth_multiplier: int = 1, stride: int = 1,
-        padding: int | None = None, bias: bool = True, device: torch.device | None = None, dtype: torch.dtype | None = None,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        depth_multiplier: int = 1,
+        stride: int = 1,
+        padding: int | None = None,
+        bias: bool = True,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if depth_multiplier < 1:
             raise ValueError(f"depth_multiplier must be >= 1, got {depth_multiplier}")
         kw = {"device": device, "dtype": dtype}
         mid = in_channels * depth_multiplier
-        self.depthwise = nn.Conv2d(in_channels, mid, kernel_size, stride=stride, padding=kernel_size // 2 if padding is None else padding,
-                                   groups=in_channels, bias=False, **kw)
+        self.depthwise = nn.Conv2d(
+            in_channels,
+            mid,
+            kernel_size,
+            stride=stride,
+            padding=kernel_size // 2 if padding is None else padding,
+            groups=in_channels,
+            bias=False,
+            **kw,
+        )
         self.pointwise = nn.Conv2d(mid, out_channels, 1, bias=bias, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,9 +62,18 @@ class SpatiallySeparableConv2d(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, *, mid_channels: int | None = None, stride: int = 1,
-        padding: int | None = None, groups: int = 1, bias: bool = True,
-        device: torch.device | None = None, dtype: torch.dtype | None = None,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        mid_channels: int | None = None,
+        stride: int = 1,
+        padding: int | None = None,
+        groups: int = 1,
+        bias: bool = True,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         mid = mid_channels or out_channels

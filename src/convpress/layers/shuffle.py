@@ -72,14 +72,19 @@ class ShuffleUnitV2(nn.Module):
         branch_in = in_channels // 2 if stride == 1 else in_channels
         self.stride = stride
         self.right = nn.Sequential(
-            nn.Conv2d(branch_in, half, 1, bias=False), *_bn_act(half, True),
-            nn.Conv2d(half, half, 3, stride=stride, padding=1, groups=half, bias=False), *_bn_act(half, False),
-            nn.Conv2d(half, half, 1, bias=False), *_bn_act(half, True),
+            nn.Conv2d(branch_in, half, 1, bias=False),
+            *_bn_act(half, True),
+            nn.Conv2d(half, half, 3, stride=stride, padding=1, groups=half, bias=False),
+            *_bn_act(half, False),
+            nn.Conv2d(half, half, 1, bias=False),
+            *_bn_act(half, True),
         )
         self.left = (
             nn.Sequential(
-                nn.Conv2d(in_channels, in_channels, 3, stride=2, padding=1, groups=in_channels, bias=False), *_bn_act(in_channels, False),
-                nn.Conv2d(in_channels, half, 1, bias=False), *_bn_act(half, True),
+                nn.Conv2d(in_channels, in_channels, 3, stride=2, padding=1, groups=in_channels, bias=False),
+                *_bn_act(in_channels, False),
+                nn.Conv2d(in_channels, half, 1, bias=False),
+                *_bn_act(half, True),
             )
             if stride == 2
             else nn.Identity()

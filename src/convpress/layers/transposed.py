@@ -125,12 +125,30 @@ class SubPixelConvTranspose2d(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int, padding: int = 0,
-        output_padding: int = 0, bias: bool = True, device: torch.device | None = None, dtype: torch.dtype | None = None,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int,
+        padding: int = 0,
+        output_padding: int = 0,
+        bias: bool = True,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        ref = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                                 output_padding=output_padding, bias=bias, device=device, dtype=dtype)
+        ref = nn.ConvTranspose2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            output_padding=output_padding,
+            bias=bias,
+            device=device,
+            dtype=dtype,
+        )
         self.weight = ref.weight  # (Cin, Cout, k, k), ConvTranspose2d layout
         self.bias = ref.bias
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
@@ -142,9 +160,17 @@ class SubPixelConvTranspose2d(nn.Module):
             raise ValueError("layer: only groups=1, dilation=1 transposed convolutions convert to depth_to_space")
         if layer.stride[0] != layer.stride[1] or layer.kernel_size[0] != layer.kernel_size[1]:
             raise ValueError(f"layer: stride {layer.stride} and kernel {layer.kernel_size} must be square")
-        m = cls(layer.in_channels, layer.out_channels, layer.kernel_size[0], stride=layer.stride[0],
-                padding=layer.padding[0], output_padding=layer.output_padding[0], bias=layer.bias is not None,
-                device=layer.weight.device, dtype=layer.weight.dtype)
+        m = cls(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size[0],
+            stride=layer.stride[0],
+            padding=layer.padding[0],
+            output_padding=layer.output_padding[0],
+            bias=layer.bias is not None,
+            device=layer.weight.device,
+            dtype=layer.weight.dtype,
+        )
         with torch.no_grad():
             m.weight.copy_(layer.weight)
             if layer.bias is not None:
@@ -152,5 +178,6 @@ class SubPixelConvTranspose2d(nn.Module):
         return m
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_transpose2d_subpixel(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
-                                         output_padding=self.output_padding)
+        return conv_transpose2d_subpixel(
+            x, self.weight, self.bias, stride=self.stride, padding=self.padding, output_padding=self.output_padding
+        )

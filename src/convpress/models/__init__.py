@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from convpress.core.registry import Registry
 from convpress.core.errors import ConfigError
+from convpress.core.registry import Registry
 
 __all__ = ["MODELS", "register_model", "create_model", "model_names", "resolve_model", "check_arch"]
 
@@ -50,8 +50,7 @@ def check_arch(name: str) -> str:
     if timm.is_model(name):
         return "timm"
     raise ConfigError(
-        f"unknown architecture {name!r}: not a convpress model ({', '.join(MODELS.names())}), "
-        "not a torchvision model and not a timm model"
+        f"unknown architecture {name!r}: not a convpress model ({', '.join(MODELS.names())}), not a torchvision model and not a timm model"
     )
 
 

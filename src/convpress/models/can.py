@@ -190,8 +190,17 @@ class GuidedFilterCAN(nn.Module):
         guide_width: hidden channels of the guidance net.
     """
 
-    def __init__(self, *, width: int = 24, depth: int = 9, low_res: int = 256, factor: int = 4, radius: int = 1,
-                 eps: float = 1e-4, guide_width: int = 16) -> None:
+    def __init__(
+        self,
+        *,
+        width: int = 24,
+        depth: int = 9,
+        low_res: int = 256,
+        factor: int = 4,
+        radius: int = 1,
+        eps: float = 1e-4,
+        guide_width: int = 16,
+    ) -> None:
         super().__init__()
         self.can = CAN(width=width, depth=depth)
         self.low_res, self.factor, self.radius, self.eps = low_res, factor, radius, eps

@@ -78,7 +78,9 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], *, arch: str, so
     if problem:
         hint = (
             " (is --num-classes right? A structurally pruned model must be loaded with convpress.load_model, "
-            "which applies its recorded layer shapes)" if "wrong shapes" in problem else ""
+            "which applies its recorded layer shapes)"
+            if "wrong shapes" in problem
+            else ""
         )
         raise ConfigError(f"checkpoint {source} does not fit architecture {arch}: {problem}{hint}")
     model.load_state_dict(state)

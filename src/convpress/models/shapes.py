@@ -24,9 +24,16 @@ _NORMS = {c.__name__: c for c in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d
 def _spec(m: nn.Module) -> dict[str, Any] | None:
     if type(m).__name__ in _CONVS and isinstance(m, nn.modules.conv._ConvNd):
         spec: dict[str, Any] = {
-            "type": type(m).__name__, "in": m.in_channels, "out": m.out_channels, "kernel": list(m.kernel_size),
-            "stride": list(m.stride), "padding": m.padding if isinstance(m.padding, str) else list(m.padding),
-            "dilation": list(m.dilation), "groups": m.groups, "bias": m.bias is not None, "padding_mode": m.padding_mode,
+            "type": type(m).__name__,
+            "in": m.in_channels,
+            "out": m.out_channels,
+            "kernel": list(m.kernel_size),
+            "stride": list(m.stride),
+            "padding": m.padding if isinstance(m.padding, str) else list(m.padding),
+            "dilation": list(m.dilation),
+            "groups": m.groups,
+            "bias": m.bias is not None,
+            "padding_mode": m.padding_mode,
         }
         if m.transposed:
             spec["output_padding"] = list(m.output_padding)
@@ -34,8 +41,14 @@ def _spec(m: nn.Module) -> dict[str, Any] | None:
     if isinstance(m, nn.Linear):
         return {"type": "Linear", "in": m.in_features, "out": m.out_features, "bias": m.bias is not None}
     if type(m).__name__ in _NORMS and isinstance(m, nn.modules.batchnorm._BatchNorm):
-        return {"type": type(m).__name__, "out": m.num_features, "eps": m.eps, "momentum": m.momentum, "affine": m.affine,
-                "track": m.track_running_stats}
+        return {
+            "type": type(m).__name__,
+            "out": m.num_features,
+            "eps": m.eps,
+            "momentum": m.momentum,
+            "affine": m.affine,
+            "track": m.track_running_stats,
+        }
     if type(m) is nn.Sequential:
         return {"type": "Sequential", "len": len(m)}
     return None
@@ -54,11 +67,17 @@ def _build(name: str, spec: dict[str, Any]) -> nn.Module:
         if kind == "Linear":
             return nn.Linear(spec["in"], spec["out"], bias=spec["bias"])
         if kind in _NORMS:
-            return _NORMS[kind](spec["out"], eps=spec["eps"], momentum=spec["momentum"], affine=spec["affine"], track_running_stats=spec["track"])
+            return _NORMS[kind](
+                spec["out"], eps=spec["eps"], momentum=spec["momentum"], affine=spec["affine"], track_running_stats=spec["track"]
+            )
         if kind in _CONVS:
             kw: dict[str, Any] = dict(
-                stride=tuple(spec["stride"]), padding=spec["padding"] if isinstance(spec["padding"], str) else tuple(spec["padding"]),
-                dilation=tuple(spec["dilation"]), groups=spec["groups"], bias=spec["bias"], padding_mode=spec["padding_mode"],
+                stride=tuple(spec["stride"]),
+                padding=spec["padding"] if isinstance(spec["padding"], str) else tuple(spec["padding"]),
+                dilation=tuple(spec["dilation"]),
+                groups=spec["groups"],
+                bias=spec["bias"],
+                padding_mode=spec["padding_mode"],
             )
             if "output_padding" in spec:
                 kw["output_padding"] = tuple(spec["output_padding"])
@@ -138,7 +157,9 @@ def apply_shapes_(model: nn.Module, shapes: dict[str, Any], *, stored: dict[str,
         key = f"{name}.running_mean" if spec.get("type") in _NORMS and not spec.get("affine", True) else f"{name}.weight"
         if stored is not None and want is not None and stored.get(key) != want:
             have = stored.get(key)
-            raise FileFormatError(f"recorded shape of {name!r} ({'x'.join(map(str, want))}) disagrees with its stored weights "
-                                  f"({'none' if have is None else 'x'.join(map(str, have))})")
+            raise FileFormatError(
+                f"recorded shape of {name!r} ({'x'.join(map(str, want))}) disagrees with its stored weights "
+                f"({'none' if have is None else 'x'.join(map(str, have))})"
+            )
         _set(model, name, _build(name, spec))
     return model

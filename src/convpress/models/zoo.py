@@ -29,8 +29,12 @@ class ShuffleNetV1(nn.Module):
             raise ValueError(f"groups must be one of {sorted(_SHUFFLE_WIDTHS)}, got {groups}")
         base = int(_SHUFFLE_WIDTHS[groups] * width) // (4 * groups) * (4 * groups)  # keep channel counts divisible
         stem = 24
-        self.stem = nn.Sequential(nn.Conv2d(3, stem, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
-                                  nn.MaxPool2d(3, stride=2, padding=1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, stem, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
         layers: list[nn.Module] = []
         cin = stem
         for stage, repeats in enumerate((4, 8, 4)):
@@ -57,8 +61,11 @@ class IGCNet(nn.Module):
         m = channels_per_partition
         for s in range(3):
             if s > 0:
-                stages.append(nn.Sequential(nn.Conv2d(partitions * m, partitions * 2 * m, 1, stride=2, bias=False),
-                                            nn.BatchNorm2d(partitions * 2 * m)))
+                stages.append(
+                    nn.Sequential(
+                        nn.Conv2d(partitions * m, partitions * 2 * m, 1, stride=2, bias=False), nn.BatchNorm2d(partitions * 2 * m)
+                    )
+                )
                 m *= 2
             stages += [_Residual(IGCBlock(partitions, m)) for _ in range(blocks)]
         self.stages = nn.Sequential(*stages)
@@ -86,8 +93,11 @@ class LCNNNet(nn.Module):
         c = width
         for s in range(3):
             out = width * 2**s
-            layers += [LookupConv2d(c, out, 3, dictionary_size=dictionary_size, sparsity=sparsity, stride=1 if s == 0 else 2, bias=False),
-                       nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            layers += [
+                LookupConv2d(c, out, 3, dictionary_size=dictionary_size, sparsity=sparsity, stride=1 if s == 0 else 2, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
             c = out
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(c, num_classes)

@@ -35,8 +35,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.codec.models.overfit import OverfittedCodec
 
 __all__ = [
-    "CODEC_MODELS", "DEFAULT_MODEL", "register_codec_model", "build_model", "model_codes",
-    "CodecModel", "TransformCodec", "FactorizedPrior", "ScaleHyperprior", "OverfittedCodec",
+    "CODEC_MODELS",
+    "DEFAULT_MODEL",
+    "register_codec_model",
+    "build_model",
+    "model_codes",
+    "CodecModel",
+    "TransformCodec",
+    "FactorizedPrior",
+    "ScaleHyperprior",
+    "OverfittedCodec",
 ]
 
 #: model name -> model class; filled by the modules of this package (imported on first read)

@@ -12,8 +12,8 @@ from torch import Tensor
 
 from convpress.codec.entropy_models import EntropyBottleneck
 from convpress.codec.models import register_codec_model
-from convpress.core.errors import ConfigError
 from convpress.codec.models.base import TransformCodec
+from convpress.core.errors import ConfigError
 
 __all__ = ["FactorizedPrior"]
 

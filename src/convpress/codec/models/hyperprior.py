@@ -111,8 +111,10 @@ class ScaleHyperprior(TransformCodec):
         if effort:
             if self.lmbda is None:
                 raise ConfigError(f"refining the latents needs the {self.name} model's lambda (set by its weights file)")
-            refined = [refine_latents(self, x[i : i + 1], y[i : i + 1], z[i : i + 1], iterations=effort, lmbda=self.lmbda)
-                       for i in range(x.shape[0])]
+            refined = [
+                refine_latents(self, x[i : i + 1], y[i : i + 1], z[i : i + 1], iterations=effort, lmbda=self.lmbda)
+                for i in range(x.shape[0])
+            ]
             y, z = torch.cat([r.y for r in refined]), torch.cat([r.z for r in refined])
         return self._code(y, z, tuple(x.shape[-2:]))
 

@@ -66,8 +66,9 @@ class OverfittedCodec(CodecModel):
             ConfigError: for a level not in :data:`LAMBDAS`.
         """
         if quality not in cls.LAMBDAS:
-            raise ConfigError(f"no quality {quality} for the {cls.name} model; available qualities: "
-                              f"{', '.join(map(str, sorted(cls.LAMBDAS)))}")
+            raise ConfigError(
+                f"no quality {quality} for the {cls.name} model; available qualities: {', '.join(map(str, sorted(cls.LAMBDAS)))}"
+            )
         model = cls()
         model.lmbda = cls.LAMBDAS[quality]
         return model
@@ -104,14 +105,20 @@ class OverfittedCodec(CodecModel):
         for i in range(x.shape[0]):
             xi = x[i : i + 1].float()
             with torch.enable_grad():
-                res = overfit.fit(xi, self.lmbda, iterations=iterations, seconds=self.seconds, config=self.arch,
-                                  on_step=current_callback())
+                res = overfit.fit(xi, self.lmbda, iterations=iterations, seconds=self.seconds, config=self.arch, on_step=current_callback())
             ks = overfit.choose_steps(res.net, res.grids, xi, self.lmbda)
             net_bytes, lat_bytes, _ = overfit.encode_streams(res.net, res.grids, ks)
             nets.append(net_bytes)
             lats.append(lat_bytes)
-            self.last_fits.append({"iterations": res.iterations, "seconds": res.seconds, "net_bytes": len(net_bytes),
-                                   "latent_bytes": len(lat_bytes), "steps": ks})
+            self.last_fits.append(
+                {
+                    "iterations": res.iterations,
+                    "seconds": res.seconds,
+                    "net_bytes": len(net_bytes),
+                    "latent_bytes": len(lat_bytes),
+                    "steps": ks,
+                }
+            )
         return {"strings": [nets, lats], "shape": tuple(x.shape[-2:])}
 
     @torch.no_grad()
@@ -120,7 +127,7 @@ class OverfittedCodec(CodecModel):
         self.check_streams(strings)
         self.check_ready()
         out = []
-        for net_bytes, lat_bytes in zip(*strings):
+        for net_bytes, lat_bytes in zip(*strings, strict=True):
             net, grids = overfit.decode_streams(net_bytes, lat_bytes, shape)
             # a forged file may carry absurd parameters: never return NaN or infinite pixels
             out.append(torch.nan_to_num(net.synthesize([g.float() for g in grids]), 0.0, 1.0, 0.0).clamp_(0, 1))

@@ -150,7 +150,8 @@ def counted_coder(
 
 def register_coder(coder: StreamCoder) -> StreamCoder:
     """Add ``coder`` to :data:`CODERS` under its name (duplicates are refused)."""
-    return CODERS.register(coder.name, coder)
+    CODERS.register(coder.name, coder)
+    return coder
 
 
 def check_coder(name: str) -> StreamCoder:

@@ -34,7 +34,7 @@ def unpack(data: bytes, count: int, alphabet: int) -> np.ndarray:
     if len(data) != (count * b + 7) // 8:
         raise FileFormatError(f"fixed-width stream has {len(data)} bytes, expected {(count * b + 7) // 8}")
     bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[: count * b].reshape(count, b).astype(np.int64)
-    return (bits << np.arange(b - 1, -1, -1, dtype=np.int64)).sum(axis=1)
+    return np.asarray((bits << np.arange(b - 1, -1, -1, dtype=np.int64)).sum(axis=1), dtype=np.int64)
 
 
 def payload_bits(symbols: np.ndarray, alphabet: int) -> int:

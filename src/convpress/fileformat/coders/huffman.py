@@ -22,7 +22,7 @@ def _encode_words(symbols: np.ndarray, counts: np.ndarray) -> np.ndarray:
     for s in symbols.tolist():  # constriction's symbol coders take one symbol per call
         enc.encode_symbol(s, tree)
     words, _bits = enc.get_compressed_and_bitrate()
-    return words
+    return np.asarray(words)
 
 
 def _decode_words(words: np.ndarray, counts: np.ndarray, count: int) -> np.ndarray:
@@ -59,4 +59,6 @@ def payload_bits(symbols: np.ndarray, alphabet: int) -> int:
     return int(code_lengths(np.bincount(symbols, minlength=alphabet))[symbols].sum())
 
 
-register_coder(counted_coder("huffman", "Huffman code from the stream's own counts (the paper)", _encode_words, _decode_words, payload_bits))
+register_coder(
+    counted_coder("huffman", "Huffman code from the stream's own counts (the paper)", _encode_words, _decode_words, payload_bits)
+)

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from convpress.core.registry import Registry
 from convpress.core.errors import ConfigError, InputError
+from convpress.core.registry import Registry
 
 __all__ = ["Operator", "OPERATORS", "register_operator", "get_operator", "operator_names", "apply_reference", "check_image"]
 
@@ -56,7 +56,9 @@ class Operator:
         image = check_image(image, min_size=self.min_size, name=self.name)
         unknown = set(params) - set(self.params)
         if unknown:
-            raise ConfigError(f"operator {self.name} has no parameter(s) {', '.join(sorted(unknown))} (known: {', '.join(self.params) or 'none'})")
+            raise ConfigError(
+                f"operator {self.name} has no parameter(s) {', '.join(sorted(unknown))} (known: {', '.join(self.params) or 'none'})"
+            )
         out = self.fn(image, **{**self.params, **params})
         return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
 
@@ -65,7 +67,9 @@ class Operator:
 OPERATORS: Registry[Operator] = Registry("operator", autoload="convpress.fip.operators")
 
 
-def register_operator(name: str, summary: str, *, min_size: int = 8, **params: Any) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
+def register_operator(
+    name: str, summary: str, *, min_size: int = 8, **params: Any
+) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
     """Decorator registering ``fn`` as operator ``name`` with default ``params`` (duplicates refused)."""
 
     def deco(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:

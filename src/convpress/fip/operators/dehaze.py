@@ -31,10 +31,19 @@ def _recover(image: np.ndarray, a: np.ndarray, t: np.ndarray, t_min: float) -> n
     return np.clip((image - a) / t + a, 0.0, 1.0).astype(np.float32)
 
 
-@register_operator("dehaze-dc", "dark-channel-prior dehazing (He et al. 2009) with guided-filter transmission refinement",
-                   patch=15, omega=0.95, t_min=0.1, radius=30, eps=1e-3, min_size=16)
-def dehaze_dark_channel(image: np.ndarray, *, patch: int = 15, omega: float = 0.95, t_min: float = 0.1, radius: int = 30,
-                        eps: float = 1e-3) -> np.ndarray:
+@register_operator(
+    "dehaze-dc",
+    "dark-channel-prior dehazing (He et al. 2009) with guided-filter transmission refinement",
+    patch=15,
+    omega=0.95,
+    t_min=0.1,
+    radius=30,
+    eps=1e-3,
+    min_size=16,
+)
+def dehaze_dark_channel(
+    image: np.ndarray, *, patch: int = 15, omega: float = 0.95, t_min: float = 0.1, radius: int = 30, eps: float = 1e-3
+) -> np.ndarray:
     """Dark channel prior: t = 1 - omega * dark(I / A), refined by a guided filter (instead of soft matting).
 
     Args:
@@ -63,8 +72,15 @@ def _sphere_points(n: int) -> np.ndarray:
     return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], axis=1).astype(np.float32)
 
 
-@register_operator("dehaze-nl", "non-local dehazing with haze-lines (simplified Berman et al. 2016)",
-                   lines=500, t_min=0.1, radius=20, eps=1e-2, min_size=16)
+@register_operator(
+    "dehaze-nl",
+    "non-local dehazing with haze-lines (simplified Berman et al. 2016)",
+    lines=500,
+    t_min=0.1,
+    radius=20,
+    eps=1e-2,
+    min_size=16,
+)
 def dehaze_nonlocal(image: np.ndarray, *, lines: int = 500, t_min: float = 0.1, radius: int = 20, eps: float = 1e-2) -> np.ndarray:
     """Non-local dehazing: pixels of one haze-line share a colour; the farthest one from A is haze-free.
 

@@ -134,8 +134,14 @@ def _weighted_laplacian_solve(rhs: np.ndarray, wx: np.ndarray, wy: np.ndarray, l
     return np.stack([lu.solve(rhs[:, :, k].ravel().astype(np.float64)).reshape(h, w) for k in range(c)], axis=2)
 
 
-@register_operator("rtv", "relative total variation structure extraction (Xu et al. 2012), sparse solves (SciPy)",
-                   lam=0.01, sigma=3.0, sharpness=0.02, iterations=4)
+@register_operator(
+    "rtv",
+    "relative total variation structure extraction (Xu et al. 2012), sparse solves (SciPy)",
+    lam=0.01,
+    sigma=3.0,
+    sharpness=0.02,
+    iterations=4,
+)
 def rtv(image: np.ndarray, *, lam: float = 0.01, sigma: float = 3.0, sharpness: float = 0.02, iterations: int = 4) -> np.ndarray:
     """Relative total variation: removes texture, keeps main structure.
 

@@ -32,10 +32,16 @@ def _sigmoid(x: np.ndarray, a: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-a * x)) - 0.5
 
 
-@register_operator("wls", "multiscale tone manipulation with WLS decompositions (Farbman et al. 2008), SciPy sparse solves",
-                   lams=(0.125, 1.0, 8.0), boosts=(2.0, 1.6, 1.2), base_gain=0.9)
-def wls_tone(image: np.ndarray, *, lams: tuple[float, ...] = (0.125, 1.0, 8.0), boosts: tuple[float, ...] = (2.0, 1.6, 1.2),
-             base_gain: float = 0.9) -> np.ndarray:
+@register_operator(
+    "wls",
+    "multiscale tone manipulation with WLS decompositions (Farbman et al. 2008), SciPy sparse solves",
+    lams=(0.125, 1.0, 8.0),
+    boosts=(2.0, 1.6, 1.2),
+    base_gain=0.9,
+)
+def wls_tone(
+    image: np.ndarray, *, lams: tuple[float, ...] = (0.125, 1.0, 8.0), boosts: tuple[float, ...] = (2.0, 1.6, 1.2), base_gain: float = 0.9
+) -> np.ndarray:
     """Multiscale tone manipulation: a WLS base/detail pyramid of the luminance, details boosted.
 
     No library implements the WLS filter, so it is solved here with a sparse direct solver.
@@ -57,7 +63,7 @@ def wls_tone(image: np.ndarray, *, lams: tuple[float, ...] = (0.125, 1.0, 8.0), 
     lum = luminance(image).astype(np.float64)
     prev = lum
     out = np.zeros_like(lum)
-    for lam, boost in zip(lams, boosts):
+    for lam, boost in zip(lams, boosts, strict=True):
         u = wls_filter(lum, lam)
         d = prev - u
         # 2/a * S(a * boost * d) ~ boost * d for small d, saturating for large details
@@ -117,7 +123,7 @@ def local_laplacian(lum: np.ndarray, *, sigma_r: float, alpha: float, beta: floa
     refs = np.linspace(0.0, 1.0, samples, dtype=np.float32)
     step = refs[1] - refs[0]
     out = [np.zeros_like(g) for g in gp[:-1]]
-    for k, g in enumerate(refs):
+    for g in refs:
         lp = _lap_pyr(_remap(lum, float(g), sigma_r, alpha, beta), levels)
         for lvl in range(levels - 1):
             wgt = np.clip(1.0 - np.abs(gp[lvl] - g) / step, 0.0, 1.0)  # hat interpolation weights
@@ -128,8 +134,14 @@ def local_laplacian(lum: np.ndarray, *, sigma_r: float, alpha: float, beta: floa
     return res
 
 
-@register_operator("detail", "multiscale detail manipulation with a fast local Laplacian filter (Paris et al. 2011, Aubry et al. 2014)",
-                   sigma_r=0.2, alpha=0.5, beta=1.0, min_size=16)
+@register_operator(
+    "detail",
+    "multiscale detail manipulation with a fast local Laplacian filter (Paris et al. 2011, Aubry et al. 2014)",
+    sigma_r=0.2,
+    alpha=0.5,
+    beta=1.0,
+    min_size=16,
+)
 def detail(image: np.ndarray, *, sigma_r: float = 0.2, alpha: float = 0.5, beta: float = 1.0) -> np.ndarray:
     """Detail enhancement: local Laplacian filtering of the luminance, colours kept by ratio.
 
@@ -146,8 +158,15 @@ def detail(image: np.ndarray, *, sigma_r: float = 0.2, alpha: float = 0.5, beta:
     return with_luminance(image, lum, np.clip(local_laplacian(lum, sigma_r=sigma_r, alpha=alpha, beta=beta), 0, 1))
 
 
-@register_operator("style", "photographic style (simplified Aubry et al. 2014): tone curve of a fixed model style + local Laplacian texture",
-                   contrast=6.0, sigma_r=0.15, alpha=0.6, saturation=0.6, min_size=16)
+@register_operator(
+    "style",
+    "photographic style (simplified Aubry et al. 2014): tone curve of a fixed model style + local Laplacian texture",
+    contrast=6.0,
+    sigma_r=0.15,
+    alpha=0.6,
+    saturation=0.6,
+    min_size=16,
+)
 def style(image: np.ndarray, *, contrast: float = 6.0, sigma_r: float = 0.15, alpha: float = 0.6, saturation: float = 0.6) -> np.ndarray:
     """Photographic style transfer toward one fixed "dramatic" style.
 
