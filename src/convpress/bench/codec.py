@@ -642,9 +642,10 @@ def readme_summary(result: dict[str, Any]) -> str:
     if OVERFIT in result["curves"]:
         o = result["overfit"]
         text += (
-            f"The overfitted per-image codec ({o['iterations']} fitting steps per photo, {o['mean_encode_s']:.0f} s of encoding on "
-            f"average) needs {more(bd[f'{OVERFIT}_vs_webp_psnr_pchip'])} than WebP and {more(bd[f'{OVERFIT}_vs_avif_psnr_pchip'])} "
-            f"than AVIF, and decodes in {result['timing']['modes'][OVERFIT]['decode_s_per_mp']:.2f} s/MP. "
+            f"The overfitted per-image codec, measured on {len(o['photos'])} of the photos ({o['iterations']} fitting steps per "
+            f"photo and level, {o['mean_encode_s']:.0f} s of encoding on average), needs {more(bd[f'{OVERFIT}_vs_webp_psnr_pchip'])} "
+            f"than WebP and {more(bd[f'{OVERFIT}_vs_avif_psnr_pchip'])} than AVIF on those photos, and decodes in "
+            f"{result['timing']['modes'][OVERFIT]['decode_s_per_mp']:.2f} s/MP. "
         )
     text += (
         f"The highest level reaches {max(r['psnr'] for r in result['curves']['ours']):.1f} dB. Effort 0 encodes in "
