@@ -257,3 +257,23 @@ def test_export_refuses_a_tolerance_that_is_not_a_positive_number(
     assert main(argv) == 2
     assert "--tolerance must be a positive number" in _one_error_line(capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command", [["codec", "encode", "{png}", "{out}", "-q", "3"], ["fip", "apply", "{png}", "{out}", "--operator", "rof"]]
+)
+def test_a_bomb_is_refused_before_torch_or_a_model_is_loaded(tmp_path: Path, command: list[str]) -> None:
+    # issue 22: the header's size is checked first, so the refusal costs a Python start-up, not torch's import
+    import os
+    import subprocess
+    import sys
+
+    from tests.data.test_images import _png_header_only
+
+    png = tmp_path / "bomb.png"
+    _png_header_only(png, 20000, 20000)
+    argv = [a.format(png=png, out=tmp_path / "out") for a in command]
+    code = f"import sys; from convpress.cli.main import main; rc = main({argv!r}); print(rc, 'torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CONVPRESS_MAX_MEMORY": "4G"})
+    assert run.stdout.split() == ["2", "False"], run.stdout + run.stderr
+    assert "20000x20000" in run.stderr and len(run.stderr.strip().splitlines()) == 1

@@ -134,6 +134,10 @@ def register(sub: Any) -> None:
 
 
 def _encode(args: argparse.Namespace) -> int:
+    from convpress.data.imagesize import check_image_fits
+
+    # the image's size from its header before torch and the model load: a bomb is refused at once
+    check_image_fits(args.input)
     import copy
     import math
 

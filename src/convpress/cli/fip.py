@@ -159,6 +159,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    from convpress.data.imagesize import check_image_fits
+
+    # the image's size from its header before torch and the network load: a bomb is refused at once
+    check_image_fits(args.input)
     from convpress.data.images import read_image, write_image
     from convpress.fip.apply import apply_network, run_reference
     from convpress.fip.operators import get_operator

@@ -20,7 +20,7 @@ import torch
 
 from convpress.core.atomic import atomic_write_bytes
 from convpress.core.errors import ConfigError, InputError
-from convpress.core.memory import check_fits
+from convpress.data.imagesize import check_image_fits
 
 __all__ = ["read_image", "write_image", "to_tensor", "to_uint8"]
 
@@ -70,7 +70,7 @@ def read_image(path: str | os.PathLike[str], *, alpha: AlphaPolicy = "composite"
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{p} is a directory, not an image")
-    _check_fits_in_memory(p)
+    check_image_fits(p)
     raw = np.fromfile(p, dtype=np.uint8)  # raises FileNotFoundError; works for any path encoding
     img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
     if img is None:
@@ -80,36 +80,6 @@ def read_image(path: str | os.PathLike[str], *, alpha: AlphaPolicy = "composite"
     elif img.ndim == 3 and img.shape[2] == 4:
         img = img[:, :, [2, 1, 0, 3]]  # BGRA -> RGBA
     return to_tensor(img, alpha=alpha, name=str(p))
-
-
-# peak bytes per pixel of read_image: the decoded 8-bit pixels, a float32 copy and its transposed copy
-# (RGBA and 16-bit images more), rounded up
-_READ_BYTES_PER_PIXEL = 40
-
-
-def _check_fits_in_memory(path: Path) -> None:
-    """Refuse, before decoding, an image whose pixels cannot fit (the file header gives its size cheaply)."""
-    import warnings
-
-    from PIL import Image
-
-    limit = Image.MAX_IMAGE_PIXELS
-    try:
-        # Pillow's own bomb check raises for the largest images, which must not skip this check
-        # (it used to be swallowed below, and the image was then decoded whole): this check replaces it
-        Image.MAX_IMAGE_PIXELS = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:  # lazy: reads the header only
-                w, h = im.size
-                frames = int(getattr(im, "n_frames", 1) or 1)
-    except Exception:  # noqa: BLE001 - not something PIL reads: OpenCV decides below
-        return
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-    if frames > 1:  # OpenCV would silently keep the first frame
-        raise InputError(f"{path} is an animation of {frames} frames; extract the frame you want as a still image first")
-    check_fits(h * w * _READ_BYTES_PER_PIXEL, f"reading the {w}x{h} image {path}", "use a smaller image")
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
