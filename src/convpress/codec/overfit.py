@@ -552,15 +552,17 @@ def encode_streams(net: OverfitNet, grids: list[Tensor], ks: dict[str, int]) -> 
         (np.array([cfg.levels - 1, cfg.arm_hidden - 1, cfg.synth_hidden - 1]), rans.uniform(64)),
     ]
     _, _, _, phalves = laplace_tables()
+    quantized: dict[str, list[Tensor]] = {}  # integers of each group, the ARM's for its integer copy
     for name in _GROUP_ORDER:
         k = ks[name]
         ints = quantize_group(groups[name], k)
+        quantized[name] = ints
         j, bits = param_cost(ints)
         if j < 0 or not math.isfinite(bits):
             raise ConfigError(f"the {name} parameters do not fit a table at step 2**-{k}")
         v = torch.cat([t.reshape(-1) for t in ints]).to(torch.int64) + phalves[j]
         net_groups += [(np.array([k, j]), rans.uniform(32)), (v.numpy(), _param_model(j))]
-    arm = IntegerArm(quantize_group(groups["arm"], ks["arm"]), ks["arm"])
+    arm = IntegerArm(quantized["arm"], ks["arm"])
     shapes = [tuple(g.shape) for g in grids]
     coded, lat_groups = code_latents(arm, grids, shapes)  # type: ignore[arg-type]
     net_bytes = rans.words_to_bytes(rans.encode(net_groups))
@@ -589,6 +591,7 @@ def decode_streams(net_bytes: bytes, lat_bytes: bytes, shape: tuple[int, int], *
         groups = net.groups()
         _, _, _, phalves = laplace_tables()
         ks = {}
+        quantized: dict[str, list[Tensor]] = {}
         for gname in _GROUP_ORDER:
             (kj,), words = rans.decode(words, [(2, rans.uniform(32))], exhaust=False, what="network stream")
             k, j = int(kj[0]), int(kj[1])
@@ -604,10 +607,11 @@ def decode_streams(net_bytes: bytes, lat_bytes: bytes, shape: tuple[int, int], *
             if gname == "arm" and any(float(i.abs().max()) > WEIGHT_MAX for i in ints):
                 raise FileFormatError(f"{name} is corrupted (ARM weights out of range)")
             set_group(groups[gname], ints, k)
+            quantized[gname] = ints
             ks[gname] = k
         if len(words):
             raise FileFormatError("network stream has data left over")
-        arm = IntegerArm(quantize_group(groups["arm"], ks["arm"]), ks["arm"])
+        arm = IntegerArm(quantized["arm"], ks["arm"])
         lat_words = rans.words_from_bytes(lat_bytes, what="latent stream")
         grids, rest = code_latents(arm, None, grid_shapes(h, w, cfg.levels), lat_words)
         if len(rest):  # type: ignore[arg-type]
