@@ -11,22 +11,37 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, monkeypatch: pytest.Mo
     import convpress.fip.weights as weights
     from convpress.bench import BENCHMARKS
     from convpress.bench.fip import readme_summary, run, to_markdown
+    from convpress.fip.operators import operator_names
     from convpress.models import create_model
 
     assert BENCHMARKS.get("fip").run is run and BENCHMARKS.get("fip").readme_summary is readme_summary
     monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
     weights.save_network(create_model("gf-can24"), tmp_path / "tvl1.safetensors", model_name="gf-can24", operator="tvl1")
     result = run(quick=True)
-    (row,) = result["operators"]
-    assert row["operator"] == "tvl1" and row["reference_s"] > 0 and row["network_s"] > 0
-    assert 15 < row["psnr"] < 60 and 0 < row["ssim"] <= 1  # an untrained network is about the identity
+    rows = {r["operator"]: r for r in result["operators"]}
+    assert set(rows) == set(operator_names())  # all ten are measured, with or without a network
+    row = rows["tvl1"]
+    assert row["network"] and row["reference_s"] > 0 and row["network_s"] > 0 and 0 < row["ssim"] <= 1
+    # an untrained network is about the identity: it scores what the untouched input scores
+    assert row["psnr"] == pytest.approx(row["input_psnr"], abs=1.5)
+    assert row["gain_db"] == pytest.approx(row["psnr"] - row["input_psnr"])
+    assert all(p["gain_db"] == pytest.approx(p["psnr"] - p["input_psnr"]) for p in row["photos"])
+    assert not rows["rtv"]["network"] and "psnr" not in rows["rtv"] and rows["rtv"]["input_psnr"] > 0
+    # pencil drawing moves a photo far more than TV denoising does
+    assert rows["pencil"]["input_psnr"] < rows["tvl1"]["input_psnr"] - 5
     assert [g["model"] for g in result["growth"]] == ["can24", "gf-can24"]
     assert all(g["large_mp"] / g["small_mp"] == pytest.approx(4, rel=0.05) for g in result["growth"])
-    assert {c["name"] for c in result["checks"]} == {"tvl1 PSNR", "tvl1 speed-up"}
+    checks = {c["name"]: c for c in result["checks"]}
+    assert not checks["tvl1 gain over the input"]["passed"]  # the identity gains nothing
+    assert checks["operators with a shipped network"]["value"] == "1 of 10" and not checks["operators with a shipped network"]["passed"]
+    assert checks["rtv gain over the input"]["value"] == "no network" and not checks["mean PSNR over the ten operators"]["passed"]
+    assert not checks["test photos never trained on"]["passed"]  # quick runs use two photos
+    assert "tvl1 speed-up at 1 MP" in checks and "rtv speed-up at 1 MP" not in checks
     md = to_markdown(result)
-    assert "| tvl1 | gf-can24 |" in md and "4 MP ÷ 1 MP" in md
+    assert "| tvl1 | gf-can24 |" in md and "| rtv | none yet |" in md and "4 MP ÷ 1 MP" in md
     summary = readme_summary(result)
-    assert "TVL1 " not in summary and f"tvl1 {row['speedup']:.1f}× faster at {row['psnr']:.1f} dB" in summary
+    assert "TVL1 " not in summary and f"tvl1 {row['psnr']:.1f} dB against {row['input_psnr']:.1f} dB" in summary
+    assert "No network ships yet for" in summary and "rtv" in summary
 
 
 def test_readme_summaries_are_rendered_between_markers() -> None:

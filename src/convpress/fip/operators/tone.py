@@ -138,17 +138,25 @@ def local_laplacian(lum: np.ndarray, *, sigma_r: float, alpha: float, beta: floa
     "detail",
     "multiscale detail manipulation with a fast local Laplacian filter (Paris et al. 2011, Aubry et al. 2014)",
     sigma_r=0.2,
-    alpha=0.5,
+    alpha=0.25,
     beta=1.0,
     min_size=16,
 )
-def detail(image: np.ndarray, *, sigma_r: float = 0.2, alpha: float = 0.5, beta: float = 1.0) -> np.ndarray:
+def detail(image: np.ndarray, *, sigma_r: float = 0.2, alpha: float = 0.25, beta: float = 1.0) -> np.ndarray:
     """Detail enhancement: local Laplacian filtering of the luminance, colours kept by ratio.
+
+    The defaults are the "detail increased" setting of Paris, Hasinoff and Kautz (SIGGRAPH 2011,
+    figures 14 and 15: alpha 0.25, sigma_r 0.2), the strong look that the fast-image-processing
+    paper imitates: a detail of amplitude 0.02 comes out about 5.6x larger. (Until 2026-12-03 the
+    default was alpha 0.5, a 3x boost whose output scored 31.8 dB against its own input on the
+    test photos, too close to the input to be worth imitating; it now scores about 25.5 dB.)
+    Simplification: the fast local Laplacian (12 reference levels) on the luminance only, where
+    the paper also shows RGB processing.
 
     Args:
         image: (H, W, 3) float32 in [0, 1].
         sigma_r: detail/edge threshold in luminance units.
-        alpha: detail exponent; 0.5 boosts fine detail strongly, 1 leaves it unchanged.
+        alpha: detail exponent; 0.25 boosts fine detail strongly, 1 leaves it unchanged.
         beta: edge (tone) gain.
 
     Returns:
