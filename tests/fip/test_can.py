@@ -165,3 +165,33 @@ def test_gradients_reach_every_parameter() -> None:
     x = torch.rand(2, 3, 64, 64)
     F.mse_loss(model(x), x.flip(3)).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_residual_head_starts_as_the_guided_filter_and_tiles_exactly() -> None:
+    from convpress.models import create_model
+    from convpress.models.can import ResidualGuidedFilterCAN
+
+    model = create_model("gf-can24-res")
+    assert isinstance(model, ResidualGuidedFilterCAN) and model.halo == 3
+    plain = GuidedFilterCAN()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("head.")})
+    x = torch.rand(3, 101, 143)
+    assert torch.equal(apply_network(model.eval(), x), apply_network(plain.eval(), x))  # the head starts at zero
+    model = _trained_like(model).eval()
+    whole = apply_network(model, x)
+    assert not torch.equal(whole, apply_network(plain, x))
+    with torch.no_grad():
+        torch.testing.assert_close(whole, model(x[None])[0].clamp(0, 1), atol=1e-6, rtol=0)
+    # the head's 3x3 convolutions on strips of another height may sum in another order (oneDNN picks
+    # the algorithm by shape), so tiles agree to float rounding rather than bit for bit
+    for rows in (1, 2, 7, 64, 200):  # strips thinner than the head's context too
+        torch.testing.assert_close(apply_network(model, x, tile_rows=rows), whole, atol=1e-6, rtol=0)
+    model.halo = 0  # strips without context are visibly wrong at their seams
+    assert (apply_network(model, x, tile_rows=7) - whole).abs().max() > 1e-3
+
+
+def test_residual_head_costs_more_memory_per_strip() -> None:
+    from convpress.fip.apply import estimate_memory
+    from convpress.models import create_model
+
+    assert estimate_memory(create_model("gf-can24-res"), 2000, 1000, 100) > estimate_memory(GuidedFilterCAN(), 2000, 1000, 100)

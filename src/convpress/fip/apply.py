@@ -27,7 +27,7 @@ from torch import nn
 from convpress.core.errors import ConfigError, InputError
 from convpress.core.memory import check_fits
 from convpress.fip.operators import get_operator
-from convpress.models.can import CAN, GuidedFilterCAN
+from convpress.models.can import CAN, GuidedFilterCAN, ResidualGuidedFilterCAN
 
 __all__ = ["apply_network", "estimate_memory", "min_input_size", "run_reference", "STRIP_PIXELS"]
 
@@ -49,7 +49,10 @@ def estimate_memory(model: nn.Module, h: int, w: int, tile_rows: int | None = No
     if isinstance(model, GuidedFilterCAN):
         lh, lw = model.low_size(h, w)
         rows = _strip_rows(h, w, tile_rows)
-        return image + lh * lw * _CAN_LIVE_ACTIVATIONS * model.can.width * 4 + rows * w * _STRIP_BYTES_PER_PIXEL
+        strip = (rows + 2 * model.halo) * w * _STRIP_BYTES_PER_PIXEL
+        if isinstance(model, ResidualGuidedFilterCAN):  # the head's input and two hidden activations, float32
+            strip += (rows + 2 * model.halo) * w * (6 + 2 * model.head[0].out_channels) * 4
+        return image + lh * lw * _CAN_LIVE_ACTIVATIONS * model.can.width * 4 + strip
     width = model.width if isinstance(model, CAN) else 32
     return image + h * w * _CAN_LIVE_ACTIVATIONS * width * 4
 
@@ -106,9 +109,11 @@ def apply_network(model: nn.Module, image: torch.Tensor, *, tile_rows: int | Non
             ab = model.widen(a.contiguous(), b.contiguous(), w)
             step = _strip_rows(h, w, tile_rows)
             out = torch.empty_like(x)
+            halo = model.halo  # rows of context a full-resolution head needs beyond the strip
             for r0 in range(0, h, step):
                 r1 = min(h, r0 + step)
-                out[:, :, r0:r1] = model.apply_rows(x[:, :, r0:r1], ab, h, (r0, r1))
+                e0, e1 = max(0, r0 - halo), min(h, r1 + halo)
+                out[:, :, r0:r1] = model.apply_rows(x[:, :, e0:e1], ab, h, (e0, e1))[:, :, r0 - e0 : r1 - e0]
         else:
             model.to(memory_format=torch.channels_last)
             out = model(x.contiguous(memory_format=torch.channels_last)).contiguous()
