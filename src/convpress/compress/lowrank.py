@@ -26,6 +26,7 @@ from torch import nn
 
 from convpress.compress.state import compressed_tensors
 from convpress.core.errors import ConfigError
+from convpress.layers.padding import pixel_padding
 
 __all__ = [
     "factorize_",
@@ -79,18 +80,6 @@ def _pair(values: tuple[int, ...]) -> tuple[int, int]:
     return values[0], values[1]
 
 
-def _numeric_padding(conv: nn.Conv2d) -> tuple[int, int] | None:
-    """The padding of ``conv`` in pixels per side, or None for "same" around an even kernel extent (uneven padding)."""
-    if not isinstance(conv.padding, str):
-        return _pair(conv.padding)
-    if conv.padding == "valid":
-        return 0, 0
-    total = [d * (k - 1) for k, d in zip(conv.kernel_size, conv.dilation, strict=True)]  # "same": this much in all
-    if any(t % 2 for t in total):
-        return None
-    return total[0] // 2, total[1] // 2
-
-
 def factor_conv_separable(conv: nn.Conv2d, rank: int) -> nn.Sequential:
     """k_h x k_w conv -> (k_h x 1 conv to ``rank`` channels) -> (1 x k_w conv); exact at full rank.
 
@@ -98,7 +87,7 @@ def factor_conv_separable(conv: nn.Conv2d, rank: int) -> nn.Sequential:
         ConfigError: for ``padding="same"`` around an even kernel extent, which pads one side
             more than the other (the two convolutions cannot split that).
     """
-    padding = _numeric_padding(conv)
+    padding = pixel_padding(conv)
     if padding is None:
         raise ConfigError(f"padding 'same' around the even kernel {conv.kernel_size} is uneven; a k x 1 + 1 x k split cannot repeat it")
     o, i, kh, kw = conv.weight.shape
@@ -254,7 +243,7 @@ def factorize_(
     layers, skipped = _candidates(model, ranks, filter_fn)
     report = FactorizeReport(skipped=skipped)
     for name, layer in layers.items():
-        if conv == "separable" and isinstance(layer, nn.Conv2d) and _numeric_padding(layer) is None:
+        if conv == "separable" and isinstance(layer, nn.Conv2d) and pixel_padding(layer) is None:
             report.skipped[name] = (
                 f"padding 'same' around the even kernel {layer.kernel_size} is uneven; a k x 1 + 1 x k split cannot repeat it"
             )
