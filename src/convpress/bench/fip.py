@@ -14,6 +14,7 @@ L0, RTV and WLS, faster for every shipped operator.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -63,14 +64,16 @@ def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with progress_bar(len(ops) * len(images), "fip operators", enabled=progress) as bar:
         for op in ops:
-            model, info = load_network(shipped_weights(op))  # type: ignore[arg-type]
+            weights = shipped_weights(op)
+            assert weights is not None  # shipped_operators() lists the operators with weights
+            model, info = load_network(weights)
             per: list[dict[str, Any]] = []
             for name, img in images:
                 t0 = time.perf_counter()
                 ref = run_reference(op, img)
                 t_ref = time.perf_counter() - t0
                 net = apply_network(model, img)
-                t_net = median_time(lambda model=model, img=img: apply_network(model, img), warmup=1, repeat=1 if quick else 3)
+                t_net = median_time(partial(apply_network, model, img), warmup=1, repeat=1 if quick else 3)
                 per.append(
                     {
                         "photo": name,
@@ -103,7 +106,7 @@ def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
         for name in ("can24", "gf-can24"):
             model = create_model(name).eval()
             t = paired_times(
-                {"1": lambda model=model: apply_network(model, small), "4": lambda model=model: apply_network(model, large)},
+                {"1": partial(apply_network, model, small), "4": partial(apply_network, model, large)},
                 warmup=1,
                 repeat=1 if quick else 3,
             )

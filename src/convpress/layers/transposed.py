@@ -165,7 +165,7 @@ class SubPixelConvTranspose2d(nn.Module):
             layer.out_channels,
             layer.kernel_size[0],
             stride=layer.stride[0],
-            padding=layer.padding[0],
+            padding=int(layer.padding[0]),  # a transposed conv has no string padding
             output_padding=layer.output_padding[0],
             bias=layer.bias is not None,
             device=layer.weight.device,
@@ -174,6 +174,7 @@ class SubPixelConvTranspose2d(nn.Module):
         with torch.no_grad():
             m.weight.copy_(layer.weight)
             if layer.bias is not None:
+                assert m.bias is not None  # built with bias=True just above
                 m.bias.copy_(layer.bias)
         return m
 

@@ -65,7 +65,7 @@ def resolve_model(name: str, *, num_classes: int | None = None) -> Any:
         ConfigError: if no library knows the name.
     """
     source = check_arch(name)
-    kw = {} if num_classes is None else {"num_classes": num_classes}
+    kw: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if source == "convpress":
         return MODELS.get(name)(**kw)
     if source == "torchvision":

@@ -82,7 +82,7 @@ def register_codec_model(cls: type[CodecModel]) -> type[CodecModel]:
     other = CODEC_MODELS.find(lambda c: c.code == code)
     if other is not None and other != name:
         raise ValueError(f"codec model {name!r} declares code {code}, which is already the code of {other!r}")
-    return CODEC_MODELS.register(name, cls)  # type: ignore[no-any-return]
+    return CODEC_MODELS.register(name, cls)
 
 
 def model_codes() -> dict[int, str]:
