@@ -50,6 +50,7 @@ class OneShot:
         _check_target(self.target)
 
     def steps(self) -> list[Target]:
+        """The pruning targets, one per prune-retrain round: here the final target at once."""
         return [self.target]
 
 
@@ -71,6 +72,7 @@ class Iterative:
             raise ConfigError(f"n_steps must be a positive integer, got {self.n_steps!r}")
 
     def steps(self) -> list[Target]:
+        """The pruning targets, one per prune-retrain round, ending at the final target."""
         n = self.n_steps
 
         def after_round(i: int) -> Callable[[float], float]:  # sparsity s of the target -> sparsity after round i
@@ -109,6 +111,7 @@ class AGP:
         return scale_target(self.target, lambda s: self.initial + (s - self.initial) * f if s > self.initial else s)
 
     def steps(self) -> list[Target]:
+        """The final target as one step (for ``run_schedule``; ``finetune`` applies AGP gradually instead)."""
         return [self.target]
 
 

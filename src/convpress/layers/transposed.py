@@ -89,7 +89,8 @@ def conv_transpose2d_subpixel(
         weight: ConvTranspose2d weight (Cin, Cout, kh, kw).
         bias: (Cout,) or None.
         stride: the transposed convolution's stride s (the depth_to_space factor).
-        padding, output_padding: as in ``nn.ConvTranspose2d``.
+        padding: (ph, pw) or one int, as in ``nn.ConvTranspose2d``.
+        output_padding: (oph, opw) or one int, as in ``nn.ConvTranspose2d``.
 
     Returns:
         (N, Cout, (H-1)·s - 2·ph + kh + oph, (W-1)·s - 2·pw + kw + opw).

@@ -16,6 +16,8 @@ from convpress.core.registry import Registry
 __all__ = ["MODELS", "register_model", "create_model", "model_names", "resolve_model", "check_arch"]
 
 MODELS: Registry[Callable[..., Any]] = Registry("model", autoload="convpress.models")
+"""Model name -> builder of convpress's own architectures (``@register_model``); filled by the
+modules of this package, imported on first read."""
 
 
 def register_model(name: str, **meta: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

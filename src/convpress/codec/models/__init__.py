@@ -47,8 +47,9 @@ __all__ = [
     "OverfittedCodec",
 ]
 
-#: model name -> model class; filled by the modules of this package (imported on first read)
 CODEC_MODELS: Registry[type[CodecModel]] = Registry("codec model", autoload="convpress.codec.models")
+"""Codec model name -> model class (``@register_codec_model``); filled by the modules of this
+package, imported on first read."""
 #: the model that the shipped weights are for: the default of the command line, the weights and training
 DEFAULT_MODEL = "hyperprior"
 
