@@ -1,9 +1,11 @@
 """The package layout: layers only look down (the import-linter contract of pyproject.toml), no
 import cycle between modules, also through imports inside functions, and ruff's lint and format
-checks pass (so the README's test command runs them too)."""
+checks, mypy and the strict build of the API reference pass (so the README's test command runs
+them too)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,19 +30,34 @@ def test_ruff_finds_nothing(args: list[str]) -> None:
     exe = shutil.which("ruff")
     if exe is None:  # installed with the [test] extra
         pytest.fail("ruff is missing: pip install -e '.[test]'")
-    run = subprocess.run([exe, *args, "--no-cache", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [exe, *args, "--no-cache", "src", "tests", "benchmarks", "docs"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 
 
-def test_the_ground_floor_is_strictly_typed() -> None:
-    # mypy --strict over core and fileformat (configured in pyproject.toml; the rest is issue 23's next step)
+def test_the_package_type_checks() -> None:
+    # mypy over src/convpress: default mode, strict on the ground floor (core, fileformat); pyproject.toml
     exe = shutil.which("mypy")
     if exe is None:  # installed with the [test] extra
         pytest.fail("mypy is missing: pip install -e '.[test]'")
-    run = subprocess.run(
-        [exe, "--strict", "src/convpress/core", "src/convpress/fileformat"], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    run = subprocess.run([exe, "src/convpress"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+def test_the_api_reference_builds(tmp_path: Path) -> None:
+    # mkdocs build --strict (mkdocs.yml): a public name without a docstring, a broken reference or
+    # a subcommand whose --help fails stops the build; docs/check_site.py checks the pages in a browser
+    exe = shutil.which("mkdocs")
+    if exe is None:  # installed with the [test] extra
+        pytest.fail("mkdocs is missing: pip install -e '.[test]'")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    run = subprocess.run(
+        [exe, "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for page in ("api/convpress/index.html", "api/convpress.codec/index.html", "cli/compress/index.html", "figures/index.html"):
+        assert (tmp_path / "site" / page).is_file(), page
 
 
 def test_no_module_imports_itself_through_a_cycle() -> None:

@@ -19,6 +19,33 @@ def test_separable_and_depthwise_factors_are_exact_at_full_rank(stride, padding,
         assert torch.allclose(f(x), conv(x), atol=1e-12, rtol=1e-10)
 
 
+@pytest.mark.parametrize("padding,dilation", [("same", 1), ("same", 2), ("valid", 1)])
+def test_string_padding_factors_exactly(padding: str, dilation: int) -> None:
+    # found by mypy (issue 23): the k x 1 + 1 x k split used padding[0] of the string "same"
+    # ("s") as a padding, so the factorized model failed at its first forward
+    torch.manual_seed(0)
+    conv = nn.Conv2d(5, 7, (3, 5), padding=padding, dilation=dilation).double()
+    x = torch.randn(2, 5, 15, 17, dtype=torch.float64)
+    for f in (factor_conv_separable(conv, 1000), factor_conv_depthwise(conv, 1000)):
+        assert torch.allclose(f(x), conv(x), atol=1e-12, rtol=1e-10)
+    m = nn.Sequential(nn.Conv2d(32, 32, 3, padding=padding, dilation=dilation))
+    y = m(torch.randn(1, 32, 12, 12))
+    assert set(cp.factorize_(m, energy=0.5).layers) == {"0"}
+    assert m(torch.randn(1, 32, 12, 12)).shape == y.shape
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_same_padding_around_an_even_kernel_is_not_split() -> None:
+    # "same" pads an even kernel unevenly: the k x 1 + 1 x k split is refused, the depthwise one is exact
+    conv = nn.Conv2d(4, 6, (4, 3), padding="same").double()
+    x = torch.randn(1, 4, 9, 10, dtype=torch.float64)
+    with pytest.raises(cp.ConfigError, match="uneven"):
+        factor_conv_separable(conv, 2)
+    assert torch.allclose(factor_conv_depthwise(conv, 1000)(x), conv(x), atol=1e-12, rtol=1e-10)
+    m = nn.Sequential(nn.Conv2d(32, 32, 4, padding="same"))
+    assert "uneven" in cp.factorize_(m, energy=0.5).skipped["0"]
+
+
 def test_linear_factor_is_exact_at_full_rank_and_best_at_low_rank() -> None:
     torch.manual_seed(0)
     lin = nn.Linear(30, 20).double()

@@ -66,6 +66,28 @@ def test_lasso_keeps_the_reconstruction_close_and_refits_the_consumer() -> None:
     assert torch.allclose(m(x), ref, atol=1e-3, rtol=1e-3)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_lasso_samples_consumers_with_string_padding() -> None:
+    # found by mypy (issue 23): a consumer with padding="same" reached F.unfold as a string (TypeError)
+    torch.manual_seed(0)
+    m = ConvChain().eval()
+    same = nn.Conv2d(16, 16, 3, padding="same", bias=False)
+    with torch.no_grad():
+        same.weight.copy_(m.c2.weight)
+        same.weight[:, 8:] *= 1e-4
+    m.c2 = same
+    x = torch.randn(4, 3, 12, 12)
+    ref = m(x)
+    rep = cp.prune_channels_(m, x, {"c1": 0.5}, criterion="lasso", calibration=[(torch.randn(8, 3, 12, 12), None) for _ in range(4)])
+    assert rep.channels == {"c1": (16, 8)} and m.c2.in_channels == 8
+    assert torch.allclose(m(x), ref, atol=1e-3, rtol=1e-3)
+    # "same" around an even kernel pads unevenly: the producer is skipped with the reason
+    m = ConvChain().eval()
+    m.c2 = nn.Conv2d(16, 16, 2, padding="same", bias=False)
+    rep = cp.prune_channels_(m, x, {"c1": 0.5}, criterion="lasso", calibration=[(torch.randn(8, 3, 12, 12), None)])
+    assert "unevenly" in rep.skipped["c1"] and m.c1.out_channels == 16
+
+
 def test_lasso_names_layers_it_cannot_handle() -> None:
     m = _resnet()
     x = torch.randn(2, 3, 32, 32)

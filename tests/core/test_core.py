@@ -172,6 +172,22 @@ def test_the_documented_public_names_import() -> None:
         assert getattr(cp, name) is not None, name
 
 
+def test_no_public_name_is_also_a_submodule() -> None:
+    # found by the API reference (issue 23): convpress.fip exported the function train and
+    # convpress.codec the function gdn, but importing the submodules fip.train and codec.gdn
+    # binds the modules under those names, so the name meant the function or the module
+    # depending on what had been imported before
+    import importlib
+    import pkgutil
+
+    import convpress
+
+    subpackages = [importlib.import_module(i.name) for i in pkgutil.walk_packages(convpress.__path__, "convpress.") if i.ispkg]
+    for package in [convpress, *subpackages]:
+        submodules = {m.name for m in pkgutil.iter_modules(package.__path__)}
+        assert not set(getattr(package, "__all__", [])) & submodules, package.__name__
+
+
 def test_a_write_removes_the_temporary_files_a_killed_write_left(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # issue 22: a SIGKILL during a write leaves .NAME.<random>.tmp; the next write of NAME removes it
     import subprocess

@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from convpress.layers.dilated import SpaceToBatchDilatedConv2d, batch_to_space, dilated_conv2d_s2b, space_to_batch
+from convpress.layers.padding import pixel_padding
 from convpress.layers.transposed import SubPixelConvTranspose2d, conv_transpose2d_subpixel, depth_to_space, space_to_depth, subpixel_weight
 
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
@@ -86,3 +87,20 @@ def test_space_to_batch_round_trip_and_module() -> None:
 def test_shapes_that_do_not_fit_name_the_argument(call, match: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize(
+    ("k", "d", "padding"), [(3, 1, "same"), (5, 2, "same"), ((3, 5), 1, "same"), (4, 2, "same"), (4, 1, "same"), (3, 1, "valid"), (3, 1, 2)]
+)
+def test_pixel_padding_is_the_zero_padding_the_conv_adds(k: int | tuple[int, int], d: int, padding: str | int) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, k, padding=padding, dilation=d).double()
+    x = torch.randn(1, 2, 9, 10, dtype=torch.float64)
+    pad = pixel_padding(conv)
+    if pad is None:  # "same" around an even extent pads one side more
+        assert padding == "same" and (d * (conv.kernel_size[0] - 1)) % 2 == 1
+        return
+    ph, pw = pad
+    got = F.conv2d(F.pad(x, (pw, pw, ph, ph)), conv.weight, conv.bias, dilation=d)
+    assert torch.equal(got, conv(x))

@@ -22,26 +22,26 @@ from convpress.layers.lcnn import LookupConv2d
 __all__ = ["LayerCost", "layer_costs", "MAC_HANDLERS", "register_mac_handler"]
 
 
-def _conv_macs(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
+def _conv_macs(m: nn.modules.conv._ConvNd, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
     # every output element is a dot product over Cin/groups · prod(kernel) inputs
-    k = math.prod(m.kernel_size)  # type: ignore[arg-type]
+    k = math.prod(m.kernel_size)
     if isinstance(m, nn.modules.conv._ConvTransposeNd):
         return inputs[0].numel() // inputs[0].shape[0] * (m.out_channels // m.groups) * k
-    return out.numel() // out.shape[0] * (m.in_channels // m.groups) * k  # type: ignore[operator]
+    return out.numel() // out.shape[0] * (m.in_channels // m.groups) * k
 
 
-def _linear_macs(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
-    return out.numel() // out.shape[0] * m.in_features  # type: ignore[attr-defined, operator]
+def _linear_macs(m: nn.Linear, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
+    return out.numel() // out.shape[0] * m.in_features
 
 
-def _lookup_macs(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
+def _lookup_macs(m: LookupConv2d, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
     x = inputs[0]
-    table = x.shape[2] * x.shape[3] * x.shape[1] * m.dictionary.shape[0]  # type: ignore[union-attr]
-    return int(table + out.numel() // out.shape[0] * m.k * m.k * m.sparsity)  # type: ignore[operator]
+    table = x.shape[2] * x.shape[3] * x.shape[1] * m.dictionary.shape[0]
+    return int(table + out.numel() // out.shape[0] * m.k * m.k * m.sparsity)
 
 
-def _deform_macs(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
-    w = m.weight  # type: ignore[union-attr]
+def _deform_macs(m: DeformConv2dV1 | DeformConv2dV2, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
+    w = m.weight
     return out.numel() // out.shape[0] * w.shape[1] * w.shape[2] * w.shape[3]  # the offset conv is its own leaf
 
 
@@ -57,19 +57,19 @@ MAC_HANDLERS: TypeRegistry[Callable[..., int]] = TypeRegistry("MAC handler")
 
 def register_mac_handler(cls: type[nn.Module]) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Decorator registering ``fn(module, inputs, output) -> int`` as the MAC count of ``cls`` (and its subclasses)."""
-    return MAC_HANDLERS.register(cls)  # type: ignore[no-any-return]
+    return MAC_HANDLERS.register(cls)
 
 
-for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
-    MAC_HANDLERS.register(_cls, _conv_macs)
-for _cls, _fn in (
+_BUILT_IN: tuple[tuple[type[nn.Module], Callable[..., int]], ...] = (
+    *((conv, _conv_macs) for conv in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)),
     (nn.Linear, _linear_macs),
     (nn.LSTM, _rnn_macs),
     (nn.GRU, _rnn_macs),
     (LookupConv2d, _lookup_macs),
     (DeformConv2dV1, _deform_macs),
     (DeformConv2dV2, _deform_macs),
-):
+)
+for _cls, _fn in _BUILT_IN:
     MAC_HANDLERS.register(_cls, _fn)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,17 +74,22 @@ def _transposed(a: _Axis, k: int, s: int, p: int, d: int = 1) -> _Axis:
     return _Axis(a.r + (math.ceil(keff / s) - 1) * a.j, a.j / s, a.start + (p - (keff - 1) / 2) / s * a.j)
 
 
+def _both(rule: Callable[[_Axis, int], _Axis], axes: tuple[_Axis, _Axis]) -> tuple[_Axis, _Axis]:
+    """``rule(axis, i)`` applied to the height (i = 0) and width (i = 1) axes."""
+    return rule(axes[0], 0), rule(axes[1], 1)
+
+
 def _module_rule(m: nn.Module, axes: tuple[_Axis, _Axis]) -> tuple[_Axis, _Axis] | None:
     if isinstance(m, nn.modules.conv._ConvNd) and len(m.kernel_size) == 2:
         k, s, d = m.kernel_size, m.stride, m.dilation
         p = m.padding if not isinstance(m.padding, str) else tuple(dd * (kk - 1) / 2 for kk, dd in zip(k, d, strict=True))
         if m.transposed:
-            return tuple(_transposed(a, k[i], s[i], int(p[i]), d[i]) for i, a in enumerate(axes))  # type: ignore[return-value]
-        return tuple(_window(a, k[i], s[i], p[i], d[i]) for i, a in enumerate(axes))  # type: ignore[return-value]
+            return _both(lambda a, i: _transposed(a, k[i], s[i], int(p[i]), d[i]), axes)
+        return _both(lambda a, i: _window(a, k[i], s[i], p[i], d[i]), axes)
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         k, s, p = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding)
-        d = _pair(getattr(m, "dilation", 1))
-        return tuple(_window(a, k[i], s[i], p[i], d[i]) for i, a in enumerate(axes))  # type: ignore[return-value]
+        dl = _pair(getattr(m, "dilation", 1))
+        return _both(lambda a, i: _window(a, k[i], s[i], p[i], dl[i]), axes)
     if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear, nn.Flatten)):
         return _GLOBAL
     if isinstance(m, nn.Upsample):
@@ -91,13 +97,13 @@ def _module_rule(m: nn.Module, axes: tuple[_Axis, _Axis]) -> tuple[_Axis, _Axis]
         if sf is None:
             return _GLOBAL
         grow = 0 if m.mode == "nearest" else 1
-        return tuple(_Axis(a.r + grow * a.j, a.j / sf[i], a.start) for i, a in enumerate(axes))  # type: ignore[return-value]
+        return _both(lambda a, i: _Axis(a.r + grow * a.j, a.j / sf[i], a.start), axes)
     if isinstance(m, nn.PixelShuffle):
         b = m.upscale_factor
-        return tuple(_Axis(a.r, a.j / b, a.start) for a in axes)  # type: ignore[return-value]
+        return _both(lambda a, _i: _Axis(a.r, a.j / b, a.start), axes)
     if isinstance(m, nn.PixelUnshuffle):
         b = m.downscale_factor
-        return tuple(_window(a, b, b, 0) for a in axes)  # type: ignore[return-value]
+        return _both(lambda a, _i: _window(a, b, b, 0), axes)
     return axes  # element-wise (BN, activations, dropout, ...): unchanged
 
 
@@ -112,17 +118,17 @@ def _function_rule(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any], a
         k = _pair(args[1] if len(args) > 1 else kwargs["kernel_size"])
         s = _pair(args[2] if len(args) > 2 and args[2] is not None else kwargs.get("stride") or k)
         p = _pair(args[3] if len(args) > 3 else kwargs.get("padding", 0))
-        return tuple(_window(a, k[i], s[i], p[i]) for i, a in enumerate(axes))  # type: ignore[return-value]
+        return _both(lambda a, i: _window(a, k[i], s[i], p[i]), axes)
     if target is F.interpolate:
         sf = kwargs.get("scale_factor") or (args[2] if len(args) > 2 else None)
         if sf is None:
             return _GLOBAL
         f = _pair(sf)
         grow = 0 if kwargs.get("mode", "nearest") == "nearest" else 1
-        return tuple(_Axis(a.r + grow * a.j, a.j / f[i], a.start) for i, a in enumerate(axes))  # type: ignore[return-value]
+        return _both(lambda a, i: _Axis(a.r + grow * a.j, a.j / f[i], a.start), axes)
     if target in (F.pixel_shuffle, torch.pixel_shuffle):
         b = int(args[1])
-        return tuple(_Axis(a.r, a.j / b, a.start) for a in axes)  # type: ignore[return-value]
+        return _both(lambda a, _i: _Axis(a.r, a.j / b, a.start), axes)
     return axes
 
 
@@ -139,10 +145,11 @@ def _merge(values: list[Any]) -> Any:
 def _to_public(name: str, axes: Any) -> ReceptiveField:
     if axes is _GLOBAL:
         return ReceptiveField(name, None, None, None)
-    size = tuple(int(round(a.r)) for a in axes)
-    stride = tuple(float(a.j) for a in axes)
-    padding = tuple(float((a.r - 1) / 2 - a.start) for a in axes)
-    return ReceptiveField(name, size, stride, padding)  # type: ignore[arg-type]
+    h, w = axes
+    size = (int(round(h.r)), int(round(w.r)))
+    stride = (float(h.j), float(w.j))
+    padding = (float((h.r - 1) / 2 - h.start), float((w.r - 1) / 2 - w.start))
+    return ReceptiveField(name, size, stride, padding)
 
 
 def receptive_fields(model: nn.Module) -> dict[str, ReceptiveField]:
@@ -251,7 +258,8 @@ def measured_receptive_field(
     if y.ndim != 4:
         raise ValueError(f"layer: output of {layer or 'the model'} has shape {tuple(y.shape)}; a spatial (N, C, H, W) output is needed")
     y[0, :, y.shape[2] // 2, y.shape[3] // 2].sum().backward()
-    return _support(x.grad[0].abs().sum(0), 1e-12)  # type: ignore[index]
+    assert x.grad is not None  # backward() filled it
+    return _support(x.grad[0].abs().sum(0), 1e-12)
 
 
 def effective_receptive_field(
@@ -281,7 +289,8 @@ def effective_receptive_field(
             if y.ndim != 4:
                 raise ValueError(f"layer: output of {layer or 'the model'} has shape {tuple(y.shape)}; a spatial output is needed")
             y[0, :, y.shape[2] // 2, y.shape[3] // 2].sum().backward()
-            acc += x.grad[0].abs().sum(0).double()  # type: ignore[index]
+            assert x.grad is not None  # backward() filled it
+            acc += x.grad[0].abs().sum(0).double()
     finally:
         model.train(was)
     erf = (acc / acc.max()).numpy() if acc.max() > 0 else acc.numpy()

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from convpress.analysis.metrics import accuracy
 from convpress.bench import BENCHMARKS, Benchmark
@@ -98,10 +98,10 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
 
     torch.manual_seed(0)
     t_start = time.perf_counter()
-    train_set, test_set = (resized(load_mnist(s), size=SIZE) for s in ("train", "test"))
+    train_set: Dataset[Any] = resized(load_mnist("train"), size=SIZE)
+    test_set: Dataset[Any] = resized(load_mnist("test"), size=SIZE)
     if quick:
-        train_set = torch.utils.data.Subset(train_set, range(256))  # type: ignore[assignment]
-        test_set = torch.utils.data.Subset(test_set, range(128))  # type: ignore[assignment]
+        train_set, test_set = Subset(train_set, range(256)), Subset(test_set, range(128))
     train = DataLoader(train_set, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
     test = DataLoader(test_set, batch_size=100)
     loss = torch.nn.functional.cross_entropy

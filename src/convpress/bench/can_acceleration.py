@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,7 @@ def run_can24(
     # about one megapixel (1152 x 864), the size the paper's CAN24 is designed for; all timing after all training
     x = torch.nn.functional.interpolate(test[0][0][None], size=(216, 288) if quick else (864, 1152), mode="bilinear", align_corners=False)
     with torch.no_grad():
-        times = paired_times({k: (lambda m=m: m(x)) for k, m in models.items()}, warmup=1, repeat=repeat)
+        times = paired_times({k: partial(m, x) for k, m in models.items()}, warmup=1, repeat=repeat)
     psnr_dense = _psnr(dense, test)
     macs_dense = count_macs(dense, x[:, :, :64, :64])[0]
     for name, v in variants.items():

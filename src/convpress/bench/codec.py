@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,10 @@ import torch.nn.functional as F
 
 from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment, median_time
-from convpress.codec.bitstream import decode_image, encode_image, pad_image
+from convpress.codec.bitstream import Resolver, decode_image, encode_image, pad_image
 from convpress.codec.metrics import bd_rate, ms_ssim, ms_ssim_db, psnr
 from convpress.codec.models import DEFAULT_MODEL
+from convpress.codec.models.base import CodecModel
 from convpress.codec.weights import available_qualities, pretrained
 from convpress.core.progress import progress_bar
 from convpress.data.images import to_uint8
@@ -87,7 +89,7 @@ def _point(rgb: np.ndarray, nbytes: int, decoded: np.ndarray) -> dict[str, float
     return {"bytes": nbytes, "bpp": 8.0 * nbytes / (h * w), "psnr": psnr(rgb, decoded), "ms_ssim": m, "ms_ssim_db": ms_ssim_db(m)}
 
 
-def _mean_curve(points: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]:
+def _mean_curve(points: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     out = []
     for setting, per_image in points.items():
         row: dict[str, Any] = {"setting": setting}
@@ -123,6 +125,11 @@ def _bd_table(curves: dict[str, list[dict[str, Any]]], modes: list[str]) -> dict
     return bd
 
 
+def _given(model: CodecModel, meta: dict[str, str]) -> Resolver:
+    """A resolver that always answers with this model and its metadata."""
+    return lambda _name, _quality: (model, meta)
+
+
 def _timing(photo: torch.Tensor, qualities: list[int], efforts: tuple[int, ...], repeat: int) -> dict[str, Any]:
     """Encode and decode seconds per megapixel of every mode and anchor on one 768x512 photo (same run)."""
     big = F.interpolate(photo[None], size=(512, 768), mode="area")[0].clamp(0, 1)
@@ -136,11 +143,11 @@ def _timing(photo: torch.Tensor, qualities: list[int], efforts: tuple[int, ...],
         data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=effort)
         reps = repeat if effort == 0 else 1  # refinement takes seconds: once is a fair measure
         enc = median_time(
-            lambda e=effort: encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=e),
+            partial(encode_image, src, model, quality=q, weights_id=meta["weights_id"], effort=effort),
             warmup=int(effort == 0),
             repeat=reps,
         )
-        dec = median_time(lambda d=data: decode_image(d, resolver=lambda n, qq: (model, meta)), warmup=1, repeat=repeat)
+        dec = median_time(partial(decode_image, data, resolver=_given(model, meta)), warmup=1, repeat=repeat)
         rows[_mode(effort)] = {"encode_s_per_mp": enc / mp, "decode_s_per_mp": dec / mp, "bytes": len(data), "quality": q}
     for name, (fmt, _, options) in ANCHORS.items():
         data, _ = _pillow(rgb, fmt, TIMING_QUALITY[name], options)
@@ -150,7 +157,7 @@ def _timing(photo: torch.Tensor, qualities: list[int], efforts: tuple[int, ...],
 
             np.asarray(Image.open(io.BytesIO(d)).convert("RGB"))
 
-        enc = median_time(lambda f=fmt, o=options, qq=TIMING_QUALITY[name]: _pillow(rgb, f, qq, o), warmup=1, repeat=repeat)
+        enc = median_time(partial(_pillow, rgb, fmt, TIMING_QUALITY[name], options), warmup=1, repeat=repeat)
         dec = median_time(decode, warmup=1, repeat=repeat)
         rows[name] = {"encode_s_per_mp": enc / mp, "decode_s_per_mp": dec / mp, "bytes": len(data), "quality": TIMING_QUALITY[name]}
     for row in rows.values():
@@ -188,7 +195,7 @@ def _overfit_point(name: str, src: torch.Tensor, rgb: np.ndarray, q: int, iterat
     else:
         t0 = time.perf_counter()
         data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=iterations)
-        info = {"encode_s": time.perf_counter() - t0, "fits": model.last_fits}  # type: ignore[attr-defined]
+        info = {"encode_s": time.perf_counter() - t0, "fits": model.last_fits}
         if cpi is not None and record is not None:
             cpi.parent.mkdir(parents=True, exist_ok=True)
             write_cpi(cpi, data, overwrite=True)
@@ -240,7 +247,7 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
         efforts = (0, 3)
         anchors = {name: (fmt, qs[::3] + [95], options) for name, (fmt, qs, options) in anchors.items()}
     modes = [_mode(e) for e in efforts]
-    points: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in [*modes, OVERFIT, *anchors]}
+    points: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in [*modes, OVERFIT, *anchors]}  # figures and "image"
     estimate = []
     of_names = overfit_photos(images)
     steps = len(images) * (len(qualities) * len(efforts) + sum(len(qs) for _, qs, _ in anchors.values())) + len(of_names) * len(of_quals)
@@ -254,7 +261,7 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
                     t0 = time.perf_counter()
                     data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=effort)
                     seconds = time.perf_counter() - t0
-                    y, head = decode_image(data, resolver=lambda n, qq, m=model, mt=meta: (m, mt))
+                    y, head = decode_image(data, resolver=_given(model, meta))
                     p = _point(rgb, len(data), to_uint8(y))
                     p["encode_s"] = seconds
                     if effort == 0:
@@ -337,14 +344,12 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
             "bd_rate_vs_effort_0_psnr": _bd(curves["ours"], curves[_mode(e)], "psnr", "pchip"),
             "mean_encode_s": float(np.mean(secs)),
         }
-    best = min(
-        modes,
-        key=lambda m: (
-            math.inf
-            if bd[("" if m == "ours" else f"{m}_") + "vs_webp_psnr_pchip"] is None
-            else bd[("" if m == "ours" else f"{m}_") + "vs_webp_psnr_pchip"]
-        ),
-    )  # type: ignore[operator]
+
+    def vs_webp(mode: str) -> float:
+        v = bd[("" if mode == "ours" else f"{mode}_") + "vs_webp_psnr_pchip"]
+        return math.inf if v is None else v
+
+    best = min(modes, key=vs_webp)
     best_prefix = "" if best == "ours" else f"{best}_"
     top_mode, top_psnr = max(((m, max(r["psnr"] for r in curves[m])) for m in modes), key=lambda t: t[1])
     from convpress.codec.overfit import macs_per_pixel

@@ -13,6 +13,7 @@ import copy
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
                         recipe.config,
                         train_loader=train,
                         loss_fn=loss,
-                        evaluate=lambda m, test=test: accuracy(m, test),
+                        evaluate=partial(accuracy, loader=test),
                         out_path=tmp / f"{recipe_name}-{seed}.cpz",
                         overwrite=True,
                         progress=progress,

@@ -22,6 +22,7 @@ paper's is 36 dB); at least 8 test photos.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -93,7 +94,8 @@ def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with progress_bar(len(ops) * (len(photos) + 1), "fip operators", enabled=progress) as bar:
         for op in ops:
-            model, info = load_network(shipped_weights(op)) if op in shipped else (None, {"model": None})  # type: ignore[arg-type]
+            weights = shipped_weights(op) if op in shipped else None
+            model, info = load_network(weights) if weights is not None else (None, {"model": None})
             per: list[dict[str, Any]] = []
             for name, img in photos.items():
                 t0 = time.perf_counter()
@@ -123,7 +125,7 @@ def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 run_reference(op, speed_img)
                 entry["reference_s"] = time.perf_counter() - t0
-                t_net = median_time(lambda model=model: apply_network(model, speed_img), warmup=1, repeat=1 if quick else 3)
+                t_net = median_time(partial(apply_network, model, speed_img), warmup=1, repeat=1 if quick else 3)
                 entry |= {
                     "network_s": t_net,
                     "speedup": entry["reference_s"] / t_net,
@@ -141,7 +143,7 @@ def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
         for name in ("can24", "gf-can24"):
             cmodel = create_model(name).eval()
             t = paired_times(
-                {"1": lambda cmodel=cmodel: apply_network(cmodel, small), "4": lambda cmodel=cmodel: apply_network(cmodel, large)},
+                {"1": partial(apply_network, cmodel, small), "4": partial(apply_network, cmodel, large)},
                 warmup=1,
                 repeat=1 if quick else 3,
             )

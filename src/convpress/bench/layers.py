@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
+from functools import partial
 from typing import Any
 
 import torch
@@ -171,7 +172,7 @@ def _latency(quick: bool) -> list[dict[str, Any]]:
         x = torch.randn(batch, c, hw, hw)
         macs = {n: sum(r.macs for r in layer_costs(m, x[:1])) for n, m in layers.items()}
         with torch.no_grad():
-            times = paired_times({n: (lambda m=m, x=x: m(x)) for n, m in layers.items()}, warmup=3, repeat=5 if quick else 30)
+            times = paired_times({n: partial(m, x) for n, m in layers.items()}, warmup=3, repeat=5 if quick else 30)
         base_t, base_m = times["dense 3x3"], macs["dense 3x3"]
         for n in layers:
             rows.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,11 +12,9 @@ from convpress.core.errors import ConfigError
 __all__ = ["check_output", "check_outputs", "subcommand_main", "add_force"]
 
 
-def add_force(parser: object) -> None:
+def add_force(parser: argparse.ArgumentParser) -> None:
     """Add the standard ``--force`` flag (allow overwriting an existing output file)."""
-    parser.add_argument(  # type: ignore[attr-defined]
-        "--force", action="store_true", help="overwrite the output file if it already exists"
-    )
+    parser.add_argument("--force", action="store_true", help="overwrite the output file if it already exists")
 
 
 def check_output(path: str | os.PathLike[str], *, force: bool, inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:

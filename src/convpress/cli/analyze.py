@@ -96,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
         t.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
     for c in costs:
         f = fields.get(c.name)
-        rf = "global" if f is not None and f.size is None else (f"{f.size[0]}x{f.size[1]}" if f is not None else "")
+        if f is None:
+            rf = ""
+        else:
+            rf = "global" if f.size is None else f"{f.size[0]}x{f.size[1]}"
         st = f"{f.stride[0]:g}" if f is not None and f.stride is not None else ""
         t.add_row(
             c.name,
@@ -140,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         result["rf_layer"] = last
         if erf_out is not None:
             erf, stats = effective_receptive_field(model, size, layer=last, channels=channels)
-            out_hw = next((c.output_shape[-2:] for c in reversed(costs) if c.name == last), (1, 1))
+            out_hw = next(((c.output_shape[-2], c.output_shape[-1]) for c in reversed(costs) if c.name == last), (1, 1))
             save_erf_png(erf, str(erf_out), title=f"{args.model}: effective receptive field of {last}", box=field_box(f, out_hw))
             console.print(
                 f"effective receptive field (95% of gradient mass): {stats['erf95_h']:.0f} x {stats['erf95_w']:.0f}; wrote {erf_out}"

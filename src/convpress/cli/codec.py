@@ -158,10 +158,11 @@ def _encode(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seconds bounds the fit of a per-image model (--model overfit), not the {args.model} model")
     x = read_image(args.input, alpha=args.alpha)
     tile = DEFAULT_TILE if args.tile is None else args.tile
-    iterations = args.effort or (model.DEFAULT_ITERATIONS if per_image else 0)  # type: ignore[attr-defined]
+    default_iterations: int = getattr(model, "DEFAULT_ITERATIONS", 0) if per_image else 0  # per-image models declare theirs
+    iterations = args.effort or default_iterations
     if per_image:
         model = copy.copy(model)  # pretrained() caches the model: the time limit is this call's
-        model.seconds = args.seconds  # type: ignore[attr-defined]
+        model.seconds = args.seconds
     steps = iterations * len(tile_grid(int(x.shape[1]), int(x.shape[2]), tile)) if iterations else None
     what = "fitting the decoder" if per_image else "refining latents"
     with progress_bar(steps, what, enabled=bool(iterations)) as bar, on_iteration(bar.advance):

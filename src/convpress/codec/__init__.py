@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from convpress.core.lazy import lazy_exports
 
-# public name -> module that defines it
+# public name -> module that defines it; never the name of a submodule, which importing the submodule
+# would bind in its place (the function gdn is convpress.codec.gdn.gdn)
 _EXPORTS: dict[str, str] = {
     "GDN": "convpress.codec.gdn",
     "IGDN": "convpress.codec.gdn",
-    "gdn": "convpress.codec.gdn",
     "CODEC_MODELS": "convpress.codec.models",
     "CodecModel": "convpress.codec.models",
     "FactorizedPrior": "convpress.codec.models",
@@ -49,7 +49,7 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.codec.bitstream import decode_image, encode_image, read_cpi, write_cpi
-    from convpress.codec.gdn import GDN, IGDN, gdn
+    from convpress.codec.gdn import GDN, IGDN
     from convpress.codec.models import (
         CODEC_MODELS,
         CodecModel,

@@ -463,6 +463,7 @@ def decode_image(data: bytes, *, resolver: Resolver | None = None, name: str = "
     if model.name != head["m"]:  # another model would split the sections differently
         raise FileFormatError(f"{name} was made with the {head['m']} codec model, but the resolver gave a {model.name} model")
     version = format_version(data)
+    assert version is not None  # read_header accepted the file
     if not weights_match(head["v"], str(meta.get("weights_id")), version):
         raise FileFormatError(
             f"{name} was made with {head['m']} weights {head['v']} for quality {head['q']}, but this convpress has "

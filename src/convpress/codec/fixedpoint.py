@@ -43,6 +43,8 @@ class IntegerSynthesis(nn.Module):
     (shift), and ``thresholds`` (int64) of the scale table.
     """
 
+    thresholds: Tensor  # a buffer
+
     def __init__(self, layers: int) -> None:
         super().__init__()
         self.layers = layers
@@ -57,17 +59,17 @@ class IntegerSynthesis(nn.Module):
     def ready(self) -> bool:
         return self.thresholds.numel() > 0
 
-    def set_structure(self, convs: list[nn.Module]) -> None:
+    def set_structure(self, convs: list[nn.Conv2d | nn.ConvTranspose2d]) -> None:
         """Record (kind, stride, padding, output_padding) of each conv layer (not saved: from the model)."""
         self.kinds = []
         for m in convs:
             if isinstance(m, nn.ConvTranspose2d):
-                self.kinds.append(("T", m.stride[0], m.padding[0], m.output_padding[0]))
+                self.kinds.append(("T", m.stride[0], int(m.padding[0]), m.output_padding[0]))
             else:
-                self.kinds.append(("C", m.stride[0], m.padding[0], 0))
+                self.kinds.append(("C", m.stride[0], int(m.padding[0]), 0))  # numeric padding: int() refuses "same"
 
     @torch.no_grad()
-    def update(self, convs: list[nn.Module], boundaries: Tensor) -> None:
+    def update(self, convs: list[nn.Conv2d | nn.ConvTranspose2d], boundaries: Tensor) -> None:
         """Quantize the float layers ``convs`` and the level boundaries (levels - 1,) of the scale table."""
         self.set_structure(convs)
         for k, m in enumerate(convs):
@@ -77,6 +79,7 @@ class IntegerSynthesis(nn.Module):
             budget = _EXACT_BITS - ACT_LIMIT_BITS - 1 - math.log2(max(float(per_out.max()), 1e-12))
             shift = int(max(0, min(_MAX_WEIGHT_BITS, math.floor(budget))))
             setattr(self, f"w{k}", torch.round(w * 2.0**shift).to(torch.int32))
+            assert m.bias is not None  # the hyper-synthesis layers have biases
             setattr(self, f"b{k}", torch.round(m.bias.detach().double() * 2.0 ** (shift + ACT_BITS)).to(torch.int64))
             setattr(self, f"s{k}", torch.tensor(shift, dtype=torch.int64))
         self.thresholds = torch.floor(boundaries.double() * 2.0**ACT_BITS).to(torch.int64)

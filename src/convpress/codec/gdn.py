@@ -20,12 +20,12 @@ __all__ = ["lower_bound", "NonNegativeParametrizer", "gdn", "GDN", "IGDN"]
 
 class _LowerBound(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, bound: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, bound: Tensor) -> Tensor:
         ctx.save_for_backward(x, bound)
         return torch.max(x, bound)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         x, bound = ctx.saved_tensors
         # let the gradient through where x is above the bound, or where descent moves x upward
         pass_through = (x >= bound) | (grad < 0)
@@ -101,4 +101,4 @@ class IGDN(GDN):
     """Inverse GDN (used in synthesis transforms)."""
 
     def __init__(self, channels: int, **kwargs: float) -> None:
-        super().__init__(channels, inverse=True, **kwargs)  # type: ignore[arg-type]
+        super().__init__(channels, inverse=True, **kwargs)

@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, cast, overload
 
 import numpy as np
 import torch
@@ -187,6 +187,12 @@ def arm_first_layer(grid: Tensor, coarse: Tensor | None, p: int, weight: Tensor,
     return out.reshape(hidden, hh * ww).T
 
 
+def _weight_bias(layer: nn.Module) -> tuple[Tensor, Tensor]:
+    """(weight, bias) of one of the decoder's Linear or Conv2d layers (all built with biases)."""
+    m = cast(nn.Linear | nn.Conv2d, layer)  # nn.ModuleList items are typed as any Module
+    return m.weight, cast(Tensor, m.bias)
+
+
 class OverfitNet(nn.Module):
     """The decoder of one image: ARM, upsampling and synthesis (see the module docstring)."""
 
@@ -195,30 +201,30 @@ class OverfitNet(nn.Module):
         config.check()
         self.config = config
         a, s, lv = config.arm_hidden, config.synth_hidden, config.levels
-        self.arm = nn.ModuleList([nn.Linear(N_IN, a), nn.Linear(a, a), nn.Linear(a, 2)])
+        arm = [nn.Linear(N_IN, a), nn.Linear(a, a), nn.Linear(a, 2)]
+        self.arm = nn.ModuleList(arm)
         self.ups = nn.Parameter(_bicubic_taps().repeat(max(lv - 1, 1), 1))  # (levels - 1, 8)
-        self.synth = nn.ModuleList(
-            [
-                nn.Conv2d(lv, s, 1),
-                nn.Conv2d(s, s, 1),
-                nn.Conv2d(s, 3, 1),
-                nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate"),
-                nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate"),
-            ]
-        )
+        synth = [
+            nn.Conv2d(lv, s, 1),
+            nn.Conv2d(s, s, 1),
+            nn.Conv2d(s, 3, 1),
+            nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate"),
+            nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate"),
+        ]
+        self.synth = nn.ModuleList(synth)
         with torch.no_grad():  # the residual layers start as identity, the ARM predicts scale 1
-            for m in self.synth[3:]:
+            for m in synth[3:]:
                 m.weight.mul_(0.01)
-                m.bias.zero_()
-            self.arm[2].weight.mul_(0.1)
-            self.arm[2].bias.zero_()
+                _weight_bias(m)[1].zero_()
+            arm[2].weight.mul_(0.1)
+            _weight_bias(arm[2])[1].zero_()
 
     def groups(self) -> dict[str, list[Tensor]]:
         """The parameters by quantisation group, in file order."""
         return {
-            "arm": [t for m in self.arm for t in (m.weight, m.bias)],
+            "arm": [t for m in self.arm for t in _weight_bias(m)],
             "ups": [self.ups],
-            "synth": [t for m in self.synth for t in (m.weight, m.bias)],
+            "synth": [t for m in self.synth for t in _weight_bias(m)],
         }
 
     # --- the ARM -------------------------------------------------------------------------------
@@ -226,7 +232,7 @@ class OverfitNet(nn.Module):
         """Float ARM (training) over phase ``p`` of ``grid`` (h, w) -> (mean, log2 scale), (N_p,) each,
         in row-major order of the phase's positions; ``coarse`` (ceil(h/2), ceil(w/2)) or None."""
         l1, l2, l3 = self.arm
-        hdn = torch.relu(arm_first_layer(grid, coarse, p, l1.weight, l1.bias))
+        hdn = torch.relu(arm_first_layer(grid, coarse, p, *_weight_bias(l1)))
         hdn = torch.relu(l2(hdn))
         out = l3(hdn)
         return out[:, 0], out[:, 1]
@@ -238,12 +244,13 @@ class OverfitNet(nn.Module):
         for lvl in range(len(grids) - 2, -1, -1):
             u = torch.cat([grids[lvl][None, None], upsample2(u, self.ups[lvl])], 1)
         a, b, c, r1, r2 = self.synth
+        (wa, ba), (wb, bb), (wc, bc) = _weight_bias(a), _weight_bias(b), _weight_bias(c)
         _, ch, h, w = u.shape
         # the 1x1 layers as matrix products over pixels: twice as fast as conv2d on CPU here
         z = u.reshape(ch, h * w)
-        z = torch.relu(a.weight.flatten(1) @ z + a.bias[:, None])
-        z = torch.relu(b.weight.flatten(1) @ z + b.bias[:, None])
-        y = (c.weight.flatten(1) @ z + c.bias[:, None]).reshape(1, 3, h, w)
+        z = torch.relu(wa.flatten(1) @ z + ba[:, None])
+        z = torch.relu(wb.flatten(1) @ z + bb[:, None])
+        y = (wc.flatten(1) @ z + bc[:, None]).reshape(1, 3, h, w)
         y = y + r1(y)
         return y + r2(torch.relu(y))
 
@@ -382,7 +389,8 @@ def fit(
     net = OverfitNet(config)
     shapes = grid_shapes(h, w, config.levels)
     params = [nn.Parameter(torch.zeros(s)) for s in shapes]
-    opt = torch.optim.Adam([{"params": params}, {"params": net.parameters()}], lr=lr)
+    param_groups: list[dict[str, Any]] = [{"params": params}, {"params": net.parameters()}]
+    opt = torch.optim.Adam(param_groups, lr=lr)
     pixels = h * w
     noisy_until = int(noise_fraction * iterations)
     start = time.perf_counter()
@@ -454,6 +462,18 @@ def _passes(shapes: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(lvl, p) for lvl in range(len(shapes) - 1, -1, -1) for p in range(len(PHASES))]
 
 
+@overload
+def code_latents(
+    arm: IntegerArm, grids: list[Tensor], shapes: list[tuple[int, int]], words: None = None, bits: list[float] | None = None
+) -> tuple[list[Tensor], list[tuple[np.ndarray, Any]]]: ...
+
+
+@overload
+def code_latents(
+    arm: IntegerArm, grids: None, shapes: list[tuple[int, int]], words: np.ndarray, bits: list[float] | None = None
+) -> tuple[list[Tensor], np.ndarray]: ...
+
+
 def code_latents(
     arm: IntegerArm,
     grids: list[Tensor] | None,
@@ -507,7 +527,10 @@ def code_latents(
             r = torch.from_numpy(sym) - half
         # decoded latents are clamped like the encoder's, so forged streams stay in range
         g[pr::2, pc::2] = (r + m0).clamp(-LATENT_MAX, LATENT_MAX).double().reshape(g[pr::2, pc::2].shape)
-    return out, (groups if grids is not None else words)  # type: ignore[return-value]
+    if grids is not None:
+        return out, groups
+    assert words is not None  # decoding
+    return out, words
 
 
 # --- quantised parameters ------------------------------------------------------------------------
@@ -563,10 +586,10 @@ def encode_streams(net: OverfitNet, grids: list[Tensor], ks: dict[str, int]) -> 
         v = torch.cat([t.reshape(-1) for t in ints]).to(torch.int64) + phalves[j]
         net_groups += [(np.array([k, j]), rans.uniform(32)), (v.numpy(), _param_model(j))]
     arm = IntegerArm(quantized["arm"], ks["arm"])
-    shapes = [tuple(g.shape) for g in grids]
-    coded, lat_groups = code_latents(arm, grids, shapes)  # type: ignore[arg-type]
+    shapes = [(g.shape[0], g.shape[1]) for g in grids]  # (h_l, w_l)
+    coded, lat_groups = code_latents(arm, grids, shapes)
     net_bytes = rans.words_to_bytes(rans.encode(net_groups))
-    lat_bytes = rans.words_to_bytes(rans.encode(lat_groups))  # type: ignore[arg-type]
+    lat_bytes = rans.words_to_bytes(rans.encode(lat_groups))
     return net_bytes, lat_bytes, coded
 
 
@@ -614,12 +637,12 @@ def decode_streams(net_bytes: bytes, lat_bytes: bytes, shape: tuple[int, int], *
         arm = IntegerArm(quantized["arm"], ks["arm"])
         lat_words = rans.words_from_bytes(lat_bytes, what="latent stream")
         grids, rest = code_latents(arm, None, grid_shapes(h, w, cfg.levels), lat_words)
-        if len(rest):  # type: ignore[arg-type]
+        if len(rest):
             raise FileFormatError("latent stream has data left over")
     except FileFormatError as exc:
         msg = str(exc)
         raise FileFormatError(msg if msg.startswith(name) else f"{name} is corrupted ({msg})") from None
-    return net, grids  # type: ignore[return-value]
+    return net, grids
 
 
 def _synth_loss(net: OverfitNet, grids: list[Tensor], x: Tensor, lmbda: float) -> float:
@@ -651,16 +674,16 @@ def choose_steps(net: OverfitNet, grids: list[Tensor], x: Tensor, lmbda: float) 
             raise ConfigError(f"the {name} parameters are too large to code")
         ks[name] = best[1]
         set_group(groups[name], quantize_group(floats, best[1]), best[1])
-    shapes = [tuple(g.shape) for g in grids]
+    shapes = [(g.shape[0], g.shape[1]) for g in grids]  # (h_l, w_l)
     best = (math.inf, -1)
     for k in _K_RANGE:
         ints = quantize_group(groups["arm"], k)
         _, pbits = param_cost(ints)
         if not math.isfinite(pbits):
             continue
-        bits: list[float] = []
-        code_latents(IntegerArm(ints, k), grids, shapes, bits=bits)  # type: ignore[arg-type]
-        best = min(best, (pbits + sum(bits), k))
+        lat_bits: list[float] = []
+        code_latents(IntegerArm(ints, k), grids, shapes, bits=lat_bits)
+        best = min(best, (pbits + sum(lat_bits), k))
     if best[1] < 0:
         raise ConfigError("the entropy model's parameters are too large to code")
     ks["arm"] = best[1]

@@ -28,12 +28,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from convpress.core.errors import ConfigError
+
+if TYPE_CHECKING:  # the hyperprior calls refine_latents: a run-time import would be a cycle
+    from convpress.codec.models.hyperprior import ScaleHyperprior
 
 __all__ = ["RefineResult", "refine_latents", "sga_round", "temperature", "on_iteration", "current_callback"]
 
@@ -108,7 +112,7 @@ class RefineResult:
     improved: bool
 
 
-def _rounded_loss(model: torch.nn.Module, x: Tensor, y: Tensor, z: Tensor, lmbda: float) -> float:
+def _rounded_loss(model: ScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float) -> float:
     """The objective with hard rounding, as the decoder will see it (float hyper-synthesis)."""
     with torch.no_grad():
         med = model.entropy_bottleneck.medians().detach().reshape(1, -1, 1, 1)
@@ -117,7 +121,7 @@ def _rounded_loss(model: torch.nn.Module, x: Tensor, y: Tensor, z: Tensor, lmbda
         return float(_loss(model, x, y_hat, z_hat, lmbda))
 
 
-def _loss(model: torch.nn.Module, x: Tensor, y_hat: Tensor, z_hat: Tensor, lmbda: float) -> Tensor:
+def _loss(model: ScaleHyperprior, x: Tensor, y_hat: Tensor, z_hat: Tensor, lmbda: float) -> Tensor:
     """``lambda * 255^2 * MSE + bpp`` of quantised (or relaxed) latents of one image x (1, 3, H, W)."""
     pixels = x.shape[-1] * x.shape[-2]
     bits_z = -torch.log2(model.entropy_bottleneck.likelihood(z_hat)).sum()
@@ -128,7 +132,7 @@ def _loss(model: torch.nn.Module, x: Tensor, y_hat: Tensor, z_hat: Tensor, lmbda
 
 
 def refine_latents(
-    model: torch.nn.Module, x: Tensor, y: Tensor, z: Tensor, *, iterations: int, lmbda: float, lr: float = 2e-2, seed: int = 0
+    model: ScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, *, iterations: int, lmbda: float, lr: float = 2e-2, seed: int = 0
 ) -> RefineResult:
     """Optimise the latents of one image for the rate-distortion loss (SGA, see the module docstring).
 

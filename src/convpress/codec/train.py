@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -109,7 +109,8 @@ class CodecTrainConfig(TrainConfig):
 def rd_loss(out: dict[str, Any], x: Tensor, lmbda: float) -> tuple[Tensor, Tensor, Tensor]:
     """-> (loss, bpp, mse) for a model output on x (B, 3, H, W)."""
     b, _, h, w = x.shape
-    bpp = sum(-torch.log2(v).sum() for v in out["likelihoods"].values()) / (b * h * w)
+    bits = cast(Tensor, sum(-torch.log2(v).sum() for v in out["likelihoods"].values()))  # a model has likelihoods
+    bpp = bits / (b * h * w)
     mse = F.mse_loss(out["x_hat"], x)
     return lmbda * 255.0**2 * mse + bpp, bpp, mse
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from convpress.compress.channel_layers import customized_pruners
+from convpress.layers.padding import pixel_padding
 
 __all__ = ["lasso_prune_", "select_channels"]
 
@@ -49,7 +50,7 @@ def select_channels(contrib: np.ndarray, target: np.ndarray, keep: int) -> np.nd
     return np.sort(order[:keep])
 
 
-def _consumer(dg: Any, producer: nn.Module) -> tuple[nn.Module | None, str]:
+def _consumer(dg: Any, producer: nn.Module) -> tuple[nn.Conv2d | None, str]:
     """The single plain conv whose input channels are the producer's outputs, or a reason why not."""
     import torch_pruning as tp
 
@@ -75,6 +76,8 @@ def _consumer(dg: Any, producer: nn.Module) -> tuple[nn.Module | None, str]:
     c = consumers[0]
     if not isinstance(c, nn.Conv2d) or c.groups != 1:
         return None, "the next layer is not a plain (ungrouped) 2-D convolution"
+    if pixel_padding(c) is None:
+        return None, "the next convolution pads unevenly ('same' around an even kernel), which patch sampling cannot repeat"
     return c, ""
 
 
@@ -85,13 +88,15 @@ def _sample(model: nn.Module, conv: nn.Conv2d, batches: Iterable[Any], samples: 
     hook = conv.register_forward_hook(lambda _m, inp, _o: grabbed.append(inp[0].detach()))
     xs = []
     g = torch.Generator().manual_seed(seed)
+    padding = pixel_padding(conv)
+    assert padding is not None, "_consumer skips convolutions with uneven padding"
     try:
         for batch in batches:
             inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
             grabbed.clear()
             model(inputs)
             x = grabbed[0]
-            cols = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)  # (B, Cin*k*k, L)
+            cols = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding, stride=conv.stride)  # (B, Cin*k*k, L)
             b, d, length = cols.shape
             idx = torch.randint(0, length, (b, max(1, samples // 50)), generator=g)
             xs.append(torch.gather(cols, 2, idx.unsqueeze(1).expand(b, d, idx.shape[1])).permute(0, 2, 1).reshape(-1, d))
@@ -120,12 +125,10 @@ def lasso_prune_(
 
     batches = list(calibration)
     skipped: dict[str, str] = {}
-    named = dict(model.named_modules())
-    producers = [n for n, m in named.items() if isinstance(m, nn.Conv2d)]
+    producers = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     dg = None
-    for name in producers:
+    for name, producer in producers.items():
         amount = plan.get(name, 0.0) if isinstance(plan, dict) else plan
-        producer = named[name]
         if amount == 0 or producer in ignored:
             continue
         if dg is None:  # (re)built lazily: only a pruned group changes the graph

@@ -173,7 +173,7 @@ def register_criterion(name: str) -> Callable[[C], C]:
     def deco(cls: C) -> C:
         if not (isinstance(cls, type) and issubclass(cls, PruningCriterion)):
             raise TypeError(f"a pruning criterion must subclass PruningCriterion, got {cls!r}")
-        return CRITERIA.register(name, cls)  # type: ignore[no-any-return]
+        return CRITERIA.register(name, cls)
 
     return deco
 

@@ -112,7 +112,7 @@ def quantize_onnx(
     if calibration is None:
         raise ConfigError("static int8 quantization needs calibration batches")
 
-    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+    class _Reader(CalibrationDataReader):
         def __init__(self, batches: Iterable[np.ndarray]) -> None:
             self._it = iter([{"input": np.ascontiguousarray(b, dtype=np.float32)} for b in batches])
 

@@ -30,12 +30,11 @@ def file_tensors(model: nn.Module) -> dict[str, torch.Tensor | CompressedTensor]
             out[name] = tensor
             continue
         module, _tname, p = comp[name]
-        shared = isinstance(p, Shared)
         out[name] = CompressedTensor(
             values=tensor,
             mask=p.mask,
-            codebook=p.codebook if shared else None,
-            index=p.index if shared else None,
+            codebook=p.codebook if isinstance(p, Shared) else None,
+            index=p.index if isinstance(p, Shared) else None,
             layer="linear" if isinstance(module, nn.Linear) else "conv",
         )
     return out

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -72,7 +72,7 @@ def _check(epochs: Any, lr: Any, optimizer: str, lr_decay: str, bn_l1: Any) -> N
 
 def _batches(loader: Iterable[Any]) -> int | None:
     try:
-        return len(loader)  # type: ignore[arg-type]
+        return len(cast(Sized, loader))  # TypeError for loaders without a length (also an IterableDataset's DataLoader)
     except TypeError:
         return None
 
@@ -177,7 +177,7 @@ def finetune(
     total_steps = epochs * n_batches if n_batches else None
     if pruning is not None and total_steps:
         # the first gradual-pruning step installs the masks before the optimiser and DDP see the model
-        result.pruning_steps.append(prune_(model, pruning.sparsity_at(0.0), scope=pruning_scope))  # type: ignore[arg-type]
+        result.pruning_steps.append(prune_(model, pruning.sparsity_at(0.0), scope=pruning_scope))
     params = [p for p in model.parameters() if p.requires_grad] + (list(state.adapters.parameters()) if state is not None else [])
     if device is None:
         first = next(iter(model.parameters()), None)
@@ -220,14 +220,14 @@ def finetune(
     sums = [0.0, 0]  # loss * samples and samples of the current epoch
 
     def batches(epoch: int) -> Iterable[Any]:
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)  # type: ignore[union-attr]
+        set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
+        if set_epoch is not None:  # a DistributedSampler: each epoch its own shuffle
+            set_epoch(epoch)
         return loader
 
     def loss(net: nn.Module, batch: Any, step: Step) -> torch.Tensor:
         if pruning is not None and total_steps and step.index % pruning.every == 0 and step.index > 0:
-            result.pruning_steps.append(prune_(model, pruning.sparsity_at(step.index / total_steps), scope=pruning_scope))  # type: ignore[arg-type]
+            result.pruning_steps.append(prune_(model, pruning.sparsity_at(step.index / total_steps), scope=pruning_scope))
         inputs, targets = batch[0].to(device), batch[1].to(device)
         outputs = net(inputs)
         value = loss_fn(outputs, targets)
@@ -245,7 +245,7 @@ def finetune(
         result.epoch_losses.append(sums[0] / max(sums[1], 1))
         sums[:] = [0.0, 0]
         if pruning is not None and epoch == epochs - 1:
-            result.pruning_steps.append(prune_(model, pruning.target, scope=pruning_scope))  # type: ignore[arg-type]
+            result.pruning_steps.append(prune_(model, pruning.target, scope=pruning_scope))
 
     def status() -> str:
         return f"epoch {trainer.epochs_done + 1}/{epochs} loss {sums[0] / max(sums[1], 1):.4f}"

@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from convpress.compress.state import compressed_tensors
 from convpress.core.errors import ConfigError
+from convpress.layers.padding import pixel_padding
 
 __all__ = [
     "factorize_",
@@ -65,16 +66,30 @@ def factor_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
         first.weight.copy_(root[:, None] * vh[:r])  # (r, in)
         second.weight.copy_(u[:, :r] * root[None, :])  # (out, r)
         if layer.bias is not None:
+            assert second.bias is not None  # built with a bias
             second.bias.copy_(layer.bias)
     return nn.Sequential(first, second)
 
 
-def _conv_kw(conv: nn.Conv2d) -> dict:
+def _conv_kw(conv: nn.Conv2d) -> dict[str, Any]:
     return {"device": conv.weight.device, "dtype": conv.weight.dtype}
 
 
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    # a Conv2d's stride and dilation are pairs; nn.Conv2d's attributes are typed for any dimension
+    return values[0], values[1]
+
+
 def factor_conv_separable(conv: nn.Conv2d, rank: int) -> nn.Sequential:
-    """k_h x k_w conv -> (k_h x 1 conv to ``rank`` channels) -> (1 x k_w conv); exact at full rank."""
+    """k_h x k_w conv -> (k_h x 1 conv to ``rank`` channels) -> (1 x k_w conv); exact at full rank.
+
+    Raises:
+        ConfigError: for ``padding="same"`` around an even kernel extent, which pads one side
+            more than the other (the two convolutions cannot split that).
+    """
+    padding = pixel_padding(conv)
+    if padding is None:
+        raise ConfigError(f"padding 'same' around the even kernel {conv.kernel_size} is uneven; a k x 1 + 1 x k split cannot repeat it")
     o, i, kh, kw = conv.weight.shape
     w = conv.weight.detach().double()
     m = w.permute(1, 2, 0, 3).reshape(i * kh, o * kw)  # rows (in, y), cols (out, x)
@@ -86,7 +101,7 @@ def factor_conv_separable(conv: nn.Conv2d, rank: int) -> nn.Sequential:
         r,
         (kh, 1),
         stride=(conv.stride[0], 1),
-        padding=(conv.padding[0], 0),
+        padding=(padding[0], 0),
         dilation=(conv.dilation[0], 1),
         bias=False,
         **_conv_kw(conv),
@@ -96,7 +111,7 @@ def factor_conv_separable(conv: nn.Conv2d, rank: int) -> nn.Sequential:
         o,
         (1, kw),
         stride=(1, conv.stride[1]),
-        padding=(0, conv.padding[1]),
+        padding=(0, padding[1]),
         dilation=(1, conv.dilation[1]),
         bias=conv.bias is not None,
         **_conv_kw(conv),
@@ -107,6 +122,7 @@ def factor_conv_separable(conv: nn.Conv2d, rank: int) -> nn.Sequential:
         b = (root[:, None] * vh[:r]).reshape(r, o, kw)  # (r, out, x)
         horizontal.weight.copy_(b.permute(1, 0, 2).unsqueeze(2))  # (out, r, 1, kw)
         if conv.bias is not None:
+            assert horizontal.bias is not None  # built with a bias
             horizontal.bias.copy_(conv.bias)
     return nn.Sequential(vertical, horizontal)
 
@@ -119,13 +135,22 @@ def factor_conv_depthwise(conv: nn.Conv2d, multiplier: int) -> nn.Sequential:
     m = min(multiplier, s.shape[1])
     root = s[:, :m].sqrt()
     depthwise = nn.Conv2d(
-        i, i * m, (kh, kw), stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=i, bias=False, **_conv_kw(conv)
+        i,
+        i * m,
+        (kh, kw),
+        stride=_pair(conv.stride),
+        padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
+        dilation=_pair(conv.dilation),
+        groups=i,
+        bias=False,
+        **_conv_kw(conv),
     )
     pointwise = nn.Conv2d(i * m, o, 1, bias=conv.bias is not None, **_conv_kw(conv))
     with torch.no_grad():
         depthwise.weight.copy_((root[:, :, None] * vh[:, :m]).reshape(i * m, 1, kh, kw))
         pointwise.weight.copy_((u[:, :, :m] * root[:, None, :]).permute(1, 0, 2).reshape(o, i * m, 1, 1))
         if conv.bias is not None:
+            assert pointwise.bias is not None  # built with a bias
             pointwise.bias.copy_(conv.bias)
     return nn.Sequential(depthwise, pointwise)
 
@@ -134,7 +159,7 @@ def _params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def _spectrum(layer: nn.Module, conv: ConvMode) -> torch.Tensor:
+def _spectrum(layer: nn.Linear | nn.Conv2d, conv: ConvMode) -> torch.Tensor:
     w = layer.weight.detach().double()
     if isinstance(layer, nn.Linear):
         return torch.linalg.svdvals(w)
@@ -147,8 +172,8 @@ def _spectrum(layer: nn.Module, conv: ConvMode) -> torch.Tensor:
 
 def _candidates(
     model: nn.Module, names: Mapping[str, object] | None, filter_fn: Callable[[str, nn.Module], bool] | None
-) -> tuple[dict[str, nn.Module], dict[str, str]]:
-    layers: dict[str, nn.Module] = {}
+) -> tuple[dict[str, nn.Linear | nn.Conv2d], dict[str, str]]:
+    layers: dict[str, nn.Linear | nn.Conv2d] = {}
     skipped: dict[str, str] = {}
     all_layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
     if names is not None:
@@ -218,6 +243,11 @@ def factorize_(
     layers, skipped = _candidates(model, ranks, filter_fn)
     report = FactorizeReport(skipped=skipped)
     for name, layer in layers.items():
+        if conv == "separable" and isinstance(layer, nn.Conv2d) and pixel_padding(layer) is None:
+            report.skipped[name] = (
+                f"padding 'same' around the even kernel {layer.kernel_size} is uneven; a k x 1 + 1 x k split cannot repeat it"
+            )
+            continue
         s = _spectrum(layer, conv)
         full = int(s.numel())
         rank = ranks[name] if ranks is not None else _rank_for(s, energy)
@@ -243,6 +273,10 @@ def factorize_(
             "params_after": after,
         }
     return report
+
+
+def _only(name: str) -> Callable[[str, nn.Module], bool]:
+    return lambda n, _m: n == name
 
 
 def factorize_to_budget(
@@ -271,7 +305,7 @@ def factorize_to_budget(
         chosen = None
         for e in energies:
             trial = copy.deepcopy(model)
-            rep = factorize_(trial, energy=e, conv=conv, filter_fn=lambda n, _m, name=name: n == name)
+            rep = factorize_(trial, energy=e, conv=conv, filter_fn=_only(name))
             if name not in rep.layers:
                 report.skipped.setdefault(name, rep.skipped.get(name, "no saving at any energy"))
                 break

@@ -21,7 +21,7 @@ from convpress.compress.files import save
 from convpress.compress.finetune import finetune
 from convpress.compress.prune import check_fraction, prune_, resolve_layers, sparsity
 from convpress.compress.quantize import bits_by_type, check_bits, quantize_
-from convpress.compress.schedule import SCHEDULES
+from convpress.compress.schedule import AGP, SCHEDULES
 from convpress.compress.state import dense_state_dict, strip_, weight_layers
 from convpress.core.distributed import is_main
 from convpress.core.errors import ConfigError
@@ -160,7 +160,7 @@ def _train_prune_stage(
     work_dir: Path | None,
 ) -> None:
     sched = SCHEDULES.get(cfg.schedule)(cfg.prune, cfg.prune_steps)
-    if sched.gradual:
+    if isinstance(sched, AGP):  # the gradual schedule prunes inside training
         finetune(
             model,
             loader,
@@ -168,7 +168,7 @@ def _train_prune_stage(
             cfg.prune_epochs,
             cfg.prune_lr,
             pruning=sched,
-            weight_decay=cfg.weight_decay,  # type: ignore[arg-type]
+            weight_decay=cfg.weight_decay,
             progress=progress,
             description="gradual pruning",
             checkpoint=_ckpt(work_dir, "prune-agp"),
@@ -177,7 +177,7 @@ def _train_prune_stage(
         return
     steps = sched.steps()
     for i, target in enumerate(steps):
-        prune_(model, target)  # type: ignore[arg-type]  (deterministic: a resumed run repeats it exactly)
+        prune_(model, target)  # deterministic: a resumed run repeats it exactly
         finetune(
             model,
             loader,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from convpress.compress.state import Pruned, Shared, compression_of, weight_layers
+from convpress.compress.state import Pruned, Shared, WeightLayer, compression_of, parametrization_list, weight_layers
 from convpress.core.errors import ConfigError
 
 __all__ = ["prune_", "sparsity", "resolve_layers", "check_fraction"]
@@ -32,7 +32,9 @@ def check_fraction(value: object, what: str) -> float:
     return v
 
 
-def resolve_layers(model: nn.Module, names: Mapping[str, object] | None, filter_fn: FilterFn | None, *, what: str) -> dict[str, nn.Module]:
+def resolve_layers(
+    model: nn.Module, names: Mapping[str, object] | None, filter_fn: FilterFn | None, *, what: str
+) -> dict[str, WeightLayer]:
     """Select compressible layers by explicit names or by ``filter_fn(name, module)``.
 
     Raises:
@@ -68,13 +70,12 @@ def _apply_mask(module: nn.Module, mask: torch.Tensor) -> None:
     p = compression_of(module, "weight")
     if isinstance(p, Pruned):
         p.mask.copy_(mask & p.mask)
-        original = module.parametrizations.weight.original  # type: ignore[union-attr]
     else:
-        parametrize.register_parametrization(module, "weight", Pruned(mask), unsafe=True)
-        original = module.parametrizations.weight.original  # type: ignore[union-attr]
+        p = Pruned(mask)
+        parametrize.register_parametrization(module, "weight", p, unsafe=True)
     # pruned originals are zeroed so that re-densifying (DSD) restarts them from zero
     with torch.no_grad():
-        original.masked_fill_(~module.parametrizations.weight[0].mask, 0.0)  # type: ignore[index]
+        parametrization_list(module, "weight").original.masked_fill_(~p.mask, 0.0)
 
 
 def prune_(

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from convpress.compress.prune import resolve_layers
-from convpress.compress.state import Pruned, Shared, compression_of, weight_layers
+from convpress.compress.state import Pruned, Shared, compression_of, parametrization_list, weight_layers
 from convpress.core.errors import ConfigError
 
 __all__ = ["quantize_", "bits_by_type", "kmeans_1d", "check_bits", "MAX_BITS"]
@@ -138,7 +138,7 @@ def _share_tensor(module: nn.Module, tname: str, bits: int, init: Init, seed: in
     shared = Shared(codebook, index, mask.cpu()).to(current.device)
     parametrize.register_parametrization(module, tname, shared, unsafe=True)
     # the original is unused from now on: keep the optimiser from updating it
-    getattr(module.parametrizations, tname).original.requires_grad_(False)  # type: ignore[union-attr]
+    parametrization_list(module, tname).original.requires_grad_(False)
     return int(codebook.numel())
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from torch import nn
 
@@ -50,6 +50,7 @@ class OneShot:
         _check_target(self.target)
 
     def steps(self) -> list[Target]:
+        """The pruning targets, one per prune-retrain round: here the final target at once."""
         return [self.target]
 
 
@@ -71,8 +72,13 @@ class Iterative:
             raise ConfigError(f"n_steps must be a positive integer, got {self.n_steps!r}")
 
     def steps(self) -> list[Target]:
+        """The pruning targets, one per prune-retrain round, ending at the final target."""
         n = self.n_steps
-        return [scale_target(self.target, lambda s, i=i: 1.0 - (1.0 - s) ** (i / n)) for i in range(1, n + 1)]
+
+        def after_round(i: int) -> Callable[[float], float]:  # sparsity s of the target -> sparsity after round i
+            return lambda s: 1.0 - (1.0 - s) ** (i / n)
+
+        return [scale_target(self.target, after_round(i)) for i in range(1, n + 1)]
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class AGP:
         return scale_target(self.target, lambda s: self.initial + (s - self.initial) * f if s > self.initial else s)
 
     def steps(self) -> list[Target]:
+        """The final target as one step (for ``run_schedule``; ``finetune`` applies AGP gradually instead)."""
         return [self.target]
 
 
@@ -113,12 +120,12 @@ def run_schedule(
     schedule: OneShot | Iterative,
     retrain: Callable[[int], object],
     *,
-    scope: str = "layer",
+    scope: Literal["layer", "global"] = "layer",
 ) -> list[dict[str, float]]:
     """Alternate pruning and ``retrain(step_index)`` as the schedule says; returns sparsities per step."""
     history = []
     for i, target in enumerate(schedule.steps()):
-        history.append(prune_(model, target, scope=scope))  # type: ignore[arg-type]
+        history.append(prune_(model, target, scope=scope))
         retrain(i)
     return history
 

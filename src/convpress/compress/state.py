@@ -12,7 +12,7 @@ never -0.0: the file format stores no sign for them and loading must be bit-exac
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import torch
 from torch import nn
@@ -27,7 +27,12 @@ __all__ = [
     "strip_",
     "is_weight_layer",
     "weight_layers",
+    "WeightLayer",
+    "parametrization_list",
 ]
+
+#: the layers whose ``weight`` convpress compresses: Linear and every Conv/ConvTranspose
+WeightLayer = nn.Linear | nn.modules.conv._ConvNd
 
 
 class Pruned(nn.Module):
@@ -36,6 +41,8 @@ class Pruned(nn.Module):
     Args:
         mask: bool tensor, same shape as the parametrized tensor; True = kept.
     """
+
+    mask: torch.Tensor  # a buffer
 
     def __init__(self, mask: torch.Tensor) -> None:
         super().__init__()
@@ -54,13 +61,13 @@ class _Lookup(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, codebook: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, codebook: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(index)
         ctx.k = codebook.numel()
         return codebook[index]
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (index,) = ctx.saved_tensors
         g = torch.bincount(index.reshape(-1), weights=grad.reshape(-1).double(), minlength=ctx.k)
         return g.to(grad.dtype), None
@@ -77,6 +84,9 @@ class Shared(nn.Module):
         index: integer tensor with the parametrized tensor's shape, values in [0, K).
         mask: bool tensor of the same shape; False entries are pruned (exactly zero).
     """
+
+    index: torch.Tensor  # buffers
+    mask: torch.Tensor
 
     def __init__(self, codebook: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> None:
         super().__init__()
@@ -99,18 +109,28 @@ def compression_of(module: nn.Module, name: str = "weight") -> Pruned | Shared |
     """The convpress parametrization on ``module.<name>``, or None."""
     if not parametrize.is_parametrized(module, name):
         return None
-    for p in module.parametrizations[name]:  # type: ignore[index]
+    for p in parametrization_list(module, name):
         if isinstance(p, (Pruned, Shared)):
             return p
     return None
 
 
-def is_weight_layer(module: nn.Module) -> bool:
+def _parametrizations(module: nn.Module) -> nn.ModuleDict:
+    # set by torch.nn.utils.parametrize; nn.Module.__getattr__ hides its type
+    return cast(nn.ModuleDict, module.parametrizations)
+
+
+def parametrization_list(module: nn.Module, name: str = "weight") -> parametrize.ParametrizationList:
+    """``module.parametrizations[name]``: the parametrizations of a parametrized tensor and its ``original``."""
+    return cast(parametrize.ParametrizationList, _parametrizations(module)[name])
+
+
+def is_weight_layer(module: nn.Module) -> TypeGuard[WeightLayer]:
     """True for layers whose ``weight`` convpress compresses: Linear and every Conv/ConvTranspose."""
     return isinstance(module, (nn.Linear, nn.modules.conv._ConvNd))
 
 
-def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
+def weight_layers(model: nn.Module) -> dict[str, WeightLayer]:
     """Name -> module for every compressible layer of ``model``, in definition order."""
     return {n: m for n, m in model.named_modules() if n and is_weight_layer(m) and _is_user_module(n)}
 
@@ -125,7 +145,7 @@ def compressed_tensors(model: nn.Module) -> dict[str, tuple[nn.Module, str, Prun
     for mname, m in model.named_modules():
         if not _is_user_module(mname) or not parametrize.is_parametrized(m):
             continue
-        for tname in m.parametrizations:  # type: ignore[union-attr]
+        for tname in _parametrizations(m):
             p = compression_of(m, tname)
             if p is not None:
                 out[f"{mname}.{tname}" if mname else tname] = (m, tname, p)
@@ -145,7 +165,7 @@ def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             continue
         prefix = f"{mname}." if mname else ""
         if parametrize.is_parametrized(m):
-            for tname in m.parametrizations:  # type: ignore[union-attr]
+            for tname in _parametrizations(m):
                 out[prefix + tname] = getattr(m, tname).detach().clone()
         for n, p in m._parameters.items():
             if p is not None:

@@ -104,8 +104,8 @@ def output_layer(model: nn.Module, example_inputs: Any) -> str | None:
     return order[-1] if order else None
 
 
-def _out_channels(m: nn.Module) -> int:
-    return m.out_features if isinstance(m, nn.Linear) else m.out_channels  # type: ignore[return-value]
+def _out_channels(m: nn.Linear | nn.modules.conv._ConvNd) -> int:
+    return m.out_features if isinstance(m, nn.Linear) else m.out_channels
 
 
 def check_channel_plan(model: nn.Module, amount: float | Mapping[str, float]) -> dict[str, float] | float:

@@ -45,7 +45,7 @@ from convpress.core.distributed import barrier, data_parallel, world
 from convpress.core.errors import ConfigError, FileFormatError, InputError
 from convpress.core.progress import progress_bar
 
-__all__ = ["Trainer", "Step", "Stateful", "TrainConfig", "step_generator", "CHECKPOINT_FORMAT"]
+__all__ = ["Trainer", "Step", "Stateful", "Scheduler", "TrainConfig", "step_generator", "CHECKPOINT_FORMAT"]
 
 #: ``format`` of the payload the loop writes; version 2 is the shared loop's layout
 CHECKPOINT_FORMAT = ("convpress.training", 2)
@@ -57,6 +57,12 @@ class Stateful(Protocol):
     def state_dict(self) -> Any: ...
 
     def load_state_dict(self, state: Any) -> Any: ...
+
+
+class Scheduler(Stateful, Protocol):
+    """A learning-rate scheduler: :class:`Stateful` and stepped once per optimiser step (torch's schedulers)."""
+
+    def step(self) -> Any: ...
 
 
 @dataclass(kw_only=True)
@@ -141,7 +147,7 @@ class Trainer:
         kind: str,
         run_id: str,
         checkpoint: str | os.PathLike[str] | None = None,
-        scheduler: Stateful | None = None,
+        scheduler: Scheduler | None = None,
         lr: Callable[[int], float] | None = None,
         clip_grad_norm: float | None = None,
         checkpoint_every: int | None = None,
@@ -354,7 +360,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.optimizer.step()
         if self.scheduler is not None:
-            self.scheduler.step()  # type: ignore[attr-defined]
+            self.scheduler.step()
         self.step += 1
         if after_step is not None:
             after_step(info, loss.detach(), batch)

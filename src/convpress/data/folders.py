@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from convpress.core.errors import InputError
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 __all__ = ["image_folder_loaders", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -16,14 +20,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _rgb_loader(path: str):  # -> PIL.Image.Image
+def _rgb_loader(path: str) -> PIL.Image.Image:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16-bit greyscale: scale to 8 bits before RGB conversion (PIL would clip)
-                img = img.point(lambda v: v / 256).convert("L")
+                return img.point(lambda v: v / 256).convert("L").convert("RGB")
             return img.convert("RGB")
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"{path} is not a readable image ({exc})") from None
@@ -57,7 +61,7 @@ def image_folder_loaders(
 
     def folder(path: Path, tf: object) -> datasets.ImageFolder:
         try:
-            return datasets.ImageFolder(str(path), transform=tf, loader=_rgb_loader)  # type: ignore[arg-type]
+            return datasets.ImageFolder(str(path), transform=tf, loader=_rgb_loader)
         except (FileNotFoundError, RuntimeError) as exc:
             raise InputError(f"{path} is not an ImageFolder tree with images in class sub-folders ({exc})") from None
 

@@ -360,9 +360,9 @@ def _int(entry: Mapping[str, Any], key: str, lo: int = 0, hi: int = 1 << 62, *, 
 def _section(entry: Mapping[str, Any], key: str, n_sections: int) -> dict[str, Any]:
     sub = entry.get(key)
     sec = sub.get("section") if isinstance(sub, dict) else None
-    if isinstance(sec, bool) or not isinstance(sec, int) or not 0 <= sec < n_sections:
+    if not isinstance(sub, dict) or isinstance(sec, bool) or not isinstance(sec, int) or not 0 <= sec < n_sections:
         raise _bad(entry.get("name"), f"no valid {key!r} section")
-    return sub  # type: ignore[return-value]
+    return sub
 
 
 def _validate_entry(entry: Any, n_sections: int) -> tuple[str, tuple[int, ...], str, int]:

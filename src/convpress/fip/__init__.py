@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from convpress.core.lazy import lazy_exports
 
-# public name -> module that defines it (loaded on first use)
+# public name -> module that defines it (loaded on first use); never the name of a submodule, which
+# importing the submodule would bind in its place (the training function is convpress.fip.train.train)
 _EXPORTS: dict[str, str] = {
     "apply_network": ".apply",
     "run_reference": ".apply",
@@ -31,7 +32,6 @@ _EXPORTS: dict[str, str] = {
     "operator_names": ".operators",
     "register_operator": ".operators",
     "FipTrainConfig": ".train",
-    "train": ".train",
     "build_pairs": ".pairs",
     "load_pairs": ".pairs",
 }
@@ -43,5 +43,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.fip.apply import apply_network, run_reference
     from convpress.fip.operators import get_operator, operator_names, register_operator
     from convpress.fip.pairs import build_pairs, load_pairs
-    from convpress.fip.train import FipTrainConfig, train
+    from convpress.fip.train import FipTrainConfig
     from convpress.fip.weights import load_network, save_network, shipped_operators, shipped_weights

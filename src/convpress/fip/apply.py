@@ -51,7 +51,7 @@ def estimate_memory(model: nn.Module, h: int, w: int, tile_rows: int | None = No
         rows = _strip_rows(h, w, tile_rows)
         strip = (rows + 2 * model.halo) * w * _STRIP_BYTES_PER_PIXEL
         if isinstance(model, ResidualGuidedFilterCAN):  # the head's input and two hidden activations, float32
-            strip += (rows + 2 * model.halo) * w * (6 + 2 * model.head[0].out_channels) * 4
+            strip += (rows + 2 * model.halo) * w * (6 + 2 * model.head_width) * 4
         return image + lh * lw * _CAN_LIVE_ACTIVATIONS * model.can.width * 4 + strip
     width = model.width if isinstance(model, CAN) else 32
     return image + h * w * _CAN_LIVE_ACTIVATIONS * width * 4

@@ -22,6 +22,7 @@ _EXPORTS = {
     "channel_shuffle": "grouped",
     "ChannelShuffle": "grouped",
     "check_groups": "grouped",
+    "pixel_padding": "padding",
     "ShuffleUnitV1": "shuffle",
     "ShuffleUnitV2": "shuffle",
     "IGCBlock": "igc",

@@ -9,6 +9,8 @@ offset proportional to the RoI size; torchvision has no deformable RoI pooling o
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torchvision import ops
@@ -87,6 +89,7 @@ class _DeformBase(nn.Module):
         out = (3 if modulated else 2) * offset_groups * k2
         self.offset_conv = nn.Conv2d(in_channels, out, kernel_size, stride=stride, padding=p, dilation=dilation)
         nn.init.zeros_(self.offset_conv.weight)
+        assert self.offset_conv.bias is not None  # built with a bias
         nn.init.zeros_(self.offset_conv.bias)
         self.split = 2 * offset_groups * k2
 
@@ -216,7 +219,7 @@ class DeformRoIPool(nn.Module):
         nn.init.zeros_(self.offset_fc.bias)
 
     def forward(self, x: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        kw = {"spatial_scale": self.spatial_scale, "gamma": self.gamma, "sampling_ratio": self.sampling_ratio}
+        kw: dict[str, Any] = {"spatial_scale": self.spatial_scale, "gamma": self.gamma, "sampling_ratio": self.sampling_ratio}
         plain = deform_roi_pool(x, rois, None, self.output_size, **kw)
         offsets = self.offset_fc(plain.flatten(1)).reshape(-1, 2, self.output_size, self.output_size)
         return deform_roi_pool(x, rois, offsets, self.output_size, **kw)

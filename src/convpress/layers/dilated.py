@@ -8,6 +8,8 @@ the dilated convolution exactly — the formulation TensorFlow's ``atrous_conv2d
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -82,8 +84,8 @@ class SpaceToBatchDilatedConv2d(nn.Conv2d):
     Same parameters and outputs as ``nn.Conv2d(..., dilation=d, padding=p)``; input (N, Cin, H, W).
     """
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # nn.Conv2d's own arguments
+        super().__init__(*args, **kwargs)
         if self.stride != (1, 1):
             raise ValueError(f"stride must be 1 for the space_to_batch formulation, got {self.stride}")
         if self.dilation[0] != self.dilation[1] or self.padding_mode != "zeros" or isinstance(self.padding, str):
@@ -92,4 +94,5 @@ class SpaceToBatchDilatedConv2d(nn.Conv2d):
             raise ValueError(f"padding must be equal in both directions, got {self.padding}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dilated_conv2d_s2b(x, self.weight, self.bias, dilation=self.dilation[0], padding=self.padding[0], groups=self.groups)
+        padding = cast(tuple[int, int], self.padding)  # a string padding is refused in __init__
+        return dilated_conv2d_s2b(x, self.weight, self.bias, dilation=self.dilation[0], padding=padding[0], groups=self.groups)

@@ -6,6 +6,8 @@ compression step: :func:`convpress.separate_` (in :mod:`convpress.compress.lowra
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -37,7 +39,7 @@ class DepthwiseSeparableConv2d(nn.Module):
         super().__init__()
         if depth_multiplier < 1:
             raise ValueError(f"depth_multiplier must be >= 1, got {depth_multiplier}")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         mid = in_channels * depth_multiplier
         self.depthwise = nn.Conv2d(
             in_channels,
@@ -81,7 +83,7 @@ class SpatiallySeparableConv2d(nn.Module):
         check_groups(mid, groups, "mid_channels")
         check_groups(out_channels, groups, "out_channels")
         p = kernel_size // 2 if padding is None else padding
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.vertical = nn.Conv2d(in_channels, mid, (kernel_size, 1), stride=(stride, 1), padding=(p, 0), groups=groups, bias=False, **kw)
         self.horizontal = nn.Conv2d(mid, out_channels, (1, kernel_size), stride=(1, stride), padding=(0, p), groups=groups, bias=bias, **kw)
 

@@ -89,7 +89,8 @@ def conv_transpose2d_subpixel(
         weight: ConvTranspose2d weight (Cin, Cout, kh, kw).
         bias: (Cout,) or None.
         stride: the transposed convolution's stride s (the depth_to_space factor).
-        padding, output_padding: as in ``nn.ConvTranspose2d``.
+        padding: (ph, pw) or one int, as in ``nn.ConvTranspose2d``.
+        output_padding: (oph, opw) or one int, as in ``nn.ConvTranspose2d``.
 
     Returns:
         (N, Cout, (H-1)·s - 2·ph + kh + oph, (W-1)·s - 2·pw + kw + opw).
@@ -165,7 +166,7 @@ class SubPixelConvTranspose2d(nn.Module):
             layer.out_channels,
             layer.kernel_size[0],
             stride=layer.stride[0],
-            padding=layer.padding[0],
+            padding=int(layer.padding[0]),  # a transposed conv has no string padding
             output_padding=layer.output_padding[0],
             bias=layer.bias is not None,
             device=layer.weight.device,
@@ -174,6 +175,7 @@ class SubPixelConvTranspose2d(nn.Module):
         with torch.no_grad():
             m.weight.copy_(layer.weight)
             if layer.bias is not None:
+                assert m.bias is not None  # built with bias=True just above
                 m.bias.copy_(layer.bias)
         return m
 

@@ -16,6 +16,8 @@ from convpress.core.registry import Registry
 __all__ = ["MODELS", "register_model", "create_model", "model_names", "resolve_model", "check_arch"]
 
 MODELS: Registry[Callable[..., Any]] = Registry("model", autoload="convpress.models")
+"""Model name -> builder of convpress's own architectures (``@register_model``); filled by the
+modules of this package, imported on first read."""
 
 
 def register_model(name: str, **meta: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -65,7 +67,7 @@ def resolve_model(name: str, *, num_classes: int | None = None) -> Any:
         ConfigError: if no library knows the name.
     """
     source = check_arch(name)
-    kw = {} if num_classes is None else {"num_classes": num_classes}
+    kw: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if source == "convpress":
         return MODELS.get(name)(**kw)
     if source == "torchvision":

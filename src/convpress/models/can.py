@@ -21,7 +21,7 @@ full-resolution part is point-wise given A and b, and can be tiled exactly.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -123,14 +123,16 @@ class CAN(nn.Module):
         super().__init__()
         self.width, self.depth = width, depth
         layers: list[nn.Module] = []
+        convs: list[nn.Conv2d] = []
         cin = 3
         for d in can_dilations(depth):
             conv = nn.Conv2d(cin, width, 3, padding=d, dilation=d, bias=False)
             _identity_(conv)
             layers += [conv, AdaptiveNorm(width), nn.LeakyReLU(0.2)]
+            convs.append(conv)
             cin = width
         last = nn.Conv2d(width, 3, 1)
-        _feature_start_(layers[0], last)
+        _feature_start_(convs[0], last)
         layers.append(last)
         self.body = nn.Sequential(*layers)
 
@@ -218,7 +220,7 @@ class GuidedFilterCAN(nn.Module):
         #: rows of input context the full-resolution part needs on each side of a strip (0: point-wise)
         self.halo = 0
         self.guide = nn.Sequential(nn.Conv2d(3, guide_width, 1), nn.LeakyReLU(0.2), nn.Conv2d(guide_width, 3, 1))
-        _feature_start_(self.guide[0], self.guide[2])
+        _feature_start_(*self._guide_convs())
 
     @property
     def min_size(self) -> int:
@@ -234,7 +236,7 @@ class GuidedFilterCAN(nn.Module):
         """Low-resolution guided-filter coefficients (A, b), each (N, 3, h, w), for input (N, 3, H, W)."""
         h, w = self.low_size(x.shape[2], x.shape[3])
         x_lr = F.interpolate(x, size=(h, w), mode="area")
-        if self.can.body[0].weight.is_contiguous(memory_format=torch.channels_last):
+        if cast(nn.Conv2d, self.can.body[0]).weight.is_contiguous(memory_format=torch.channels_last):
             # a channels-last CAN fed an NCHW tensor takes a slow path (measured 3-5x slower)
             x_lr = x_lr.contiguous(memory_format=torch.channels_last)
         y_lr = self.can(x_lr)
@@ -247,17 +249,21 @@ class GuidedFilterCAN(nn.Module):
         b = my - a * mg
         return box_filter(a, r), box_filter(b, r)
 
+    def _guide_convs(self) -> tuple[nn.Conv2d, nn.Conv2d]:
+        # the two 1 x 1 convolutions of the guidance map (nn.Sequential indexing is typed as any Module)
+        return cast(nn.Conv2d, self.guide[0]), cast(nn.Conv2d, self.guide[2])
+
     def guidance(self, x: torch.Tensor) -> torch.Tensor:
         """The guidance map g(x), (N, 3, H, W) -> (N, 3, H, W); two point-wise layers.
 
         Computed as matrix products on (pixels, channels): for 3 -> 16 -> 3 channels this is
         2-3x faster on CPU than 1x1 convolutions, and it is the part whose cost grows with resolution.
         """
-        c1, c2 = self.guide[0], self.guide[2]
+        c1, c2 = self._guide_convs()
         n, c, h, w = x.shape
         p = x.permute(0, 2, 3, 1).reshape(-1, c)  # (N*H*W, 3)
-        hid = F.leaky_relu(torch.addmm(c1.bias, p, c1.weight[:, :, 0, 0].t()), 0.2)
-        out = torch.addmm(c2.bias, hid, c2.weight[:, :, 0, 0].t())
+        hid = F.leaky_relu(torch.addmm(cast(torch.Tensor, c1.bias), p, c1.weight[:, :, 0, 0].t()), 0.2)  # built with biases
+        out = torch.addmm(cast(torch.Tensor, c2.bias), hid, c2.weight[:, :, 0, 0].t())
         return out.reshape(n, h, w, -1).permute(0, 3, 1, 2)
 
     def widen(self, a: torch.Tensor, b: torch.Tensor, width: int) -> torch.Tensor:
@@ -304,9 +310,11 @@ class ResidualGuidedFilterCAN(GuidedFilterCAN):
             layers += [nn.Conv2d(cin, head_width, 3, padding=d, dilation=d), nn.LeakyReLU(0.2)]
             cin = head_width
         last = nn.Conv2d(cin, 3, 1)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        with torch.no_grad():
+            last.weight.zero_()
+            cast(torch.Tensor, last.bias).zero_()
         self.head = nn.Sequential(*layers, last)
+        self.head_width = head_width
         self.halo = sum(head_dilations)
 
     def apply_rows(self, x_rows: torch.Tensor, ab_wide: torch.Tensor, height: int, rows: tuple[int, int]) -> torch.Tensor:

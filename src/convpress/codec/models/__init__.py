@@ -47,8 +47,9 @@ __all__ = [
     "OverfittedCodec",
 ]
 
-#: model name -> model class; filled by the modules of this package (imported on first read)
 CODEC_MODELS: Registry[type[CodecModel]] = Registry("codec model", autoload="convpress.codec.models")
+"""Codec model name -> model class (``@register_codec_model``); filled by the modules of this
+package, imported on first read."""
 #: the model that the shipped weights are for: the default of the command line, the weights and training
 DEFAULT_MODEL = "hyperprior"
 
@@ -82,7 +83,7 @@ def register_codec_model(cls: type[CodecModel]) -> type[CodecModel]:
     other = CODEC_MODELS.find(lambda c: c.code == code)
     if other is not None and other != name:
         raise ValueError(f"codec model {name!r} declares code {code}, which is already the code of {other!r}")
-    return CODEC_MODELS.register(name, cls)  # type: ignore[no-any-return]
+    return CODEC_MODELS.register(name, cls)
 
 
 def model_codes() -> dict[int, str]:

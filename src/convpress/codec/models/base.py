@@ -158,7 +158,7 @@ class CodecModel(nn.Module):
         if len(strings) != len(self.streams):
             raise InputError(f"{self.name} decodes {len(self.streams)} streams ({', '.join(self.streams)}), got {len(strings)}")
 
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Like ``nn.Module.load_state_dict``, adopting the stored shapes of the table buffers
         (their sizes depend on the trained statistics) and casting parameters to float32."""
         state = dict(state_dict)

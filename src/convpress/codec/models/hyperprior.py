@@ -51,7 +51,7 @@ class ScaleHyperprior(TransformCodec):
         self.h_s_int.set_structure(self._hs_convs())
         self.register_buffer("_z_medians_fixed", torch.zeros(0, dtype=torch.int64))
 
-    def _hs_convs(self) -> list[nn.Module]:
+    def _hs_convs(self) -> list[nn.Conv2d | nn.ConvTranspose2d]:
         return [m for m in self.h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
 
     def forward(self, x: Tensor) -> dict[str, Any]:

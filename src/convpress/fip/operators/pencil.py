@@ -86,9 +86,9 @@ def pencil(image: np.ndarray, *, line_length: int = 15, directions: int = 8, str
     ks = _line_kernels(line_length | 1, directions)
     resp = np.stack([cv2.filter2D(grad, -1, k, borderType=cv2.BORDER_REFLECT) for k in ks])  # (D, H, W)
     best = resp.argmax(axis=0)
-    strokes = sum(
-        cv2.filter2D(np.where(best == k, grad, 0.0).astype(np.float32), -1, ks[k], borderType=cv2.BORDER_REFLECT) for k in range(directions)
-    )
+    strokes = np.zeros(grad.shape, np.float32)
+    for k in range(directions):
+        strokes += cv2.filter2D(np.where(best == k, grad, 0.0).astype(np.float32), -1, ks[k], borderType=cv2.BORDER_REFLECT)
     strokes = strokes / (strokes.max() + 1e-6)
     s = 1.0 - np.clip(stroke_weight * strokes * 2.0, 0.0, 1.0)
     # tone map: histogram matching to the target distribution
