@@ -31,3 +31,12 @@ for epochs in 12 12 12 20 20; do
 done
 # C: wls with a smaller guided-filter eps (keeps fine texture; eps 1e-4 gave a network close to the identity)
 python benchmarks/train_fip_weights.py --operators wls --work "$W" --epochs 10 --eps 1e-6
+# D (2026-12-03, issue 17): networks for operators that had none, all on the 74 training photos
+# (bundled TRAIN photos, opencv-doc, and with --wallpapers the photographs among Debian's KDE and MATE
+# wallpapers). dehaze-dc and style depend on whole-image statistics (the atmospheric light of the
+# dark-channel prior; the luminance histogram that style equalises), so after a first dehaze-dc run
+# with the default crops (192-320: val PSNR 23.1 dB, little above its input) they train on crops of
+# up to 512 pixels, most of each photo, two per step.
+python benchmarks/train_fip_weights.py --operators dehaze-dc --work "$W" --wallpapers --epochs 16
+python benchmarks/train_fip_weights.py --operators dehaze-dc --work "$W" --wallpapers --epochs 12 --crops 320 448 512 --batch 2 --init
+python benchmarks/train_fip_weights.py --operators style --work "$W" --wallpapers --epochs 16 --crops 320 448 512 --batch 2
