@@ -195,3 +195,30 @@ def test_residual_head_costs_more_memory_per_strip() -> None:
     from convpress.models import create_model
 
     assert estimate_memory(create_model("gf-can24-res"), 2000, 1000, 100) > estimate_memory(GuidedFilterCAN(), 2000, 1000, 100)
+
+
+def test_global_path_starts_as_the_guided_filter_and_sees_the_whole_image() -> None:
+    from convpress.models import create_model
+    from convpress.models.can import GlobalGuidedFilterCAN, soft_histograms
+
+    x = torch.rand(2, 3, 40, 60)
+    hist = soft_histograms(x, 16)
+    assert hist.shape == (2, 64)
+    torch.testing.assert_close(hist.reshape(2, 4, 16).sum(2), torch.ones(2, 4))
+    dark = torch.zeros(1, 3, 8, 8)
+    dark[:, 0] = 0.99  # red where the other channels are black: the dark channel is all zeros
+    assert soft_histograms(dark, 4).reshape(4, 4)[3].argmax() == 0 and soft_histograms(dark, 4).reshape(4, 4)[0].argmax() == 3
+    model = create_model("gf-can24-global")
+    assert isinstance(model, GlobalGuidedFilterCAN)
+    plain = GuidedFilterCAN()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("global_mlp.")})
+    img = torch.rand(3, 101, 143)
+    assert torch.equal(apply_network(model.eval(), img), apply_network(plain.eval(), img))  # the MLP starts at zero
+    model = _trained_like(model).eval()
+    whole = apply_network(model, img)
+    assert not torch.equal(whole, apply_network(plain, img))
+    for rows in (1, 7, 64):  # statistics of the whole low-resolution copy: tiles stay exact
+        assert torch.equal(apply_network(model, img, tile_rows=rows), whole)
+    # the modulation is a function of the histograms: a brighter image is modulated differently
+    film = lambda t: model.global_mlp(soft_histograms(t[None], 16))  # noqa: E731
+    assert not torch.allclose(film(img), film((img + 0.3).clamp(0, 1)))

@@ -34,6 +34,8 @@ __all__ = [
     "CAN",
     "GuidedFilterCAN",
     "ResidualGuidedFilterCAN",
+    "GlobalGuidedFilterCAN",
+    "soft_histograms",
     "box_filter",
     "upsample_bilinear",
     "upsample_rows",
@@ -239,7 +241,7 @@ class GuidedFilterCAN(nn.Module):
         if cast(nn.Conv2d, self.can.body[0]).weight.is_contiguous(memory_format=torch.channels_last):
             # a channels-last CAN fed an NCHW tensor takes a slow path (measured 3-5x slower)
             x_lr = x_lr.contiguous(memory_format=torch.channels_last)
-        y_lr = self.can(x_lr)
+        y_lr = self.low_res_output(x_lr)
         g_lr = self.guidance(x_lr)
         r = self.radius
         mg, my = box_filter(g_lr, r), box_filter(y_lr, r)
@@ -252,6 +254,10 @@ class GuidedFilterCAN(nn.Module):
     def _guide_convs(self) -> tuple[nn.Conv2d, nn.Conv2d]:
         # the two 1 x 1 convolutions of the guidance map (nn.Sequential indexing is typed as any Module)
         return cast(nn.Conv2d, self.guide[0]), cast(nn.Conv2d, self.guide[2])
+
+    def low_res_output(self, x_lr: torch.Tensor) -> torch.Tensor:
+        """The CAN's output on the low-resolution copy, (N, 3, h, w) -> (N, 3, h, w)."""
+        return self.can(x_lr)
 
     def guidance(self, x: torch.Tensor) -> torch.Tensor:
         """The guidance map g(x), (N, 3, H, W) -> (N, 3, H, W); two point-wise layers.
@@ -324,6 +330,56 @@ class ResidualGuidedFilterCAN(GuidedFilterCAN):
         return y + self.head(torch.cat([x_rows, y], dim=1))
 
 
+def soft_histograms(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """Whole-image soft histograms of R, G, B and the dark channel (the per-pixel minimum of R, G, B):
+    (N, 3, H, W) in [0, 1] -> (N, 4 * bins), each histogram summing to 1 (triangular bins, differentiable)."""
+    planes = torch.cat([x, x.amin(dim=1, keepdim=True)], dim=1).flatten(2)  # (N, 4, P)
+    centres = (torch.arange(bins, dtype=x.dtype, device=x.device) + 0.5) / bins
+    weights = torch.relu(1.0 - (planes[..., None] - centres).abs() * bins)  # (N, 4, P, bins)
+    hist = weights.mean(dim=2)
+    return (hist / hist.sum(dim=2, keepdim=True).clamp_min(1e-8)).flatten(1)
+
+
+class GlobalGuidedFilterCAN(GuidedFilterCAN):
+    """:class:`GuidedFilterCAN` whose CAN also sees whole-image statistics: (N, 3, H, W) -> (N, 3, H, W).
+
+    Some operators depend on the whole image: the tone curve of ``style`` is a function of the
+    luminance histogram, the dark-channel and haze-line dehazers estimate one atmospheric light
+    from the brightest haze. Convolutions with per-image normalisation see means and variances
+    only. As in HDRNet's global path (Gharbi et al., SIGGRAPH 2017), a small MLP reads soft
+    histograms of R, G, B and the dark channel of the low-resolution copy (``bins`` bins each)
+    and modulates every hidden layer of the CAN (a per-channel scale and shift, FiLM-style). The
+    MLP's last layer starts at zero, so training starts from ``gf-can24``. The statistics come from
+    the whole low-resolution copy, so tiling the full-resolution part stays exact.
+
+    Args:
+        bins: bins of each histogram.
+        global_width: hidden width of the MLP.
+        **kwargs: as :class:`GuidedFilterCAN`.
+    """
+
+    def __init__(self, *, bins: int = 16, global_width: int = 64, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bins = bins
+        self.hidden = self.can.depth - 1  # hidden layers of the CAN (all but the 1x1 output layer)
+        last = nn.Linear(global_width, 2 * self.can.width * self.hidden)
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+        self.global_mlp = nn.Sequential(nn.Linear(4 * bins, global_width), nn.LeakyReLU(0.2), last)
+
+    def low_res_output(self, x_lr: torch.Tensor) -> torch.Tensor:
+        """The CAN's output with every hidden layer modulated by the whole-image statistics."""
+        n, width = x_lr.shape[0], self.can.width
+        film = self.global_mlp(soft_histograms(x_lr.float(), self.bins)).reshape(n, self.hidden, 2, width, 1, 1)
+        h = x_lr
+        body = list(self.can.body)
+        for i in range(self.hidden):
+            conv, norm, act = body[3 * i : 3 * i + 3]
+            h = act(norm(conv(h)) * (1.0 + film[:, i, 0]) + film[:, i, 1])
+        return cast(torch.Tensor, body[-1](h))
+
+
 @register_model("can24", task="image-to-image")
 def can24(*, depth: int = 9) -> CAN:
     """CAN of width 24 (Chen et al. 2017)."""
@@ -363,3 +419,10 @@ def gf_can24_res(
     """``gf-can24`` + a full-resolution residual head of two 3x3 layers (dilations 1 and 2, about
     2,000 multiply-adds per pixel): for operators that are not locally linear in their input."""
     return ResidualGuidedFilterCAN(width=24, depth=depth, low_res=low_res, factor=factor, eps=eps, head_width=head_width)
+
+
+@register_model("gf-can24-global", task="image-to-image", traceable=False)
+def gf_can24_global(*, depth: int = 9, low_res: int = 256, factor: int = 4, eps: float = 1e-4) -> GlobalGuidedFilterCAN:
+    """``gf-can24`` whose CAN is modulated by whole-image histograms (HDRNet's global path): for
+    operators that depend on whole-image statistics (style's tone curve, the dehazers' atmospheric light)."""
+    return GlobalGuidedFilterCAN(width=24, depth=depth, low_res=low_res, factor=factor, eps=eps)
