@@ -10,7 +10,8 @@ with a learned guided filter. Submodules (imported on use, so ``import convpress
 * :mod:`convpress.fip.apply` -- running a network (exactly tiled) or the reference;
 * :mod:`convpress.fip.weights` -- safetensors files that name their model and operator.
 
-The models themselves live in :mod:`convpress.models.can` (``can24``, ``can32``, ``gf-can24``, ``gf-can32``).
+The models themselves live in :mod:`convpress.models.can` (``can24``, ``can32``, ``gf-can24``, ``gf-can32``,
+``gf-can24-res``, ``gf-can24-global``).
 """
 
 from __future__ import annotations
