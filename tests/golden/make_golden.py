@@ -87,6 +87,22 @@ def training_runs(tmp: Path) -> dict[str, list[float]]:
     return out
 
 
+def new_fip_goldens() -> None:
+    """Write ``fip-{operator}.png`` only for shipped networks that have none yet (a new operator's
+    network), leaving every existing golden file as it was: ``python tests/golden/make_golden.py --new-fip``."""
+    from convpress.data.images import write_image
+    from convpress.fip.apply import apply_network
+    from convpress.fip.weights import load_network, shipped_operators, shipped_weights
+
+    torch.set_num_threads(2)
+    for op in shipped_operators():
+        out = HERE / f"fip-{op}.png"
+        weights = shipped_weights(op)
+        if not out.is_file() and weights is not None:
+            write_image(out, apply_network(load_network(weights)[0], rocket_crop()))
+            print(f"wrote {out}")
+
+
 def main() -> None:
     import convpress as cp
     from convpress.codec.bitstream import decode_image, encode_image
@@ -121,4 +137,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--new-fip" in sys.argv[1:]:
+        new_fip_goldens()
+    else:
+        main()
