@@ -167,19 +167,27 @@ def test_gradients_reach_every_parameter() -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+def _starts_as_plain(model: GuidedFilterCAN, extra: str, x: torch.Tensor) -> tuple[GuidedFilterCAN, torch.Tensor]:
+    """A variant whose extra part (parameters under ``extra``) starts at zero gives exactly what
+    gf-can24 with the same shared weights gives on ``x``; once perturbed it differs. Returns
+    (the perturbed variant, its output on x)."""
+    plain = GuidedFilterCAN()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(extra)})
+    assert torch.equal(apply_network(model.eval(), x), apply_network(plain.eval(), x))
+    model = _trained_like(model).eval()
+    whole = apply_network(model, x)
+    assert not torch.equal(whole, apply_network(plain, x))
+    return model, whole
+
+
 def test_residual_head_starts_as_the_guided_filter_and_tiles_exactly() -> None:
     from convpress.models import create_model
     from convpress.models.can import ResidualGuidedFilterCAN
 
     model = create_model("gf-can24-res")
     assert isinstance(model, ResidualGuidedFilterCAN) and model.halo == 3
-    plain = GuidedFilterCAN()
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("head.")})
     x = torch.rand(3, 101, 143)
-    assert torch.equal(apply_network(model.eval(), x), apply_network(plain.eval(), x))  # the head starts at zero
-    model = _trained_like(model).eval()
-    whole = apply_network(model, x)
-    assert not torch.equal(whole, apply_network(plain, x))
+    model, whole = _starts_as_plain(model, "head.", x)  # the head starts at zero
     with torch.no_grad():
         torch.testing.assert_close(whole, model(x[None])[0].clamp(0, 1), atol=1e-6, rtol=0)
     # the head's 3x3 convolutions on strips of another height may sum in another order (oneDNN picks
@@ -210,13 +218,8 @@ def test_global_path_starts_as_the_guided_filter_and_sees_the_whole_image() -> N
     assert soft_histograms(dark, 4).reshape(4, 4)[3].argmax() == 0 and soft_histograms(dark, 4).reshape(4, 4)[0].argmax() == 3
     model = create_model("gf-can24-global")
     assert isinstance(model, GlobalGuidedFilterCAN)
-    plain = GuidedFilterCAN()
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("global_mlp.")})
     img = torch.rand(3, 101, 143)
-    assert torch.equal(apply_network(model.eval(), img), apply_network(plain.eval(), img))  # the MLP starts at zero
-    model = _trained_like(model).eval()
-    whole = apply_network(model, img)
-    assert not torch.equal(whole, apply_network(plain, img))
+    model, whole = _starts_as_plain(model, "global_mlp.", img)  # the MLP starts at zero
     for rows in (1, 7, 64):  # statistics of the whole low-resolution copy: tiles stay exact
         assert torch.equal(apply_network(model, img, tile_rows=rows), whole)
     # the modulation is a function of the histograms: a brighter image is modulated differently
