@@ -49,10 +49,11 @@ def estimate_memory(model: nn.Module, h: int, w: int, tile_rows: int | None = No
     if isinstance(model, GuidedFilterCAN):
         lh, lw = model.low_size(h, w)
         rows = _strip_rows(h, w, tile_rows)
-        strip = (rows + 2 * model.halo) * w * _STRIP_BYTES_PER_PIXEL
+        strip_pixels = (rows + 2 * model.halo) * w  # a strip with its context rows
+        per_pixel = _STRIP_BYTES_PER_PIXEL
         if isinstance(model, ResidualGuidedFilterCAN):  # the head's input and two hidden activations, float32
-            strip += (rows + 2 * model.halo) * w * (6 + 2 * model.head_width) * 4
-        return image + lh * lw * _CAN_LIVE_ACTIVATIONS * model.can.width * 4 + strip
+            per_pixel += (6 + 2 * model.head_width) * 4
+        return image + lh * lw * _CAN_LIVE_ACTIVATIONS * model.can.width * 4 + strip_pixels * per_pixel
     width = model.width if isinstance(model, CAN) else 32
     return image + h * w * _CAN_LIVE_ACTIVATIONS * width * 4
 
