@@ -262,15 +262,19 @@ class GuidedFilterCAN(nn.Module):
     def guidance(self, x: torch.Tensor) -> torch.Tensor:
         """The guidance map g(x), (N, 3, H, W) -> (N, 3, H, W); two point-wise layers.
 
-        Computed as matrix products on (pixels, channels): for 3 -> 16 -> 3 channels this is
-        2-3x faster on CPU than 1x1 convolutions, and it is the part whose cost grows with resolution.
+        Computed as batched matrix products on (channels, pixels), weights on the left: for
+        3 -> 16 -> 3 channels this is about 2x faster on CPU than products on (pixels, channels)
+        and 4-6x faster than 1x1 convolutions (measured on 64-row strips of a 1 MP image), and
+        it is the part whose cost grows with resolution.
         """
         c1, c2 = self._guide_convs()
         n, c, h, w = x.shape
-        p = x.permute(0, 2, 3, 1).reshape(-1, c)  # (N*H*W, 3)
-        hid = F.leaky_relu(torch.addmm(cast(torch.Tensor, c1.bias), p, c1.weight[:, :, 0, 0].t()), 0.2)  # built with biases
-        out = torch.addmm(cast(torch.Tensor, c2.bias), hid, c2.weight[:, :, 0, 0].t())
-        return out.reshape(n, h, w, -1).permute(0, 3, 1, 2)
+        p = x.reshape(n, c, h * w)  # (N, 3, H*W)
+        w1 = c1.weight[:, :, 0, 0].expand(n, -1, -1)  # (N, 16, 3)
+        w2 = c2.weight[:, :, 0, 0].expand(n, -1, -1)  # (N, 3, 16)
+        hid = F.leaky_relu(torch.baddbmm(cast(torch.Tensor, c1.bias)[:, None], w1, p), 0.2)  # (N, 16, H*W); built with biases
+        out = torch.baddbmm(cast(torch.Tensor, c2.bias)[:, None], w2, hid)  # (N, 3, H*W)
+        return out.reshape(n, -1, h, w)
 
     def widen(self, a: torch.Tensor, b: torch.Tensor, width: int) -> torch.Tensor:
         """Coefficients resampled to the full width: (N, 6, h, W) holding A then b."""
