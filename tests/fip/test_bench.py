@@ -58,3 +58,25 @@ def test_readme_summaries_are_rendered_between_markers() -> None:
         == "a\n<!-- bench:fip -->\nnew\n<!-- /bench:fip -->\nb\n"
     )
     assert mod.replace_between("no markers", "<!-- bench:fip -->", "<!-- /bench:fip -->", "new") == "no markers"
+
+
+def test_references_are_kept_in_the_work_dir_per_operator_and_photo(tmp_path: Path) -> None:
+    import torch
+
+    from convpress.bench.fip import _reference
+    from convpress.fip.apply import run_reference
+
+    a, b = (
+        torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(1)),
+        torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(2)),
+    )
+    ref_a, s_a = _reference("tvl1", a, tmp_path)
+    assert torch.equal(ref_a, run_reference("tvl1", a)) and s_a > 0
+    assert len(list((tmp_path / "fip-references" / "tvl1").glob("*.npz"))) == 1
+    again, s_again = _reference("tvl1", a, tmp_path)  # reused: the same pixels and the time measured the first time
+    assert torch.equal(again, ref_a) and s_again == s_a
+    ref_b, _ = _reference("tvl1", b, tmp_path)  # another photo is another entry, never the first one's output
+    assert torch.equal(ref_b, run_reference("tvl1", b))
+    ref_rof, _ = _reference("rof", a, tmp_path)
+    assert torch.equal(ref_rof, run_reference("rof", a))
+    assert len(list((tmp_path / "fip-references").rglob("*.npz"))) == 3

@@ -33,7 +33,8 @@ def register(sub: Any) -> None:
         "--work-dir",
         metavar="DIR",
         help="keep the slow parts of a benchmark here (codec: the overfitted codec's files, minutes of "
-        "fitting each), so that an interrupted run resumes and later runs reuse them",
+        "fitting each; fip: the reference operators' outputs on the test photos), so that an interrupted "
+        "run resumes and later runs reuse them",
     )
     p.set_defaults(func=run)
 
