@@ -26,7 +26,7 @@ from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment
 from convpress.compress.data_distill import data_distill
 from convpress.compress.finetune import finetune
-from convpress.compress.multi_transform import HFlip, Identity, Shift, Transform, Zoom
+from convpress.compress.multi_transform import DIGIT_TRANSFORMS, HFlip, Identity, Transform
 from convpress.compress.prune import sparsity
 from convpress.compress.pseudo_labels import KeepFraction, labelled_stats, pseudo_label
 from convpress.compress.recipes import get_recipe
@@ -39,8 +39,8 @@ __all__ = ["run", "to_markdown", "TRANSFORMS", "MIN_GAIN"]
 #: the teacher's transforms: one view, the digit views of the paper's multi-transform inference, and those plus a flip
 TRANSFORMS: dict[str, list[Transform]] = {
     "single": [Identity()],
-    "multi": [Identity(), Shift(2, 0), Shift(-2, 0), Shift(0, 2), Shift(0, -2), Zoom(0.9), Zoom(1.1)],
-    "multi + flip": [Identity(), Shift(2, 0), Shift(-2, 0), Shift(0, 2), Shift(0, -2), Zoom(0.9), Zoom(1.1), HFlip()],
+    "multi": list(DIGIT_TRANSFORMS),
+    "multi + flip": [*DIGIT_TRANSFORMS, HFlip()],
 }
 #: accuracy points the Data Distillation student must gain over the labelled-only model
 MIN_GAIN = 2.0

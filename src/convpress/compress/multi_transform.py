@@ -46,6 +46,8 @@ __all__ = [
     "AGGREGATORS",
     "resolve_aggregator",
     "multi_transform_predict",
+    "DIGIT_TRANSFORMS",
+    "PHOTO_TRANSFORMS",
 ]
 
 
@@ -191,6 +193,20 @@ class UserTransform(Transform):
 
     def __repr__(self) -> str:
         return f"UserTransform({self.name!r})"
+
+
+#: views of a handwritten digit that keep its class: shifts of 2 pixels and zooms of 10% (no flip: a flipped 2 is no 2)
+DIGIT_TRANSFORMS: tuple[Transform, ...] = (
+    Identity(),
+    Shift(2, 0),
+    Shift(-2, 0),
+    Shift(0, 2),
+    Shift(0, -2),
+    Zoom(0.9),
+    Zoom(1.1),
+)
+#: views of a photo that keep its class: itself and its mirror image
+PHOTO_TRANSFORMS: tuple[Transform, ...] = (Identity(), HFlip())
 
 
 def _resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
