@@ -21,7 +21,7 @@ def add_unlabelled_argument(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="a folder of unlabelled images (any layout): the dense model pseudo-labels them under several transforms "
         "(Data Distillation) and the confident ones join the retraining, half of every batch. For the LeNets: "
-        "grayscale digits, white on black, resized to 28x28",
+        "grayscale digits, white on black, resized to 28x28. The training and unlabelled images are held in memory",
     )
 
 
