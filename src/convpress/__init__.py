@@ -48,6 +48,20 @@ _EXPORTS: dict[str, str] = {
     "accelerate": "convpress.compress.accelerate",
     "AccelerateConfig": "convpress.compress.accelerate",
     "create_model": "convpress.models",
+    "multi_transform_predict": "convpress.compress.multi_transform",
+    "Identity": "convpress.compress.multi_transform",
+    "HFlip": "convpress.compress.multi_transform",
+    "Scale": "convpress.compress.multi_transform",
+    "Zoom": "convpress.compress.multi_transform",
+    "Shift": "convpress.compress.multi_transform",
+    "UserTransform": "convpress.compress.multi_transform",
+    "pseudo_label": "convpress.compress.pseudo_labels",
+    "PseudoLabelReport": "convpress.compress.pseudo_labels",
+    "Confidence": "convpress.compress.pseudo_labels",
+    "KeepFraction": "convpress.compress.pseudo_labels",
+    "MatchRate": "convpress.compress.pseudo_labels",
+    "data_distill": "convpress.compress.data_distill",
+    "DataDistillResult": "convpress.compress.data_distill",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -62,12 +76,15 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.compress.accelerate import AccelerateConfig, accelerate
+    from convpress.compress.data_distill import DataDistillResult, data_distill
     from convpress.compress.distill import Distill
     from convpress.compress.export import export_onnx
     from convpress.compress.files import save
     from convpress.compress.finetune import DSD, finetune
     from convpress.compress.lowrank import factorize_, separate_
+    from convpress.compress.multi_transform import HFlip, Identity, Scale, Shift, UserTransform, Zoom, multi_transform_predict
     from convpress.compress.prune import prune_, sparsity
+    from convpress.compress.pseudo_labels import Confidence, KeepFraction, MatchRate, PseudoLabelReport, pseudo_label
     from convpress.compress.quantize import bits_by_type, quantize_
     from convpress.compress.schedule import AGP, Iterative, OneShot
     from convpress.compress.state import dense_state_dict, strip_

@@ -9,6 +9,7 @@ from typing import Any
 
 from convpress.cli._common import add_force, subcommand_main
 from convpress.cli._task import add_task_arguments
+from convpress.cli._unlabelled import add_unlabelled_argument, check_unlabelled, with_pseudo_labels
 from convpress.core.errors import ConfigError
 from convpress.core.registry import lazy_choices
 
@@ -73,6 +74,7 @@ def register(sub: Any) -> None:
         help="entropy coder: %(choices)s (default: ans)",
     )
     c.add_argument("--index-bits", help="relative-index bits: auto, paper, or an integer")
+    add_unlabelled_argument(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -135,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--work-dir {work_dir} exists and is not a folder")
         work_dir.mkdir(parents=True, exist_ok=True)
     data = check_task_arguments(args)
+    check_unlabelled(args)
     recipe = get_recipe(args.recipe) if args.recipe else (RECIPES.get(args.arch) if args.arch in RECIPES else None)
     if recipe is not None and recipe.arch != args.arch:
         raise ConfigError(f"recipe {args.recipe} is for {recipe.arch}, not {args.arch}")
@@ -153,10 +156,11 @@ def run(args: argparse.Namespace) -> int:
     meta = {"num_classes": task.num_classes, "data": data, "recipe": args.recipe or (args.arch if recipe else None)}
     if task.image_size:
         meta["image_size"] = task.image_size
+    train = with_pseudo_labels(args, task, progress=progress, say=console.print)  # Data Distillation with --unlabelled
     report = deep_compress(
         task.model,
         cfg,
-        train_loader=task.train,
+        train_loader=train,
         loss_fn=torch.nn.functional.cross_entropy,
         evaluate=lambda m: accuracy(m, task.test),
         out_path=out,

@@ -1,0 +1,294 @@
+"""``convpress bench data-distillation``: the Data Distillation figures of issue 21.
+
+Per seed, the bundled MNIST training split (4,000 digits) is divided into a labelled part (10%,
+40 digits per class) and an unlabelled part (the other 3,600; their labels are used only to
+report the pseudo-labels' accuracy); the 1,000 held-out digits are the test set and are never
+pseudo-labelled. LeNet-5 is trained on the labelled part alone (the baseline, also the teacher),
+then students start from it and are trained by :func:`convpress.data_distill` on batches mixing
+labelled and pseudo-labelled digits. Every training run (baseline, students, pruned models) uses
+the same augmentation: random shifts of up to 2 pixels.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from convpress.analysis.metrics import accuracy
+from convpress.bench import BENCHMARKS, Benchmark
+from convpress.bench._common import checks_table, environment
+from convpress.compress.data_distill import data_distill
+from convpress.compress.finetune import finetune
+from convpress.compress.multi_transform import DIGIT_TRANSFORMS, HFlip, Identity, Transform
+from convpress.compress.prune import sparsity
+from convpress.compress.pseudo_labels import KeepFraction, labelled_stats, pseudo_label
+from convpress.compress.recipes import get_recipe
+from convpress.compress.schedule import AGP
+from convpress.data.mnist import load_mnist
+from convpress.models import create_model
+
+__all__ = ["run", "to_markdown", "TRANSFORMS", "MIN_GAIN"]
+
+#: the teacher's transforms: one view, the digit views of the paper's multi-transform inference, and those plus a flip
+TRANSFORMS: dict[str, list[Transform]] = {
+    "single": [Identity()],
+    "multi": list(DIGIT_TRANSFORMS),
+    "multi + flip": [*DIGIT_TRANSFORMS, HFlip()],
+}
+#: accuracy points the Data Distillation student must gain over the labelled-only model
+MIN_GAIN = 2.0
+LABELS_PER_CLASS = 40  # 10% of the 4,000 training digits
+RULE = KeepFraction(0.9, per_class=True)
+TEACHER_EPOCHS, STUDENT_EPOCHS, RATIO, LR = 60, 8, 0.25, 1e-3
+PLAIN_PRUNE_EPOCHS = 40  # labelled-only retraining of the pruned model: about as many steps as the student's 8 epochs
+
+
+def _shift_augment(x: torch.Tensor, y: torch.Tensor, margin: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random whole-pixel shifts of up to ``margin`` per image (N, C, H, W), zeros coming in."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (margin, margin, margin, margin))  # (N, C, H + 2m, W + 2m)
+    dx, dy = torch.randint(0, 2 * margin + 1, (2, n)).tolist()
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)]), y
+
+
+class _Augmented:
+    """A loader whose batches pass through :func:`_shift_augment`."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+        self.generator = loader.generator
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.loader:
+            yield _shift_augment(x, y)
+
+
+def _split(seed: int, quick: bool) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
+    """(labelled, unlabelled with ground truth, test): stratified, fixed by ``seed``."""
+    x, y = load_mnist("train", seed=seed).tensors
+    g = torch.Generator().manual_seed(seed)
+    chosen = [torch.randperm(int((y == c).sum()), generator=g)[:LABELS_PER_CLASS] for c in range(10)]
+    lab_idx = torch.cat([torch.nonzero(y == c).squeeze(1)[chosen[c]] for c in range(10)])
+    rest = torch.ones(len(y), dtype=torch.bool)
+    rest[lab_idx] = False
+    unl_idx = torch.nonzero(rest).squeeze(1)
+    if quick:  # a random 600: the bundled digits are ordered by class
+        unl_idx = unl_idx[torch.randperm(len(unl_idx), generator=g)[:600]]
+    return TensorDataset(x[lab_idx], y[lab_idx]), TensorDataset(x[unl_idx], y[unl_idx]), load_mnist("test", seed=seed)
+
+
+def _seed_run(seed: int, *, quick: bool, progress: bool) -> dict[str, Any]:
+    lab_set, unl_set, test_set = _split(seed, quick)
+    test = DataLoader(test_set, batch_size=500)
+    unlabelled = DataLoader(unl_set, batch_size=500)
+
+    def labelled() -> DataLoader:
+        return DataLoader(lab_set, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+    epochs = (
+        {"teacher": 2, "student": 1, "plain": 2}
+        if quick
+        else {"teacher": TEACHER_EPOCHS, "student": STUDENT_EPOCHS, "plain": PLAIN_PRUNE_EPOCHS}
+    )
+    out: dict[str, Any] = {"seed": seed, "labelled": len(lab_set), "unlabelled": len(unl_set), "test": len(test_set)}
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    teacher = create_model("lenet-5")
+    finetune(
+        teacher,
+        _Augmented(labelled()),
+        F.cross_entropy,
+        epochs["teacher"],
+        LR,
+        progress=progress,
+        description=f"labelled only (seed {seed})",
+    )
+    out["labelled_only"] = accuracy(teacher, test)
+    stats = labelled_stats(lab_set.tensors[1], 10)
+    out["pseudo_labels"] = {}
+    for name, transforms in TRANSFORMS.items():
+        rep = pseudo_label(teacher, unlabelled, transforms, rule=RULE, stats=stats).report
+        out["pseudo_labels"][name] = {"kept": rep.kept, "accuracy_kept": rep.accuracy, "accuracy_all": rep.accuracy_all}
+
+    def distil(name: str, pruning: AGP | None = None) -> tuple[float, dict[str, Any]]:
+        torch.manual_seed(seed)
+        student = copy.deepcopy(teacher)
+        res = data_distill(
+            student,
+            labelled(),
+            unlabelled,
+            teacher=teacher,
+            transforms=TRANSFORMS[name],
+            rule=RULE,
+            epochs=epochs["student"],
+            lr=LR,
+            ratio=RATIO,
+            augment=_shift_augment,
+            pruning=pruning,
+            seed=seed,
+            progress=progress,
+        )
+        extra: dict[str, Any] = {"kept": res.pseudo_labels.kept, "pseudo_accuracy": res.pseudo_labels.accuracy}
+        if pruning is not None:
+            extra["sparsity"] = {k: round(v, 4) for k, v in sparsity(student).items()}
+        return accuracy(student, test), extra
+
+    out["dd_multi"], out["dd_multi_info"] = distil("multi")
+    out["dd_single"], out["dd_single_info"] = distil("single")
+    target = get_recipe("lenet-5").config.prune
+    torch.manual_seed(seed)
+    plain = copy.deepcopy(teacher)
+    finetune(
+        plain,
+        _Augmented(labelled()),
+        F.cross_entropy,
+        epochs["plain"],
+        LR,
+        pruning=AGP(target),
+        progress=progress,
+        description="pruned, labelled only",
+    )
+    out["pruned_plain"] = accuracy(plain, test)
+    out["pruned_dd"], out["pruned_dd_info"] = distil("multi", pruning=AGP(target))
+    out["pruned_sparsity"] = {k: round(v, 4) for k, v in sparsity(plain).items()}
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _mean(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.fmean(r[key] for r in runs)
+
+
+def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run the benchmark; ``quick`` uses one seed, 600 unlabelled digits and one or two epochs per stage (a smoke test)."""
+    t_start = time.perf_counter()
+    seeds = [0] if quick else [0, 1, 2]
+    runs = [_seed_run(s, quick=quick, progress=progress) for s in seeds]
+    base, multi, single = _mean(runs, "labelled_only"), _mean(runs, "dd_multi"), _mean(runs, "dd_single")
+    loss_plain = statistics.fmean(r["labelled_only"] - r["pruned_plain"] for r in runs)
+    loss_dd = statistics.fmean(r["labelled_only"] - r["pruned_dd"] for r in runs)
+    pl = {name: statistics.fmean(r["pseudo_labels"][name]["accuracy_kept"] or 0.0 for r in runs) for name in TRANSFORMS}
+    summary = {
+        "labelled_only": base,
+        "data_distillation_multi": multi,
+        "data_distillation_single": single,
+        "gain_multi": multi - base,
+        "multi_minus_single": multi - single,
+        "pruned_loss_plain": loss_plain,
+        "pruned_loss_dd": loss_dd,
+        "pseudo_label_accuracy_kept": pl,
+        "pseudo_label_accuracy_all": {
+            name: statistics.fmean(r["pseudo_labels"][name]["accuracy_all"] or 0.0 for r in runs) for name in TRANSFORMS
+        },
+    }
+    checks = [
+        {
+            "name": f"digits, 10% labels: Data Distillation student - labelled-only model >= {MIN_GAIN:g} points (mean)",
+            "value": round(multi - base, 2),
+            "target": MIN_GAIN,
+            "passed": multi - base >= MIN_GAIN,
+        },
+        {
+            "name": "ablation: student on multi-transform pseudo-labels - student on single-transform ones > 0 points (mean)",
+            "value": round(multi - single, 2),
+            "target": 0.0,
+            "passed": multi - single > 0,
+        },
+        {
+            "name": "pruned LeNet-5 (lenet-5 recipe sparsity): accuracy lost with Data Distillation < without (points, mean)",
+            "value": round(loss_dd, 2),
+            "target": round(loss_plain, 2),
+            "passed": loss_dd < loss_plain,
+        },
+        {
+            "name": "pseudo-label accuracy of the kept labels: multi - single transform (points, mean)",
+            "value": round(pl["multi"] - pl["single"], 2),
+            "target": None,
+            "passed": True,
+            "reported": True,
+        },
+    ]
+    return {
+        "benchmark": "data-distillation",
+        "quick": quick,
+        "environment": environment(),
+        "seconds": time.perf_counter() - t_start,
+        "protocol": (
+            f"bundled MNIST subset per seed: {LABELS_PER_CLASS} labelled digits per class (10% of the 4,000 training digits), "
+            "the other 3,600 unlabelled (their labels only score the pseudo-labels), 1,000 held-out test digits never "
+            f"pseudo-labelled; LeNet-5 trained {TEACHER_EPOCHS} epochs on the labelled part (baseline and teacher); students "
+            f"start from it and train {STUDENT_EPOCHS} epochs with convpress.data_distill (ratio {RATIO} labelled per "
+            f"pseudo-labelled sample, {RULE!r}); every run uses random shifts of up to 2 px; pruned models reach the "
+            f"lenet-5 recipe's sparsity by AGP while retraining ({PLAIN_PRUNE_EPOCHS} labelled-only epochs, or the "
+            "student's epochs with Data Distillation); accuracy on the test digits"
+        ),
+        "transforms": {k: [repr(t) for t in v] for k, v in TRANSFORMS.items()},
+        "summary": summary,
+        "checks": checks,
+        "runs": runs,
+    }
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section for this result."""
+    env, s = result["environment"], result["summary"]
+    lines = ["## Data Distillation (`convpress bench data-distillation`)", ""]
+    lines.append(
+        f"{env['date']}, {env['cpu_count']} CPU cores, torch {env['torch']}, convpress {env['convpress']}; "
+        f"{result['seconds'] / 60:.1f} minutes{' (QUICK smoke run: figures not meaningful)' if result['quick'] else ''}."
+    )
+    lines += ["", result["protocol"] + ".", ""]
+    lines += [
+        "| seed | labelled only | DD, multi-transform | DD, single-transform | pruned, labelled only | pruned, DD |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["runs"]:
+        lines.append(
+            f"| {r['seed']} | {r['labelled_only']:.1f}% | {r['dd_multi']:.1f}% | {r['dd_single']:.1f}% | "
+            f"{r['pruned_plain']:.1f}% | {r['pruned_dd']:.1f}% |"
+        )
+    lines.append(
+        f"| **mean** | {s['labelled_only']:.2f}% | {s['data_distillation_multi']:.2f}% | {s['data_distillation_single']:.2f}% | "
+        f"{s['labelled_only'] - s['pruned_loss_plain']:.2f}% | {s['labelled_only'] - s['pruned_loss_dd']:.2f}% |"
+    )
+    lines += ["", "Pseudo-labels of the unlabelled digits (mean over seeds): accuracy of all hard predictions, and of the kept ones.", ""]
+    lines += ["| teacher transforms | all | kept |", "|---|---|---|"]
+    for name, ts in result["transforms"].items():
+        lines.append(
+            f"| {name}: {', '.join(ts)} | {s['pseudo_label_accuracy_all'][name]:.2f}% | {s['pseudo_label_accuracy_kept'][name]:.2f}% |"
+        )
+    lines += ["", *checks_table(result["checks"])]
+    return "\n".join(lines) + "\n"
+
+
+def readme_summary(result: dict[str, Any]) -> str:
+    """The figures quoted in the README."""
+    s = result["summary"]
+    return (
+        f"Measured by `convpress bench data-distillation` (LeNet-5, 10% of the bundled digits labelled, mean of "
+        f"{len(result['runs'])} seeds): labelled only {s['labelled_only']:.2f}%, with Data Distillation "
+        f"{s['data_distillation_multi']:.2f}% ({s['gain_multi']:+.2f} points; single-transform pseudo-labels "
+        f"{s['data_distillation_single']:.2f}%); pruned to the lenet-5 recipe's sparsity it loses "
+        f"{s['pruned_loss_dd']:.2f} points with Data Distillation and {s['pruned_loss_plain']:.2f} without."
+    )
+
+
+BENCHMARKS.register(
+    "data-distillation",
+    Benchmark(
+        run,
+        to_markdown,
+        "Data Distillation on the bundled digits with 10% of the labels (student gain, transform ablation, pruned student)",
+        readme_summary=readme_summary,
+    ),
+)

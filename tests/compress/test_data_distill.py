@@ -1,0 +1,135 @@
+"""The Data Distillation student loop: mixed batches, compressed students, and refused input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import convpress as cp
+from convpress.compress.data_distill import MixedBatches
+
+
+def _net(classes: int = 3) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8 * 8, classes))
+
+
+def _task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three classes: the bright quadrant of an 8 x 8 image (top-left, top-right, bottom)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.rand(n, 1, 8, 8, generator=g) * 0.3
+    for i, c in enumerate(y.tolist()):
+        rows, cols = (slice(0, 4), slice(0, 4)) if c == 0 else (slice(0, 4), slice(4, 8)) if c == 1 else (slice(4, 8), slice(None))
+        x[i, :, rows, cols] += 0.7
+    return x, y
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor | None, size: int = 16) -> list:
+    return [(x[i : i + size], y[i : i + size]) if y is not None else x[i : i + size] for i in range(0, len(x), size)]
+
+
+def test_mixed_batches_hold_the_ratio_and_cover_the_larger_part() -> None:
+    lab = (torch.zeros(10, 1, 2, 2), torch.zeros(10, dtype=torch.long))
+    pse = (torch.ones(90, 1, 2, 2), torch.ones(90, dtype=torch.long))
+    mixed = MixedBatches(lab, pse, batch_size=20, ratio=0.25, seed=0)
+    batches = list(mixed)
+    assert len(batches) == len(mixed) == 6  # 90 pseudo-labelled samples, 16 per batch
+    assert all(int((y == 0).sum()) == 4 and len(y) == 20 for _, y in batches)
+    assert [b[0].sum() for b in batches] == [b[0].sum() for b in MixedBatches(lab, pse, batch_size=20, ratio=0.25, seed=0)]
+
+
+def test_data_distill_trains_on_pseudo_labels_and_reports_them() -> None:
+    torch.manual_seed(0)
+    teacher = _net()
+    x_lab, y_lab = _task(24, 0)
+    cp.finetune(teacher, _batches(x_lab, y_lab, 8), nn.functional.cross_entropy, 20, 1e-2, progress=False)
+    x_unl, y_unl = _task(96, 1)
+    student = _net()
+    res = cp.data_distill(
+        student,
+        _batches(x_lab, y_lab),
+        _batches(x_unl, y_unl),
+        teacher=teacher,
+        transforms=[cp.Identity(), cp.Shift(1, 0)],
+        rule=cp.KeepFraction(0.75),
+        epochs=3,
+        lr=1e-2,
+        batch_size=16,
+        progress=False,
+    )
+    assert res.pseudo_labels.kept == 72 and res.pseudo_labels.accuracy is not None and len(res.epoch_losses) == 3
+    with torch.no_grad():
+        assert float((student(x_unl).argmax(1) == y_unl).float().mean()) > 0.6  # it learned the task
+
+
+def test_a_pruned_student_keeps_its_zeros_and_gradual_pruning_combines() -> None:
+    teacher = _net()
+    x_lab, y_lab = _task(16, 0)
+    x_unl, _ = _task(48, 1)
+
+    def distil(student: nn.Module, **kw: object) -> cp.DataDistillResult:
+        data = dict(teacher=teacher, rule=cp.KeepFraction(1.0), epochs=1, lr=1e-2, progress=False)
+        return cp.data_distill(student, _batches(x_lab, y_lab), _batches(x_unl, None), **data, **kw)  # type: ignore[arg-type]
+
+    student = _net()
+    cp.prune_(student, 0.8)
+    zeros = {n: (m.weight == 0) for n, m in student.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    distil(student)
+    for n, m in student.named_modules():
+        if n in zeros:
+            assert bool((m.weight[zeros[n]] == 0).all())
+    gradual = _net()
+    res = distil(gradual, pruning=cp.AGP(0.5, every=1), distill=cp.Distill(teacher, alpha=0.5))
+    assert res.pruning_steps and cp.sparsity(gradual)["3"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_segmentation_students_learn_from_dense_pseudo_labels_with_ignored_pixels() -> None:
+    torch.manual_seed(0)
+    teacher, student = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 3, padding=1)
+    x_lab = torch.rand(4, 1, 8, 8)
+    y_lab = (x_lab[:, 0] > 0.5).long()
+    x_unl = torch.rand(8, 1, 8, 8)
+    res = cp.data_distill(
+        student,
+        [(x_lab, y_lab)],
+        [x_unl],
+        teacher=teacher,
+        transforms=[cp.Identity(), cp.HFlip(), cp.Shift(1, 1)],
+        task="segmentation",
+        rule=cp.MatchRate(rate=0.5),
+        epochs=1,
+        lr=1e-2,
+        batch_size=4,
+        progress=False,
+    )
+    assert res.pseudo_labels.kept == 256 and res.pseudo_labels.candidates == 512
+
+
+def _untouched(student: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in student.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(unlabelled=[]), "unlabelled set is empty"),
+        (dict(unlabelled=[torch.zeros(0, 1, 8, 8)]), "unlabelled set is empty"),
+        (dict(labelled=[]), "labelled set is empty"),
+        (dict(teacher=_net(5)), r"teacher's output \(2, 5\) does not match the student's \(2, 3\)"),
+        (dict(task="segmentation", transforms=[cp.UserTransform(lambda t: t.roll(1, -1))]), "cannot be inverted"),
+        (dict(transforms=[cp.UserTransform(lambda t: t.rot90(1, (2, 3)))]), "do not keep"),
+        (dict(rule=cp.MatchRate()), "does not apply"),
+        (dict(rule=cp.Confidence(1.0)), "no pseudo-label passed"),
+        (dict(ratio=0), "ratio"),
+        (dict(epochs=-1), "epochs"),
+    ],
+)
+def test_bad_input_is_refused_before_any_training(change: dict, match: str) -> None:
+    x, y = _task(16, 0)
+    student = _net()
+    before = _untouched(student)
+    kw = dict(labelled=_batches(x, y), unlabelled=_batches(x, None), teacher=_net(), epochs=1, lr=1e-2, progress=False) | change
+    with pytest.raises(cp.ConfigError, match=match):
+        cp.data_distill(student, **kw)
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
