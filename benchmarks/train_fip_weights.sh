@@ -63,3 +63,5 @@ python benchmarks/train_fip_weights.py --operators style --model gf-can24-global
 # detail (alpha 0.25): gf-can24 with eps 1e-6 gains only +0.93 dB on the held-out photos (25.61 -> 26.54)
 python benchmarks/train_fip_weights.py --operators detail --work "$W" --wallpapers --epochs 16 --eps 1e-6
 python benchmarks/train_fip_weights.py --operators detail --model gf-can24-res --eps 1e-6 --work "$W" --wallpapers --epochs 16 --suffix=-res
+# pencil: gf-can24 + full-resolution residual head (the strokes are full-resolution structure)
+python benchmarks/train_fip_weights.py --operators pencil --model gf-can24-res --work "$W" --wallpapers --epochs 16 --crops 320 448 512 --batch 2
