@@ -216,3 +216,26 @@ def shuffleseg_v2(*, num_classes: int = 19, width: float = 0.5) -> ShuffleSeg:
 def shuffleseg_mbv2(*, num_classes: int = 19, width: float = 0.5) -> ShuffleSeg:
     """ShuffleSeg on torchvision's MobileNet v2 (width 0.5 by default; random weights), UNet-like decoder."""
     return ShuffleSeg(num_classes=num_classes, encoder="mobilenet-v2", width=width, decoder="unet")
+
+
+class TorchvisionSegmenter(nn.Module):
+    """A torchvision segmentation model returning its logits tensor (not torchvision's ``{"out": ...}``).
+
+    Input (N, 3, H, W) -> (N, num_classes, H, W). Random initialisation (``weights=None``,
+    ``weights_backbone=None``): nothing is downloaded.
+    """
+
+    def __init__(self, name: str, *, num_classes: int) -> None:
+        super().__init__()
+        import torchvision
+
+        self.net = torchvision.models.get_model(name, weights=None, weights_backbone=None, num_classes=num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)["out"]
+
+
+@register_model("lraspp-mbv3", task="segmentation")
+def lraspp_mbv3(*, num_classes: int = 19) -> TorchvisionSegmenter:
+    """torchvision's LR-ASPP MobileNetV3-Large (random weights): the real-time baseline ShuffleSeg is measured against."""
+    return TorchvisionSegmenter("lraspp_mobilenet_v3_large", num_classes=num_classes)

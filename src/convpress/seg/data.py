@@ -86,8 +86,8 @@ class DemoDigits(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
         *,
         count: int = 2000,
         size: tuple[int, int] = (96, 128),
-        digits: tuple[int, int] = (1, 4),
-        scale: tuple[int, int] = (24, 64),
+        digits: tuple[int, int] = (1, 3),
+        scale: tuple[int, int] = (32, 72),
         seed: int = 0,
     ) -> None:
         if split not in _SPLITS:
@@ -134,8 +134,11 @@ class DemoDigits(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
             bold = F.max_pool2d(glyphs[k][None, None], 3, stride=1, padding=1)
             alpha = F.interpolate(bold, size=(side, side), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1)
             y0, x0 = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-            colour = torch.from_numpy(rng.uniform(0, 1, 3).astype(np.float32))[:, None, None]
             patch = image[:, y0 : y0 + side, x0 : x0 + side]
+            # a random colour, pushed away from the patch's mean so that the digit stays visible
+            mean = patch.mean((1, 2)).numpy()
+            colour_np = np.where(mean > 0.5, rng.uniform(0.0, 0.3, 3), rng.uniform(0.7, 1.0, 3)).astype(np.float32)
+            colour = torch.from_numpy(colour_np)[:, None, None]
             image[:, y0 : y0 + side, x0 : x0 + side] = patch * (1 - alpha) + colour * alpha
             mask[y0 : y0 + side, x0 : x0 + side][alpha > 0.5] = int(labels[k]) + 1  # later digits cover earlier ones
         return image.clamp(0, 1), mask

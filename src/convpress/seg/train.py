@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -30,9 +30,26 @@ from convpress.models import create_model
 from convpress.seg.data import IGNORE_INDEX
 from convpress.seg.metrics import confusion_matrix, mean_iou
 
-__all__ = ["SegTrainConfig", "SegTrainResult", "train_segmenter", "evaluate_segmenter", "augment", "predict"]
+__all__ = [
+    "SegTrainConfig",
+    "SegTrainResult",
+    "train_segmenter",
+    "evaluate_segmenter",
+    "augment",
+    "predict",
+    "segmentation_loss",
+    "Samples",
+]
 
 Sample = tuple[torch.Tensor, torch.Tensor]
+
+
+class Samples(Protocol):
+    """A segmentation data set: ``len()`` and ``[i]`` -> (image (3, H, W), mask (H, W))."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
 
 
 @dataclass(kw_only=True)
@@ -130,7 +147,7 @@ def predict(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     return model(image[None]).argmax(1)[0]
 
 
-def evaluate_segmenter(model: torch.nn.Module, data: Sequence[Sample], num_classes: int, *, rank: int = 0, size: int = 1) -> torch.Tensor:
+def evaluate_segmenter(model: torch.nn.Module, data: Samples, num_classes: int, *, rank: int = 0, size: int = 1) -> torch.Tensor:
     """Confusion matrix (K, K) of ``model`` on whole images (ignore index excluded).
 
     With ``size`` > 1 (inside a process group) process ``rank`` scores ``data[rank::size]`` and
@@ -147,15 +164,19 @@ def evaluate_segmenter(model: torch.nn.Module, data: Sequence[Sample], num_class
     return cm
 
 
-def _loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of (N, K, H, W) logits against (N, H, W) labels over the pixels not ignored.
+
+    A batch whose pixels are all ignored gives a zero loss (with a gradient graph) instead of NaN.
+    """
     if bool((mask == IGNORE_INDEX).all()):  # a crop of padding only: nothing to learn, but a defined loss
         return logits.sum() * 0.0
     return F.cross_entropy(logits, mask, ignore_index=IGNORE_INDEX)
 
 
 def train_segmenter(
-    train: Sequence[Sample],
-    val: Sequence[Sample],
+    train: Samples,
+    val: Samples,
     cfg: SegTrainConfig,
     *,
     data_id: Any,
@@ -222,7 +243,7 @@ def train_segmenter(
 
     def loss(net: torch.nn.Module, batch: Sample, step: Step) -> torch.Tensor:
         x, y = batch
-        return _loss(net(step.share(x)), step.share(y))  # this process's share
+        return segmentation_loss(net(step.share(x)), step.share(y))  # this process's share
 
     def after_step(step: Step, value: torch.Tensor, batch: Any) -> None:
         loss_sum[0] += float(value)
