@@ -253,9 +253,7 @@ def train_segmenter(
         loss_sum[0] = 0.0
         miou = mean_iou(evaluate_segmenter(model, val, cfg.num_classes, rank=rank, size=size)) if len(val) else float("nan")
         history.append({"epoch": epoch + 1, "loss": mean, "val_miou": miou, "lr": cfg.lr_at(epoch * cfg.steps)})
-        if not math.isnan(miou) and miou > trainer.records["best_miou"]:
-            trainer.records["best_miou"] = miou
-            trainer.records["best"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        trainer.remember_best(miou, score_key="best_miou")
 
     def status() -> str:
         last = f"  val mIoU {100 * history[-1]['val_miou']:.1f}" if history else ""
@@ -272,7 +270,6 @@ def train_segmenter(
         status=status,
         stop_at=stop_at,
     )
-    best = trainer.records["best"]
-    if cfg.keep_best and len(history) == cfg.epochs and best is not None:
-        model.load_state_dict(best)
+    if cfg.keep_best and len(history) == cfg.epochs:
+        trainer.load_best()
     return SegTrainResult(model, history, resumed, trainer.records["best_miou"])

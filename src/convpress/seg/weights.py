@@ -18,8 +18,7 @@ from torch import nn
 from convpress.core.atomic import atomic_write_bytes
 from convpress.core.container import loads_json
 from convpress.core.errors import ConfigError, FileFormatError
-from convpress.core.statedict import state_mismatch
-from convpress.models import create_model
+from convpress.models.checkpoint import build_with_state, read_safetensors
 
 __all__ = ["save_segmenter", "load_segmenter", "SEG_FORMAT"]
 
@@ -61,31 +60,14 @@ def load_segmenter(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, A
         FileFormatError: not a safetensors file, not a convpress segmentation network, or
             tensors that do not fit the model it names.
     """
-    import safetensors
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     p = Path(path)
-    raw = p.read_bytes()  # FileNotFoundError: the CLI says "no such file"
-    try:
-        state = load(raw)
-        with safetensors.safe_open(str(p), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-    except (SafetensorError, ValueError, OSError) as exc:
-        raise FileFormatError(f"{p} is not a safetensors weights file ({str(exc).splitlines()[0]})") from None
+    state, meta = read_safetensors(p)
     if meta.get("format") != SEG_FORMAT or "model" not in meta:
         raise FileFormatError(f"{p} is not a convpress segmentation network (trained by 'convpress seg train')")
     info = {k: loads_json(v, name=str(p), what=k) for k, v in meta.items() if k not in ("format", "model")}
     kwargs = info.get("model_kwargs")
     if not isinstance(kwargs, dict) or not isinstance(info.get("classes"), list):
         raise FileFormatError(f"{p} has no model arguments or class names in its metadata")
-    try:
-        model = create_model(meta["model"], **kwargs)
-    except (ConfigError, TypeError, ValueError) as exc:
-        raise FileFormatError(f"{p} names a model that cannot be built: {exc}") from None
-    problem = state_mismatch(model.state_dict(), state)
-    if problem:
-        raise FileFormatError(f"weights in {p} do not match model {meta['model']}: {problem}")
-    model.load_state_dict(state)
+    model = build_with_state(meta["model"], kwargs, state, source=str(p))
     info.update(model=meta["model"], num_classes=int(kwargs["num_classes"]))
-    return model.eval(), info
+    return model, info
