@@ -88,3 +88,29 @@ def test_class_count_other_than_the_checkpoints_exits_2(tmp_path: Path, capsys: 
     assert not out.exists()
     assert main(["seg", "train", "--data", "demo", "--num-classes", "4", "--out", str(out), *TRAIN]) == 2
     assert "the demo set has 11 classes" in _error(capsys)
+
+
+@pytest.mark.slow
+def test_train_runs_under_torchrun_and_only_rank_0_writes(tmp_path: Path) -> None:
+    """Two CPU processes (gloo) each train on half of every batch; the weights load and are finite."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    import convpress as cp
+    from convpress.seg.weights import load_segmenter
+
+    data = _folder(tmp_path / "data")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(Path(cp.__file__).parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("WORLD_SIZE", None)
+    out = tmp_path / "seg.safetensors"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531", "-m", "convpress"]
+    args = ["seg", "train", "--data", str(data), "--out", str(out), "--work-dir", str(tmp_path / "w"), *TRAIN, "--batch", "4"]
+    r = subprocess.run([*cmd, *args], env=env, timeout=300, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count(f"wrote {out}") == 1 and r.stdout.count("validation mIoU") == 1  # rank 0 alone prints
+    model, info = load_segmenter(out)
+    assert info["num_classes"] == 3 and all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())

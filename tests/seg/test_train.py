@@ -66,3 +66,6 @@ def test_bad_settings_are_refused() -> None:
         SegTrainConfig(num_classes=3, crop=(4, 4))
     with pytest.raises(cp.ConfigError, match="scales"):
         SegTrainConfig(num_classes=3, scales=(2.0, 1.0))
+    train, val = _data()
+    with pytest.raises(cp.ConfigError, match="too few for batch normalisation"):
+        train_segmenter(train, val, SegTrainConfig(**{**TINY, "batch": 1}), data_id="tiny")  # type: ignore[arg-type]

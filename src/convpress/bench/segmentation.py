@@ -280,7 +280,29 @@ def to_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_summary(result: dict[str, Any]) -> str:
+    """The README's summary of this result (inserted by benchmarks/make_benchmarks_md.py)."""
+    m, sp, acc = result["models"], result["speed"], result["accelerated"]
+    s = sp["seconds"]
+    ratio = acc["seconds"]["shuffleseg"] / acc["seconds"]["pruned"]
+    return (
+        f"Measured (`benchmarks/results/segmentation.json`, {result['environment']['cpu_count']} cores, {sp['threads']} threads, "
+        f"{sp['size']}, batch 1): ShuffleSeg {1000 * s['shuffleseg']:.0f} ms, LR-ASPP MobileNetV3-Large {1000 * s['lraspp-mbv3']:.0f} ms "
+        f"({s['lraspp-mbv3'] / s['shuffleseg']:.2f}x), FCN-ResNet50 {1000 * s['fcn-resnet50']:.0f} ms "
+        f"({s['fcn-resnet50'] / s['shuffleseg']:.1f}x). Trained with the same budget on the demonstration set, held-out mIoU "
+        f"{m['shuffleseg']['miou']:.1f} for ShuffleSeg against {m['lraspp-mbv3']['miou']:.1f} for LR-ASPP. `accelerate` "
+        f"(channels of the decoder, distillation): {ratio:.2f}x faster, mIoU {acc['miou']:.1f}. "
+        "Example (held out): `docs/seg/example.png`."
+    )
+
+
 BENCHMARKS.register(
     "segmentation",
-    Benchmark(run, to_markdown, "ShuffleSeg against LR-ASPP and FCN-ResNet50: speed, mIoU, acceleration", write_figures=write_figures),
+    Benchmark(
+        run,
+        to_markdown,
+        "ShuffleSeg against LR-ASPP and FCN-ResNet50: speed, mIoU, acceleration",
+        write_figures=write_figures,
+        readme_summary=readme_summary,
+    ),
 )

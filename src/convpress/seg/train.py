@@ -210,6 +210,12 @@ def train_segmenter(
     if len(train) == 0:
         raise InputError("no training samples")
     rank, size = batch_share(cfg.batch)
+    cells = (cfg.batch // size) * math.ceil(cfg.crop[0] / 32) * math.ceil(cfg.crop[1] / 32)
+    if cells < 2:  # BatchNorm needs two values per channel at the encoder's coarsest level
+        raise ConfigError(
+            f"{cfg.batch // size} crop(s) of {cfg.crop[0]}x{cfg.crop[1]} per process give one value per channel at 1/32 "
+            "resolution, too few for batch normalisation; use larger crops or a larger batch"
+        )
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=cfg.num_classes, **cfg.model_kwargs)
     if init is not None:
