@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from convpress.cli._common import check_output, check_outputs, subcommand_main
+from convpress.cli._common import add_train_run_arguments, check_output, check_outputs, subcommand_main
 from convpress.core.errors import ConfigError
 from convpress.core.registry import lazy_choices
 
@@ -61,9 +61,7 @@ def register(sub: Any) -> None:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--demo-count", type=int, default=2000, help="training samples of the demo set (default: %(default)s)")
-    t.add_argument("--threads", type=int, help="torch threads per process (default: torch's choice)")
-    t.add_argument("--force", action="store_true", help="overwrite --out")
-    t.add_argument("--no-progress", action="store_true")
+    add_train_run_arguments(t)
     t.set_defaults(func=_train)
 
     a = fs.add_parser(
