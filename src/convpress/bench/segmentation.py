@@ -73,7 +73,7 @@ def _prunable(model: nn.Module) -> dict[str, float]:
     for name, m in model.named_modules():
         if not isinstance(m, nn.Conv2d) or not name.startswith("decoder.") or ".up" in name or "classifier" in name:
             continue
-        plan[name] = 0.5
+        plan[name] = 0.25
     return plan
 
 
