@@ -30,7 +30,7 @@ def test_every_benchmark_the_cli_offers_is_registered_with_what_the_cli_calls() 
     from convpress.bench import BENCHMARKS
     from convpress.cli.main import build_parser
 
-    assert BENCHMARKS.names() and set(BENCHMARKS.names()) == {"acceleration", "codec", "deep-compression", "fip", "layers"}
+    assert BENCHMARKS.names() and set(BENCHMARKS.names()) == {"acceleration", "codec", "deep-compression", "fip", "layers", "segmentation"}
     for name in BENCHMARKS.names():
         bench = BENCHMARKS.get(name)
         assert callable(bench.run) and callable(bench.to_markdown) and bench.summary
