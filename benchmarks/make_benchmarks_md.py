@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["deep-compression", "layers", "acceleration", "fip", "codec", "data-distillation", "reliability"]
+ORDER = ["deep-compression", "layers", "acceleration", "fip", "codec", "segmentation", "data-distillation", "reliability"]
 
 
 def replace_between(text: str, start: str, end: str, body: str) -> str:

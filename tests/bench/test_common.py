@@ -37,6 +37,7 @@ def test_every_benchmark_the_cli_offers_is_registered_with_what_the_cli_calls() 
         "deep-compression",
         "fip",
         "layers",
+        "segmentation",
     }
     for name in BENCHMARKS.names():
         bench = BENCHMARKS.get(name)

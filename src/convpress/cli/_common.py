@@ -9,12 +9,19 @@ from pathlib import Path
 
 from convpress.core.errors import ConfigError
 
-__all__ = ["check_output", "check_outputs", "subcommand_main", "add_force"]
+__all__ = ["check_output", "check_outputs", "subcommand_main", "add_force", "add_train_run_arguments"]
 
 
 def add_force(parser: argparse.ArgumentParser) -> None:
     """Add the standard ``--force`` flag (allow overwriting an existing output file)."""
     parser.add_argument("--force", action="store_true", help="overwrite the output file if it already exists")
+
+
+def add_train_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every ``... train`` subcommand ends with: ``--threads``, ``--force`` (overwrite ``--out``), ``--no-progress``."""
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: torch's choice)")
+    parser.add_argument("--force", action="store_true", help="overwrite --out")
+    parser.add_argument("--no-progress", action="store_true")
 
 
 def check_output(path: str | os.PathLike[str], *, force: bool, inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:

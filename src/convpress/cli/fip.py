@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from convpress.cli._common import check_output, subcommand_main
+from convpress.cli._common import add_train_run_arguments, check_output, subcommand_main
 from convpress.core.errors import ConfigError
 from convpress.core.registry import lazy_choices
 
@@ -70,9 +70,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also rotate and reflect crops (8 symmetries; only for operators that commute with them, e.g. l0)",
     )
-    t.add_argument("--threads", type=int, help="torch threads per process (default: torch's choice)")
-    t.add_argument("--force", action="store_true", help="overwrite --out")
-    t.add_argument("--no-progress", action="store_true")
+    add_train_run_arguments(t)
     t.set_defaults(func=_train)
 
     a = fs.add_parser(

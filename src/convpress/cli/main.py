@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "fip": "convpress.cli.fip",
     "bench": "convpress.cli.bench",
     "codec": "convpress.cli.codec",
+    "seg": "convpress.cli.seg",
 }
 
 

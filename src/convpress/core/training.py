@@ -244,6 +244,28 @@ class Trainer:
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.checkpoint, self.kind, payload)
 
+    # ------------------------------------------------------------------ best epoch
+
+    def remember_best(self, score: float, *, score_key: str = "best_score", state_key: str = "best") -> bool:
+        """Keep a copy of the model's weights in :attr:`records` when ``score`` (higher is better)
+        beats the recorded ``records[score_key]`` (a NaN never does); returns whether it did.
+
+        The copy is saved with every checkpoint, so a resumed run keeps the same best epoch.
+        """
+        if not score > self.records.get(score_key, -math.inf):
+            return False
+        self.records[score_key] = score
+        self.records[state_key] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return True
+
+    def load_best(self, *, state_key: str = "best") -> bool:
+        """Load the weights :meth:`remember_best` kept, if any; returns whether it did."""
+        best = self.records.get(state_key)
+        if best is None:
+            return False
+        self.model.load_state_dict(best)
+        return True
+
     # ------------------------------------------------------------------ the loop
 
     def fit(

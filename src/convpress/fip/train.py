@@ -248,9 +248,7 @@ def train(
         loss_sum[0] = 0.0
         val_psnr = evaluate(model, val, rank=rank, size=size)
         history.append({"epoch": epoch + 1, "loss": mean, "val_psnr": val_psnr, "lr": cfg.lr_at(epoch)})
-        if val_psnr > trainer.records["best_psnr"]:
-            trainer.records["best_psnr"] = val_psnr
-            trainer.records["best"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        trainer.remember_best(val_psnr, score_key="best_psnr")
 
     def status() -> str:
         last = f"  val PSNR {history[-1]['val_psnr']:.2f} dB" if history else ""
@@ -267,7 +265,6 @@ def train(
         status=status,
         stop_at=stop_at,
     )
-    best = trainer.records["best"]
-    if cfg.keep_best and len(history) == cfg.epochs and best is not None:
-        model.load_state_dict(best)
+    if cfg.keep_best and len(history) == cfg.epochs:
+        trainer.load_best()
     return TrainResult(model, history, resumed, trainer.records["best_psnr"])

@@ -16,9 +16,8 @@ from torch import nn
 
 from convpress.core.atomic import atomic_write_bytes
 from convpress.core.container import loads_json
-from convpress.core.errors import ConfigError, FileFormatError
-from convpress.core.statedict import state_mismatch
-from convpress.models import create_model
+from convpress.core.errors import FileFormatError
+from convpress.models.checkpoint import build_with_state, read_safetensors
 
 __all__ = ["save_network", "load_network", "shipped_weights", "shipped_operators", "WEIGHTS_DIR"]
 
@@ -59,30 +58,17 @@ def load_network(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
         FileFormatError: not a safetensors file, not a fip network, or tensors that do not
             match the model named in the file.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     p = Path(path)
-    raw = p.read_bytes()  # FileNotFoundError is reported by the CLI as "no such file"
-    try:
-        state = load(raw)
-        import safetensors
-
-        with safetensors.safe_open(str(p), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-    except (SafetensorError, ValueError, OSError) as exc:
-        raise FileFormatError(f"{p} is not a safetensors weights file ({str(exc).splitlines()[0]})") from None
+    state, meta = read_safetensors(p)
     if meta.get("format") != "convpress-fip-1" or "model" not in meta:
         raise FileFormatError(f"{p} is not a convpress fip network (no model name in its metadata)")
     try:
         kwargs = loads_json(meta.get("model_kwargs", "{}"), name=str(p), what="its model_kwargs")
-        model = create_model(meta["model"], **kwargs)
-    except (ConfigError, TypeError, ValueError) as exc:
+    except FileFormatError as exc:
         raise FileFormatError(f"{p} names a model that cannot be built: {exc}") from None
-    problem = state_mismatch(model.state_dict(), state)
-    if problem:
-        raise FileFormatError(f"weights in {p} do not match model {meta['model']}: {problem}")
-    model.load_state_dict(state)
+    if not isinstance(kwargs, dict):
+        raise FileFormatError(f"{p} names a model that cannot be built: its model_kwargs are not a mapping")
+    model = build_with_state(meta["model"], kwargs, state, source=str(p))
     info: dict[str, Any] = {
         "model": meta["model"],
         "model_kwargs": kwargs,
@@ -95,7 +81,7 @@ def load_network(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
                 info[k] = loads_json(v, name=str(p), what=k)
             except FileFormatError:
                 info[k] = v
-    return model.eval(), info
+    return model, info
 
 
 def shipped_weights(operator: str) -> Path | None:

@@ -27,7 +27,7 @@ def depth_to_space(x: torch.Tensor, block: int) -> torch.Tensor:
     """
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
-    if x.shape[1] % (block * block):
+    if isinstance(x.shape[1], int) and x.shape[1] % (block * block):  # symbolic under torch.fx tracing: no check
         raise ValueError(f"block={block}: channels {x.shape[1]} are not divisible by block² = {block * block}")
     return F.pixel_shuffle(x, block)
 

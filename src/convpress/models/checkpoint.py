@@ -12,10 +12,10 @@ from torch import nn
 from convpress.core.errors import ConfigError, FileFormatError
 from convpress.core.statedict import state_mismatch
 from convpress.fileformat.cpz import load, read_info, read_model_spec
-from convpress.models import resolve_model
+from convpress.models import create_model, resolve_model
 from convpress.models.shapes import apply_shapes_
 
-__all__ = ["read_state_dict", "load_into", "load_model"]
+__all__ = ["read_state_dict", "load_into", "load_model", "read_safetensors", "build_with_state"]
 
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
@@ -101,4 +101,43 @@ def load_model(path: str | os.PathLike[str]) -> nn.Module:
     stored = {t.name: t.shape for t in read_info(path).tensors}
     model = apply_shapes_(resolve_model(spec["arch"]), spec.get("shapes", {}), stored=stored)
     load_into(model, load(path), arch=spec["arch"], source=str(path))
+    return model.eval()
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors file's tensors and its metadata (the networks convpress trains name their model there).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist (the CLI says "no such file").
+        FileFormatError: if it is not a safetensors file.
+    """
+    import safetensors
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    p = Path(path)
+    raw = p.read_bytes()
+    try:
+        state = load(raw)
+        with safetensors.safe_open(str(p), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise FileFormatError(f"{p} is not a safetensors weights file ({str(exc).splitlines()[0]})") from None
+    return state, meta
+
+
+def build_with_state(name: str, kwargs: dict[str, Any], state: dict[str, torch.Tensor], *, source: str) -> nn.Module:
+    """Build registered model ``name`` with ``kwargs`` and load ``state`` into it (eval mode).
+
+    Raises:
+        FileFormatError: naming ``source``, if the model cannot be built or the tensors do not fit it.
+    """
+    try:
+        model = create_model(name, **kwargs)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"{source} names a model that cannot be built: {exc}") from None
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise FileFormatError(f"weights in {source} do not match model {name}: {problem}")
+    model.load_state_dict(state)
     return model.eval()

@@ -21,14 +21,16 @@ _SHUFFLE_WIDTHS = {1: 144, 2: 200, 3: 240, 4: 272, 8: 384}  # stage-2 output cha
 
 
 class ShuffleNetV1(nn.Module):
-    """ShuffleNet v1 (g groups, width multiplier); input (N, 3, H, W), logits (N, num_classes)."""
+    """ShuffleNet v1 (g groups, width multiplier); input (N, 3, H, W), logits (N, num_classes).
 
-    def __init__(self, *, groups: int = 3, width: float = 1.0, num_classes: int = 1000) -> None:
+    ``stem`` is the width of the first 3 x 3 convolution (24 in the paper).
+    """
+
+    def __init__(self, *, groups: int = 3, width: float = 1.0, num_classes: int = 1000, stem: int = 24) -> None:
         super().__init__()
         if groups not in _SHUFFLE_WIDTHS:
             raise ValueError(f"groups must be one of {sorted(_SHUFFLE_WIDTHS)}, got {groups}")
         base = int(_SHUFFLE_WIDTHS[groups] * width) // (4 * groups) * (4 * groups)  # keep channel counts divisible
-        stem = 24
         self.stem = nn.Sequential(
             nn.Conv2d(3, stem, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(stem),

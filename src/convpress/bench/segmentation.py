@@ -1,0 +1,320 @@
+"""``convpress bench segmentation``: ShuffleSeg's speed and accuracy against LR-ASPP and FCN-ResNet50.
+
+Protocol (one run; every model timed with the same threads, in interleaved rounds):
+
+1. **Accuracy.** ShuffleSeg (``shuffleseg``: ShuffleNet v1 g=3, width 0.5, UNet-like decoder) and
+   torchvision's LR-ASPP MobileNetV3-Large (``lraspp-mbv3``, random initialisation) are trained on
+   the bundled demonstration set (:class:`~convpress.seg.data.DemoDigits`, 11 classes) with the same
+   budget (steps, batch, crops, learning rate, seed; one thread each), and scored on its held-out
+   part (other photos, other digits): mIoU, per-class IoU and the confusion matrix of each.
+2. **Speed.** Images per second at 640x360, batch 1, 2 threads, of ShuffleSeg, LR-ASPP and
+   FCN-ResNet50 (random weights, ``weights=None``, ``weights_backbone=None``), interleaved rounds.
+3. **Acceleration.** A copy of the trained ShuffleSeg goes through :func:`convpress.accelerate`:
+   channels removed (L1 norm, Torch-Pruning) from the layers it can thin exactly (the decoder's; see
+   :func:`_prunable`), then fine-tuned with distillation from the trained model (MSE of logits);
+   its mIoU and speed are measured against the trained model's, and it is exported to ONNX
+   (largest difference to PyTorch reported).
+4. **Example.** One held-out sample: input | ground truth | prediction (``write_figures``).
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from convpress.bench import BENCHMARKS, Benchmark
+from convpress.bench._common import checks_table, environment, paired_times
+from convpress.compress.accelerate import AccelerateConfig, accelerate
+from convpress.compress.export import export_onnx, onnx_max_error
+from convpress.models.shuffleseg import TorchvisionSegmenter
+from convpress.seg.data import DEMO_CLASSES, DemoDigits
+from convpress.seg.metrics import iou_per_class, mean_iou
+from convpress.seg.train import SegTrainConfig, augment, evaluate_segmenter, predict, segmentation_loss, train_segmenter
+
+__all__ = ["run", "to_markdown", "write_figures"]
+
+SPEED_SIZE = (360, 640)  # (H, W): 640x360
+QUICK_SPEED_SIZE = (72, 128)  # a smoke run's timing input (its figures are not comparable)
+THREADS = 2
+
+
+def _budget(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {"epochs": 1, "steps": 2, "train": 16, "val": 4, "finetune_batches": 2, "finetune_epochs": 1, "repeat": 2}
+    return {"epochs": 4, "steps": 100, "train": 2000, "val": 200, "finetune_batches": 50, "finetune_epochs": 3, "repeat": 7}
+
+
+def _scores(model: nn.Module, val: DemoDigits) -> dict[str, Any]:
+    cm = evaluate_segmenter(model, val, len(DEMO_CLASSES))
+    iou = iou_per_class(cm)
+    return {
+        "miou": 100 * mean_iou(cm),
+        "iou": {c: (None if bool(v.isnan()) else round(100 * float(v), 2)) for c, v in zip(DEMO_CLASSES, iou, strict=True)},
+        "confusion": cm.tolist(),
+    }
+
+
+def _prunable(model: nn.Module) -> dict[str, float]:
+    """The channel plan: every convolution Torch-Pruning can thin exactly in this model.
+
+    Grouped 1 x 1 convolutions followed by a channel shuffle (the ShuffleNet v1 units) couple
+    channels across groups in a way Torch-Pruning's dependency graph does not follow, so the
+    encoder's units are left whole; the decoder's convolutions are thinned (the classifier, the
+    upsampling convolutions feeding depth_to_space and the output layer are never pruned).
+    """
+    plan = {}
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Conv2d) or not name.startswith("decoder.") or ".up" in name or "classifier" in name:
+            continue
+        plan[name] = 0.25
+    return plan
+
+
+def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Train, time, accelerate and export; returns the JSON result (see the module docstring)."""
+    torch.set_num_threads(1)  # training: one thread each (a busy 2-core machine); timing below: THREADS
+    t_start = time.perf_counter()
+    b = _budget(quick)
+    train = DemoDigits("train", count=b["train"])
+    val = DemoDigits("val", count=b["val"])
+    k = len(DEMO_CLASSES)
+    trained: dict[str, nn.Module] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for name in ("shuffleseg", "lraspp-mbv3"):
+        cfg = SegTrainConfig(num_classes=k, model=name, epochs=b["epochs"], steps=b["steps"], batch=8, lr=3e-3, seed=0)
+        t0 = time.perf_counter()
+        res = train_segmenter(train, val, cfg, data_id={"demo": b["train"]}, progress=progress)
+        trained[name] = res.model.eval()
+        rows[name] = {
+            "train_seconds": time.perf_counter() - t0,
+            "history": res.history,
+            "params": sum(p.numel() for p in res.model.parameters()),
+            **_scores(res.model, val),
+        }
+
+    # speed at 640x360, batch 1
+    size = QUICK_SPEED_SIZE if quick else SPEED_SIZE
+    x = torch.rand(1, 3, *size)
+    fcn = TorchvisionSegmenter("fcn_resnet50", num_classes=k).eval()
+    torch.set_num_threads(THREADS)
+    with torch.no_grad():
+        speed = paired_times(
+            {
+                "shuffleseg": lambda: trained["shuffleseg"](x),
+                "lraspp-mbv3": lambda: trained["lraspp-mbv3"](x),
+                "fcn-resnet50": lambda: fcn(x),
+            },
+            warmup=1,
+            repeat=b["repeat"],
+        )
+
+    # acceleration: channel pruning + distillation of the trained ShuffleSeg
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1234)
+    cfg = SegTrainConfig(num_classes=k)
+    batches = []
+    for _ in range(b["finetune_batches"]):
+        crops = [augment(*train[int(rng.integers(len(train)))], rng, cfg) for _ in range(8)]
+        batches.append((torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops])))
+    student = copy.deepcopy(trained["shuffleseg"])
+    plan = _prunable(student)
+    report = accelerate(
+        student,
+        # a gentle fine-tune: the trained model ended its cosine schedule near 0; logits matched by MSE
+        AccelerateConfig(
+            channels=plan,
+            epochs=b["finetune_epochs"],
+            lr=2e-4,
+            distill=True,
+            distill_mode="output",
+            latency_batches=(),
+            score_before_finetune=True,
+        ),
+        evaluate=lambda m: 100 * mean_iou(evaluate_segmenter(m, val, k)),
+        train=batches,
+        example=batches[0][0][:2],
+        loss_fn=segmentation_loss,
+        progress=progress,
+    )
+    student.eval()
+    pruned = _scores(student, val)
+    torch.set_num_threads(THREADS)
+    with torch.no_grad():
+        speed_pruned = paired_times(
+            {"shuffleseg": lambda: trained["shuffleseg"](x), "pruned": lambda: student(x)}, warmup=2, repeat=2 * b["repeat"]
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = export_onnx(student, x, Path(tmp) / "shuffleseg.onnx")
+        onnx_bytes = onnx_path.stat().st_size
+        onnx_error = onnx_max_error(student, onnx_path, x)
+
+    # the example figure: the held-out sample with the most digit pixels among the first ten
+    idx = max(range(min(10, len(val))), key=lambda i: int((val[i][1] > 0).sum()))
+    example_pred = predict(trained["shuffleseg"], val[idx][0])
+
+    ss, lr_ = rows["shuffleseg"], rows["lraspp-mbv3"]
+    speedup = speed["lraspp-mbv3"] / speed["shuffleseg"]
+    prune_speedup = speed_pruned["shuffleseg"] / speed_pruned["pruned"]
+    checks = [
+        {"name": "ShuffleSeg faster than LR-ASPP at 640x360 (x)", "value": round(speedup, 2), "target": ">= 2", "passed": speedup >= 2},
+        {
+            "name": "ShuffleSeg mIoU minus LR-ASPP mIoU, held-out demo set (points)",
+            "value": round(ss["miou"] - lr_["miou"], 2),
+            "target": ">= -3",
+            "passed": ss["miou"] - lr_["miou"] >= -3,
+        },
+        {
+            "name": "accelerated ShuffleSeg faster than ShuffleSeg (x)",
+            "value": round(prune_speedup, 2),
+            "target": ">= 1.5",
+            "passed": prune_speedup >= 1.5,
+        },
+        {
+            "name": "mIoU lost by acceleration (points)",
+            "value": round(ss["miou"] - pruned["miou"], 2),
+            "target": "<= 2",
+            "passed": ss["miou"] - pruned["miou"] <= 2,
+        },
+        {
+            "name": "ONNX export: largest difference to PyTorch",
+            "value": float(f"{onnx_error:.3g}"),
+            "target": "<= 1e-3",
+            "passed": onnx_error <= 1e-3,
+        },
+    ]
+    return {
+        "benchmark": "segmentation",
+        "quick": quick,
+        "environment": environment(),
+        "seconds": time.perf_counter() - t_start,
+        "budget": {**b, "batch": 8, "crop": list(cfg.crop), "lr": 3e-3},
+        "classes": list(DEMO_CLASSES),
+        "models": rows,
+        "speed": {
+            "size": f"{size[1]}x{size[0]}",
+            "threads": THREADS,
+            "seconds": speed,
+            "images_per_second": {n: 1 / s for n, s in speed.items()},
+        },
+        "accelerated": {
+            **pruned,
+            "plan": plan,
+            "miou_before_finetune": report.score_before_finetune,
+            "channels": {n: list(v) for n, v in (report.channels.channels if report.channels else {}).items()},
+            "macs": [report.before.macs, report.after.macs],
+            "params": [report.before.params, report.after.params],
+            "seconds": speed_pruned,
+            "onnx_bytes": onnx_bytes,
+            "onnx_max_error": onnx_error,
+        },
+        "example": {"index": idx, "prediction": example_pred.tolist()},
+        "checks": checks,
+    }
+
+
+def write_figures(result: dict[str, Any], json_path: Path) -> list[Path]:
+    """``OUT.png`` next to the JSON: the example's input | ground truth | ShuffleSeg's prediction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from convpress.seg.apply import colorize
+
+    ex = result["example"]
+    image, mask = DemoDigits("val", count=result["budget"]["val"])[ex["index"]]
+    pred = torch.tensor(ex["prediction"])
+    fig, axes = plt.subplots(1, 3, figsize=(9, 2.6))
+    miou = result["models"]["shuffleseg"]["miou"]
+    for ax, img, title in zip(
+        axes,
+        (image, colorize(mask), colorize(pred)),
+        ("input (held out)", "ground truth", f"ShuffleSeg (held-out mIoU {miou:.1f})"),
+        strict=True,
+    ):
+        ax.imshow(img.permute(1, 2, 0).numpy())
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    out = Path(json_path).with_suffix(".png")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return [out]
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section for this result."""
+    env, m, sp, acc = result["environment"], result["models"], result["speed"], result["accelerated"]
+    bud = result["budget"]
+    ips = sp["images_per_second"]
+    lines = [
+        "## Real-time segmentation (`convpress bench segmentation`)",
+        "",
+        f"{env['date']}, {env['cpu_count']} CPU cores, torch {env['torch']}; {result['seconds']:.0f} s"
+        f"{' (QUICK smoke run)' if result['quick'] else ''}. Both networks trained from random weights on the bundled "
+        f"demonstration set (digits pasted onto photos, 11 classes) with the same budget: {bud['epochs']} x {bud['steps']} steps "
+        f"of {bud['batch']} crops {bud['crop'][0]}x{bud['crop'][1]}, Adam {bud['lr']}; mIoU on {bud['val']} held-out samples "
+        f"(other photos, other digits). Speed at {sp['size']}, batch 1, {sp['threads']} threads, interleaved rounds (medians).",
+        "",
+        "| model | parameters | held-out mIoU | images/s at 640x360 | ms |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("shuffleseg", "lraspp-mbv3"):
+        lines.append(f"| {name} | {m[name]['params']:,} | {m[name]['miou']:.2f} | {ips[name]:.1f} | {1000 * sp['seconds'][name]:.0f} |")
+    lines.append(f"| fcn-resnet50 (random weights) | – | – | {ips['fcn-resnet50']:.2f} | {1000 * sp['seconds']['fcn-resnet50']:.0f} |")
+    a_ratio = acc["seconds"]["shuffleseg"] / acc["seconds"]["pruned"]
+    lines += [
+        f"| shuffleseg accelerated | {acc['params'][1]:,} | {acc['miou']:.2f} | – | {a_ratio:.2f}x faster than shuffleseg |",
+        "",
+        "Per-class IoU (held out):",
+        "",
+        "| class | " + " | ".join(result["classes"]) + " |",
+        "|---|" + "---|" * len(result["classes"]),
+    ]
+    for name, row in (("shuffleseg", m["shuffleseg"]), ("lraspp-mbv3", m["lraspp-mbv3"]), ("accelerated", acc)):
+        cells = ["–" if row["iou"][c] is None else f"{row['iou'][c]:.1f}" for c in result["classes"]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Acceleration: MACs {acc['macs'][0] / 1e6:.1f} M -> {acc['macs'][1] / 1e6:.1f} M on two 96x128 inputs; "
+        f"ONNX {acc['onnx_bytes'] / 1e6:.2f} MB, largest difference to PyTorch {acc['onnx_max_error']:.2g}. "
+        "Confusion matrices are in the JSON.",
+        "",
+        *checks_table(result["checks"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def readme_summary(result: dict[str, Any]) -> str:
+    """The README's summary of this result (inserted by benchmarks/make_benchmarks_md.py)."""
+    m, sp, acc = result["models"], result["speed"], result["accelerated"]
+    s = sp["seconds"]
+    ratio = acc["seconds"]["shuffleseg"] / acc["seconds"]["pruned"]
+    return (
+        f"Measured (`benchmarks/results/segmentation.json`, {result['environment']['cpu_count']} cores, {sp['threads']} threads, "
+        f"{sp['size']}, batch 1): ShuffleSeg {1000 * s['shuffleseg']:.0f} ms, LR-ASPP MobileNetV3-Large {1000 * s['lraspp-mbv3']:.0f} ms "
+        f"({s['lraspp-mbv3'] / s['shuffleseg']:.2f}x), FCN-ResNet50 {1000 * s['fcn-resnet50']:.0f} ms "
+        f"({s['fcn-resnet50'] / s['shuffleseg']:.1f}x). Trained with the same budget on the demonstration set, held-out mIoU "
+        f"{m['shuffleseg']['miou']:.1f} for ShuffleSeg against {m['lraspp-mbv3']['miou']:.1f} for LR-ASPP. `accelerate` "
+        f"(channels of the decoder, distillation): {ratio:.2f}x faster, mIoU {acc['miou']:.1f}. "
+        "Example (held out): `docs/seg/example.png`."
+    )
+
+
+BENCHMARKS.register(
+    "segmentation",
+    Benchmark(
+        run,
+        to_markdown,
+        "ShuffleSeg against LR-ASPP and FCN-ResNet50: speed, mIoU, acceleration",
+        write_figures=write_figures,
+        readme_summary=readme_summary,
+    ),
+)
