@@ -10,6 +10,8 @@ The public API is re-exported here and loaded lazily, so ``import convpress`` (a
     cp.quantize_(model, 5)                      # trained k-means weight sharing
     cp.save(model, "model.cpz", coder="ans")    # one real entropy-coded file
     state = cp.load("model.cpz")                # dense state_dict, bit-exact
+    cp.deep_compress(model, train_loader=loader, loss_fn=loss_fn, evaluate=evaluate,
+                     target_ratio=60, max_drop=1.0, out_path="model.cpz")   # the library picks the plan
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ _EXPORTS: dict[str, str] = {
     "prune_channels_": "convpress.compress.structured",
     "factorize_": "convpress.compress.lowrank",
     "separate_": "convpress.compress.lowrank",
+    "deep_compress": "convpress.compress.pipeline",
+    "DeepCompressionConfig": "convpress.compress.pipeline",
     "accelerate": "convpress.compress.accelerate",
     "AccelerateConfig": "convpress.compress.accelerate",
     "create_model": "convpress.models",
@@ -67,6 +71,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.compress.files import save
     from convpress.compress.finetune import DSD, finetune
     from convpress.compress.lowrank import factorize_, separate_
+    from convpress.compress.pipeline import DeepCompressionConfig, deep_compress
     from convpress.compress.prune import prune_, sparsity
     from convpress.compress.quantize import bits_by_type, quantize_
     from convpress.compress.schedule import AGP, Iterative, OneShot
