@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "convpress.core.errors",
     "FileFormatError": "convpress.core.errors",
     "InputError": "convpress.core.errors",
+    "ConvpressWarning": "convpress.core.errors",
     "prune_": "convpress.compress.prune",
     "sparsity": "convpress.compress.prune",
     "OneShot": "convpress.compress.schedule",
@@ -49,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "separate_": "convpress.compress.lowrank",
     "deep_compress": "convpress.compress.pipeline",
     "DeepCompressionConfig": "convpress.compress.pipeline",
+    "PipelineReport": "convpress.compress.pipeline",
     "accelerate": "convpress.compress.accelerate",
     "AccelerateConfig": "convpress.compress.accelerate",
     "create_model": "convpress.models",
@@ -71,13 +73,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.compress.files import save
     from convpress.compress.finetune import DSD, finetune
     from convpress.compress.lowrank import factorize_, separate_
-    from convpress.compress.pipeline import DeepCompressionConfig, deep_compress
+    from convpress.compress.pipeline import DeepCompressionConfig, PipelineReport, deep_compress
     from convpress.compress.prune import prune_, sparsity
     from convpress.compress.quantize import bits_by_type, quantize_
     from convpress.compress.schedule import AGP, Iterative, OneShot
     from convpress.compress.state import dense_state_dict, strip_
     from convpress.compress.structured import prune_channels_
-    from convpress.core.errors import ConfigError, ConvpressError, FileFormatError, InputError
+    from convpress.core.errors import ConfigError, ConvpressError, ConvpressWarning, FileFormatError, InputError
     from convpress.fileformat.cpz import load, read_info
     from convpress.models import create_model
     from convpress.models.checkpoint import load_model

@@ -32,7 +32,16 @@ from convpress.core.errors import ConfigError
 from convpress.fileformat.coders import check_coder
 from convpress.fileformat.cpz import load
 
-__all__ = ["DeepCompressionConfig", "PipelineReport", "LayerRow", "deep_compress", "validate_config", "validate_target", "PLANNED_TRAINING"]
+__all__ = [
+    "DeepCompressionConfig",
+    "PipelineReport",
+    "LayerRow",
+    "deep_compress",
+    "validate_config",
+    "validate_target",
+    "check_target",
+    "PLANNED_TRAINING",
+]
 
 
 @dataclass
@@ -214,23 +223,27 @@ def _number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def validate_target(model: nn.Module, target_ratio: object, max_drop: object, max_attempts: object) -> None:
-    """Raise ConfigError for an impossible target, before any work: ratio <= 1, negative drop,
-    a model without weight layers, fewer than one attempt."""
+def check_target(target_ratio: object, max_drop: object, max_attempts: object = 1) -> None:
+    """Raise ConfigError for an impossible target: ratio <= 1, a negative drop, fewer than one attempt."""
+    if target_ratio is not None and not (_number(target_ratio) and float(target_ratio) > 1.0):  # type: ignore[arg-type]
+        raise ConfigError(
+            f"target ratio must be a number greater than 1 (the file must be smaller than the dense model), got {target_ratio!r}"
+        )
+    if max_drop is not None and not (_number(max_drop) and float(max_drop) >= 0.0):  # type: ignore[arg-type]
+        raise ConfigError(f"max drop must be a non-negative number of metric points, got {max_drop!r}")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ConfigError(f"max attempts must be a positive integer, got {max_attempts!r}")
+
+
+def validate_target(model: nn.Module, target_ratio: object, max_drop: object, max_attempts: object = 1) -> None:
+    """:func:`check_target`, and the model has weight layers (dense ones, for a target ratio)."""
+    check_target(target_ratio, max_drop, max_attempts)
     if not weight_layers(model):
         raise ConfigError(f"the model ({type(model).__name__}) has no Linear or convolution layer to compress")
     if target_ratio is not None:
         for n, m in weight_layers(model).items():
             if compression_of(m, "weight") is not None:
-                raise ConfigError(f"layer {n!r} is already pruned or quantized; a target_ratio run plans from a dense model")
-    if target_ratio is not None and not (_number(target_ratio) and float(target_ratio) > 1.0):  # type: ignore[arg-type]
-        raise ConfigError(
-            f"target_ratio must be a number greater than 1 (the file must be smaller than the dense model), got {target_ratio!r}"
-        )
-    if max_drop is not None and not (_number(max_drop) and float(max_drop) >= 0.0):  # type: ignore[arg-type]
-        raise ConfigError(f"max_drop must be a non-negative number of metric points, got {max_drop!r}")
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-        raise ConfigError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+                raise ConfigError(f"layer {n!r} is already pruned or quantized; a target ratio run plans from a dense model")
 
 
 def _function_name(fn: object) -> str:

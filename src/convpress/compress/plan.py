@@ -30,20 +30,17 @@ import torch
 from torch import nn
 
 from convpress.compress.files import save
-from convpress.compress.prune import prune_
+from convpress.compress.prune import MIN_WEIGHTS_PER_OUTPUT, outputs_of, prune_
 from convpress.compress.quantize import kmeans_1d, quantize_
 from convpress.compress.state import compression_of, weight_layers
 from convpress.core.errors import ConfigError
 
-__all__ = ["Plan", "LayerSensitivity", "measure_sensitivity", "allocate", "plan_for_ratio", "SPARSITIES", "BITS", "MIN_WEIGHTS_PER_OUTPUT"]
+__all__ = ["Plan", "LayerSensitivity", "measure_sensitivity", "allocate", "plan_for_ratio", "SPARSITIES", "BITS"]
 
 #: the one-shot sparsities the planner measures and chooses from
 SPARSITIES: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99)
 #: the k-means bit widths the planner measures and chooses from
 BITS: tuple[int, ...] = (2, 3, 4, 5, 6, 8)
-#: fewer kept weights per output unit than this cripples a layer (a 100 -> 10 output layer at 92%
-#: keeps 8); the planner never goes below it and ``prune_`` warns when a uniform amount does
-MIN_WEIGHTS_PER_OUTPUT = 10
 #: biases are weight-shared with this many bits in planned runs (tiny ones stay raw: the file picks)
 PLAN_BIAS_BITS = 8
 
@@ -136,6 +133,20 @@ def _entropy_bits(labels: torch.Tensor) -> float:
     return float(-(p * torch.log2(p)).sum())
 
 
+#: k-means of the planner fits its centroids on at most this many weights (evenly spaced quantiles)
+FIT_SAMPLE = 8192
+
+
+def _kmeans_sampled(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-means labels of ``x`` (N,) with centroids fitted on a quantile sample (fast on large layers)."""
+    if x.numel() <= FIT_SAMPLE:
+        return kmeans_1d(x, 2**bits)
+    sample = torch.sort(x).values[torch.linspace(0, x.numel() - 1, FIT_SAMPLE).round().long()]
+    centroids, _ = kmeans_1d(sample, 2**bits)
+    labels = torch.bucketize(x.double(), (centroids[1:] + centroids[:-1]) / 2)
+    return centroids, labels
+
+
 def measure_sensitivity(
     model: nn.Module,
     loader: Iterable[Any],
@@ -172,13 +183,12 @@ def measure_sensitivity(
             w = m.weight.detach().clone()
             flat = w.flatten()
             order = torch.argsort(flat.abs(), descending=True, stable=True)
-            outputs = int(w.shape[1] if isinstance(m, nn.modules.conv._ConvTransposeNd) else w.shape[0])
-            sens = LayerSensitivity(name=name, weights=w.numel(), outputs=max(outputs, 1))
+            sens = LayerSensitivity(name=name, weights=w.numel(), outputs=max(outputs_of(m), 1))
             with torch.no_grad():
                 for s in sparsities:
                     kept = order[: max(round((1.0 - s) * flat.numel()), 1)]
                     for b in bits:
-                        centroids, labels = kmeans_1d(flat[kept], 2**b)
+                        centroids, labels = _kmeans_sampled(flat[kept], b)
                         shared = torch.zeros_like(flat)
                         shared[kept] = centroids.to(w.dtype)[labels]
                         m.weight.copy_(shared.view_as(w))
