@@ -35,6 +35,7 @@ def register(sub: Any) -> None:
         help="keep the slow parts of a benchmark here (codec: the overfitted codec's files, minutes of "
         "fitting each), so that an interrupted run resumes and later runs reuse them",
     )
+    p.add_argument("--only", metavar="PART", help="run one part of a benchmark that has parts (deep-compression: recipes, one-call)")
     p.set_defaults(func=run)
 
 
@@ -53,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         if "work_dir" not in inspect.signature(bench.run).parameters:
             raise ConfigError(f"the {args.name} benchmark keeps nothing between runs: --work-dir does not apply to it")
         kwargs["work_dir"] = args.work_dir
+    if args.only:
+        if "only" not in inspect.signature(bench.run).parameters:
+            raise ConfigError(f"the {args.name} benchmark has no parts: --only does not apply to it")
+        kwargs["only"] = args.only
     result: dict[str, Any] = bench.run(quick=args.quick, progress=True, **kwargs)
     write_json(out, result)
     for fig in bench.write_figures(result, out) if bench.write_figures is not None else []:
