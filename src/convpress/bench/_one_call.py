@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from convpress.analysis.metrics import accuracy
+from convpress.bench._common import environment
 from convpress.compress.finetune import finetune
 from convpress.compress.pipeline import PLANNED_TRAINING, deep_compress
 from convpress.compress.state import dense_state_dict, strip_
@@ -54,21 +55,17 @@ def _mlp(widths: tuple[int, ...]) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def one_call(*, quick: bool = False, progress: bool = True, seed: int = 0) -> dict[str, Any]:
-    """Train the MLP, compress it with one planned call, and check the figure.
-
-    Returns:
-        ``{"seconds", "dense_accuracy", "loaded_accuracy", "drop", "ratio", "file_bytes",
-        "dense_bytes", "bit_exact", "plan", "attempts", "layers", "checks", ...}``.
-    """
+def _one_run(seed: int, *, quick: bool, progress: bool) -> dict[str, Any]:
+    """One seed: train the MLP, compress it with one planned call, check the written file."""
     spec = ONE_CALL
-    ratio_goal = 8.0 if quick else spec.ratio
     train, test = mnist_loaders(batch_size=64, seed=seed)
     loss = torch.nn.functional.cross_entropy
     torch.manual_seed(seed)
     model = _mlp(spec.widths)
     t0 = time.perf_counter()
-    finetune(model, train, loss, 1 if quick else spec.train_epochs, 1e-3, progress=progress, description="train the dense MLP")
+    finetune(
+        model, train, loss, 1 if quick else spec.train_epochs, 1e-3, progress=progress, description=f"train the dense MLP (seed {seed})"
+    )
     train_seconds = time.perf_counter() - t0
     evaluate = partial(accuracy, loader=test)
     cfg = replace(PLANNED_TRAINING, prune_epochs=1, quant_epochs=1) if quick else None
@@ -82,7 +79,7 @@ def one_call(*, quick: bool = False, progress: bool = True, seed: int = 0) -> di
             train_loader=train,
             loss_fn=loss,
             evaluate=evaluate,
-            target_ratio=ratio_goal,
+            target_ratio=_goal(quick),
             max_drop=spec.max_drop,
             out_path=out,
             progress=progress,
@@ -94,25 +91,61 @@ def one_call(*, quick: bool = False, progress: bool = True, seed: int = 0) -> di
         # an independent check of the file: loaded tensors equal the compressed model in memory, bit for bit
         bit_exact = written and all(torch.equal(a.view(torch.int32), b.view(torch.int32)) for a, b in _pairs(load(out), model))
         loaded_acc = _loaded_accuracy(model, load(out), evaluate) if written else None
-    dense_bytes = rep.dense_bytes
-    ratio = dense_bytes / file_bytes if file_bytes else 0.0
-    drop = rep.metric["dense"] - loaded_acc if loaded_acc is not None else None
+    return {
+        "seed": seed,
+        "train_seconds": train_seconds,
+        "seconds": seconds,
+        "dense_accuracy": rep.metric["dense"],
+        "loaded_accuracy": loaded_acc,
+        "drop": rep.metric["dense"] - loaded_acc if loaded_acc is not None else None,
+        "dense_bytes": rep.dense_bytes,
+        "file_bytes": file_bytes,
+        "ratio": rep.dense_bytes / file_bytes if file_bytes else 0.0,
+        "target_met": rep.target_met,
+        "bit_exact": bool(bit_exact),
+        "plan": rep.plan,
+        "attempts": rep.attempts,
+        "layers": [r.__dict__ | {"kept_fraction": r.kept_fraction} for r in rep.rows],
+        "log": lines,
+    }
+
+
+def _goal(quick: bool) -> float:
+    return 8.0 if quick else ONE_CALL.ratio
+
+
+def one_call(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    """The one-call figure over seeds 0, 1, 2 (``quick``: seed 0, one epoch per stage, 8x).
+
+    Returns:
+        ``{"runs": [one dict per seed: ratio, drop, seconds, bit_exact, plan, attempts, layers, ...],
+        "checks": [...], ...}``; the checks take the worst seed.
+    """
+    spec = ONE_CALL
+    runs = [_one_run(seed, quick=quick, progress=progress) for seed in ([0] if quick else [0, 1, 2])]
+    goal = _goal(quick)
+    ratio = min(r["ratio"] for r in runs)
+    drops = [r["drop"] for r in runs]
+    drop = None if None in drops else max(drops)
+    seconds = max(r["seconds"] for r in runs)
+    exact = all(r["bit_exact"] for r in runs)
+    n = len(runs)
     checks = [
         {
-            "name": f"one call on an MLP {'-'.join(map(str, spec.widths))} (no recipe): ratio >= {ratio_goal:g}x",
+            "name": f"one call on an MLP {'-'.join(map(str, spec.widths))} (no recipe): ratio >= {goal:g}x (min over {n} seeds)",
             "value": round(ratio, 1),
-            "target": ratio_goal,
-            "passed": ratio >= ratio_goal,
+            "target": goal,
+            "passed": ratio >= goal,
         },
         {
-            "name": f"one call: accuracy drop <= {spec.max_drop:g} point (file loaded back vs dense)",
+            "name": f"one call: accuracy drop <= {spec.max_drop:g} point, file loaded back vs dense (max over {n} seeds)",
             "value": None if drop is None else round(drop, 2),
             "target": spec.max_drop,
             "passed": drop is not None and drop <= spec.max_drop,
         },
-        {"name": "one call: the file loads back bit-exact", "value": bool(bit_exact), "target": True, "passed": bool(bit_exact)},
+        {"name": f"one call: the file loads back bit-exact ({n} seeds)", "value": exact, "target": True, "passed": exact},
         {
-            "name": f"one call: wall time <= {spec.seconds / 60:g} minutes on this machine (seconds)",
+            "name": f"one call: wall time <= {spec.seconds / 60:g} minutes, seconds (max over {n} seeds)",
             "value": round(seconds, 1),
             "target": spec.seconds,
             "passed": seconds <= spec.seconds,
@@ -120,25 +153,12 @@ def one_call(*, quick: bool = False, progress: bool = True, seed: int = 0) -> di
     ]
     return {
         "protocol": __doc__.split("\n\n", 1)[1].replace("\n", " ").strip() if __doc__ else "",
-        "seed": seed,
+        "environment": environment(),
         "widths": list(spec.widths),
-        "target_ratio": ratio_goal,
+        "target_ratio": goal,
         "max_drop": spec.max_drop,
-        "train_seconds": train_seconds,
-        "seconds": seconds,
         "torch_threads": torch.get_num_threads(),
-        "dense_accuracy": rep.metric["dense"],
-        "loaded_accuracy": loaded_acc,
-        "drop": drop,
-        "dense_bytes": dense_bytes,
-        "file_bytes": file_bytes,
-        "ratio": ratio,
-        "target_met": rep.target_met,
-        "bit_exact": bool(bit_exact),
-        "plan": rep.plan,
-        "attempts": rep.attempts,
-        "layers": [r.__dict__ | {"kept_fraction": r.kept_fraction} for r in rep.rows],
-        "log": lines,
+        "runs": runs,
         "checks": checks,
     }
 
@@ -159,27 +179,45 @@ def _loaded_accuracy(model: nn.Module, state: dict[str, torch.Tensor], evaluate:
 def one_call_markdown(r: dict[str, Any]) -> list[str]:
     """The one-call section's Markdown lines."""
     widths = "-".join(map(str, r["widths"]))
+    env = r["environment"]
     lines = [
         "",
         f"### One call on a model without a recipe (MLP {widths})",
         "",
-        r["protocol"],
+        f"{env['date']}, {env['cpu_count']} CPU cores, {r['torch_threads']} torch thread(s), convpress {env['convpress']}. "
+        + r["protocol"],
         "",
-        f"`deep_compress(model, train_loader=..., loss_fn=..., evaluate=..., target_ratio={r['target_ratio']:g}, "
-        f"max_drop={r['max_drop']:g})`: dense {r['dense_accuracy']:.2f}% -> file {r['loaded_accuracy']:.2f}% "
-        f"(drop {r['drop']:.2f}), {r['dense_bytes']:,} B -> {r['file_bytes']:,} B = **{r['ratio']:.1f}x**, "
-        f"in {r['seconds']:.0f} s ({r['torch_threads']} torch threads; dense training {r['train_seconds']:.0f} s before it).",
+        "`deep_compress(model, train_loader=..., loss_fn=..., evaluate=..., "
+        f"target_ratio={r['target_ratio']:g}, max_drop={r['max_drop']:g})`:",
         "",
-        "| attempt | plan (layer: sparsity / bits) | ratio | drop |",
-        "|---|---|---|---|",
+        "| seed | accuracy dense → file | drop | file bytes | ratio | attempts | seconds (dense training before it) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for i, a in enumerate(r["attempts"], 1):
-        plan = ", ".join(f"{n}: {v['sparsity']:.1%} / {v['bits']}" for n, v in a["plan"]["layers"].items())
-        lines.append(f"| {i} | {plan} | {a['ratio']:.1f}x | {a['drop']:.2f} |")
-    lines += ["", "| layer | weights | kept | bits | final bytes | ratio |", "|---|---|---|---|---|---|"]
-    for lay in r["layers"]:
+    for run in r["runs"]:
+        acc = "not written" if run["loaded_accuracy"] is None else f"{run['dense_accuracy']:.2f}% → {run['loaded_accuracy']:.2f}%"
+        drop = "—" if run["drop"] is None else f"{run['drop']:.2f}"
+        size = "—" if run["file_bytes"] is None else f"{run['file_bytes']:,}"
+        lines.append(
+            f"| {run['seed']} | {acc} | {drop} | {size} | {run['ratio']:.1f}× | {len(run['attempts'])} | "
+            f"{run['seconds']:.0f} ({run['train_seconds']:.0f}) |"
+        )
+    lines += ["", "The plans the planner chose (layer: sparsity / k-means bits) and what each attempt gave:", ""]
+    lines += ["| seed | attempt | plan | ratio | drop |", "|---|---|---|---|---|"]
+    for run in r["runs"]:
+        for i, a in enumerate(run["attempts"], 1):
+            plan = ", ".join(f"{n}: {v['sparsity']:.1%} / {v['bits']}" for n, v in a["plan"]["layers"].items())
+            lines.append(f"| {run['seed']} | {i} | {plan} | {a['ratio']:.1f}× | {a['drop']:.2f} |")
+    first = r["runs"][0]
+    lines += [
+        "",
+        f"Per layer (seed {first['seed']}):",
+        "",
+        "| layer | weights | kept | bits | bytes in the file | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lay in first["layers"]:
         ratio = lay["dense"] / lay["final"]
         lines.append(
-            f"| {lay['name']} | {lay['weights']:,} | {lay['kept_fraction']:.1%} | {lay['bits']} | {lay['final']:,} | {ratio:.0f}x |"
+            f"| {lay['name']} | {lay['weights']:,} | {lay['kept_fraction']:.1%} | {lay['bits']} | {lay['final']:,} | {ratio:.0f}× |"
         )
     return lines
