@@ -19,16 +19,17 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from convpress.analysis.metrics import accuracy
 from convpress.bench._common import environment
 from convpress.compress.finetune import finetune
-from convpress.compress.pipeline import PLANNED_TRAINING, deep_compress
+from convpress.compress.pipeline import PLANNED_TRAINING, DeepCompressionConfig, deep_compress
 from convpress.compress.state import dense_state_dict, strip_
 from convpress.data.mnist import mnist_loaders
 from convpress.fileformat.cpz import load
 
-__all__ = ["one_call", "one_call_markdown", "ONE_CALL", "OneCallFigure"]
+__all__ = ["one_call", "one_call_markdown", "planned_run", "ONE_CALL", "OneCallFigure"]
 
 
 @dataclass(frozen=True)
@@ -59,28 +60,51 @@ def _one_run(seed: int, *, quick: bool, progress: bool) -> dict[str, Any]:
     """One seed: train the MLP, compress it with one planned call, check the written file."""
     spec = ONE_CALL
     train, test = mnist_loaders(batch_size=64, seed=seed)
-    loss = torch.nn.functional.cross_entropy
     torch.manual_seed(seed)
     model = _mlp(spec.widths)
     t0 = time.perf_counter()
-    finetune(
-        model, train, loss, 1 if quick else spec.train_epochs, 1e-3, progress=progress, description=f"train the dense MLP (seed {seed})"
-    )
+    epochs = 1 if quick else spec.train_epochs
+    finetune(model, train, _LOSS, epochs, 1e-3, progress=progress, description=f"train the dense MLP (seed {seed})")
     train_seconds = time.perf_counter() - t0
-    evaluate = partial(accuracy, loader=test)
     cfg = replace(PLANNED_TRAINING, prune_epochs=1, quant_epochs=1) if quick else None
+    return {"seed": seed, "train_seconds": train_seconds} | planned_run(
+        model, cfg, train, test, _goal(quick), spec.max_drop, progress=progress
+    )
+
+
+_LOSS = torch.nn.functional.cross_entropy
+
+
+def planned_run(
+    model: nn.Module,
+    cfg: DeepCompressionConfig | None,
+    train: DataLoader,
+    test: DataLoader,
+    target_ratio: float,
+    max_drop: float,
+    *,
+    progress: bool,
+) -> dict[str, Any]:
+    """``deep_compress(model, cfg, target_ratio=, max_drop=)`` into a temporary file, checked independently.
+
+    Returns:
+        seconds of the call, accuracies (dense, and of the model loaded back from the file),
+        drop, file bytes, ratio, whether the loaded tensors equal the model's bit for bit, the
+        plan, the attempts, per-layer rows and the log lines.
+    """
+    evaluate = partial(accuracy, loader=test)
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="convpress-bench-") as tmp:
-        out = Path(tmp) / "mlp.cpz"
+        out = Path(tmp) / "model.cpz"
         t0 = time.perf_counter()
         rep = deep_compress(
             model,
             cfg,
             train_loader=train,
-            loss_fn=loss,
+            loss_fn=_LOSS,
             evaluate=evaluate,
-            target_ratio=_goal(quick),
-            max_drop=spec.max_drop,
+            target_ratio=target_ratio,
+            max_drop=max_drop,
             out_path=out,
             progress=progress,
             log=lines.append,
@@ -92,8 +116,6 @@ def _one_run(seed: int, *, quick: bool, progress: bool) -> dict[str, Any]:
         bit_exact = written and all(torch.equal(a.view(torch.int32), b.view(torch.int32)) for a, b in _pairs(load(out), model))
         loaded_acc = _loaded_accuracy(model, load(out), evaluate) if written else None
     return {
-        "seed": seed,
-        "train_seconds": train_seconds,
         "seconds": seconds,
         "dense_accuracy": rep.metric["dense"],
         "loaded_accuracy": loaded_acc,

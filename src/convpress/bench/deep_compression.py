@@ -23,6 +23,7 @@ from convpress.analysis.metrics import accuracy
 from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment
 from convpress.bench._one_call import one_call, one_call_markdown
+from convpress.bench._records import records, records_markdown
 from convpress.compress.files import save
 from convpress.compress.finetune import finetune
 from convpress.compress.pipeline import deep_compress
@@ -34,7 +35,7 @@ from convpress.models import create_model
 __all__ = ["run", "to_markdown", "TARGETS", "PARTS"]
 
 #: the parts ``convpress bench deep-compression --only PART`` runs alone
-PARTS = ("recipes", "one-call")
+PARTS = ("recipes", "one-call", "records")
 
 #: (arch, recipe) -> (minimum ratio, goal ratio); accuracy drop must stay <= MAX_DROP points
 TARGETS = {"lenet-300-100": (40.0, 64.0), "lenet-5": (39.0, 100.0)}
@@ -71,7 +72,8 @@ def run(*, quick: bool = False, progress: bool = True, only: str | None = None) 
     """Run the benchmark; ``quick`` uses one seed and one epoch per stage (a smoke test).
 
     ``only`` runs one of :data:`PARTS`: "recipes" (the LeNet recipes over three seeds) or
-    "one-call" (the planned ``deep_compress`` on an MLP that has no recipe).
+    "one-call" (the planned ``deep_compress`` on an MLP that has no recipe) or "records" (the
+    LeNets compressed by the planner to 100x / 200x).
     """
     if only is not None and only not in PARTS:
         raise ConfigError(f"the deep-compression benchmark has parts {', '.join(PARTS)}, not {only!r}")
@@ -88,6 +90,11 @@ def run(*, quick: bool = False, progress: bool = True, only: str | None = None) 
         checks += one["checks"]
         result["one_call"] = one
         result["parts"].append("one-call")
+    if only in (None, "records"):
+        rec = records(quick=quick, progress=progress)
+        checks += rec["checks"]
+        result["records"] = rec
+        result["parts"].append("records")
     result["seconds"] = time.perf_counter() - t_start
     result["checks"] = checks
     return result
@@ -231,6 +238,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines += _recipes_markdown(result)
     if "one_call" in result:
         lines += one_call_markdown(result["one_call"])
+    if "records" in result:
+        lines += records_markdown(result["records"])
     lines += ["", *checks_table(result["checks"])]
     return "\n".join(lines) + "\n"
 
@@ -303,6 +312,6 @@ BENCHMARKS.register(
         run,
         to_markdown,
         "Deep Compression of LeNet-300-100 and LeNet-5 over three seeds (ratios, accuracy, coders), and the one planned "
-        "call on an MLP without a recipe (parts: recipes, one-call)",
+        "call on an MLP without a recipe, and the planner's LeNet records (parts: recipes, one-call, records)",
     ),
 )

@@ -35,7 +35,9 @@ def register(sub: Any) -> None:
         help="keep the slow parts of a benchmark here (codec: the overfitted codec's files, minutes of "
         "fitting each), so that an interrupted run resumes and later runs reuse them",
     )
-    p.add_argument("--only", metavar="PART", help="run one part of a benchmark that has parts (deep-compression: recipes, one-call)")
+    p.add_argument(
+        "--only", metavar="PART", help="run one part of a benchmark that has parts (deep-compression: recipes, one-call, records)"
+    )
     p.set_defaults(func=run)
 
 

@@ -138,7 +138,14 @@ class LayerRow:
 
 @dataclass
 class PipelineReport:
-    """What :func:`deep_compress` did and measured."""
+    """What :func:`deep_compress` did and measured.
+
+    ``metric`` maps a stage ("dense", "pruned", "quantized", "final", "loaded": the model loaded
+    back from the file) to the metric; ``totals`` maps a stage to file bytes on disk; ``rows`` is
+    the paper-style per-layer table. A planned run (``target_ratio``) also fills ``plan`` (the
+    chosen per-layer sparsity and bits), ``attempts`` (every run, kept or not), ``target_met``
+    and ``within_drop`` (False: no run stayed within ``max_drop`` and nothing was written).
+    """
 
     metric_name: str
     metric: dict[str, float] = field(default_factory=dict)  # stage -> metric
@@ -162,9 +169,11 @@ class PipelineReport:
         return self.metric["dense"] - self.metric["loaded"]
 
     def ratio(self, stage: str = "final") -> float:
+        """Dense float32 bytes / file bytes on disk after ``stage`` ("p", "pq", "pqh" or "final")."""
         return self.dense_bytes / self.totals[stage]
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-serialisable data, with the ratio of every stage added."""
         d = asdict(self)
         d["ratios"] = {k: self.dense_bytes / v for k, v in self.totals.items()}
         return d

@@ -108,6 +108,7 @@ class Plan:
         return [f"{n}: sparsity {self.prune[n]:.1%} (keeps {1 - self.prune[n]:.1%}), {self.bits[n]} bits" for n in self.prune]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable: per-layer sparsity and bits, the target, the budget and the one-shot file bytes."""
         return {
             "layers": {n: {"sparsity": self.prune[n], "bits": self.bits[n]} for n in self.prune},
             "bias_bits": self.bias_bits,
