@@ -52,7 +52,8 @@ class _NoWork:
 
 
 def _compress(model: nn.Module, test: DataLoader, **kw: Any) -> cp.PipelineReport:
-    return cp.deep_compress(model, FAST, loss_fn=LOSS, evaluate=partial(accuracy, loader=test), progress=False, **kw)
+    kw.setdefault("cfg", FAST)
+    return cp.deep_compress(model, loss_fn=LOSS, evaluate=partial(accuracy, loader=test), progress=False, **kw)
 
 
 def test_one_call_reaches_the_ratio_on_the_real_file(trained: nn.Module, digits: tuple[DataLoader, DataLoader], tmp_path: Path) -> None:
@@ -153,3 +154,13 @@ def test_uniform_prune_warns_for_a_layer_left_with_few_weights_per_output() -> N
         warnings.simplefilter("error")
         cp.prune_(fresh, 0.8)  # 20 per output: fine
         cp.prune_(fresh, {"0": 0.95, "2": 0.95, "4": 0.92})  # per-layer amounts are the user's choice
+
+
+def test_a_fixed_config_beyond_max_drop_is_not_written(trained: nn.Module, digits: tuple[DataLoader, DataLoader], tmp_path: Path) -> None:
+    import copy
+
+    out = tmp_path / "x.cpz"
+    cfg = replace(FAST, prune={"1": 0.995, "3": 0.9, "5": 0.5}, schedule="oneshot", prune_epochs=1, bits={"1": 1, "3": 1, "5": 1})
+    rep = _compress(copy.deepcopy(trained), digits[1], cfg=cfg, train_loader=digits[0], max_drop=0.0, out_path=out)
+    assert rep.drop() > 0.0 and not rep.within_drop
+    assert not out.exists() and rep.path is None

@@ -306,6 +306,35 @@ def _recipes_markdown(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def readme_summary(result: dict[str, Any]) -> str:
+    """The measured figures quoted in the README (one line per part present in ``result``)."""
+    lines = []
+    if "summary" in result:
+        parts = [
+            f"{name} {s['ratio_min']:.0f}× (drop {s['drop_mean']:.2f})" for name, s in result["summary"].items() if "paper" not in name
+        ]
+        lines.append(f"* Recipes, min ratio over three seeds (mean accuracy drop in points): {', '.join(parts)}.")
+    if "one_call" in result:
+        runs = result["one_call"]["runs"]
+        ratios = ", ".join(f"{r['ratio']:.1f}×" for r in runs)
+        drops = ", ".join("—" if r["drop"] is None else f"{r['drop']:.2f}" for r in runs)
+        lines.append(
+            f"* One call, MLP {'-'.join(map(str, result['one_call']['widths']))} (no recipe), "
+            f"target {result['one_call']['target_ratio']:g}× within {result['one_call']['max_drop']:g} point: "
+            f"{ratios} (seeds {', '.join(str(r['seed']) for r in runs)}), drops {drops} points, "
+            f"at most {max(r['seconds'] for r in runs):.0f} s per call."
+        )
+    if "records" in result:
+        parts = [
+            f"{arch} {s['ratio_min']:.1f}× min (drop mean {'—' if s['drop_mean'] is None else format(s['drop_mean'], '.2f')})"
+            for arch, s in result["records"]["summary"].items()
+        ]
+        lines.append(f"* Records by the planner over three seeds: {', '.join(parts)}.")
+    failed = [c["name"] for c in result.get("checks", []) if not c.get("passed") and not c.get("goal")]
+    lines.append("* Figures not met: " + ("; ".join(failed) if failed else "none") + ". Details in [BENCHMARKS.md](BENCHMARKS.md).")
+    return "\n".join(lines)
+
+
 BENCHMARKS.register(
     "deep-compression",
     Benchmark(
@@ -313,5 +342,6 @@ BENCHMARKS.register(
         to_markdown,
         "Deep Compression of LeNet-300-100 and LeNet-5 over three seeds (ratios, accuracy, coders), and the one planned "
         "call on an MLP without a recipe, and the planner's LeNet records (parts: recipes, one-call, records)",
+        readme_summary=readme_summary,
     ),
 )
