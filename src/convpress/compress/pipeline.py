@@ -164,6 +164,21 @@ class PipelineReport:
     within_drop: bool = True  # False: no run stayed within max_drop, nothing was written
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
+    def verdict(self) -> str:
+        """One line: file ratio against dense float32, the metric before and after, and the target's verdict."""
+        m, name = self.metric, self.metric_name
+        if not self.within_drop:
+            last = f"{m['dense']:.2f} -> {m['loaded']:.2f}"
+            return f"nothing written: every run lost more than {self.max_drop:g} {name} points (the last: {last})"
+        line = (
+            f"file {self.totals['final']:,} B = {self.ratio():.1f}x smaller than dense float32 ({self.dense_bytes:,} B); "
+            f"{name} {m['dense']:.2f} -> {m['loaded']:.2f} (drop {self.drop():.2f})"
+        )
+        if self.target_ratio is not None:
+            within = "" if self.max_drop is None else f" within {self.max_drop:g} points"
+            line += f"; target {self.target_ratio:g}x{within}: {'met' if self.target_met else 'NOT met'}"
+        return line
+
     def drop(self) -> float:
         """Dense metric minus the metric of the model loaded back from the file."""
         return self.metric["dense"] - self.metric["loaded"]
@@ -388,10 +403,9 @@ def deep_compress(
         if kept is not None and out_path is not None and is_main():  # only rank 0 of a distributed run writes
             atomic_write_bytes(out_path, kept.read_bytes())
             report.path = str(out_path)
-    if not report.within_drop:
-        say(f"no run stayed within the allowed drop of {max_drop} points: nothing written")
-    elif target_ratio is not None and not report.target_met:
-        say(f"target {target_ratio:g}x not met within the allowed drop; kept the smallest file within it ({report.ratio():.1f}x)")
+    if report.within_drop and target_ratio is not None and not report.target_met:
+        say(f"target {target_ratio:g}x not met within the allowed drop; kept the smallest file within it")
+    say(report.verdict())
     return report
 
 
