@@ -43,7 +43,10 @@ def register(sub: Any) -> None:
             "80/20). The bundled MNIST subset is used for the LeNets when --data is omitted, and a LeNet "
             "without --checkpoint is first trained from scratch."
         ),
-        epilog="example: convpress compress resnet18 --checkpoint my.pt --data ./photos --prune 0.7 -o resnet18.cpz",
+        epilog=(
+            "examples: convpress compress resnet18 --checkpoint my.pt --data ./photos --prune 0.7 -o resnet18.cpz; "
+            "convpress compress lenet-300-100 --target-ratio 60 --max-drop 1 -o lenet.cpz (the library picks the plan)"
+        ),
     )
     p.add_argument("arch", help="architecture name")
     p.add_argument("-o", "--out", required=True, help="output .cpz file")
