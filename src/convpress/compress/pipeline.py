@@ -239,6 +239,9 @@ def _train_prune_stage(
         )
 
 
+#: a planned run that loses too much is retried once at the same ratio with at least this many bits per layer
+RETRY_MIN_BITS = 3
+
 #: training settings of a planned run when no ``cfg`` is given (the planner sets prune, bits, bias_bits)
 PLANNED_TRAINING = DeepCompressionConfig(schedule="agp", prune_epochs=20, prune_lr=1e-3, quant_epochs=3, quant_lr=1e-4)
 
@@ -333,8 +336,9 @@ def deep_compress(
       predicted loss; then gradual pruning, trained quantization and the coder run.
 
     With ``max_drop``, a run whose metric falls more than ``max_drop`` below the dense one is not
-    kept: a planned run tries again with a gentler plan (up to ``max_attempts`` runs) and keeps
-    the smallest file within the drop. ``out_path`` is written (atomically) only with a model
+    kept: a planned run tries again (up to ``max_attempts`` runs) first at the same ratio with at
+    least :data:`RETRY_MIN_BITS` bits per layer, then at smaller ratios, and keeps the smallest
+    file within the drop. ``out_path`` is written (atomically) only with a model
     within the drop; if none is, nothing is written, the model is left as it was, and the report
     says so (``report.within_drop`` False). ``report.target_met`` says whether both held.
 
@@ -427,8 +431,9 @@ def _planned(
     attempts: list[dict[str, Any]] = []
     best: tuple[PipelineReport, nn.Module, Path] | None = None
     last: PipelineReport | None = None
+    min_bits = 1
     for i in range(max_attempts):
-        plan = plan_for_ratio(model, sens, ratio, dense_bytes=dense_bytes, coder=cfg.coder, index_bits=cfg.index_bits)
+        plan = plan_for_ratio(model, sens, ratio, dense_bytes=dense_bytes, coder=cfg.coder, index_bits=cfg.index_bits, min_bits=min_bits)
         say(f"plan {i + 1} for {ratio:.1f}x (one-shot file {plan.estimated_bytes:,} B):")
         for line in plan.lines():
             say(f"  {line}")
@@ -450,10 +455,14 @@ def _planned(
             break
         if rep.within_drop:  # within the drop but the retrained file came out larger than planned
             ratio *= target_ratio / rep.ratio() * 1.01
+        elif best is None and min_bits < RETRY_MIN_BITS and min(plan.bits.values()) < RETRY_MIN_BITS:
+            # one-shot sensitivities undervalue coarse codebooks (retraining recovers pruning better
+            # than 2-bit sharing): first the same ratio with finer codebooks and more pruning
+            min_bits = RETRY_MIN_BITS
         elif best is not None:  # between the last good ratio and this one
             ratio = math.sqrt(best[0].ratio() * ratio)
         else:
-            ratio = 1.0 + (ratio - 1.0) * 0.6
+            ratio = 1.0 + (ratio - 1.0) * 0.8
     assert last is not None
     report, kept = (best[0], best[2]) if best is not None else (last, None)
     if best is not None:

@@ -202,14 +202,16 @@ def measure_sensitivity(
     return out
 
 
-def allocate(sens: Sequence[LayerSensitivity], budget: float) -> tuple[dict[str, tuple[float, int]], float, float]:
+def allocate(sens: Sequence[LayerSensitivity], budget: float, *, min_bits: int = 1) -> tuple[dict[str, tuple[float, int]], float, float]:
     """Pick ``(sparsity, bits)`` per layer minimising the predicted loss with estimated bytes <= ``budget``.
+
+    Only options with at least ``min_bits`` bits are considered.
 
     Returns:
         ``({layer: (sparsity, bits)}, estimated bytes, predicted loss)``; the smallest choice
         everywhere when even that exceeds the budget.
     """
-    options = {ly.name: [(s, b, ly.cost(s, b), ly.estimated_bytes(s, b)) for s, b in ly.options()] for ly in sens}
+    options = {ly.name: [(s, b, ly.cost(s, b), ly.estimated_bytes(s, b)) for s, b in ly.options() if b >= min_bits] for ly in sens}
 
     def pick(lam: float) -> dict[str, tuple[float, int, float, float]]:
         # ties (equal predicted loss) go to the smaller layer
@@ -259,6 +261,7 @@ def plan_for_ratio(
     index_bits: Any = "auto",
     margin: float = 0.03,
     rounds: int = 4,
+    min_bits: int = 1,
 ) -> Plan:
     """The allocation for ``dense_bytes / target_ratio`` file bytes, checked with the real coder.
 
@@ -277,7 +280,7 @@ def plan_for_ratio(
     budget = goal
     best: Plan | None = None
     for _ in range(rounds):
-        choice, est, loss = allocate(sens, budget)
+        choice, est, loss = allocate(sens, budget, min_bits=min_bits)
         prune = {n: s for n, (s, _b) in choice.items()}
         bits = {n: b for n, (_s, b) in choice.items()}
         real = _one_shot_file_bytes(model, prune, bits, PLAN_BIAS_BITS, coder, index_bits)
