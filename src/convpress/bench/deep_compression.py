@@ -234,6 +234,8 @@ def _recipes(*, quick: bool, progress: bool) -> dict[str, Any]:
 def to_markdown(result: dict[str, Any]) -> str:
     """The BENCHMARKS.md section for this result."""
     lines = ["## Deep Compression (`convpress bench deep-compression`)", ""]
+    if result.get("measured"):  # parts measured in separate runs (``--only PART``) and merged
+        lines += ["Parts measured separately: " + "; ".join(result["measured"]) + ".", ""]
     if "summary" in result:
         lines += _recipes_markdown(result)
     if "one_call" in result:
