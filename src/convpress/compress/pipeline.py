@@ -21,7 +21,7 @@ from torch import nn
 
 from convpress.compress.files import save
 from convpress.compress.finetune import finetune
-from convpress.compress.plan import measure_sensitivity, plan_for_ratio
+from convpress.compress.plan import Plan, measure_sensitivity, plan_for_ratio
 from convpress.compress.prune import check_fraction, prune_, resolve_layers, sparsity
 from convpress.compress.quantize import bits_by_type, check_bits, quantize_
 from convpress.compress.schedule import AGP, SCHEDULES
@@ -432,8 +432,23 @@ def _planned(
     best: tuple[PipelineReport, nn.Module, Path] | None = None
     last: PipelineReport | None = None
     min_bits = 1
+    tried: list[Plan] = []
     for i in range(max_attempts):
         plan = plan_for_ratio(model, sens, ratio, dense_bytes=dense_bytes, coder=cfg.coder, index_bits=cfg.index_bits, min_bits=min_bits)
+        # the allocation reaches only some plans (the lower convex hull of loss against bytes), so a
+        # ratio between two attempts can give one of them again; training is deterministic, so an
+        # identical plan would only repeat its result: move on towards the last good ratio
+        replans = 0
+        while _seen(plan, tried) and replans < 4:
+            ratio = math.sqrt(best[0].ratio() * ratio) if best is not None else ratio * 0.9
+            plan = plan_for_ratio(
+                model, sens, ratio, dense_bytes=dense_bytes, coder=cfg.coder, index_bits=cfg.index_bits, min_bits=min_bits
+            )
+            replans += 1
+        if _seen(plan, tried):
+            say("no new plan between the attempts so far: stopping")
+            break
+        tried.append(plan)
         say(f"plan {i + 1} for {ratio:.1f}x (one-shot file {plan.estimated_bytes:,} B):")
         for line in plan.lines():
             say(f"  {line}")
@@ -471,6 +486,10 @@ def _planned(
     report.target_met = best is not None and report.ratio() >= target_ratio
     report.attempts = attempts
     return report, kept
+
+
+def _seen(plan: Plan, tried: list[Plan]) -> bool:
+    return any(p.prune == plan.prune and p.bits == plan.bits for p in tried)
 
 
 def _run_stages(
