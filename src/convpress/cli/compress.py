@@ -44,7 +44,10 @@ def register(sub: Any) -> None:
             "80/20). The bundled MNIST subset is used for the LeNets when --data is omitted, and a LeNet "
             "without --checkpoint is first trained from scratch."
         ),
-        epilog="example: convpress compress resnet18 --checkpoint my.pt --data ./photos --prune 0.7 -o resnet18.cpz",
+        epilog=(
+            "examples: convpress compress resnet18 --checkpoint my.pt --data ./photos --prune 0.7 -o resnet18.cpz; "
+            "convpress compress lenet-300-100 --target-ratio 60 --max-drop 1 -o lenet.cpz (the library picks the plan)"
+        ),
     )
     p.add_argument("arch", help="architecture name")
     p.add_argument("-o", "--out", required=True, help="output .cpz file")
@@ -75,18 +78,58 @@ def register(sub: Any) -> None:
     )
     c.add_argument("--index-bits", help="relative-index bits: auto, paper, or an integer")
     add_unlabelled_argument(p)
+    t = p.add_argument_group(
+        "planned compression (the library picks per-layer sparsity and bits; not with --recipe, --prune or bits options)"
+    )
+    t.add_argument("--target-ratio", type=float, metavar="R", help="wanted dense float32 bytes / file bytes (> 1)")
+    t.add_argument(
+        "--max-drop",
+        type=float,
+        metavar="D",
+        help="largest allowed accuracy drop in points; a run beyond it is retried with a gentler plan, never written",
+    )
+    t.add_argument("--max-attempts", type=int, default=3, help="planned runs at most (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
 
-def _config(args: argparse.Namespace, recipe: Any) -> Any:
-    from convpress.compress.pipeline import DeepCompressionConfig
+#: options a planned run (--target-ratio) chooses itself
+_PLANNED_OPTIONS = {
+    "recipe": "--recipe",
+    "prune": "--prune",
+    "conv_bits": "--conv-bits",
+    "fc_bits": "--fc-bits",
+    "bits": "--bits",
+    "bias_bits": "--bias-bits",
+}
 
-    cfg = (
-        recipe.config
-        if recipe is not None
-        else DeepCompressionConfig(prune=0.8, schedule="agp", prune_epochs=3, quant_epochs=1, quant_lr=1e-5, prune_lr=1e-4)
-    )
+
+def _check_target_options(args: argparse.Namespace) -> None:
+    """Before any work: the target values, and no per-layer amounts or bits beside --target-ratio."""
+    from convpress.compress.pipeline import check_target
+
+    check_target(args.target_ratio, args.max_drop, args.max_attempts)
+    given = [flag for opt, flag in _PLANNED_OPTIONS.items() if getattr(args, opt) is not None] if args.target_ratio is not None else []
+    if given:
+        raise ConfigError(f"--target-ratio chooses the per-layer amounts and bits itself; drop {', '.join(given)}")
+
+
+def _validate(cfg: Any, model: Any, args: argparse.Namespace) -> None:
+    from convpress.compress.pipeline import validate_config, validate_target
+
+    validate_config(cfg, model)
+    validate_target(model, args.target_ratio, args.max_drop, args.max_attempts)
+
+
+def _config(args: argparse.Namespace, recipe: Any) -> Any:
+    from convpress.compress.pipeline import PLANNED_TRAINING, DeepCompressionConfig
+
+    if args.target_ratio is not None:
+        cfg = PLANNED_TRAINING
+    elif recipe is not None:
+        cfg = recipe.config
+    else:
+        cfg = DeepCompressionConfig(prune=0.8, schedule="agp", prune_epochs=3, quant_epochs=1, quant_lr=1e-5, prune_lr=1e-4)
     changes: dict[str, Any] = {}
     if args.prune is not None:
         changes["prune"] = parse_layer_values(args.prune, float, "--prune")
@@ -124,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     from convpress.cli._common import check_output
     from convpress.cli._tables import pipeline_table
     from convpress.cli._task import check_task_arguments, load_task
-    from convpress.compress.pipeline import deep_compress, validate_config
+    from convpress.compress.pipeline import deep_compress
     from convpress.compress.recipes import RECIPES, get_recipe
     from convpress.core.distributed import init_from_env, is_main
 
@@ -138,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         work_dir.mkdir(parents=True, exist_ok=True)
     data = check_task_arguments(args)
     check_unlabelled(args)
+    _check_target_options(args)
     recipe = get_recipe(args.recipe) if args.recipe else (RECIPES.get(args.arch) if args.arch in RECIPES else None)
     if recipe is not None and recipe.arch != args.arch:
         raise ConfigError(f"recipe {args.recipe} is for {recipe.arch}, not {args.arch}")
@@ -146,14 +190,15 @@ def run(args: argparse.Namespace) -> int:
     task = load_task(
         args,
         data,
-        validate=lambda m: validate_config(cfg, m),
+        validate=lambda m: _validate(cfg, m, args),
         default_train_epochs=recipe.train_epochs if recipe else 0,
         default_train_lr=recipe.train_lr if recipe else 1e-3,
         progress=progress,
         say=console.print,
         work_dir=work_dir,
     )
-    meta = {"num_classes": task.num_classes, "data": data, "recipe": args.recipe or (args.arch if recipe else None)}
+    planned = args.target_ratio is not None
+    meta = {"num_classes": task.num_classes, "data": data, "recipe": None if planned else args.recipe or (args.arch if recipe else None)}
     if task.image_size:
         meta["image_size"] = task.image_size
     train = with_pseudo_labels(args, task, progress=progress, say=console.print)  # Data Distillation with --unlabelled
@@ -163,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
         train_loader=train,
         loss_fn=torch.nn.functional.cross_entropy,
         evaluate=lambda m: accuracy(m, task.test),
+        target_ratio=args.target_ratio,
+        max_drop=args.max_drop,
+        max_attempts=args.max_attempts,
         out_path=out,
         overwrite=True,
         metadata=meta,
@@ -171,12 +219,25 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
         log=lambda s: console.print(f"  {s}"),
     )
-    console.print(pipeline_table(report, f"{args.arch}: Deep Compression, bytes on disk per stage"))
     m = report.metric
+    if not report.within_drop:
+        console.print(
+            f"[bold]not written[/bold]: every run lost more than --max-drop {args.max_drop:g} points "
+            f"(the last: dense {m['dense']:.2f}% -> {m['loaded']:.2f}% at {report.ratio():.1f}×); {out} was left as it was"
+        )
+        return 1
+    console.print(pipeline_table(report, f"{args.arch}: Deep Compression, bytes on disk per stage"))
     console.print(
-        f"validation accuracy: dense {m['dense']:.2f}% -> compressed {m['final']:.2f}% "
-        f"(drop {m['dense'] - m['final']:.2f} points); wrote {out} ({report.totals['final']:,} B, {report.ratio():.1f}× smaller)"
+        f"validation accuracy: dense {m['dense']:.2f}% -> compressed {m['loaded']:.2f}% "
+        f"(drop {report.drop():.2f} points); wrote {out} ({report.totals['final']:,} B, {report.ratio():.1f}× smaller)"
     )
+    if planned:
+        plan = report.plan or {}
+        console.print("plan: " + ", ".join(f"{n} {v['sparsity']:.1%} sparse / {v['bits']} bits" for n, v in plan.get("layers", {}).items()))
+        verdict = "met" if report.target_met else "NOT met (kept the smallest file within --max-drop)"
+        console.print(f"target {args.target_ratio:g}× within {args.max_drop if args.max_drop is not None else '∞'} points: {verdict}")
+        if not report.target_met:
+            return 1
     if work_dir is not None:
         console.print(f"training checkpoints kept in {work_dir} (delete the folder to start over)")
     return 0

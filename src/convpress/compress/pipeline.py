@@ -7,10 +7,12 @@ and returns a :class:`PipelineReport` with the paper-style per-layer table.
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,16 +21,27 @@ from torch import nn
 
 from convpress.compress.files import save
 from convpress.compress.finetune import finetune
+from convpress.compress.plan import Plan, measure_sensitivity, plan_for_ratio
 from convpress.compress.prune import check_fraction, prune_, resolve_layers, sparsity
 from convpress.compress.quantize import bits_by_type, check_bits, quantize_
 from convpress.compress.schedule import AGP, SCHEDULES
-from convpress.compress.state import dense_state_dict, strip_, weight_layers
+from convpress.compress.state import compression_of, dense_state_dict, strip_, weight_layers
+from convpress.core.atomic import atomic_write_bytes
 from convpress.core.distributed import is_main
 from convpress.core.errors import ConfigError
 from convpress.fileformat.coders import check_coder
 from convpress.fileformat.cpz import load
 
-__all__ = ["DeepCompressionConfig", "PipelineReport", "LayerRow", "deep_compress", "validate_config"]
+__all__ = [
+    "DeepCompressionConfig",
+    "PipelineReport",
+    "LayerRow",
+    "deep_compress",
+    "validate_config",
+    "validate_target",
+    "check_target",
+    "PLANNED_TRAINING",
+]
 
 
 @dataclass
@@ -125,7 +138,14 @@ class LayerRow:
 
 @dataclass
 class PipelineReport:
-    """What :func:`deep_compress` did and measured."""
+    """What :func:`deep_compress` did and measured.
+
+    ``metric`` maps a stage ("dense", "pruned", "quantized", "final", "loaded": the model loaded
+    back from the file) to the metric; ``totals`` maps a stage to file bytes on disk; ``rows`` is
+    the paper-style per-layer table. A planned run (``target_ratio``) also fills ``plan`` (the
+    chosen per-layer sparsity and bits), ``attempts`` (every run, kept or not), ``target_met``
+    and ``within_drop`` (False: no run stayed within ``max_drop`` and nothing was written).
+    """
 
     metric_name: str
     metric: dict[str, float] = field(default_factory=dict)  # stage -> metric
@@ -137,11 +157,38 @@ class PipelineReport:
     path: str | None = None
     bit_exact: bool = False
     streams: list[dict[str, Any]] = field(default_factory=list)
+    plan: dict[str, Any] | None = None  # a planned run: per-layer sparsity and bits it chose
+    target_ratio: float | None = None
+    max_drop: float | None = None
+    target_met: bool | None = None  # a planned run: ratio reached within max_drop
+    within_drop: bool = True  # False: no run stayed within max_drop, nothing was written
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def verdict(self) -> str:
+        """One line: file ratio against dense float32, the metric before and after, and the target's verdict."""
+        m, name = self.metric, self.metric_name
+        if not self.within_drop:
+            last = f"{m['dense']:.2f} -> {m['loaded']:.2f}"
+            return f"nothing written: every run lost more than {self.max_drop:g} {name} points (the last: {last})"
+        line = (
+            f"file {self.totals['final']:,} B = {self.ratio():.1f}x smaller than dense float32 ({self.dense_bytes:,} B); "
+            f"{name} {m['dense']:.2f} -> {m['loaded']:.2f} (drop {self.drop():.2f})"
+        )
+        if self.target_ratio is not None:
+            within = "" if self.max_drop is None else f" within {self.max_drop:g} points"
+            line += f"; target {self.target_ratio:g}x{within}: {'met' if self.target_met else 'NOT met'}"
+        return line
+
+    def drop(self) -> float:
+        """Dense metric minus the metric of the model loaded back from the file."""
+        return self.metric["dense"] - self.metric["loaded"]
 
     def ratio(self, stage: str = "final") -> float:
+        """Dense float32 bytes / file bytes on disk after ``stage`` ("p", "pq", "pqh" or "final")."""
         return self.dense_bytes / self.totals[stage]
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-serialisable data, with the ratio of every stage added."""
         d = asdict(self)
         d["ratios"] = {k: self.dense_bytes / v for k, v in self.totals.items()}
         return d
@@ -192,13 +239,82 @@ def _train_prune_stage(
         )
 
 
+#: a planned run that loses too much is retried once at the same ratio with at least this many bits per layer
+RETRY_MIN_BITS = 3
+
+#: training settings of a planned run when no ``cfg`` is given (the planner sets prune, bits, bias_bits)
+PLANNED_TRAINING = DeepCompressionConfig(schedule="agp", prune_epochs=20, prune_lr=1e-3, quant_epochs=3, quant_lr=1e-4)
+
+
+def _number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def check_target(target_ratio: object, max_drop: object, max_attempts: object = 1) -> None:
+    """Raise ConfigError for an impossible target: ratio <= 1, a negative drop, fewer than one attempt."""
+    if target_ratio is not None and not (_number(target_ratio) and float(target_ratio) > 1.0):  # type: ignore[arg-type]
+        raise ConfigError(
+            f"target ratio must be a number greater than 1 (the file must be smaller than the dense model), got {target_ratio!r}"
+        )
+    if max_drop is not None and not (_number(max_drop) and float(max_drop) >= 0.0):  # type: ignore[arg-type]
+        raise ConfigError(f"max drop must be a non-negative number of metric points, got {max_drop!r}")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ConfigError(f"max attempts must be a positive integer, got {max_attempts!r}")
+
+
+def validate_target(model: nn.Module, target_ratio: object, max_drop: object, max_attempts: object = 1) -> None:
+    """:func:`check_target`, and the model has weight layers (dense ones, for a target ratio)."""
+    check_target(target_ratio, max_drop, max_attempts)
+    if not weight_layers(model):
+        raise ConfigError(f"the model ({type(model).__name__}) has no Linear or convolution layer to compress")
+    if target_ratio is not None:
+        for n, m in weight_layers(model).items():
+            if compression_of(m, "weight") is not None:
+                raise ConfigError(f"layer {n!r} is already pruned or quantized; a target ratio run plans from a dense model")
+
+
+def _function_name(fn: object) -> str:
+    inner = getattr(fn, "func", fn)  # functools.partial
+    return str(getattr(inner, "__qualname__", None) or getattr(inner, "__name__", None) or repr(fn))
+
+
+def _checked_metric(evaluate: Callable[[nn.Module], float]) -> Callable[[nn.Module], float]:
+    """``evaluate`` with its result checked to be a number (ConfigError naming it otherwise)."""
+
+    def metric(m: nn.Module) -> float:
+        value = evaluate(m)
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype.is_floating_point:
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(
+                f"evaluate function {_function_name(evaluate)!r} must return a number (higher is better), got {type(value).__name__}"
+            )
+        return float(value)
+
+    return metric
+
+
+def _adopt(model: nn.Module, trained: nn.Module) -> None:
+    """Make ``model`` the compressed copy ``trained`` (the user's object, compressed in place).
+
+    Planned runs train copies, so that a plan that loses too much leaves the model as it was;
+    the chosen copy's whole state (parametrized class included) moves into the caller's object.
+    """
+    model.__class__ = trained.__class__
+    model.__dict__.clear()
+    model.__dict__.update(trained.__dict__)
+
+
 def deep_compress(
     model: nn.Module,
-    cfg: DeepCompressionConfig,
+    cfg: DeepCompressionConfig | None = None,
     *,
     train_loader: Iterable[Any],
     loss_fn: Callable[..., torch.Tensor],
     evaluate: Callable[[nn.Module], float],
+    target_ratio: float | None = None,
+    max_drop: float | None = None,
+    max_attempts: int = 3,
     metric_name: str = "accuracy",
     out_path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
@@ -210,12 +326,33 @@ def deep_compress(
 ) -> PipelineReport:
     """Run Deep Compression on ``model`` in place and write the compressed file.
 
+    Two ways to call it:
+
+    * with a ``cfg`` and no ``target_ratio``: the given per-layer amounts and bits (a recipe);
+    * with ``target_ratio`` (``cfg`` optional, then only its training settings are used): the
+      planner (:mod:`convpress.compress.plan`) measures each layer's sensitivity to pruning and
+      fewer bits on a few training batches and chooses per-layer sparsity and bits whose real
+      file is ``target_ratio`` times smaller than the dense float32 state_dict, with the least
+      predicted loss; then gradual pruning, trained quantization and the coder run.
+
+    With ``max_drop``, a run whose metric falls more than ``max_drop`` below the dense one is not
+    kept: a planned run tries again (up to ``max_attempts`` runs) first at the same ratio with at
+    least :data:`RETRY_MIN_BITS` bits per layer, then at smaller ratios, and keeps the smallest
+    file within the drop. ``out_path`` is written (atomically) only with a model
+    within the drop; if none is, nothing is written, the model is left as it was, and the report
+    says so (``report.within_drop`` False). ``report.target_met`` says whether both held.
+
     Args:
-        model: a trained model.
-        cfg: the settings (validated first).
-        train_loader: ``(inputs, targets)`` batches for retraining.
+        model: a trained model (dense for a planned run); compressed in place.
+        cfg: the settings (validated first); None: the paper's defaults, or with
+            ``target_ratio`` :data:`PLANNED_TRAINING`.
+        train_loader: ``(inputs, targets)`` batches for retraining (its first batches are also
+            the planner's probe set).
         loss_fn: ``loss_fn(outputs, targets)``.
-        evaluate: ``evaluate(model) -> metric`` (higher is better, e.g. accuracy in %).
+        evaluate: ``evaluate(model) -> metric`` (a number, higher is better, e.g. accuracy in %).
+        target_ratio: wanted dense bytes / file bytes (> 1); None keeps ``cfg``'s amounts and bits.
+        max_drop: the largest allowed fall of the metric, in its units (>= 0); None: no limit.
+        max_attempts: planned runs at most (each one full retraining).
         metric_name: name of that metric in the report.
         out_path: where to write the final ``.cpz``; a temporary file when None.
         overwrite: allow replacing ``out_path``.
@@ -225,22 +362,158 @@ def deep_compress(
         work_dir: folder for resumable training checkpoints (one per retraining stage, updated
             every epoch); running again with the same folder resumes where a run stopped.
         progress: progress bars for training.
-        log: called with one line per finished stage.
+        log: called with one line per finished stage (and the plan of a planned run).
 
     Returns:
-        The report; the final model (in memory) is pruned and weight-shared.
-    """
+        The report of the kept run; the model (in memory) is pruned and weight-shared, or left
+        unchanged by a planned run when no attempt stayed within ``max_drop``.
 
+    Raises:
+        ConfigError: before any training, for impossible settings: ``target_ratio <= 1``, a
+            negative ``max_drop``, a model without Linear/convolution layers, an existing
+            ``out_path`` without ``overwrite``, bad ``cfg`` values; and when ``evaluate`` does
+            not return a number (naming the function).
+    """
+    validate_target(model, target_ratio, max_drop, max_attempts)
+    if cfg is None:
+        cfg = PLANNED_TRAINING if target_ratio is not None else DeepCompressionConfig()
     validate_config(cfg, model)
     if out_path is not None and Path(out_path).exists() and not overwrite:
         raise ConfigError(f"{out_path} already exists; pass --force to overwrite it")
     say = log or (lambda _s: None)
-    report = PipelineReport(metric_name=metric_name, coder=cfg.coder)
-    report.metric["dense"] = evaluate(model)
-    say(f"dense {metric_name}: {report.metric['dense']:.2f}")
-    torch.manual_seed(cfg.seed)
-
+    metric = _checked_metric(evaluate)
+    dense_metric = metric(model)
+    say(f"dense {metric_name}: {dense_metric:.2f}")
     wd = Path(work_dir) if work_dir is not None else None
+    common: dict[str, Any] = dict(
+        dense_metric=dense_metric,
+        train_loader=train_loader,
+        loss_fn=loss_fn,
+        evaluate=metric,
+        metric_name=metric_name,
+        metadata=metadata,
+        arch=arch,
+        progress=progress,
+        log=log,
+    )
+    with tempfile.TemporaryDirectory(prefix="convpress-dc-") as tmp:
+        if target_ratio is None:
+            report = _run_stages(model, cfg, final_path=Path(tmp) / "final.cpz", wd=wd, **common)
+            report.within_drop = max_drop is None or dense_metric - report.metric["loaded"] <= max_drop
+            kept = Path(tmp) / "final.cpz" if report.within_drop else None
+        else:
+            report, kept = _planned(model, cfg, float(target_ratio), max_drop, max_attempts, Path(tmp), wd, common, say)
+        report.max_drop = max_drop
+        if kept is not None and out_path is not None and is_main():  # only rank 0 of a distributed run writes
+            atomic_write_bytes(out_path, kept.read_bytes())
+            report.path = str(out_path)
+    if report.within_drop and target_ratio is not None and not report.target_met:
+        say(f"target {target_ratio:g}x not met within the allowed drop; kept the smallest file within it")
+    say(report.verdict())
+    return report
+
+
+def _planned(
+    model: nn.Module,
+    cfg: DeepCompressionConfig,
+    target_ratio: float,
+    max_drop: float | None,
+    max_attempts: int,
+    tmp: Path,
+    wd: Path | None,
+    common: dict[str, Any],
+    say: Callable[[str], None],
+) -> tuple[PipelineReport, Path | None]:
+    """Plan, compress a copy, check the drop; gentler plans while the drop is exceeded."""
+    sens = measure_sensitivity(model, common["train_loader"], common["loss_fn"])
+    dense_bytes = sum(t.numel() * t.element_size() for t in dense_state_dict(model).values())
+    ratio = target_ratio
+    attempts: list[dict[str, Any]] = []
+    best: tuple[PipelineReport, nn.Module, Path] | None = None
+    last: PipelineReport | None = None
+    min_bits = 1
+    tried: list[Plan] = []
+    for i in range(max_attempts):
+        plan = plan_for_ratio(model, sens, ratio, dense_bytes=dense_bytes, coder=cfg.coder, index_bits=cfg.index_bits, min_bits=min_bits)
+        # the allocation reaches only some plans (the lower convex hull of loss against bytes), so a
+        # ratio between two attempts can give one of them again; training is deterministic, so an
+        # identical plan would only repeat its result: move on towards the last good ratio
+        replans = 0
+        while _seen(plan, tried) and replans < 4:
+            ratio = math.sqrt(best[0].ratio() * ratio) if best is not None else ratio * 0.9
+            plan = plan_for_ratio(
+                model, sens, ratio, dense_bytes=dense_bytes, coder=cfg.coder, index_bits=cfg.index_bits, min_bits=min_bits
+            )
+            replans += 1
+        if _seen(plan, tried):
+            say("no new plan between the attempts so far: stopping")
+            break
+        tried.append(plan)
+        say(f"plan {i + 1} for {ratio:.1f}x (one-shot file {plan.estimated_bytes:,} B):")
+        for line in plan.lines():
+            say(f"  {line}")
+        trial = copy.deepcopy(model)
+        path = tmp / f"attempt-{i + 1}.cpz"
+        settings = replace(cfg, prune=plan.prune, bits=plan.bits, bias_bits=plan.bias_bits)
+        rep = _run_stages(trial, settings, final_path=path, wd=None if wd is None else wd / f"attempt-{i + 1}", **common)
+        rep.plan = plan.to_dict()
+        drop = rep.metric["dense"] - rep.metric["loaded"]
+        rep.within_drop = max_drop is None or drop <= max_drop
+        attempts.append(
+            {"plan": rep.plan, "ratio": rep.ratio(), "drop": drop, "within_drop": rep.within_drop, "file_bytes": rep.totals["final"]}
+        )
+        say(f"attempt {i + 1}: {rep.ratio():.1f}x, drop {drop:.2f} points ({'within' if rep.within_drop else 'beyond'} the allowed drop)")
+        last = rep
+        if rep.within_drop and (best is None or rep.ratio() > best[0].ratio()):
+            best = (rep, trial, path)
+        if rep.within_drop and rep.ratio() >= target_ratio:
+            break
+        if rep.within_drop:  # within the drop but the retrained file came out larger than planned
+            ratio *= target_ratio / rep.ratio() * 1.01
+        elif best is None and min_bits < RETRY_MIN_BITS and min(plan.bits.values()) < RETRY_MIN_BITS:
+            # one-shot sensitivities undervalue coarse codebooks (retraining recovers pruning better
+            # than 2-bit sharing): first the same ratio with finer codebooks and more pruning
+            min_bits = RETRY_MIN_BITS
+        elif best is not None:  # between the last good ratio and this one
+            ratio = math.sqrt(best[0].ratio() * ratio)
+        else:
+            ratio = 1.0 + (ratio - 1.0) * 0.8
+    assert last is not None
+    report, kept = (best[0], best[2]) if best is not None else (last, None)
+    if best is not None:
+        _adopt(model, best[1])
+    report.target_ratio = target_ratio
+    report.target_met = best is not None and report.ratio() >= target_ratio
+    report.attempts = attempts
+    return report, kept
+
+
+def _seen(plan: Plan, tried: list[Plan]) -> bool:
+    return any(p.prune == plan.prune and p.bits == plan.bits for p in tried)
+
+
+def _run_stages(
+    model: nn.Module,
+    cfg: DeepCompressionConfig,
+    *,
+    dense_metric: float,
+    train_loader: Iterable[Any],
+    loss_fn: Callable[..., torch.Tensor],
+    evaluate: Callable[[nn.Module], float],
+    metric_name: str,
+    final_path: Path,
+    metadata: Mapping[str, Any] | None,
+    arch: str | None,
+    wd: Path | None,
+    progress: bool,
+    log: Callable[[str], None] | None,
+) -> PipelineReport:
+    """Prune, retrain, share, retrain and write ``final_path`` with the fixed settings ``cfg``."""
+
+    say = log or (lambda _s: None)
+    report = PipelineReport(metric_name=metric_name, coder=cfg.coder)
+    report.metric["dense"] = dense_metric
+    torch.manual_seed(cfg.seed)
     if wd is not None:
         wd.mkdir(parents=True, exist_ok=True)
     _train_prune_stage(model, cfg, train_loader, loss_fn, progress, wd)
@@ -271,8 +544,6 @@ def deep_compress(
 
         pq_info = save(model, Path(tmp) / "pq.cpz", coder="none", index_bits="paper", order="C")
         pqh_info = save(model, Path(tmp) / "pqh.cpz", coder="huffman", index_bits="paper", order="C")
-        # only rank 0 of a distributed run writes the user's file
-        final_path = Path(out_path) if out_path is not None and is_main() else Path(tmp) / "final.cpz"
         meta = dict(metadata or {})
         meta.setdefault(metric_name, round(report.metric["final"], 4))
         final_info = save(model, final_path, coder=cfg.coder, index_bits=cfg.index_bits, metadata=meta, arch=arch, overwrite=True)
@@ -281,7 +552,6 @@ def deep_compress(
         report.bit_exact = loaded.keys() == expected.keys() and all(_bitwise_equal(loaded[k], expected[k]) for k in expected)
         reloaded = _evaluate_state(model, loaded, evaluate)
         report.metric["loaded"] = reloaded
-        report.path = str(out_path) if out_path is not None else None
 
     report.dense_bytes = final_info.dense_bytes
     report.totals = {
@@ -332,8 +602,6 @@ def _bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 def _evaluate_state(model: nn.Module, state: dict[str, torch.Tensor], evaluate: Callable[[nn.Module], float]) -> float:
     """Evaluate a fresh dense copy of ``model`` holding ``state`` (what a user gets from the file)."""
-    import copy
-
     fresh = strip_(copy.deepcopy(model))
     fresh.load_state_dict(state)
     return evaluate(fresh)

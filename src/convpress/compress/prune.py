@@ -7,6 +7,7 @@ what iterative and gradual schedules need (see :mod:`convpress.compress.schedule
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Literal
 
@@ -15,9 +16,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from convpress.compress.state import Pruned, Shared, WeightLayer, compression_of, parametrization_list, weight_layers
-from convpress.core.errors import ConfigError
+from convpress.core.errors import ConfigError, ConvpressWarning
 
-__all__ = ["prune_", "sparsity", "resolve_layers", "check_fraction"]
+__all__ = ["prune_", "sparsity", "resolve_layers", "check_fraction", "outputs_of", "MIN_WEIGHTS_PER_OUTPUT"]
+
+#: fewer kept weights per output unit than this cripples a layer (a 100 -> 10 output layer pruned
+#: to 92% keeps 8 per output); ``prune_`` warns when one amount for all layers goes below it
+MIN_WEIGHTS_PER_OUTPUT = 10
 
 FilterFn = Callable[[str, nn.Module], bool]
 
@@ -48,6 +53,12 @@ def resolve_layers(
         known = ", ".join(layers) or "none"
         raise ConfigError(f"{what}: unknown or non-compressible layer(s) {', '.join(map(repr, unknown))} (compressible layers: {known})")
     return {n: layers[n] for n in names}
+
+
+def outputs_of(module: WeightLayer) -> int:
+    """Output units of a Linear or convolution layer (out_features / out_channels)."""
+    shape = module.weight.shape  # (out, in, ...) or, transposed, (in, out / groups, ...)
+    return int(shape[1] * module.groups if isinstance(module, nn.modules.conv._ConvTransposeNd) else shape[0])
 
 
 def sparsity(model: nn.Module) -> dict[str, float]:
@@ -98,6 +109,11 @@ def prune_(
     Returns:
         Achieved sparsity per pruned layer. Masks only grow: a smaller amount than a layer
         already has leaves it as it is.
+
+    Warns:
+        ConvpressWarning: naming a layer that one amount for all layers (a float, per-layer or
+            global scope) leaves with fewer than :data:`MIN_WEIGHTS_PER_OUTPUT` weights per
+            output unit on average (e.g. a 100 -> 10 output layer at 92%).
 
     Raises:
         ConfigError: for amounts outside [0, 1), unknown layer names, an unknown scope, or
@@ -157,4 +173,13 @@ def prune_(
             mask = mask & old
         _apply_mask(m, mask)
         achieved[n] = 1.0 - float(mask.sum()) / mask.numel()
+        per_output = float(mask.sum()) / outputs_of(m)
+        if not isinstance(amount, Mapping) and per_output < MIN_WEIGHTS_PER_OUTPUT:
+            warnings.warn(
+                f"prune_: one amount for all layers leaves layer {n!r} with {per_output:.1f} weights per output "
+                f"(fewer than {MIN_WEIGHTS_PER_OUTPUT}), which usually cripples it; give per-layer amounts "
+                "({layer: fraction}) or let deep_compress(target_ratio=...) choose them",
+                ConvpressWarning,
+                stacklevel=2,
+            )
     return achieved

@@ -6,7 +6,7 @@ as one line and exits non-zero instead of showing a traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConvpressError", "ConfigError", "FileFormatError", "InputError"]
+__all__ = ["ConvpressError", "ConfigError", "FileFormatError", "InputError", "ConvpressWarning"]
 
 
 class ConvpressError(Exception):
@@ -23,3 +23,7 @@ class FileFormatError(ConvpressError, ValueError):
 
 class InputError(ConvpressError, ValueError):
     """Input data that cannot be used as given (wrong image format, wrong shape, NaNs, ...)."""
+
+
+class ConvpressWarning(UserWarning):
+    """A setting that works but probably hurts (e.g. pruning a small layer to a few weights per output)."""
