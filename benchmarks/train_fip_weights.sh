@@ -65,3 +65,4 @@ python benchmarks/train_fip_weights.py --operators detail --work "$W" --wallpape
 python benchmarks/train_fip_weights.py --operators detail --model gf-can24-res --eps 1e-6 --work "$W" --wallpapers --epochs 16 --suffix=-res
 # pencil: gf-can24 + full-resolution residual head (the strokes are full-resolution structure)
 python benchmarks/train_fip_weights.py --operators pencil --model gf-can24-res --work "$W" --wallpapers --epochs 16 --crops 320 448 512 --batch 2
+python benchmarks/train_fip_weights.py --operators pencil --model gf-can24-res --work "$W" --wallpapers --epochs 24 --init --lr 3e-4 --crops 320 448 512 --batch 2
