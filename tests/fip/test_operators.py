@@ -106,6 +106,26 @@ def test_detail_is_as_strong_as_its_paper(photo: np.ndarray, outputs: dict[str, 
     assert hp(outputs["detail"]) > 2.0 * hp(photo)
 
 
+def test_wls_exaggerates_fine_detail_as_its_paper(photo: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+    # Farbman et al.'s "fine detail exaggeration" (sigmoid slopes 25, 1, 1): fine detail grows
+    # more than 2.5x (3.5x measured here); the old gentle default (boosts 2, 1.6, 1.2) gave 1.8x
+    import cv2
+
+    def hp(a: np.ndarray) -> float:
+        lum = luminance(a)
+        return float(np.abs(lum - cv2.blur(lum, (3, 3))).mean())
+
+    assert hp(outputs["wls"]) > 2.5 * hp(photo)
+
+
+def test_wls_parameters_are_checked(photo: np.ndarray) -> None:
+    op = get_operator("wls")
+    with pytest.raises(ConfigError, match="same length"):
+        op(photo, slopes=(25.0, 1.0))
+    with pytest.raises(ConfigError, match="slopes must be positive"):
+        op(photo, slopes=(25.0, 0.0, 1.0))
+
+
 def test_style_raises_contrast_and_lowers_saturation(photo: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
     out = outputs["style"]
     assert _contrast(out) > 1.3 * _contrast(photo)
