@@ -30,7 +30,8 @@ for epochs in 12 12 12 20 20; do
   python benchmarks/train_fip_weights.py --operators l0 --work "$W" --init --lr 2e-4 --epochs $epochs --batch 2 --sizes 1024 --upscale 700 --crops 640 768 1024 --wallpapers
 done
 # C: wls with a smaller guided-filter eps (keeps fine texture; eps 1e-4 gave a network close to the identity)
-python benchmarks/train_fip_weights.py --operators wls --work "$W" --epochs 10 --eps 1e-6
+# wls as Farbman et al.'s fine-detail exaggeration (slopes 25, 1, 1): full-resolution detail, so the residual head
+python benchmarks/train_fip_weights.py --operators wls --model gf-can24-res --work "$W" --wallpapers --epochs 16 --crops 320 448 512 --batch 2
 # D (2026-12-03, issue 17): networks for operators that had none, all on the 74 training photos
 # (bundled TRAIN photos, opencv-doc, and with --wallpapers the photographs among Debian's KDE and MATE
 # wallpapers). dehaze-dc and style depend on whole-image statistics (the atmospheric light of the
