@@ -198,6 +198,19 @@ def _loaded_accuracy(model: nn.Module, state: dict[str, torch.Tensor], evaluate:
     return float(evaluate(fresh))
 
 
+def run_cells(run: dict[str, Any]) -> tuple[str, str, str]:
+    """Markdown cells of one planned run: accuracy dense -> file, drop, file bytes ("not written"/"—" without a file)."""
+    acc = "not written" if run["loaded_accuracy"] is None else f"{run['dense_accuracy']:.2f}% → {run['loaded_accuracy']:.2f}%"
+    drop = "—" if run["drop"] is None else f"{run['drop']:.2f}"
+    size = "—" if run["file_bytes"] is None else f"{run['file_bytes']:,}"
+    return acc, drop, size
+
+
+def plan_text(layers: dict[str, dict[str, Any]]) -> str:
+    """A plan's layers as "name: sparsity / bits, ..."."""
+    return ", ".join(f"{n}: {v['sparsity']:.1%} / {v['bits']}" for n, v in layers.items())
+
+
 def one_call_markdown(r: dict[str, Any]) -> list[str]:
     """The one-call section's Markdown lines."""
     widths = "-".join(map(str, r["widths"]))
@@ -216,9 +229,7 @@ def one_call_markdown(r: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for run in r["runs"]:
-        acc = "not written" if run["loaded_accuracy"] is None else f"{run['dense_accuracy']:.2f}% → {run['loaded_accuracy']:.2f}%"
-        drop = "—" if run["drop"] is None else f"{run['drop']:.2f}"
-        size = "—" if run["file_bytes"] is None else f"{run['file_bytes']:,}"
+        acc, drop, size = run_cells(run)
         lines.append(
             f"| {run['seed']} | {acc} | {drop} | {size} | {run['ratio']:.1f}× | {len(run['attempts'])} | "
             f"{run['seconds']:.0f} ({run['train_seconds']:.0f}) |"
@@ -227,7 +238,7 @@ def one_call_markdown(r: dict[str, Any]) -> list[str]:
     lines += ["| seed | attempt | plan | ratio | drop |", "|---|---|---|---|---|"]
     for run in r["runs"]:
         for i, a in enumerate(run["attempts"], 1):
-            plan = ", ".join(f"{n}: {v['sparsity']:.1%} / {v['bits']}" for n, v in a["plan"]["layers"].items())
+            plan = plan_text(a["plan"]["layers"])
             lines.append(f"| {run['seed']} | {i} | {plan} | {a['ratio']:.1f}× | {a['drop']:.2f} |")
     first = r["runs"][0]
     lines += [

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from convpress.bench._common import environment
-from convpress.bench._one_call import planned_run
+from convpress.bench._one_call import plan_text, planned_run, run_cells
 from convpress.compress.finetune import finetune
 from convpress.compress.pipeline import PLANNED_TRAINING
 from convpress.compress.recipes import get_recipe
@@ -112,11 +112,8 @@ def records_markdown(r: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in r["runs"]:
-        acc = "not written" if run["loaded_accuracy"] is None else f"{run['dense_accuracy']:.2f}% → {run['loaded_accuracy']:.2f}%"
-        drop = "—" if run["drop"] is None else f"{run['drop']:.2f}"
-        size = "—" if run["file_bytes"] is None else f"{run['file_bytes']:,}"
-        layers = (run["plan"] or {}).get("layers", {})
-        plan = ", ".join(f"{n}: {v['sparsity']:.1%} / {v['bits']}" for n, v in layers.items())
+        acc, drop, size = run_cells(run)
+        plan = plan_text((run["plan"] or {}).get("layers", {}))
         lines.append(
             f"| {run['arch']} | {run['seed']} | {acc} | {drop} | {size} | {run['ratio']:.1f}× | {len(run['attempts'])} | {plan} | "
             f"{run['seconds']:.0f} |"
