@@ -15,6 +15,9 @@ def tiny(name: str, seed: int = 0) -> tuple[CodecModel, str]:
     # spread the random latents a little so that the streams carry real information
     with torch.no_grad():
         m.g_a[-1].weight.mul_(4.0)
+        if name == "meanscale":  # its mean head starts at zero (= the scale hyperprior): give it means
+            torch.nn.init.normal_(m.h_m.weight, std=0.5)
+            torch.nn.init.normal_(m.h_m.bias, std=0.5)
     m.eval()
     m.update()
     return m, weights_id(m.state_dict())
@@ -23,6 +26,11 @@ def tiny(name: str, seed: int = 0) -> tuple[CodecModel, str]:
 @pytest.fixture(scope="session")
 def tiny_hyperprior() -> tuple[CodecModel, str]:
     return tiny("hyperprior")
+
+
+@pytest.fixture(scope="session")
+def tiny_meanscale() -> tuple[CodecModel, str]:
+    return tiny("meanscale")
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def test_mixed_quantization_decodes_rounded_latents_with_a_straight_through_grad
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.g_a.parameters())
 
 
-@pytest.mark.parametrize("fixture", ["tiny_hyperprior", "tiny_factorized"])
+@pytest.mark.parametrize("fixture", ["tiny_hyperprior", "tiny_meanscale", "tiny_factorized"])
 def test_compress_decompress_is_exact_and_matches_the_rate_estimate(fixture: str, request, photo_crop) -> None:  # type: ignore[no-untyped-def]
     model, _ = request.getfixturevalue(fixture)
     x = torch.nn.functional.pad(photo_crop[None], (0, 192 - 130, 0, 128 - 90), mode="replicate")
@@ -83,12 +83,12 @@ def _table_bits(model, x) -> float:  # type: ignore[no-untyped-def]
             q = eb.symbols(y)
             ch = torch.arange(q.shape[1]).reshape(1, -1, 1, 1).expand_as(q)
             return _bits(eb, ch, q - eb._offsets.long()[ch])
-        z = model.h_a(torch.abs(y))
+        z = model.hyper_analysis(y)
         zq = eb.symbols(z)
         ch = torch.arange(zq.shape[1]).reshape(1, -1, 1, 1).expand_as(zq)
         levels = model.scale_levels(zq)
         gc = model.gaussian_conditional
-        yq = gc.symbols(y, levels)
+        yq = gc.symbols(y - model.y_means(eb.dequantize(zq)), levels)  # residuals around the means
         return _bits(eb, ch, zq - eb._offsets.long()[ch]) + _bits(gc, levels, yq - gc._offsets.long()[levels])
 
 
@@ -110,3 +110,29 @@ def test_state_dict_round_trip_keeps_tables(tiny_hyperprior) -> None:  # type: i
     fresh.eval()
     x = torch.rand(1, 3, 64, 64)
     assert model.compress(x)["strings"] == fresh.compress(x)["strings"]
+
+
+def test_a_mean_scale_model_starts_as_the_scale_hyperprior_it_is_initialised_from(tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
+    hyper, _ = tiny_hyperprior
+    ms = build_model("meanscale", {"N": 8, "M": 12})
+    missing = ms.load_state_dict(hyper.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["h_m.bias", "h_m.weight"]  # only the mean head is new, and it starts at zero
+    ms.eval()
+    x = torch.nn.functional.pad(photo_crop[None], (0, 192 - 130, 0, 128 - 90), mode="replicate")
+    assert ms.compress(x)["strings"] == hyper.compress(x)["strings"]
+
+
+def test_mean_scale_codes_residuals_around_its_means(tiny_meanscale, photo_crop) -> None:  # type: ignore[no-untyped-def]
+    model, _ = tiny_meanscale
+    x = torch.nn.functional.pad(photo_crop[None], (0, 192 - 130, 0, 128 - 90), mode="replicate")
+    c = model.compress(x)
+    d = model.decompress(c["strings"], c["shape"])
+    with torch.no_grad():
+        y = model.g_a(x)
+        z_q = model.entropy_bottleneck.symbols(model.hyper_analysis(y))
+        mu = model.y_means(model.entropy_bottleneck.dequantize(z_q))
+    assert float(mu.abs().mean()) > 0.1  # the means are not zero here
+    # the decoded symbols are round(y - mu) (inside the tables' range), not round(y)
+    inside = d["symbols"].abs() < 4
+    assert torch.equal(d["symbols"][inside], torch.round(y - mu).long()[inside])
+    assert not torch.equal(d["symbols"], torch.round(y).long())

@@ -41,7 +41,13 @@ def test_every_registered_model_declares_what_the_file_format_needs(name: str) -
 
 def test_model_codes_are_part_of_the_format() -> None:
     codes = model_codes()  # written into every version-3 file: these never change
-    assert codes[0] == "factorized" and codes[1] == "hyperprior" and codes[2] == "overfit" and len(codes) == len(CODEC_MODELS)
+    assert (
+        codes[0] == "factorized"
+        and codes[1] == "hyperprior"
+        and codes[2] == "overfit"
+        and codes[3] == "meanscale"
+        and len(codes) == len(CODEC_MODELS)
+    )
     with pytest.raises(ConfigError, match="unknown codec model 'hyperprio'.*hyperprior"):
         build_model("hyperprio")
 

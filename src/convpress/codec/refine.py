@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -117,17 +118,20 @@ def _rounded_loss(model: ScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda
     with torch.no_grad():
         med = model.entropy_bottleneck.medians().detach().reshape(1, -1, 1, 1)
         z_hat = torch.round(z - med) + med
-        y_hat = torch.round(y)
-        return float(_loss(model, x, y_hat, z_hat, lmbda))
+        return float(_loss(model, x, y, z_hat, lmbda, torch.round))
 
 
-def _loss(model: ScaleHyperprior, x: Tensor, y_hat: Tensor, z_hat: Tensor, lmbda: float) -> Tensor:
-    """``lambda * 255^2 * MSE + bpp`` of quantised (or relaxed) latents of one image x (1, 3, H, W)."""
+def _loss(model: ScaleHyperprior, x: Tensor, y: Tensor, z_hat: Tensor, lmbda: float, rounding: Callable[[Tensor], Tensor]) -> Tensor:
+    """``lambda * 255^2 * MSE + bpp`` of one image x (1, 3, H, W) coded with latents y and
+    quantised (or relaxed) hyper-latents z_hat; y is coded as ``rounding(y - mu) + mu`` around
+    the means mu the model predicts from z_hat (zero for the scale hyperprior)."""
     pixels = x.shape[-1] * x.shape[-2]
     bits_z = -torch.log2(model.entropy_bottleneck.likelihood(z_hat)).sum()
     scales = model.h_s(z_hat)
-    bits_y = -torch.log2(model.gaussian_conditional.likelihood(y_hat, scales)).sum()
-    x_hat = model.g_s(y_hat)
+    mu = model.y_means(z_hat)
+    r_hat = rounding(y - mu)
+    bits_y = -torch.log2(model.gaussian_conditional.likelihood(r_hat, scales)).sum()
+    x_hat = model.g_s(r_hat + mu)
     return lmbda * 255.0**2 * F.mse_loss(x_hat, x) + (bits_y + bits_z) / pixels
 
 
@@ -137,7 +141,8 @@ def refine_latents(
     """Optimise the latents of one image for the rate-distortion loss (SGA, see the module docstring).
 
     Args:
-        model: a scale hyperprior (``g_s``, ``h_s``, ``entropy_bottleneck``, ``gaussian_conditional``).
+        model: a scale or mean-scale hyperprior (``g_s``, ``h_s``, ``y_means``, ``entropy_bottleneck``,
+            ``gaussian_conditional``).
         x: the padded image (1, 3, H, W) in [0, 1].
         y: its analysis latents (1, M, H/16, W/16).
         z: its hyper-latents (1, N, H/64, W/64).
@@ -169,7 +174,8 @@ def refine_latents(
     try:
         for step in range(iterations):
             tau = temperature(step, iterations)
-            loss = _loss(model, x, sga_round(y_var, tau, gen), sga_round(z_var, tau, gen) + med, lmbda)
+            z_hat = sga_round(z_var, tau, gen) + med
+            loss = _loss(model, x, y_var, z_hat, lmbda, partial(sga_round, tau=tau, generator=gen))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

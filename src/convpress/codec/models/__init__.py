@@ -7,6 +7,7 @@ factorized   0     16      y        factorized prior, Ballé et al. 2017 (:mod:`
 hyperprior   1     64      z, y     scale hyperprior, Ballé et al. 2018 (:mod:`.hyperprior`)
 overfit      2     64      net,     a decoder fitted to each image and carried in its file,
                            latents  Cool-chic / C3 line (:mod:`.overfit`, :mod:`..overfit`)
+meanscale    3     64      z, y     mean-scale hyperprior, Minnen et al. 2018 (:mod:`.meanscale`)
 ===========  ====  ======  =======  ==========================================================
 
 A model is a :class:`~.base.CodecModel` subclass that declares what the ``.cpi`` file needs
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.codec.models.base import CodecModel, TransformCodec
     from convpress.codec.models.factorized import FactorizedPrior
     from convpress.codec.models.hyperprior import ScaleHyperprior
+    from convpress.codec.models.meanscale import MeanScaleHyperprior
     from convpress.codec.models.overfit import OverfittedCodec
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "TransformCodec",
     "FactorizedPrior",
     "ScaleHyperprior",
+    "MeanScaleHyperprior",
     "OverfittedCodec",
 ]
 
@@ -59,6 +62,7 @@ _EXPORTS = {
     "TransformCodec": "convpress.codec.models.base",
     "FactorizedPrior": "convpress.codec.models.factorized",
     "ScaleHyperprior": "convpress.codec.models.hyperprior",
+    "MeanScaleHyperprior": "convpress.codec.models.meanscale",
     "OverfittedCodec": "convpress.codec.models.overfit",
 }
 

@@ -56,7 +56,7 @@ class ScaleHyperprior(TransformCodec):
 
     def forward(self, x: Tensor) -> dict[str, Any]:
         y = self.g_a(x)  # (B, M, H/16, W/16)
-        z = self.h_a(torch.abs(y))  # (B, N, H/64, W/64)
+        z = self.hyper_analysis(y)  # (B, N, H/64, W/64)
         z_hat, z_lik = self.entropy_bottleneck(z)
         scales = self.h_s(z_hat)  # (B, M, H/16, W/16)
         y_hat, y_lik = self.gaussian_conditional(y, scales)
@@ -95,6 +95,14 @@ class ScaleHyperprior(TransformCodec):
                 raise FileFormatError(f"fixed-point layer {k} of the weights does not match their float16 weights")
             setattr(hs, f"w{k}", w)
 
+    def hyper_analysis(self, y: Tensor) -> Tensor:
+        """Latents y (B, M, h, w) -> hyper-latents z (B, N, h/4, w/4), from |y| (scales need no signs)."""
+        return self.h_a(torch.abs(y))
+
+    def y_means(self, z_hat: Tensor) -> Tensor | float:
+        """The means of y's Gaussians given z_hat (B, N, h, w): zero here (the mean-scale model predicts them)."""
+        return 0.0
+
     def scale_levels(self, z_q: Tensor) -> Tensor:
         """Integer z offsets (B, N, h, w) -> scale-table levels of y (B, M, 4h, 4w), integer-exact."""
         return self.h_s_int.levels(self.h_s_int.to_fixed(z_q, self._z_medians_fixed))
@@ -107,7 +115,7 @@ class ScaleHyperprior(TransformCodec):
         with torch.no_grad():
             # channels-last convolutions are markedly faster on CPU
             y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()  # (B, M, H/16, W/16)
-            z = self.h_a(torch.abs(y))  # (B, N, H/64, W/64)
+            z = self.hyper_analysis(y)  # (B, N, H/64, W/64)
         if effort:
             if self.lmbda is None:
                 raise ConfigError(f"refining the latents needs the {self.name} model's lambda (set by its weights file)")
@@ -122,8 +130,9 @@ class ScaleHyperprior(TransformCodec):
     def _code(self, y: Tensor, z: Tensor, shape: tuple[int, ...]) -> dict[str, Any]:
         """The streams of latents y (B, M, h, w) and z (B, N, h/4, w/4) of images of padded size ``shape``."""
         z_strings, z_q = self.entropy_bottleneck.compress(z)
-        levels = self.scale_levels(z_q)  # (B, M, H/16, W/16)
-        y_strings, _ = self.gaussian_conditional.compress(y, levels)
+        levels = self.scale_levels(z_q)  # (B, M, H/16, W/16), integer-exact
+        mu = self.y_means(self.entropy_bottleneck.dequantize(z_q))  # 0 here; the mean-scale model's means
+        y_strings, _ = self.gaussian_conditional.compress(y - mu, levels)
         return {"strings": [z_strings, y_strings], "shape": shape}
 
     @torch.no_grad()
@@ -134,6 +143,6 @@ class ScaleHyperprior(TransformCodec):
         z_strings, y_strings = strings
         z_q = self.entropy_bottleneck.decompress(z_strings, (shape[0] // 64, shape[1] // 64))  # (B, N, H/64, W/64)
         levels = self.scale_levels(z_q)  # (B, M, H/16, W/16)
-        y_q = self.gaussian_conditional.decompress(y_strings, levels)
-        y_hat = y_q.float().contiguous(memory_format=torch.channels_last)
+        y_q = self.gaussian_conditional.decompress(y_strings, levels)  # round(y - mu)
+        y_hat = (y_q.float() + self.y_means(self.entropy_bottleneck.dequantize(z_q))).contiguous(memory_format=torch.channels_last)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1).contiguous(), "symbols": y_q}

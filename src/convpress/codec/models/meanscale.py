@@ -1,0 +1,96 @@
+"""Minnen, Ballé and Toderici 2018 (without the autoregressive context): the mean-scale hyperprior.
+
+The scale hyperprior (:mod:`.hyperprior`) codes each latent with a *zero-mean* Gaussian. Here the
+hyper-synthesis also predicts each latent's mean, and the coder sends the rounded *residual*
+``q = round(y - mu)`` under N(0, scale^2); the decoder rebuilds ``y_hat = q + mu``. Latents that
+the hyperprior can predict then cost fewer bits, and rounding happens around the prediction.
+
+Design, so that files stay exactly decodable on any machine:
+
+* the scales (and so the entropy tables) come from the same integer-exact hyper-synthesis as
+  the scale hyperprior's (:mod:`convpress.codec.fixedpoint`); the means never select a table;
+* predicting means needs the signs of y in z: the hyper-analysis sees ``(|y|, y)`` (the scale
+  hyperprior's sees ``|y|`` only), 2M input channels;
+* the means are an extra 3x3 convolution (``h_m``) on the hyper-synthesis' last hidden
+  features, computed in float32 from the decoded z. Encoder and decoder compute them from the
+  same integers, so a different CPU or thread count can move ``y_hat`` by an ulp — the same
+  order as the float synthesis already does — but can never desynchronise the stream.
+
+``h_m`` starts at zero, and so do the weights of the hyper-analysis on the signed y when a
+mean-scale model is loaded from scale-hyperprior weights (:meth:`MeanScaleHyperprior.load_state_dict`
+widens them): it then starts as exactly that model, and fine-tuning only adds what the means
+are worth
+(``benchmarks/train_codec_weights.py --model meanscale --init hyperprior-qN.safetensors``).
+Model code 3 in ``.cpi`` files; streams ``"z"`` then ``"y"``, as the scale hyperprior's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from convpress.codec.models import register_codec_model
+from convpress.codec.models.base import conv
+from convpress.codec.models.hyperprior import ScaleHyperprior
+
+__all__ = ["MeanScaleHyperprior"]
+
+
+@register_codec_model
+class MeanScaleHyperprior(ScaleHyperprior):
+    """Minnen et al. 2018's mean-scale hyperprior: y coded as ``round(y - mu)`` under N(0, scale^2),
+    with the means mu and scales both predicted from the hyper-latent z.
+
+    Args:
+        n: channels of the hidden layers and of z (N).
+        m: channels of the latent y (M).
+    """
+
+    name = "meanscale"
+    code = 3
+
+    def __init__(self, n: int = 96, m: int = 128) -> None:
+        super().__init__(n, m)
+        self.h_a[0] = conv(2 * m, n, 3, 1)  # sees (|y|, y)
+        self.h_m = conv(n, m, 3, 1)
+        nn.init.zeros_(self.h_m.weight)
+        assert self.h_m.bias is not None
+        nn.init.zeros_(self.h_m.bias)
+
+    def hyper_analysis(self, y: Tensor) -> Tensor:
+        """Latents y (B, M, h, w) -> hyper-latents z (B, N, h/4, w/4), from (|y|, y): means need the signs."""
+        return self.h_a(torch.cat([torch.abs(y), y], dim=1))
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Like :meth:`CodecModel.load_state_dict`; a scale hyperprior's state (its hyper-analysis
+        sees M channels, |y|) is widened with zero weights on the signed y, so that this model
+        starts as that hyperprior (load it with ``strict=False``: the mean head stays at zero)."""
+        state = dict(state_dict)
+        w = state.get("h_a.0.weight")
+        m = self.config["M"]
+        if w is not None and w.ndim == 4 and w.shape[1] == m:
+            state["h_a.0.weight"] = torch.cat([w, torch.zeros_like(w)], dim=1)
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    def _hyper(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """z_hat (B, N, h, w) -> (scales, means), each (B, M, 4h, 4w), sharing the hidden layers."""
+        feats = self.h_s[:4](z_hat)  # (B, N, 4h, 4w): the two transposed convolutions and their ReLUs
+        return self.h_s[4:](feats), self.h_m(feats)
+
+    def y_means(self, z_hat: Tensor) -> Tensor:
+        """The predicted means (B, M, 4h, 4w) of y from (quantised or relaxed) z_hat (B, N, h, w)."""
+        return self._hyper(z_hat)[1]
+
+    def forward(self, x: Tensor) -> dict[str, Any]:
+        y = self.g_a(x)  # (B, M, H/16, W/16)
+        z = self.hyper_analysis(y)  # (B, N, H/64, W/64)
+        z_hat, z_lik = self.entropy_bottleneck(z)
+        scales, mu = self._hyper(z_hat)  # (B, M, H/16, W/16) each
+        r_hat, y_lik = self.gaussian_conditional(y - mu, scales)
+        if self.training and self.mixed_quantization:  # the synthesis sees round(y - mu) + mu, straight-through
+            x_in = y + (torch.round(y - mu) + mu - y).detach()
+        else:
+            x_in = r_hat + mu
+        return {"x_hat": self.g_s(x_in), "likelihoods": {"y": y_lik, "z": z_lik}}
