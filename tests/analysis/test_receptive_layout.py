@@ -124,3 +124,73 @@ def test_analyze_reports_the_field_of_the_last_shufflenet_unit(tmp_path: Path, c
     data = json.loads(js.read_text())
     assert data["rf_layer"] == "stages.15.expand.1" and data["receptive_fields"]["stages.15.expand.1"]["size"] == [527, 527]
     assert data["receptive_fields"]["fc"]["size"] is None
+
+
+def _c(cin: int, cout: int, k: int, **kw: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, **kw)
+
+
+class UpsampledPlusDense(nn.Module):
+    """An upsampled branch (4 x 4 cells, x4 nearest) added to a 5 x 5 conv of the input, then a 3 x 3 conv."""
+
+    sizes = range(48, 64, 4)  # the branches agree on multiples of 4; the centre output then starts a cell or halves one
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down, self.up, self.dense = _c(1, 2, 4, stride=4), nn.Upsample(scale_factor=4), _c(1, 2, 5, padding=2)
+        self.out = _c(2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.up(self.down(x)) + self.dense(x))
+
+
+# after an upsampling by f, adjacent outputs' fields move in steps of f outputs, not evenly: a 3 x 3
+# window then reaches two input cells for f = 4 as for f = 2 (the evenly spaced model said 6, not 8)
+UPSAMPLED = {
+    "nearest x4, 3x3": (nn.Sequential(_c(1, 2, 4, stride=4), nn.Upsample(scale_factor=4), _c(2, 2, 3, padding=1)), 8, True),
+    "pixel shuffle x4, 3x3": (nn.Sequential(_c(1, 16, 4, stride=4), nn.PixelShuffle(4), _c(1, 1, 3, padding=1)), 8, True),
+    "two pixel shuffles x2, 3x3": (
+        nn.Sequential(_c(1, 16, 4, stride=4), nn.PixelShuffle(2), nn.PixelShuffle(2), _c(1, 1, 3, padding=1)),
+        8,
+        True,
+    ),
+    "bilinear x4, 3x3": (
+        nn.Sequential(_c(1, 2, 4, stride=4), nn.Upsample(scale_factor=4, mode="bilinear"), _c(2, 2, 3, padding=1)),
+        12,
+        True,
+    ),
+    "transposed 4/4, 3x3": (nn.Sequential(_c(1, 2, 4, stride=4), nn.ConvTranspose2d(2, 2, 4, stride=4), _c(2, 2, 3, padding=1)), 8, True),
+    "nearest x4, 3x3/2, 3x3": (
+        nn.Sequential(_c(1, 2, 4, stride=4), nn.Upsample(scale_factor=4), _c(2, 2, 3, padding=1, stride=2), _c(2, 2, 3, padding=1)),
+        12,
+        True,
+    ),
+    "pixel shuffle x4, 3x3, 3x3": (
+        nn.Sequential(_c(1, 16, 4, stride=4), nn.PixelShuffle(4), _c(1, 1, 3, padding=1), _c(1, 1, 3, padding=1)),
+        12,
+        False,  # each window is bounded alone: 8 is the truth, 12 never understates it
+    ),
+    "a sum with an upsampled branch, 3x3": (UpsampledPlusDense(), 9, False),  # the 5x5 branch is wider, the other steps by 4: 8
+    "nearest x2, 3x3 (evenly spaced enough)": (
+        nn.Sequential(_c(1, 2, 3, stride=2, padding=1), nn.Upsample(scale_factor=2), _c(2, 2, 3, padding=1)),
+        5,
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UPSAMPLED)
+def test_fields_after_upsampling_are_never_understated(case: str) -> None:
+    model, computed, tight = UPSAMPLED[case]
+    last = "out" if isinstance(model, UpsampledPlusDense) else str(len(model) - 1)
+    assert _field(model, last, None) == (computed, computed)
+    # the centre output's field depends on its phase within the upsampling: measure all phases
+    measured = [measured_receptive_field(model, size, channels=1)[0] for size in getattr(model, "sizes", range(48, 64))]
+    assert max(measured) <= computed
+    assert (max(measured) == computed) is tight
+
+
+def test_shuffleseg_logits_field_covers_what_the_final_x8_upsampling_reads() -> None:
+    """The logits (after the x8 bilinear upsampling of the classifier's scores) read 559 pixels, not 527 + 8."""
+    model = nn.Sequential(cp.create_model("shuffleseg", num_classes=3), nn.Identity()).eval()  # the Identity reports the logits
+    assert _field(model, "1", torch.zeros(1, 3, 64, 64)) == (559, 559) == measured_receptive_field(model, 640)

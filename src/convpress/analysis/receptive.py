@@ -7,6 +7,14 @@ field; convolutions and pools grow it (dilation, k x 1 / 1 x k, transposed convs
 included), element-wise ops and concatenations take the largest field among their inputs, and
 anything that mixes all positions (global pooling, linear layers) makes it global.
 
+After an upsampling by f (nearest, bilinear, pixel shuffle, transposed conv) the fields of adjacent
+outputs are no longer evenly spaced: they stay put for f outputs and then jump by f output strides.
+A window over k outputs then reaches ceil((k - 1) / f) such jumps, not (k - 1) / f of them, so a
+3 x 3 conv after a x4 upsampling of 4 x 4 cells sees 8 pixels, not 6. Each axis carries that step
+length, and a size is the largest over the outputs (some see less, depending on their phase); a
+chain of windows after one upsampling is bounded window by window, which may overstate, never
+understate.
+
 Reshapes, transposes and reductions move no value across positions; what they can do is give up
 the spatial layout. The field is carried as that of the two trailing dims, so such an op keeps it
 when the trailing dims come through untouched (a channel shuffle's ``unflatten(1, (g, -1))
@@ -28,7 +36,7 @@ import copy
 import math
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,9 +51,17 @@ __all__ = ["ReceptiveField", "receptive_fields", "measured_receptive_field", "ef
 
 @dataclass(frozen=True)
 class _Axis:
-    r: float  # receptive field size
-    j: float  # effective stride (distance in input pixels between adjacent outputs)
+    r: float  # receptive field size (the largest over the outputs)
+    j: float  # effective stride (mean distance in input pixels between adjacent outputs)
     start: float  # input coordinate of the centre of output 0's field
+    # after an upsampling by f the fields no longer move by j per output but by b·j every b
+    # outputs (b = f: nearest, pixel shuffle, transposed conv); a window over k outputs then spans
+    # ceil((k - 1) / b) such steps. b = 1: evenly spaced (Araujo et al.); b < 1 after a stride.
+    b: float = 1.0
+
+    def span(self, k: int) -> float:
+        """Largest distance, in input pixels, between the fields' edges of ``k`` adjacent outputs."""
+        return math.ceil((k - 1) / self.b - 1e-9) * self.b * self.j
 
 
 @dataclass(frozen=True)
@@ -76,17 +92,44 @@ def _pair(v: Any) -> tuple[int, int]:
 
 def _window(a: _Axis, k: int, s: int, p: float, d: int = 1) -> _Axis:
     keff = d * (k - 1) + 1
-    return _Axis(a.r + (keff - 1) * a.j, a.j * s, a.start + ((keff - 1) / 2 - p) * a.j)
+    return _Axis(a.r + a.span(keff), a.j * s, a.start + ((keff - 1) / 2 - p) * a.j, _even(a.b / s))
 
 
-def _transposed(a: _Axis, k: int, s: int, p: int, d: int = 1) -> _Axis:
-    keff = d * (k - 1) + 1
-    return _Axis(a.r + (math.ceil(keff / s) - 1) * a.j, a.j / s, a.start + (p - (keff - 1) / 2) / s * a.j)
+def _even(b: float) -> float:
+    """A step length of 1 / n outputs moves the fields by the stride at every output: evenly spaced (1)."""
+    return 1.0 if b <= 1 and abs(1 / b - round(1 / b)) < 1e-9 else b
 
 
-def _both(rule: Callable[[_Axis, int], _Axis], axes: tuple[_Axis, _Axis]) -> tuple[_Axis, _Axis]:
-    """``rule(axis, i)`` applied to the height (i = 0) and width (i = 1) axes."""
-    return rule(axes[0], 0), rule(axes[1], 1)
+def _spread(a: _Axis, f: float, taps: int, start: float) -> Any:
+    """An upsampling by ``f`` whose outputs each read ``taps`` adjacent inputs (nearest 1, bilinear 2, ...)."""
+    if abs(a.b - round(a.b)) > 1e-9:  # steps of a non-integer number of outputs, upsampled again: not tracked
+        return _GLOBAL
+    return _Axis(a.r + a.span(taps), a.j / f, start, _even(a.b * f))
+
+
+def _transposed(a: _Axis, k: int, s: int, p: int, d: int = 1) -> Any:
+    keff = d * (k - 1) + 1  # every output reads at most ceil(keff / s) adjacent inputs
+    return _spread(a, s, math.ceil(keff / s), a.start + (p - (keff - 1) / 2) / s * a.j)
+
+
+#: inputs each output of an upsampling reads, per interpolation mode (others: not tracked, global)
+_TAPS = {"nearest": 1, "nearest-exact": 1, "area": 1, "linear": 2, "bilinear": 2, "bicubic": 4}
+
+
+def _upsample(axes: tuple[_Axis, _Axis], scale: Any, mode: str) -> Any:
+    if scale is None or mode not in _TAPS:
+        return _GLOBAL
+    f = tuple(float(v) for v in scale) if isinstance(scale, (tuple, list)) else (float(scale), float(scale))
+    if mode == "area" and any(fi < 1 or abs(fi - round(fi)) > 1e-9 for fi in f):
+        return _GLOBAL  # area pools bins of the actual in / out sizes, not of 1 / f: tracked at integer upscales only
+    out = tuple(_spread(a, f[i], _TAPS[mode], a.start) for i, a in enumerate(axes))
+    return _GLOBAL if _GLOBAL in out else out
+
+
+def _both(rule: Callable[[_Axis, int], Any], axes: tuple[_Axis, _Axis]) -> Any:
+    """``rule(axis, i)`` applied to the height (i = 0) and width (i = 1) axes; global if either is."""
+    out = (rule(axes[0], 0), rule(axes[1], 1))
+    return _GLOBAL if _GLOBAL in out else out
 
 
 def _module_rule(m: nn.Module, axes: tuple[_Axis, _Axis]) -> tuple[_Axis, _Axis] | None:
@@ -103,14 +146,9 @@ def _module_rule(m: nn.Module, axes: tuple[_Axis, _Axis]) -> tuple[_Axis, _Axis]
     if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear, nn.Flatten)):
         return _GLOBAL
     if isinstance(m, nn.Upsample):
-        sf = _pair(m.scale_factor) if m.scale_factor is not None else None
-        if sf is None:
-            return _GLOBAL
-        grow = 0 if m.mode == "nearest" else 1
-        return _both(lambda a, i: _Axis(a.r + grow * a.j, a.j / sf[i], a.start), axes)
+        return _upsample(axes, m.scale_factor, m.mode)
     if isinstance(m, nn.PixelShuffle):
-        b = m.upscale_factor
-        return _both(lambda a, _i: _Axis(a.r, a.j / b, a.start), axes)
+        return _upsample(axes, m.upscale_factor, "nearest")  # each output is one input's value
     if isinstance(m, nn.PixelUnshuffle):
         b = m.downscale_factor
         return _both(lambda a, _i: _window(a, b, b, 0), axes)
@@ -246,14 +284,9 @@ def _function_rule(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any], a
         return _both(lambda a, i: _window(a, k[i], s[i], p[i]), axes)
     if target is F.interpolate:
         sf = kwargs.get("scale_factor") or (args[2] if len(args) > 2 else None)
-        if sf is None:
-            return _GLOBAL
-        f = _pair(sf)
-        grow = 0 if kwargs.get("mode", "nearest") == "nearest" else 1
-        return _both(lambda a, i: _Axis(a.r + grow * a.j, a.j / f[i], a.start), axes)
+        return _upsample(axes, sf, kwargs.get("mode", args[3] if len(args) > 3 else "nearest"))
     if target in (F.pixel_shuffle, torch.pixel_shuffle):
-        b = int(args[1])
-        return _both(lambda a, _i: _Axis(a.r, a.j / b, a.start), axes)
+        return _upsample(axes, int(args[1]), "nearest")
     return axes
 
 
@@ -264,7 +297,14 @@ def _merge(values: list[Any]) -> Any:
         return None
     if any(v is _GLOBAL for v in fields):
         return _GLOBAL
-    return tuple(max((f[i] for f in fields), key=lambda a: a.r) for i in range(2))
+    out = []
+    for i in range(2):
+        widest = max((f[i] for f in fields), key=lambda a: a.r)
+        bs = {f[i].b for f in fields}
+        if len(bs) > 1 and not all(abs(b - round(b)) < 1e-9 for b in bs):
+            return _GLOBAL  # steps of different, non-integer lengths: not tracked
+        out.append(replace(widest, b=float(math.lcm(*(round(b) for b in bs)))) if len(bs) > 1 else widest)
+    return tuple(out)
 
 
 def _to_public(name: str, axes: Any) -> ReceptiveField:
