@@ -170,6 +170,16 @@ UPSAMPLED = {
         12,
         False,  # each window is bounded alone: 8 is the truth, 12 never understates it
     ),
+    "bicubic x2, 3x3": (
+        nn.Sequential(_c(1, 2, 3, stride=2, padding=1), nn.Upsample(scale_factor=2, mode="bicubic"), _c(2, 2, 3, padding=1)),
+        11,
+        True,
+    ),
+    "nearest x0.5 (a downsampling), 3x3": (
+        nn.Sequential(_c(1, 2, 3, stride=2, padding=1), nn.Upsample(scale_factor=0.5), _c(2, 2, 3, padding=1)),
+        11,
+        True,
+    ),
     "a sum with an upsampled branch, 3x3": (UpsampledPlusDense(), 9, False),  # the 5x5 branch is wider, the other steps by 4: 8
     "nearest x2, 3x3 (evenly spaced enough)": (
         nn.Sequential(_c(1, 2, 3, stride=2, padding=1), nn.Upsample(scale_factor=2), _c(2, 2, 3, padding=1)),
