@@ -66,7 +66,11 @@ class _Axis:
 
 @dataclass(frozen=True)
 class ReceptiveField:
-    """Receptive field of one layer's output, per axis (height, width); ``size`` None means global."""
+    """Receptive field of one layer's output, per axis (height, width); ``size`` None means global.
+
+    ``size`` is the largest over the layer's outputs (after an upsampling, outputs at some phases
+    see less); ``stride`` is the mean distance between adjacent outputs' fields, in input pixels.
+    """
 
     name: str
     size: tuple[int, int] | None
