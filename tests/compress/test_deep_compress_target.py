@@ -164,3 +164,21 @@ def test_a_fixed_config_beyond_max_drop_is_not_written(trained: nn.Module, digit
     rep = _compress(copy.deepcopy(trained), digits[1], cfg=cfg, train_loader=digits[0], max_drop=0.0, out_path=out)
     assert rep.drop() > 0.0 and not rep.within_drop
     assert not out.exists() and rep.path is None
+
+
+def test_retries_never_repeat_a_plan(trained: nn.Module, digits: tuple[DataLoader, DataLoader]) -> None:
+    """Issue 19: a retry whose ratio gives an earlier attempt's plan again would only repeat its (deterministic) result.
+
+    At 3000x every plan is the smallest one allowed: the retry at the same ratio with finer codebooks
+    gives a new plan, and every gentler ratio after it gives that plan again, so the third attempt
+    must be skipped rather than run twice.
+    """
+    import copy
+
+    lines: list[str] = []
+    rep = _compress(
+        copy.deepcopy(trained), digits[1], train_loader=digits[0], target_ratio=3000.0, max_drop=0.0, max_attempts=3, log=lines.append
+    )
+    plans = [a["plan"]["layers"] for a in rep.attempts]
+    assert len(plans) >= 2 and all(plan not in plans[:i] for i, plan in enumerate(plans))
+    assert len(plans) == 3 or any("no new plan" in line for line in lines)  # fewer attempts only when no new plan is left

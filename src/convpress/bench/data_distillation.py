@@ -82,7 +82,7 @@ def _split(seed: int, quick: bool) -> tuple[TensorDataset, TensorDataset, Tensor
     rest = torch.ones(len(y), dtype=torch.bool)
     rest[lab_idx] = False
     unl_idx = torch.nonzero(rest).squeeze(1)
-    if quick:  # a random 600: the bundled digits are ordered by class
+    if quick:  # a random 600 of the rest (taken in index order above)
         unl_idx = unl_idx[torch.randperm(len(unl_idx), generator=g)[:600]]
     return TensorDataset(x[lab_idx], y[lab_idx]), TensorDataset(x[unl_idx], y[unl_idx]), load_mnist("test", seed=seed)
 

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         raise ConfigError(f"{args.model} does not run on a {channels}x{size}x{size} input: {str(exc).splitlines()[0]}") from None
     try:
-        fields = receptive_fields(model)
+        fields = receptive_fields(model, x)  # shapes: a reshape that keeps (H, W), as a channel shuffle, keeps the field
     except ValueError as exc:
         fields = {}
         Console(stderr=True).print(f"[yellow]receptive fields unavailable: {exc}")

