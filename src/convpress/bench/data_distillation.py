@@ -282,22 +282,22 @@ def to_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table."""
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def _digits_markdown(result: dict[str, Any]) -> list[str]:
     s = result["summary"]
-    lines = [result["protocol"] + ".", ""]
-    lines += [
-        "| seed | labelled only | DD, multi-transform | DD, single-transform | pruned, labelled only | pruned, DD |",
-        "|---|---|---|---|---|---|",
+    rows = [
+        [str(r["seed"]), *(f"{r[k]:.1f}%" for k in ("labelled_only", "dd_multi", "dd_single", "pruned_plain", "pruned_dd"))]
+        for r in result["runs"]
     ]
-    for r in result["runs"]:
-        lines.append(
-            f"| {r['seed']} | {r['labelled_only']:.1f}% | {r['dd_multi']:.1f}% | {r['dd_single']:.1f}% | "
-            f"{r['pruned_plain']:.1f}% | {r['pruned_dd']:.1f}% |"
-        )
-    lines.append(
-        f"| **mean** | {s['labelled_only']:.2f}% | {s['data_distillation_multi']:.2f}% | {s['data_distillation_single']:.2f}% | "
-        f"{s['labelled_only'] - s['pruned_loss_plain']:.2f}% | {s['labelled_only'] - s['pruned_loss_dd']:.2f}% |"
-    )
+    base = s["labelled_only"]
+    means = [base, s["data_distillation_multi"], s["data_distillation_single"], base - s["pruned_loss_plain"], base - s["pruned_loss_dd"]]
+    rows.append(["**mean**", *(f"{v:.2f}%" for v in means)])
+    head = ["seed", "labelled only", "DD, multi-transform", "DD, single-transform", "pruned, labelled only", "pruned, DD"]
+    lines = [result["protocol"] + ".", "", *_table(head, rows)]
     lines += ["", "Pseudo-labels of the unlabelled digits (mean over seeds): accuracy of all hard predictions, and of the kept ones.", ""]
     lines += ["| teacher transforms | all | kept |", "|---|---|---|"]
     for name, ts in result["transforms"].items():
@@ -310,21 +310,18 @@ def _digits_markdown(result: dict[str, Any]) -> list[str]:
 def _segmentation_markdown(seg: dict[str, Any]) -> list[str]:
     s = seg["summary"]
     lines = [seg["protocol"] + ".", ""]
-    lines += [
-        "| seed | teacher (labelled only) | + steps, labelled only | + steps, Data Distillation | pixels kept | kept pixels correct |",
-        "|---|---|---|---|---|---|",
+    rows = [
+        [str(r["seed"]), *(f"{r[k]:.1f}" for k in ("teacher", "labelled_only", "data_distillation"))]
+        + [f"{100 * r['pseudo_labels']['multi']['kept_fraction']:.1f}%", f"{r['pseudo_labels']['multi']['accuracy_kept'] or 0:.1f}%"]
+        for r in seg["runs"]
     ]
-    for r in seg["runs"]:
-        pl = r["pseudo_labels"]["multi"]
-        lines.append(
-            f"| {r['seed']} | {r['teacher']:.1f} | {r['labelled_only']:.1f} | {r['data_distillation']:.1f} | "
-            f"{100 * pl['kept_fraction']:.1f}% | {pl['accuracy_kept'] or 0:.1f}% |"
-        )
     pl = s["pseudo_labels"]
-    lines.append(
-        f"| **mean** | {s['teacher']:.2f} | {s['labelled_only']:.2f} | {s['data_distillation']:.2f} | "
-        f"{100 * pl['multi']['kept_fraction']:.1f}% | {pl['multi']['accuracy_kept']:.2f}% |"
+    rows.append(
+        ["**mean**", *(f"{s[k]:.2f}" for k in ("teacher", "labelled_only", "data_distillation"))]
+        + [f"{100 * pl['multi']['kept_fraction']:.1f}%", f"{pl['multi']['accuracy_kept']:.2f}%"]
     )
+    head = ["seed", "teacher (labelled only)", "+ steps, labelled only", "+ steps, Data Distillation", "pixels kept", "kept pixels correct"]
+    lines += _table(head, rows)
     lines += [
         "",
         f"mIoU (%) on the held-out samples. Pseudo-labels (mean over seeds): four views keep {100 * pl['multi']['kept_fraction']:.1f}% "
