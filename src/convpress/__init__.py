@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "Shift": "convpress.compress.multi_transform",
     "UserTransform": "convpress.compress.multi_transform",
     "pseudo_label": "convpress.compress.pseudo_labels",
+    "pseudo_label_images": "convpress.compress.pseudo_labels",
     "PseudoLabelReport": "convpress.compress.pseudo_labels",
     "Confidence": "convpress.compress.pseudo_labels",
     "KeepFraction": "convpress.compress.pseudo_labels",
@@ -91,7 +92,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.compress.multi_transform import HFlip, Identity, Scale, Shift, UserTransform, Zoom, multi_transform_predict
     from convpress.compress.pipeline import DeepCompressionConfig, PipelineReport, deep_compress
     from convpress.compress.prune import prune_, sparsity
-    from convpress.compress.pseudo_labels import Confidence, KeepFraction, MatchRate, PseudoLabelReport, pseudo_label
+    from convpress.compress.pseudo_labels import Confidence, KeepFraction, MatchRate, PseudoLabelReport, pseudo_label, pseudo_label_images
     from convpress.compress.quantize import bits_by_type, quantize_
     from convpress.compress.schedule import AGP, Iterative, OneShot
     from convpress.compress.state import dense_state_dict, strip_

@@ -61,6 +61,24 @@ def register(sub: Any) -> None:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--demo-count", type=int, default=2000, help="training samples of the demo set (default: %(default)s)")
+    d = t.add_argument_group("Data Distillation (with --unlabelled)")
+    d.add_argument(
+        "--unlabelled",
+        metavar="DIR",
+        help="a folder of unlabelled images (any layout, any sizes): a teacher labels them under four views (the image, "
+        "its mirror, scales 0.75 and 1.25; per-pixel probabilities mapped back and averaged), confident pixels become "
+        "labels (the others are ignored), and the network is trained on batches mixing labelled and pseudo-labelled "
+        "crops. The unlabelled images are held in memory",
+    )
+    d.add_argument(
+        "--teacher",
+        metavar="WEIGHTS",
+        help="the teacher: a 'seg train' weights file with the data's classes (default: trained first on the labelled data "
+        "with the same settings, checkpointed in --work-dir/teacher). The student starts from the teacher's weights when "
+        "it is the same model, else from --init or from scratch",
+    )
+    d.add_argument("--confidence", type=float, default=0.9, help="averaged probability a pixel needs to be kept (default: %(default)s)")
+    d.add_argument("--ratio", type=float, default=1.0, help="labelled crops per pseudo-labelled crop in a batch (default: %(default)s)")
     add_train_run_arguments(t)
     t.set_defaults(func=_train)
 
@@ -144,7 +162,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.init and (info["model"], info["model_kwargs"]) != (args.model, {"num_classes": n, **kwargs}):
         raise ConfigError(f"{args.init} is a {info['model']} {info['model_kwargs']}; pass the same --model and --width")
     cfg.num_classes = n
-    res = train_segmenter(train, val, cfg, data_id=data_id, work_dir=args.work_dir, progress=not args.no_progress, init=init)
+    if args.unlabelled is not None:
+        res = _distill(args, train, val, cfg, data_id, init)
+    elif args.teacher is not None:
+        raise ConfigError("--teacher labels the --unlabelled images; give --unlabelled DIR too")
+    else:
+        res = train_segmenter(train, val, cfg, data_id=data_id, work_dir=args.work_dir, progress=not args.no_progress, init=init)
     if not is_main():  # under torchrun only rank 0 prints and writes
         return 0
     for h in res.history:
@@ -154,6 +177,54 @@ def _train(args: argparse.Namespace) -> int:
     )
     print(f"wrote {out}")
     return 0
+
+
+def _distill(args: argparse.Namespace, train: Any, val: Any, cfg: Any, data_id: Any, init: Any) -> Any:
+    """``--unlabelled``: the teacher (given or trained first), its pseudo-labels, the student on the mix."""
+    from convpress.compress.pseudo_labels import Confidence
+    from convpress.core.distributed import is_main
+    from convpress.core.errors import InputError
+    from convpress.data.images import read_image
+    from convpress.data.photos import image_folder
+    from convpress.seg.distill import SEG_TRANSFORMS, distill_segmenter
+    from convpress.seg.weights import load_segmenter
+
+    rule = Confidence(args.confidence)  # checked before any image is read
+    teacher = None
+    if args.teacher:
+        teacher, info = load_segmenter(args.teacher)
+        if info["num_classes"] != cfg.num_classes:
+            raise ConfigError(f"--teacher {args.teacher} predicts {info['num_classes']} classes but the data has {cfg.num_classes}")
+    try:
+        files = image_folder(args.unlabelled)
+        images = [read_image(f) for f in files]  # every image read before any training
+    except InputError as exc:
+        raise ConfigError(f"--unlabelled: {exc}") from None
+    res = distill_segmenter(
+        train,
+        images,
+        val,
+        cfg,
+        data_id=data_id,
+        unlabelled_id=[str(f.relative_to(args.unlabelled)) for f in files],
+        teacher=teacher,
+        transforms=SEG_TRANSFORMS,
+        rule=rule,
+        ratio=args.ratio,
+        init=init,
+        work_dir=args.work_dir,
+        progress=not args.no_progress,
+    )
+    rep = res.pseudo_labels
+    if is_main():
+        if res.teacher_result is not None:
+            print(f"teacher (labelled data only): validation mIoU {100 * res.teacher_result.best_miou:.2f}")
+        print(
+            f"pseudo-labelled {100 * rep.kept_fraction:.1f}% of the pixels of {rep.images} unlabelled images from "
+            f"{args.unlabelled} ({len(SEG_TRANSFORMS)} views, confidence >= {args.confidence:g}); "
+            f"student started from {'--init' if res.student_init == 'init' else res.student_init}"
+        )
+    return res.student
 
 
 def _apply(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from convpress.compress.pseudo_labels import PseudoLabelReport, PseudoLabels, Ru
 from convpress.compress.schedule import AGP
 from convpress.core.errors import ConfigError, InputError
 
-__all__ = ["data_distill", "DataDistillResult", "MixedBatches", "collect"]
+__all__ = ["data_distill", "DataDistillResult", "MixedBatches", "collect", "check_mix", "mix_counts"]
 
 #: ``augment(inputs, targets) -> (inputs, targets)``, applied to each training batch
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -92,8 +92,7 @@ class MixedBatches:
                 f"samples {tuple(pseudo[0].shape[1:])} -> {tuple(pseudo[1].shape[1:])} differ in shape"
             )
         self.labelled, self.pseudo = labelled, pseudo
-        self.n_labelled = min(batch_size - 1, max(1, round(batch_size * ratio / (1 + ratio))))
-        self.n_pseudo = batch_size - self.n_labelled
+        self.n_labelled, self.n_pseudo = mix_counts(batch_size, ratio)
         self.generator = torch.Generator().manual_seed(seed)
         self._steps = max(math.ceil(len(labelled[0]) / self.n_labelled), math.ceil(len(pseudo[0]) / self.n_pseudo))
 
@@ -112,6 +111,13 @@ class MixedBatches:
             x = torch.cat([self.labelled[0][il], self.pseudo[0][ip]])  # (B, C, H, W)
             y = torch.cat([self.labelled[1][il], self.pseudo[1][ip]])  # (B,) or (B, H, W)
             yield self.augment(x, y) if self.augment is not None else (x, y)
+
+
+def mix_counts(batch_size: int, ratio: float) -> tuple[int, int]:
+    """(labelled, pseudo-labelled) samples of a mixed batch of ``batch_size`` at ``ratio`` : 1, at least one of each."""
+    check_mix(batch_size, ratio)
+    n_labelled = min(batch_size - 1, max(1, round(batch_size * ratio / (1 + ratio))))
+    return n_labelled, batch_size - n_labelled
 
 
 def check_mix(batch_size: Any, ratio: Any) -> None:

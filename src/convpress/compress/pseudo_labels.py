@@ -44,6 +44,7 @@ __all__ = [
     "labelled_stats",
     "pseudo_label",
     "split_batch",
+    "pseudo_label_images",
 ]
 
 
@@ -302,49 +303,130 @@ def pseudo_label(
     if not isinstance(rule, Rule):
         raise ConfigError(f"rule must be Confidence, KeepFraction or MatchRate, got {rule!r}")
     rule.check(dense=dense)
-    if device is None:
-        first = next(iter(teacher.parameters()), None)
-        device = first.device if first is not None else torch.device("cpu")
-    xs, confs, preds, gts = [], [], [], []
-    for batch in unlabelled:
-        x, y = split_batch(batch)
-        prob = multi_transform_predict(teacher, x.to(device), transforms, task=agg).cpu()  # (N, K[, H, W])
-        conf, pred = prob.max(1)
-        xs.append(x.cpu())
-        confs.append(conf)
-        preds.append(pred)
-        if y is not None:
-            gts.append(y.cpu())
+    xs, confs, preds, gts, k = _predict(teacher, unlabelled, transforms, agg, device)
     if not xs or sum(len(x) for x in xs) == 0:
         raise ConfigError("the unlabelled set is empty: give at least one image to pseudo-label")
-    x_all, conf_all, pred_all = torch.cat(xs), torch.cat(confs), torch.cat(preds)
-    k = int(prob.shape[1])
-    mask = rule.keep(conf_all, pred_all, k, stats)
-    gt = torch.cat(gts) if len(gts) == len(xs) else None
-    if gt is not None and gt.shape != pred_all.shape:
-        raise InputError(f"ground truth of shape {tuple(gt.shape)} does not match the predictions {tuple(pred_all.shape)}")
-    acc = acc_all = None
-    if gt is not None:
-        valid = gt != ignore_index
-        hit = (pred_all == gt) & valid
-        acc_all = 100.0 * float(hit.sum()) / max(int(valid.sum()), 1)
-        acc = 100.0 * float((hit & mask).sum()) / max(int((valid & mask).sum()), 1) if bool((valid & mask).any()) else None
+    if len({tuple(x.shape[1:]) for x in xs}) > 1:
+        raise InputError("the unlabelled batches differ in image size; use pseudo_label_images for images of several sizes")
+    masks, report = _select(confs, preds, gts, rule, k, stats, ignore_index, dense, transforms)
+    x_all, pred_all, mask = torch.cat(xs), torch.cat(preds), torch.cat(masks)
     per_image = mask.flatten(1).any(1) if dense else mask
     if dense:
         inputs, labels = x_all[per_image], torch.where(mask, pred_all, torch.full_like(pred_all, ignore_index))[per_image]
     else:
         inputs, labels = x_all[mask], pred_all[mask]
-    kept_pred = pred_all[mask]
+    return PseudoLabels(inputs, labels, report)
+
+
+def _predict(
+    teacher: nn.Module, unlabelled: Iterable[Any], transforms: Sequence[Transform], agg: Any, device: str | torch.device | None
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor | None], int]:
+    """Per batch: inputs, aggregated confidence and hard label (N[, H, W]), ground truth or None; and K."""
+    if device is None:
+        first = next(iter(teacher.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+    xs, confs, preds, gts, k = [], [], [], [], 0
+    for batch in unlabelled:
+        x, y = split_batch(batch)
+        prob = multi_transform_predict(teacher, x.to(device), transforms, task=agg).cpu()  # (N, K[, H, W])
+        conf, pred = prob.max(1)
+        if y is not None and y.shape != pred.shape:
+            raise InputError(f"ground truth of shape {tuple(y.shape)} does not match the predictions {tuple(pred.shape)}")
+        xs.append(x.cpu())
+        confs.append(conf)
+        preds.append(pred)
+        gts.append(None if y is None else y.cpu())
+        k = int(prob.shape[1])
+    return xs, confs, preds, gts, k
+
+
+def _select(
+    confs: list[torch.Tensor],
+    preds: list[torch.Tensor],
+    gts: list[torch.Tensor | None],
+    rule: Rule,
+    k: int,
+    stats: LabelledStats | None,
+    ignore_index: int,
+    dense: bool,
+    transforms: Sequence[Transform],
+) -> tuple[list[torch.Tensor], PseudoLabelReport]:
+    """The rule over all batches at once (flattened, so batches may differ in size): kept masks per batch and the report."""
+    conf_all, pred_all = torch.cat([c.flatten() for c in confs]), torch.cat([p.flatten() for p in preds])
+    flat = rule.keep(conf_all, pred_all, k, stats)
+    masks = [m.view_as(c) for m, c in zip(flat.split([c.numel() for c in confs]), confs, strict=True)]
+    acc = acc_all = None
+    if all(g is not None for g in gts):
+        gt = torch.cat([g.flatten() for g in gts if g is not None])
+        valid = gt != ignore_index
+        hit = (pred_all == gt) & valid
+        acc_all = 100.0 * float(hit.sum()) / max(int(valid.sum()), 1)
+        acc = 100.0 * float((hit & flat).sum()) / max(int((valid & flat).sum()), 1) if bool((valid & flat).any()) else None
+    kept_images = sum(int(m.flatten(1).any(1).sum()) if dense else int(m.sum()) for m in masks)
     report = PseudoLabelReport(
-        images=len(x_all),
+        images=sum(len(c) for c in confs),
         candidates=conf_all.numel(),
-        kept=int(mask.sum()),
-        kept_images=int(per_image.sum()),
-        threshold=float(conf_all[mask].min()) if bool(mask.any()) else math.nan,
+        kept=int(flat.sum()),
+        kept_images=kept_images,
+        threshold=float(conf_all[flat].min()) if bool(flat.any()) else math.nan,
         rule=repr(rule),
         transforms=[repr(t) for t in transforms],
-        per_class=torch.bincount(kept_pred, minlength=k).tolist(),
+        per_class=torch.bincount(pred_all[flat], minlength=k).tolist(),
         accuracy=acc,
         accuracy_all=acc_all,
     )
-    return PseudoLabels(inputs, labels, report)
+    return masks, report
+
+
+def pseudo_label_images(
+    teacher: nn.Module,
+    images: Iterable[Any],
+    transforms: Sequence[Transform] = (Identity(),),
+    *,
+    rule: Rule | None = None,
+    stats: LabelledStats | None = None,
+    ignore_index: int = 255,
+    device: str | torch.device | None = None,
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], PseudoLabelReport]:
+    """Dense pseudo-labels for images of any sizes (segmentation), the rule applied over all their pixels.
+
+    Each image runs through the teacher on its own (a batch of one), so images may differ in size.
+
+    Args:
+        teacher: the trained segmentation model, (1, C, H, W) -> logits (1, K, h, w).
+        images: images (C, H, W), or ``(image, mask (H, W))`` pairs whose masks only score the report.
+        transforms: see :func:`~convpress.compress.multi_transform.multi_transform_predict`.
+        rule: :class:`Confidence` (default 0.9), :class:`KeepFraction` or :class:`MatchRate`.
+        stats: the labelled data's :class:`LabelledStats`.
+        ignore_index: label of dropped pixels.
+        device: where the teacher runs.
+
+    Returns:
+        ``[(image (C, H, W), labels (H, W) int64 with ignore_index where dropped)]`` for every image
+        with at least one kept pixel, and the :class:`PseudoLabelReport`.
+
+    Raises:
+        ConfigError: before any prediction for transforms that cannot be mapped back or a rule
+            that does not apply; or if ``images`` is empty.
+    """
+    agg = check_transforms(transforms, "segmentation")
+    rule = Confidence() if rule is None else rule
+    if not isinstance(rule, Rule):
+        raise ConfigError(f"rule must be Confidence, KeepFraction or MatchRate, got {rule!r}")
+    rule.check(dense=True)
+
+    def batches() -> Iterable[Any]:
+        for item in images:
+            if isinstance(item, (tuple, list)):
+                yield (item[0][None], item[1][None]) if len(item) == 2 and item[1] is not None else (item[0][None],)
+            else:
+                yield item[None]
+
+    xs, confs, preds, gts, k = _predict(teacher, batches(), transforms, agg, device)
+    if not xs:
+        raise ConfigError("the unlabelled set is empty: give at least one image to pseudo-label")
+    masks, report = _select(confs, preds, gts, rule, k, stats, ignore_index, True, transforms)
+    out = [
+        (x[0], torch.where(m, p, torch.full_like(p, ignore_index))[0]) for x, p, m in zip(xs, preds, masks, strict=True) if bool(m.any())
+    ]
+    return out, report

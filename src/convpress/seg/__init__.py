@@ -7,6 +7,8 @@ Submodules (imported on use, so ``import convpress`` stays fast):
 * :mod:`convpress.seg.metrics` -- confusion matrix, per-class IoU, mean IoU;
 * :mod:`convpress.seg.train` -- resumable, data-parallel training with scale/crop/flip
   augmentation and mIoU validated every epoch;
+* :mod:`convpress.seg.distill` -- Data Distillation: a teacher's multi-view pseudo-labels on
+  unlabelled images and a student trained on labelled + pseudo-labelled crops;
 * :mod:`convpress.seg.apply` -- masks and overlays as PNG files;
 * :mod:`convpress.seg.weights` -- safetensors files that name their model and classes.
 
@@ -34,6 +36,9 @@ _EXPORTS: dict[str, str] = {
     "train_segmenter": ".train",
     "evaluate_segmenter": ".train",
     "predict": ".train",
+    "distill_segmenter": ".distill",
+    "SegDistillResult": ".distill",
+    "SEG_TRANSFORMS": ".distill",
     "save_segmenter": ".weights",
     "load_segmenter": ".weights",
     "colorize": ".apply",
@@ -47,6 +52,7 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.seg.apply import colorize, overlay, write_mask
     from convpress.seg.data import DEMO_CLASSES, IGNORE_INDEX, DemoDigits, SegFolder, find_pairs, read_mask
+    from convpress.seg.distill import SEG_TRANSFORMS, SegDistillResult, distill_segmenter
     from convpress.seg.metrics import confusion_matrix, iou_per_class, mean_iou
     from convpress.seg.train import SegTrainConfig, evaluate_segmenter, predict, train_segmenter
     from convpress.seg.weights import load_segmenter, save_segmenter

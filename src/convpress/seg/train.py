@@ -184,8 +184,14 @@ def train_segmenter(
     progress: bool = False,
     stop_after: int | None = None,
     init: dict[str, torch.Tensor] | None = None,
+    pseudo: Samples | None = None,
+    ratio: float = 1.0,
 ) -> SegTrainResult:
     """Train ``cfg.model`` on ``train``, validating mIoU on ``val`` after every epoch.
+
+    With ``pseudo`` (Data Distillation, see :func:`~convpress.seg.distill.distill_segmenter`)
+    every batch mixes crops of ``train`` and of the pseudo-labelled ``pseudo`` samples,
+    ``ratio`` : 1, both augmented alike.
 
     Args:
         train: (image (3, H, W), mask (H, W)) samples (a :class:`~convpress.seg.data.DemoDigits`
@@ -198,6 +204,8 @@ def train_segmenter(
         progress: draw a progress bar.
         stop_after: stop after this many epochs of this call (tests simulate an interruption).
         init: starting weights (fine-tuning) instead of a random initialisation.
+        pseudo: pseudo-labelled (image (3, H, W), labels (H, W)) samples, ignore index where dropped.
+        ratio: labelled crops per pseudo-labelled crop in a batch (> 0; with ``pseudo`` only).
 
     Returns:
         The trained model and its per-epoch history (loss, validation mIoU, learning rate).
@@ -205,10 +213,18 @@ def train_segmenter(
     Raises:
         InputError: an empty training set.
         ConfigError: ``init`` for another number of classes or another model; under torchrun,
-            a batch not divisible by the number of processes.
+            a batch not divisible by the number of processes; an empty ``pseudo`` or a bad ``ratio``.
     """
     if len(train) == 0:
         raise InputError("no training samples")
+    parts: list[tuple[Samples, int]] = [(train, cfg.batch)]
+    if pseudo is not None:
+        from convpress.compress.data_distill import mix_counts
+
+        if len(pseudo) == 0:
+            raise ConfigError("no pseudo-labelled samples to mix into the batches")
+        n_lab, n_pseudo = mix_counts(cfg.batch, ratio)
+        parts = [(train, n_lab), (pseudo, n_pseudo)]
     rank, size = batch_share(cfg.batch)
     cells = (cfg.batch // size) * math.ceil(cfg.crop[0] / 32) * math.ceil(cfg.crop[1] / 32)
     if cells < 2:  # BatchNorm needs two values per channel at the encoder's coarsest level
@@ -225,7 +241,10 @@ def train_segmenter(
         if problem:
             raise ConfigError(f"the starting weights do not fit {cfg.model} with {cfg.num_classes} classes: {problem}")
         model.load_state_dict(init)
-    run_id = fingerprint({"cfg": asdict(cfg), "data": data_id, "init": state_digest(init) if init is not None else None})
+    settings: dict[str, Any] = {"cfg": asdict(cfg), "data": data_id, "init": state_digest(init) if init is not None else None}
+    if pseudo is not None:  # (runs without pseudo-labels keep the fingerprint they always had)
+        settings["mix"] = {"pseudo": len(pseudo), "ratio": ratio}
+    run_id = fingerprint(settings)
     trainer = Trainer(
         model,
         torch.optim.Adam(model.parameters(), lr=cfg.lr),
@@ -244,7 +263,9 @@ def train_segmenter(
     def batches(epoch: int) -> Iterator[Sample]:
         rng = np.random.default_rng([cfg.seed, epoch])  # the global batches, the same on every process
         for _ in range(cfg.steps):
-            crops = [augment(*train[int(rng.integers(len(train)))], rng, cfg) for _ in range(cfg.batch)]
+            crops = [augment(*part[int(rng.integers(len(part)))], rng, cfg) for part, n in parts for _ in range(n)]
+            if pseudo is not None:  # labelled and pseudo-labelled crops spread over the processes' shares
+                crops = [crops[int(i)] for i in rng.permutation(len(crops))]
             yield torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops])
 
     def loss(net: torch.nn.Module, batch: Sample, step: Step) -> torch.Tensor:
