@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--finetune-lr", type=float, default=2e-4, help="peak learning rate of fine-tuning (cosine decay to a quarter)")
     p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up of every stage (use ~100 when fine-tuning)")
+    p.add_argument(
+        "--fresh-lr-scale",
+        type=float,
+        default=1.0,
+        help="learning-rate factor of the parameters the --init weights do not hold (10: a meanscale model from hyperprior weights)",
+    )
     p.add_argument("--mixed-quantization", action="store_true", help="decoder sees rounded latents straight-through (fine-tuning)")
     p.add_argument("--out-dir", default=str(WEIGHTS_DIR))
     p.add_argument(
@@ -113,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=q,
             warmup=args.warmup,
             mixed_quantization=args.mixed_quantization,
+            fresh_lr_scale=args.fresh_lr_scale,
             extra={"init": "scratch" if base else (f"q{qualities[i - 1]}" if i else Path(args.init).name)},
         )
         done = 0

@@ -160,3 +160,21 @@ def test_quality_levels_order_lambdas_and_the_shipped_weights_carry_theirs() -> 
     for q in shipped:
         meta = pretrained(q)[1]
         assert int(meta["quality"]) == q and float(meta["lambda"]) == QUALITY_LAMBDAS[q]
+
+
+def test_fine_tuning_a_mean_scale_model_from_a_hyperprior_speeds_up_only_its_new_parts() -> None:
+    hyper, _ = train_codec(_cfg(steps=2), _images(), progress=False)
+    init = hyper.state_dict()
+    moved = {}
+    for scale in (1.0, 10.0):
+        cfg = _cfg(model="meanscale", steps=3, lr=1e-3, fresh_lr_scale=scale)
+        ms, _ = train_codec(cfg, _images(), init=init, progress=False)
+        moved[scale] = {
+            "new": float(ms.h_m.weight.detach().abs().max()),  # starts at zero
+            "old": float((ms.g_s[0].weight.detach() - init["g_s.0.weight"].float()).abs().max()),
+        }
+    # Adam moves each weight by about lr per step: a new one by 10x more, the loaded ones alike
+    assert moved[10.0]["new"] > 5 * moved[1.0]["new"] > 0
+    assert moved[10.0]["old"] == pytest.approx(moved[1.0]["old"], rel=0.5)
+    with pytest.raises(ConfigError, match="fresh_lr_scale"):
+        _cfg(fresh_lr_scale=0.0)

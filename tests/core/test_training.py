@@ -140,6 +140,18 @@ def test_learning_rate_schedule_clipping_and_per_step_seeds() -> None:
     assert Step(0, 0, 0, 1, 2).share(torch.arange(6)).tolist() == [1, 3, 5]
 
 
+def test_a_parameter_group_scales_the_schedule_by_its_lr_scale() -> None:
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD([{"params": [model.weight]}, {"params": [model.bias], "lr_scale": 10.0}], lr=1.0)
+    trainer = Trainer(model, opt, kind="test", run_id="r", lr=lambda s: 0.01)
+    w, b = model.weight.detach().clone(), model.bias.detach().clone()
+    # gradient 1 for every weight and for the bias: each moves by its group's rate in one SGD step
+    trainer.fit(epochs=1, steps_per_epoch=1, batches=lambda e: [torch.ones(1, 3)], loss=lambda net, x, step: net(x).sum())
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.1])
+    torch.testing.assert_close(w - model.weight.detach(), torch.full_like(w, 0.01))
+    torch.testing.assert_close(b - model.bias.detach(), torch.full_like(b, 0.1))
+
+
 def test_train_config_validates_the_shared_settings() -> None:
     assert TrainConfig(batch=2, lr=1e-3).seed == 0
     for bad in ({"batch": 0}, {"batch": 1.5}, {"lr": 0.0}, {"lr": float("nan")}):

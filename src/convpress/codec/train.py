@@ -92,6 +92,9 @@ class CodecTrainConfig(TrainConfig):
     #: g_s sees rounded latents straight-through while the rate sees noisy ones (see
     #: ``CodecModel.mixed_quantization``); best as a final fine-tune
     mixed_quantization: bool = False
+    #: learning-rate factor of the parameters that ``init`` does not hold (a part new to the model
+    #: being fine-tuned, e.g. the mean-scale model's mean head started from a scale hyperprior)
+    fresh_lr_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,8 +105,8 @@ class CodecTrainConfig(TrainConfig):
             raise ConfigError(f"warmup must be in [0, steps), got {self.warmup}")
         if self.crop < 64 or self.crop % 64:
             raise ConfigError(f"crop must be a multiple of 64 (at least 64), got {self.crop}")
-        if not (self.lmbda > 0 and self.lr_final > 0):
-            raise ConfigError("lambda and learning rates must be positive")
+        if not (self.lmbda > 0 and self.lr_final > 0 and self.fresh_lr_scale > 0):
+            raise ConfigError("lambda, learning rates and fresh_lr_scale must be positive")
 
 
 def rd_loss(out: dict[str, Any], x: Tensor, lmbda: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -190,13 +193,18 @@ def train_codec(
     rank, size = batch_share(cfg.batch)
     torch.manual_seed(cfg.seed)  # the initial weights
     model = build_model(cfg.model, {"N": cfg.n, "M": cfg.m})
+    fresh: set[str] = set()
     if init is not None:
-        model.load_state_dict(init, strict=False)
+        fresh = set(model.load_state_dict(init, strict=False).missing_keys)
     model.mixed_quantization = cfg.mixed_quantization
+    named = list(model.named_parameters())
+    groups: list[dict[str, Any]] = [{"params": [p for k, p in named if k not in fresh]}]
+    if any(k in fresh for k, _ in named):
+        groups.append({"params": [p for k, p in named if k in fresh], "lr_scale": cfg.fresh_lr_scale})
     run_id = fingerprint({"cfg": asdict(cfg), "init": state_digest(init) if init is not None else None})
     trainer = Trainer(
         model,
-        torch.optim.Adam(model.parameters(), lr=cfg.lr),
+        torch.optim.Adam(groups, lr=cfg.lr),
         kind="codec-train",
         run_id=run_id,
         checkpoint=Path(work_dir) / "checkpoint.ckpt" if work_dir is not None else None,

@@ -128,7 +128,8 @@ class Trainer:
         run_id: the run's fingerprint; a checkpoint of another run is refused.
         checkpoint: the checkpoint file; None trains without one.
         scheduler: a torch LR scheduler stepped after every optimiser step (saved and restored).
-        lr: ``lr(step)``, the learning rate set on every parameter group before each step.
+        lr: ``lr(step)``, the learning rate set on every parameter group before each step (times the
+            group's ``"lr_scale"`` where it has one: e.g. parameters new to a fine-tuned model).
         clip_grad_norm: clip the gradients' global norm to this value.
         checkpoint_every: also checkpoint every this many steps (epoch ends always checkpoint).
         stateful: other objects whose state is saved and restored by name (adapters, ...).
@@ -368,8 +369,8 @@ class Trainer:
     ) -> None:
         if self.lr is not None:
             rate = self.lr(info.index)
-            for group in self.optimizer.param_groups:
-                group["lr"] = rate
+            for group in self.optimizer.param_groups:  # a group may scale the schedule by its "lr_scale"
+                group["lr"] = rate * group.get("lr_scale", 1.0)
         self.optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(net, batch, info)
         if not torch.isfinite(loss.detach()):
