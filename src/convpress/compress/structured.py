@@ -15,6 +15,9 @@ re-implementing. convpress adds on top of it:
 * per-channel layers Torch-Pruning does not know (e.g. the CAN's adaptive normalisation), pruned
   along with the convolution that feeds them: :func:`register_channel_layer`
   (:mod:`convpress.compress.channel_layers`);
+* blocks whose inner channels Torch-Pruning cannot follow (the ShuffleNet v1 unit's channel
+  shuffle), kept away from it and thinned by a pruner of their own with the same criterion's
+  importance (:mod:`convpress.compress.unit_pruners`);
 * the resulting shapes recorded so the model can be rebuilt and loaded later
   (:mod:`convpress.models.shapes`).
 """
@@ -30,9 +33,10 @@ import torch
 from torch import nn
 
 from convpress.compress.channel_layers import register_channel_layer
-from convpress.compress.criteria import Lasso, PruningCriterion, get_criterion
+from convpress.compress.criteria import ImportanceCriterion, Lasso, PruningCriterion, criterion_name, get_criterion
 from convpress.compress.prune import check_fraction
 from convpress.compress.state import compressed_tensors
+from convpress.compress.unit_pruners import find_units
 from convpress.core.errors import ConfigError
 
 __all__ = [
@@ -138,6 +142,39 @@ def check_channel_plan(model: nn.Module, amount: float | Mapping[str, float]) ->
     return a
 
 
+def _prune_units_(
+    model: nn.Module, plan: float | dict[str, float], crit: PruningCriterion, ignored: set[nn.Module], report: ChannelPruneReport
+) -> set[nn.Module]:
+    """Thin the blocks with a registered unit pruner; returns every convolution inside them.
+
+    Torch-Pruning is then told to ignore those convolutions: it neither prunes them nor any
+    channel coupled to them (see :mod:`convpress.compress.unit_pruners`).
+    """
+    inside: set[nn.Module] = set()
+    for name, (unit, pruner) in find_units(model).items():
+        convs = [m for m in unit.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
+        inside.update(convs)
+        inner = [f"{name}.{r}" if name else r for r in pruner.inner_layers(unit)]
+        if isinstance(plan, dict):
+            asked = [plan[n] for n in inner if n in plan]
+            if not asked:
+                continue
+            amount = max(asked)
+        else:
+            amount = plan
+        if any(m in ignored for m in convs):
+            continue  # reported as ignored by request
+        if not isinstance(crit, ImportanceCriterion):
+            for n in inner:
+                report.skipped[n] = f"criterion {criterion_name(crit)!r} does not score channels; this block needs an importance criterion"
+            continue
+        reason = pruner.prune_(unit, amount, crit.importance())
+        if reason is not None:
+            for n in inner:
+                report.skipped[n] = reason
+    return inside
+
+
 def prune_channels_(
     model: nn.Module,
     example_inputs: Any,
@@ -194,6 +231,8 @@ def prune_channels_(
     report = ChannelPruneReport()
     macs0, params0 = count_macs(model, example_inputs)
 
+    user_ignored = set(ignored)
+    ignored |= _prune_units_(model, plan, crit, user_ignored, report)
     report.skipped.update(
         crit.prune_(model, example_inputs, plan, ignored=ignored, global_pruning=global_pruning, round_to=round_to, calibration=calibration)
     )
@@ -211,6 +250,8 @@ def prune_channels_(
             continue
         if n == out_name:
             report.skipped[n] = "output layer: its channels are the model's outputs"
+        elif modules[n] in ignored and modules[n] not in user_ignored:
+            report.skipped[n] = "inside a block pruned by its own pruner, which keeps these channels"
         elif modules[n] in ignored:
             report.skipped[n] = "ignored by request"
         else:
