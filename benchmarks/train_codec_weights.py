@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-steps", type=int, default=2500)
     p.add_argument("--finetune-steps", type=int, default=800)
     p.add_argument("--chunk", type=int, default=250, help="export weights every CHUNK steps")
+    p.add_argument("--crop", type=int, default=128, help="side of the random training crops (a multiple of 64)")
+    p.add_argument("--batch", type=int, default=8, help="crops per step")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--m", type=int, default=96)
     p.add_argument("--init", help="weights file to fine-tune the first quality from (instead of training it from scratch)")
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model,
             n=args.n,
             m=args.m,
+            crop=args.crop,
+            batch=args.batch,
             lmbda=QUALITY_LAMBDAS[q],
             steps=args.base_steps if base else args.finetune_steps,
             lr=5e-4 if base else args.finetune_lr,
