@@ -1,0 +1,98 @@
+"""Quick check of codec weights while training them: rate-distortion on 6 held-out photos.
+
+Encodes the 6 photos (long side 768, never trained on) with the levels 1-6 of each weights
+folder given (files ``hyperprior-q{1..6}.safetensors``; effort 0, real files through
+``compress``/``decompress``), and with WebP (Pillow, ``method=6``) in the same run, then prints
+each folder's curve and its BD-rate (PSNR on 8-bit pixels, PCHIP) against WebP and against the
+first folder. A few minutes on one core, where ``convpress bench codec`` takes most of an hour;
+the bench stays the reference for published figures.
+
+    python benchmarks/codec_weights_check.py src/convpress/weights/codec /path/to/new-weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+from convpress.codec.bitstream import pad_image
+from convpress.codec.metrics import bd_rate
+from convpress.codec.weights import load_weights
+from convpress.data.photos import held_out_photos
+
+PHOTOS = ["coffee", "rocket", "Dragonfly_by_Bolly", "Wine_by_Jakkub_Mede", "picosdeeuropa_by_Aitzol_Berasategi", "Kleiber_by_Lukas_Baubkus"]
+WEBP_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+
+Curve = list[tuple[float, float]]  # (mean bpp, mean PSNR) per setting
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return 10 * math.log10(255**2 / float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+
+
+def model_curve(folder: str, images: dict[str, np.ndarray], model: str = "hyperprior") -> Curve:
+    """Mean (bpp, PSNR) over ``images`` (H, W, 3) uint8 of each level 1-6 in ``folder``."""
+    points = []
+    for q in range(1, 7):
+        net, _ = load_weights(f"{folder}/{model}-q{q}.safetensors")
+        net.eval()
+        bpp, psnr = [], []
+        for img in images.values():
+            x = torch.from_numpy(img).permute(2, 0, 1).float() / 255  # (3, H, W)
+            h, w = x.shape[1:]
+            with torch.no_grad():
+                enc = net.compress(pad_image(x, net.stride))
+                dec = net.decompress(enc["strings"], enc["shape"])["x_hat"][0, :, :h, :w]
+            out = np.round(dec.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+            bpp.append(8 * sum(len(s) for stream in enc["strings"] for s in stream) / (h * w))
+            psnr.append(_psnr(out, img))
+        points.append((sum(bpp) / len(bpp), sum(psnr) / len(psnr)))
+    return points
+
+
+def webp_curve(images: dict[str, np.ndarray]) -> Curve:
+    """Mean (bpp, PSNR) over ``images`` of WebP (method 6) at each of ``WEBP_QUALITIES``."""
+    points = []
+    for q in WEBP_QUALITIES:
+        bpp, psnr = [], []
+        for img in images.values():
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, "WEBP", quality=q, method=6)
+            out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+            bpp.append(8 * len(buf.getvalue()) / (img.shape[0] * img.shape[1]))
+            psnr.append(_psnr(out, img))
+        points.append((sum(bpp) / len(bpp), sum(psnr) / len(psnr)))
+    return points
+
+
+def _bd(anchor: Curve, test: Curve) -> float:
+    return bd_rate([p[0] for p in anchor], [p[1] for p in anchor], [p[0] for p in test], [p[1] for p in test])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folders", nargs="+", help="weights folders; the first is the reference")
+    p.add_argument("--model", default="hyperprior", help="model name in the weights file names")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    photos = held_out_photos(long_side=768)
+    images = {n: np.round(photos[n].permute(1, 2, 0).numpy() * 255).astype(np.uint8) for n in PHOTOS}
+    webp = webp_curve(images)
+    curves = {f: model_curve(f, images, args.model) for f in args.folders}
+    for f, c in curves.items():
+        pts = " ".join(f"{b:.3f}/{q:.2f}" for b, q in c)
+        print(f"{f}: {pts} (bpp/dB) | BD-rate vs WebP {_bd(webp, c):+.1f}%")
+    first = args.folders[0]
+    for f in args.folders[1:]:
+        print(f"{f} vs {first}: BD-rate {_bd(curves[first], curves[f]):+.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
