@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,20 @@ def test_train_config_validates_the_shared_settings() -> None:
     for bad in ({"batch": 0}, {"batch": 1.5}, {"lr": 0.0}, {"lr": float("nan")}):
         with pytest.raises(ConfigError):
             TrainConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_the_epoch_loss_is_the_mean_of_the_epochs_step_losses() -> None:
+    model, trainer, losses = _run(None, epochs=2)
+    steps = len(_data())
+    assert trainer.epoch_loss == pytest.approx(sum(losses[steps:]) / steps, rel=1e-12)  # the last epoch only
+    seen: list[float] = []
+    model = nn.Linear(3, 1)
+    t = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), kind="test", run_id="r")
+    t.fit(
+        epochs=2,
+        steps_per_epoch=2,
+        batches=lambda e: [torch.full((2, 3), float(e + 1))] * 2,
+        loss=lambda net, x, s: x.mean() * (s.in_epoch + 1) + 0 * net(x).sum(),  # epoch e: (e+1), then 2(e+1)
+        after_epoch=lambda e: seen.append(t.epoch_loss),
+    )
+    assert seen == [1.5, 3.0] and math.isnan(t.running_loss)

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from convpress.core.checkpoint import load_checkpoint, save_checkpoint
-from convpress.core.distributed import barrier, data_parallel, world
+from convpress.core.distributed import barrier, data_parallel, sum_over_processes, world
 from convpress.core.errors import ConfigError, FileFormatError, InputError
 from convpress.core.progress import progress_bar
 
@@ -179,6 +179,11 @@ class Trainer:
         #: optimiser steps and epochs done, counting those of a restored checkpoint
         self.step = 0
         self.epochs_done = 0
+        #: mean training loss of the last finished epoch, over its steps and over all processes
+        #: (each process's loss being the mean over its equal share of the batch); NaN before the
+        #: first epoch ends. After a resume mid-epoch it covers the steps run since the resume.
+        self.epoch_loss = math.nan
+        self._loss_sum, self._loss_steps = 0.0, 0
         self._epoch_first_step = 0
         self._epoch_start_generators: list[torch.Tensor] = [g.get_state() for g in self.generators]
 
@@ -351,7 +356,15 @@ class Trainer:
         barrier()
         return self.step
 
+    @property
+    def running_loss(self) -> float:
+        """Mean loss of this process's steps so far in the current epoch (NaN before its first step)."""
+        return self._loss_sum / self._loss_steps if self._loss_steps else math.nan
+
     def _end_epoch(self, epoch: int, after_epoch: Callable[[int], None] | None) -> None:
+        total, count = sum_over_processes([self._loss_sum, self._loss_steps])
+        self.epoch_loss = total / count if count else math.nan
+        self._loss_sum, self._loss_steps = 0.0, 0
         if after_epoch is not None:
             after_epoch(epoch)
         self.epochs_done = epoch + 1
@@ -385,5 +398,7 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         self.step += 1
+        self._loss_sum += float(loss.detach())
+        self._loss_steps += 1
         if after_step is not None:
             after_step(info, loss.detach(), batch)

@@ -229,7 +229,6 @@ def train(
     trainer.records = {"history": [], "best_psnr": -math.inf, "best": None}
     resumed = trainer.restore() // cfg.steps
     history: list[dict[str, float]] = trainer.records["history"]
-    loss_sum = [0.0]
 
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng([cfg.seed, epoch])  # the global batches, the same on every process
@@ -240,12 +239,8 @@ def train(
         x, y = batch
         return F.mse_loss(net(step.share(x)), step.share(y))  # this process's share
 
-    def after_step(step: Step, value: torch.Tensor, batch: Any) -> None:
-        loss_sum[0] += float(value)
-
     def after_epoch(epoch: int) -> None:
-        mean = sum_over_processes([loss_sum[0]])[0] / size / cfg.steps  # shares are equal: mean of share means
-        loss_sum[0] = 0.0
+        mean = trainer.epoch_loss
         val_psnr = evaluate(model, val, rank=rank, size=size)
         history.append({"epoch": epoch + 1, "loss": mean, "val_psnr": val_psnr, "lr": cfg.lr_at(epoch)})
         trainer.remember_best(val_psnr, score_key="best_psnr")
@@ -260,7 +255,6 @@ def train(
         steps_per_epoch=cfg.steps,
         batches=batches,
         loss=loss,
-        after_step=after_step,
         after_epoch=after_epoch,
         status=status,
         stop_at=stop_at,

@@ -258,7 +258,6 @@ def train_segmenter(
     trainer.records = {"history": [], "best_miou": -math.inf, "best": None}
     resumed = trainer.restore() // cfg.steps
     history: list[dict[str, float]] = trainer.records["history"]
-    loss_sum = [0.0]
 
     def batches(epoch: int) -> Iterator[Sample]:
         rng = np.random.default_rng([cfg.seed, epoch])  # the global batches, the same on every process
@@ -272,12 +271,8 @@ def train_segmenter(
         x, y = batch
         return segmentation_loss(net(step.share(x)), step.share(y))  # this process's share
 
-    def after_step(step: Step, value: torch.Tensor, batch: Any) -> None:
-        loss_sum[0] += float(value)
-
     def after_epoch(epoch: int) -> None:
-        mean = sum_over_processes([loss_sum[0]])[0] / size / cfg.steps
-        loss_sum[0] = 0.0
+        mean = trainer.epoch_loss
         miou = mean_iou(evaluate_segmenter(model, val, cfg.num_classes, rank=rank, size=size)) if len(val) else float("nan")
         history.append({"epoch": epoch + 1, "loss": mean, "val_miou": miou, "lr": cfg.lr_at(epoch * cfg.steps)})
         trainer.remember_best(miou, score_key="best_miou")
@@ -292,7 +287,6 @@ def train_segmenter(
         steps_per_epoch=cfg.steps,
         batches=batches,
         loss=loss,
-        after_step=after_step,
         after_epoch=after_epoch,
         status=status,
         stop_at=stop_at,
