@@ -106,10 +106,29 @@ def new_fip_goldens() -> None:
             print(f"wrote {out}")
 
 
-def main() -> None:
-    import convpress as cp
+def codec_goldens() -> None:
+    """Write ``hyperprior-q*.cpi``/``.png`` for every shipped level and the legacy-layout file, leaving
+    every other golden file as it was: for new shipped codec weights, whose files the old ones
+    cannot decode (``python tests/golden/make_golden.py --new-codec``)."""
     from convpress.codec.bitstream import decode_image, encode_image
     from convpress.codec.weights import available_qualities, pretrained
+    from convpress.data.images import write_image
+
+    torch.set_num_threads(2)
+    x = coffee_crop()
+    for q in available_qualities():
+        m, meta = pretrained(q)
+        data = encode_image(x, m, quality=q, weights_id=meta["weights_id"])
+        (HERE / f"hyperprior-q{q}.cpi").write_bytes(data)
+        write_image(HERE / f"hyperprior-q{q}.png", decode_image(data)[0], overwrite=True)
+    m, meta = pretrained(3)
+    data = encode_image(x, m, quality=3, weights_id=meta["weights_id"], version=2)
+    (HERE / "hyperprior-q3-v2.cpi").write_bytes(data)
+    write_image(HERE / "hyperprior-q3-v2.png", decode_image(data)[0], overwrite=True)
+
+
+def main() -> None:
+    import convpress as cp
     from convpress.data.images import write_image
     from convpress.fip.apply import apply_network
     from convpress.fip.weights import load_network, shipped_operators, shipped_weights
@@ -118,20 +137,11 @@ def main() -> None:
     model = lenet5()
     for coder in ("ans", "huffman", "none"):
         cp.save(model, HERE / f"lenet5-{coder}.cpz", coder=coder, arch="lenet-5")
-    x = coffee_crop()
-    for q in available_qualities():
-        m, meta = pretrained(q)
-        data = encode_image(x, m, quality=q, weights_id=meta["weights_id"])
-        (HERE / f"hyperprior-q{q}.cpi").write_bytes(data)
-        write_image(HERE / f"hyperprior-q{q}.png", decode_image(data)[0])
-    m, meta = pretrained(3)
-    data = encode_image(x, m, quality=3, weights_id=meta["weights_id"], version=2)
-    (HERE / "hyperprior-q3-v2.cpi").write_bytes(data)
-    write_image(HERE / "hyperprior-q3-v2.png", decode_image(data)[0])
+    codec_goldens()
     y = rocket_crop()
     for op in shipped_operators():
         net, _ = load_network(shipped_weights(op))
-        write_image(HERE / f"fip-{op}.png", apply_network(net, y))
+        write_image(HERE / f"fip-{op}.png", apply_network(net, y), overwrite=True)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,5 +154,7 @@ if __name__ == "__main__":
 
     if "--new-fip" in sys.argv[1:]:
         new_fip_goldens()
+    elif "--new-codec" in sys.argv[1:]:
+        codec_goldens()
     else:
         main()

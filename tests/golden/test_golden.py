@@ -18,6 +18,8 @@ import pytest
 import torch
 from tests.golden import make_golden as golden
 
+from convpress.codec.weights import available_qualities
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -31,6 +33,18 @@ def _as_png_pixels(x: torch.Tensor) -> np.ndarray:
     from convpress.data.images import to_uint8
 
     return to_uint8(x)
+
+
+def _assert_same_pixels(got: np.ndarray, want: np.ndarray, name: str) -> None:
+    """8-bit pixels equal up to float rounding across CPUs: a convolution's last float bits depend
+    on the machine's SIMD kernels (seen: AMD EPYC against the machine that wrote the files), and
+    rounding to 8 bits turns that into a rare one-level step. Allowed: at most 1 level, on at
+    most 0.1% of the values; any real change of a network or decoder moves far more."""
+    diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
+    assert got.shape == want.shape, name
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= want.size // 1000, (
+        f"{name}: {np.count_nonzero(diff)} of {want.size} values differ, by up to {diff.max()}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +70,12 @@ def test_cpz_bytes_and_tensors_are_unchanged(tmp_path: Path, lenet5: torch.nn.Mo
         assert torch.equal(v, want[k]), k
 
 
-@pytest.mark.parametrize("quality", [1, 2, 3, 4, 5, 6])
+def test_every_shipped_level_and_only_those_have_a_golden_file() -> None:
+    levels = sorted(int(f.stem.split("-q")[-1]) for f in HERE.glob("hyperprior-q?.cpi"))
+    assert len(levels) >= 6 and levels == available_qualities()
+
+
+@pytest.mark.parametrize("quality", available_qualities())
 def test_cpi_bytes_and_pixels_are_unchanged(quality: int) -> None:
     from convpress.codec import decode_image, encode_image, pretrained
 
@@ -64,7 +83,7 @@ def test_cpi_bytes_and_pixels_are_unchanged(quality: int) -> None:
     data = encode_image(golden.coffee_crop(), model, quality=quality, weights_id=meta["weights_id"])
     assert data == (HERE / f"hyperprior-q{quality}.cpi").read_bytes()
     x, _ = decode_image(data)
-    np.testing.assert_array_equal(_as_png_pixels(x), _pixels(HERE / f"hyperprior-q{quality}.png"))
+    _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"hyperprior-q{quality}.png"), f"q{quality}")
 
 
 def test_legacy_cpi_still_decodes_to_the_same_pixels() -> None:
@@ -73,7 +92,7 @@ def test_legacy_cpi_still_decodes_to_the_same_pixels() -> None:
     data = (HERE / "hyperprior-q3-v2.cpi").read_bytes()
     x, head = decode_image(data)
     assert head["q"] == 3
-    np.testing.assert_array_equal(_as_png_pixels(x), _pixels(HERE / "hyperprior-q3-v2.png"))
+    _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / "hyperprior-q3-v2.png"), "q3-v2")
     model, meta = pretrained(3)
     assert encode_image(golden.coffee_crop(), model, quality=3, weights_id=meta["weights_id"], version=2) == data
 
@@ -86,7 +105,7 @@ def test_fip_networks_give_the_same_pixels() -> None:
     assert ops and all((HERE / f"fip-{op}.png").is_file() for op in ops)
     for op in ops:
         net, _ = load_network(shipped_weights(op))
-        np.testing.assert_array_equal(_as_png_pixels(apply_network(net, golden.rocket_crop())), _pixels(HERE / f"fip-{op}.png"))
+        _assert_same_pixels(_as_png_pixels(apply_network(net, golden.rocket_crop())), _pixels(HERE / f"fip-{op}.png"), op)
 
 
 @pytest.mark.slow
