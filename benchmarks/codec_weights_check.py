@@ -1,7 +1,7 @@
 """Quick check of codec weights while training them: rate-distortion on 6 held-out photos.
 
-Encodes the 6 photos (long side 768, never trained on) with the levels 1-6 of each weights
-folder given (files ``hyperprior-q{1..6}.safetensors``; effort 0, real files through
+Encodes the 6 photos (long side 768, never trained on) with every level of each weights
+folder given (files ``hyperprior-q*.safetensors``; effort 0, real files through
 ``compress``/``decompress``), and with WebP (Pillow, ``method=6``) in the same run, then prints
 each folder's curve and its BD-rate (PSNR on 8-bit pixels, PCHIP) against WebP and against the
 first folder. A few minutes on one core, where ``convpress bench codec`` takes most of an hour;
@@ -16,6 +16,7 @@ import argparse
 import io
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,9 +38,9 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def model_curve(folder: str, images: dict[str, np.ndarray], model: str = "hyperprior") -> Curve:
-    """Mean (bpp, PSNR) over ``images`` (H, W, 3) uint8 of each level 1-6 in ``folder``."""
+    """Mean (bpp, PSNR) over ``images`` (H, W, 3) uint8 of each level in ``folder``, lowest first."""
     points = []
-    for q in range(1, 7):
+    for q in sorted(int(f.stem.split("-q")[-1]) for f in Path(folder).glob(f"{model}-q*.safetensors")):
         net, _ = load_weights(f"{folder}/{model}-q{q}.safetensors")
         net.eval()
         bpp, psnr = [], []
