@@ -113,12 +113,14 @@ def _trained_like(model: GuidedFilterCAN) -> GuidedFilterCAN:
     return model
 
 
-def test_tiled_output_equals_untiled_output_exactly() -> None:
+def test_tiled_output_equals_untiled_output_to_float_rounding() -> None:
+    # bit-identical on some CPUs; on an AMD EPYC the point-wise 1x1 convolutions sum in another
+    # order for strips of another height (measured up to 3e-7): 1e-6 is float rounding, not drift
     model = _trained_like(GuidedFilterCAN()).eval()
     x = torch.rand(3, 101, 143)
     whole = apply_network(model, x)
     for rows in (1, 7, 64, 200):
-        assert torch.equal(apply_network(model, x, tile_rows=rows), whole)
+        torch.testing.assert_close(apply_network(model, x, tile_rows=rows), whole, atol=1e-6, rtol=0)
     with torch.no_grad():
         torch.testing.assert_close(whole, model(x[None])[0].clamp(0, 1), atol=1e-6, rtol=0)
 
@@ -220,8 +222,8 @@ def test_global_path_starts_as_the_guided_filter_and_sees_the_whole_image() -> N
     assert isinstance(model, GlobalGuidedFilterCAN)
     img = torch.rand(3, 101, 143)
     model, whole = _starts_as_plain(model, "global_mlp.", img)  # the MLP starts at zero
-    for rows in (1, 7, 64):  # statistics of the whole low-resolution copy: tiles stay exact
-        assert torch.equal(apply_network(model, img, tile_rows=rows), whole)
+    for rows in (1, 7, 64):  # statistics of the whole low-resolution copy: tiles equal to float rounding
+        torch.testing.assert_close(apply_network(model, img, tile_rows=rows), whole, atol=1e-6, rtol=0)
     # the modulation is a function of the histograms: a brighter image is modulated differently
     film = lambda t: model.global_mlp(soft_histograms(t[None], 16))  # noqa: E731
     assert not torch.allclose(film(img), film((img + 0.3).clamp(0, 1)))

@@ -3,16 +3,17 @@
 The guided-filter CAN is applied in two parts: its CAN runs once on the whole low-resolution
 copy (so the per-image normalisation statistics are those of the whole image), and the
 full-resolution part, which is point-wise given the low-resolution coefficients, runs over
-horizontal strips of ``tile_rows`` rows. Every output pixel is computed with the same
-arithmetic either way, so tiled output equals untiled output exactly and peak memory grows
-with the strip, not the image.
+horizontal strips of ``tile_rows`` rows. Every output pixel is computed from the same
+coefficients either way, so tiled output equals untiled output to float rounding (the point-wise
+1x1 convolutions may sum in another order for strips of another height: bit-identical on some
+CPUs, up to 3e-7 apart on an AMD EPYC) and peak memory grows with the strip, not the image.
 
 A plain CAN normalises each layer with statistics of the whole image, so a tile would see
 different statistics than the full image: plain CANs are never tiled (asking for it raises
 :class:`ConfigError`).
 
 Without ``tile_rows`` the guided-filter CAN uses strips of about :data:`STRIP_PIXELS` pixels
-(exact either way), so a 24-megapixel photo needs a few hundred MB beyond the image itself.
+(the same output either way, to float rounding), so a 24-megapixel photo needs a few hundred MB beyond the image itself.
 Before any work, the peak memory of the request is estimated and compared with the memory
 available (:mod:`convpress.core.memory`): a request that cannot fit is refused with a
 :class:`ConfigError` naming the estimate and the option that fixes it, instead of an
