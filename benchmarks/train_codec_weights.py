@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not args.work_dir:
         p.error("--work-dir is required for training")
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)  # before training: it is written after the first chunk
     images = training_images()
     print(f"{len(images)} training images", flush=True)
     qualities = [int(q) for q in args.qualities.split(",")]
