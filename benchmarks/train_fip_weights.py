@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--shard", type=int, nargs=2, metavar=("K", "N"), help="with --only-pairs: build only every N-th photo from the K-th")
     ap.add_argument("--suffix", default="", help="appended to the weights file name (e.g. -can24)")
     args = ap.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before training: the weights are written at its end
     torch.set_num_threads(args.threads)
     images = photos(args.upscale, args.wallpapers)
     print(f"{len(images)} training photos", flush=True)
