@@ -16,7 +16,6 @@ import argparse
 import io
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ from PIL import Image
 
 from convpress.codec.bitstream import pad_image
 from convpress.codec.metrics import bd_rate
-from convpress.codec.weights import load_weights
+from convpress.codec.weights import available_qualities, load_weights
 from convpress.data.photos import held_out_photos
 
 PHOTOS = ["coffee", "rocket", "Dragonfly_by_Bolly", "Wine_by_Jakkub_Mede", "picosdeeuropa_by_Aitzol_Berasategi", "Kleiber_by_Lukas_Baubkus"]
@@ -40,7 +39,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def model_curve(folder: str, images: dict[str, np.ndarray], model: str = "hyperprior") -> Curve:
     """Mean (bpp, PSNR) over ``images`` (H, W, 3) uint8 of each level in ``folder``, lowest first."""
     points = []
-    for q in sorted(int(f.stem.split("-q")[-1]) for f in Path(folder).glob(f"{model}-q*.safetensors")):
+    for q in available_qualities(model, folder):
         net, _ = load_weights(f"{folder}/{model}-q{q}.safetensors")
         net.eval()
         bpp, psnr = [], []

@@ -120,13 +120,14 @@ def _per_image(model: str) -> Any:
     return cls if getattr(cls, "per_image", False) else None
 
 
-def available_qualities(model: str = DEFAULT_MODEL) -> list[int]:
-    """Quality levels with shipped weights for ``model`` (for a model fitted per image: its levels)."""
+def available_qualities(model: str = DEFAULT_MODEL, folder: str | os.PathLike[str] = WEIGHTS_DIR) -> list[int]:
+    """Quality levels with weights files ``{model}-q{level}.safetensors`` in ``folder`` (default: the
+    shipped weights; for a model fitted per image: its levels)."""
     per_image = _per_image(model)
     if per_image is not None:
         return sorted(per_image.LAMBDAS)
     out = []
-    for f in sorted(WEIGHTS_DIR.glob(f"{model}-q*.safetensors")):
+    for f in sorted(Path(folder).glob(f"{model}-q*.safetensors")):
         try:
             out.append(int(f.stem.split("-q")[-1]))
         except ValueError:

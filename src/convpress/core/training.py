@@ -356,11 +356,6 @@ class Trainer:
         barrier()
         return self.step
 
-    @property
-    def running_loss(self) -> float:
-        """Mean loss of this process's steps so far in the current epoch (NaN before its first step)."""
-        return self._loss_sum / self._loss_steps if self._loss_steps else math.nan
-
     def _end_epoch(self, epoch: int, after_epoch: Callable[[int], None] | None) -> None:
         total, count = sum_over_processes([self._loss_sum, self._loss_steps])
         self.epoch_loss = total / count if count else math.nan

@@ -240,9 +240,8 @@ def train(
         return F.mse_loss(net(step.share(x)), step.share(y))  # this process's share
 
     def after_epoch(epoch: int) -> None:
-        mean = trainer.epoch_loss
         val_psnr = evaluate(model, val, rank=rank, size=size)
-        history.append({"epoch": epoch + 1, "loss": mean, "val_psnr": val_psnr, "lr": cfg.lr_at(epoch)})
+        history.append({"epoch": epoch + 1, "loss": trainer.epoch_loss, "val_psnr": val_psnr, "lr": cfg.lr_at(epoch)})
         trainer.remember_best(val_psnr, score_key="best_psnr")
 
     def status() -> str:

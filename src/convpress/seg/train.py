@@ -272,9 +272,8 @@ def train_segmenter(
         return segmentation_loss(net(step.share(x)), step.share(y))  # this process's share
 
     def after_epoch(epoch: int) -> None:
-        mean = trainer.epoch_loss
         miou = mean_iou(evaluate_segmenter(model, val, cfg.num_classes, rank=rank, size=size)) if len(val) else float("nan")
-        history.append({"epoch": epoch + 1, "loss": mean, "val_miou": miou, "lr": cfg.lr_at(epoch * cfg.steps)})
+        history.append({"epoch": epoch + 1, "loss": trainer.epoch_loss, "val_miou": miou, "lr": cfg.lr_at(epoch * cfg.steps)})
         trainer.remember_best(miou, score_key="best_miou")
 
     def status() -> str:
