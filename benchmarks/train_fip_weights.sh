@@ -74,3 +74,10 @@ python benchmarks/train_fip_weights.py --operators detail --model gf-can24-res -
 # pencil: gf-can24 + full-resolution residual head (the strokes are full-resolution structure)
 python benchmarks/train_fip_weights.py --operators pencil --model gf-can24-res --work "$W" --wallpapers --epochs 16 --crops 320 448 512 --batch 2
 python benchmarks/train_fip_weights.py --operators pencil --model gf-can24-res --work "$W" --wallpapers --epochs 24 --init --lr 3e-4 --crops 320 448 512 --batch 2
+# E (2026-12-03, sixth session; not shipped yet: bench fip not re-run) pencil and wls trained further
+# from the shipped networks, kept in benchmarks/candidates/fip/. benchmarks/fip_weights_check.py on the
+# 17 held-out photos at long side 768: pencil +5.40 -> +5.52 dB, wls +5.49 -> +5.89 dB. To ship: copy to
+# src/convpress/weights/fip/, delete tests/golden/fip-OP.png, make_golden.py --new-fip, fip_figures.py,
+# bench fip (quiet machine), make_benchmarks_md.py.
+# python benchmarks/train_fip_weights.py --operators pencil --model gf-can24-res --work "$W" --wallpapers --epochs 24 --init --lr 3e-4 --crops 320 448 512 --batch 2 --out benchmarks/candidates/fip
+# python benchmarks/train_fip_weights.py --operators wls --model gf-can24-res --work "$W" --wallpapers --epochs 16 --init --lr 2e-4 --crops 320 448 512 --batch 2 --out benchmarks/candidates/fip
