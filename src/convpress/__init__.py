@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "DSD": "convpress.compress.finetune",
     "Distill": "convpress.compress.distill",
     "export_onnx": "convpress.compress.export",
+    "for_cpu": "convpress.compress.deploy",
     "dense_state_dict": "convpress.compress.state",
     "strip_": "convpress.compress.state",
     "save": "convpress.compress.files",
@@ -84,6 +85,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.compress.accelerate import AccelerateConfig, accelerate
     from convpress.compress.data_distill import DataDistillResult, data_distill
+    from convpress.compress.deploy import for_cpu
     from convpress.compress.distill import Distill
     from convpress.compress.export import export_onnx
     from convpress.compress.files import save

@@ -25,6 +25,13 @@ def test_channel_shuffle_matches_index_definition() -> None:
     assert torch.equal(L.channel_shuffle(x, g), ref)
     with pytest.raises(ValueError, match="groups=5 does not divide"):
         L.channel_shuffle(x, 5)
+    # a channels-last input (the CPU deployment form) takes its own path: same values, still channels-last
+    xl = x.contiguous(memory_format=torch.channels_last)
+    out = L.channel_shuffle(xl, g)
+    assert torch.equal(out, ref)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="groups=5 does not divide"):
+        L.channel_shuffle(xl, 5)
 
 
 def test_igc_block_is_two_interleaved_group_convs() -> None:

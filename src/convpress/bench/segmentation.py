@@ -23,6 +23,8 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from torch import nn
 from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment, paired_times
 from convpress.compress.accelerate import AccelerateConfig, accelerate
+from convpress.compress.deploy import for_cpu
 from convpress.compress.export import export_onnx, onnx_max_error
 from convpress.compress.unit_pruners import find_units
 from convpress.models.shuffleseg import TorchvisionSegmenter
@@ -130,17 +133,22 @@ def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
     size = QUICK_SPEED_SIZE if quick else SPEED_SIZE
     x = torch.rand(1, 3, *size)
     fcn = TorchvisionSegmenter("fcn_resnet50", num_classes=k).eval()
+    # every network is timed in its CPU deployment form (convpress.for_cpu: BatchNorm folded,
+    # channels-last), the figures the checks use, and as trained (eager), for reference
+    eager = {"shuffleseg": trained["shuffleseg"], "lraspp-mbv3": trained["lraspp-mbv3"], "fcn-resnet50": fcn}
+    deployed = {n: for_cpu(m) for n, m in eager.items()}
     torch.set_num_threads(THREADS)
     with torch.no_grad():
-        speed = paired_times(
-            {
-                "shuffleseg": lambda: trained["shuffleseg"](x),
-                "lraspp-mbv3": lambda: trained["lraspp-mbv3"](x),
-                "fcn-resnet50": lambda: fcn(x),
-            },
+        deploy_error = max(float((deployed[n](x) - eager[n](x)).abs().max()) for n in eager)
+        calls: dict[str, Callable[[], Any]] = {f"{n} eager": partial(m, x) for n, m in eager.items()}
+        calls.update({n: partial(m, x) for n, m in deployed.items()})
+        times = paired_times(
+            calls,
             warmup=1,
             repeat=b["repeat"],
         )
+    speed = {n: times[n] for n in eager}
+    speed_eager = {n: times[f"{n} eager"] for n in eager}
 
     # acceleration: channel pruning + distillation of the trained ShuffleSeg
     torch.set_num_threads(1)
@@ -174,8 +182,16 @@ def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
     pruned = _scores(student, val)
     torch.set_num_threads(THREADS)
     with torch.no_grad():
+        dense_d, pruned_d = deployed["shuffleseg"], for_cpu(student)
         speed_pruned = paired_times(
-            {"shuffleseg": lambda: trained["shuffleseg"](x), "pruned": lambda: student(x)}, warmup=2, repeat=2 * b["repeat"]
+            {
+                "shuffleseg eager": lambda: trained["shuffleseg"](x),
+                "pruned eager": lambda: student(x),
+                "shuffleseg": lambda: dense_d(x),
+                "pruned": lambda: pruned_d(x),
+            },
+            warmup=2,
+            repeat=2 * b["repeat"],
         )
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(student, x, Path(tmp) / "shuffleseg.onnx")
@@ -227,8 +243,11 @@ def run(*, quick: bool = False, progress: bool = False) -> dict[str, Any]:
         "speed": {
             "size": f"{size[1]}x{size[0]}",
             "threads": THREADS,
+            "form": "convpress.for_cpu: BatchNorm folded into the convolutions, channels-last memory",
             "seconds": speed,
             "images_per_second": {n: 1 / s for n, s in speed.items()},
+            "eager_seconds": speed_eager,
+            "deploy_max_difference": deploy_error,
         },
         "accelerated": {
             **pruned,
@@ -288,18 +307,34 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"{' (QUICK smoke run)' if result['quick'] else ''}. Both networks trained from random weights on the bundled "
         f"demonstration set (digits pasted onto photos, 11 classes) with the same budget: {bud['epochs']} x {bud['steps']} steps "
         f"of {bud['batch']} crops {bud['crop'][0]}x{bud['crop'][1]}, Adam {bud['lr']}; mIoU on {bud['val']} held-out samples "
-        f"(other photos, other digits). Speed at {sp['size']}, batch 1, {sp['threads']} threads, interleaved rounds (medians).",
+        f"(other photos, other digits). Speed at {sp['size']}, batch 1, {sp['threads']} threads, interleaved rounds (medians), "
+        "every network in its CPU deployment form (`convpress.for_cpu`: BatchNorm folded into the convolutions, channels-last "
+        f"memory; outputs equal the trained networks' to {sp.get('deploy_max_difference', float('nan')):.1g}) "
+        "and, for reference, as trained (eager).",
         "",
-        "| model | parameters | held-out mIoU | images/s at 640x360 | ms |",
-        "|---|---|---|---|---|",
+        "| model | parameters | held-out mIoU | images/s at 640x360 | ms | ms as trained (eager) |",
+        "|---|---|---|---|---|---|",
     ]
+    eager = sp.get("eager_seconds", {})
+
+    def eager_ms(name: str) -> str:
+        return f"{1000 * eager[name]:.0f}" if name in eager else "–"
+
     for name in ("shuffleseg", "lraspp-mbv3"):
-        lines.append(f"| {name} | {m[name]['params']:,} | {m[name]['miou']:.2f} | {ips[name]:.1f} | {1000 * sp['seconds'][name]:.0f} |")
-    lines.append(f"| fcn-resnet50 (random weights) | – | – | {ips['fcn-resnet50']:.2f} | {1000 * sp['seconds']['fcn-resnet50']:.0f} |")
+        lines.append(
+            f"| {name} | {m[name]['params']:,} | {m[name]['miou']:.2f} | {ips[name]:.1f} | {1000 * sp['seconds'][name]:.0f} "
+            f"| {eager_ms(name)} |"
+        )
+    lines.append(
+        f"| fcn-resnet50 (random weights) | – | – | {ips['fcn-resnet50']:.2f} | {1000 * sp['seconds']['fcn-resnet50']:.0f} "
+        f"| {eager_ms('fcn-resnet50')} |"
+    )
     a_ratio = acc["seconds"]["shuffleseg"] / acc["seconds"]["pruned"]
+    a_eager = acc["seconds"].get("shuffleseg eager", float("nan")) / acc["seconds"].get("pruned eager", float("nan"))
     n_units = sum(n.endswith(".compress.0") for n in acc["plan"])
     lines += [
-        f"| shuffleseg accelerated | {acc['params'][1]:,} | {acc['miou']:.2f} | – | {a_ratio:.2f}x faster than shuffleseg |",
+        f"| shuffleseg accelerated | {acc['params'][1]:,} | {acc['miou']:.2f} | – | {a_ratio:.2f}x faster than shuffleseg "
+        f"| {a_eager:.2f}x |",
         "",
         "Per-class IoU (held out):",
         "",
@@ -329,7 +364,8 @@ def readme_summary(result: dict[str, Any]) -> str:
     ratio = acc["seconds"]["shuffleseg"] / acc["seconds"]["pruned"]
     return (
         f"Measured (`benchmarks/results/segmentation.json`, {result['environment']['cpu_count']} cores, {sp['threads']} threads, "
-        f"{sp['size']}, batch 1): ShuffleSeg {1000 * s['shuffleseg']:.0f} ms, LR-ASPP MobileNetV3-Large {1000 * s['lraspp-mbv3']:.0f} ms "
+        f"{sp['size']}, batch 1, each network BN-folded and channels-last by `convpress.for_cpu`): "
+        f"ShuffleSeg {1000 * s['shuffleseg']:.0f} ms, LR-ASPP MobileNetV3-Large {1000 * s['lraspp-mbv3']:.0f} ms "
         f"({s['lraspp-mbv3'] / s['shuffleseg']:.2f}x), FCN-ResNet50 {1000 * s['fcn-resnet50']:.0f} ms "
         f"({s['fcn-resnet50'] / s['shuffleseg']:.1f}x). Trained with the same budget on the demonstration set, held-out mIoU "
         f"{m['shuffleseg']['miou']:.1f} for ShuffleSeg against {m['lraspp-mbv3']['miou']:.1f} for LR-ASPP. `accelerate` "
