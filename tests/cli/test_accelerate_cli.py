@@ -63,6 +63,8 @@ def test_accelerate_prunes_factorizes_distils_and_exports(
         (["--channels", "1.0"], "channels"),
         (["--channels", "0.99"], "would leave none"),
         (["--lowrank", "1.5"], "energy"),
+        (["--units", "1.0"], "--units must be in"),
+        (["--units", "-0.1"], "--units must be in"),
         (["--channels", "0.5", "--int8", "static"], "--int8 needs --onnx"),
         (["--channels", "0.5", "--sparsity-epochs", "2"], "criterion bn"),
         # issue 22: refused before any training (the model is built untrained to check names)

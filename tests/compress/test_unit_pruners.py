@@ -12,7 +12,14 @@ from torch import nn
 import convpress as cp
 from convpress.analysis import receptive_fields
 from convpress.compress.export import export_onnx, onnx_max_error
-from convpress.compress.unit_pruners import UNIT_PRUNERS, ShuffleUnitV1Pruner, find_units, shuffle_cells, thin_shuffle_unit_
+from convpress.compress.unit_pruners import (
+    UNIT_PRUNERS,
+    ShuffleUnitV1Pruner,
+    find_units,
+    remove_units_,
+    shuffle_cells,
+    thin_shuffle_unit_,
+)
 from convpress.layers.shuffle import ShuffleUnitV1
 from convpress.models.shapes import apply_shapes_, layer_shapes
 
@@ -155,3 +162,44 @@ def test_unequal_cells_are_refused() -> None:
     keep[:9] = False  # nine channels of compress group 0: other groups keep theirs
     with pytest.raises(ValueError, match="whole cells"):
         thin_shuffle_unit_(unit, keep)
+
+
+def test_depth_pruning_removes_the_units_that_change_least_and_stays_exact(tmp_path: Path) -> None:
+    model = _randomised(cp.create_model("shuffleseg", num_classes=4))
+    removable = [n for n, (m, p) in find_units(model).items() if p.removable(m)]
+    assert len(removable) == 13 and all(model.get_submodule(n).stride == 1 for n in removable)  # 3 + 7 + 3 stride-1 units
+    quiet = "encoder.to16.3"
+    with torch.no_grad():  # its branch outputs zero: the unit is the identity (its input comes out of a ReLU)
+        model.get_submodule(quiet).expand[1].weight.zero_()
+        model.get_submodule(quiet).expand[1].bias.zero_()
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        want = model(x)
+    removed = remove_units_(model, 1 / 13, [x])
+    assert list(removed) == [quiet] and removed[quiet] == 0.0
+    assert isinstance(model.get_submodule(quiet), nn.Identity)
+    with torch.no_grad():
+        assert torch.equal(model(x), want)
+    removed = remove_units_(model, 0.5, [x])  # half of the 12 left
+    assert len(removed) == 6 and quiet not in removed
+    assert all(isinstance(model.get_submodule(n), nn.Identity) for n in removed)
+    assert "decoder" in {n.split(".")[0] for n in receptive_fields(model)}  # still traced by convpress analyze
+    fresh = apply_shapes_(cp.create_model("shuffleseg", num_classes=4), layer_shapes(model)).eval()
+    fresh.load_state_dict(model.state_dict())  # a saved depth-pruned model rebuilds from its recorded structure
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+    path = export_onnx(model, x, tmp_path / "shallow.onnx")
+    assert onnx_max_error(model, path, x) < 1e-3
+
+
+def test_accelerate_removes_units_and_reports_them() -> None:
+    torch.manual_seed(0)
+    model = cp.create_model("shuffleseg", num_classes=3)
+    x = torch.rand(2, 3, 32, 48)
+    y = torch.randint(0, 3, (2, 32, 48))
+    cfg = cp.AccelerateConfig(units=0.3, epochs=1, distill_mode="output", latency_batches=())
+    report = cp.accelerate(model, cfg, train=[(x, y)], example=x, loss_fn=nn.functional.cross_entropy, progress=False)
+    assert report.units is not None and len(report.units) == 4  # round(0.3 * 13)
+    assert report.after.macs < report.before.macs
+    with pytest.raises(cp.ConfigError, match="units"):
+        cp.AccelerateConfig(units=1.0)

@@ -50,6 +50,13 @@ def register(sub: Any) -> None:
     c.add_argument(
         "--lowrank-conv", choices=["separable", "depthwise"], default="separable", help="k x k convs as kx1+1xk or depthwise+pointwise"
     )
+    c.add_argument(
+        "--units",
+        type=float,
+        metavar="FRACTION",
+        help="depth pruning: remove this fraction of the removable blocks (stride-1 ShuffleNet v1 units), "
+        "those that change their input least",
+    )
     f = p.add_argument_group("fine-tuning")
     f.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs after compression (default: %(default)s)")
     f.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate (default: %(default)s)")
@@ -86,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
     int8 = str(Path(args.onnx).with_name(Path(args.onnx).stem + f".int8-{args.int8}.onnx")) if args.int8 else None
     out, onnx_out, int8_out = check_outputs([args.out, args.onnx, int8], force=args.force, inputs=inputs)
     assert out is not None
-    if args.channels is None and args.lowrank is None:
-        raise ConfigError("choose at least one method: --channels and/or --lowrank")
+    if args.channels is None and args.lowrank is None and args.units is None:
+        raise ConfigError("choose at least one method: --channels, --lowrank and/or --units")
+    if args.units is not None:
+        check_fraction(args.units, "--units")
     channels = parse_layer_values(args.channels, float, "--channels") if args.channels is not None else None
     if isinstance(channels, float):
         check_fraction(channels, "--channels")
@@ -121,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         bn_l1=args.bn_l1,
         lowrank=args.lowrank,
         lowrank_conv=args.lowrank_conv,
+        units=args.units,
         epochs=args.epochs,
         lr=args.lr,
         distill=not args.no_distill,

@@ -7,6 +7,7 @@ acceleration``, in place, on any ``nn.Module``:
 2. optionally train it with Network Slimming's BN-gamma L1 penalty (for the "bn" criterion);
 3. remove whole channels with a pruning criterion (:func:`~convpress.compress.structured.prune_channels_`);
 4. factorize Linear and k x k Conv2d layers into low-rank pairs (:func:`~convpress.compress.lowrank.factorize_`);
+   optionally replace whole units by the identity (depth pruning, :func:`~convpress.compress.unit_pruners.remove_units_`);
 5. fine-tune, distilling from the original model (:func:`~convpress.compress.finetune.finetune`);
 6. measure it again.
 
@@ -32,6 +33,7 @@ from convpress.compress.finetune import FinetuneResult, finetune
 from convpress.compress.lowrank import ConvMode, FactorizeReport, factorize_
 from convpress.compress.prune import check_fraction
 from convpress.compress.structured import ChannelPruneReport, check_channel_plan, count_macs, prune_channels_
+from convpress.compress.unit_pruners import remove_units_
 from convpress.core.errors import ConfigError
 from convpress.core.timing import measure_latency
 
@@ -66,6 +68,10 @@ class AccelerateConfig:
             factorizes nothing.
         lowrank_conv: k x k convolutions become k x 1 + 1 x k ("separable") or depthwise +
             pointwise ("depthwise").
+        units: fraction in [0, 1) of the removable units (blocks whose pruner allows replacing
+            them by the identity, e.g. stride-1 ShuffleNet v1 units) to remove, those that change
+            their input least on the first ``calibration_batches`` training batches (depth
+            pruning, :func:`~convpress.compress.unit_pruners.remove_units_`); None removes none.
         epochs: fine-tuning epochs after compression (0: none).
         lr: fine-tuning learning rate.
         distill: fine-tune with distillation from the original model (False: task loss only).
@@ -87,6 +93,7 @@ class AccelerateConfig:
     bn_l1: float = 1e-4
     lowrank: float | None = None
     lowrank_conv: ConvMode = "separable"
+    units: float | None = None
     epochs: int = 3
     lr: float = 3e-4
     distill: bool = True
@@ -96,8 +103,10 @@ class AccelerateConfig:
     score_before_finetune: bool = False
 
     def __post_init__(self) -> None:
-        if self.channels is None and self.lowrank is None:
-            raise ConfigError("choose at least one method: channels and/or lowrank")
+        if self.channels is None and self.lowrank is None and self.units is None:
+            raise ConfigError("choose at least one method: channels, lowrank and/or units")
+        if self.units is not None:
+            check_fraction(self.units, "units (fraction of removable units)")
         if isinstance(self.channels, Mapping):
             for name, amount in self.channels.items():
                 check_fraction(amount, f"channel pruning amount for {name!r}")
@@ -155,6 +164,7 @@ class AccelerateReport:
     after: ModelProfile
     channels: ChannelPruneReport | None = None  # None: no channel pruning
     lowrank: FactorizeReport | None = None  # None: no factorization
+    units: dict[str, float] | None = None  # removed units -> how much each changed its input; None: no depth pruning
     score_before_finetune: float | None = None  # only with AccelerateConfig.score_before_finetune
     finetune: FinetuneResult | None = None
 
@@ -238,6 +248,11 @@ def accelerate(
         say(f"low-rank: factorized {len(lowrank.layers)} layers")
         for name, reason in lowrank.skipped.items():
             say(f"  skipped {name}: {reason}")
+    units = None
+    if config.units is not None:
+        batches = [b for _, b in zip(range(config.calibration_batches), train, strict=False)]
+        units = remove_units_(model, config.units, [inputs for inputs, _ in batches] or [example[:2]])
+        say(f"units: removed {len(units)} ({', '.join(units) or 'none'})")
     score_before_finetune = evaluate(model) if config.score_before_finetune and evaluate is not None else None
     distill = Distill(teacher=original, mode=config.distill_mode) if config.distill else None
     trained = finetune(model, train, loss_fn, config.epochs, config.lr, distill=distill, progress=progress, description="fine-tune")
@@ -247,6 +262,7 @@ def accelerate(
         after=after,
         channels=channels,
         lowrank=lowrank,
+        units=units,
         score_before_finetune=score_before_finetune,
         finetune=trained,
     )

@@ -1,10 +1,11 @@
 """Recording and re-applying layer structure, so compressed models can be saved and rebuilt.
 
-Structured pruning shrinks layers and low-rank factorization replaces a layer by a
-``Sequential`` of two; either way the state_dict no longer loads into ``resolve_model(arch)``.
-:func:`layer_shapes` records every Conv/Linear/BatchNorm layer's full configuration and every
-``Sequential``'s length; :func:`apply_shapes_` turns a freshly built architecture into the same
-structure, after which the state_dict loads normally.
+Structured pruning shrinks layers, low-rank factorization replaces a layer by a ``Sequential``
+of two and depth pruning replaces a block by ``nn.Identity``; either way the state_dict no
+longer loads into ``resolve_model(arch)``. :func:`layer_shapes` records every Conv/Linear/BatchNorm
+layer's full configuration, every ``Sequential``'s length and every ``Identity``;
+:func:`apply_shapes_` turns a freshly built architecture into the same structure, after which
+the state_dict loads normally.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def _spec(m: nn.Module) -> dict[str, Any] | None:
         }
     if type(m) is nn.Sequential:
         return {"type": "Sequential", "len": len(m)}
+    if type(m) is nn.Identity:  # a block removed by depth pruning (or an architecture's own placeholder)
+        return {"type": "Identity"}
     return None
 
 
@@ -64,6 +67,8 @@ def _build(name: str, spec: dict[str, Any]) -> nn.Module:
         kind = spec["type"]
         if kind == "Sequential":
             return nn.Sequential(*[nn.Identity() for _ in range(int(spec["len"]))])
+        if kind == "Identity":
+            return nn.Identity()
         if kind == "Linear":
             return nn.Linear(spec["in"], spec["out"], bias=spec["bias"])
         if kind in _NORMS:
