@@ -203,3 +203,7 @@ def test_accelerate_removes_units_and_reports_them() -> None:
     assert report.after.macs < report.before.macs
     with pytest.raises(cp.ConfigError, match="units"):
         cp.AccelerateConfig(units=1.0)
+    lines: list[str] = []  # a model without removable units is told so, not silently left alone
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1))
+    report = cp.accelerate(plain, cfg, train=[(x, y)], example=x, loss_fn=nn.functional.cross_entropy, progress=False, say=lines.append)
+    assert report.units == {} and any("no removable unit" in line for line in lines)

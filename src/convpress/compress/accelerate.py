@@ -33,7 +33,7 @@ from convpress.compress.finetune import FinetuneResult, finetune
 from convpress.compress.lowrank import ConvMode, FactorizeReport, factorize_
 from convpress.compress.prune import check_fraction
 from convpress.compress.structured import ChannelPruneReport, check_channel_plan, count_macs, prune_channels_
-from convpress.compress.unit_pruners import remove_units_
+from convpress.compress.unit_pruners import find_units, remove_units_
 from convpress.core.errors import ConfigError
 from convpress.core.timing import measure_latency
 
@@ -252,7 +252,12 @@ def accelerate(
     if config.units is not None:
         batches = [b for _, b in zip(range(config.calibration_batches), train, strict=False)]
         units = remove_units_(model, config.units, [inputs for inputs, _ in batches] or [example[:2]])
-        say(f"units: removed {len(units)} ({', '.join(units) or 'none'})")
+        if units:
+            say(f"units: removed {len(units)} ({', '.join(units)})")
+        elif not any(p.removable(m) for m, p in find_units(model).values()):
+            say("units: this model has no removable unit (depth pruning knows stride-1 ShuffleNet v1 units); none removed")
+        else:
+            say(f"units: {config.units:.0%} of the removable units rounds to none; none removed")
     score_before_finetune = evaluate(model) if config.score_before_finetune and evaluate is not None else None
     distill = Distill(teacher=original, mode=config.distill_mode) if config.distill else None
     trained = finetune(model, train, loss_fn, config.epochs, config.lr, distill=distill, progress=progress, description="fine-tune")
