@@ -6,14 +6,17 @@ Pairs come from the bundled TRAIN photos (never coffee or rocket, the benchmark 
 the photos of Debian's ``opencv-doc`` package when it is installed (and, with ``--wallpapers``,
 the photographs among Debian's wallpaper packages), at long sides 384 and 512 by default
 (references are cheap there: RTV costs about 36 s per megapixel). Each operator gets a
-``gf-can24`` (CAN24 at low resolution + learned guided filter) trained with the settings
-below; training resumes from ``--work`` if interrupted. Single-threaded by default because
-the machine is shared.
+``--model`` network, by default ``gf-can24`` (CAN24 at low resolution + learned guided filter),
+built through the model registry and trained with the settings below (``--eps``, ``--factor``
+and ``--low-res`` are options of the guided-filter CANs; other models refuse them); training
+resumes from ``--work`` if interrupted. Single-threaded by default because the machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import sys
 import time
 from pathlib import Path
 
@@ -129,7 +132,7 @@ def main() -> None:
     ap.add_argument("--operators", nargs="+", default=["l0", "rtv", "wls", "rof"])
     ap.add_argument("--work", default="/tmp/fip-work", help="pair cache and checkpoints")
     ap.add_argument("--out", default=str(WEIGHTS_DIR))
-    ap.add_argument("--model", default="gf-can24")
+    ap.add_argument("--model", default="gf-can24", help="registered image-to-image model (gf-can24, gf-can24-res, lap-remap, ...)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[384, 512])
     ap.add_argument("--epochs", type=int, default=SETTINGS["epochs"])
     ap.add_argument("--steps", type=int, default=SETTINGS["steps"])
@@ -137,9 +140,11 @@ def main() -> None:
     ap.add_argument("--init", action="store_true", help="fine-tune: start from the weights already in --out")
     ap.add_argument("--lr", type=float, default=SETTINGS["lr"])
     ap.add_argument("--constant-lr", action="store_true", help="no cosine decay, keep the last epoch (the first rtv/wls runs)")
-    ap.add_argument("--eps", type=float, help="guided-filter eps of gf-can24 (default: the model's)")
-    ap.add_argument("--factor", type=int, help="gf-can24: minimum downscaling factor of the low-resolution CAN (default: the model's)")
-    ap.add_argument("--low-res", type=int, help="gf-can24: largest long side of the low-resolution CAN (default: the model's)")
+    ap.add_argument("--eps", type=float, help="guided-filter CANs: guided-filter eps (default: the model's)")
+    ap.add_argument(
+        "--factor", type=int, help="guided-filter CANs: minimum downscaling factor of the low-resolution CAN (default: the model's)"
+    )
+    ap.add_argument("--low-res", type=int, help="guided-filter CANs: largest long side of the low-resolution CAN (default: the model's)")
     ap.add_argument("--upscale", type=int, default=0, help="also train on 2x enlargements of photos with long side <= this")
     ap.add_argument(
         "--crops",
@@ -154,6 +159,17 @@ def main() -> None:
     ap.add_argument("--shard", type=int, nargs=2, metavar=("K", "N"), help="with --only-pairs: build only every N-th photo from the K-th")
     ap.add_argument("--suffix", default="", help="appended to the weights file name (e.g. -can24)")
     args = ap.parse_args()
+    kwargs = {k: v for k, v in (("eps", args.eps), ("factor", args.factor), ("low_res", args.low_res)) if v is not None}
+    from convpress.models import MODELS
+
+    image_models = [n for n in MODELS.names() if MODELS.meta(n).get("task") == "image-to-image"]
+    if args.model not in image_models:
+        sys.exit(f"{args.model!r} is not an image-to-image model; choose one of {', '.join(image_models)}")
+    accepted = inspect.signature(MODELS.get(args.model)).parameters
+    refused = [f"--{k.replace('_', '-')}" for k in kwargs if k not in accepted]
+    if refused:
+        options = f"{' and '.join(refused)} {'is not an option' if len(refused) == 1 else 'are not options'}"
+        sys.exit(f"{options} of model {args.model}; they configure the guided-filter CANs")
     Path(args.out).mkdir(parents=True, exist_ok=True)  # before training: the weights are written at its end
     torch.set_num_threads(args.threads)
     images = photos(args.upscale, args.wallpapers)
@@ -173,7 +189,6 @@ def main() -> None:
             settings.update(cosine=False, keep_best=False)
         if args.rotate:
             settings["rotate"] = True
-        kwargs = {k: v for k, v in (("eps", args.eps), ("factor", args.factor), ("low_res", args.low_res)) if v is not None}
         cfg = FipTrainConfig(operator=op, model=args.model, model_kwargs=kwargs, **settings)
         out = Path(args.out) / f"{op}{args.suffix}.safetensors"
         init = None

@@ -9,8 +9,10 @@ coefficients either way, so tiled output equals untiled output to float rounding
 CPUs, up to 3e-7 apart on an AMD EPYC) and peak memory grows with the strip, not the image.
 
 A plain CAN normalises each layer with statistics of the whole image, so a tile would see
-different statistics than the full image: plain CANs are never tiled (asking for it raises
-:class:`ConfigError`).
+different statistics than the full image; a learned local Laplacian network (``lap-remap``)
+builds pyramids whose coarse levels see the whole image. Only guided-filter CANs are tiled:
+asking to tile any other network raises :class:`ConfigError`; the others run on the whole
+image at once, and a model may declare its peak memory per pixel (``bytes_per_pixel``).
 
 Without ``tile_rows`` the guided-filter CAN uses strips of about :data:`STRIP_PIXELS` pixels
 (the same output either way, to float rounding), so a 24-megapixel photo needs a few hundred MB beyond the image itself.
@@ -57,6 +59,9 @@ def estimate_memory(model: nn.Module, h: int, w: int, tile_rows: int | None = No
         if isinstance(model, ResidualGuidedFilterCAN):  # the head's input and two hidden activations, float32
             per_pixel += (6 + 2 * model.head_width) * 4
         return image + lh * lw * _CAN_LIVE_ACTIVATIONS * model.can.width * 4 + strip_pixels * per_pixel
+    declared = getattr(model, "bytes_per_pixel", None)  # a whole-image model may say what it needs
+    if declared is not None and not isinstance(model, CAN):
+        return image + h * w * int(declared)
     width = model.width if isinstance(model, CAN) else 32
     return image + h * w * _CAN_LIVE_ACTIVATIONS * width * 4
 
@@ -74,7 +79,8 @@ def apply_network(model: nn.Module, image: torch.Tensor, *, tile_rows: int | Non
     """Run ``model`` on one image.
 
     Args:
-        model: a :class:`GuidedFilterCAN` or :class:`CAN` (eval mode is set here).
+        model: a :class:`GuidedFilterCAN`, a :class:`CAN` or any other image-to-image network
+            run on the whole image (e.g. ``lap-remap``); eval mode is set here.
         image: (3, H, W) float in [0, 1].
         tile_rows: process the full-resolution part in strips of this many rows (guided-filter
             CAN only); None: strips of about :data:`STRIP_PIXELS` pixels (a plain CAN: whole image).
@@ -84,8 +90,8 @@ def apply_network(model: nn.Module, image: torch.Tensor, *, tile_rows: int | Non
 
     Raises:
         InputError: if the image is smaller than the model needs.
-        ConfigError: for tiling a plain CAN, a non-positive ``tile_rows``, or a request that
-            needs more memory than is available.
+        ConfigError: for tiling any network but a guided-filter CAN, a non-positive
+            ``tile_rows``, or a request that needs more memory than is available.
     """
     if image.ndim != 3 or image.shape[0] != 3:
         raise InputError(f"expected a (3, H, W) image, got shape {tuple(image.shape)}")
@@ -97,12 +103,15 @@ def apply_network(model: nn.Module, image: torch.Tensor, *, tile_rows: int | Non
         raise ConfigError(f"tile rows must be positive, got {tile_rows}")
     if tile_rows is not None and not isinstance(model, GuidedFilterCAN):
         raise ConfigError(
-            "a plain CAN normalises with whole-image statistics and cannot be tiled exactly; use a guided-filter CAN (gf-can24) to tile"
+            f"{_whole_image(model)} needs the whole image at once and cannot be tiled exactly; "
+            "only a guided-filter CAN (gf-can24 and its variants) can be tiled"
         )
     if isinstance(model, GuidedFilterCAN):
         what, fix = f"a guided-filter CAN in strips of {_strip_rows(h, w, tile_rows)} rows", "pass a smaller --tile-rows"
-    else:
+    elif isinstance(model, CAN):
         what, fix = "a plain CAN (it cannot be tiled)", "use a guided-filter CAN (gf-can24), which runs its CAN at low resolution"
+    else:
+        what, fix = f"{_whole_image(model)} (it cannot be tiled)", "use a smaller image or free memory"
     check_fits(estimate_memory(model, h, w, tile_rows), f"applying {what} to a {w}x{h} image", fix)
     model.eval()
     x = image[None].float()
@@ -122,6 +131,13 @@ def apply_network(model: nn.Module, image: torch.Tensor, *, tile_rows: int | Non
             model.to(memory_format=torch.channels_last)
             out = model(x.contiguous(memory_format=torch.channels_last)).contiguous()
     return out[0].clamp_(0.0, 1.0)
+
+
+def _whole_image(model: nn.Module) -> str:
+    """How error messages name a network that runs on the whole image."""
+    if isinstance(model, CAN):
+        return "a plain CAN (it normalises with whole-image statistics)"
+    return f"a {type(model).__name__} network"
 
 
 def run_reference(operator: str, image: torch.Tensor) -> torch.Tensor:
