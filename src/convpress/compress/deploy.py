@@ -26,7 +26,7 @@ import copy
 from typing import Any
 
 import torch
-from torch import fx, nn
+from torch import nn
 from torch.fx.experimental.optimization import fuse
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -61,10 +61,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     if count_batchnorm(model) == 0:
         return model  # the model's own forward stays (it may choose paths by memory layout)
     try:
-        fx.symbolic_trace(model)
+        return fuse(model, inplace=True)  # traces first: an untraceable model is left as it is
     except Exception:  # torch.fx raises many types (TraceError, TypeError, ...) for untraceable code
         return model
-    return fuse(model, inplace=True)
 
 
 class CPUDeployed(nn.Module):

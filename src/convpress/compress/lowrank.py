@@ -30,6 +30,7 @@ from convpress.layers.padding import pixel_padding
 
 __all__ = [
     "factorize_",
+    "replace_module",
     "factorize_to_budget",
     "separate_",
     "FactorizeReport",
@@ -197,7 +198,8 @@ def _candidates(
     return layers, skipped
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` in place of ``model``'s submodule ``name`` (dotted path), in place."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
@@ -263,7 +265,7 @@ def factorize_(
             report.skipped[name] = f"rank {rank} of {full} would not save parameters ({after:,} >= {before:,})"
             continue
         kept = float((s[:rank].double() ** 2).sum() / (s.double() ** 2).sum())
-        _replace(model, name, new)
+        replace_module(model, name, new)
         report.layers[name] = {
             "kind": kind,
             "rank": rank,
@@ -313,7 +315,7 @@ def factorize_to_budget(
                 chosen = rep.layers[name]
                 break
         if chosen is not None:
-            _replace(model, name, trial.get_submodule(name))
+            replace_module(model, name, trial.get_submodule(name))
             report.layers[name] = chosen
             report.skipped.pop(name, None)
     return report

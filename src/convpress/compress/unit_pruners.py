@@ -48,6 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from convpress.compress.lowrank import replace_module
 from convpress.core.registry import TypeRegistry
 from convpress.layers.shuffle import ShuffleUnitV1
 
@@ -263,11 +264,6 @@ def thin_shuffle_unit_(unit: ShuffleUnitV1, keep: torch.Tensor) -> None:
 register_unit_pruner(ShuffleUnitV1, ShuffleUnitV1Pruner())
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
-
-
 @torch.no_grad()
 def unit_change_scores(model: nn.Module, inputs: list[torch.Tensor], names: list[str]) -> dict[str, float]:
     """How much each named unit changes its input on real data: ``||unit(x) - x|| / ||x||``.
@@ -325,5 +321,5 @@ def remove_units_(model: nn.Module, amount: float, inputs: list[torch.Tensor]) -
     scores = unit_change_scores(model, inputs, names)
     drop = sorted(names, key=lambda n: scores[n])[:k]
     for name in drop:
-        _set_module(model, name, nn.Identity())
+        replace_module(model, name, nn.Identity())
     return {n: scores[n] for n in drop}

@@ -22,17 +22,16 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     After a grouped convolution, this lets the next grouped convolution see every group
     (Zhang et al., ShuffleNet, 2018).
     """
-    if isinstance(x, fx.Proxy):  # traced by torch.fx: the channel count is symbolic, the layout unknown
-        return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)  # no shape unpacking
-    if isinstance(x.shape[1], int):  # symbolic under torch.export: no check
-        check_groups(x.shape[1], groups)
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        # channels-last input (the CPU deployment form, convpress.compress.deploy): shuffle the
-        # innermost (channel) dimension and stay channels-last. The NCHW expression below would
-        # copy into NCHW, and every following convolution would convert back (ShuffleSeg at
-        # 640x360: 27.4 -> 24.5 ms with this path)
-        return x.permute(0, 2, 3, 1).unflatten(3, (groups, -1)).transpose(3, 4).flatten(3, 4).permute(0, 3, 1, 2)
-    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+    if not isinstance(x, fx.Proxy):  # a tensor (traced by torch.fx the channel count is symbolic, the layout unknown)
+        if isinstance(x.shape[1], int):  # symbolic under torch.export: no check
+            check_groups(x.shape[1], groups)
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            # channels-last input (the CPU deployment form, convpress.compress.deploy): shuffle the
+            # innermost (channel) dimension and stay channels-last. The NCHW expression below would
+            # copy into NCHW, and every following convolution would convert back (ShuffleSeg at
+            # 640x360: 27.4 -> 24.5 ms with this path)
+            return x.permute(0, 2, 3, 1).unflatten(3, (groups, -1)).transpose(3, 4).flatten(3, 4).permute(0, 3, 1, 2)
+    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)  # traceable by torch.fx (no shape unpacking)
 
 
 class ChannelShuffle(nn.Module):
