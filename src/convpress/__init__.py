@@ -30,6 +30,9 @@ _EXPORTS: dict[str, str] = {
     "ConvpressWarning": "convpress.core.errors",
     "prune_": "convpress.compress.prune",
     "sparsity": "convpress.compress.prune",
+    "apply_masks_": "convpress.compress.prune",
+    "sparse_vd_": "convpress.compress.variational",
+    "SparseVD": "convpress.compress.variational",
     "OneShot": "convpress.compress.schedule",
     "Iterative": "convpress.compress.schedule",
     "AGP": "convpress.compress.schedule",
@@ -93,12 +96,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.compress.lowrank import factorize_, separate_
     from convpress.compress.multi_transform import HFlip, Identity, Scale, Shift, UserTransform, Zoom, multi_transform_predict
     from convpress.compress.pipeline import DeepCompressionConfig, PipelineReport, deep_compress
-    from convpress.compress.prune import prune_, sparsity
+    from convpress.compress.prune import apply_masks_, prune_, sparsity
     from convpress.compress.pseudo_labels import Confidence, KeepFraction, MatchRate, PseudoLabelReport, pseudo_label, pseudo_label_images
     from convpress.compress.quantize import bits_by_type, quantize_
     from convpress.compress.schedule import AGP, Iterative, OneShot
     from convpress.compress.state import dense_state_dict, strip_
     from convpress.compress.structured import prune_channels_
+    from convpress.compress.variational import SparseVD, sparse_vd_
     from convpress.core.errors import ConfigError, ConvpressError, ConvpressWarning, FileFormatError, InputError
     from convpress.fileformat.cpz import load, read_info
     from convpress.models import create_model

@@ -145,6 +145,18 @@ def test_compress_lenet_from_scratch_on_bundled_mnist(tmp_path: Path, capsys: py
     assert "validation accuracy" in capsys.readouterr().out
 
 
+def test_compress_with_the_sparse_variational_dropout_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "vd.cpz"
+    argv = ["lenet-300-100", "--recipe", "lenet-300-100-vd", "-o", str(out), "--train-epochs", "2", "--prune-epochs", "4"]
+    assert compress_cli.main([*argv, "--quant-epochs", "1", "--no-progress"]) == 0
+    info = cp.read_info(out)
+    kept = {t.name: t.kept / t.numel for t in info.tensors if t.name.endswith(".weight")}
+    # no sparsity was given: training learned it, and it removes most of the first layer
+    assert kept["fc1.weight"] < 0.5
+    assert cp.load_model(out)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    assert "validation accuracy" in capsys.readouterr().out
+
+
 def test_compress_a_torchvision_model_with_user_checkpoint_and_image_folder(tmp_path: Path, tiny_image_folder: Path) -> None:
     import torchvision
 

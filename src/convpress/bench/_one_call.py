@@ -80,12 +80,14 @@ def planned_run(
     cfg: DeepCompressionConfig | None,
     train: DataLoader,
     test: DataLoader,
-    target_ratio: float,
+    target_ratio: float | None,
     max_drop: float,
     *,
     progress: bool,
 ) -> dict[str, Any]:
     """``deep_compress(model, cfg, target_ratio=, max_drop=)`` into a temporary file, checked independently.
+
+    With ``target_ratio`` None, ``cfg``'s own amounts (or learned sparsity) and bits are used.
 
     Returns:
         seconds of the call, accuracies (dense, and of the model loaded back from the file),

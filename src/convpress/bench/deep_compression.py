@@ -73,7 +73,7 @@ def run(*, quick: bool = False, progress: bool = True, only: str | None = None) 
 
     ``only`` runs one of :data:`PARTS`: "recipes" (the LeNet recipes over three seeds) or
     "one-call" (the planned ``deep_compress`` on an MLP that has no recipe) or "records" (the
-    LeNets compressed by the planner to 100x / 200x).
+    LeNets by sparse variational dropout, for the 100x / 200x records).
     """
     if only is not None and only not in PARTS:
         raise ConfigError(f"the deep-compression benchmark has parts {', '.join(PARTS)}, not {only!r}")
@@ -337,7 +337,7 @@ def readme_summary(result: dict[str, Any]) -> str:
             parts.append(
                 f"{arch} {ratios} (drop mean {'—' if s['drop_mean'] is None else format(s['drop_mean'], '.2f')} over the files kept)"
             )
-        lines.append(f"* Records by the planner over three seeds: {', '.join(parts)}.")
+        lines.append(f"* Records by sparse variational dropout over three seeds: {', '.join(parts)}.")
     failed = [c["name"] for c in result.get("checks", []) if not c.get("passed") and not c.get("goal")]
     lines.append("* Figures not met: " + ("; ".join(failed) if failed else "none") + ". Details in [BENCHMARKS.md](BENCHMARKS.md).")
     return "\n".join(lines)
@@ -349,7 +349,7 @@ BENCHMARKS.register(
         run,
         to_markdown,
         "Deep Compression of LeNet-300-100 and LeNet-5 over three seeds (ratios, accuracy, coders), and the one planned "
-        "call on an MLP without a recipe, and the planner's LeNet records (parts: recipes, one-call, records)",
+        "call on an MLP without a recipe, and the LeNet records by sparse variational dropout (parts: recipes, one-call, records)",
         readme_summary=readme_summary,
     ),
 )

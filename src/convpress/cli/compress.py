@@ -54,7 +54,11 @@ def register(sub: Any) -> None:
     add_force(p)
     add_task_arguments(p)
     c = p.add_argument_group("compression (defaults: the arch's recipe, else generic)")
-    c.add_argument("--recipe", help="start from a named recipe: lenet-300-100, lenet-300-100-paper, lenet-5, lenet-5-paper")
+    c.add_argument(
+        "--recipe",
+        help="start from a named recipe: lenet-300-100, lenet-300-100-paper, lenet-300-100-vd, lenet-5, lenet-5-paper, "
+        "lenet-5-vd (-vd: sparse variational dropout learns each layer's sparsity)",
+    )
     c.add_argument("--prune", help="target sparsity: 0.9, or per layer fc1=0.96,fc2=0.9")
     c.add_argument(
         "--schedule",

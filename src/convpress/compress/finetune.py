@@ -99,6 +99,7 @@ def finetune(
     distill: Distill | None = None,
     dsd: DSD | None = None,
     bn_l1: float = 0.0,
+    penalty: Callable[[float], torch.Tensor] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -130,6 +131,9 @@ def finetune(
         distill: learn from a teacher as well (:class:`~convpress.compress.distill.Distill`).
         dsd: dense-sparse-dense training (:class:`DSD`) over the given epochs (>= 3).
         bn_l1: weight of the L1 penalty on BatchNorm gammas (Network Slimming's sparsity training).
+        penalty: ``penalty(done) -> scalar`` added to every step's loss, where ``done`` in [0, 1)
+            is the fraction of training steps already taken (e.g. the annealed KL term of
+            :func:`~convpress.compress.variational.sparse_vd_`).
         checkpoint: file holding the training state after every epoch (written atomically);
             if it exists when training starts, training resumes after its last epoch, and a
             finished checkpoint just restores the final weights.
@@ -158,6 +162,7 @@ def finetune(
             lr_decay=lr_decay,
             distill=distill,
             bn_l1=bn_l1,
+            penalty=penalty,
             checkpoint=checkpoint,
             seed=seed,
             device=device,
@@ -194,6 +199,7 @@ def finetune(
                 lr_decay=lr_decay,
                 pruning=repr(pruning),
                 bn_l1=bn_l1,
+                penalty=penalty is not None,
                 n_batches=n_batches,
                 processes=n_proc,
             ),
@@ -235,6 +241,8 @@ def finetune(
             value = state.loss(outputs, value, inputs)
         if bn_l1:
             value = value + bn_l1 * bn_l1_penalty(model)
+        if penalty is not None:
+            value = value + penalty(step.index / total_steps if total_steps else 1.0)
         return value
 
     def after_step(step: Step, value: torch.Tensor, batch: Any) -> None:

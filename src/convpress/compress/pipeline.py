@@ -24,8 +24,9 @@ from convpress.compress.finetune import finetune
 from convpress.compress.plan import Plan, measure_sensitivity, plan_for_ratio
 from convpress.compress.prune import check_fraction, prune_, resolve_layers, sparsity
 from convpress.compress.quantize import bits_by_type, check_bits, quantize_
-from convpress.compress.schedule import AGP, SCHEDULES
+from convpress.compress.schedule import AGP, SCHEDULES, Iterative, OneShot, Variational
 from convpress.compress.state import compression_of, dense_state_dict, strip_, weight_layers
+from convpress.compress.variational import SparseVD, sparse_vd_
 from convpress.core.atomic import atomic_write_bytes
 from convpress.core.distributed import is_main
 from convpress.core.errors import ConfigError
@@ -50,9 +51,12 @@ class DeepCompressionConfig:
 
     Attributes:
         prune: target sparsity, one float or ``{layer_name: fraction}``.
-        schedule: "iterative" (prune-retrain rounds), "oneshot", or "agp" (gradual, in training).
+        schedule: "iterative" (prune-retrain rounds), "oneshot", "agp" (gradual, in training), or
+            "sparse-vd" (sparse variational dropout: training learns each layer's sparsity, and
+            ``prune`` is not used), or a :class:`~convpress.compress.schedule.Variational` with
+            its own KL weight.
         prune_steps: rounds of the iterative schedule.
-        prune_epochs: retraining epochs per round (iterative / one-shot) or in total (agp).
+        prune_epochs: retraining epochs per round (iterative / one-shot) or in total (agp, sparse-vd).
         prune_lr: learning rate while retraining after pruning.
         conv_bits / linear_bits: k-means bits per weight for conv / fully connected layers
             (paper: 8 / 5), unless ``bits`` names layers explicitly.
@@ -67,7 +71,7 @@ class DeepCompressionConfig:
     """
 
     prune: float | dict[str, float] = 0.9
-    schedule: Literal["iterative", "oneshot", "agp"] = "iterative"
+    schedule: Literal["iterative", "oneshot", "agp", "sparse-vd"] | Variational = "iterative"
     prune_steps: int = 3
     prune_epochs: int = 4
     prune_lr: float = 1e-3
@@ -93,7 +97,8 @@ def validate_config(cfg: DeepCompressionConfig, model: nn.Module) -> None:
             check_fraction(v, f"pruning amount for {n!r}")
     else:
         check_fraction(cfg.prune, "pruning amount")
-    SCHEDULES.get(cfg.schedule)  # an unknown name: one error listing the known schedules
+    if not isinstance(cfg.schedule, Variational):
+        SCHEDULES.get(cfg.schedule)  # an unknown name: one error listing the known schedules
     if not isinstance(cfg.prune_steps, int) or cfg.prune_steps < 1:
         raise ConfigError(f"prune_steps must be a positive integer, got {cfg.prune_steps!r}")
     for what, v in (("prune_epochs", cfg.prune_epochs), ("quant_epochs", cfg.quant_epochs)):
@@ -115,6 +120,9 @@ def validate_config(cfg: DeepCompressionConfig, model: nn.Module) -> None:
     check_coder(cfg.coder)
     if not (cfg.index_bits in ("auto", "paper") or (isinstance(cfg.index_bits, int) and 1 <= cfg.index_bits <= 16)):
         raise ConfigError(f"index_bits must be 'auto', 'paper' or an integer in [1, 16], got {cfg.index_bits!r}")
+    sched = schedule_of(cfg)
+    if isinstance(sched, Variational):
+        _sparse_vd_settings(cfg, sched)  # its settings are checked now, before any training
 
 
 @dataclass
@@ -198,6 +206,19 @@ def _ckpt(work_dir: Path | None, name: str) -> Path | None:
     return None if work_dir is None else work_dir / f"{name}.ckpt"
 
 
+def schedule_of(cfg: DeepCompressionConfig) -> OneShot | Iterative | AGP | Variational:
+    """The pruning schedule ``cfg`` names (or holds, for a :class:`Variational` with its own settings)."""
+    if isinstance(cfg.schedule, Variational):
+        return cfg.schedule
+    return SCHEDULES.get(cfg.schedule)(cfg.prune, cfg.prune_steps)
+
+
+def _sparse_vd_settings(cfg: DeepCompressionConfig, sched: Variational) -> SparseVD:
+    if cfg.prune_epochs < 1:
+        raise ConfigError(f"the sparse-vd schedule trains for prune_epochs, which must be >= 1, got {cfg.prune_epochs}")
+    return SparseVD(epochs=cfg.prune_epochs, lr=cfg.prune_lr, threshold=sched.threshold, kl_weight=sched.kl_weight, warmup=sched.warmup)
+
+
 def _train_prune_stage(
     model: nn.Module,
     cfg: DeepCompressionConfig,
@@ -206,7 +227,17 @@ def _train_prune_stage(
     progress: bool,
     work_dir: Path | None,
 ) -> None:
-    sched = SCHEDULES.get(cfg.schedule)(cfg.prune, cfg.prune_steps)
+    sched = schedule_of(cfg)
+    if isinstance(sched, Variational):  # the training itself decides what to prune (cfg.prune unused)
+        sparse_vd_(
+            model,
+            loader,
+            loss_fn,
+            _sparse_vd_settings(cfg, sched),
+            checkpoint=_ckpt(work_dir, "sparse-vd"),
+            progress=progress,
+        )
+        return
     if isinstance(sched, AGP):  # the gradual schedule prunes inside training
         finetune(
             model,
@@ -371,13 +402,18 @@ def deep_compress(
     Raises:
         ConfigError: before any training, for impossible settings: ``target_ratio <= 1``, a
             negative ``max_drop``, a model without Linear/convolution layers, an existing
-            ``out_path`` without ``overwrite``, bad ``cfg`` values; and when ``evaluate`` does
-            not return a number (naming the function).
+            ``out_path`` without ``overwrite``, bad ``cfg`` values, a target ratio with the
+            ``sparse-vd`` schedule; and when ``evaluate`` does not return a number (naming the function).
     """
     validate_target(model, target_ratio, max_drop, max_attempts)
     if cfg is None:
         cfg = PLANNED_TRAINING if target_ratio is not None else DeepCompressionConfig()
     validate_config(cfg, model)
+    if target_ratio is not None and isinstance(schedule_of(cfg), Variational):
+        raise ConfigError(
+            "the sparse-vd schedule learns each layer's sparsity itself, so it cannot be planned for a target ratio; "
+            "give its bits in cfg (conv_bits, linear_bits or bits) and no target_ratio"
+        )
     if out_path is not None and Path(out_path).exists() and not overwrite:
         raise ConfigError(f"{out_path} already exists; pass --force to overwrite it")
     say = log or (lambda _s: None)

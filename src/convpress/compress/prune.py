@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 from convpress.compress.state import Pruned, Shared, WeightLayer, compression_of, parametrization_list, weight_layers
 from convpress.core.errors import ConfigError, ConvpressWarning
 
-__all__ = ["prune_", "sparsity", "resolve_layers", "check_fraction", "outputs_of", "MIN_WEIGHTS_PER_OUTPUT"]
+__all__ = ["prune_", "apply_masks_", "sparsity", "resolve_layers", "check_fraction", "outputs_of", "MIN_WEIGHTS_PER_OUTPUT"]
 
 #: fewer kept weights per output unit than this cripples a layer (a 100 -> 10 output layer pruned
 #: to 92% keeps 8 per output); ``prune_`` warns when one amount for all layers goes below it
@@ -87,6 +87,28 @@ def _apply_mask(module: nn.Module, mask: torch.Tensor) -> None:
     # pruned originals are zeroed so that re-densifying (DSD) restarts them from zero
     with torch.no_grad():
         parametrization_list(module, "weight").original.masked_fill_(~p.mask, 0.0)
+
+
+def apply_masks_(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
+    """Prune exactly the weights a boolean mask per layer marks ``False``; masks persist as ``prune_``'s do.
+
+    Args:
+        model: the model.
+        masks: ``{layer_name: mask}``, each a bool tensor of the layer's weight shape (``True`` = kept).
+            A layer already pruned keeps the intersection of both masks.
+
+    Raises:
+        ConfigError: unknown layer names, masks of the wrong shape or dtype, or weight-shared layers.
+    """
+    layers = resolve_layers(model, dict(masks), None, what="apply_masks_")
+    for n, m in layers.items():
+        mask = masks[n]
+        if not (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and mask.shape == m.weight.shape):
+            raise ConfigError(f"apply_masks_: the mask of {n!r} must be a bool tensor of shape {tuple(m.weight.shape)}")
+        if isinstance(compression_of(m, "weight"), Shared):
+            raise ConfigError(f"layer {n!r} is already weight-shared; prune before quantize_")
+    for n, m in layers.items():
+        _apply_mask(m, masks[n].to(m.weight.device))
 
 
 def prune_(

@@ -4,6 +4,8 @@
 with their iterative prune-retrain schedule; the default recipes are convpress's: gradual
 (AGP) pruning to higher sparsity and fewer bits, which the rANS coder turns into smaller files
 at the same accuracy (figures in BENCHMARKS.md, from ``convpress bench deep-compression``).
+``-vd`` recipes let sparse variational dropout (Molchanov et al. 2017) learn each layer's
+sparsity instead of fixing it; they give the records of that benchmark.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from convpress.compress.pipeline import DeepCompressionConfig
+from convpress.compress.schedule import Variational
 from convpress.core.registry import Registry
 
 __all__ = ["Recipe", "RECIPES", "DEMO_RECIPES", "get_recipe"]
@@ -76,6 +79,24 @@ RECIPES.register(
     ),
 )
 RECIPES.register(
+    "lenet-300-100-vd",
+    Recipe(
+        arch="lenet-300-100",
+        train_epochs=20,
+        train_lr=1e-3,
+        config=DeepCompressionConfig(
+            schedule=Variational(kl_weight=0.1),
+            prune_epochs=60,
+            prune_lr=1e-3,
+            linear_bits=4,
+            bias_bits=5,
+            quant_epochs=3,
+            quant_lr=1e-4,
+        ),
+        description="convpress: sparse variational dropout (KL x0.1, 60 epochs) learns the sparsity, 4-bit weights, rANS",
+    ),
+)
+RECIPES.register(
     "lenet-5",
     Recipe(
         arch="lenet-5",
@@ -92,6 +113,25 @@ RECIPES.register(
             quant_lr=1e-4,
         ),
         description="convpress: gradual pruning to 1.5% of fc1, 5-bit conv / 4-bit fc, rANS",
+    ),
+)
+RECIPES.register(
+    "lenet-5-vd",
+    Recipe(
+        arch="lenet-5",
+        train_epochs=15,
+        train_lr=1e-3,
+        config=DeepCompressionConfig(
+            schedule=Variational(kl_weight=0.1),
+            prune_epochs=60,
+            prune_lr=1e-3,
+            conv_bits=5,
+            linear_bits=4,
+            bias_bits=5,
+            quant_epochs=3,
+            quant_lr=1e-4,
+        ),
+        description="convpress: sparse variational dropout (KL x0.1, 60 epochs) learns the sparsity, 5-bit conv / 4-bit fc, rANS",
     ),
 )
 RECIPES.register(

@@ -19,7 +19,7 @@ from convpress.compress.prune import check_fraction, prune_
 from convpress.core.errors import ConfigError
 from convpress.core.registry import Registry
 
-__all__ = ["OneShot", "Iterative", "AGP", "run_schedule", "scale_target", "SCHEDULES"]
+__all__ = ["OneShot", "Iterative", "AGP", "Variational", "run_schedule", "scale_target", "SCHEDULES"]
 
 Target = float | Mapping[str, float]
 
@@ -115,6 +115,29 @@ class AGP:
         return [self.target]
 
 
+@dataclass(frozen=True)
+class Variational:
+    """Sparse variational dropout (Molchanov et al. 2017): training learns each layer's sparsity.
+
+    There is no target: the pipeline trains the model with
+    :func:`~convpress.compress.variational.sparse_vd_` for its pruning epochs and removes the
+    weights whose learned dropout rate ``log alpha`` exceeds ``threshold``. ``kl_weight`` scales
+    the KL term (1.0: the variational bound; smaller keeps more weights) and ``warmup`` is the
+    fraction of training over which it rises from 0 (settings checked by
+    :class:`~convpress.compress.variational.SparseVD`). ``DeepCompressionConfig(schedule="sparse-vd")``
+    uses the defaults; pass ``schedule=Variational(kl_weight=...)`` for others.
+    """
+
+    gradual: ClassVar[bool] = True
+    threshold: float = 3.0
+    kl_weight: float = 1.0
+    warmup: float = 0.3
+
+    def steps(self) -> list[Target]:
+        """No fixed targets: the sparsity comes out of training."""
+        return []
+
+
 def run_schedule(
     model: nn.Module,
     schedule: OneShot | Iterative,
@@ -131,7 +154,8 @@ def run_schedule(
 
 
 #: schedule name -> ``build(target, steps)`` (``steps``: rounds of the iterative schedule)
-SCHEDULES: Registry[Callable[[Target, int], OneShot | Iterative | AGP]] = Registry("pruning schedule")
+SCHEDULES: Registry[Callable[[Target, int], OneShot | Iterative | AGP | Variational]] = Registry("pruning schedule")
 SCHEDULES.register("iterative", lambda target, steps: Iterative(target, steps))
 SCHEDULES.register("oneshot", lambda target, steps: OneShot(target))
 SCHEDULES.register("agp", lambda target, steps: AGP(target))
+SCHEDULES.register("sparse-vd", lambda target, steps: Variational())
