@@ -13,7 +13,7 @@ from convpress.cli import bench as bench_cli
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
-        (["deep-compression", "--only", "nope"], "has parts recipes, one-call, records, not 'nope'"),
+        (["deep-compression", "--only", "nope"], "has parts recipes, one-call, records, beyond, not 'nope'"),
         (["layers", "--only", "one-call"], "has no parts"),
     ],
 )
@@ -26,7 +26,7 @@ def test_unknown_parts_exit_2_and_write_nothing(tmp_path: Path, capsys: pytest.C
 
 
 def test_a_result_with_one_part_renders() -> None:
-    assert PARTS == ("recipes", "one-call", "records")
+    assert PARTS == ("recipes", "one-call", "records", "beyond")
     check = {"name": "one call: ratio", "value": 61.0, "target": 60.0, "passed": True}
     run = {
         "seed": 0,

@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
         "run resumes and later runs reuse them",
     )
     p.add_argument(
-        "--only", metavar="PART", help="run one part of a benchmark that has parts (deep-compression: recipes, one-call, records)"
+        "--only", metavar="PART", help="run one part of a benchmark that has parts (deep-compression: recipes, one-call, records, beyond)"
     )
     p.set_defaults(func=run)
 
