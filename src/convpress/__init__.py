@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "OneShot": "convpress.compress.schedule",
     "Iterative": "convpress.compress.schedule",
     "AGP": "convpress.compress.schedule",
+    "Variational": "convpress.compress.schedule",
     "quantize_": "convpress.compress.quantize",
     "bits_by_type": "convpress.compress.quantize",
     "finetune": "convpress.compress.finetune",
@@ -99,7 +100,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.compress.prune import apply_masks_, prune_, sparsity
     from convpress.compress.pseudo_labels import Confidence, KeepFraction, MatchRate, PseudoLabelReport, pseudo_label, pseudo_label_images
     from convpress.compress.quantize import bits_by_type, quantize_
-    from convpress.compress.schedule import AGP, Iterative, OneShot
+    from convpress.compress.schedule import AGP, Iterative, OneShot, Variational
     from convpress.compress.state import dense_state_dict, strip_
     from convpress.compress.structured import prune_channels_
     from convpress.compress.variational import SparseVD, sparse_vd_
