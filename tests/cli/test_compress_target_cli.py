@@ -31,6 +31,7 @@ def test_compress_to_a_target_ratio(tmp_path: Path, capsys: pytest.CaptureFixtur
         (["--target-ratio", "20", "--max-attempts", "0"], "max attempts"),
         (["--target-ratio", "20", "--prune", "0.9"], "drop --prune"),
         (["--target-ratio", "20", "--fc-bits", "4", "--recipe", "lenet-300-100"], "drop --recipe, --fc-bits"),
+        (["--target-ratio", "20", "--schedule", "sparse-vd"], "sparse-vd learns each layer's sparsity itself"),
     ],
 )
 def test_impossible_targets_exit_2_before_work(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], match: str) -> None:

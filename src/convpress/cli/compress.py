@@ -116,6 +116,8 @@ def _check_target_options(args: argparse.Namespace) -> None:
     given = [flag for opt, flag in _PLANNED_OPTIONS.items() if getattr(args, opt) is not None] if args.target_ratio is not None else []
     if given:
         raise ConfigError(f"--target-ratio chooses the per-layer amounts and bits itself; drop {', '.join(given)}")
+    if args.target_ratio is not None and args.schedule == "sparse-vd":
+        raise ConfigError("--schedule sparse-vd learns each layer's sparsity itself, so it cannot be planned: drop --target-ratio")
 
 
 def _validate(cfg: Any, model: Any, args: argparse.Namespace) -> None:

@@ -213,6 +213,15 @@ def schedule_of(cfg: DeepCompressionConfig) -> OneShot | Iterative | AGP | Varia
     return SCHEDULES.get(cfg.schedule)(cfg.prune, cfg.prune_steps)
 
 
+def check_schedule_target(cfg: DeepCompressionConfig, target_ratio: object) -> None:
+    """Refuse a target ratio with a schedule that learns its sparsity (sparse-vd): nothing to plan."""
+    if target_ratio is not None and isinstance(schedule_of(cfg), Variational):
+        raise ConfigError(
+            "the sparse-vd schedule learns each layer's sparsity itself, so it cannot be planned for a target ratio; "
+            "give its bits (conv_bits / linear_bits, on the command line --conv-bits / --fc-bits) and no target ratio"
+        )
+
+
 def _sparse_vd_settings(cfg: DeepCompressionConfig, sched: Variational) -> SparseVD:
     if cfg.prune_epochs < 1:
         raise ConfigError(f"the sparse-vd schedule trains for prune_epochs, which must be >= 1, got {cfg.prune_epochs}")
@@ -409,11 +418,7 @@ def deep_compress(
     if cfg is None:
         cfg = PLANNED_TRAINING if target_ratio is not None else DeepCompressionConfig()
     validate_config(cfg, model)
-    if target_ratio is not None and isinstance(schedule_of(cfg), Variational):
-        raise ConfigError(
-            "the sparse-vd schedule learns each layer's sparsity itself, so it cannot be planned for a target ratio; "
-            "give its bits in cfg (conv_bits, linear_bits or bits) and no target_ratio"
-        )
+    check_schedule_target(cfg, target_ratio)
     if out_path is not None and Path(out_path).exists() and not overwrite:
         raise ConfigError(f"{out_path} already exists; pass --force to overwrite it")
     say = log or (lambda _s: None)
