@@ -351,7 +351,8 @@ def readme_summary(result: dict[str, Any]) -> str:
         b = result["beyond"]["runs"][0]
         lines.append(
             f"* Beyond the LeNets, one call on torchvision's {b['arch']} (64-px digits): "
-            + (f"{b['ratio']:.1f}× at a drop of {b['drop']:.2f} points." if b["file_bytes"] else "no file within the drop.")
+            + (f"{b['ratio']:.1f}× at a drop of {b['drop']:.2f} points" if b["file_bytes"] else "no file within the drop")
+            + f", the call taking {b['seconds'] / 60:.0f} minutes ({result['beyond']['torch_threads']} torch thread)."
         )
     failed = [c["name"] for c in result.get("checks", []) if not c.get("passed") and not c.get("goal")]
     lines.append("* Figures not met: " + ("; ".join(failed) if failed else "none") + ". Details in [BENCHMARKS.md](BENCHMARKS.md).")
