@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import convpress as cp
 from convpress.compress.quantize import kmeans_1d
 from convpress.compress.state import Shared, compression_of
+from convpress.core.errors import ConfigError
 
 
 def _mlp() -> nn.Module:
@@ -140,3 +143,86 @@ def test_bad_names_init_nan_and_double_quantization_are_refused() -> None:
     cp.quantize_(m2, 4)
     with pytest.raises(cp.ConfigError, match="already"):
         cp.quantize_(m2, 4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(-40, 40), min_size=1, max_size=120),
+    k=st.integers(1, 16),
+    init=st.sampled_from(["linear", "density", "random"]),
+    scale=st.sampled_from([0.01, 1.0]),
+)
+def test_kmeans_1d_properties_at_its_fixed_point(values: list[int], k: int, init: str, scale: float) -> None:
+    """Any input (duplicates, gaps, fewer distinct values than k): the result is a k-means fixed point.
+
+    Centroids ascend, all are used, each value goes to its nearest centroid, and each centroid is
+    the mean of its members; with at most k distinct values the codebook is those values, exactly.
+    """
+    x = torch.tensor(values, dtype=torch.float64) * scale
+    c, labels = kmeans_1d(x, k, init=init, max_iter=1000)  # type: ignore[arg-type]
+    assert c.dtype == torch.float64 and labels.dtype == torch.int64
+    assert 1 <= c.numel() <= k and bool((c[1:] > c[:-1]).all())
+    assert int(labels.min()) >= 0 and int(labels.max()) < c.numel()
+    assert bool((torch.bincount(labels, minlength=c.numel()) > 0).all())  # no empty cluster is kept
+    dist = (x[:, None] - c[None, :]).abs()
+    assert torch.allclose(dist.gather(1, labels[:, None]).squeeze(1), dist.min(1).values, atol=1e-12)
+    for j in range(c.numel()):
+        assert float(c[j]) == pytest.approx(float(x[labels == j].mean()), abs=1e-9)
+    uniq = torch.unique(x)
+    if uniq.numel() <= k:
+        assert torch.equal(c, uniq) and torch.equal(c[labels], x)
+
+
+def test_kmeans_1d_random_init_follows_its_seed() -> None:
+    x = torch.randn(500, generator=torch.Generator().manual_seed(1))
+    a = kmeans_1d(x, 8, init="random", seed=3, max_iter=1)
+    assert x.dtype == torch.float32 and a[0].dtype == torch.float64  # centroids in float64 whatever the input
+    assert all(torch.equal(p, q) for p, q in zip(a, kmeans_1d(x, 8, init="random", seed=3, max_iter=1), strict=True))
+    b = kmeans_1d(x, 8, init="random", seed=4, max_iter=1)
+    assert not torch.equal(a[0], b[0])
+
+
+def test_kmeans_1d_refuses_empty_and_non_finite_input() -> None:
+    with pytest.raises(ValueError, match="at least one value"):
+        kmeans_1d(torch.zeros(0), 4)
+    with pytest.raises(ConfigError, match="NaN or infinite"):
+        kmeans_1d(torch.tensor([1.0, float("inf")]), 4)
+
+
+@pytest.mark.parametrize("bits", [1, 16])
+def test_the_extreme_bit_widths_are_accepted(bits: int) -> None:
+    m = nn.Sequential(nn.Linear(8, 4))
+    sizes = cp.quantize_(m, bits)
+    assert sizes == {"0.weight": min(2**bits, 32)}  # 16 bits: as many centroids as distinct weights
+    assert cp.bits_by_type(m, conv=bits, linear=bits) == {"0": bits}
+
+
+def test_biases_are_shared_when_asked_and_the_originals_are_frozen() -> None:
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8, bias=False))
+    sizes = cp.quantize_(m, 3, bias_bits=2)
+    assert sizes == {"0.weight": 8, "0.bias": 4, "2.weight": 8}
+    assert torch.unique(m[0].bias.detach()).numel() <= 4
+    for layer in (m[0], m[2]):
+        original = layer.parametrizations.weight.original
+        assert not original.requires_grad  # only the centroids train
+
+
+@pytest.mark.parametrize("init", ["density", "random"])
+def test_quantize_takes_every_named_init(init: str) -> None:
+    m = nn.Sequential(nn.Linear(16, 8))
+    assert cp.quantize_(m, 2, init=init) == {"0.weight": 4}  # type: ignore[arg-type]
+    assert torch.unique(m[0].weight.detach()).numel() <= 4
+
+
+def test_quantize_filter_selects_layers() -> None:
+    m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4, 2))
+    assert cp.quantize_(m, 2, filter_fn=lambda _n, mod: isinstance(mod, nn.Conv2d)) == {"0.weight": 4}
+    assert compression_of(m[2], "weight") is None
+
+
+def test_a_layer_pruned_entirely_cannot_be_quantized() -> None:
+    m = nn.Sequential(nn.Linear(4, 2))
+    cp.apply_masks_(m, {"0": torch.zeros(2, 4, dtype=torch.bool)})
+    with pytest.raises(ConfigError, match="every weight is pruned"):
+        cp.quantize_(m, 2)
