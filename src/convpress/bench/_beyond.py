@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from convpress.bench._common import environment
-from convpress.bench._one_call import plan_text, planned_run, run_cells
+from convpress.bench._one_call import attempts_table, planned_run, run_cells, section_head
 from convpress.compress.finetune import finetune
 from convpress.compress.pipeline import PLANNED_TRAINING
 from convpress.data.mnist import load_mnist, resized
@@ -110,15 +110,8 @@ def beyond(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
 
 def beyond_markdown(r: dict[str, Any]) -> list[str]:
     """The section's Markdown lines."""
-    env = r["environment"]
-    arch = r["figure"]["arch"]
     lines = [
-        "",
-        f"### Beyond the LeNets: the one call on torchvision's {arch}",
-        "",
-        f"{env['date']}, {env['cpu_count']} CPU cores, {r['torch_threads']} torch thread(s), convpress {env['convpress']}. "
-        + r["protocol"],
-        "",
+        *section_head(r, f"Beyond the LeNets: the one call on torchvision's {r['figure']['arch']}"),
         "| arch | accuracy dense → file | drop | file bytes | ratio | attempts | seconds (dense training before it) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -128,9 +121,4 @@ def beyond_markdown(r: dict[str, Any]) -> list[str]:
             f"| {run['arch']} | {acc} | {drop} | {size} | {run['ratio']:.1f}× | {len(run['attempts'])} | "
             f"{run['seconds']:.0f} ({run['train_seconds']:.0f}) |"
         )
-    lines += ["", "The plans the planner chose (layer: sparsity / k-means bits) and what each attempt gave:", ""]
-    lines += ["| attempt | plan | ratio | drop |", "|---|---|---|---|"]
-    for run in r["runs"]:
-        for i, a in enumerate(run["attempts"], 1):
-            lines.append(f"| {i} | {plan_text(a['plan']['layers'])} | {a['ratio']:.1f}× | {a['drop']:.2f} |")
-    return lines
+    return lines + attempts_table(r["runs"], by_seed=False)

@@ -29,7 +29,7 @@ from convpress.compress.state import dense_state_dict, strip_
 from convpress.data.mnist import mnist_loaders
 from convpress.fileformat.cpz import load
 
-__all__ = ["one_call", "one_call_markdown", "planned_run", "ONE_CALL", "OneCallFigure"]
+__all__ = ["one_call", "one_call_markdown", "planned_run", "section_head", "attempts_table", "ONE_CALL", "OneCallFigure"]
 
 
 @dataclass(frozen=True)
@@ -213,17 +213,37 @@ def plan_text(layers: dict[str, dict[str, Any]]) -> str:
     return ", ".join(f"{n}: {v['sparsity']:.1%} / {v['bits']}" for n, v in layers.items())
 
 
-def one_call_markdown(r: dict[str, Any]) -> list[str]:
-    """The one-call section's Markdown lines."""
-    widths = "-".join(map(str, r["widths"]))
+def section_head(r: dict[str, Any], title: str) -> list[str]:
+    """A part's heading and its protocol line (date, cores, threads, version, protocol text)."""
     env = r["environment"]
-    lines = [
+    return [
         "",
-        f"### One call on a model without a recipe (MLP {widths})",
+        f"### {title}",
         "",
         f"{env['date']}, {env['cpu_count']} CPU cores, {r['torch_threads']} torch thread(s), convpress {env['convpress']}. "
         + r["protocol"],
         "",
+    ]
+
+
+def attempts_table(runs: list[dict[str, Any]], *, by_seed: bool) -> list[str]:
+    """The plans of every attempt of planned runs, with their ratio and drop (a seed column if ``by_seed``)."""
+    columns = ["seed"] * by_seed + ["attempt", "plan", "ratio", "drop"]
+    lines = ["", "The plans the planner chose (layer: sparsity / k-means bits) and what each attempt gave:", ""]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for run in runs:
+        for i, a in enumerate(run["attempts"], 1):
+            cells = [str(run["seed"])] if by_seed else []
+            cells += [str(i), plan_text(a["plan"]["layers"]), f"{a['ratio']:.1f}×", f"{a['drop']:.2f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def one_call_markdown(r: dict[str, Any]) -> list[str]:
+    """The one-call section's Markdown lines."""
+    widths = "-".join(map(str, r["widths"]))
+    lines = [
+        *section_head(r, f"One call on a model without a recipe (MLP {widths})"),
         "`deep_compress(model, train_loader=..., loss_fn=..., evaluate=..., "
         f"target_ratio={r['target_ratio']:g}, max_drop={r['max_drop']:g})`:",
         "",
@@ -236,12 +256,7 @@ def one_call_markdown(r: dict[str, Any]) -> list[str]:
             f"| {run['seed']} | {acc} | {drop} | {size} | {run['ratio']:.1f}× | {len(run['attempts'])} | "
             f"{run['seconds']:.0f} ({run['train_seconds']:.0f}) |"
         )
-    lines += ["", "The plans the planner chose (layer: sparsity / k-means bits) and what each attempt gave:", ""]
-    lines += ["| seed | attempt | plan | ratio | drop |", "|---|---|---|---|---|"]
-    for run in r["runs"]:
-        for i, a in enumerate(run["attempts"], 1):
-            plan = plan_text(a["plan"]["layers"])
-            lines.append(f"| {run['seed']} | {i} | {plan} | {a['ratio']:.1f}× | {a['drop']:.2f} |")
+    lines += attempts_table(r["runs"], by_seed=True)
     first = r["runs"][0]
     lines += [
         "",

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from convpress.bench._common import environment
-from convpress.bench._one_call import plan_text, planned_run, run_cells
+from convpress.bench._one_call import plan_text, planned_run, run_cells, section_head
 from convpress.compress.finetune import finetune
 from convpress.compress.recipes import get_recipe
 from convpress.data.mnist import mnist_loaders
@@ -101,14 +101,8 @@ def records(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
 
 def records_markdown(r: dict[str, Any]) -> list[str]:
     """The records section's Markdown lines."""
-    env = r["environment"]
     lines = [
-        "",
-        "### Records: the LeNets by sparse variational dropout",
-        "",
-        f"{env['date']}, {env['cpu_count']} CPU cores, {r['torch_threads']} torch thread(s), convpress {env['convpress']}. "
-        + r["protocol"],
-        "",
+        *section_head(r, "Records: the LeNets by sparse variational dropout"),
         "| arch | seed | accuracy dense → file | drop | file bytes | ratio | learned (layer: sparsity / bits) | seconds |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -89,6 +89,12 @@ def _apply_mask(module: nn.Module, mask: torch.Tensor) -> None:
         parametrization_list(module, "weight").original.masked_fill_(~p.mask, 0.0)
 
 
+def _refuse_shared(layers: Mapping[str, nn.Module]) -> None:
+    for n, m in layers.items():
+        if isinstance(compression_of(m, "weight"), Shared):
+            raise ConfigError(f"layer {n!r} is already weight-shared; prune before quantize_")
+
+
 def apply_masks_(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
     """Prune exactly the weights a boolean mask per layer marks ``False``; masks persist as ``prune_``'s do.
 
@@ -105,8 +111,7 @@ def apply_masks_(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
         mask = masks[n]
         if not (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and mask.shape == m.weight.shape):
             raise ConfigError(f"apply_masks_: the mask of {n!r} must be a bool tensor of shape {tuple(m.weight.shape)}")
-        if isinstance(compression_of(m, "weight"), Shared):
-            raise ConfigError(f"layer {n!r} is already weight-shared; prune before quantize_")
+    _refuse_shared(layers)
     for n, m in layers.items():
         _apply_mask(m, masks[n].to(m.weight.device))
 
@@ -152,9 +157,7 @@ def prune_(
         a = check_fraction(amount, "pruning amount")
         layers = resolve_layers(model, None, filter_fn, what="prune_")
         targets = {n: a for n in layers}
-    for n, m in layers.items():
-        if isinstance(compression_of(m, "weight"), Shared):
-            raise ConfigError(f"layer {n!r} is already weight-shared; prune before quantize_")
+    _refuse_shared(layers)
     if not layers:
         return {}
 
