@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         while done < cfg.steps:
             done = min(cfg.steps, done + args.chunk)
             model, hist = train_codec(cfg, images, work_dir=Path(args.work_dir) / f"q{q}", init=init, progress=False, stop_after=done)
+            if hist:  # a resumed run starts at its checkpoint, past the chunks already done
+                done = max(done, int(hist[-1]["step"]))
             if is_main():  # under torchrun, only rank 0 writes
                 out = Path(args.out_dir) / f"{args.model}-q{q}.safetensors"
                 wid = save_weights(model, out, quality=q, lmbda=cfg.lmbda, extra={"steps": str(done)})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -106,6 +109,35 @@ def test_segmentation_students_learn_from_dense_pseudo_labels_with_ignored_pixel
     assert res.pseudo_labels.kept == 256 and res.pseudo_labels.candidates == 512
 
 
+def test_each_round_distils_from_the_student_of_the_round_before(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    teacher = _net()
+    x_lab, y_lab = _task(12, 0)
+    cp.finetune(teacher, _batches(x_lab, y_lab, 4), nn.functional.cross_entropy, 10, 1e-2, progress=False)
+    x_unl, y_unl = _task(64, 1)
+    torch.manual_seed(1)
+    start = _net()
+    kw = dict(transforms=[cp.Identity(), cp.Shift(1, 0)], rule=cp.KeepFraction(0.75), epochs=2, lr=1e-2, batch_size=16, progress=False)
+
+    def distil(student: nn.Module, tch: nn.Module, **more: object) -> cp.DataDistillResult:
+        return cp.data_distill(student, _batches(x_lab, y_lab), _batches(x_unl, y_unl), teacher=tch, **kw, **more)  # type: ignore[arg-type]
+
+    two = copy.deepcopy(start)
+    res = distil(two, teacher, rounds=2, checkpoint=tmp_path / "dd.ckpt")
+    assert len(res.rounds) == 2 and res.pseudo_labels is res.rounds[-1] and len(res.epoch_losses) == 4
+    # by hand: one round, then one more whose teacher is that round's student, frozen
+    by_hand = copy.deepcopy(start)
+    distil(by_hand, teacher)
+    second = distil(by_hand, copy.deepcopy(by_hand).eval(), seed=1)
+    assert second.pseudo_labels.kept == res.rounds[1].kept and second.pseudo_labels.accuracy == res.rounds[1].accuracy
+    assert all(torch.equal(a, b) for a, b in zip(two.state_dict().values(), by_hand.state_dict().values(), strict=True))
+    # a rerun finds both rounds' finished checkpoints and ends with the same weights
+    assert (tmp_path / "dd.ckpt").is_file() and (tmp_path / "dd.ckpt.round2").is_file()
+    again = copy.deepcopy(start)
+    distil(again, teacher, rounds=2, checkpoint=tmp_path / "dd.ckpt")
+    assert all(torch.equal(a, b) for a, b in zip(two.state_dict().values(), again.state_dict().values(), strict=True))
+
+
 def _untouched(student: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in student.state_dict().items()}
 
@@ -123,6 +155,8 @@ def _untouched(student: nn.Module) -> dict[str, torch.Tensor]:
         (dict(rule=cp.Confidence(1.0)), "no pseudo-label passed"),
         (dict(ratio=0), "ratio"),
         (dict(epochs=-1), "epochs"),
+        (dict(rounds=0), "rounds"),
+        (dict(rounds=1.5), "rounds"),
     ],
 )
 def test_bad_input_is_refused_before_any_training(change: dict, match: str) -> None:

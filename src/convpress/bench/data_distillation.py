@@ -5,13 +5,16 @@ Per seed, the bundled MNIST training split (4,000 digits) is divided into a labe
 report the pseudo-labels' accuracy); the 1,000 held-out digits are the test set and are never
 pseudo-labelled. LeNet-5 is trained on the labelled part alone (the baseline, also the teacher),
 then students start from it and are trained by :func:`convpress.data_distill` on batches mixing
-labelled and pseudo-labelled digits. Every training run (baseline, students, pruned models) uses
-the same augmentation: random shifts of up to 2 pixels.
+labelled and pseudo-labelled digits, for several rounds (each round's student labels the digits
+again for the next). Every training run (baseline, students, pruned models) uses the same
+augmentation: a random rotation of up to 10 degrees, scaling of up to 10% and shift of up to 2
+pixels per digit.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import time
 from collections.abc import Iterator
@@ -51,20 +54,31 @@ TRANSFORMS: dict[str, list[Transform]] = {
 MIN_GAIN = 2.0
 LABELS_PER_CLASS = 40  # 10% of the 4,000 training digits
 RULE = KeepFraction(0.9, per_class=True)
-TEACHER_EPOCHS, STUDENT_EPOCHS, RATIO, LR = 60, 8, 0.25, 1e-3
-PLAIN_PRUNE_EPOCHS = 40  # labelled-only retraining of the pruned model: about as many steps as the student's 8 epochs
+TEACHER_EPOCHS, STUDENT_EPOCHS, ROUNDS, RATIO, LR = 60, 30, 3, 0.25, 1e-3
+PRUNED_STUDENT_EPOCHS = 8  # the pruned student distils once, for 8 epochs
+PLAIN_PRUNE_EPOCHS = 40  # labelled-only retraining of the pruned model: about as many steps as the pruned student's 8 epochs
+ROTATE, SCALE, SHIFT = 10.0, 0.1, 2  # the augmentation of every run: degrees, relative scale, whole pixels
 
 
-def _shift_augment(x: torch.Tensor, y: torch.Tensor, margin: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random whole-pixel shifts of up to ``margin`` per image (N, C, H, W), zeros coming in."""
+def _augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random rotation (up to ``ROTATE`` degrees), scaling (up to ``SCALE``) and whole-pixel shift
+    (up to ``SHIFT``) of each image of the batch (N, C, H, W), zeros coming in; ``y`` unchanged.
+
+    One batched ``affine_grid`` + ``grid_sample`` instead of torchvision's ``RandomAffine``, which
+    draws one transform per call (per batch) and would need a Python loop to vary it per image.
+    """
     n, _, h, w = x.shape
-    padded = F.pad(x, (margin, margin, margin, margin))  # (N, C, H + 2m, W + 2m)
-    dx, dy = torch.randint(0, 2 * margin + 1, (2, n)).tolist()
-    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)]), y
+    angle = (torch.rand(n) * 2 - 1) * math.radians(ROTATE)
+    scale = 1 + (torch.rand(n) * 2 - 1) * SCALE
+    shift = torch.randint(-SHIFT, SHIFT + 1, (2, n)).float() * 2 / torch.tensor([[w], [h]])  # in grid units
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1)  # (N, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False), y
 
 
 class _Augmented:
-    """A loader whose batches pass through :func:`_shift_augment`."""
+    """A loader whose batches pass through :func:`_augment`."""
 
     def __init__(self, loader: DataLoader) -> None:
         self.loader = loader
@@ -75,7 +89,7 @@ class _Augmented:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in self.loader:
-            yield _shift_augment(x, y)
+            yield _augment(x, y)
 
 
 def _split(seed: int, quick: bool) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
@@ -101,9 +115,15 @@ def _seed_run(seed: int, *, quick: bool, progress: bool) -> dict[str, Any]:
         return DataLoader(lab_set, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(seed))
 
     epochs = (
-        {"teacher": 2, "student": 1, "plain": 2}
+        {"teacher": 2, "student": 1, "rounds": 2, "pruned": 1, "plain": 2}
         if quick
-        else {"teacher": TEACHER_EPOCHS, "student": STUDENT_EPOCHS, "plain": PLAIN_PRUNE_EPOCHS}
+        else {
+            "teacher": TEACHER_EPOCHS,
+            "student": STUDENT_EPOCHS,
+            "rounds": ROUNDS,
+            "pruned": PRUNED_STUDENT_EPOCHS,
+            "plain": PLAIN_PRUNE_EPOCHS,
+        }
     )
     out: dict[str, Any] = {"seed": seed, "labelled": len(lab_set), "unlabelled": len(unl_set), "test": len(test_set)}
     t0 = time.perf_counter()
@@ -135,15 +155,20 @@ def _seed_run(seed: int, *, quick: bool, progress: bool) -> dict[str, Any]:
             teacher=teacher,
             transforms=TRANSFORMS[name],
             rule=RULE,
-            epochs=epochs["student"],
+            epochs=epochs["student"] if pruning is None else epochs["pruned"],
+            rounds=epochs["rounds"] if pruning is None else 1,
             lr=LR,
             ratio=RATIO,
-            augment=_shift_augment,
+            augment=_augment,
             pruning=pruning,
             seed=seed,
             progress=progress,
         )
-        extra: dict[str, Any] = {"kept": res.pseudo_labels.kept, "pseudo_accuracy": res.pseudo_labels.accuracy}
+        extra: dict[str, Any] = {
+            "kept": res.pseudo_labels.kept,
+            "pseudo_accuracy": res.pseudo_labels.accuracy,
+            "pseudo_accuracy_per_round": [r.accuracy for r in res.rounds],
+        }
         if pruning is not None:
             extra["sparsity"] = {k: round(v, 4) for k, v in sparsity(student).items()}
         return accuracy(student, test), extra
@@ -217,6 +242,13 @@ def _digits(seeds: list[int], *, quick: bool, progress: bool) -> dict[str, Any]:
         "pseudo_label_accuracy_all": {
             name: statistics.fmean(r["pseudo_labels"][name]["accuracy_all"] or 0.0 for r in runs) for name in TRANSFORMS
         },
+        "pseudo_label_accuracy_kept_per_round": {
+            name: [
+                statistics.fmean(v or 0.0 for v in vals)
+                for vals in zip(*(r[f"dd_{name}_info"]["pseudo_accuracy_per_round"] for r in runs), strict=True)
+            ]
+            for name in ("multi", "single")
+        },
     }
     checks = [
         {
@@ -250,10 +282,12 @@ def _digits(seeds: list[int], *, quick: bool, progress: bool) -> dict[str, Any]:
             f"bundled MNIST subset per seed: {LABELS_PER_CLASS} labelled digits per class (10% of the 4,000 training digits), "
             "the other 3,600 unlabelled (their labels only score the pseudo-labels), 1,000 held-out test digits never "
             f"pseudo-labelled; LeNet-5 trained {TEACHER_EPOCHS} epochs on the labelled part (baseline and teacher); students "
-            f"start from it and train {STUDENT_EPOCHS} epochs with convpress.data_distill (ratio {RATIO} labelled per "
-            f"pseudo-labelled sample, {RULE!r}); every run uses random shifts of up to 2 px; pruned models reach the "
-            f"lenet-5 recipe's sparsity by AGP while retraining ({PLAIN_PRUNE_EPOCHS} labelled-only epochs, or the "
-            "student's epochs with Data Distillation); accuracy on the test digits"
+            f"start from it and train with convpress.data_distill for {ROUNDS} rounds of {STUDENT_EPOCHS} epochs, each "
+            f"round's student labelling the digits again for the next (ratio {RATIO} labelled per pseudo-labelled sample, "
+            f"{RULE!r}); every run uses random rotations of up to {ROTATE:g} degrees, scaling of up to {100 * SCALE:g}% "
+            f"and shifts of up to {SHIFT} px; pruned models reach the lenet-5 recipe's sparsity by AGP while retraining "
+            f"({PLAIN_PRUNE_EPOCHS} labelled-only epochs, or one round of {PRUNED_STUDENT_EPOCHS} epochs with Data "
+            "Distillation); accuracy on the test digits"
         ),
         "transforms": {k: [repr(t) for t in v] for k, v in TRANSFORMS.items()},
         "summary": summary,
@@ -303,6 +337,13 @@ def _digits_markdown(result: dict[str, Any]) -> list[str]:
     for name, ts in result["transforms"].items():
         lines.append(
             f"| {name}: {', '.join(ts)} | {s['pseudo_label_accuracy_all'][name]:.2f}% | {s['pseudo_label_accuracy_kept'][name]:.2f}% |"
+        )
+    per_round = s.get("pseudo_label_accuracy_kept_per_round")
+    if per_round:
+        lines += ["", "Accuracy of the kept pseudo-labels in each round (mean over seeds; round 1 is the labelled-only teacher's):", ""]
+        lines += _table(
+            ["transforms", *(f"round {i + 1}" for i in range(len(per_round["multi"])))],
+            [[name, *(f"{v:.2f}%" for v in vals)] for name, vals in per_round.items()],
         )
     return lines
 

@@ -16,7 +16,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -133,14 +133,17 @@ class DataDistillResult:
     """What :func:`data_distill` did.
 
     Attributes:
-        pseudo_labels: the :class:`~convpress.compress.pseudo_labels.PseudoLabelReport`.
-        epoch_losses: mean training loss per epoch.
+        pseudo_labels: the :class:`~convpress.compress.pseudo_labels.PseudoLabelReport` of the
+            last round.
+        epoch_losses: mean training loss per epoch (all rounds, in order).
         pruning_steps: sparsity after each gradual-pruning step (with ``pruning=``).
+        rounds: the pseudo-label report of every round (one entry without ``rounds=``).
     """
 
     pseudo_labels: PseudoLabelReport
     epoch_losses: list[float]
     pruning_steps: list[dict[str, float]]
+    rounds: list[PseudoLabelReport] = field(default_factory=list)
 
 
 def check_teacher(teacher: nn.Module, student: nn.Module, x: torch.Tensor) -> None:
@@ -178,6 +181,7 @@ def data_distill(
     distill: Distill | None = None,
     pruning: AGP | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    rounds: int = 1,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -208,7 +212,14 @@ def data_distill(
         ignore_index: label of dropped pixels in dense pseudo-labels.
         distill: also match the teacher's soft outputs (:class:`~convpress.compress.distill.Distill`).
         pruning: prune gradually while training (:class:`~convpress.compress.schedule.AGP`).
-        checkpoint: resumable training state (as in ``finetune``).
+        checkpoint: resumable training state (as in ``finetune``); with several rounds, round
+            ``r`` > 1 keeps its state beside it, in ``<checkpoint>.round<r>``.
+        rounds: how many times to distil. After each round the student, frozen, becomes the
+            teacher of the next: it labels the unlabelled images again (with ``transforms`` and
+            ``rule``) and the student trains on for ``epochs`` more. The paper distils once
+            (``rounds=1``); later rounds are iterated self-training, which keeps helping while the
+            student labels the unlabelled images better than its teacher did. ``pruning`` runs in
+            the first round; later rounds keep its zeros.
         seed: seed of the batch order.
         device: where to train (default: the student's device).
         progress: draw a progress bar.
@@ -219,10 +230,12 @@ def data_distill(
     Raises:
         ConfigError: before any training, for an empty labelled or unlabelled set, a teacher
             whose output shape differs from the student's, transforms that cannot be inverted for
-            the task, a rule that does not apply, bad epochs/lr/ratio/batch_size, or when no
+            the task, a rule that does not apply, bad epochs/lr/ratio/batch_size/rounds, or when no
             pseudo-label survives the rule.
     """
     _check(epochs, lr, "adam", "cosine", 0.0)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ConfigError(f"rounds must be a whole number >= 1, got {rounds!r}")
     check_mix(batch_size, ratio)
     check_transforms(transforms, task)
     if task not in ("classification", "segmentation"):
@@ -245,27 +258,36 @@ def data_distill(
         k = int(student(lab[0][:1].to(device)).shape[1])
         student.train(was)
     stats = labelled_stats(lab[1], k, ignore_index=ignore_index)
-    labels: PseudoLabels = pseudo_label(
-        teacher, unlabelled, transforms, task=task, rule=rule, stats=stats, ignore_index=ignore_index, device=device
-    )
-    if labels.report.kept == 0:
-        raise ConfigError(f"no pseudo-label passed {labels.report.rule}; lower the threshold or keep a larger fraction")
-    mixed = MixedBatches(
-        lab, (labels.inputs, labels.labels.to(lab[1].dtype)), batch_size=batch_size, ratio=ratio, seed=seed, augment=augment
-    )
     loss = loss_fn if loss_fn is not None else functools.partial(F.cross_entropy, ignore_index=ignore_index)
-    res: FinetuneResult = finetune(
-        student,
-        mixed,
-        loss,
-        epochs,
-        lr,
-        distill=distill,
-        pruning=pruning,
-        checkpoint=checkpoint,
-        seed=seed,
-        device=device,
-        progress=progress,
-        description="data distillation",
-    )
-    return DataDistillResult(labels.report, res.epoch_losses, res.pruning_steps)
+    reports: list[PseudoLabelReport] = []
+    losses: list[float] = []
+    steps: list[dict[str, float]] = []
+    for r in range(1, rounds + 1):
+        if r > 1:  # the student of the last round, frozen, labels the unlabelled images again
+            teacher = copy.deepcopy(student).eval()
+        labels: PseudoLabels = pseudo_label(
+            teacher, unlabelled, transforms, task=task, rule=rule, stats=stats, ignore_index=ignore_index, device=device
+        )
+        if labels.report.kept == 0:
+            raise ConfigError(f"no pseudo-label passed {labels.report.rule}; lower the threshold or keep a larger fraction")
+        reports.append(labels.report)
+        mixed = MixedBatches(
+            lab, (labels.inputs, labels.labels.to(lab[1].dtype)), batch_size=batch_size, ratio=ratio, seed=seed + r - 1, augment=augment
+        )
+        res: FinetuneResult = finetune(
+            student,
+            mixed,
+            loss,
+            epochs,
+            lr,
+            distill=distill,
+            pruning=pruning if r == 1 else None,
+            checkpoint=checkpoint if checkpoint is None or r == 1 else f"{os.fspath(checkpoint)}.round{r}",
+            seed=seed + r - 1,
+            device=device,
+            progress=progress,
+            description="data distillation" if rounds == 1 else f"data distillation, round {r}/{rounds}",
+        )
+        losses += res.epoch_losses
+        steps += res.pruning_steps
+    return DataDistillResult(reports[-1], losses, steps, reports)
