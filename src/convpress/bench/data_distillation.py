@@ -54,7 +54,7 @@ TRANSFORMS: dict[str, list[Transform]] = {
 MIN_GAIN = 2.0
 LABELS_PER_CLASS = 40  # 10% of the 4,000 training digits
 RULE = KeepFraction(0.9, per_class=True)
-TEACHER_EPOCHS, STUDENT_EPOCHS, ROUNDS, RATIO, LR = 60, 30, 3, 0.25, 1e-3
+TEACHER_EPOCHS, STUDENT_EPOCHS, ROUNDS, RATIO, LR = 60, 30, 4, 0.25, 1e-3
 PRUNED_STUDENT_EPOCHS = 8  # the pruned student distils once, for 8 epochs
 PLAIN_PRUNE_EPOCHS = 40  # labelled-only retraining of the pruned model: about as many steps as the pruned student's 8 epochs
 ROTATE, SCALE, SHIFT = 10.0, 0.1, 2  # the augmentation of every run: degrees, relative scale, whole pixels
