@@ -365,6 +365,9 @@ def test_every_v3_refusal_names_the_file_and_its_fault(tiny_hyperprior, photo_cr
     # a 5-byte varint is the longest accepted (of value 0 here: an empty first section)
     five = reseal_v3(MAGIC + b"\x03\x00" + data[10:22] + b"\x80\x80\x80\x80\x00" + encode_varint(len(y) // 4) + y + bytes(4))
     assert read_header(five)[1] == [b"", y]
+    # split_v3 alone names the file "input" too, or the name given
+    with pytest.raises(FileFormatError, match=r"^input is corrupted \(checksum mismatch\)$"):
+        split_v3(bytes(flipped))
     # the file name given replaces "input"
     with pytest.raises(FileFormatError, match=r"^photo\.cpi is corrupted \(checksum mismatch\)$"):
         read_header(bytes(flipped), name="photo.cpi")
@@ -436,6 +439,13 @@ def test_the_first_stream_binds_the_size_exactly(tiny_hyperprior, photo_crop) ->
         first = read_header(encode_image(photo_crop, model, quality=2, weights_id=wid, version=version))[1][0]
         (got,), rest = rans.decode(rans.words_from_bytes(first), [(2, rans.uniform(span))], exhaust=False)
         assert got.tolist() == values and rans.words_to_bytes(rest) == raw, version
+    # the largest side too: only there do the ranges 0..MAX_SIDE and 0..MAX_SIDE+1 code differently
+    x = photo_crop[:, :1, :1].expand(3, 1, MAX_SIDE).contiguous()
+    data = encode_image(x, model, quality=2, weights_id=wid, tile=MAX_SIDE)
+    first = read_header(data)[1][0]
+    (got,), rest = rans.decode(rans.words_from_bytes(first), [(2, rans.uniform(MAX_SIDE + 1))], exhaust=False)
+    assert got.tolist() == [1, MAX_SIDE] and rans.words_to_bytes(rest) == model.compress(pad_image(x, 64))["strings"][0][0]
+    assert decode_image(data, resolver=_resolver(model, wid))[0].shape == (3, 1, MAX_SIDE)
 
 
 def test_forged_first_streams_are_refused_by_name(tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
