@@ -566,6 +566,19 @@ def test_encode_refuses_bad_arguments_by_name(tiny_hyperprior, monkeypatch) -> N
             encode_image(torch.zeros(3, h, w), model, quality=1, weights_id=wid)
 
 
+def test_float64_and_float16_images_are_coded_in_float32_and_integer_tensors_refused(tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
+    """A bug found in the mutation run: any dtype but float32 failed deep in the model with a raw
+    RuntimeError (and an 8-bit image would have been clamped to 0/1 had it got through)."""
+    model, wid = tiny_hyperprior
+    data = encode_image(photo_crop, model, quality=2, weights_id=wid)
+    assert encode_image(photo_crop.double(), model, quality=2, weights_id=wid) == data
+    half = encode_image(photo_crop.half(), model, quality=2, weights_id=wid)
+    assert half == encode_image(photo_crop.half().float(), model, quality=2, weights_id=wid)
+    for dtype in (torch.uint8, torch.int64, torch.bool):
+        with pytest.raises(InputError, match=_full(f"expected a float image tensor with values in [0, 1], got dtype {dtype}")):
+            encode_image(photo_crop.mul(255).to(dtype), model, quality=2, weights_id=wid)
+
+
 def test_effort_reaches_the_model(tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
     model, wid = tiny_hyperprior
     refining = copy.deepcopy(model)
