@@ -43,6 +43,25 @@ def test_tiled_file_is_each_tile_coded_alone_and_decodes_exactly(tiled, tiny_hyp
         assert torch.equal(y[:, r0:r1, c0:c1], decode_image(alone, resolver=_resolver(model, wid))[0])
 
 
+@pytest.mark.parametrize("version", [3, 2])
+def test_one_row_or_one_column_of_tiles_decodes_tile_by_tile(version, tiny_hyperprior) -> None:  # type: ignore[no-untyped-def]
+    model, wid = tiny_hyperprior
+    torch.manual_seed(1)
+    for shape, grid in (((40, 100), [(0, 40, 0, 64), (0, 40, 64, 100)]), ((100, 40), [(0, 64, 0, 40), (64, 100, 0, 40)])):
+        x = torch.rand(3, *shape)
+        data = encode_image(x, model, quality=1, weights_id=wid, tile=64, version=version)
+        head, sections = read_header(data)
+        assert head["t"] == 64 and len(sections) == 4 and tile_grid(*shape, 64) == grid
+        if version == 3:  # the tile side is bytes 16-17
+            assert data[16:18] == (64).to_bytes(2, "little")
+        y = decode_image(data, resolver=_resolver(model, wid))[0]
+        assert y.shape == x.shape
+        for i, (r0, r1, c0, c1) in enumerate(grid):
+            alone = encode_image(x[:, r0:r1, c0:c1], model, quality=1, weights_id=wid, version=version)
+            assert read_header(alone)[1] == sections[2 * i : 2 * i + 2]
+            assert torch.equal(y[:, r0:r1, c0:c1], decode_image(alone, resolver=_resolver(model, wid))[0])
+
+
 def test_multi_tile_pixels_are_identical_across_decodes(tiled, tiny_hyperprior) -> None:  # type: ignore[no-untyped-def]
     model, wid = tiny_hyperprior
     _, data = tiled

@@ -289,6 +289,8 @@ def _check_memory(model: CodecModel, h: int, w: int, tile: int, action: str, fix
 def _check_image(x: Tensor) -> None:
     if x.ndim != 3 or x.shape[0] != 3:
         raise InputError(f"expected an RGB image tensor (3, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(f"expected a float image tensor with values in [0, 1], got dtype {x.dtype}")
     h, w = int(x.shape[1]), int(x.shape[2])
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and h * w <= MAX_PIXELS):
         raise InputError(f"image of {h}x{w} pixels is outside what .cpi files hold (sides up to {MAX_SIDE}, {MAX_PIXELS} pixels)")
@@ -342,7 +344,7 @@ def encode_image(
     """Encode one image into the bytes of a ``.cpi`` file.
 
     Args:
-        x: (3, H, W) float image in [0, 1] (any H, W).
+        x: (3, H, W) float image in [0, 1] (any H, W; any floating dtype, coded in float32).
         model: a codec model after ``update()``.
         quality: the quality level recorded in the header (0-255).
         weights_id: id of ``model``'s weights, recorded so decoders can check them.
@@ -355,11 +357,13 @@ def encode_image(
             cost of encoding time.
 
     Raises:
-        InputError: for a tensor that is not an image in range.
+        InputError: for a tensor that is not a float RGB image of a size a file can hold, or
+            that holds NaN or infinite values.
         ConfigError: for a bad ``tile``, ``quality``, ``version`` or ``effort``, or a request that
             needs more memory than is available.
     """
     _check_image(x)
+    x = x.float()  # the models compute in float32: a float64 or float16 image is coded as its float32 copy
     model.check_ready()
     s = model.stride
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < s or tile % s or tile > MAX_SIDE:
