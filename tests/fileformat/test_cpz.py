@@ -23,6 +23,7 @@ from convpress.core.version import __version__
 from convpress.fileformat.coders import CODERS, decode_stream, empirical_entropy_bits, encode_stream
 from convpress.fileformat.cpz import (
     MAGIC,
+    MAX_CODEBOOK,
     MAX_ELEMENTS,
     VERSION,
     CompressedTensor,
@@ -810,3 +811,35 @@ def test_free_memory_check_is_16_bytes_a_value_and_names_the_sizes(tmp_path: Pat
 def test_free_memory_is_read_from_the_os() -> None:
     free = _free_memory()
     assert isinstance(free, int) and 0 < free <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_values_the_file_cannot_reproduce_are_refused_at_save(tmp_path: Path) -> None:
+    """A .cpz keeps only the mask and the kept values (or centroids): other values would fail the checksum at load."""
+    out = tmp_path / "x.cpz"
+    t = _sparse((20, 30), 0.5, 0)
+    pruned = int(torch.nonzero(~t.mask)[0, 0] * 30 + torch.nonzero(~t.mask)[0, 1])
+    for stray in (-0.0, 0.5):
+        values = t.values.clone()
+        values.view(-1)[pruned] = stray
+        with pytest.raises(ConfigError, match=r"tensor 'w': its values must be \+0\.0 where pruned, or the file"):
+            save_tensors({"w": CompressedTensor(values, t.mask)}, out)
+    s = _shared((20, 30), 4, 0.5, 1)
+    kept = int(torch.nonzero(s.mask.view(-1))[0, 0])
+    values = s.values.clone()
+    values.view(-1)[kept] += 0.125
+    with pytest.raises(ConfigError, match=r"must be \+0\.0 where pruned and its centroid where kept"):
+        save_tensors({"w": CompressedTensor(values, s.mask, s.codebook, s.index)}, out)
+    assert not out.exists()
+    save_tensors({"w": t}, out)  # the same tensor with +0.0 where pruned
+    _assert_loads_bit_exact(out, {"w": t})
+
+
+@pytest.mark.parametrize("k", [0, MAX_CODEBOOK + 1])
+def test_codebooks_outside_1_to_65536_centroids_are_refused_at_save(tmp_path: Path, k: int) -> None:
+    """The reader refuses such codebooks, so the writer must not write them."""
+    mask = torch.zeros(20, 30, dtype=torch.bool)
+    codebook = torch.linspace(-1, 1, k)
+    with pytest.raises(ConfigError, match=f"tensor 'w' has a codebook of {k} centroids; .cpz files hold 1 to 65536"):
+        save_tensors(
+            {"w": CompressedTensor(torch.zeros(20, 30), mask, codebook, torch.zeros(20, 30, dtype=torch.long))}, tmp_path / "x.cpz"
+        )
