@@ -322,3 +322,10 @@ def test_counted_coder_rebuilds_the_registered_coders_byte_for_byte(module) -> N
         assert coded == CODERS.get(name).encode(symbols, alphabet)
         out = again.decode(coded, symbols.size, alphabet)
         assert out.dtype == np.int64 and np.array_equal(out, symbols)
+
+
+def test_a_damaged_ans_payload_is_refused_naming_the_ans_stream() -> None:
+    symbols = np.random.default_rng(1).integers(0, 10, 500)
+    coded = encode_stream(symbols, 10, "ans")
+    with pytest.raises(FileFormatError, match=r"^ANS stream cannot be decoded"):
+        decode_stream(coded + bytes(4), 500, 10, "ans")

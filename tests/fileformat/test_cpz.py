@@ -843,3 +843,18 @@ def test_codebooks_outside_1_to_65536_centroids_are_refused_at_save(tmp_path: Pa
         save_tensors(
             {"w": CompressedTensor(torch.zeros(20, 30), mask, codebook, torch.zeros(20, 30, dtype=torch.long))}, tmp_path / "x.cpz"
         )
+
+
+def test_a_codebook_of_exactly_65536_centroids_is_accepted(tmp_path: Path) -> None:
+    codebook = torch.linspace(-1, 1, MAX_CODEBOOK)
+    index = torch.arange(0, MAX_CODEBOOK, 4096)
+    t = CompressedTensor(codebook[index], torch.ones(16, dtype=torch.bool), codebook, index)
+    save_tensors({"w": t}, tmp_path / "x.cpz")  # 16 values: stored raw, but the codebook is checked first
+    _assert_loads_bit_exact(tmp_path / "x.cpz", {"w": t})
+
+
+def test_an_index_without_a_codebook_is_ignored(tmp_path: Path) -> None:
+    t = _sparse((20, 30), 0.5, 0)
+    save_tensors({"w": CompressedTensor(t.values, t.mask, None, torch.zeros(20, 30, dtype=torch.long))}, tmp_path / "x.cpz")
+    assert _rows(tmp_path / "x.cpz")["w"].kind == "sparse"
+    _assert_loads_bit_exact(tmp_path / "x.cpz", {"w": t})
