@@ -54,6 +54,8 @@ VERSION = 1
 WHAT = "convpress model file (.cpz)"
 #: refuse files declaring more elements than this in total (a forged header must not exhaust memory)
 MAX_ELEMENTS = 1 << 31
+#: most centroids a codebook may have (16-bit weight sharing)
+MAX_CODEBOOK = 1 << 16
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -189,6 +191,18 @@ def _stats(name: str, symbols: np.ndarray, alphabet: int, coder: str, data: byte
     return StreamStats(name, int(symbols.size), alphabet, empirical_entropy_bits(symbols, alphabet), len(data), payload)
 
 
+def _as_stored(t: CompressedTensor) -> torch.Tensor:
+    """The tensor a file rebuilds from ``t``: zeros, and the kept values (or their centroids) where kept."""
+    mask = t.mask.detach().cpu().to(torch.bool)
+    values = t.values.detach().cpu()
+    out = torch.zeros(values.shape, dtype=values.dtype)
+    if t.codebook is not None and t.index is not None:
+        out[mask] = t.codebook.detach().cpu().to(values.dtype)[t.index.detach().cpu().long()[mask]]
+    else:
+        out[mask] = values[mask]
+    return out
+
+
 class _Writer:
     def __init__(self, coder: str, index_bits: Any, order: str) -> None:
         self.coder = coder
@@ -217,6 +231,13 @@ class _Writer:
             # raw keeps the exact same values, so loading stays bit-exact
             del self.sections[start:], self.streams[n_streams:]
             return self.raw(name, effective)
+        if _raw_bytes(_as_stored(t)) != _raw_bytes(effective):
+            # the file keeps only the mask and the kept values (or centroids): anything else in
+            # ``values`` (a -0.0 or a stray value where pruned, a kept weight off its centroid)
+            # would fail the checksum below at load time, so refuse it now instead of writing a
+            # file that cannot be loaded
+            what = "+0.0 where pruned and its centroid where kept" if t.codebook is not None else "+0.0 where pruned"
+            raise ConfigError(f"tensor {name!r}: its values must be {what}, or the file could not reproduce them bit-exact")
         # checksum of the decoded values: the sections have their own checksums, but a header
         # field that stays valid when altered (order "C" <-> "T") would otherwise decode silently
         # to other values
@@ -266,6 +287,8 @@ class _Writer:
                 raise ConfigError(f"tensor {name!r} has a codebook but no index")
             codebook = t.codebook.detach().cpu().to(effective.dtype)
             k = int(codebook.numel())
+            if not 1 <= k <= MAX_CODEBOOK:
+                raise ConfigError(f"tensor {name!r} has a codebook of {k} centroids; .cpz files hold 1 to {MAX_CODEBOOK}")
             symbols = _ordered(t.index.detach().cpu().long(), order)[keep].numpy()
             val_data = encode_stream(symbols, k, self.coder)
             entry["codebook"] = {"section": self.add(_raw_bytes(codebook)), "size": k}
@@ -415,9 +438,9 @@ def _decode_entry(entry: dict[str, Any], sections: list[bytes], coder: str) -> t
         raise _bad(name, "a value count that differs from its kept count")
     if kind == "shared":
         cb = _section(entry, "codebook", len(sections))
-        k = _int(cb, "size", 1, 1 << 16, owner=name)
+        k = _int(cb, "size", 1, MAX_CODEBOOK, owner=name)
         cb_data = sections[cb["section"]]
-        if len(cb_data) != k * dtype.itemsize or _int(vals, "alphabet", 1, 1 << 16, owner=name) != k:
+        if len(cb_data) != k * dtype.itemsize or _int(vals, "alphabet", 1, MAX_CODEBOOK, owner=name) != k:
             raise _bad(name, "a codebook whose size does not match")
         codebook = _from_raw(cb_data, dtype, (k,))
         symbols = decode_stream(sections[vals["section"]], kept, k, coder)
@@ -540,7 +563,7 @@ def read_info(path: str | os.PathLike[str]) -> CpzInfo:
         else:
             _section(e, "values", len(sections))
             if e["kind"] == "shared":
-                _int(_section(e, "codebook", len(sections)), "size", 1, 1 << 16)
+                _int(_section(e, "codebook", len(sections)), "size", 1, MAX_CODEBOOK)
             if e.get("positions") is not None:
                 _section(e, "positions", len(sections))
             _int(e, "kept", 0, math.prod(e["shape"]))
