@@ -237,7 +237,10 @@ class _Writer:
             # would fail the checksum below at load time, so refuse it now instead of writing a
             # file that cannot be loaded
             what = "+0.0 where pruned and its centroid where kept" if t.codebook is not None else "+0.0 where pruned"
-            raise ConfigError(f"tensor {name!r}: its values must be {what}, or the file could not reproduce them bit-exact")
+            raise ConfigError(
+                f"tensor {name!r}: its values must be {what}, or the file could not reproduce them bit-exact "
+                "(w * mask leaves -0.0 where a negative weight was pruned; use torch.where(mask, w, 0.0))"
+            )
         # checksum of the decoded values: the sections have their own checksums, but a header
         # field that stays valid when altered (order "C" <-> "T") would otherwise decode silently
         # to other values
