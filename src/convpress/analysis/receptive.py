@@ -367,8 +367,10 @@ def _layout(node: Any, axes: tuple[_Axis, _Axis], ranks: dict[Any, int | None]) 
     """The field and rank after a layout op, or None if ``node`` is not one."""
     name = node.target if node.op == "call_method" else _LAYOUT_FUNCS.get(node.target) if node.op == "call_function" else None
     rule = _LAYOUT_RULES.get(name) if isinstance(name, str) else None
-    if rule is None or not node.args or not hasattr(node.args[0], "op"):
+    if rule is None:
         return None
+    if not node.args or not hasattr(node.args[0], "op"):  # the tensor passed by keyword (torch.flatten(input=x)): unread, so lost
+        return (_GLOBAL, None)
     src = node.args[0]
     lay = _Layout(tuple(node.args), dict(node.kwargs), ranks.get(src), _shape_of(src), _shape_of(node))
     kept, rank = rule(lay)
