@@ -201,6 +201,28 @@ def test_effective_field_is_centred_seeded_and_per_axis() -> None:
     assert not (one == erf).all()  # the samples are summed
     with pytest.raises(ValueError, match=r"layer: output of 0\.1 has shape"):
         effective_receptive_field(nn.Sequential(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16, 2))), 4, layer="0.1")
+    with pytest.raises(ValueError, match=r"layer: output of the model has shape \(1, 2\)"):
+        effective_receptive_field(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16, 2)), 4)
+
+
+def test_effective_field_sums_the_samples() -> None:
+    """After a ReLU on the input, each sample's gradient covers a random part of the 3 x 3 window; the sum covers their union."""
+    model = nn.Sequential(nn.ReLU(), nn.Conv2d(1, 1, 3))
+    with torch.no_grad():
+        model[1].weight.fill_(1.0)
+    one, _ = effective_receptive_field(model, 9, channels=1, samples=1)
+    four, _ = effective_receptive_field(model, 9, channels=1, samples=4)
+    assert (four > 0)[one > 0].all() and (four > 0).sum() > (one > 0).sum()
+
+
+def test_effective_field_width_holds_95_percent_of_the_mass() -> None:
+    model = nn.Conv2d(1, 1, (3, 1), bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([1.0, 20.0, 1.0]).reshape(1, 1, 3, 1))
+    _, stats = effective_receptive_field(model, 9, channels=1, samples=1)
+    assert stats == {"erf95_h": 3.0, "erf95_w": 1.0}  # 20 of 22 is under 95%, 22 of 22 is not
+    _, single = effective_receptive_field(nn.Conv2d(1, 1, 1), 9, channels=1, samples=1)
+    assert single == {"erf95_h": 1.0, "erf95_w": 1.0}  # one pixel holds all the mass
 
 
 def test_effective_field_of_an_input_blind_output_is_zero() -> None:

@@ -221,6 +221,17 @@ class Relayout(nn.Module):
 RELAYOUTS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], int, bool, bool]] = {
     "flatten end_dim= only": (lambda y: y.flatten(end_dim=1).unsqueeze(0), 4, True, True),
     "flatten by keywords": (lambda y: y.flatten(start_dim=0, end_dim=-3).unsqueeze(0), 4, True, True),
+    "flatten end_dim= only, N and H swapped": (lambda y: y.flatten(end_dim=1).transpose(0, 1), 18, False, False),
+    "flatten start_dim= and end_dim=, batch swap": (
+        lambda y: y.unsqueeze(0).flatten(start_dim=1, end_dim=2).transpose(0, 1),
+        1,
+        True,
+        True,
+    ),
+    "flatten(1, 2) of 5 dims, batch swap": (lambda y: y.unsqueeze(0).flatten(1, 2).transpose(0, 1), 1, True, True),
+    "flatten(1, 2) of 5 dims, C and H swapped": (lambda y: y.unsqueeze(0).flatten(1, 2).transpose(1, 2), 18, False, False),
+    "flatten(0, 1), N and H swapped": (lambda y: y.flatten(0, 1).transpose(0, 1), 18, False, False),
+    "flatten(1, 1), a no-op": (lambda y: y.flatten(1, 1), 4, True, True),
     "flatten C into H": (lambda y: y.flatten(1, 2).unsqueeze(1), 1, False, False),
     "flatten(1), unflatten back": (lambda y: y.flatten(1).unflatten(1, (4, 18, 18)), 4, False, False),
     "flatten by keyword input": (lambda y: torch.flatten(input=y, start_dim=1, end_dim=2).unsqueeze(1), 1, False, False),
@@ -243,6 +254,7 @@ RELAYOUTS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], int, bool, bo
     "gated by a mean over H": (lambda y: y * y.mean(2, keepdim=True), 4, False, False),
     "gated by a mean over W": (lambda y: y * y.mean(3, keepdim=True), 4, False, False),
     "channel mean keepdim=, batch swap": (lambda y: y.mean(1, keepdim=True).transpose(0, 1), 1, True, True),
+    "channel mean, positional keepdim, batch swap": (lambda y: y.mean(1, True).transpose(0, 1), 1, True, True),
     "channel sum, then N and H swapped": (lambda y: y.sum(1).transpose(0, 1), 18, False, False),
     "spatial map reshaped back": (lambda y: y.sum((0, 1)).reshape(1, 1, 18, 18), 1, False, True),
     "abs, batch swap": (lambda y: y.abs().transpose(0, 1), 1, False, True),  # abs: rank unknown without shapes

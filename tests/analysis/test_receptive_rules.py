@@ -233,3 +233,12 @@ def test_a_dilated_max_pool_has_the_field_of_a_dilated_conv(dilation: int | tupl
     conv = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Conv2d(1, 1, 3, 2, 1, dilation=dilation))
     assert _last(pool) == _last(conv)
     assert _last(conv).size == tuple(3 + 2 * 2 * d for d in ((dilation, dilation) if isinstance(dilation, int) else dilation))
+
+
+def test_a_strided_transposed_conv_reports_the_mean_offset_of_its_outputs() -> None:
+    """ConvTranspose2d(k=4, s=2, p=1): output 2m reads inputs m - 1, m (centre m - 1/2) and output 2m + 1 reads m, m + 1
+    (centre m + 1/2); over a period the centres sit 1/4 pixel before o / 2, so the field of size 2 has padding 1/2 + 1/4."""
+    f = receptive_fields(nn.Sequential(nn.ConvTranspose2d(1, 1, 4, stride=2, padding=1)))["0"]
+    assert f.size == (2, 2) and f.stride == (0.5, 0.5) and f.padding == (0.75, 0.75)
+    f = receptive_fields(nn.Sequential(nn.Conv2d(1, 1, 1, stride=3), nn.ConvTranspose2d(1, 1, 3, stride=3)))["1"]
+    assert f.size == (1, 1) and f.stride == (1.0, 1.0) and f.padding == (1.0, 1.0)  # outputs 3m..3m+2 read pixel 3m: 1 before o
