@@ -141,3 +141,105 @@ def test_a_registered_mac_handler_counts_a_custom_layer_and_its_subclasses() -> 
             register_mac_handler(Scale)(lambda m, inputs, out: 0)
     finally:
         MAC_HANDLERS.unregister(Scale)  # the registry is global: leave it as it was
+
+
+class TwoInputs(nn.Module):
+    """An image and a second tensor with its own conv; a parameter (get_attr) scales the image's conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.side, self.head = nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 5), nn.Conv2d(1, 1, 3)
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x) * (self.scale * 2) + self.side(y))
+
+
+def test_only_the_first_input_is_the_image_and_parameters_carry_no_field() -> None:
+    fields = receptive_fields(TwoInputs())
+    assert list(fields) == ["conv", "head"]  # the second input's conv has no field in the image
+    assert fields["head"].size == (5, 5)
+    pooled = receptive_fields(nn.Sequential(nn.Conv2d(1, 1, 3), nn.AdaptiveAvgPool2d(1)))
+    assert pooled["1"] == cp.analysis.ReceptiveField("1", None, None, None)  # global, and still named
+
+
+def test_receptive_fields_errors_name_the_cause() -> None:
+    class Branchy(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x if x.sum() > 0 else -x  # data-dependent control flow
+
+    with pytest.raises(ValueError, match=r"model: torch\.fx cannot trace it \(TraceError"):
+        receptive_fields(Branchy())
+    with pytest.raises(ValueError, match=r"x: the model does not run on a \(1, 3, 20, 20\) input \(RuntimeError"):
+        receptive_fields(nn.Sequential(nn.Conv2d(1, 1, 3)), torch.zeros(1, 3, 20, 20))
+
+
+def test_measured_field_leaves_the_model_alone_and_ignores_nonlinearities() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU(), nn.Conv2d(1, 1, 3))
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)  # the real ReLU would cut every path
+    before = copy.deepcopy(model.state_dict())
+    assert measured_receptive_field(model, (21, 33), channels=1) == (5, 5)  # H != W: the centre row is H // 2
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert next(model.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"layer: output of the model has shape \(1, 4\); a spatial"):
+        measured_receptive_field(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), 8, channels=1)
+
+
+def test_effective_field_is_centred_seeded_and_per_axis() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, (5, 1)), nn.ReLU(), nn.Conv2d(4, 4, (3, 1)))  # 7 x 1 theoretical field
+    erf, stats = effective_receptive_field(model, (21, 31))  # 3 channels by default
+    rows, cols = erf.sum(1).nonzero()[0], erf.sum(0).nonzero()[0]
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (7, 13, 15, 15)  # the centre output (7, 15) of 15 x 31
+    assert stats["erf95_w"] == 1.0 and stats["erf95_h"] > 1.0
+    again, _ = effective_receptive_field(model, (21, 31), seed=0, samples=4)
+    other, _ = effective_receptive_field(model, (21, 31), seed=1)
+    assert (again == erf).all() and not (other == erf).all()
+    one, _ = effective_receptive_field(model, (21, 31), samples=1)
+    assert not (one == erf).all()  # the samples are summed
+    with pytest.raises(ValueError, match=r"layer: output of 0\.1 has shape"):
+        effective_receptive_field(nn.Sequential(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16, 2))), 4, layer="0.1")
+    with pytest.raises(ValueError, match=r"layer: output of the model has shape \(1, 2\)"):
+        effective_receptive_field(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16, 2)), 4)
+
+
+def test_effective_field_sums_the_samples() -> None:
+    """After a ReLU on the input, each sample's gradient covers a random part of the 3 x 3 window; the sum covers their union."""
+    model = nn.Sequential(nn.ReLU(), nn.Conv2d(1, 1, 3))
+    with torch.no_grad():
+        model[1].weight.fill_(1.0)
+    one, _ = effective_receptive_field(model, 9, channels=1, samples=1)
+    four, _ = effective_receptive_field(model, 9, channels=1, samples=4)
+    assert (four > 0)[one > 0].all() and (four > 0).sum() > (one > 0).sum()
+
+
+def test_effective_field_width_holds_95_percent_of_the_mass() -> None:
+    model = nn.Conv2d(1, 1, (3, 1), bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([1.0, 20.0, 1.0]).reshape(1, 1, 3, 1))
+    _, stats = effective_receptive_field(model, 9, channels=1, samples=1)
+    assert stats == {"erf95_h": 3.0, "erf95_w": 1.0}  # 20 of 22 is under 95%, 22 of 22 is not
+    _, single = effective_receptive_field(nn.Conv2d(1, 1, 1), 9, channels=1, samples=1)
+    assert single == {"erf95_h": 1.0, "erf95_w": 1.0}  # one pixel holds all the mass
+
+
+def test_effective_field_of_an_input_blind_output_is_zero() -> None:
+    model = nn.Conv2d(1, 1, 3)
+    with torch.no_grad():
+        model.weight.zero_()
+    erf, stats = effective_receptive_field(model, 9, channels=1, samples=1)
+    assert not erf.any() and stats == {"erf95_h": 0.0, "erf95_w": 0.0}
+
+
+def test_erf_png_with_and_without_the_theoretical_box(tmp_path: Path) -> None:
+    from convpress.analysis.receptive import field_box, save_erf_png
+
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3))
+    erf, _ = effective_receptive_field(model, 15, channels=1, samples=1)
+    box = field_box(receptive_fields(model)["1"], (11, 11))
+    assert box == (5.0, 5.0, 5, 5)
+    for name, b in (("box.png", box), ("plain.png", None)):
+        save_erf_png(erf, str(tmp_path / name), title=name, box=b)
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

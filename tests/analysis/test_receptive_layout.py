@@ -204,3 +204,71 @@ def test_shuffleseg_logits_field_covers_what_the_final_x8_upsampling_reads() -> 
     """The logits (after the x8 bilinear upsampling of the classifier's scores) read 559 pixels, not 527 + 8."""
     model = nn.Sequential(cp.create_model("shuffleseg", num_classes=3), nn.Identity()).eval()  # the Identity reports the logits
     assert _field(model, "1", torch.zeros(1, 3, 64, 64)) == (559, 559) == measured_receptive_field(model, 640)
+
+
+class Relayout(nn.Module):
+    """One 3 x 3 conv (1 -> 4 channels), then ``op``, then a padded 3 x 3 conv (so it runs on whatever ``op`` leaves)."""
+
+    def __init__(self, op: Callable[[torch.Tensor], torch.Tensor], cin: int) -> None:
+        super().__init__()
+        self.conv1, self.op, self.conv2 = nn.Conv2d(1, 4, 3), op, nn.Conv2d(cin, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.op(self.conv1(x)))
+
+
+# (op, conv2's input channels, field kept without an example input, kept with one)
+RELAYOUTS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], int, bool, bool]] = {
+    "flatten end_dim= only": (lambda y: y.flatten(end_dim=1).unsqueeze(0), 4, True, True),
+    "flatten by keywords": (lambda y: y.flatten(start_dim=0, end_dim=-3).unsqueeze(0), 4, True, True),
+    "flatten end_dim= only, N and H swapped": (lambda y: y.flatten(end_dim=1).transpose(0, 1), 18, False, False),
+    "flatten start_dim= and end_dim=, batch swap": (
+        lambda y: y.unsqueeze(0).flatten(start_dim=1, end_dim=2).transpose(0, 1),
+        1,
+        True,
+        True,
+    ),
+    "flatten(1, 2) of 5 dims, batch swap": (lambda y: y.unsqueeze(0).flatten(1, 2).transpose(0, 1), 1, True, True),
+    "flatten(1, 2) of 5 dims, C and H swapped": (lambda y: y.unsqueeze(0).flatten(1, 2).transpose(1, 2), 18, False, False),
+    "flatten(0, 1), N and H swapped": (lambda y: y.flatten(0, 1).transpose(0, 1), 18, False, False),
+    "flatten(1, 1), a no-op": (lambda y: y.flatten(1, 1), 4, True, True),
+    "flatten C into H": (lambda y: y.flatten(1, 2).unsqueeze(1), 1, False, False),
+    "flatten(1), unflatten back": (lambda y: y.flatten(1).unflatten(1, (4, 18, 18)), 4, False, False),
+    "flatten by keyword input": (lambda y: torch.flatten(input=y, start_dim=1, end_dim=2).unsqueeze(1), 1, False, False),
+    "unflatten by keywords": (lambda y: y.unflatten(dim=1, sizes=(2, 2)).flatten(1, 2), 4, True, True),
+    "unflatten H": (lambda y: y.unflatten(2, (2, 9)).flatten(0, 1), 2, False, False),
+    "unflatten C, swap into H": (lambda y: y.unflatten(1, (2, 2)).transpose(2, 3).flatten(1, 2), 36, False, False),
+    "unsqueeze dim=": (lambda y: y.unsqueeze(dim=1).flatten(1, 2), 4, True, True),
+    "unsqueeze -4": (lambda y: y.unsqueeze(-4).flatten(1, 2), 4, True, True),
+    "unsqueeze -3": (lambda y: y.unsqueeze(-3).flatten(1, 2), 4, True, True),
+    "unsqueeze between H and W": (lambda y: y.unsqueeze(3).flatten(0, 1), 18, False, False),
+    "unsqueeze, swap C and H": (lambda y: y.unsqueeze(1).transpose(2, 3).flatten(1, 2), 18, False, False),
+    "transpose by keywords": (lambda y: y.transpose(dim0=0, dim1=1), 1, True, True),
+    "transpose -4, -3": (lambda y: y.transpose(-4, -3), 1, True, True),
+    "transpose by a traced dim": (lambda y: y.transpose(0, y.dim() - 3), 1, False, False),
+    "torch.transpose of H and W": (lambda y: torch.transpose(y, 2, 3), 4, False, False),
+    "permute dims=": (lambda y: y.permute(dims=(1, 0, 2, 3)), 1, True, True),
+    "permute a list": (lambda y: y.permute([1, 0, 2, 3]), 1, True, True),
+    "gated by a global max": (lambda y: y * y.amax(dim=(), keepdim=True), 4, False, False),
+    "gated by a global sum": (lambda y: y * y.sum(), 4, False, False),
+    "gated by a mean over H": (lambda y: y * y.mean(2, keepdim=True), 4, False, False),
+    "gated by a mean over W": (lambda y: y * y.mean(3, keepdim=True), 4, False, False),
+    "channel mean keepdim=, batch swap": (lambda y: y.mean(1, keepdim=True).transpose(0, 1), 1, True, True),
+    "channel mean, positional keepdim, batch swap": (lambda y: y.mean(1, True).transpose(0, 1), 1, True, True),
+    "channel sum, then N and H swapped": (lambda y: y.sum(1).transpose(0, 1), 18, False, False),
+    "spatial map reshaped back": (lambda y: y.sum((0, 1)).reshape(1, 1, 18, 18), 1, False, True),
+    "abs, batch swap": (lambda y: y.abs().transpose(0, 1), 1, False, True),  # abs: rank unknown without shapes
+    "contiguous, batch swap": (lambda y: y.contiguous().transpose(0, 1), 1, True, True),
+    "a chunk, batch swap": (lambda y: y.chunk(2, 1)[0].transpose(0, 1), 1, True, True),
+    "an index, then C and H swapped": (lambda y: y[0].transpose(0, 1), 18, False, False),
+}
+
+
+@pytest.mark.parametrize("case", RELAYOUTS)
+def test_layout_ops_in_every_call_form_keep_the_field_only_when_h_and_w_come_through(case: str) -> None:
+    op, cin, kept_by_dims, kept_by_shapes = RELAYOUTS[case]
+    model = Relayout(op, cin)
+    assert _field(model, "conv2", None) == ((5, 5) if kept_by_dims else None)
+    assert _field(model, "conv2", torch.zeros(1, 1, 20, 20)) == ((5, 5) if kept_by_shapes else None)
+    if kept_by_shapes:
+        assert measured_receptive_field(model, 20, channels=1) == (5, 5)

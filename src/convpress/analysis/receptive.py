@@ -139,7 +139,9 @@ def _both(rule: Callable[[_Axis, int], Any], axes: tuple[_Axis, _Axis]) -> Any:
 def _module_rule(m: nn.Module, axes: tuple[_Axis, _Axis]) -> tuple[_Axis, _Axis] | None:
     if isinstance(m, nn.modules.conv._ConvNd) and len(m.kernel_size) == 2:
         k, s, d = m.kernel_size, m.stride, m.dilation
-        p = m.padding if not isinstance(m.padding, str) else tuple(dd * (kk - 1) / 2 for kk, dd in zip(k, d, strict=True))
+        p = m.padding
+        if isinstance(p, str):  # "valid": none; "same": torch pads d·(k - 1) // 2 before, the rest after
+            p = (0, 0) if p == "valid" else tuple(dd * (kk - 1) // 2 for kk, dd in zip(k, d, strict=True))
         if m.transposed:
             return _both(lambda a, i: _transposed(a, k[i], s[i], int(p[i]), d[i]), axes)
         return _both(lambda a, i: _window(a, k[i], s[i], p[i], d[i]), axes)
@@ -365,8 +367,10 @@ def _layout(node: Any, axes: tuple[_Axis, _Axis], ranks: dict[Any, int | None]) 
     """The field and rank after a layout op, or None if ``node`` is not one."""
     name = node.target if node.op == "call_method" else _LAYOUT_FUNCS.get(node.target) if node.op == "call_function" else None
     rule = _LAYOUT_RULES.get(name) if isinstance(name, str) else None
-    if rule is None or not node.args or not hasattr(node.args[0], "op"):
+    if rule is None:
         return None
+    if not node.args or not hasattr(node.args[0], "op"):  # the tensor passed by keyword (torch.flatten(input=x)): unread, so lost
+        return (_GLOBAL, None)
     src = node.args[0]
     lay = _Layout(tuple(node.args), dict(node.kwargs), ranks.get(src), _shape_of(src), _shape_of(node))
     kept, rank = rule(lay)
