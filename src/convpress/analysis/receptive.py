@@ -139,11 +139,12 @@ def _both(rule: Callable[[_Axis, int], Any], axes: tuple[_Axis, _Axis]) -> Any:
 def _module_rule(m: nn.Module, axes: tuple[_Axis, _Axis]) -> tuple[_Axis, _Axis] | None:
     if isinstance(m, nn.modules.conv._ConvNd) and len(m.kernel_size) == 2:
         k, s, d = m.kernel_size, m.stride, m.dilation
-        p = m.padding
-        if isinstance(p, str):  # "valid": none; "same": torch pads d·(k - 1) // 2 before, the rest after
-            p = (0, 0) if p == "valid" else tuple(dd * (kk - 1) // 2 for kk, dd in zip(k, d, strict=True))
+        if isinstance(m.padding, str):  # "valid": none; "same": torch pads d·(k - 1) // 2 before, the rest after
+            p = (0, 0) if m.padding == "valid" else tuple(dd * (kk - 1) // 2 for kk, dd in zip(k, d, strict=True))
+        else:
+            p = tuple(int(v) for v in m.padding)
         if m.transposed:
-            return _both(lambda a, i: _transposed(a, k[i], s[i], int(p[i]), d[i]), axes)
+            return _both(lambda a, i: _transposed(a, k[i], s[i], p[i], d[i]), axes)
         return _both(lambda a, i: _window(a, k[i], s[i], p[i], d[i]), axes)
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         k, s, p = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding)
