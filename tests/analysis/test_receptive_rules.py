@@ -242,3 +242,19 @@ def test_a_strided_transposed_conv_reports_the_mean_offset_of_its_outputs() -> N
     assert f.size == (2, 2) and f.stride == (0.5, 0.5) and f.padding == (0.75, 0.75)
     f = receptive_fields(nn.Sequential(nn.Conv2d(1, 1, 1, stride=3), nn.ConvTranspose2d(1, 1, 3, stride=3)))["1"]
     assert f.size == (1, 1) and f.stride == (1.0, 1.0) and f.padding == (1.0, 1.0)  # outputs 3m..3m+2 read pixel 3m: 1 before o
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: F.max_pool2d(x, 3, 2, 1, 2),
+        lambda x: F.max_pool2d(x, 3, 2, 1, dilation=2),
+        lambda x: torch.max_pool2d(x, 3, 2, 1, 2),
+        lambda x: torch.max_pool2d(x, 3, 2, 1, dilation=(2, 2)),
+    ],
+    ids=["F positional", "F dilation=", "torch positional", "torch dilation="],
+)
+def test_functional_dilated_max_pools_have_the_field_of_the_module(call: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), Call(call), nn.Identity())
+    twin = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.MaxPool2d(3, 2, 1, dilation=2), nn.Identity())
+    assert _last(model) == _last(twin) and _last(model).size == (11, 11)

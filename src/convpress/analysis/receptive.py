@@ -288,7 +288,8 @@ def _function_rule(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any], a
         k = _pair(args[1] if len(args) > 1 else kwargs["kernel_size"])
         s = _pair(args[2] if len(args) > 2 and args[2] is not None else kwargs.get("stride") or k)
         p = _pair(args[3] if len(args) > 3 else kwargs.get("padding", 0))
-        return _both(lambda a, i: _window(a, k[i], s[i], p[i]), axes)
+        d = _pair(args[4] if len(args) > 4 and target is not F.avg_pool2d else kwargs.get("dilation", 1))  # avg pools have none
+        return _both(lambda a, i: _window(a, k[i], s[i], p[i], d[i]), axes)
     if target is F.interpolate:
         sf = kwargs.get("scale_factor") or (args[2] if len(args) > 2 else None)
         return _upsample(axes, sf, kwargs.get("mode", args[3] if len(args) > 3 else "nearest"))
