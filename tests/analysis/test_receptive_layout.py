@@ -260,7 +260,9 @@ RELAYOUTS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], int, bool, bo
     "abs, batch swap": (lambda y: y.abs().transpose(0, 1), 1, False, True),  # abs: rank unknown without shapes
     "contiguous, batch swap": (lambda y: y.contiguous().transpose(0, 1), 1, True, True),
     "a chunk, batch swap": (lambda y: y.chunk(2, 1)[0].transpose(0, 1), 1, True, True),
+    "torch.chunk, batch swap": (lambda y: torch.chunk(y, 2, 1)[0].transpose(0, 1), 1, True, True),
     "an index, then C and H swapped": (lambda y: y[0].transpose(0, 1), 18, False, False),
+    "an index of a sum, then C and H swapped": (lambda y: (y + 1)[0].transpose(0, 1), 18, False, False),
 }
 
 
