@@ -128,6 +128,9 @@ def test_each_round_distils_from_the_student_of_the_round_before(tmp_path: Path)
     # by hand: one round, then one more whose teacher is that round's student, frozen
     by_hand = copy.deepcopy(start)
     distil(by_hand, teacher)
+    before, after = (cp.pseudo_label(t, _batches(x_unl, None), kw["transforms"]).predictions for t in (teacher, by_hand))  # type: ignore[arg-type]
+    assert before is not None and after is not None and res.changed == [float((before != after).float().mean())]
+    assert not res.stopped_early
     second = distil(by_hand, copy.deepcopy(by_hand).eval(), seed=1)
     assert second.pseudo_labels.kept == res.rounds[1].kept and second.pseudo_labels.accuracy == res.rounds[1].accuracy
     assert all(torch.equal(a, b) for a, b in zip(two.state_dict().values(), by_hand.state_dict().values(), strict=True))
@@ -136,6 +139,34 @@ def test_each_round_distils_from_the_student_of_the_round_before(tmp_path: Path)
     again = copy.deepcopy(start)
     distil(again, teacher, rounds=2, checkpoint=tmp_path / "dd.ckpt")
     assert all(torch.equal(a, b) for a, b in zip(two.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+class _Reshuffled:
+    """Unlabelled batches in a new order on every pass, as a shuffling DataLoader gives them."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x, self.passes = x, 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        self.passes += 1
+        order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(self.passes))
+        return iter(_batches(self.x[order], None))
+
+
+def test_min_change_stops_the_rounds_once_the_labels_settle() -> None:
+    torch.manual_seed(0)
+    x_lab, y_lab = _task(12, 0)
+    x_unl, _ = _task(64, 1)
+    student = _net()
+    kw = dict(rule=cp.KeepFraction(0.75), batch_size=16, progress=False)
+    # a student that cannot move (a learning rate of 1e-12) labels every image as its teacher did;
+    # the changed share is exactly 0 even though the loader reorders the images on every pass
+    res = cp.data_distill(student, _batches(x_lab, y_lab), _Reshuffled(x_unl), epochs=1, lr=1e-12, rounds=4, min_change=1e-6, **kw)  # type: ignore[arg-type]
+    assert res.changed == [0.0] and res.stopped_early and len(res.rounds) == 1 and len(res.epoch_losses) == 1
+    # one that learns changes its mind; min_change=0 trains every round
+    moving = cp.data_distill(_net(), _batches(x_lab, y_lab), _batches(x_unl, None), epochs=2, lr=5e-2, rounds=3, **kw)  # type: ignore[arg-type]
+    assert len(moving.rounds) == 3 and len(moving.changed) == 2 and not moving.stopped_early
+    assert all(0.0 <= c <= 1.0 for c in moving.changed)
 
 
 def _untouched(student: nn.Module) -> dict[str, torch.Tensor]:
@@ -157,6 +188,9 @@ def _untouched(student: nn.Module) -> dict[str, torch.Tensor]:
         (dict(epochs=-1), "epochs"),
         (dict(rounds=0), "rounds"),
         (dict(rounds=1.5), "rounds"),
+        (dict(rounds=2, min_change=-0.1), "min_change"),
+        (dict(rounds=2, min_change=1.5), "min_change"),
+        (dict(rounds=2, min_change=float("nan")), "min_change"),
     ],
 )
 def test_bad_input_is_refused_before_any_training(change: dict, match: str) -> None:

@@ -6,7 +6,8 @@ report the pseudo-labels' accuracy); the 1,000 held-out digits are the test set 
 pseudo-labelled. LeNet-5 is trained on the labelled part alone (the baseline, also the teacher),
 then students start from it and are trained by :func:`convpress.data_distill` on batches mixing
 labelled and pseudo-labelled digits, for several rounds (each round's student labels the digits
-again for the next). Every training run (baseline, students, pruned models) uses the same
+again for the next, until fewer than 0.5% of the unlabelled digits change label or 8 rounds
+have run: a stopping rule that needs no labels). Every training run (baseline, students, pruned models) uses the same
 augmentation: a random rotation of up to 10 degrees, scaling of up to 10% and shift of up to 2
 pixels per digit.
 """
@@ -54,7 +55,11 @@ TRANSFORMS: dict[str, list[Transform]] = {
 MIN_GAIN = 2.0
 LABELS_PER_CLASS = 40  # 10% of the 4,000 training digits
 RULE = KeepFraction(0.9, per_class=True)
-TEACHER_EPOCHS, STUDENT_EPOCHS, ROUNDS, RATIO, LR = 60, 30, 4, 0.25, 1e-3
+TEACHER_EPOCHS, STUDENT_EPOCHS, RATIO, LR = 60, 30, 0.25, 1e-3
+#: rounds of distillation: at most MAX_ROUNDS, ending (label-free) once fewer than MIN_CHANGE of the
+#: unlabelled digits change their hard label between two rounds (data_distill's ``min_change``).
+#: Set on 2026-12-04 without a run behind it: 0.5% is 18 of the 3,600 unlabelled digits.
+MAX_ROUNDS, MIN_CHANGE = 8, 0.005
 PRUNED_STUDENT_EPOCHS = 8  # the pruned student distils once, for 8 epochs
 PLAIN_PRUNE_EPOCHS = 40  # labelled-only retraining of the pruned model: about as many steps as the pruned student's 8 epochs
 ROTATE, SCALE, SHIFT = 10.0, 0.1, 2  # the augmentation of every run: degrees, relative scale, whole pixels
@@ -120,7 +125,7 @@ def _seed_run(seed: int, *, quick: bool, progress: bool) -> dict[str, Any]:
         else {
             "teacher": TEACHER_EPOCHS,
             "student": STUDENT_EPOCHS,
-            "rounds": ROUNDS,
+            "rounds": MAX_ROUNDS,
             "pruned": PRUNED_STUDENT_EPOCHS,
             "plain": PLAIN_PRUNE_EPOCHS,
         }
@@ -157,6 +162,7 @@ def _seed_run(seed: int, *, quick: bool, progress: bool) -> dict[str, Any]:
             rule=RULE,
             epochs=epochs["student"] if pruning is None else epochs["pruned"],
             rounds=epochs["rounds"] if pruning is None else 1,
+            min_change=MIN_CHANGE,
             lr=LR,
             ratio=RATIO,
             augment=_augment,
@@ -168,6 +174,8 @@ def _seed_run(seed: int, *, quick: bool, progress: bool) -> dict[str, Any]:
             "kept": res.pseudo_labels.kept,
             "pseudo_accuracy": res.pseudo_labels.accuracy,
             "pseudo_accuracy_per_round": [r.accuracy for r in res.rounds],
+            "rounds": len(res.rounds),
+            "changed_per_round": [round(c, 5) for c in res.changed],
         }
         if pruning is not None:
             extra["sparsity"] = {k: round(v, 4) for k, v in sparsity(student).items()}
@@ -193,6 +201,12 @@ def _seed_run(seed: int, *, quick: bool, progress: bool) -> dict[str, Any]:
     out["pruned_sparsity"] = {k: round(v, 4) for k, v in sparsity(plain).items()}
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def _per_round(runs: list[dict[str, Any]], name: str, key: str) -> list[float]:
+    """Mean of ``dd_<name>_info[key][i]`` over the runs that have an entry i, for each i."""
+    series = [r[f"dd_{name}_info"].get(key) or [] for r in runs]
+    return [statistics.fmean(v[i] or 0.0 for v in series if len(v) > i) for i in range(max(map(len, series), default=0))]
 
 
 def _mean(runs: list[dict[str, Any]], key: str) -> float:
@@ -242,13 +256,10 @@ def _digits(seeds: list[int], *, quick: bool, progress: bool) -> dict[str, Any]:
         "pseudo_label_accuracy_all": {
             name: statistics.fmean(r["pseudo_labels"][name]["accuracy_all"] or 0.0 for r in runs) for name in TRANSFORMS
         },
-        "pseudo_label_accuracy_kept_per_round": {
-            name: [
-                statistics.fmean(v or 0.0 for v in vals)
-                for vals in zip(*(r[f"dd_{name}_info"]["pseudo_accuracy_per_round"] for r in runs), strict=True)
-            ]
-            for name in ("multi", "single")
-        },
+        # round i's mean over the seeds that ran it (min_change may end seeds after different rounds)
+        "pseudo_label_accuracy_kept_per_round": {name: _per_round(runs, name, "pseudo_accuracy_per_round") for name in ("multi", "single")},
+        "changed_per_round": {name: _per_round(runs, name, "changed_per_round") for name in ("multi", "single")},
+        "rounds": {name: [r[f"dd_{name}_info"].get("rounds") for r in runs] for name in ("multi", "single")},
     }
     checks = [
         {
@@ -282,8 +293,10 @@ def _digits(seeds: list[int], *, quick: bool, progress: bool) -> dict[str, Any]:
             f"bundled MNIST subset per seed: {LABELS_PER_CLASS} labelled digits per class (10% of the 4,000 training digits), "
             "the other 3,600 unlabelled (their labels only score the pseudo-labels), 1,000 held-out test digits never "
             f"pseudo-labelled; LeNet-5 trained {TEACHER_EPOCHS} epochs on the labelled part (baseline and teacher); students "
-            f"start from it and train with convpress.data_distill for {ROUNDS} rounds of {STUDENT_EPOCHS} epochs, each "
-            f"round's student labelling the digits again for the next (ratio {RATIO} labelled per pseudo-labelled sample, "
+            f"start from it and train with convpress.data_distill for rounds of {STUDENT_EPOCHS} epochs, each "
+            f"round's student labelling the digits again for the next, at most {MAX_ROUNDS} rounds, stopping once fewer than "
+            f"{100 * MIN_CHANGE:g}% of the unlabelled digits change label between rounds "
+            f"(ratio {RATIO} labelled per pseudo-labelled sample, "
             f"{RULE!r}); every run uses random rotations of up to {ROTATE:g} degrees, scaling of up to {100 * SCALE:g}% "
             f"and shifts of up to {SHIFT} px; pruned models reach the lenet-5 recipe's sparsity by AGP while retraining "
             f"({PLAIN_PRUNE_EPOCHS} labelled-only epochs, or one round of {PRUNED_STUDENT_EPOCHS} epochs with Data "
@@ -344,6 +357,22 @@ def _digits_markdown(result: dict[str, Any]) -> list[str]:
         lines += _table(
             ["transforms", *(f"round {i + 1}" for i in range(len(per_round["multi"])))],
             [[name, *(f"{v:.2f}%" for v in vals)] for name, vals in per_round.items()],
+        )
+    changed = s.get("changed_per_round")
+    if changed:
+        lines += [
+            "",
+            "Share of the unlabelled digits whose hard label changed since the previous round (mean over seeds; "
+            "a seed stops below the threshold), and the rounds each seed trained:",
+            "",
+        ]
+        width = max(len(v) for v in changed.values())
+        lines += _table(
+            ["transforms", *(f"round {i + 2}" for i in range(width)), "rounds trained per seed"],
+            [
+                [name, *(f"{100 * v:.2f}%" for v in vals), *([""] * (width - len(vals))), ", ".join(map(str, s["rounds"][name]))]
+                for name, vals in changed.items()
+            ],
         )
     return lines
 

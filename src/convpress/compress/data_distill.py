@@ -137,13 +137,22 @@ class DataDistillResult:
             last round.
         epoch_losses: mean training loss per epoch (all rounds, in order).
         pruning_steps: sparsity after each gradual-pruning step (with ``pruning=``).
-        rounds: the pseudo-label report of every round (one entry without ``rounds=``).
+        rounds: the pseudo-label report of every round that trained (one entry without ``rounds=``).
+        changed: per round after the first, the share of hard predictions (before selection)
+            that differ from the previous round's, in [0, 1]; it includes the round that
+            ``min_change`` stopped, which did not train.
     """
 
     pseudo_labels: PseudoLabelReport
     epoch_losses: list[float]
     pruning_steps: list[dict[str, float]]
     rounds: list[PseudoLabelReport] = field(default_factory=list)
+    changed: list[float] = field(default_factory=list)
+
+    @property
+    def stopped_early(self) -> bool:
+        """True when ``min_change`` ended the rounds before ``rounds`` were trained."""
+        return len(self.changed) >= len(self.rounds)
 
 
 def check_teacher(teacher: nn.Module, student: nn.Module, x: torch.Tensor) -> None:
@@ -182,6 +191,7 @@ def data_distill(
     pruning: AGP | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     rounds: int = 1,
+    min_change: float = 0.0,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -220,6 +230,11 @@ def data_distill(
             (``rounds=1``); later rounds are iterated self-training, which keeps helping while the
             student labels the unlabelled images better than its teacher did. ``pruning`` runs in
             the first round; later rounds keep its zeros.
+        min_change: stop the rounds early, without labels: a round after the first trains only
+            if at least this share (0-1) of the hard predictions on the unlabelled images changed
+            since the previous round's. When the students stop changing their minds, another
+            round teaches little. 0 (default) trains every round. With ``rounds`` > 1 the
+            unlabelled batches are read once and kept in memory, in that order.
         seed: seed of the batch order.
         device: where to train (default: the student's device).
         progress: draw a progress bar.
@@ -230,12 +245,14 @@ def data_distill(
     Raises:
         ConfigError: before any training, for an empty labelled or unlabelled set, a teacher
             whose output shape differs from the student's, transforms that cannot be inverted for
-            the task, a rule that does not apply, bad epochs/lr/ratio/batch_size/rounds, or when no
+            the task, a rule that does not apply, bad epochs/lr/ratio/batch_size/rounds/min_change, or when no
             pseudo-label survives the rule.
     """
     _check(epochs, lr, "adam", "cosine", 0.0)
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"rounds must be a whole number >= 1, got {rounds!r}")
+    if isinstance(min_change, bool) or not isinstance(min_change, (int, float)) or not 0.0 <= min_change <= 1.0:
+        raise ConfigError(f"min_change must be a share of the predictions in [0, 1], got {min_change!r}")
     check_mix(batch_size, ratio)
     check_transforms(transforms, task)
     if task not in ("classification", "segmentation"):
@@ -262,6 +279,10 @@ def data_distill(
     reports: list[PseudoLabelReport] = []
     losses: list[float] = []
     steps: list[dict[str, float]] = []
+    changed: list[float] = []
+    previous: torch.Tensor | None = None
+    if rounds > 1:  # one fixed order for every round, so that `changed` compares each image with itself
+        unlabelled = list(unlabelled)
     for r in range(1, rounds + 1):
         if r > 1:  # the student of the last round, frozen, labels the unlabelled images again
             teacher = copy.deepcopy(student).eval()
@@ -270,6 +291,11 @@ def data_distill(
         )
         if labels.report.kept == 0:
             raise ConfigError(f"no pseudo-label passed {labels.report.rule}; lower the threshold or keep a larger fraction")
+        if previous is not None and labels.predictions is not None:
+            changed.append(float((labels.predictions != previous).float().mean()))
+            if changed[-1] < min_change:
+                break
+        previous = labels.predictions
         reports.append(labels.report)
         mixed = MixedBatches(
             lab, (labels.inputs, labels.labels.to(lab[1].dtype)), batch_size=batch_size, ratio=ratio, seed=seed + r - 1, augment=augment
@@ -290,4 +316,4 @@ def data_distill(
         )
         losses += res.epoch_losses
         steps += res.pruning_steps
-    return DataDistillResult(reports[-1], losses, steps, reports)
+    return DataDistillResult(reports[-1], losses, steps, reports, changed)

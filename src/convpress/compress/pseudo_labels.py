@@ -234,11 +234,14 @@ class PseudoLabels:
         inputs: images (M, C, H, W) with at least one kept label (untransformed).
         labels: classes (M,) for classification, or (M, H, W) with ``ignore_index`` where dropped.
         report: the :class:`PseudoLabelReport`.
+        predictions: the hard label of every candidate before selection, (N,) or (N, H, W), in
+            the order of the unlabelled set (compare two teachers' labels with it).
     """
 
     inputs: torch.Tensor
     labels: torch.Tensor
     report: PseudoLabelReport
+    predictions: torch.Tensor | None = None
 
 
 def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -315,7 +318,7 @@ def pseudo_label(
         inputs, labels = x_all[per_image], torch.where(mask, pred_all, torch.full_like(pred_all, ignore_index))[per_image]
     else:
         inputs, labels = x_all[mask], pred_all[mask]
-    return PseudoLabels(inputs, labels, report)
+    return PseudoLabels(inputs, labels, report, pred_all)
 
 
 def _predict(
