@@ -15,6 +15,7 @@ resumes from ``--work`` if interrupted. Single-threaded by default because the m
 from __future__ import annotations
 
 import argparse
+import json
 import inspect
 import sys
 import time
@@ -157,8 +158,21 @@ def main() -> None:
     ap.add_argument("--rotate", action="store_true", help="rotate and reflect crops too (8 symmetries; operators that commute with them)")
     ap.add_argument("--only-pairs", action="store_true", help="build the pairs and stop (e.g. to build them in parallel processes)")
     ap.add_argument("--shard", type=int, nargs=2, metavar=("K", "N"), help="with --only-pairs: build only every N-th photo from the K-th")
+    ap.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="operator parameter for the training pairs, VALUE as JSON (e.g. texture=false: pencil without its hatching)",
+    )
     ap.add_argument("--suffix", default="", help="appended to the weights file name (e.g. -can24)")
     args = ap.parse_args()
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.exit(f"--param takes KEY=VALUE, got {item!r}")
+        params[key] = json.loads(value)
     kwargs = {k: v for k, v in (("eps", args.eps), ("factor", args.factor), ("low_res", args.low_res)) if v is not None}
     from convpress.models import MODELS
 
@@ -178,7 +192,7 @@ def main() -> None:
         images = images[args.shard[0] :: args.shard[1]]
     for op in args.operators:
         t0 = time.time()
-        pairs = build_pairs(images, op, Path(args.work) / "pairs", sizes=args.sizes)
+        pairs = build_pairs(images, op, Path(args.work) / "pairs", sizes=args.sizes, params=params)
         print(f"{op}: {len(pairs)} pairs in {time.time() - t0:.0f} s", flush=True)
         if args.only_pairs:
             continue
@@ -204,6 +218,7 @@ def main() -> None:
         if init is not None:  # each fine-tune of a chain gets its own run folder (named after its start)
             tag += f"-from{state_digest(init)[:8]}"
         tag += "-rot" if args.rotate else ""
+        tag += "".join(f"-{k}{json.dumps(v)}" for k, v in sorted(params.items()))
         t1 = time.time()
         res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{tag}", init=init)
         for h in res.history:
@@ -214,6 +229,7 @@ def main() -> None:
             model_name=args.model,
             operator=op,
             model_kwargs=kwargs,
+            operator_params=params,
             extra={
                 "val_psnr": res.best_psnr,
                 "train": {**settings, "crops": list(cfg.crops), "pairs": len(pairs), "sizes": args.sizes, "finetuned": bool(args.init)},

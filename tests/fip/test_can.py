@@ -227,3 +227,30 @@ def test_global_path_starts_as_the_guided_filter_and_sees_the_whole_image() -> N
     # the modulation is a function of the histograms: a brighter image is modulated differently
     film = lambda t: model.global_mlp(soft_histograms(t[None], 16))  # noqa: E731
     assert not torch.allclose(film(img), film((img + 0.3).clamp(0, 1)))
+
+
+def test_textured_model_puts_the_exponent_tile_at_each_pixels_position_and_tiles_exactly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from convpress.fip.weights import load_network, save_network
+    from convpress.models.can import TexturedGuidedFilterCAN
+
+    torch.manual_seed(0)
+    model = create_model("gf-can24-tex", tile=16)
+    assert isinstance(model, TexturedGuidedFilterCAN) and tuple(model.exponent.shape) == (16, 16)
+    x = torch.rand(3, 70, 90)
+    base = create_model("gf-can24-res")
+    base.load_state_dict({k: v for k, v in model.state_dict().items() if k != "exponent"})
+    plain = apply_network(base, x)
+    # ones: the identity (up to the clamp at 1e-3)
+    torch.testing.assert_close(apply_network(model, x), plain.clamp(1e-3, 1), atol=1e-6, rtol=0)
+    with torch.no_grad():
+        model.exponent.copy_(0.5 + torch.rand(16, 16))
+    whole = apply_network(model, x)
+    e = model.exponent.repeat(5, 6)[:70, :90]  # the tile repeated from the top-left corner
+    torch.testing.assert_close(whole, plain.clamp(1e-3, 1) ** e, atol=1e-5, rtol=0)
+    for rows in (1, 7, 64):  # strips start at other rows: each must take its own rows of the tile
+        torch.testing.assert_close(apply_network(model, x, tile_rows=rows), whole, atol=1e-6, rtol=0)
+    # the tile travels with the weights
+    save_network(model, tmp_path / "tex.safetensors", model_name="gf-can24-tex", operator="pencil", model_kwargs={"tile": 16})
+    again, _ = load_network(tmp_path / "tex.safetensors")
+    assert torch.equal(again.exponent, model.exponent)
+    torch.testing.assert_close(apply_network(again, x), whole, atol=0, rtol=0)

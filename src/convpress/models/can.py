@@ -34,6 +34,7 @@ __all__ = [
     "CAN",
     "GuidedFilterCAN",
     "ResidualGuidedFilterCAN",
+    "TexturedGuidedFilterCAN",
     "GlobalGuidedFilterCAN",
     "soft_histograms",
     "box_filter",
@@ -334,6 +335,41 @@ class ResidualGuidedFilterCAN(GuidedFilterCAN):
         return y + self.head(torch.cat([x_rows, y], dim=1))
 
 
+class TexturedGuidedFilterCAN(ResidualGuidedFilterCAN):
+    """:class:`ResidualGuidedFilterCAN` whose output is raised to a fixed per-position exponent:
+    (N, 3, H, W) -> (N, 3, H, W), ``out = clamp(y, 1e-3, 1) ** E[i mod T, j mod T]``.
+
+    For an operator that multiplies its result with a fixed texture, such as the pencil drawing's
+    hatching (``T = H ** beta``, with H a texture tile repeated over the image), the texture at a
+    pixel depends on its position only, which no convolution of the input can know. The network
+    learns the untextured result y (the operator with flat tones) and this layer puts the
+    texture back as the exponent tile ``E`` (a buffer stored with the weights, (T, T); ones, the
+    identity, until set: :func:`convpress.fip.operators.pencil.pencil_exponent`). Point-wise, so
+    tiling stays exact.
+
+    Args:
+        tile: side T of the exponent tile.
+        **kwargs: as :class:`ResidualGuidedFilterCAN`.
+    """
+
+    def __init__(self, *, tile: int = 256, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.register_buffer("exponent", torch.ones(tile, tile))
+
+    def exponent_rows(self, rows: tuple[int, int], width: int) -> torch.Tensor:
+        """The exponent of rows r0..r1-1 and columns 0..width-1 of the image: (r1 - r0, width)."""
+        e = cast(torch.Tensor, self.exponent)
+        t_h, t_w = e.shape
+        r = torch.arange(rows[0], rows[1], device=e.device) % t_h
+        c = torch.arange(width, device=e.device) % t_w
+        return e[r][:, c]
+
+    def apply_rows(self, x_rows: torch.Tensor, ab_wide: torch.Tensor, height: int, rows: tuple[int, int]) -> torch.Tensor:
+        """As :meth:`ResidualGuidedFilterCAN.apply_rows`, then raised to the exponent of those rows."""
+        y = super().apply_rows(x_rows, ab_wide, height, rows)
+        return y.clamp(1e-3, 1.0) ** self.exponent_rows(rows, x_rows.shape[3]).to(y.dtype)
+
+
 def soft_histograms(x: torch.Tensor, bins: int) -> torch.Tensor:
     """Whole-image soft histograms of R, G, B and the dark channel (the per-pixel minimum of R, G, B):
     (N, 3, H, W) in [0, 1] -> (N, 4 * bins), each histogram summing to 1 (triangular bins, differentiable)."""
@@ -430,3 +466,12 @@ def gf_can24_global(*, depth: int = 9, low_res: int = 256, factor: int = 4, eps:
     """``gf-can24`` whose CAN is modulated by whole-image histograms (HDRNet's global path): for
     operators that depend on whole-image statistics (style's tone curve, the dehazers' atmospheric light)."""
     return GlobalGuidedFilterCAN(width=24, depth=depth, low_res=low_res, factor=factor, eps=eps)
+
+
+@register_model("gf-can24-tex", task="image-to-image", traceable=False)
+def gf_can24_tex(
+    *, depth: int = 9, low_res: int = 256, factor: int = 4, eps: float = 1e-4, head_width: int = 12, tile: int = 256
+) -> TexturedGuidedFilterCAN:
+    """``gf-can24-res`` followed by a fixed per-position exponent (a texture tile stored with the
+    weights): for operators that hatch their result with a repeated texture (``pencil``)."""
+    return TexturedGuidedFilterCAN(width=24, depth=depth, low_res=low_res, factor=factor, eps=eps, head_width=head_width, tile=tile)
