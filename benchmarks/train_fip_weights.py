@@ -15,8 +15,8 @@ resumes from ``--work`` if interrupted. Single-threaded by default because the m
 from __future__ import annotations
 
 import argparse
-import json
 import inspect
+import json
 import sys
 import time
 from pathlib import Path
