@@ -35,9 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     base, info = load_network(args.base)
     if info["model"] != "gf-can24-res" or info["operator"] != "pencil" or info["operator_params"].get("texture") is not False:
-        sys.exit(
-            f"{args.base} is a {info['model']} for {info['operator']} {info['operator_params']}; want gf-can24-res for pencil, texture=false"
-        )
+        got = f"{info['model']} for {info['operator']} {info['operator_params']}"
+        sys.exit(f"{args.base} is a {got}; want gf-can24-res for pencil, texture=false")
     kwargs = {**info["model_kwargs"], "tile": TEXTURE_TILE}
     model = create_model("gf-can24-tex", **kwargs)
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
