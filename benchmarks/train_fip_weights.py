@@ -209,7 +209,18 @@ def main() -> None:
         if args.init:
             from convpress.fip.weights import load_network
 
-            init = load_network(out)[0].state_dict()
+            start, start_info = load_network(out)
+            init = start.state_dict()
+            if start_info["model"] != args.model:  # e.g. gf-can24 -> gf-can24-res: shared weights copied, the rest at their start
+                from convpress.models import create_model
+
+                torch.manual_seed(SETTINGS["seed"])
+                model = create_model(args.model, **kwargs)
+                missing, unexpected = model.load_state_dict(init, strict=False)
+                if unexpected:
+                    sys.exit(f"{out} ({start_info['model']}) has weights {args.model} lacks: {', '.join(unexpected[:5])}")
+                print(f"{op}: starting {args.model} from {out} ({start_info['model']}); new at their start: {', '.join(missing)}")
+                init = model.state_dict()
         tag = "".join(f"-{k.replace('_', '')}{v:g}" for k, v in kwargs.items())  # e.g. -eps1e-06
         tag += f"-up{args.upscale}" if args.upscale else ""
         tag += f"-crops{max(args.crops)}" if args.crops else ""
