@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if info["model"] != "gf-can24-res" or info["operator"] != "pencil" or info["operator_params"].get("texture") is not False:
         got = f"{info['model']} for {info['operator']} {info['operator_params']}"
         sys.exit(f"{args.base} is a {got}; want gf-can24-res for pencil, texture=false")
-    kwargs = {**info["model_kwargs"], "tile": TEXTURE_TILE}
+    kwargs = {**info["model_kwargs"], "tile": TEXTURE_TILE, "grey": True}  # the drawing is grey
     model = create_model("gf-can24-tex", **kwargs)
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
     assert missing == ["exponent"] and not unexpected, (missing, unexpected)

@@ -254,3 +254,12 @@ def test_textured_model_puts_the_exponent_tile_at_each_pixels_position_and_tiles
     again, _ = load_network(tmp_path / "tex.safetensors")
     assert torch.equal(again.exponent, model.exponent)
     torch.testing.assert_close(apply_network(again, x), whole, atol=0, rtol=0)
+
+
+def test_a_grey_textured_model_gives_equal_channels() -> None:
+    torch.manual_seed(0)
+    model = create_model("gf-can24-tex", tile=8, grey=True)
+    with torch.no_grad():
+        model.exponent.copy_(0.5 + torch.rand(8, 8))
+    out = apply_network(model, torch.rand(3, 40, 50), tile_rows=9)
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])

@@ -349,11 +349,13 @@ class TexturedGuidedFilterCAN(ResidualGuidedFilterCAN):
 
     Args:
         tile: side T of the exponent tile.
+        grey: average the three channels before the exponent (for operators with grey output).
         **kwargs: as :class:`ResidualGuidedFilterCAN`.
     """
 
-    def __init__(self, *, tile: int = 256, **kwargs: Any) -> None:
+    def __init__(self, *, tile: int = 256, grey: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.grey = grey
         self.register_buffer("exponent", torch.ones(tile, tile))
 
     def exponent_rows(self, rows: tuple[int, int], width: int) -> torch.Tensor:
@@ -367,6 +369,8 @@ class TexturedGuidedFilterCAN(ResidualGuidedFilterCAN):
     def apply_rows(self, x_rows: torch.Tensor, ab_wide: torch.Tensor, height: int, rows: tuple[int, int]) -> torch.Tensor:
         """As :meth:`ResidualGuidedFilterCAN.apply_rows`, then raised to the exponent of those rows."""
         y = super().apply_rows(x_rows, ab_wide, height, rows)
+        if self.grey:
+            y = y.mean(dim=1, keepdim=True).expand_as(y)
         return y.clamp(1e-3, 1.0) ** self.exponent_rows(rows, x_rows.shape[3]).to(y.dtype)
 
 
@@ -470,8 +474,17 @@ def gf_can24_global(*, depth: int = 9, low_res: int = 256, factor: int = 4, eps:
 
 @register_model("gf-can24-tex", task="image-to-image", traceable=False)
 def gf_can24_tex(
-    *, depth: int = 9, low_res: int = 256, factor: int = 4, eps: float = 1e-4, head_width: int = 12, tile: int = 256
+    *,
+    depth: int = 9,
+    low_res: int = 256,
+    factor: int = 4,
+    eps: float = 1e-4,
+    head_width: int = 12,
+    tile: int = 256,
+    grey: bool = False,
 ) -> TexturedGuidedFilterCAN:
     """``gf-can24-res`` followed by a fixed per-position exponent (a texture tile stored with the
     weights): for operators that hatch their result with a repeated texture (``pencil``)."""
-    return TexturedGuidedFilterCAN(width=24, depth=depth, low_res=low_res, factor=factor, eps=eps, head_width=head_width, tile=tile)
+    return TexturedGuidedFilterCAN(
+        width=24, depth=depth, low_res=low_res, factor=factor, eps=eps, head_width=head_width, tile=tile, grey=grey
+    )
