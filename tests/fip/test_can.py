@@ -263,3 +263,27 @@ def test_a_grey_textured_model_gives_equal_channels() -> None:
         model.exponent.copy_(0.5 + torch.rand(8, 8))
     out = apply_network(model, torch.rand(3, 40, 50), tile_rows=9)
     assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+
+
+def test_haze_model_uses_he_et_als_airlight_and_inverts_the_haze_model() -> None:
+    import numpy as np
+
+    from convpress.fip.operators.dehaze import airlight, dark_channel
+    from convpress.models.can import HazeGuidedFilterCAN, dark_channel_airlight
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 40, 50, generator=g) * 0.6
+    x[1, :, 10:20, 30:45] = torch.tensor([0.9, 0.85, 0.8])[:, None, None]  # a hazy sky for the second image
+    a = dark_channel_airlight(x, patch=5)
+    for i in range(2):
+        img = x[i].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(a[i].numpy(), airlight(img, dark_channel(img, 5)), atol=1e-7)
+    model = create_model("gf-can24-haze")
+    assert isinstance(model, HazeGuidedFilterCAN)
+    with torch.no_grad():
+        low = model.low_res_output(x)
+        # the CAN starts as the identity: t is 1 - min_c(I / A), bounded below by t_min
+        t = (1 - (x / a[:, :, None, None]).amin(1, keepdim=True)).clamp(0.1, 1)
+        torch.testing.assert_close(low, (x - a[:, :, None, None]) / t + a[:, :, None, None], atol=1e-5, rtol=0)
+    photo = torch.rand(3, 90, 70, generator=g)
+    torch.testing.assert_close(apply_network(model, photo, tile_rows=13), apply_network(model, photo), atol=1e-6, rtol=0)

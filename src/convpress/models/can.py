@@ -35,6 +35,8 @@ __all__ = [
     "GuidedFilterCAN",
     "ResidualGuidedFilterCAN",
     "TexturedGuidedFilterCAN",
+    "HazeGuidedFilterCAN",
+    "dark_channel_airlight",
     "GlobalGuidedFilterCAN",
     "soft_histograms",
     "box_filter",
@@ -374,6 +376,58 @@ class TexturedGuidedFilterCAN(ResidualGuidedFilterCAN):
         return y.clamp(1e-3, 1.0) ** self.exponent_rows(rows, x_rows.shape[3]).to(y.dtype)
 
 
+def dark_channel_airlight(x: torch.Tensor, patch: int = 5, top: float = 0.001) -> torch.Tensor:
+    """He et al.'s atmospheric light of each image: (N, 3, H, W) -> (N, 3), no gradient.
+
+    The dark channel is the minimum over colours and a ``patch`` x ``patch`` window; among the
+    ``top`` fraction of pixels with the haziest (largest) dark channel, the brightest input pixel
+    (largest R + G + B) is the airlight, at least 1e-3 per channel.
+    """
+    with torch.no_grad():
+        n, _, h, w = x.shape
+        pad = patch // 2
+        low = x.amin(dim=1, keepdim=True)
+        dark = -F.max_pool2d(F.pad(-low, (pad, pad, pad, pad), mode="replicate"), patch, stride=1)  # (N, 1, H, W)
+        k = max(1, int(h * w * top))
+        idx = dark.reshape(n, -1).topk(k, dim=1).indices  # (N, k)
+        cand = x.reshape(n, 3, -1).gather(2, idx[:, None].expand(-1, 3, -1))  # (N, 3, k)
+        best = cand.sum(dim=1).argmax(dim=1)  # (N,)
+        return cand.gather(2, best[:, None, None].expand(-1, 3, 1))[:, :, 0].clamp_min(1e-3)
+
+
+class HazeGuidedFilterCAN(GuidedFilterCAN):
+    """:class:`GuidedFilterCAN` that dehazes through the haze imaging model: (N, 3, H, W) -> (N, 3, H, W).
+
+    Dehazers (He et al.'s dark channel, Berman et al.'s haze-lines) invert ``I = J t + A (1 - t)``
+    with one airlight ``A`` per image and a transmission map ``t``. As in DehazeNet (Cai et al.
+    2016), the airlight is He et al.'s estimate (:func:`dark_channel_airlight`, a statistic, not
+    learned) and the network learns the transmission: at low resolution the CAN reads ``I / A``
+    and ``t = clamp(1 - min_c CAN(I / A), t_min, 1)`` (the CAN starts as the identity, so ``t``
+    starts as the dark channel without its window); the scene ``J = (I - A) / t + A`` is then
+    upsampled by the learned guided filter, which expresses it exactly where ``t`` varies slowly
+    (J is affine in I with coefficients ``1 / t`` and ``A (1 - 1 / t)``). The airlight comes from
+    the whole low-resolution copy, so tiling stays exact.
+
+    Args:
+        t_min: lower bound of the transmission (the operators' 0.1).
+        patch: dark-channel window of the airlight estimate, in low-resolution pixels.
+        **kwargs: as :class:`GuidedFilterCAN`.
+    """
+
+    def __init__(self, *, t_min: float = 0.1, patch: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.t_min, self.patch = t_min, patch
+
+    def transmission(self, x_lr: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Transmission (N, 1, h, w) of the low-resolution copy (N, 3, h, w) with airlight ``a`` (N, 3)."""
+        return (1.0 - self.can(x_lr / a[:, :, None, None]).amin(dim=1, keepdim=True)).clamp(self.t_min, 1.0)
+
+    def low_res_output(self, x_lr: torch.Tensor) -> torch.Tensor:
+        """The dehazed low-resolution copy, (N, 3, h, w) -> (N, 3, h, w)."""
+        a = dark_channel_airlight(x_lr, self.patch)[:, :, None, None]
+        return (x_lr - a) / self.transmission(x_lr, a[:, :, 0, 0]) + a
+
+
 def soft_histograms(x: torch.Tensor, bins: int) -> torch.Tensor:
     """Whole-image soft histograms of R, G, B and the dark channel (the per-pixel minimum of R, G, B):
     (N, 3, H, W) in [0, 1] -> (N, 4 * bins), each histogram summing to 1 (triangular bins, differentiable)."""
@@ -488,3 +542,12 @@ def gf_can24_tex(
     return TexturedGuidedFilterCAN(
         width=24, depth=depth, low_res=low_res, factor=factor, eps=eps, head_width=head_width, tile=tile, grey=grey
     )
+
+
+@register_model("gf-can24-haze", task="image-to-image", traceable=False)
+def gf_can24_haze(
+    *, depth: int = 9, low_res: int = 256, factor: int = 4, eps: float = 1e-4, t_min: float = 0.1, patch: int = 5
+) -> HazeGuidedFilterCAN:
+    """``gf-can24`` that learns a transmission map and inverts the haze imaging model with He et
+    al.'s airlight (DehazeNet's structure): for dehazing operators (``dehaze-dc``, ``dehaze-nl``)."""
+    return HazeGuidedFilterCAN(width=24, depth=depth, low_res=low_res, factor=factor, eps=eps, t_min=t_min, patch=patch)
