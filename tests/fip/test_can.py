@@ -282,8 +282,8 @@ def test_haze_model_uses_he_et_als_airlight_and_inverts_the_haze_model() -> None
     assert isinstance(model, HazeGuidedFilterCAN)
     with torch.no_grad():
         low = model.low_res_output(x)
-        # the CAN starts as the identity: t is 1 - min_c(I / A), bounded below by t_min
-        t = (1 - (x / a[:, :, None, None]).amin(1, keepdim=True)).clamp(0.1, 1)
+        # the CAN starts as the identity: t is a soft 1 - min_c(I / A), within (t_min, 1)
+        t = 0.1 + 0.9 * torch.sigmoid(6 * (0.5 - (x / a[:, :, None, None]).amin(1, keepdim=True)))
         torch.testing.assert_close(low, (x - a[:, :, None, None]) / t + a[:, :, None, None], atol=1e-5, rtol=0)
     photo = torch.rand(3, 90, 70, generator=g)
     torch.testing.assert_close(apply_network(model, photo, tile_rows=13), apply_network(model, photo), atol=1e-6, rtol=0)

@@ -402,8 +402,8 @@ class HazeGuidedFilterCAN(GuidedFilterCAN):
     with one airlight ``A`` per image and a transmission map ``t``. As in DehazeNet (Cai et al.
     2016), the airlight is He et al.'s estimate (:func:`dark_channel_airlight`, a statistic, not
     learned) and the network learns the transmission: at low resolution the CAN reads ``I / A``
-    and ``t = clamp(1 - min_c CAN(I / A), t_min, 1)`` (the CAN starts as the identity, so ``t``
-    starts as the dark channel without its window); the scene ``J = (I - A) / t + A`` is then
+    and ``t = t_min + (1 - t_min) sigmoid(6 (1/2 - min_c CAN(I / A)))`` (the CAN starts as the
+    identity, so ``t`` starts as a soft version of one minus the dark channel without its window); the scene ``J = (I - A) / t + A`` is then
     upsampled by the learned guided filter, which expresses it exactly where ``t`` varies slowly
     (J is affine in I with coefficients ``1 / t`` and ``A (1 - 1 / t)``). The airlight comes from
     the whole low-resolution copy, so tiling stays exact.
@@ -419,8 +419,13 @@ class HazeGuidedFilterCAN(GuidedFilterCAN):
         self.t_min, self.patch = t_min, patch
 
     def transmission(self, x_lr: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """Transmission (N, 1, h, w) of the low-resolution copy (N, 3, h, w) with airlight ``a`` (N, 3)."""
-        return (1.0 - self.can(x_lr / a[:, :, None, None]).amin(dim=1, keepdim=True)).clamp(self.t_min, 1.0)
+        """Transmission (N, 1, h, w) in (t_min, 1) of the low-resolution copy (N, 3, h, w) with airlight ``a`` (N, 3).
+
+        A sigmoid rather than a clamp: a network whose transmission is clamped everywhere gets
+        no gradient and stays there (measured: the identity, t = 1, after 7 epochs on dehaze-dc).
+        """
+        dark = self.can(x_lr / a[:, :, None, None]).amin(dim=1, keepdim=True)  # starts as min_c(I / A)
+        return self.t_min + (1.0 - self.t_min) * torch.sigmoid(6.0 * (0.5 - dark))
 
     def low_res_output(self, x_lr: torch.Tensor) -> torch.Tensor:
         """The dehazed low-resolution copy, (N, 3, h, w) -> (N, 3, h, w)."""
