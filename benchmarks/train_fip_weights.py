@@ -158,6 +158,7 @@ def main() -> None:
     ap.add_argument("--rotate", action="store_true", help="rotate and reflect crops too (8 symmetries; operators that commute with them)")
     ap.add_argument("--only-pairs", action="store_true", help="build the pairs and stop (e.g. to build them in parallel processes)")
     ap.add_argument("--shard", type=int, nargs=2, metavar=("K", "N"), help="with --only-pairs: build only every N-th photo from the K-th")
+    ap.add_argument("--whole", action="store_true", help="train on whole photos, one per step (models that read whole-image statistics)")
     ap.add_argument(
         "--param",
         action="append",
@@ -203,6 +204,8 @@ def main() -> None:
             settings.update(cosine=False, keep_best=False)
         if args.rotate:
             settings["rotate"] = True
+        if args.whole:
+            settings.update(whole=True, batch=1)
         cfg = FipTrainConfig(operator=op, model=args.model, model_kwargs=kwargs, **settings)
         out = Path(args.out) / f"{op}{args.suffix}.safetensors"
         init = None
@@ -229,6 +232,7 @@ def main() -> None:
         if init is not None:  # each fine-tune of a chain gets its own run folder (named after its start)
             tag += f"-from{state_digest(init)[:8]}"
         tag += "-rot" if args.rotate else ""
+        tag += "-whole" if args.whole else ""
         tag += "".join(f"-{k}{json.dumps(v)}" for k, v in sorted(params.items()))
         t1 = time.time()
         res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{tag}", init=init)
