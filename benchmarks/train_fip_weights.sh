@@ -117,3 +117,11 @@ python benchmarks/make_textured_pencil.py "$W/pencil-flat/pencil.safetensors" sr
 python benchmarks/train_fip_weights.py --operators style --model lap-remap-tone --work "$W" --wallpapers --epochs 20 --steps 200 --crops 384 512 --batch 2
 python benchmarks/train_fip_weights.py --operators style --model lap-remap-tone --work "$W" --wallpapers --epochs 20 --steps 200 --crops 512 --batch 2 --init --lr 2e-4
 python benchmarks/train_fip_weights.py --operators style --model lap-remap-tone --work "$W" --wallpapers --epochs 20 --steps 200 --whole --init --lr 5e-4
+# I (2026-12-04, eleventh session) dehaze-dc as gf-can24-haze (He et al.'s airlight, a learned
+# transmission, the haze model inverted; DehazeNet's structure), from scratch on crops (30 epochs,
+# 622 s; a first try with the transmission clamped to [t_min, 1] stuck at t = 1 after 7 epochs, hence
+# the sigmoid), then 20 epochs on whole photos (476 s: the airlight and the dark channel of a crop are
+# not the whole photo's). 17 held-out photos at 768: gf-can24-global 24.78 dB; crops 27.24; whole 27.86
+# (+10.43 over the input; worst photo +3.23).
+python benchmarks/train_fip_weights.py --operators dehaze-dc --model gf-can24-haze --work "$W" --wallpapers --epochs 30 --crops 320 448 512 --batch 2 --lr 3e-4
+python benchmarks/train_fip_weights.py --operators dehaze-dc --model gf-can24-haze --work "$W" --wallpapers --epochs 20 --steps 100 --whole --init --lr 3e-4
