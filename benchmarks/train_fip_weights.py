@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import sys
 import time
 from pathlib import Path
@@ -157,8 +158,22 @@ def main() -> None:
     ap.add_argument("--rotate", action="store_true", help="rotate and reflect crops too (8 symmetries; operators that commute with them)")
     ap.add_argument("--only-pairs", action="store_true", help="build the pairs and stop (e.g. to build them in parallel processes)")
     ap.add_argument("--shard", type=int, nargs=2, metavar=("K", "N"), help="with --only-pairs: build only every N-th photo from the K-th")
+    ap.add_argument("--whole", action="store_true", help="train on whole photos, one per step (models that read whole-image statistics)")
+    ap.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="operator parameter for the training pairs, VALUE as JSON (e.g. texture=false: pencil without its hatching)",
+    )
     ap.add_argument("--suffix", default="", help="appended to the weights file name (e.g. -can24)")
     args = ap.parse_args()
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.exit(f"--param takes KEY=VALUE, got {item!r}")
+        params[key] = json.loads(value)
     kwargs = {k: v for k, v in (("eps", args.eps), ("factor", args.factor), ("low_res", args.low_res)) if v is not None}
     from convpress.models import MODELS
 
@@ -178,7 +193,7 @@ def main() -> None:
         images = images[args.shard[0] :: args.shard[1]]
     for op in args.operators:
         t0 = time.time()
-        pairs = build_pairs(images, op, Path(args.work) / "pairs", sizes=args.sizes)
+        pairs = build_pairs(images, op, Path(args.work) / "pairs", sizes=args.sizes, params=params)
         print(f"{op}: {len(pairs)} pairs in {time.time() - t0:.0f} s", flush=True)
         if args.only_pairs:
             continue
@@ -189,13 +204,26 @@ def main() -> None:
             settings.update(cosine=False, keep_best=False)
         if args.rotate:
             settings["rotate"] = True
+        if args.whole:
+            settings.update(whole=True, batch=1)
         cfg = FipTrainConfig(operator=op, model=args.model, model_kwargs=kwargs, **settings)
         out = Path(args.out) / f"{op}{args.suffix}.safetensors"
         init = None
         if args.init:
             from convpress.fip.weights import load_network
 
-            init = load_network(out)[0].state_dict()
+            start, start_info = load_network(out)
+            init = start.state_dict()
+            if start_info["model"] != args.model:  # e.g. gf-can24 -> gf-can24-res: shared weights copied, the rest at their start
+                from convpress.models import create_model
+
+                torch.manual_seed(SETTINGS["seed"])
+                model = create_model(args.model, **kwargs)
+                missing, unexpected = model.load_state_dict(init, strict=False)
+                if unexpected:
+                    sys.exit(f"{out} ({start_info['model']}) has weights {args.model} lacks: {', '.join(unexpected[:5])}")
+                print(f"{op}: starting {args.model} from {out} ({start_info['model']}); new at their start: {', '.join(missing)}")
+                init = model.state_dict()
         tag = "".join(f"-{k.replace('_', '')}{v:g}" for k, v in kwargs.items())  # e.g. -eps1e-06
         tag += f"-up{args.upscale}" if args.upscale else ""
         tag += f"-crops{max(args.crops)}" if args.crops else ""
@@ -204,6 +232,8 @@ def main() -> None:
         if init is not None:  # each fine-tune of a chain gets its own run folder (named after its start)
             tag += f"-from{state_digest(init)[:8]}"
         tag += "-rot" if args.rotate else ""
+        tag += "-whole" if args.whole else ""
+        tag += "".join(f"-{k}{json.dumps(v)}" for k, v in sorted(params.items()))
         t1 = time.time()
         res = train(pairs, cfg, work_dir=Path(args.work) / f"run-{op}-{args.model}{'-finetune' if args.init else ''}{tag}", init=init)
         for h in res.history:
@@ -214,6 +244,7 @@ def main() -> None:
             model_name=args.model,
             operator=op,
             model_kwargs=kwargs,
+            operator_params=params,
             extra={
                 "val_psnr": res.best_psnr,
                 "train": {**settings, "crops": list(cfg.crops), "pairs": len(pairs), "sizes": args.sizes, "finetuned": bool(args.init)},

@@ -227,3 +227,63 @@ def test_global_path_starts_as_the_guided_filter_and_sees_the_whole_image() -> N
     # the modulation is a function of the histograms: a brighter image is modulated differently
     film = lambda t: model.global_mlp(soft_histograms(t[None], 16))  # noqa: E731
     assert not torch.allclose(film(img), film((img + 0.3).clamp(0, 1)))
+
+
+def test_textured_model_puts_the_exponent_tile_at_each_pixels_position_and_tiles_exactly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from convpress.fip.weights import load_network, save_network
+    from convpress.models.can import TexturedGuidedFilterCAN
+
+    torch.manual_seed(0)
+    model = create_model("gf-can24-tex", tile=16)
+    assert isinstance(model, TexturedGuidedFilterCAN) and tuple(model.exponent.shape) == (16, 16)
+    x = torch.rand(3, 70, 90)
+    base = create_model("gf-can24-res")
+    base.load_state_dict({k: v for k, v in model.state_dict().items() if k != "exponent"})
+    plain = apply_network(base, x)
+    # ones: the identity (up to the clamp at 1e-3)
+    torch.testing.assert_close(apply_network(model, x), plain.clamp(1e-3, 1), atol=1e-6, rtol=0)
+    with torch.no_grad():
+        model.exponent.copy_(0.5 + torch.rand(16, 16))
+    whole = apply_network(model, x)
+    e = model.exponent.repeat(5, 6)[:70, :90]  # the tile repeated from the top-left corner
+    torch.testing.assert_close(whole, plain.clamp(1e-3, 1) ** e, atol=1e-5, rtol=0)
+    for rows in (1, 7, 64):  # strips start at other rows: each must take its own rows of the tile
+        torch.testing.assert_close(apply_network(model, x, tile_rows=rows), whole, atol=1e-6, rtol=0)
+    # the tile travels with the weights
+    save_network(model, tmp_path / "tex.safetensors", model_name="gf-can24-tex", operator="pencil", model_kwargs={"tile": 16})
+    again, _ = load_network(tmp_path / "tex.safetensors")
+    assert torch.equal(again.exponent, model.exponent)
+    torch.testing.assert_close(apply_network(again, x), whole, atol=0, rtol=0)
+
+
+def test_a_grey_textured_model_gives_equal_channels() -> None:
+    torch.manual_seed(0)
+    model = create_model("gf-can24-tex", tile=8, grey=True)
+    with torch.no_grad():
+        model.exponent.copy_(0.5 + torch.rand(8, 8))
+    out = apply_network(model, torch.rand(3, 40, 50), tile_rows=9)
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+
+
+def test_haze_model_uses_he_et_als_airlight_and_inverts_the_haze_model() -> None:
+    import numpy as np
+
+    from convpress.fip.operators.dehaze import airlight, dark_channel
+    from convpress.models.can import HazeGuidedFilterCAN, dark_channel_airlight
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 40, 50, generator=g) * 0.6
+    x[1, :, 10:20, 30:45] = torch.tensor([0.9, 0.85, 0.8])[:, None, None]  # a hazy sky for the second image
+    a = dark_channel_airlight(x, patch=5)
+    for i in range(2):
+        img = x[i].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(a[i].numpy(), airlight(img, dark_channel(img, 5)), atol=1e-7)
+    model = create_model("gf-can24-haze")
+    assert isinstance(model, HazeGuidedFilterCAN)
+    with torch.no_grad():
+        low = model.low_res_output(x)
+        # the CAN starts as the identity: t is a soft 1 - min_c(I / A), within (t_min, 1)
+        t = 0.1 + 0.9 * torch.sigmoid(6 * (0.5 - (x / a[:, :, None, None]).amin(1, keepdim=True)))
+        torch.testing.assert_close(low, (x - a[:, :, None, None]) / t + a[:, :, None, None], atol=1e-5, rtol=0)
+    photo = torch.rand(3, 90, 70, generator=g)
+    torch.testing.assert_close(apply_network(model, photo, tile_rows=13), apply_network(model, photo), atol=1e-6, rtol=0)

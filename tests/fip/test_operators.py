@@ -156,6 +156,41 @@ def test_pencil_is_grey_and_darkens_edges(photo: np.ndarray, outputs: dict[str, 
     assert out[:-1, :-1, 0][strong].mean() < out[:-1, :-1, 0][flat].mean()
 
 
+def test_pencil_texture_is_one_tile_repeated_and_its_exponent_carries_the_hatching(photo: np.ndarray) -> None:
+    from convpress.fip.operators.pencil import TEXTURE_TILE, pencil_exponent, pencil_texture
+
+    t = TEXTURE_TILE
+    tex = pencil_texture(t + 40, 2 * t + 7)
+    assert np.array_equal(tex[:40], tex[t:]) and np.array_equal(tex[:, :t], tex[:, t : 2 * t])
+    assert np.array_equal(pencil_texture(10, 20), tex[:10, :20])  # the same at every image size
+    assert 0.55 <= tex.min() and tex.max() <= 0.95 + 1e-6
+    op = get_operator("pencil")
+    hatched, flat = op(photo)[:, :, 0], op(photo, texture=False)[:, :, 0]
+
+    def psnr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(10 * np.log10(1 / np.mean((a - b) ** 2)))
+
+    # the flat-toned drawing misses the hatching; raised to the exponent it nearly has it back
+    rebuilt = np.clip(flat, 1e-3, 1) ** pencil_exponent(*flat.shape)
+    assert psnr(rebuilt, hatched) > psnr(flat, hatched) + 8
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(line_length=1), "line_length"),
+        (dict(line_length=7.5), "line_length"),
+        (dict(directions=0), "directions"),
+        (dict(stroke_weight=-1.0), "stroke_weight"),
+        (dict(stroke_weight=float("nan")), "stroke_weight"),
+        (dict(texture="yes"), "texture"),
+    ],
+)
+def test_pencil_refuses_settings_that_cannot_draw(photo: np.ndarray, params: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=f"pencil: {match}"):
+        get_operator("pencil")(photo, **params)
+
+
 def test_guided_filter_preserves_a_constant_and_an_edge() -> None:
     guide = np.zeros((32, 32), np.float32)
     guide[:, 16:] = 1.0

@@ -160,3 +160,18 @@ def test_rotate_augmentation_draws_all_eight_symmetries_alike_for_input_and_targ
     assert seen == symmetries and len(plain) == 2  # without rotate: the crop and its mirror only
     with pytest.raises(TypeError):
         crop_batch(data, rng, (4,), 1, 4, True)  # type: ignore[misc]  # keyword only
+
+
+def test_whole_image_batches_are_one_flipped_pair_and_need_batch_one() -> None:
+    from convpress.fip.train import whole_batch
+
+    x = torch.rand(3, 10, 14)
+    data = [(x, x * 0.5)]
+    seen = set()
+    for seed in range(8):
+        xb, yb = whole_batch(data, np.random.default_rng(seed))
+        assert xb.shape == (1, 3, 10, 14) and torch.equal(yb, xb * 0.5)  # input and target flipped together
+        seen.add(torch.equal(xb[0], x))
+    assert seen == {True, False}  # flipped on some draws only
+    with pytest.raises(ConfigError, match="batch 1"):
+        FipTrainConfig(operator="style", whole=True, batch=2)

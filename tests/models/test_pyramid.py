@@ -124,3 +124,35 @@ def test_reference_curves_reproduce_the_detail_operator() -> None:
         model.curves.copy_(torch.cat([curves, top[None]]) - torch.from_numpy(knots))
     got = psnr(apply_network(model, img), ref)
     assert got > psnr(img, ref) + 10.0 and got > 35.0
+
+
+def test_equalize_matches_numpys_histogram_cdf_per_image() -> None:
+    from convpress.models.pyramid import equalize
+
+    y = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(0)) ** 2  # skewed: equalising moves it
+    out = equalize(y)
+    for i in range(2):
+        v = y[i, 0].double().numpy()
+        hist, edges = np.histogram(v, bins=256, range=(0.0, 1.0))
+        cdf = np.concatenate([[0.0], np.cumsum(hist) / v.size])
+        np.testing.assert_allclose(out[i, 0].numpy(), np.interp(v, edges, cdf), atol=1e-6)
+    assert abs(float(out.mean()) - 0.5) < 0.02 < abs(float(y.mean()) - 0.5)  # about uniform now
+    # each image by its own histogram: a second image does not change the first one's result
+    torch.testing.assert_close(equalize(y[:1]), out[:1])
+
+
+def test_tone_network_starts_as_lap_remap_on_the_equalised_luminance_and_learns_everything() -> None:
+    from convpress.models.pyramid import ToneLaplacianRemapNet, equalize
+
+    model = create_model("lap-remap-tone")
+    assert isinstance(model, ToneLaplacianRemapNet)
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        y = model.luminance(x)
+        toned = equalize(y)
+        torch.testing.assert_close(model.tone(y), toned, atol=1e-6, rtol=0)  # the tone curve starts at the identity
+        # saturation 1: colours by ratio, as lap-remap
+        torch.testing.assert_close(model(x), ((x + 1e-4) / (y + 1e-4) * model.filter_luminance(toned)).clamp(0, 1), atol=1e-5, rtol=0)
+    F.mse_loss(model(x), x.flip(3)).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name

@@ -60,6 +60,9 @@ class FipTrainConfig(TrainConfig):
         rotate: also transpose crops at random, so that with the flips every crop appears in
             any of the 8 rotations and reflections of the square (for operators that commute
             with them, such as L0 smoothing; not for direction-dependent ones).
+        whole: train on whole images, one per step (``batch`` must be 1; ``crops`` unused), with
+            random flips: for models that read whole-image statistics (``lap-remap-tone``
+            equalises the luminance histogram), whose targets were made from the whole image.
     """
 
     operator: str
@@ -74,6 +77,7 @@ class FipTrainConfig(TrainConfig):
     keep_best: bool = True
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     rotate: bool = False
+    whole: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -83,6 +87,8 @@ class FipTrainConfig(TrainConfig):
             raise ConfigError(f"crop sizes must be at least 8 pixels, got {list(self.crops)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError("val_fraction must be in [0, 1) and lr positive")
+        if self.whole and self.batch != 1:
+            raise ConfigError(f"whole-image training takes one image per step (batch 1), got batch {self.batch}")
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of ``epoch`` (a half cosine from ``lr`` to 0 over the epochs, or constant)."""
@@ -151,6 +157,21 @@ def crop_batch(
         ys.append(yc)
     side = min(t.shape[1] for t in xs)
     return torch.stack([t[:, :side, :side] for t in xs]), torch.stack([t[:, :side, :side] for t in ys])
+
+
+def whole_batch(
+    data: list[tuple[torch.Tensor, torch.Tensor]], rng: np.random.Generator, *, rotate: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random whole (input, target) pair as a batch (1, 3, H, W), flipped at random as :func:`crop_batch` flips."""
+    x, y = data[int(rng.integers(len(data)))]
+    if rng.random() < 0.5:
+        x, y = x.flip(2), y.flip(2)
+    if rotate:
+        if rng.random() < 0.5:
+            x, y = x.flip(1), y.flip(1)
+        if rng.random() < 0.5:
+            x, y = x.transpose(1, 2), y.transpose(1, 2)
+    return x[None].contiguous(), y[None].contiguous()
 
 
 def _fingerprint(cfg: FipTrainConfig, pairs: list[Pair], init: dict[str, torch.Tensor] | None = None) -> str:
@@ -233,7 +254,10 @@ def train(
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng([cfg.seed, epoch])  # the global batches, the same on every process
         for _ in range(cfg.steps):
-            yield crop_batch(data, rng, cfg.crops, cfg.batch, min_size, rotate=cfg.rotate)
+            if cfg.whole:
+                yield whole_batch(data, rng, rotate=cfg.rotate)
+            else:
+                yield crop_batch(data, rng, cfg.crops, cfg.batch, min_size, rotate=cfg.rotate)
 
     def loss(net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], step: Step) -> torch.Tensor:
         x, y = batch

@@ -64,6 +64,8 @@ __all__ = [
     "hat_interpolate",
     "slice_volume",
     "remap_curves",
+    "equalize",
+    "ToneLaplacianRemapNet",
 ]
 
 #: Rec. 601 luma weights (the reference operators' luminance)
@@ -259,3 +261,70 @@ def lap_remap(*, remaps: int = 12, knots: int = 257) -> LaplacianRemapNet:
     """Learned fast local Laplacian filter (Paris et al. 2011, Aubry et al. 2014) with ``remaps``
     learned remapping curves: for multiscale detail and tone operators (``detail``)."""
     return LaplacianRemapNet(remaps=remaps, knots=knots)
+
+
+def equalize(y: torch.Tensor, bins: int = 256) -> torch.Tensor:
+    """Histogram equalisation of each image through its own empirical CDF: (N, 1, H, W) -> (N, 1, H, W) in [0, 1].
+
+    As ``np.interp(y, edges, cdf)`` with ``bins`` equal bins over [0, 1]: the CDF at the bin edges,
+    linear in between. The CDF is computed without gradients (a count); the interpolation passes
+    gradients to ``y``. Written here because no dependency equalises a differentiable torch tensor
+    per image (``torchvision.transforms.functional.equalize`` takes uint8 images).
+    """
+    n = y.shape[0]
+    flat = y.reshape(n, -1).clamp(0.0, 1.0)
+    with torch.no_grad():
+        idx = (flat * bins).long().clamp_(max=bins - 1)
+        hist = torch.zeros(n, bins, dtype=flat.dtype, device=flat.device).scatter_add_(1, idx, torch.ones_like(flat))
+        cdf = torch.cat([hist.new_zeros(n, 1), hist.cumsum(1) / flat.shape[1]], dim=1)  # (N, bins + 1) at the edges
+    pos = flat * bins
+    i0 = pos.detach().floor().long().clamp_(max=bins - 1)
+    lo, hi = cdf.gather(1, i0), cdf.gather(1, i0 + 1)
+    return (lo + (pos - i0) * (hi - lo)).view_as(y)
+
+
+class ToneLaplacianRemapNet(LaplacianRemapNet):
+    """:class:`LaplacianRemapNet` after a global tone stage, with a learned saturation:
+    (N, 3, H, W) in [0, 1] -> (N, 3, H, W) in [0, 1].
+
+    Photographic style operators (Aubry et al. 2014; ``style``) first map the luminance histogram
+    onto a target tone distribution, a curve that depends on the whole image, then remap detail
+    with a local Laplacian filter and recolour. Convolutions see means and variances, not a
+    histogram; the whole-image histogram path of ``gf-can24-global`` measured 20.6 dB on ``style``.
+    Here the luminance goes through its own CDF (:func:`equalize`, a statistic rather than a
+    learned part) and a learned tone curve (a table of ``knots`` values, starting at the identity)
+    before the learned local Laplacian filter; colours are kept by ratio raised to a learned
+    saturation exponent (starting at 1). The histogram is the whole image's, so the network runs
+    on the whole image.
+
+    Args:
+        **kwargs: as :class:`LaplacianRemapNet`.
+    """
+
+    def __init__(self, **kwargs: int) -> None:
+        super().__init__(**kwargs)
+        self.tone_curve = nn.Parameter(torch.zeros(1, self.knots))  # offset from the identity
+        self.saturation = nn.Parameter(torch.ones(()))
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        """As :class:`LaplacianRemapNet`, plus the equalised and toned luminance and the colour ratios."""
+        return super().bytes_per_pixel + 32
+
+    def tone(self, y: torch.Tensor) -> torch.Tensor:
+        """Equalised, then the learned tone curve: (N, 1, H, W) -> (N, 1, H, W)."""
+        return remap_curves(equalize(y), self.ramp + self.tone_curve)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, 3, H, W)."""
+        y = self.luminance(x).clamp_min(0.0)
+        out = self.filter_luminance(self.tone(y))
+        ratio = ((x + 1e-4) / (y + 1e-4)).clamp_min(1e-6)
+        return (ratio**self.saturation * out).clamp(0.0, 1.0)
+
+
+@register_model("lap-remap-tone", task="image-to-image", traceable=False)
+def lap_remap_tone(*, remaps: int = 12, knots: int = 257) -> ToneLaplacianRemapNet:
+    """``lap-remap`` after histogram equalisation and a learned tone curve, with a learned
+    saturation: for photographic style operators (``style``)."""
+    return ToneLaplacianRemapNet(remaps=remaps, knots=knots)
