@@ -10,7 +10,7 @@ import pytest
 
 from convpress.cli.main import main
 from convpress.fip.operators import operator_names
-from convpress.fip.weights import shipped_operators
+from convpress.fip.weights import load_network, shipped_operators
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +191,13 @@ def test_pairs_and_train_end_to_end(tmp_path: Path, photo: Path, capsys: pytest.
         == 0
     )
     assert "validation PSNR" in capsys.readouterr().out
+    # whole photos, one per step (the --batch of 4 gives way to 1)
+    whole = tmp_path / "whole.safetensors"
+    args = ["--operator", "tvl1", "--cache", str(cache), "--out", str(whole), "--epochs", "1", "--steps", "2", "--whole", "--no-progress"]
+    assert main(["fip", "train", *args, "--model", "lap-remap-tone", "--batch", "4"]) == 0
+    assert "validation PSNR" in capsys.readouterr().out
+    info = load_network(whole)[1]
+    assert info["model"] == "lap-remap-tone" and info["train"]["whole"] is True and info["train"]["batch"] == 1
     assert main(["fip", "apply", "--operator", "tvl1", str(photo), str(tmp_path / "o.png"), "--weights", str(w)]) == 0
     capsys.readouterr()
     # training without pairs is one clear error

@@ -70,6 +70,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also rotate and reflect crops (8 symmetries; only for operators that commute with them, e.g. l0)",
     )
+    t.add_argument(
+        "--whole",
+        action="store_true",
+        help="train on whole photos, one per step, instead of crops (implies --batch 1): for models that read "
+        "whole-image statistics (lap-remap-tone, gf-can24-haze, gf-can24-global), whose targets depend on the whole photo",
+    )
     add_train_run_arguments(t)
     t.set_defaults(func=_train)
 
@@ -117,6 +123,8 @@ def _pairs(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
     from convpress.core.distributed import is_main
@@ -134,11 +142,12 @@ def _train(args: argparse.Namespace) -> int:
         model=args.model,
         epochs=args.epochs,
         steps=args.steps,
-        batch=args.batch,
+        batch=1 if args.whole else args.batch,
         crops=tuple(args.crops),
         lr=args.lr,
         seed=args.seed,
         rotate=args.rotate,
+        whole=args.whole,
     )
     res = train(load_pairs(args.cache, args.operator), cfg, work_dir=args.work_dir, progress=not args.no_progress)
     if not is_main():  # under torchrun only rank 0 prints and writes
@@ -150,7 +159,7 @@ def _train(args: argparse.Namespace) -> int:
         out,
         model_name=args.model,
         operator=args.operator,
-        extra={"val_psnr": res.history[-1]["val_psnr"] if res.history else None},
+        extra={"val_psnr": res.history[-1]["val_psnr"] if res.history else None, "train": dataclasses.asdict(cfg)},
     )
     print(f"wrote {out}")
     return 0
