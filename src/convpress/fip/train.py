@@ -125,6 +125,19 @@ def _load(pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:
     return read_image(pair.input), read_image(pair.target)
 
 
+def _flip(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, rotate: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random flip of input and target (3, H, W): horizontal; with ``rotate`` also
+    vertical and a transpose (the 8 symmetries of the square)."""
+    if rng.random() < 0.5:
+        x, y = x.flip(2), y.flip(2)
+    if rotate:
+        if rng.random() < 0.5:
+            x, y = x.flip(1), y.flip(1)
+        if rng.random() < 0.5:
+            x, y = x.transpose(1, 2), y.transpose(1, 2)
+    return x, y
+
+
 def crop_batch(
     data: list[tuple[torch.Tensor, torch.Tensor]],
     rng: np.random.Generator,
@@ -145,14 +158,7 @@ def crop_batch(
         ch, cw = min(ch, h), min(cw, w)
         side = min(ch, cw)
         i, j = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-        xc, yc = x[:, i : i + side, j : j + side], y[:, i : i + side, j : j + side]
-        if rng.random() < 0.5:
-            xc, yc = xc.flip(2), yc.flip(2)
-        if rotate:
-            if rng.random() < 0.5:
-                xc, yc = xc.flip(1), yc.flip(1)
-            if rng.random() < 0.5:
-                xc, yc = xc.transpose(1, 2), yc.transpose(1, 2)
+        xc, yc = _flip(x[:, i : i + side, j : j + side], y[:, i : i + side, j : j + side], rng, rotate)
         xs.append(xc)
         ys.append(yc)
     side = min(t.shape[1] for t in xs)
@@ -164,13 +170,7 @@ def whole_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One random whole (input, target) pair as a batch (1, 3, H, W), flipped at random as :func:`crop_batch` flips."""
     x, y = data[int(rng.integers(len(data)))]
-    if rng.random() < 0.5:
-        x, y = x.flip(2), y.flip(2)
-    if rotate:
-        if rng.random() < 0.5:
-            x, y = x.flip(1), y.flip(1)
-        if rng.random() < 0.5:
-            x, y = x.transpose(1, 2), y.transpose(1, 2)
+    x, y = _flip(x, y, rng, rotate)
     return x[None].contiguous(), y[None].contiguous()
 
 

@@ -403,10 +403,11 @@ class HazeGuidedFilterCAN(GuidedFilterCAN):
     2016), the airlight is He et al.'s estimate (:func:`dark_channel_airlight`, a statistic, not
     learned) and the network learns the transmission: at low resolution the CAN reads ``I / A``
     and ``t = t_min + (1 - t_min) sigmoid(6 (1/2 - min_c CAN(I / A)))`` (the CAN starts as the
-    identity, so ``t`` starts as a soft version of one minus the dark channel without its window); the scene ``J = (I - A) / t + A`` is then
-    upsampled by the learned guided filter, which expresses it exactly where ``t`` varies slowly
-    (J is affine in I with coefficients ``1 / t`` and ``A (1 - 1 / t)``). The airlight comes from
-    the whole low-resolution copy, so tiling stays exact.
+    identity, so ``t`` starts as a soft version of one minus the dark channel without its
+    window); the scene ``J = (I - A) / t + A`` is then upsampled by the learned guided filter,
+    which expresses it exactly where ``t`` varies slowly (J is affine in I with coefficients
+    ``1 / t`` and ``A (1 - 1 / t)``). The airlight comes from the whole low-resolution copy, so
+    tiling stays exact.
 
     Args:
         t_min: lower bound of the transmission (the operators' 0.1).

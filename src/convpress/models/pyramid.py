@@ -272,13 +272,11 @@ def equalize(y: torch.Tensor, bins: int = 256) -> torch.Tensor:
     per image (``torchvision.transforms.functional.equalize`` takes uint8 images).
     """
     n = y.shape[0]
-    flat = y.reshape(n, -1).clamp(0.0, 1.0)
+    pos = y.reshape(n, -1).clamp(0.0, 1.0) * bins  # (N, P) in bin units
     with torch.no_grad():
-        idx = (flat * bins).long().clamp_(max=bins - 1)
-        hist = torch.zeros(n, bins, dtype=flat.dtype, device=flat.device).scatter_add_(1, idx, torch.ones_like(flat))
-        cdf = torch.cat([hist.new_zeros(n, 1), hist.cumsum(1) / flat.shape[1]], dim=1)  # (N, bins + 1) at the edges
-    pos = flat * bins
-    i0 = pos.detach().floor().long().clamp_(max=bins - 1)
+        i0 = pos.floor().long().clamp_(max=bins - 1)  # each value's bin (1.0 in the last)
+        hist = torch.zeros(n, bins, dtype=pos.dtype, device=pos.device).scatter_add_(1, i0, torch.ones_like(pos))
+        cdf = torch.cat([hist.new_zeros(n, 1), hist.cumsum(1) / pos.shape[1]], dim=1)  # (N, bins + 1) at the edges
     lo, hi = cdf.gather(1, i0), cdf.gather(1, i0 + 1)
     return (lo + (pos - i0) * (hi - lo)).view_as(y)
 
