@@ -203,3 +203,36 @@ def test_pairs_and_train_end_to_end(tmp_path: Path, photo: Path, capsys: pytest.
     # training without pairs is one clear error
     assert main(["fip", "train", "--operator", "l0", "--cache", str(cache), "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "run 'convpress fip pairs' first" in _error(capsys)
+
+
+def test_pairs_with_operator_parameters_and_train_records_them(tmp_path: Path, photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "p.png"), cv2.imread(str(photo)))
+    cache, w = tmp_path / "cache", tmp_path / "net.safetensors"
+    pairs = ["fip", "pairs", "--operator", "l0", "--folder", str(folder), "--cache", str(cache), "--sizes", "64", "--no-progress"]
+    assert main([*pairs, "--param", "lam=0.2"]) == 0
+    capsys.readouterr()
+    from convpress.data.images import read_image
+    from convpress.fip.operators.smoothing import l0_smooth
+    from convpress.fip.pairs import load_pairs
+
+    (pair,) = load_pairs(cache, "l0")
+    img = read_image(pair.input).permute(1, 2, 0).numpy()
+    want = l0_smooth(img, lam=0.2)
+    assert np.abs(read_image(pair.target).permute(1, 2, 0).numpy() - want).max() < 1e-3  # made with lam 0.2 (16-bit PNG)
+    assert np.abs(want - l0_smooth(img)).max() > 0.05  # which is not the default
+    train = ["fip", "train", "--operator", "l0", "--cache", str(cache), "--out", str(w), "--epochs", "1", "--steps", "1"]
+    assert main([*train, "--batch", "1", "--crops", "48", "--no-progress"]) == 0
+    assert load_network(w)[1]["operator_params"] == {"lam": 0.2}
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [("nolam=1", "operator l0 has no parameter(s) nolam"), ("lam", "--param takes KEY=VALUE, got 'lam'")],
+)
+def test_pairs_refuse_a_bad_parameter_before_any_work(tmp_path: Path, param: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    cache = tmp_path / "cache"
+    assert main(["fip", "pairs", "--operator", "l0", "--cache", str(cache), "--param", param, "--no-progress"]) == 2
+    assert message in _error(capsys)
+    assert not cache.exists()

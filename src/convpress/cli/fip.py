@@ -40,6 +40,14 @@ def register(sub: Any) -> None:
     q.add_argument("--folder", help="folder of images (default: the bundled training photos)")
     q.add_argument("--cache", required=True, help="cache folder")
     q.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="long sides in pixels (default: %(default)s)")
+    q.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an operator parameter other than its default, VALUE in JSON (e.g. lam=0.01, texture=false); repeatable. "
+        "'convpress fip train' records the parameters of its pairs in the weights file",
+    )
     q.add_argument("--no-progress", action="store_true", help="do not draw progress bars")
     q.set_defaults(func=_pairs)
 
@@ -116,10 +124,29 @@ def _pairs(args: argparse.Namespace) -> int:
     from convpress.fip.operators import get_operator
     from convpress.fip.pairs import build_pairs, training_photos
 
-    get_operator(args.operator)
-    pairs = build_pairs(training_photos(args.folder), args.operator, args.cache, sizes=args.sizes, progress=not args.no_progress)
+    op = get_operator(args.operator)
+    params = _params(args.param)
+    op.check_params(params)  # before the photos are read
+    images = training_photos(args.folder)
+    pairs = build_pairs(images, args.operator, args.cache, sizes=args.sizes, params=params, progress=not args.no_progress)
     print(f"{len(pairs)} pairs for {args.operator} in {args.cache}/{args.operator}")
     return 0
+
+
+def _params(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> parameters; a VALUE that is not JSON is kept as a string."""
+    import json
+
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param takes KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -129,7 +156,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from convpress.core.distributed import is_main
     from convpress.fip.operators import get_operator
-    from convpress.fip.pairs import load_pairs
+    from convpress.fip.pairs import load_pairs, pairs_params
     from convpress.fip.train import FipTrainConfig, train
     from convpress.fip.weights import save_network
 
@@ -149,7 +176,8 @@ def _train(args: argparse.Namespace) -> int:
         rotate=args.rotate,
         whole=args.whole,
     )
-    res = train(load_pairs(args.cache, args.operator), cfg, work_dir=args.work_dir, progress=not args.no_progress)
+    pairs, params = load_pairs(args.cache, args.operator), pairs_params(args.cache, args.operator)
+    res = train(pairs, cfg, work_dir=args.work_dir, progress=not args.no_progress)
     if not is_main():  # under torchrun only rank 0 prints and writes
         return 0
     for h in res.history:
@@ -159,6 +187,7 @@ def _train(args: argparse.Namespace) -> int:
         out,
         model_name=args.model,
         operator=args.operator,
+        operator_params=params,
         extra={"val_psnr": res.history[-1]["val_psnr"] if res.history else None, "train": dataclasses.asdict(cfg)},
     )
     print(f"wrote {out}")

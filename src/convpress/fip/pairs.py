@@ -26,7 +26,7 @@ from convpress.data.images import read_image
 from convpress.data.photos import TRAIN_PHOTOS, bundled_photo, image_folder
 from convpress.fip.operators import get_operator
 
-__all__ = ["Pair", "build_pairs", "load_pairs", "resize_long_side", "training_photos"]
+__all__ = ["Pair", "build_pairs", "load_pairs", "pairs_params", "resize_long_side", "training_photos"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,7 @@ def build_pairs(
 
     op = get_operator(operator)
     params = dict(params or {})
+    op.check_params(params)  # before any folder is made or any pair computed
     if not sizes or min(sizes) < op.min_size:
         raise ConfigError(f"pair sizes must be at least {op.min_size} pixels, got {list(sizes)}")
     root = Path(cache) / operator
@@ -118,6 +119,20 @@ def build_pairs(
     manifest = [{"source": p.source, "size": p.size, "input": p.input.name, "target": p.target.name} for p in pairs]
     (root / "manifest.json").write_text(json.dumps({"operator": operator, "params": tag, "pairs": manifest}, indent=1) + "\n")
     return pairs
+
+
+def pairs_params(cache: str | os.PathLike[str], operator: str) -> dict[str, Any]:
+    """The operator parameters the pairs in ``cache`` were made with, where they differ from the defaults.
+
+    Raises:
+        InputError: if the cache has no pairs for ``operator``.
+    """
+    man = Path(cache) / operator / "manifest.json"
+    if not man.is_file():
+        raise InputError(f"no training pairs for {operator} in {cache}; run 'convpress fip pairs' first")
+    made = json.loads(json.loads(man.read_text())["params"])["params"]
+    defaults = json.loads(json.dumps(get_operator(operator).params, default=str))  # as the manifest spells them
+    return {k: v for k, v in made.items() if defaults.get(k) != v}
 
 
 def load_pairs(cache: str | os.PathLike[str], operator: str) -> list[Pair]:

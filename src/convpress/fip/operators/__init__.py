@@ -52,13 +52,21 @@ class Operator:
     params: dict[str, Any] = field(default_factory=dict)
     min_size: int = 8
 
-    def __call__(self, image: np.ndarray, **params: Any) -> np.ndarray:
-        image = check_image(image, min_size=self.min_size, name=self.name)
+    def check_params(self, params: dict[str, Any]) -> None:
+        """Refuse parameter names the operator does not have (values are checked by the operator itself).
+
+        Raises:
+            ConfigError: naming the unknown parameters and the known ones.
+        """
         unknown = set(params) - set(self.params)
         if unknown:
             raise ConfigError(
                 f"operator {self.name} has no parameter(s) {', '.join(sorted(unknown))} (known: {', '.join(self.params) or 'none'})"
             )
+
+    def __call__(self, image: np.ndarray, **params: Any) -> np.ndarray:
+        image = check_image(image, min_size=self.min_size, name=self.name)
+        self.check_params(params)
         out = self.fn(image, **{**self.params, **params})
         return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
 
