@@ -150,3 +150,12 @@ python benchmarks/train_fip_weights.py --operators tvl1 --model gf-can24-res --l
 # Tried and not kept: a third round of 20 whole-photo epochs for style (lr 1e-4): 49.08 -> 48.44 dB.
 # l0 as gf-can24-res from the shipped gf-can24, 16 epochs on the 384/512 pairs with
 # crops up to 512 (320 s): 29.75 -> 29.31 dB held-out (the shipped network trained on 1024-pixel pairs).
+# K (2026-12-04, twelfth session) l0 as gf-l0: the operator's own half-quadratic solver unrolled at
+# half resolution (22 iterations; learned lam and penalties, straight-through threshold), a small
+# identity-initialised CAN (width 8, depth 5) and the learned guided filter. Pairs at long sides 512
+# and 768 (136 pairs, 157 s). Untrained (the operator's lam 0.02 and schedule) it already scores
+# 38.51 dB on the validation pairs; a first run of 20 epochs at lr 5e-4 wandered between 38.25 and
+# 38.77 dB (lam moves the result a lot and the threshold's gradient is noisy) and was stopped after 9.
+# Kept: 6 epochs at lr 2e-4 on whole photos (358 s), best validation epoch 38.70 dB, lam 0.0194.
+# 17 held-out photos at 768: 29.75 dB (gf-can24) -> 36.43 dB (+9.32 over the input; worst photo +3.03).
+python benchmarks/train_fip_weights.py --operators l0 --model gf-l0 --work "$W" --wallpapers --sizes 512 768 --whole --epochs 6 --steps 100 --lr 2e-4

@@ -58,7 +58,8 @@ def estimate_memory(model: nn.Module, h: int, w: int, tile_rows: int | None = No
         per_pixel = _STRIP_BYTES_PER_PIXEL
         if isinstance(model, ResidualGuidedFilterCAN):  # the head's input and two hidden activations, float32
             per_pixel += (6 + 2 * model.head_width) * 4
-        return image + lh * lw * _CAN_LIVE_ACTIVATIONS * model.can.width * 4 + strip_pixels * per_pixel
+        low = _CAN_LIVE_ACTIVATIONS * model.can.width * 4 + int(getattr(model, "low_res_bytes_per_pixel", 0))  # e.g. gf-l0's solver
+        return image + lh * lw * low + strip_pixels * per_pixel
     declared = getattr(model, "bytes_per_pixel", None)  # a whole-image model may say what it needs
     if declared is not None and not isinstance(model, CAN):
         return image + h * w * int(declared)
