@@ -80,3 +80,19 @@ def test_references_are_kept_in_the_work_dir_per_operator_and_photo(tmp_path: Pa
     ref_rof, _ = _reference("rof", a, tmp_path)
     assert torch.equal(ref_rof, run_reference("rof", a))
     assert len(list((tmp_path / "fip-references").rglob("*.npz"))) == 3
+
+
+def test_a_fixed_operator_does_not_reuse_its_old_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import torch
+
+    from convpress.bench import fip as bench_fip
+    from convpress.fip.operators import get_operator
+
+    a = torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(1))
+    bench_fip._reference("tvl1", a, tmp_path)
+    fixed = dataclasses.replace(get_operator("tvl1"), version=2)
+    monkeypatch.setattr(bench_fip, "get_operator", lambda name: fixed)
+    bench_fip._reference("tvl1", a, tmp_path)  # another key: computed again, beside the old entry
+    assert len(list((tmp_path / "fip-references" / "tvl1").glob("*.npz"))) == 2

@@ -156,6 +156,19 @@ def test_pencil_is_grey_and_darkens_edges(photo: np.ndarray, outputs: dict[str, 
     assert out[:-1, :-1, 0][strong].mean() < out[:-1, :-1, 0][flat].mean()
 
 
+def test_pencil_tones_follow_lu_et_als_distribution_so_the_drawing_is_mostly_paper(photo: np.ndarray) -> None:
+    from convpress.fip.operators.pencil import _target_tone_cdf
+
+    v = np.linspace(0, 1, 256)
+    cdf = _target_tone_cdf(256)
+    p = np.diff(cdf, prepend=0.0)
+    # the mean of 0.52 Laplacian(255 - 9) + 0.37 uniform[105, 225] + 0.11 Gaussian(90), on a 0-255 scale
+    assert (p * v).sum() == pytest.approx((0.52 * (255 - 9) + 0.37 * 165 + 0.11 * 90) / 255, abs=0.01)
+    assert cdf[np.searchsorted(v, 225 / 255)] == pytest.approx(0.48, abs=0.02)  # about half the tones are near-white paper
+    tone = OPERATORS.get("pencil")(photo, texture=False, stroke_weight=0.0)[:, :, 0]
+    assert np.median(tone) > 0.8  # the tones of a photo's drawing are mostly light (before 2026-12-04: 0.5)
+
+
 def test_pencil_texture_is_one_tile_repeated_and_its_exponent_carries_the_hatching(photo: np.ndarray) -> None:
     from convpress.fip.operators.pencil import TEXTURE_TILE, pencil_exponent, pencil_texture
 
@@ -165,14 +178,20 @@ def test_pencil_texture_is_one_tile_repeated_and_its_exponent_carries_the_hatchi
     assert np.array_equal(pencil_texture(10, 20), tex[:10, :20])  # the same at every image size
     assert 0.55 <= tex.min() and tex.max() <= 0.95 + 1e-6
     op = get_operator("pencil")
-    hatched, flat = op(photo)[:, :, 0], op(photo, texture=False)[:, :, 0]
+    from convpress.data.photos import bundled_photo
+    from convpress.fip.pairs import resize_long_side
+
+    larger = resize_long_side(bundled_photo("astronaut").permute(1, 2, 0).numpy(), 384)  # hatching needs room
+    hatched, flat = op(larger)[:, :, 0], op(larger, texture=False)[:, :, 0]
 
     def psnr(a: np.ndarray, b: np.ndarray) -> float:
         return float(10 * np.log10(1 / np.mean((a - b) ** 2)))
 
-    # the flat-toned drawing misses the hatching; raised to the exponent it nearly has it back
+    # the flat-toned drawing misses the hatching; raised to the exponent it has most of it back
+    # (measured +5.3 dB; with the tones of Lu et al.'s distribution most of the drawing is paper,
+    # where hatching is faint, so the flat drawing is already within 28 dB of the hatched one)
     rebuilt = np.clip(flat, 1e-3, 1) ** pencil_exponent(*flat.shape)
-    assert psnr(rebuilt, hatched) > psnr(flat, hatched) + 8
+    assert psnr(rebuilt, hatched) > psnr(flat, hatched) + 3
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,24 @@ def test_pairs_are_cached_at_several_resolutions(cache: Path, images: list[tuple
     np.testing.assert_allclose(stored, expected, atol=1.0 / 65535 + 1e-6)
 
 
+def test_pairs_of_an_operator_whose_output_changed_are_made_again(
+    tmp_path: Path, images: list[tuple[str, np.ndarray]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import json
+
+    from convpress.fip import pairs as pairs_module
+    from convpress.fip.operators import get_operator
+
+    old = {p.target for p in build_pairs(images[:1], "tvl1", tmp_path, sizes=(64,))}
+    fixed = dataclasses.replace(get_operator("tvl1"), version=2)
+    monkeypatch.setattr(pairs_module, "get_operator", lambda name: fixed)
+    new = build_pairs(images[:1], "tvl1", tmp_path, sizes=(64,))
+    assert old.isdisjoint(p.target for p in new) and all(p.target.is_file() for p in new)
+    assert json.loads(json.loads((tmp_path / "tvl1" / "manifest.json").read_text())["params"])["version"] == 2
+    assert get_operator("pencil").version == 2  # fixed on 2026-12-04 (its tone distribution)
+
+
 def test_missing_pairs_and_bad_sizes_are_refused(tmp_path: Path, images: list[tuple[str, np.ndarray]]) -> None:
     with pytest.raises(InputError, match="run 'convpress fip pairs'"):
         load_pairs(tmp_path, "l0")

@@ -107,8 +107,10 @@ def _reference(op: str, img: torch.Tensor, cache: Path | None) -> tuple[torch.Te
     """
     path = None
     if cache is not None:
-        params = json.dumps(get_operator(op).params, sort_keys=True, default=str)
-        key = hashlib.sha256(f"{op}|{params}|{tuple(img.shape)}|".encode() + img.numpy().tobytes()).hexdigest()[:20]
+        operator = get_operator(op)
+        params = json.dumps(operator.params, sort_keys=True, default=str)
+        version = f"v{operator.version}|" if operator.version != 1 else ""  # a fixed operator's old outputs are not reused
+        key = hashlib.sha256(f"{op}|{params}|{version}{tuple(img.shape)}|".encode() + img.numpy().tobytes()).hexdigest()[:20]
         path = cache / "fip-references" / op / f"{key}.npz"
         if path.is_file():
             with np.load(path) as z:

@@ -98,7 +98,7 @@ def build_pairs(
         raise ConfigError(f"pair sizes must be at least {op.min_size} pixels, got {list(sizes)}")
     root = Path(cache) / operator
     root.mkdir(parents=True, exist_ok=True)
-    tag = json.dumps({"op": operator, "params": {**op.params, **params}}, sort_keys=True, default=str)
+    tag = op.cache_tag(params)
     pairs: list[Pair] = []
     with progress_bar(len(images) * len(sizes), f"pairs {operator}", enabled=progress) as bar:
         for name, image in images:

@@ -44,6 +44,8 @@ class Operator:
         summary: one line describing the algorithm and its source.
         params: default parameters (documented in ``fn``'s docstring).
         min_size: smallest image side the operator accepts.
+        version: raised whenever the operator's output changes for the same parameters (a fix), so
+            that caches of its outputs (training pairs, the benchmark's references) are not reused.
     """
 
     name: str
@@ -51,6 +53,18 @@ class Operator:
     summary: str
     params: dict[str, Any] = field(default_factory=dict)
     min_size: int = 8
+    version: int = 1
+
+    def cache_tag(self, params: dict[str, Any] | None = None) -> str:
+        """A string that changes with the operator, its parameters (defaults merged with ``params``)
+        and its version: the key of cached outputs. Version 1 is left out, so caches made before
+        versions existed stay valid."""
+        import json
+
+        tag: dict[str, Any] = {"op": self.name, "params": {**self.params, **(params or {})}}
+        if self.version != 1:
+            tag["version"] = self.version
+        return json.dumps(tag, sort_keys=True, default=str)
 
     def check_params(self, params: dict[str, Any]) -> None:
         """Refuse parameter names the operator does not have (values are checked by the operator itself).
@@ -76,12 +90,13 @@ OPERATORS: Registry[Operator] = Registry("operator", autoload="convpress.fip.ope
 
 
 def register_operator(
-    name: str, summary: str, *, min_size: int = 8, **params: Any
+    name: str, summary: str, *, min_size: int = 8, version: int = 1, **params: Any
 ) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
-    """Decorator registering ``fn`` as operator ``name`` with default ``params`` (duplicates refused)."""
+    """Decorator registering ``fn`` as operator ``name`` with default ``params`` (duplicates refused);
+    raise ``version`` when a change alters the operator's output (see :attr:`Operator.version`)."""
 
     def deco(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-        OPERATORS.register(name, Operator(name, fn, summary, dict(params), min_size))
+        OPERATORS.register(name, Operator(name, fn, summary, dict(params), min_size, version))
         return fn
 
     return deco

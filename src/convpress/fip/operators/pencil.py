@@ -71,13 +71,25 @@ def pencil_exponent(h: int = TEXTURE_TILE, w: int = TEXTURE_TILE, seed: int = 0)
     return np.ascontiguousarray(_repeat(q.astype(np.float32), h, w))
 
 
+#: Lu, Xu, Jia's tone distribution, on their 0-255 scale: layer weights (bright, mid, dark), the
+#: bright layer's Laplacian width, the mid-tone plateau and the dark layer's Gaussian
+TONE_WEIGHTS = (0.52, 0.37, 0.11)
+TONE_SIGMA_B, TONE_U_A, TONE_U_B, TONE_MU_D, TONE_SIGMA_D = 9.0, 105.0, 225.0, 90.0, 11.0
+
+
 def _target_tone_cdf(bins: int) -> np.ndarray:
-    """CDF of Lu et al.'s parametric tone distribution (bright layer, mid-tone plateau, dark layer)."""
+    """CDF (``bins`` values on [0, 1]) of Lu et al.'s parametric tone distribution: a Laplacian
+    bright layer at white, a mid-tone plateau and a Gaussian dark layer, each a density in the
+    same units (the constants above divided by 255). Until 2026-12-04 the bright layer's width was
+    taken as 9 in [0, 1] units (a nearly flat layer) and the plateau ended at 0.77, which made the
+    drawing far too dark (an audit against CQFIO's pencil network and the PencilDrawing port)."""
     v = np.linspace(0, 1, bins)
-    bright = np.exp(-(1 - v) / 9.0) / 9.0
-    mid = ((v >= 0.41) & (v <= 0.77)).astype(np.float64) / (0.77 - 0.41)
-    dark = np.exp(-((v - 0.35) ** 2) / (2 * 11.0**2 / 255.0**2)) / np.sqrt(2 * np.pi * (11.0 / 255.0) ** 2)
-    p = 0.52 * bright + 0.37 * mid + 0.11 * dark
+    sb, ua, ub, mu, sd = (c / 255.0 for c in (TONE_SIGMA_B, TONE_U_A, TONE_U_B, TONE_MU_D, TONE_SIGMA_D))
+    bright = np.exp(-(1 - v) / sb) / sb
+    mid = ((v >= ua) & (v <= ub)).astype(np.float64) / (ub - ua)
+    dark = np.exp(-((v - mu) ** 2) / (2 * sd**2)) / np.sqrt(2 * np.pi * sd**2)
+    w1, w2, w3 = TONE_WEIGHTS
+    p = w1 * bright + w2 * mid + w3 * dark
     c = np.cumsum(p)
     return c / c[-1]
 
@@ -102,6 +114,7 @@ def _check_params(line_length: object, directions: object, stroke_weight: object
     stroke_weight=1.0,
     texture=True,
     min_size=16,
+    version=2,  # 2026-12-04: Lu et al.'s tone distribution in its own units (see _target_tone_cdf)
 )
 def pencil(
     image: np.ndarray, *, line_length: int = 15, directions: int = 8, stroke_weight: float = 1.0, texture: bool = True
@@ -112,7 +125,10 @@ def pencil(
     transform filter). Steps: gradient magnitude G; response of G to ``directions`` line
     kernels; each pixel's G goes to its strongest direction; convolving back with the lines
     gives the stroke map S = 1 - strokes. The tone map J matches the luminance histogram to
-    the paper's parametric distribution; the pencil layer is T = H^beta with beta = ln J / ln H
+    the paper's parametric distribution (weights 52:37:11 for the bright, mid and dark layers;
+    on a 0-255 scale a bright Laplacian of width 9 at 255, a plateau on [105, 225], a dark
+    Gaussian of mean 90 and deviation 11: :data:`TONE_WEIGHTS` and the ``TONE_*`` constants),
+    so most of a drawing is white paper; the pencil layer is T = H^beta with beta = ln J / ln H
     (smoothed), H a pencil texture (synthetic here, a repeated tile: :func:`pencil_texture`).
     Result: S * T, replicated to RGB. With ``texture=False``, H is a constant 0.75, so T is the
     (smoothed) tone: the drawing without its hatching, which networks learn before the hatching
