@@ -159,3 +159,10 @@ python benchmarks/train_fip_weights.py --operators tvl1 --model gf-can24-res --l
 # Kept: 6 epochs at lr 2e-4 on whole photos (358 s), best validation epoch 38.70 dB, lam 0.0194.
 # 17 held-out photos at 768: 29.75 dB (gf-can24) -> 36.43 dB (+9.32 over the input; worst photo +3.03).
 python benchmarks/train_fip_weights.py --operators l0 --model gf-l0 --work "$W" --wallpapers --sizes 512 768 --whole --epochs 6 --steps 100 --lr 2e-4
+# L (2026-12-04, twelfth session) pencil after the operator's tone fix (version 2: Lu et al.'s tone
+# distribution in its own 0-255 units; the drawings were far too dark). New pairs (146, 502 s on a busy
+# machine); the flat-tone network of J fine-tuned 20 whole-photo epochs (1694 s, validation 18.19 ->
+# 19.77 dB), then the texture tile. 17 held-out photos at 768, against the fixed operator: the old
+# network 10.81 dB (+1.00), the new 19.77 dB (+9.96; worst photo +5.88).
+python benchmarks/train_fip_weights.py --operators pencil --model gf-can24-res --work "$W" --wallpapers --epochs 20 --steps 100 --whole --init --lr 3e-4 --param texture=false --out "$W/pencil-flat"
+python benchmarks/make_textured_pencil.py "$W/pencil-flat/pencil.safetensors" src/convpress/weights/fip/pencil.safetensors
