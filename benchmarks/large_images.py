@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=6000)
     ap.add_argument("--height", type=int, default=4000)
     ap.add_argument("--quality", type=int, default=1)
-    ap.add_argument("--operator", default="l0")
+    ap.add_argument("--operator", default="rtv", help="an operator whose shipped network is a gf-can24 (l0 was one until 2026-12-04)")
     ap.add_argument("--out", default="benchmarks/results/large-images.json")
     args = ap.parse_args()
     h, w = args.height, args.width

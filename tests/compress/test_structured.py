@@ -214,7 +214,7 @@ def test_a_registered_channel_layer_is_no_barrier() -> None:
 def test_lasso_prunes_a_trained_can_far_better_than_filter_norms() -> None:
     """Under the CAN's per-image normalisation, filter L1 norms do not rank channels; LASSO does.
 
-    On the trained CAN inside the shipped L0 network, halving every hidden layer by LASSO +
+    On the trained CAN inside the shipped RTV network (a gf-can24), halving every hidden layer by LASSO +
     least-squares refit keeps the output close to the dense one; L1 pruning wrecks it.
     """
     import torch.nn.functional as F
@@ -222,7 +222,7 @@ def test_lasso_prunes_a_trained_can_far_better_than_filter_norms() -> None:
     from convpress.data.photos import TEST_PHOTOS, TRAIN_PHOTOS, bundled_photo
     from convpress.fip.weights import WEIGHTS_DIR, load_network
 
-    can = load_network(WEIGHTS_DIR / "l0.safetensors")[0].can.eval()
+    can = load_network(WEIGHTS_DIR / "rtv.safetensors")[0].can.eval()
 
     def small(name: str) -> torch.Tensor:
         return F.interpolate(bundled_photo(name)[None], size=(96, 128), mode="area")
