@@ -14,6 +14,8 @@ __all__ = ["rof", "tvl1", "l0_smooth", "rtv"]
 def rof(image: np.ndarray, *, weight: float = 0.1) -> np.ndarray:
     """ROF: argmin_u TV(u) + 1/(2 weight) ||u - f||^2, channels jointly (skimage ``denoise_tv_chambolle``).
 
+    ``weight`` 0.1 is scikit-image's default; it agrees with CQFIO's rof network to 43 dB.
+
     Args:
         image: (H, W, 3) float32 in [0, 1].
         weight: strength of the TV term; larger smooths more.
@@ -29,6 +31,9 @@ def rof(image: np.ndarray, *, weight: float = 0.1) -> np.ndarray:
 @register_operator("tvl1", "TV-L1: total variation with an L1 data term (primal-dual, OpenCV denoise_TVL1)", lambda_=0.6, iterations=30)
 def tvl1(image: np.ndarray, *, lambda_: float = 0.6, iterations: int = 30) -> np.ndarray:
     """TV-L1 smoothing: argmin_u TV(u) + lambda ||u - f||_1, per channel (OpenCV's primal-dual solver).
+
+    OpenCV's default is lambda 1.0 with 30 iterations; 0.6 smooths more (CQFIO's tvl1 network is
+    slightly stronger still: 29.9 dB from its input where ours is 31.0, 37.8 dB from each other).
 
     Args:
         image: (H, W, 3) float32 in [0, 1].
@@ -67,7 +72,8 @@ def l0_smooth(image: np.ndarray, *, lam: float = 0.02, kappa: float = 2.0, beta_
 
     Args:
         image: (H, W, 3) float32 in [0, 1].
-        lam: smoothing weight lambda; larger keeps fewer edges.
+        lam: smoothing weight lambda; larger keeps fewer edges (0.02 and kappa 2 are the
+            defaults of the authors' ``L0Smoothing.m``).
         kappa: growth factor of the penalty beta (2 in the paper; smaller is slower and finer).
         beta_max: final beta.
 

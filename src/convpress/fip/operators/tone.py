@@ -61,6 +61,13 @@ def wls_tone(
     rather than CIELAB L, the three WLS weights are 0.125, 1 and 8 with alpha 1.2, and there is
     no final saturation boost (the paper's demo adds 1.1).
 
+    Not yet the look the fip paper imitates (an audit, 2026-12-04): Farbman's demo ``runme.m``
+    makes three looks (fine, medium, coarse: slopes (25, 1, 1), (1, 40, 1), (4, 1, 15) on two WLS
+    layers, lambda 0.125 and 0.5, in CIELAB, exposure 1.1 for the coarse one), and CQFIO's
+    multiscale-tone network matches their average to 40 dB where this fine-only look is 24 dB
+    away, at the same strength. Moving to that average is a change of the operator (a new
+    version and a retrained network), left for later.
+
     Args:
         image: (H, W, 3) float32 in [0, 1].
         lams: WLS smoothing weights from fine to coarse.
@@ -195,7 +202,11 @@ def style(image: np.ndarray, *, contrast: float = 6.0, sigma_r: float = 0.15, al
     filter. No model photograph is bundled, so the style is fixed and parametric (documented
     simplification): the luminance histogram is mapped onto a high-contrast S-shaped target
     (equalise, then a logistic curve of slope ``contrast``), local texture is boosted by a local
-    Laplacian filter, and colours are desaturated.
+    Laplacian filter, and colours are desaturated. Not the paper's look: Aubry et al.'s released
+    code ("does not include the color transfer") and CQFIO's style network work on grey images
+    and output grey, with a model photograph's tone and texture; ours keeps desaturated colour
+    and a fixed parametric tone curve (an audit against CQFIO's network: 11.6 dB apart; grey
+    output alone did not bring them closer, the tone curve differs too).
 
     Args:
         image: (H, W, 3) float32 in [0, 1].
