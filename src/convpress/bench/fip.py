@@ -20,7 +20,7 @@ paper's is 36 dB); at least 8 test photos.
 
 With ``--work-dir DIR`` the references of the quality photos (RTV and WLS take 30-40 s per
 megapixel, most of the run) are kept in ``DIR/fip-references/``, keyed by the operator, its
-parameters and the photo's pixels, with the reference time measured when each was computed;
+parameters, its version and the photo's pixels, with the reference time measured when each was computed;
 a later run reuses them and only re-runs the networks. The speed comparison at 1 MP always
 times the reference again, in the same run as the network: a reference under 2 s as the network
 is timed (the median of 3 runs after a warm-up), a slower one once.
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import time
 from functools import partial
 from pathlib import Path
@@ -102,15 +101,13 @@ FAST_REFERENCE_S = 2.0
 def _reference(op: str, img: torch.Tensor, cache: Path | None) -> tuple[torch.Tensor, float]:
     """The operator's output on ``img`` (3, H, W) and the seconds per megapixel it took.
 
-    With a cache folder, the output is stored there (keyed by the operator, its parameters and
+    With a cache folder, the output is stored there (keyed by the operator, its parameters, its version and
     the image's pixels) with the time measured when it was computed, and reused by later runs.
     """
     path = None
     if cache is not None:
-        operator = get_operator(op)
-        params = json.dumps(operator.params, sort_keys=True, default=str)
-        version = f"v{operator.version}|" if operator.version != 1 else ""  # a fixed operator's old outputs are not reused
-        key = hashlib.sha256(f"{op}|{params}|{version}{tuple(img.shape)}|".encode() + img.numpy().tobytes()).hexdigest()[:20]
+        tag = get_operator(op).cache_tag()  # the operator, its parameters and version, as the training pairs are keyed
+        key = hashlib.sha256(f"{tag}|{tuple(img.shape)}|".encode() + img.numpy().tobytes()).hexdigest()[:20]
         path = cache / "fip-references" / op / f"{key}.npz"
         if path.is_file():
             with np.load(path) as z:

@@ -127,10 +127,7 @@ def pairs_params(cache: str | os.PathLike[str], operator: str) -> dict[str, Any]
     Raises:
         InputError: if the cache has no pairs for ``operator``.
     """
-    man = Path(cache) / operator / "manifest.json"
-    if not man.is_file():
-        raise InputError(f"no training pairs for {operator} in {cache}; run 'convpress fip pairs' first")
-    made = json.loads(json.loads(man.read_text())["params"])["params"]
+    made = json.loads(_manifest(cache, operator)["params"])["params"]
     defaults = json.loads(json.dumps(get_operator(operator).params, default=str))  # as the manifest spells them
     return {k: v for k, v in made.items() if defaults.get(k) != v}
 
@@ -142,8 +139,13 @@ def load_pairs(cache: str | os.PathLike[str], operator: str) -> list[Pair]:
         InputError: if the cache has no pairs for ``operator`` (run ``convpress fip pairs`` first).
     """
     root = Path(cache) / operator
-    man = root / "manifest.json"
+    return [Pair(d["source"], d["size"], root / d["input"], root / d["target"]) for d in _manifest(cache, operator)["pairs"]]
+
+
+def _manifest(cache: str | os.PathLike[str], operator: str) -> dict[str, Any]:
+    """The manifest.json of ``cache/<operator>/``, or InputError if there is none."""
+    man = Path(cache) / operator / "manifest.json"
     if not man.is_file():
         raise InputError(f"no training pairs for {operator} in {cache}; run 'convpress fip pairs' first")
-    data = json.loads(man.read_text())
-    return [Pair(d["source"], d["size"], root / d["input"], root / d["target"]) for d in data["pairs"]]
+    data: dict[str, Any] = json.loads(man.read_text())
+    return data

@@ -240,10 +240,7 @@ class GuidedFilterCAN(nn.Module):
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-resolution guided-filter coefficients (A, b), each (N, 3, h, w), for input (N, 3, H, W)."""
         h, w = self.low_size(x.shape[2], x.shape[3])
-        x_lr = F.interpolate(x, size=(h, w), mode="area")
-        if cast(nn.Conv2d, self.can.body[0]).weight.is_contiguous(memory_format=torch.channels_last):
-            # a channels-last CAN fed an NCHW tensor takes a slow path (measured 3-5x slower)
-            x_lr = x_lr.contiguous(memory_format=torch.channels_last)
+        x_lr = self.in_can_layout(F.interpolate(x, size=(h, w), mode="area"))
         y_lr = self.low_res_output(x_lr)
         g_lr = self.guidance(x_lr)
         r = self.radius
@@ -253,6 +250,13 @@ class GuidedFilterCAN(nn.Module):
         a = cov / (var + self.eps)
         b = my - a * mg
         return box_filter(a, r), box_filter(b, r)
+
+    def in_can_layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, C, h, w) in the memory layout of the CAN's weights: a channels-last CAN fed an
+        NCHW tensor takes a slow path (measured 3-5x slower)."""
+        if cast(nn.Conv2d, self.can.body[0]).weight.is_contiguous(memory_format=torch.channels_last):
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def _guide_convs(self) -> tuple[nn.Conv2d, nn.Conv2d]:
         # the two 1 x 1 convolutions of the guidance map (nn.Sequential indexing is typed as any Module)

@@ -150,9 +150,7 @@ class L0GuidedFilterNet(GuidedFilterCAN):
         """The corrected L0 result at low resolution, (N, 3, h, w) -> (N, 3, h, w)."""
         tau = self.tau if self.training else None
         s = l0_unrolled(x_lr.contiguous(), self.log_lam.exp(), self.log_betas.exp(), tau=tau)
-        if isinstance(self.can.body[0], nn.Conv2d) and self.can.body[0].weight.is_contiguous(memory_format=torch.channels_last):
-            s = s.contiguous(memory_format=torch.channels_last)
-        return self.can(s)
+        return self.can(self.in_can_layout(s))
 
 
 @register_model("gf-l0", task="image-to-image", traceable=False)
