@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,31 @@ def test_no_module_imports_itself_through_a_cycle() -> None:
             if module != imported and graph.chain_exists(importer=imported, imported=module):
                 cycles.append(f"{module} <-> {imported}")
     assert not cycles, "import cycles:\n" + "\n".join(cycles[:20])
+
+
+_FIRST_IMPORT = """
+import importlib, pkgutil, sys, traceback
+import convpress
+names = sorted(m.name for m in pkgutil.walk_packages(convpress.__path__, "convpress.") if not m.name.endswith("__main__"))
+failed = []
+for name in names:
+    for loaded in [m for m in sys.modules if m == "convpress" or m.startswith("convpress.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception:
+        failed.append(name + ": " + traceback.format_exc(limit=1).strip().splitlines()[-1])
+print(len(names))
+print("\\n".join(failed))
+"""
+
+
+def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
+    # the registries import their packages when first read, a cycle grimp cannot see: a module that
+    # registers an entry must import on its own too (``import convpress.codec.models.hyperprior``
+    # failed on a registry read inside its own import until 2026-12-04)
+    run = subprocess.run([sys.executable, "-c", _FIRST_IMPORT], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    count, *failed = run.stdout.strip().splitlines()
+    assert int(count) > 50
+    assert not [f for f in failed if f], "modules that fail when imported first:\n" + "\n".join(failed)

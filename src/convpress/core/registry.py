@@ -116,9 +116,11 @@ class Registry(_Table[T]):
         self._load()
         return list(self._items.items())
 
-    def find(self, predicate: Callable[[T], bool]) -> str | None:
-        """The first registered name whose object satisfies ``predicate``, or None."""
-        self._load()
+    def find(self, predicate: Callable[[T], bool], *, load: bool = True) -> str | None:
+        """The first registered name whose object satisfies ``predicate``, or None; with
+        ``load=False`` only among the entries registered so far (the autoload is not triggered)."""
+        if load:
+            self._load()
         return next((k for k, v in self._items.items() if predicate(v)), None)
 
     def choices(self, where: Callable[[dict[str, Any]], bool] | None = None) -> _Choices:

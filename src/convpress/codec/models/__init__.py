@@ -83,8 +83,11 @@ def register_codec_model(cls: type[CodecModel]) -> type[CodecModel]:
         raise ValueError(f"codec model {name!r} needs a positive integer stride, got {stride!r}")
     if not isinstance(streams, tuple) or not streams or len(set(streams)) != len(streams):
         raise ValueError(f"codec model {name!r} must name its streams (a tuple of distinct names), got {streams!r}")
-    # every built-in model is loaded first, so a clash with one is found in any import order
-    other = CODEC_MODELS.find(lambda c: c.code == code)
+    # a plugin is checked against every built-in model (loaded first), so a clash with one is found
+    # in any import order; a built-in is checked against those registered so far (the others check
+    # it when they register), since loading them here would re-enter a module still being imported
+    builtin = cls.__module__.startswith(f"{__name__}.")
+    other = CODEC_MODELS.find(lambda c: c.code == code, load=not builtin)
     if other is not None and other != name:
         raise ValueError(f"codec model {name!r} declares code {code}, which is already the code of {other!r}")
     return CODEC_MODELS.register(name, cls)
