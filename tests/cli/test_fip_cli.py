@@ -236,3 +236,57 @@ def test_pairs_refuse_a_bad_parameter_before_any_work(tmp_path: Path, param: str
     assert main(["fip", "pairs", "--operator", "l0", "--cache", str(cache), "--param", param, "--no-progress"]) == 2
     assert message in _error(capsys)
     assert not cache.exists()
+
+
+@pytest.mark.parametrize("op", shipped_operators())
+def test_every_shipped_network_imitates_the_current_version_of_its_operator(op: str) -> None:
+    # a fixed operator (a raised version) needs its network retrained on new pairs: pencil's and
+    # wls's were, on 2026-12-04; this fails for a network left behind
+    from convpress.fip.operators import get_operator
+    from convpress.fip.weights import shipped_weights
+
+    _, info = load_network(shipped_weights(op))
+    assert info["operator"] == op
+    assert info["operator_version"] == get_operator(op).version
+
+
+def test_apply_warns_on_a_network_for_an_older_operator_version(
+    tmp_path: Path, photo: Path, weights: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from convpress.fip import operators
+
+    assert load_network(weights)[1]["operator_version"] == 1
+    fixed = dataclasses.replace(operators.get_operator("rof"), version=2)
+    monkeypatch.setitem(operators.OPERATORS._items, "rof", fixed)
+    assert main(["fip", "apply", "--operator", "rof", str(photo), str(tmp_path / "out.png"), "--weights", str(weights)]) == 0
+    err = capsys.readouterr().err
+    assert "imitates version 1 of operator rof, which is now version 2" in err
+    assert (tmp_path / "out.png").is_file()
+
+
+def test_a_network_recording_a_bad_operator_version_is_refused(tmp_path: Path, weights: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from convpress.core.errors import FileFormatError
+
+    with safe_open(str(weights), "pt") as h:
+        meta = dict(h.metadata())
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(weights)), str(bad), metadata={**meta, "operator_version": "zero"})
+    with pytest.raises(FileFormatError, match="operator version 'zero'"):
+        load_network(bad)
+
+
+def test_a_saved_network_records_its_operators_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from convpress.fip import operators
+    from convpress.fip.weights import save_network
+    from convpress.models import create_model
+
+    monkeypatch.setitem(operators.OPERATORS._items, "rof", dataclasses.replace(operators.get_operator("rof"), version=3))
+    path = save_network(create_model("gf-can24"), tmp_path / "rof.safetensors", model_name="gf-can24", operator="rof")
+    assert load_network(path)[1]["operator_version"] == 3

@@ -202,7 +202,7 @@ def _apply(args: argparse.Namespace) -> int:
     from convpress.data.images import read_image, write_image
     from convpress.fip.apply import apply_network, run_reference
     from convpress.fip.operators import get_operator
-    from convpress.fip.weights import load_network, shipped_weights
+    from convpress.fip.weights import load_network, shipped_weights, stale_warning
 
     op = get_operator(args.operator)
     out = check_output(args.output, force=args.force, inputs=[args.input])
@@ -218,6 +218,9 @@ def _apply(args: argparse.Namespace) -> int:
         model, info = load_network(path)
         if info.get("operator") not in (None, args.operator):
             raise ConfigError(f"{path} was trained for operator {info['operator']}, not {args.operator}")
+        stale = stale_warning(info, path)
+        if stale:
+            print(stale, file=sys.stderr)
         result = apply_network(model, image, tile_rows=args.tile_rows)
     write_image(out, result, overwrite=args.force, protect=(args.input,))
     print(f"wrote {out}", file=sys.stderr)

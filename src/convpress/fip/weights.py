@@ -1,7 +1,9 @@
 """Saving and loading fip networks as safetensors files that name their model and operator.
 
 The file's metadata holds ``model`` (a registered model name), ``model_kwargs`` (JSON),
-``operator``, ``operator_params`` (JSON) and training figures. Loading builds the model from
+``operator``, ``operator_version`` (the :attr:`~convpress.fip.operators.Operator.version` of the
+operator it was trained to imitate; files without it imitate version 1), ``operator_params``
+(JSON) and training figures. Loading builds the model from
 that metadata and refuses tensors that do not match it with a :class:`FileFormatError`.
 """
 
@@ -19,7 +21,7 @@ from convpress.core.container import loads_json
 from convpress.core.errors import FileFormatError
 from convpress.models.checkpoint import build_with_state, read_safetensors
 
-__all__ = ["save_network", "load_network", "shipped_weights", "shipped_operators", "WEIGHTS_DIR"]
+__all__ = ["save_network", "load_network", "stale_warning", "shipped_weights", "shipped_operators", "WEIGHTS_DIR"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "fip"
 
@@ -34,14 +36,18 @@ def save_network(
     operator_params: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model``'s weights and what is needed to rebuild it to a safetensors file (atomically)."""
+    """Write ``model``'s weights and what is needed to rebuild it to a safetensors file (atomically);
+    the operator's current version is recorded beside its name."""
     from safetensors.torch import save
+
+    from convpress.fip.operators import get_operator
 
     meta = {
         "format": "convpress-fip-1",
         "model": model_name,
         "model_kwargs": json.dumps(model_kwargs or {}),
         "operator": operator,
+        "operator_version": str(get_operator(operator).version),
         "operator_params": json.dumps(operator_params or {}, default=str),
     }
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
@@ -73,6 +79,7 @@ def load_network(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
         "model": meta["model"],
         "model_kwargs": kwargs,
         "operator": meta.get("operator"),
+        "operator_version": _version(meta.get("operator_version", "1"), p),
         "operator_params": loads_json(meta.get("operator_params", "{}"), name=str(p), what="its operator_params"),
     }
     for k, v in meta.items():
@@ -82,6 +89,34 @@ def load_network(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
             except FileFormatError:
                 info[k] = v
     return model, info
+
+
+def _version(text: str, path: Path) -> int:
+    try:
+        version = int(text)
+    except ValueError:
+        version = 0
+    if version < 1:
+        raise FileFormatError(f"{path} records operator version {text!r}, not a positive integer")
+    return version
+
+
+def stale_warning(info: dict[str, Any], path: str | os.PathLike[str]) -> str | None:
+    """A one-line warning when the network in ``path`` (its :func:`load_network` metadata ``info``)
+    imitates an older version of its operator than the registered one (a fixed operator whose
+    network was not retrained), else None."""
+    from convpress.fip.operators import OPERATORS
+
+    name = info.get("operator")
+    if not isinstance(name, str) or name not in OPERATORS:
+        return None
+    current, trained = OPERATORS.get(name).version, info.get("operator_version", 1)
+    if trained == current:
+        return None
+    return (
+        f"warning: {path} imitates version {trained} of operator {name}, which is now version {current}: "
+        "its output follows the old operator (retrain it on new pairs)"
+    )
 
 
 def shipped_weights(operator: str) -> Path | None:
