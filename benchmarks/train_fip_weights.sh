@@ -166,3 +166,12 @@ python benchmarks/train_fip_weights.py --operators l0 --model gf-l0 --work "$W" 
 # network 10.81 dB (+1.00), the new 19.77 dB (+9.96; worst photo +5.88).
 python benchmarks/train_fip_weights.py --operators pencil --model gf-can24-res --work "$W" --wallpapers --epochs 20 --steps 100 --whole --init --lr 3e-4 --param texture=false --out "$W/pencil-flat"
 python benchmarks/make_textured_pencil.py "$W/pencil-flat/pencil.safetensors" src/convpress/weights/fip/pencil.safetensors
+# M (2026-12-04, thirteenth session) wls after the operator became Farbman's demo (version 2: the
+# average of the fine, medium and coarse looks in CIELAB; CQFIO's network imitates that image). New
+# pairs (146, 207 s). Against the new operator the old network gains +1.65 dB on the 17 held-out
+# photos at 768 (input 20.93 dB). Fine-tuned from it 16 epochs at lr 3e-4 (428 s): +5.73 dB; then 32
+# more at lr 2e-4 (691 s, validation 27.91 -> 28.92 dB): +6.42 dB (27.35 dB; worst photo +2.65).
+# Tried beside it: the same from scratch (16 epochs, validation 27.76 dB) and the CAN at half
+# resolution (--low-res 384 --factor 2, 16 epochs from the first fine-tune: +6.21 dB, slower).
+python benchmarks/train_fip_weights.py --operators wls --model gf-can24-res --work "$W" --wallpapers --epochs 16 --init --lr 3e-4 --crops 320 448 512 --batch 2
+python benchmarks/train_fip_weights.py --operators wls --model gf-can24-res --work "$W" --wallpapers --epochs 32 --init --lr 2e-4 --crops 320 448 512 --batch 2
