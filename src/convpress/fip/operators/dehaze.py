@@ -90,6 +90,15 @@ def dehaze_nonlocal(image: np.ndarray, *, lines: int = 500, t_min: float = 0.1, 
     with a KD-tree); the per-line maximum radius gives t = r / r_max; the transmission is
     regularised with a guided filter instead of Berman's weighted least squares.
 
+    Not yet Berman's output (an audit, 2026-12-04: much darker than CQFIO's network's target).
+    The authors' code bounds t below by 1 - min_c(I_c / A_c) as here, and also: weights the WLS
+    data term by each haze-line's reliability (min(1, pixels / 50) times min(1, 3 max(0.001,
+    std / max std - 0.1)) of its radii) with lambda 0.1; leaves a little haze
+    (J = (I - (1 - 1.06 t) A) / max(t, 0.1)); and, for display, stretches the result linearly
+    so that 0.5% of the values clip in the shadows and 0.5% in the highlights. The last
+    two brighten the output; moving to them is a change of the operator (a new version, new
+    pairs and a retrained network), left for later.
+
     Args:
         image: (H, W, 3) float32 in [0, 1].
         lines: number of haze-line directions.
