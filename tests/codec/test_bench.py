@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 
 def test_quick_bench_reports_every_figure_from_real_files(tmp_path: Path) -> None:
     from convpress.bench import BENCHMARKS
@@ -75,3 +77,32 @@ def test_overfitted_points_are_kept_in_the_work_dir_and_reused(tmp_path: Path) -
     assert again["bytes"] == first["bytes"] and again["encode_s"] == first["encode_s"] and again["psnr"] == first["psnr"]
     other = _overfit_point("noise", src, rgb, 4, 5, tmp_path)  # another budget is another file
     assert other["iterations"] == 5 and len(list(tmp_path.iterdir())) == 4
+
+
+def test_refined_files_are_kept_and_reused_by_the_same_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from convpress.bench import codec as bench
+    from convpress.codec.weights import pretrained
+    from convpress.data.images import to_uint8
+    from convpress.data.photos import bundled_photo
+
+    rgb = to_uint8(bundled_photo("coffee")[:, :64, :96].contiguous())
+    src = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+    model, meta = pretrained(1)
+    data, seconds = bench._encoded("coffee", src, rgb, model, meta, 1, 2, tmp_path)
+    (kept,) = tmp_path.glob("*.cpi")
+    assert kept.read_bytes() == data and seconds > 0
+
+    def refuse(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("encoded again")
+
+    real = bench.encode_image
+    monkeypatch.setattr(bench, "encode_image", refuse)
+    assert bench._encoded("coffee", src, rgb, model, meta, 1, 2, tmp_path) == (data, seconds)
+    # effort 0 is not kept (milliseconds), and other encoder code never reuses a kept file
+    monkeypatch.setattr(bench, "encode_image", real)
+    bench._encoded("coffee", src, rgb, model, meta, 1, 0, tmp_path)
+    monkeypatch.setattr(bench, "_encoder_digest", lambda: "0123456789")
+    bench._encoded("coffee", src, rgb, model, meta, 1, 2, tmp_path)
+    assert len(list(tmp_path.glob("*.cpi"))) == 2
