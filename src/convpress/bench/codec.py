@@ -16,9 +16,11 @@ mode against the anchors' on one 768x512 photo, measured in the same run.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -191,27 +193,15 @@ def _overfit_point(name: str, src: torch.Tensor, rgb: np.ndarray, q: int, iterat
     with another budget adds its files beside the others. The file is decoded again in this run
     either way; its encode time is the one measured when it was made.
     """
-    import hashlib
-    import json
-
-    from convpress.codec.bitstream import write_cpi
-    from convpress.core.atomic import atomic_write_bytes
-
     model, meta = pretrained(q, OVERFIT)
-    tag = hashlib.sha256(rgb.tobytes()).hexdigest()[:10]
-    stem = f"{name}-{tag}-q{q}-i{iterations}-{meta['weights_id']}"
-    cpi = work_dir / f"{stem}.cpi" if work_dir else None
-    record = work_dir / f"{stem}.json" if work_dir else None
-    if cpi is not None and record is not None and cpi.is_file() and record.is_file():
-        data, info = cpi.read_bytes(), json.loads(record.read_text())
-    else:
+
+    def fit() -> tuple[bytes, dict[str, Any]]:
         t0 = time.perf_counter()
         data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=iterations)
-        info = {"encode_s": time.perf_counter() - t0, "fits": model.last_fits}
-        if cpi is not None and record is not None:
-            cpi.parent.mkdir(parents=True, exist_ok=True)
-            write_cpi(cpi, data, overwrite=True)
-            atomic_write_bytes(record, json.dumps(info).encode(), overwrite=True)
+        return data, {"encode_s": time.perf_counter() - t0, "fits": model.last_fits}
+
+    stem = f"{name}-{_pixels_tag(rgb)}-q{q}-i{iterations}-{meta['weights_id']}"
+    data, info = _kept(work_dir / stem if work_dir else None, fit)
     t0 = time.perf_counter()
     y, _ = decode_image(data)
     p = _point(rgb, len(data), to_uint8(y))
@@ -225,9 +215,38 @@ def _overfit_point(name: str, src: torch.Tensor, rgb: np.ndarray, q: int, iterat
     }
 
 
+def _pixels_tag(rgb: np.ndarray) -> str:
+    """A short digest of an image's pixels, part of the names of the files the bench keeps."""
+    import hashlib
+
+    return hashlib.sha256(rgb.tobytes()).hexdigest()[:10]
+
+
+def _kept(stem: Path | None, encode: Callable[[], tuple[bytes, dict[str, Any]]]) -> tuple[bytes, dict[str, Any]]:
+    """A file and its record (its encode time and what else ``encode`` returns): read back from
+    ``<stem>.cpi`` and ``<stem>.json`` where an earlier run left them, else made by ``encode()`` and,
+    with a ``stem``, kept there for later runs."""
+    import json
+
+    from convpress.codec.bitstream import write_cpi
+    from convpress.core.atomic import atomic_write_bytes
+
+    if stem is None:
+        return encode()
+    cpi, record = stem.parent / f"{stem.name}.cpi", stem.parent / f"{stem.name}.json"
+    if cpi.is_file() and record.is_file():
+        return cpi.read_bytes(), json.loads(record.read_text())
+    data, info = encode()
+    cpi.parent.mkdir(parents=True, exist_ok=True)
+    write_cpi(cpi, data, overwrite=True)
+    atomic_write_bytes(record, json.dumps(info).encode(), overwrite=True)
+    return data, info
+
+
+@functools.cache
 def _encoder_digest() -> str:
     """Digest of the source of the hyperprior's encoder (the model, its entropy models, the latent
-    refinement and the file format): a cached refined file is reused only by the code that made it."""
+    refinement and the file format): a kept refined file is reused only by the code that made it."""
     import hashlib
 
     from convpress.codec import bitstream, entropy_models, refine
@@ -246,25 +265,17 @@ def _encoded(
     ``work_dir``, files with refinement (effort > 0: seconds each, about an hour for the whole
     test set) are kept and reused by later runs of the same photo, weights and encoder code, so
     that a killed run resumes; their encode time is the one measured when they were made."""
-    import hashlib
-    import json
 
-    from convpress.codec.bitstream import write_cpi
-    from convpress.core.atomic import atomic_write_bytes
+    def encode() -> tuple[bytes, dict[str, Any]]:
+        t0 = time.perf_counter()
+        data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=effort)
+        return data, {"encode_s": time.perf_counter() - t0}
 
-    stem = f"{name}-{hashlib.sha256(rgb.tobytes()).hexdigest()[:10]}-q{q}-e{effort}-{meta['weights_id']}-{_encoder_digest()}"
-    cpi = work_dir / f"{stem}.cpi" if work_dir and effort else None
-    record = cpi.with_suffix(".json") if cpi else None
-    if cpi is not None and record is not None and cpi.is_file() and record.is_file():
-        return cpi.read_bytes(), float(json.loads(record.read_text())["encode_s"])
-    t0 = time.perf_counter()
-    data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], effort=effort)
-    seconds = time.perf_counter() - t0
-    if cpi is not None and record is not None:
-        cpi.parent.mkdir(parents=True, exist_ok=True)
-        write_cpi(cpi, data, overwrite=True)
-        atomic_write_bytes(record, json.dumps({"encode_s": seconds}).encode(), overwrite=True)
-    return data, seconds
+    stem = None
+    if work_dir is not None and effort:
+        stem = work_dir / f"{name}-{_pixels_tag(rgb)}-q{q}-e{effort}-{meta['weights_id']}-{_encoder_digest()}"
+    data, info = _kept(stem, encode)
+    return data, float(info["encode_s"])
 
 
 def _overfit_timing(photo: torch.Tensor, iterations: int, repeat: int) -> dict[str, float]:

@@ -14,13 +14,13 @@ from convpress.fip.operators.smoothing import _weighted_laplacian_solve
 __all__ = ["wls_filter", "wls_tone", "local_laplacian", "detail", "style"]
 
 
-def wls_filter(lum: np.ndarray, lam: float, alpha: float = 1.2, eps: float = 1e-4, log_eps: float = 1e-4) -> np.ndarray:
+def wls_filter(lum: np.ndarray, lam: float, alpha: float = 1.2, eps: float = 1e-4) -> np.ndarray:
     """Weighted-least-squares edge-preserving smoothing (Farbman et al. 2008) of an (H, W) image.
 
-    Solves (Id + lam * L_g) u = g where L_g has edge weights 1 / (|d log(g + log_eps)|^alpha + eps)
-    (Farbman's ``wlsFilter.m``: ``eps`` is its ``smallNum``, ``log_eps`` the offset of its log).
+    Solves (Id + lam * L_g) u = g where L_g has edge weights 1 / (|d log(g + 1e-4)|^alpha + eps)
+    (Farbman's ``wlsFilter.m``: ``eps`` is its ``smallNum``; its log adds the machine epsilon).
     """
-    logl = np.log(lum.astype(np.float64) + log_eps)
+    logl = np.log(lum.astype(np.float64) + 1e-4)
     dx = np.diff(logl, axis=1, append=logl[:, -1:])
     dy = np.diff(logl, axis=0, append=logl[-1:, :])
     wx = 1.0 / (np.abs(dx) ** alpha + eps)
