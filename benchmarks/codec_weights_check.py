@@ -71,8 +71,20 @@ def webp_curve(images: dict[str, np.ndarray]) -> Curve:
     return points
 
 
-def _bd(anchor: Curve, test: Curve) -> float:
-    return bd_rate([p[0] for p in anchor], [p[1] for p in anchor], [p[0] for p in test], [p[1] for p in test])
+def _bd(anchor: Curve, test: Curve) -> str:
+    if min(len(anchor), len(test)) < 4:
+        return "n/a (fewer than 4 levels)"
+    return f"{bd_rate([p[0] for p in anchor], [p[1] for p in anchor], [p[0] for p in test], [p[1] for p in test]):+.1f}%"
+
+
+def _vs_webp(webp: Curve, bpp: float, psnr: float) -> str:
+    """This point's rate against WebP's at the same PSNR (log-rate interpolated; None outside WebP's range)."""
+    q = [p[1] for p in webp]
+    if not min(q) <= psnr <= max(q):
+        return "outside WebP's range"
+    order = sorted(range(len(webp)), key=lambda i: webp[i][1])
+    log_rate = float(np.interp(psnr, [webp[i][1] for i in order], [math.log(webp[i][0]) for i in order]))
+    return f"{100 * (bpp / math.exp(log_rate) - 1):+.1f}% bits vs WebP"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,12 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     images = {n: np.round(photos[n].permute(1, 2, 0).numpy() * 255).astype(np.uint8) for n in PHOTOS}
     webp = webp_curve(images)
     curves = {f: model_curve(f, images, args.model) for f in args.folders}
+    print("webp: " + " ".join(f"{b:.3f}/{q:.2f}" for b, q in webp) + " (bpp/dB)")
     for f, c in curves.items():
         pts = " ".join(f"{b:.3f}/{q:.2f}" for b, q in c)
-        print(f"{f}: {pts} (bpp/dB) | BD-rate vs WebP {_bd(webp, c):+.1f}%")
+        print(f"{f}: {pts} (bpp/dB) | BD-rate vs WebP {_bd(webp, c)}")
+        for q, (b, psnr) in zip(available_qualities(args.model, f), c, strict=True):
+            print(f"  level {q}: {b:.3f} bpp, {psnr:.2f} dB: {_vs_webp(webp, b, psnr)}")
     first = args.folders[0]
     for f in args.folders[1:]:
-        print(f"{f} vs {first}: BD-rate {_bd(curves[first], curves[f]):+.1f}%")
+        print(f"{f} vs {first}: BD-rate {_bd(curves[first], curves[f])}")
     return 0
 
 

@@ -93,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8, help="crops per step")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--m", type=int, default=96)
-    p.add_argument("--init", help="weights file to fine-tune the first quality from (instead of training it from scratch)")
+    p.add_argument(
+        "--init",
+        help="weights file to fine-tune the first quality from (instead of training it from scratch); "
+        "if --n/--m are wider than its model, it is widened first, computing the same function",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--finetune-lr", type=float, default=2e-4, help="peak learning rate of fine-tuning (cosine decay to a quarter)")
     p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up of every stage (use ~100 when fine-tuning)")
@@ -102,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=1.0,
         help="learning-rate factor of the parameters the --init weights do not hold (10: a meanscale model from hyperprior weights)",
+    )
+    p.add_argument(
+        "--wallpapers",
+        action="store_true",
+        help="also train on the photos among Debian's plasma and mate wallpapers "
+        "(apt-get install plasma-workspace-wallpapers mate-backgrounds)",
     )
     p.add_argument("--mixed-quantization", action="store_true", help="decoder sees rounded latents straight-through (fine-tuning)")
     p.add_argument("--out-dir", default=str(WEIGHTS_DIR))
@@ -119,14 +129,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.work_dir:
         p.error("--work-dir is required for training")
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)  # before training: it is written after the first chunk
-    images = training_images()
+    images = training_images(wallpapers=args.wallpapers)
     print(f"{len(images)} training images", flush=True)
     qualities = [int(q) for q in args.qualities.split(",")]
     init = None
     if args.init:
         from convpress.codec.weights import load_weights
 
-        init = load_weights(args.init)[0].state_dict()
+        start = load_weights(args.init)[0]
+        if start.config != {"N": args.n, "M": args.m}:  # a wider model starts as this one (Net2Net-style widening)
+            from convpress.codec.train import widened_state
+
+            init = widened_state(start, args.n, args.m)
+            print(f"widened {Path(args.init).name} from N={start.config['N']}, M={start.config['M']} to N={args.n}, M={args.m}", flush=True)
+        else:
+            init = start.state_dict()
     for i, q in enumerate(qualities):
         base = i == 0 and init is None
         cfg = CodecTrainConfig(
@@ -143,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             warmup=args.warmup,
             mixed_quantization=args.mixed_quantization,
             fresh_lr_scale=args.fresh_lr_scale,
-            extra={"init": "scratch" if base else (f"q{qualities[i - 1]}" if i else Path(args.init).name)},
+            extra={
+                "init": "scratch" if base else (f"q{qualities[i - 1]}" if i else Path(args.init).name),
+                **({"wallpapers": True} if args.wallpapers else {}),
+            },
         )
         done = 0
         while done < cfg.steps:

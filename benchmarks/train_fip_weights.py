@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from convpress.data.photos import DEBIAN_TRAIN_WALLPAPERS
+
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
 #: colour photos of opencv-doc used for training (others are drawings, charts or grey)
 OPENCV_PHOTOS = [
@@ -50,40 +52,8 @@ OPENCV_PHOTOS = [
     "board.jpg",
     "ela_original.jpg",
 ]
-#: photographs among the wallpapers of Debian's plasma-workspace-wallpapers and mate-backgrounds
-#: packages (the others are renders and drawings); used for training only, never redistributed
-WALLPAPER_PHOTOS = [
-    f"/usr/share/wallpapers/{n}/contents/images/{s}"
-    for n, s in (
-        ("BytheWater", "1920x1080.jpg"),
-        ("ColdRipple", "1920x1080.jpg"),
-        ("ColorfulCups", "2560x1600.jpg"),
-        ("DarkestHour", "1920x1080.jpg"),
-        ("EveningGlow", "1920x1080.jpg"),
-        ("FallenLeaf", "1920x1080.jpg"),
-        ("Grey", "1920x1080.jpg"),
-        ("OneStandsOut", "1920x1080.jpg"),
-        ("Path", "1920x1080.jpg"),
-        ("Volna", "5120x2880.jpg"),
-        ("summer_1am", "1920x1080.jpg"),
-    )
-] + [
-    f"/usr/share/backgrounds/mate/nature/{n}.jpg"
-    for n in (
-        "Aqua",
-        "Blinds",
-        "Dune",
-        "FreshFlower",
-        "Garden",
-        "GreenMeadow",
-        "LadyBird",
-        "RainDrops",
-        "Storm",
-        "TwoWings",
-        "Wood",
-        "YellowFlower",
-    )
-]
+#: photographs among Debian's plasma and mate wallpapers (training only; the list lives in the package)
+WALLPAPER_PHOTOS = [str(p) for p in DEBIAN_TRAIN_WALLPAPERS]
 SETTINGS = {"epochs": 20, "steps": 100, "batch": 4, "crops": (192, 256, 320), "lr": 5e-4, "val_fraction": 0.15, "seed": 0}
 
 

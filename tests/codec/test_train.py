@@ -178,3 +178,37 @@ def test_fine_tuning_a_mean_scale_model_from_a_hyperprior_speeds_up_only_its_new
     assert moved[10.0]["old"] == pytest.approx(moved[1.0]["old"], rel=0.5)
     with pytest.raises(ConfigError, match="fresh_lr_scale"):
         _cfg(fresh_lr_scale=0.0)
+
+
+def test_a_widened_model_computes_what_the_narrow_one_did_and_its_new_channels_learn() -> None:
+    from convpress.codec.models import build_model
+    from convpress.codec.train import rd_loss, widened_state
+
+    narrow, _ = train_codec(_cfg(steps=2), _images(), progress=False)
+    state = widened_state(narrow, 12, 20)
+    wide = build_model("hyperprior", {"N": 12, "M": 20})
+    result = wide.load_state_dict(state, strict=False)
+    assert not result.unexpected_keys and not {k for k, _ in wide.named_parameters()} & set(result.missing_keys)
+    wide.update(force=True)
+    narrow.eval(), wide.eval()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        a, b = narrow(x), wide(x)
+        # the same reconstruction and the same y (its new channels start near 0)
+        torch.testing.assert_close(b["x_hat"], a["x_hat"], atol=1e-5, rtol=0)
+        y_n, y_w = narrow.g_a(x), wide.g_a(x)
+        torch.testing.assert_close(y_w[:, :12], y_n, atol=1e-5, rtol=0)
+        assert 0 < y_w[:, 12:].abs().max() < 0.5 * y_n.abs().max()
+        assert y_w[:, 12:].abs().max() < 0.5  # coded as 0
+    # weights from new channels into old ones start at 0 and get gradients at once; the new latent
+    # channels reach the old synthesis channels through small weights, so y's new channels get
+    # gradients from the distortion too
+    wide.train()
+    loss, _, _ = rd_loss(wide(x), x, 0.01)
+    loss.backward()
+    assert wide.g_s[2].weight[8:, :8].abs().max() == 0  # (N in, N out): new hidden -> old hidden
+    assert wide.g_s[2].weight.grad is not None and wide.g_s[2].weight.grad[8:, :8].abs().max() > 0
+    assert 0 < wide.g_s[0].weight[12:, :8].abs().max() < 0.5 * narrow.g_s[0].weight.abs().max()
+    assert wide.g_a[6].weight.grad is not None and wide.g_a[6].weight.grad[12:].abs().max() > 0
+    with pytest.raises(ConfigError, match="widening needs"):
+        widened_state(narrow, 4, 20)

@@ -7,6 +7,7 @@ import torch
 from convpress.data.photos import (
     DEBIAN_TEST_PHOTO_DIR,
     DEBIAN_TEST_PHOTOS,
+    DEBIAN_TRAIN_WALLPAPERS,
     HELD_OUT_BUNDLED,
     TRAIN_PHOTOS,
     bundled_photo,
@@ -32,3 +33,18 @@ def test_motorcycle_is_the_left_view_in_colour_and_resizing_keeps_the_aspect() -
     r = resize_long_side(m, 370)
     assert r.shape == (3, 250, 370)
     assert resize_long_side(m, 1000) is m
+
+
+def test_training_wallpapers_are_other_files_than_the_test_photos_and_join_codec_training_when_asked() -> None:
+    from convpress.codec.train import training_images
+
+    test_paths = {(DEBIAN_TEST_PHOTO_DIR / f).resolve() for f in DEBIAN_TEST_PHOTOS}
+    assert not test_paths & {p.resolve() for p in DEBIAN_TRAIN_WALLPAPERS}
+    assert not {p.name for p in DEBIAN_TRAIN_WALLPAPERS} & set(DEBIAN_TEST_PHOTOS)
+    installed = [p for p in DEBIAN_TRAIN_WALLPAPERS if p.is_file()]
+    base = training_images()
+    more = training_images(wallpapers=True)
+    # each installed wallpaper enters at long side 1024 and, being at least 512 high there, at half that too
+    assert len(more) - len(base) == 2 * len(installed)
+    sizes = sorted(max(im.shape[1:]) for im in more)
+    assert sizes.count(1024) >= len(installed)

@@ -34,12 +34,33 @@ from convpress.core.distributed import batch_share, sum_over_processes
 from convpress.core.errors import ConfigError
 from convpress.core.training import Step, TrainConfig, Trainer, step_generator
 from convpress.data.images import read_image
-from convpress.data.photos import TRAIN_PHOTOS, bundled_photo, load_folder
+from convpress.data.photos import DEBIAN_TRAIN_WALLPAPERS, TRAIN_PHOTOS, bundled_photo, load_folder, resize_long_side
 
-__all__ = ["CodecTrainConfig", "rd_loss", "random_batch", "train_codec", "QUALITY_LAMBDAS", "DEBIAN_PHOTOS", "training_images"]
+__all__ = [
+    "CodecTrainConfig",
+    "widened_state",
+    "rd_loss",
+    "random_batch",
+    "train_codec",
+    "QUALITY_LAMBDAS",
+    "DEBIAN_PHOTOS",
+    "training_images",
+]
 
-#: quality level -> lambda of the loss lambda * 255^2 * MSE + bpp (CompressAI's scale)
-QUALITY_LAMBDAS: dict[int, float] = {1: 0.0009, 2: 0.0018, 3: 0.0035, 4: 0.0067, 5: 0.013, 6: 0.025, 7: 0.0483, 8: 0.0932}
+#: quality level -> lambda of the loss lambda * 255^2 * MSE + bpp (CompressAI's scale; levels 9 and 10 continue
+#: its ratio of about 1.93 past its highest, for the 36-40 dB that photos need)
+QUALITY_LAMBDAS: dict[int, float] = {
+    1: 0.0009,
+    2: 0.0018,
+    3: 0.0035,
+    4: 0.0067,
+    5: 0.013,
+    6: 0.025,
+    7: 0.0483,
+    8: 0.0932,
+    9: 0.18,
+    10: 0.35,
+}
 
 #: natural photos among the examples that Debian's ``opencv-doc`` package ships (BSD/Apache)
 DEBIAN_PHOTO_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -118,14 +139,90 @@ def rd_loss(out: dict[str, Any], x: Tensor, lmbda: float) -> tuple[Tensor, Tenso
     return lmbda * 255.0**2 * mse + bpp, bpp, mse
 
 
-def training_images(*, debian: bool = True, extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> list[Tensor]:
+def widened_state(narrow: CodecModel, n: int, m: int, *, seed: int = 0, new_latent_gain: float = 0.1) -> dict[str, Tensor]:
+    """The parameters of a wider model (N = ``n``, M = ``m``) that computes what ``narrow`` computes.
+
+    Net2Net-style widening (Chen et al. 2016), so a wider transform starts from a trained one
+    instead of from scratch (on this CPU, a model trained from scratch at a high rate is at
+    18 dB after 600 steps). Every weight of ``narrow`` keeps its place; the new channels get a
+    fresh model's initial weights from every input, and the weights from new channels into old
+    ones are 0 (but for the new latent channels, see below). So old channels compute exactly what they did, new channels are active (their
+    outgoing weights get gradients at once: no two zero parts in series), and the output, the
+    latents and their scales are unchanged. GDN couples no old channel to a new one. The new
+    channels of y and z get their incoming weights scaled by ``new_latent_gain`` so that they
+    start near 0 and cost few bits; the new y channels reach the old synthesis channels through
+    fresh weights scaled the same way, so their quantised value (0) leaves the decoded image
+    unchanged while, in training, their noisy value has a path to the image with a gradient.
+    Buffers (entropy tables) are left out: ``update()`` rebuilds them.
+
+    Args:
+        narrow: a trained model (its config gives the old N and M).
+        n, m: the new widths, at least the old ones.
+        seed: seed of the fresh weights of the new channels.
+
+    Returns:
+        The wide model's parameters (a state dict without buffers), for ``train_codec(init=...)``.
+    """
+    old = dict(narrow.config)
+    if n < old["N"] or m < old["M"]:
+        raise ConfigError(f"widening needs N >= {old['N']} and M >= {old['M']}; got N={n}, M={m}")
+    torch.manual_seed(seed)
+    wide = build_model(narrow.name, {"N": n, "M": m})
+    src = dict(narrow.named_parameters())
+    out: dict[str, Tensor] = {}
+    modules = dict(wide.named_modules())
+    for key, fresh in wide.named_parameters():
+        w = fresh.detach().clone()
+        if key not in src:
+            out[key] = w
+            continue
+        o = src[key].detach()
+        owner = modules[key.rsplit(".", 1)[0]]
+        # (out, in) channel dims of the tensor; a transposed convolution stores (in, out)
+        dims: tuple[int, int | None]
+        if isinstance(owner, torch.nn.ConvTranspose2d) and key.endswith("weight"):
+            dims = (1, 0)
+        elif o.dim() >= 2 and not key.startswith("entropy_bottleneck"):
+            dims = (0, 1)  # convolutions and GDN's gamma
+        else:
+            dims = (0, None)  # biases, GDN's beta, per-channel entropy-model parameters
+        d_out, d_in = dims
+        if key.startswith(("g_a.6.", "h_a.4.")) and o.shape[d_out] < w.shape[d_out]:  # y and z: new channels start small
+            w.narrow(d_out, o.shape[d_out], w.shape[d_out] - o.shape[d_out]).mul_(new_latent_gain)
+        if key == "g_s.0.weight" and d_in is not None and o.shape[d_in] < w.shape[d_in]:
+            # the new latent channels reach the old synthesis channels through small weights, not
+            # zeros: a new y channel starts below 0.5 (rounded to 0 when coded, so decoding is
+            # unchanged), and in training its noisy value would otherwise reach the image only
+            # through more zero weights, so neither side would learn (measured: after 2000 steps
+            # every new channel still rounded to 0)
+            new_to_old = w.narrow(d_in, o.shape[d_in], w.shape[d_in] - o.shape[d_in]).narrow(d_out, 0, o.shape[d_out])
+            new_to_old.mul_(new_latent_gain)
+        elif d_in is not None and o.shape[d_in] < w.shape[d_in]:
+            if "gamma" in key:  # GDN's gamma is stored reparametrised: take the fresh off-diagonal value (a zero)
+                zero = fresh.detach()[0, 1]
+                w.narrow(d_in, o.shape[d_in], w.shape[d_in] - o.shape[d_in]).narrow(d_out, 0, o.shape[d_out]).fill_(zero)
+            else:
+                w.narrow(d_in, o.shape[d_in], w.shape[d_in] - o.shape[d_in]).narrow(d_out, 0, o.shape[d_out]).zero_()
+        region = w
+        for d, size in enumerate(o.shape):
+            region = region.narrow(d, 0, size)
+        region.copy_(o)
+        out[key] = w
+    return out
+
+
+def training_images(*, debian: bool = True, wallpapers: bool = False, extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> list[Tensor]:
     """The bundled TRAIN photos, the Debian photos if installed, and images of ``extra_dirs``.
 
+    With ``wallpapers``, also the installed :data:`~convpress.data.photos.DEBIAN_TRAIN_WALLPAPERS`
+    (photos among Debian's plasma and mate wallpapers, never test photos), each at long side 1024.
     Large photos also enter at half size, so crops see both fine and coarse detail.
     """
     images = [bundled_photo(n) for n in TRAIN_PHOTOS]
     if debian and DEBIAN_PHOTO_DIR.is_dir():
         images += [read_image(DEBIAN_PHOTO_DIR / n) for n in DEBIAN_PHOTOS if (DEBIAN_PHOTO_DIR / n).is_file()]
+    if wallpapers:
+        images += [resize_long_side(read_image(p), 1024) for p in DEBIAN_TRAIN_WALLPAPERS if p.is_file()]
     for d in extra_dirs:
         images += load_folder(d)
     halves = [F.interpolate(im[None], scale_factor=0.5, mode="area")[0] for im in images if min(im.shape[1:]) >= 512]

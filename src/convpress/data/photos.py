@@ -22,6 +22,7 @@ __all__ = [
     "HELD_OUT_BUNDLED",
     "DEBIAN_TEST_PHOTOS",
     "DEBIAN_TEST_PHOTO_DIR",
+    "DEBIAN_TRAIN_WALLPAPERS",
     "bundled_photo",
     "image_folder",
     "load_folder",
@@ -59,6 +60,44 @@ DEBIAN_TEST_PHOTOS = [
 ]
 
 _EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+#: photographs among the wallpapers of Debian's ``plasma-workspace-wallpapers`` and ``mate-backgrounds``
+#: packages (the others are renders and drawings), installed with ``apt-get install
+#: plasma-workspace-wallpapers mate-backgrounds``: used for training only, never redistributed, and
+#: disjoint from :data:`DEBIAN_TEST_PHOTOS` (another package)
+DEBIAN_TRAIN_WALLPAPERS: list[Path] = [
+    Path(f"/usr/share/wallpapers/{n}/contents/images/{s}")
+    for n, s in (
+        ("BytheWater", "1920x1080.jpg"),
+        ("ColdRipple", "1920x1080.jpg"),
+        ("ColorfulCups", "2560x1600.jpg"),
+        ("DarkestHour", "1920x1080.jpg"),
+        ("EveningGlow", "1920x1080.jpg"),
+        ("FallenLeaf", "1920x1080.jpg"),
+        ("Grey", "1920x1080.jpg"),
+        ("OneStandsOut", "1920x1080.jpg"),
+        ("Path", "1920x1080.jpg"),
+        ("Volna", "5120x2880.jpg"),
+        ("summer_1am", "1920x1080.jpg"),
+    )
+] + [
+    Path(f"/usr/share/backgrounds/mate/nature/{n}.jpg")
+    for n in (
+        "Aqua",
+        "Blinds",
+        "Dune",
+        "FreshFlower",
+        "Garden",
+        "GreenMeadow",
+        "LadyBird",
+        "RainDrops",
+        "Storm",
+        "TwoWings",
+        "Wood",
+        "YellowFlower",
+    )
+]
 
 
 def bundled_photo(name: str) -> torch.Tensor:
