@@ -287,3 +287,28 @@ def test_haze_model_uses_he_et_als_airlight_and_inverts_the_haze_model() -> None
         torch.testing.assert_close(low, (x - a[:, :, None, None]) / t + a[:, :, None, None], atol=1e-5, rtol=0)
     photo = torch.rand(3, 90, 70, generator=g)
     torch.testing.assert_close(apply_network(model, photo, tile_rows=13), apply_network(model, photo), atol=1e-6, rtol=0)
+
+
+def test_stretched_haze_model_leaves_haze_and_stretches_as_the_haze_line_operator() -> None:
+    import numpy as np
+
+    from convpress.fip.operators.dehaze import _stretch
+    from convpress.models.can import StretchedHazeGuidedFilterCAN, dark_channel_airlight, display_stretch
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 40, 50, generator=g) ** 2
+    # the differentiable stretch is the operator's NumPy stretch
+    for i in range(2):
+        ref = _stretch(x[i].permute(1, 2, 0).numpy(), 0.005, 0.995)
+        np.testing.assert_allclose(display_stretch(x, 0.005, 0.995)[i].permute(1, 2, 0).numpy(), ref, atol=1e-5)
+    model = create_model("gf-can24-haze-nl")
+    assert isinstance(model, StretchedHazeGuidedFilterCAN)
+    # it holds exactly the weights of gf-can24-haze, so a network of that model starts it
+    assert model.state_dict().keys() == create_model("gf-can24-haze").state_dict().keys()
+    with torch.no_grad():
+        a = dark_channel_airlight(x, patch=5)[:, :, None, None]
+        t = model.transmission(x, a[:, :, 0, 0])
+        j = ((x - (1 - 1.06 * t) * a) / t).clamp(0, 1)
+        torch.testing.assert_close(model.low_res_output(x), display_stretch(j, 0.005, 0.995), atol=1e-6, rtol=0)
+    photo = torch.rand(3, 90, 70, generator=g)
+    torch.testing.assert_close(apply_network(model, photo, tile_rows=13), apply_network(model, photo), atol=1e-6, rtol=0)

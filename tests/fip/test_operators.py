@@ -169,6 +169,62 @@ def test_dehazing_raises_contrast_of_a_hazy_photo(name: str, photo: np.ndarray) 
     assert np.abs(out - photo).mean() < np.abs(hazy - photo).mean()
 
 
+def test_dehaze_nl_stretches_for_display_and_leaves_a_little_haze(photo: np.ndarray) -> None:
+    hazy = _hazy(photo)
+    out = apply_reference("dehaze-nl", hazy)
+    # Berman's display stretch clips about 0.5% of the values at each end (a channel's limits are
+    # pulled towards the others', so a channel may clip less)
+    assert 0.001 < (out <= 0).mean() < 0.02 and 0.001 < (out >= 1).mean() < 0.02
+    plain = apply_reference("dehaze-nl", hazy, stretch=(0.0, 1.0))
+    assert plain.min() == 0.0 and plain.max() == pytest.approx(1.0)  # (0, 1) only normalises
+    # leave_haze 1.06 keeps some haze: removing all of it (1.0) gives a darker, more contrasted result
+    unstretched = {k: apply_reference("dehaze-nl", hazy, leave_haze=k, stretch=(0.0, 1.0)) for k in (1.0, 1.06)}
+    assert _contrast(unstretched[1.0]) > _contrast(unstretched[1.06])
+
+
+def test_reliable_wls_fills_unreliable_pixels_from_their_neighbours_but_not_across_edges() -> None:
+    from convpress.fip.operators.dehaze import _reliable_wls
+
+    h, w = 40, 60
+    guide = np.zeros((h, w))
+    guide[:, 30:] = 1.0  # one strong edge
+    t = np.where(guide > 0, 0.8, 0.3)
+    weight = np.ones((h, w))
+    hole = (slice(15, 25), slice(10, 20))  # unreliable pixels left of the edge, holding a wrong value
+    t_bad = t.copy()
+    t_bad[hole] = 1.0
+    weight[hole] = 0.0
+    out = _reliable_wls(t_bad, weight, guide, lam=0.1)
+    assert np.abs(out[hole] - 0.3).max() < 0.02  # filled from reliable neighbours, not from the bad value
+    assert np.abs(out[:, 35:] - 0.8).max() < 0.02  # the edge holds: the right side keeps its value
+    # where the guide is flat the smoothness term dominates (lam / 1e-5); where the guide marks the
+    # region off, reliable values inside it stay
+    weight[hole] = 1.0
+    weight[-1, 0] = 0.0  # (weights are normalised by their range: all-equal weights would all become 0)
+    marked = guide.copy()
+    marked[hole] = 0.5
+    assert _reliable_wls(t_bad, weight, marked, lam=0.1)[hole].min() > 0.85  # (0.36 with the flat guide)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"lines": 1}, "lines must be an integer >= 2"),
+        ({"lines": 2.5}, "lines must be an integer >= 2"),
+        ({"t_min": 0.0}, "t_min must be in"),
+        ({"lam": float("nan")}, "lam > 0"),
+        ({"leave_haze": 0.9}, "leave_haze must be in"),
+        ({"leave_haze": 20.0}, "leave_haze must be in"),
+        ({"stretch": (0.9, 0.1)}, "stretch must be two fractions"),
+        ({"stretch": (0.1,)}, "stretch must be two fractions"),
+        ({"stretch": ("a", 1)}, "must be numbers"),
+    ],
+)
+def test_dehaze_nl_refuses_impossible_settings(photo: np.ndarray, params: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=f"dehaze-nl: .*{match}"):
+        get_operator("dehaze-nl")(photo, **params)
+
+
 def test_pencil_is_grey_and_darkens_edges(photo: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
     out = outputs["pencil"]
     assert np.array_equal(out[:, :, 0], out[:, :, 1]) and np.array_equal(out[:, :, 1], out[:, :, 2])

@@ -82,7 +82,8 @@ def register(sub: Any) -> None:
         "--whole",
         action="store_true",
         help="train on whole photos, one per step, instead of crops (implies --batch 1): for models that read "
-        "whole-image statistics (lap-remap-tone, gf-can24-haze, gf-can24-global), whose targets depend on the whole photo",
+        "whole-image statistics (lap-remap-tone, gf-can24-haze, gf-can24-haze-nl, gf-can24-global), "
+        "whose targets depend on the whole photo",
     )
     add_train_run_arguments(t)
     t.set_defaults(func=_train)

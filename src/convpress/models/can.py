@@ -36,6 +36,8 @@ __all__ = [
     "ResidualGuidedFilterCAN",
     "TexturedGuidedFilterCAN",
     "HazeGuidedFilterCAN",
+    "StretchedHazeGuidedFilterCAN",
+    "display_stretch",
     "dark_channel_airlight",
     "GlobalGuidedFilterCAN",
     "soft_histograms",
@@ -438,6 +440,56 @@ class HazeGuidedFilterCAN(GuidedFilterCAN):
         return (x_lr - a) / self.transmission(x_lr, a[:, :, 0, 0]) + a
 
 
+def display_stretch(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Berman et al.'s display stretch of each image: (N, 3, H, W) -> (N, 3, H, W) in [0, 1].
+
+    The differentiable twin of the ``dehaze-nl`` operator's NumPy stretch (see
+    ``convpress.fip.operators.dehaze._stretch``, same formula): the image is normalised to [0, 1]
+    as a whole, then each channel stretched linearly between its ``low`` and ``high`` quantiles,
+    the channels' limits pulled 80% of the way towards their common extremes.
+    """
+    n = x.shape[0]
+    flat = x.reshape(n, 1, -1)
+    x = x - flat.amin(dim=2)[:, :, None, None]
+    x = x / x.reshape(n, 1, -1).amax(dim=2)[:, :, None, None].clamp_min(1e-12)
+    ch = x.reshape(n, 3, -1)
+    lo = torch.quantile(ch, low, dim=2)  # (N, 3)
+    hi = torch.quantile(ch, high, dim=2)
+    same = hi <= lo  # a flat channel: no stretch
+    lo = torch.where(same, torch.zeros_like(lo), lo)
+    hi = torch.where(same, torch.ones_like(hi), hi).clamp_min(0.2)
+    hi = 0.2 * hi + 0.8 * torch.maximum(hi, hi.mean(dim=1, keepdim=True))
+    lo = 0.2 * lo + 0.8 * torch.minimum(lo, lo.mean(dim=1, keepdim=True))
+    return ((x - lo[:, :, None, None]) / (hi - lo).clamp_min(1e-12)[:, :, None, None]).clamp(0.0, 1.0)
+
+
+class StretchedHazeGuidedFilterCAN(HazeGuidedFilterCAN):
+    """:class:`HazeGuidedFilterCAN` with Berman et al.'s last two steps: (N, 3, H, W) -> (N, 3, H, W).
+
+    The haze-line dehazer leaves a little haze, ``J = (I - (1 - leave_haze t) A) / t``, and
+    stretches the result for display (:func:`display_stretch`, a per-image statistic like the
+    airlight, not learned). Both are per-channel affine maps of the low-resolution output, so the
+    guided filter carries them to full resolution (up to the clipping). The weights are those of
+    ``gf-can24-haze``: a network of it starts this model.
+
+    Args:
+        leave_haze: the factor on t in the haze removed (the operator's 1.06).
+        stretch: (low, high) quantiles of the display stretch (the operator's 0.5% and 99.5%).
+        **kwargs: as :class:`HazeGuidedFilterCAN`.
+    """
+
+    def __init__(self, *, leave_haze: float = 1.06, stretch: tuple[float, float] = (0.005, 0.995), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.leave_haze, self.stretch = leave_haze, (float(stretch[0]), float(stretch[1]))
+
+    def low_res_output(self, x_lr: torch.Tensor) -> torch.Tensor:
+        """The dehazed, stretched low-resolution copy, (N, 3, h, w) -> (N, 3, h, w)."""
+        a = dark_channel_airlight(x_lr, self.patch)[:, :, None, None]
+        t = self.transmission(x_lr, a[:, :, 0, 0])
+        j = ((x_lr - (1.0 - self.leave_haze * t) * a) / t).clamp(0.0, 1.0)
+        return display_stretch(j, *self.stretch)
+
+
 def soft_histograms(x: torch.Tensor, bins: int) -> torch.Tensor:
     """Whole-image soft histograms of R, G, B and the dark channel (the per-pixel minimum of R, G, B):
     (N, 3, H, W) in [0, 1] -> (N, 4 * bins), each histogram summing to 1 (triangular bins, differentiable)."""
@@ -561,3 +613,21 @@ def gf_can24_haze(
     """``gf-can24`` that learns a transmission map and inverts the haze imaging model with He et
     al.'s airlight (DehazeNet's structure): for dehazing operators (``dehaze-dc``, ``dehaze-nl``)."""
     return HazeGuidedFilterCAN(width=24, depth=depth, low_res=low_res, factor=factor, eps=eps, t_min=t_min, patch=patch)
+
+
+@register_model("gf-can24-haze-nl", task="image-to-image", traceable=False)
+def gf_can24_haze_nl(
+    *,
+    depth: int = 9,
+    low_res: int = 256,
+    factor: int = 4,
+    eps: float = 1e-4,
+    t_min: float = 0.1,
+    patch: int = 5,
+    leave_haze: float = 1.06,
+    stretch: tuple[float, float] = (0.005, 0.995),
+) -> StretchedHazeGuidedFilterCAN:
+    """``gf-can24-haze`` with Berman et al.'s leave-haze factor and display stretch: for ``dehaze-nl``."""
+    return StretchedHazeGuidedFilterCAN(
+        width=24, depth=depth, low_res=low_res, factor=factor, eps=eps, t_min=t_min, patch=patch, leave_haze=leave_haze, stretch=stretch
+    )

@@ -118,13 +118,14 @@ def _rtv_weights(s: np.ndarray, sigma: float, sharpness: float) -> tuple[np.ndar
     return wx, wy
 
 
-def _weighted_laplacian_solve(rhs: np.ndarray, wx: np.ndarray, wy: np.ndarray, lam: float) -> np.ndarray:
-    """Solve (Id + lam * L_w) u = rhs for every channel; L_w is the 4-neighbour Laplacian with edge weights.
+def _weighted_laplacian_solve(rhs: np.ndarray, wx: np.ndarray, wy: np.ndarray, lam: float, data: np.ndarray | None = None) -> np.ndarray:
+    """Solve (D + lam * L_w) u = rhs for every channel; L_w is the 4-neighbour Laplacian with edge weights.
 
     Args:
         rhs: (H, W, C).
         wx: (H, W) weight of the edge between (i, j) and (i, j+1).
         wy: (H, W) weight of the edge between (i, j) and (i+1, j).
+        data: (H, W) diagonal D of data-term weights (default: the identity).
     """
     import scipy.sparse as sp
     from scipy.sparse.linalg import splu
@@ -133,7 +134,13 @@ def _weighted_laplacian_solve(rhs: np.ndarray, wx: np.ndarray, wy: np.ndarray, l
     n = h * w
     ex = (lam * wx).ravel()  # edge p -- p+1
     ey = (lam * wy).ravel()  # edge p -- p+w
-    diag = 1.0 + ex + ey + np.concatenate([[0.0], ex[:-1]]) + np.concatenate([np.zeros(w), ey[:-w]])
+    diag = (
+        (1.0 if data is None else data.ravel().astype(np.float64))
+        + ex
+        + ey
+        + np.concatenate([[0.0], ex[:-1]])
+        + np.concatenate([np.zeros(w), ey[:-w]])
+    )
     a = sp.diags([diag, -ex[:-1], -ex[:-1], -ey[:-w], -ey[:-w]], [0, 1, -1, w, -w], shape=(n, n), format="csc")
     # the matrix is symmetric: a minimum-degree ordering of A + A^T gives about half the fill of COLAMD
     lu = splu(a, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
