@@ -183,6 +183,8 @@ python benchmarks/train_fip_weights.py --operators wls --model gf-can24-res --wo
 # photos at 768 (input 15.96 dB; as gf-can24-haze, without the stretch). Fine-tuned on whole photos
 # 30 epochs at lr 3e-4 (254 s, validation 22.06 -> 24.36 dB): +6.56 dB; 30 more at 2e-4 (267 s,
 # 24.76 dB): +6.61 dB (22.57 dB; worst photo -0.14, Infinite-Sea, whose strong colour change the
-# stretch of the low-resolution copy does not reach).
+# stretch of the low-resolution copy does not reach). Tried after it: 30 more at 1e-4 (validation 25.02
+# dB) gave +6.57 dB (worst -0.71): not kept. The stretch's limits read from the low-resolution copy are
+# not what limits it (38-46 dB from the full-resolution stretch on 4 test photos).
 python benchmarks/train_fip_weights.py --operators dehaze-nl --model gf-can24-haze-nl --work "$W" --wallpapers --epochs 30 --steps 100 --whole --init --lr 3e-4
 python benchmarks/train_fip_weights.py --operators dehaze-nl --model gf-can24-haze-nl --work "$W" --wallpapers --epochs 30 --steps 100 --whole --init --lr 2e-4
