@@ -234,3 +234,31 @@ def test_the_overfitted_model_encodes_with_a_budget_and_decodes_from_the_file_al
     assert main(["train", "--model", "overfit", "--work-dir", str(tmp_path / "w"), "--quality", "3", "--out", str(tmp_path / "w.st")]) == 2
     assert "nothing to train" in _err(capsys)
     assert main(["qualities", "--model", "overfit"]) == 0 and "quality 8:" in capsys.readouterr().out
+
+
+def test_encode_to_a_target_psnr_or_size_and_refuse_one_no_level_meets(photo: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    cpi, png = tmp_path / "t.cpi", tmp_path / "t.png"
+    assert main(["encode", str(photo), str(cpi), "--target-psnr", "29"]) == 0
+    line = capsys.readouterr().out
+    level, db = re.search(r"quality (\d+)", line), re.search(r"([\d.]+) dB", line)
+    assert level and db and float(db.group(1)) >= 29
+    assert main(["decode", str(cpi), str(png)]) == 0
+    ref = cv2.imread(str(photo)).astype(np.float64)
+    psnr = 10 * np.log10(255.0**2 / np.mean((cv2.imread(str(png)).astype(np.float64) - ref) ** 2))
+    assert psnr == pytest.approx(float(db.group(1)), abs=0.01)  # the reported PSNR is the decoded file's
+    size = cpi.stat().st_size
+    assert main(["encode", str(photo), str(tmp_path / "s.cpi"), "--target-size", str(size)]) == 0
+    assert (tmp_path / "s.cpi").stat().st_size <= size
+    capsys.readouterr()
+    for args, match in [
+        (["--target-psnr", "80"], "short of the target 80 dB"),
+        (["--target-size", "5"], "larger than the target 5 bytes"),
+        (["--target-psnr", "30", "--model", "overfit"], "give it --quality"),
+    ]:
+        assert main(["encode", str(photo), str(tmp_path / "x.cpi"), *args]) == 2
+        assert match in _err(capsys) and not (tmp_path / "x.cpi").exists()
+    with pytest.raises(SystemExit) as exc:  # a level and a target at once: a usage error
+        main(["encode", str(photo), str(tmp_path / "x.cpi"), "--quality", "2", "--target-psnr", "30"])
+    assert exc.value.code == 2 and not (tmp_path / "x.cpi").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from convpress.cli._common import check_output, subcommand_main
@@ -32,11 +33,30 @@ def register(sub: Any) -> None:
     cs = p.add_subparsers(dest="codec_command", metavar="ACTION", required=True)
 
     e = cs.add_parser(
-        "encode", help="compress an image into a .cpi file", epilog="example: convpress codec encode photo.png photo.cpi --quality 3"
+        "encode",
+        help="compress an image into a .cpi file",
+        epilog="examples: convpress codec encode photo.png photo.cpi --quality 3\n"
+        "          convpress codec encode photo.png photo.cpi --target-psnr 34 --effort 30\n"
+        "          convpress codec encode photo.png photo.cpi --target-size 40000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("input", help="image file (PNG, JPEG, TIFF, BMP, WebP; 8 or 16 bit; gray, RGB or RGBA)")
     e.add_argument("output", help="the .cpi file to write")
-    e.add_argument("--quality", "-q", type=int, required=True, help="quality level (see 'convpress codec qualities')")
+    level = e.add_mutually_exclusive_group(required=True)
+    level.add_argument("--quality", "-q", type=int, help="quality level (see 'convpress codec qualities')")
+    level.add_argument(
+        "--target-psnr",
+        type=float,
+        metavar="DB",
+        help="instead of a level: the lowest level whose file decodes to at least DB dB of PSNR on this image "
+        "(each level is tried and measured, as cwebp -psnr does)",
+    )
+    level.add_argument(
+        "--target-size",
+        type=int,
+        metavar="BYTES",
+        help="instead of a level: the highest level whose file takes at most BYTES bytes (as cwebp -size does)",
+    )
     e.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL", help=MODEL_HELP)
     e.add_argument(
         "--alpha",
@@ -158,6 +178,8 @@ def _encode(args: argparse.Namespace) -> int:
     if args.seconds is not None and not (args.seconds > 0 and math.isfinite(args.seconds)):
         raise ConfigError(f"--seconds must be a positive number, got {args.seconds}")
     out = check_output(args.output, force=args.force, inputs=[args.input])
+    if args.quality is None:
+        return _encode_to_target(args, out)
     model, meta = pretrained(args.quality, args.model)
     per_image = bool(getattr(model, "per_image", False))
     if args.seconds is not None and not per_image:
@@ -176,6 +198,41 @@ def _encode(args: argparse.Namespace) -> int:
     write_cpi(out, data, overwrite=args.force)
     h, w = x.shape[1:]
     print(f"wrote {out}: {len(data):,} bytes, {8 * len(data) / (h * w):.4f} bpp ({w}x{h}, quality {args.quality})")
+    return 0
+
+
+def _encode_to_target(args: argparse.Namespace, out: Path) -> int:
+    """``encode --target-psnr`` / ``--target-size``: the level chosen by measuring each."""
+    from convpress.codec.bitstream import DEFAULT_TILE, tile_grid, write_cpi
+    from convpress.codec.refine import on_iteration
+    from convpress.codec.target import encode_to_target
+    from convpress.codec.weights import available_qualities
+    from convpress.core.progress import progress_bar
+    from convpress.data.images import read_image
+
+    if args.seconds is not None:
+        raise ConfigError("--seconds bounds the fit of a per-image model, which takes --quality, not a target")
+    x = read_image(args.input, alpha=args.alpha)
+    tile = DEFAULT_TILE if args.tile is None else args.tile
+    # a step per level tried, and per refinement iteration of at most two refined files (a bound: the bar may end early)
+    steps = len(available_qualities(args.model)) + 2 * args.effort * len(tile_grid(int(x.shape[1]), int(x.shape[2]), tile))
+    with progress_bar(steps, "trying levels") as bar, on_iteration(bar.advance):
+        res = encode_to_target(
+            x,
+            psnr=args.target_psnr,
+            size=args.target_size,
+            model=args.model,
+            effort=args.effort,
+            tile=tile,
+            on_level=lambda _q: bar.advance(),
+        )
+    write_cpi(out, res.data, overwrite=args.force)
+    h, w = x.shape[1:]
+    refined = f", effort {res.effort}" if res.effort else (" (the refined file missed the target: unrefined)" if args.effort else "")
+    print(
+        f"wrote {out}: {len(res.data):,} bytes, {8 * len(res.data) / (h * w):.4f} bpp, {res.psnr:.2f} dB "
+        f"({w}x{h}, quality {res.quality}{refined})"
+    )
     return 0
 
 

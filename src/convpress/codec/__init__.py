@@ -7,7 +7,7 @@ Modules: :mod:`.gdn` (GDN/IGDN), :mod:`.entropy_models` (entropy bottleneck, Gau
 conditional; rANS through :mod:`convpress.core.rans`), :mod:`.fixedpoint` (integer-exact
 hyper-synthesis), :mod:`.models` (the registry :data:`CODEC_MODELS`, the protocol
 :class:`~.models.base.CodecModel`, one module per model), :mod:`.bitstream` (``.cpi``, generic
-over the registered models), :mod:`.weights`, :mod:`.train`, :mod:`.metrics`.
+over the registered models), :mod:`.target` (encode to a PSNR or size), :mod:`.weights`, :mod:`.train`, :mod:`.metrics`.
 
 The names below are loaded on first use, so ``import convpress.codec`` (and the command line's
 parser, which reads the model names) does not pay for PyTorch.
@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "build_model": "convpress.codec.models",
     "register_codec_model": "convpress.codec.models",
     "encode_image": "convpress.codec.bitstream",
+    "encode_to_target": "convpress.codec.target",
     "decode_image": "convpress.codec.bitstream",
     "read_cpi": "convpress.codec.bitstream",
     "write_cpi": "convpress.codec.bitstream",
@@ -61,4 +62,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         build_model,
         register_codec_model,
     )
+    from convpress.codec.target import encode_to_target
     from convpress.codec.weights import available_qualities, load_weights, pretrained, save_weights
