@@ -57,6 +57,30 @@ stages 1-3 below use the old numbers:
    of level 6 gives 30.5 dB on coffee and 34.8 dB on the dragonfly (level 7: 30.7 and 34.8), so
    higher levels need a wider model (N=64, M=96 now) trained for longer.
 
+7. (2026-12-05, nothing shipped) a wider model for the top levels (N=96, M=192: 6.3 MB in float16),
+   started from level 6 by ``--init hyperprior-q6.safetensors --n 96 --m 192`` (Net2Net-style
+   widening, :func:`convpress.codec.train.widened_state`: the same reconstruction and coded
+   latents at step 0), ``--wallpapers``, 256-px crops, batch 2, lr 2e-4. Measured on coffee and
+   the dragonfly (effort 0, unquantized transform in brackets); level 6 as shipped: 29.49 dB at
+   0.832 bpp (29.99) and 33.36 at 0.738 (34.65):
+
+   * level 7 (lambda 0.0483), 2000 steps: 29.76 at 0.977 (30.14) and 33.93 at 0.837 (34.90);
+     the narrow level 7 of stage 6 had reached 33.15 dB at 0.686 bpp on the 6 check photos, the
+     wide one 32.13 at 0.707 after 1000 steps: worse;
+   * level 9 (lambda 0.18), 2000 steps: 29.01 at 1.081 (29.25) and 32.54 at 0.928 (33.02):
+     more bits for less PSNR, the transform itself got worse;
+   * the new latent channels stayed unused: after 2000 steps 0.0-0.3% of them round to a
+     non-zero value (with zero weights into the old synthesis channels, and after that fix with
+     small ones); the new z channels cost about 0.035 bpp more (fresh entropy-model channels);
+   * controls, 1200 steps at level 6's own lambda: the widened model 29.05 / 32.90 dB, and the
+     narrow level 6 trained on (no widening, no wallpapers) 29.49 / 32.92: more steps at lr 2e-4
+     and batch 2 do not improve the shipped levels either (noise, not learning).
+
+   So the top levels need a wide model trained from scratch for long: started on 2026-12-05 as
+   ``--qualities 8 --base-steps 60000 --chunk 2000 --crop 256 --batch 2 --n 96 --m 192
+   --wallpapers`` (about 0.6 s per step on one core: many sessions; rerun the same command to
+   resume from its checkpoint, or under ``torchrun --nproc_per_node 2``).
+
 That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
 for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.
 """
