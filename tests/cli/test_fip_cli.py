@@ -57,6 +57,26 @@ def test_apply_network_and_reference(tmp_path: Path, photo: Path, weights: Path)
     assert np.abs(a.astype(int) - cv2.imread(str(photo)).astype(int)).mean() < 6
 
 
+def test_apply_reference_takes_operator_parameters_and_refuses_bad_ones(
+    tmp_path: Path, photo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    default, weak = tmp_path / "default.png", tmp_path / "weak.png"
+    assert main(["fip", "apply", "--operator", "rof", str(photo), str(default), "--reference"]) == 0
+    assert main(["fip", "apply", "--operator", "rof", str(photo), str(weak), "--reference", "--param", "weight=0.01"]) == 0
+    img = cv2.imread(str(photo)).astype(int)
+    # a weaker ROF weight stays closer to the input than the default
+    assert np.abs(cv2.imread(str(weak)).astype(int) - img).mean() < np.abs(cv2.imread(str(default)).astype(int) - img).mean()
+    capsys.readouterr()
+    bad = tmp_path / "bad.png"
+    for extra, message in [
+        (["--reference", "--param", "nosuch=1"], "has no parameter(s) nosuch"),
+        (["--reference", "--param", "weight"], "KEY=VALUE"),
+        (["--param", "weight=0.01"], "with --reference"),
+    ]:
+        assert main(["fip", "apply", "--operator", "rof", str(photo), str(bad), *extra]) == 2
+        assert message in _error(capsys) and not bad.exists()
+
+
 def test_apply_tiled_equals_untiled(tmp_path: Path, photo: Path, weights: Path) -> None:
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     assert main(["fip", "apply", "--operator", "rof", str(photo), str(a), "--weights", str(weights)]) == 0

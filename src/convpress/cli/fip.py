@@ -101,6 +101,14 @@ def register(sub: Any) -> None:
     a.add_argument("--weights", help="weights file (default: the shipped network of --operator)")
     a.add_argument("--reference", action="store_true", help="run the reference operator instead of the network")
     a.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --reference: an operator parameter other than its default, VALUE in JSON (e.g. leave_haze=1.0, "
+        "stretch=[0,1]); repeatable. A network imitates the parameters it was trained with",
+    )
+    a.add_argument(
         "--tile-rows",
         type=int,
         help="process the full-resolution part in strips of this many rows "
@@ -206,12 +214,18 @@ def _apply(args: argparse.Namespace) -> int:
     from convpress.fip.weights import load_network, shipped_weights, stale_warning
 
     op = get_operator(args.operator)
+    params = _params(args.param)
+    if params and not args.reference:
+        raise ConfigError(
+            "--param sets the reference operator's parameters (with --reference); a network imitates those it was trained with"
+        )
+    op.check_params(params)  # before the image is read
     out = check_output(args.output, force=args.force, inputs=[args.input])
     image = read_image(args.input)
     if args.reference:
         if min(image.shape[1:]) < op.min_size:
             raise ConfigError(f"{args.operator} needs images of at least {op.min_size}x{op.min_size} pixels")
-        result = run_reference(args.operator, image)
+        result = run_reference(args.operator, image, **params)
     else:
         path = args.weights or shipped_weights(args.operator)
         if path is None:

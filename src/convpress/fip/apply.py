@@ -24,6 +24,8 @@ out-of-memory crash.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -141,9 +143,14 @@ def _whole_image(model: nn.Module) -> str:
     return f"a {type(model).__name__} network"
 
 
-def run_reference(operator: str, image: torch.Tensor) -> torch.Tensor:
-    """Run reference operator ``operator`` on a (3, H, W) image; returns (3, H, W) float32."""
+def run_reference(operator: str, image: torch.Tensor, **params: Any) -> torch.Tensor:
+    """Run reference operator ``operator`` on a (3, H, W) image; returns (3, H, W) float32.
+
+    ``params`` override the operator's defaults (``convpress fip operators`` lists them); an
+    unknown name or an impossible value raises :class:`~convpress.core.errors.ConfigError`.
+    """
 
     op = get_operator(operator)
-    out = op(image.permute(1, 2, 0).numpy())
+    op.check_params(params)
+    out = op(image.permute(1, 2, 0).numpy(), **params)
     return torch.from_numpy(out).permute(2, 0, 1).contiguous()
