@@ -291,8 +291,9 @@ def test_haze_model_uses_he_et_als_airlight_and_inverts_the_haze_model() -> None
 
 def test_stretched_haze_model_leaves_haze_and_stretches_as_the_haze_line_operator() -> None:
     import numpy as np
+    import torch.nn.functional as F
 
-    from convpress.fip.operators.dehaze import _stretch
+    from convpress.fip.operators.dehaze import _stretch, airlight, dark_channel
     from convpress.models.can import StretchedHazeGuidedFilterCAN, dark_channel_airlight, display_stretch
 
     g = torch.Generator().manual_seed(1)
@@ -310,5 +311,14 @@ def test_stretched_haze_model_leaves_haze_and_stretches_as_the_haze_line_operato
         t = model.transmission(x, a[:, :, 0, 0])
         j = ((x - (1 - 1.06 * t) * a) / t).clamp(0, 1)
         torch.testing.assert_close(model.low_res_output(x), display_stretch(j, 0.005, 0.995), atol=1e-6, rtol=0)
+        # given the full image, the airlight is the operator's: He et al.'s on the full input, 15-pixel window
+        big = torch.rand(1, 3, 120, 160, generator=g) * 0.5
+        big[0, :, 5:40, 100:150] = 0.8 + 0.15 * torch.rand(3, 35, 50, generator=g)  # a hazy, grainy sky: its
+        # brightest pixels are brighter than the low-resolution copy's averages
+        small = F.interpolate(big, size=model.low_size(120, 160), mode="area")
+        img = big[0].permute(1, 2, 0).numpy()
+        full = torch.from_numpy(airlight(img, dark_channel(img, 15)))[None]
+        torch.testing.assert_close(model.low_res_from(big, small), model.low_res_output(small, full), atol=1e-6, rtol=0)
+        assert not torch.allclose(model.low_res_output(small, full), model.low_res_output(small), atol=1e-3)
     photo = torch.rand(3, 90, 70, generator=g)
     torch.testing.assert_close(apply_network(model, photo, tile_rows=13), apply_network(model, photo), atol=1e-6, rtol=0)

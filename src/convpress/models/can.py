@@ -243,7 +243,7 @@ class GuidedFilterCAN(nn.Module):
         """Low-resolution guided-filter coefficients (A, b), each (N, 3, h, w), for input (N, 3, H, W)."""
         h, w = self.low_size(x.shape[2], x.shape[3])
         x_lr = self.in_can_layout(F.interpolate(x, size=(h, w), mode="area"))
-        y_lr = self.low_res_output(x_lr)
+        y_lr = self.low_res_from(x, x_lr)
         g_lr = self.guidance(x_lr)
         r = self.radius
         mg, my = box_filter(g_lr, r), box_filter(y_lr, r)
@@ -267,6 +267,11 @@ class GuidedFilterCAN(nn.Module):
     def low_res_output(self, x_lr: torch.Tensor) -> torch.Tensor:
         """The CAN's output on the low-resolution copy, (N, 3, h, w) -> (N, 3, h, w)."""
         return self.can(x_lr)
+
+    def low_res_from(self, x: torch.Tensor, x_lr: torch.Tensor) -> torch.Tensor:
+        """The low-resolution output given the full input ``x`` (N, 3, H, W) as well as its copy
+        ``x_lr``: :meth:`low_res_output` unless a model needs a statistic of the full image."""
+        return self.low_res_output(x_lr)
 
     def guidance(self, x: torch.Tensor) -> torch.Tensor:
         """The guidance map g(x), (N, 3, H, W) -> (N, 3, H, W); two point-wise layers.
@@ -393,7 +398,10 @@ def dark_channel_airlight(x: torch.Tensor, patch: int = 5, top: float = 0.001) -
         n, _, h, w = x.shape
         pad = patch // 2
         low = x.amin(dim=1, keepdim=True)
-        dark = -F.max_pool2d(F.pad(-low, (pad, pad, pad, pad), mode="replicate"), patch, stride=1)  # (N, 1, H, W)
+        # a window minimum is separable: a column pass then a row pass (30 comparisons per pixel for
+        # patch 15 instead of 225; measured 0.22 s -> about 0.03 s at 1 MP)
+        padded = F.pad(-low, (pad, pad, pad, pad), mode="replicate")
+        dark = -F.max_pool2d(F.max_pool2d(padded, (patch, 1), stride=1), (1, patch), stride=1)  # (N, 1, H, W)
         k = max(1, int(h * w * top))
         idx = dark.reshape(n, -1).topk(k, dim=1).indices  # (N, k)
         cand = x.reshape(n, 3, -1).gather(2, idx[:, None].expand(-1, 3, -1))  # (N, 3, k)
@@ -475,19 +483,34 @@ class StretchedHazeGuidedFilterCAN(HazeGuidedFilterCAN):
     Args:
         leave_haze: the factor on t in the haze removed (the operator's 1.06).
         stretch: (low, high) quantiles of the display stretch (the operator's 0.5% and 99.5%).
+        full_patch: if > 0, the airlight comes from the full-resolution input with this
+            dark-channel window (the operator's 15) instead of from the low-resolution copy.
         **kwargs: as :class:`HazeGuidedFilterCAN`.
     """
 
-    def __init__(self, *, leave_haze: float = 1.06, stretch: tuple[float, float] = (0.005, 0.995), **kwargs: Any) -> None:
+    def __init__(
+        self, *, leave_haze: float = 1.06, stretch: tuple[float, float] = (0.005, 0.995), full_patch: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.leave_haze, self.stretch = leave_haze, (float(stretch[0]), float(stretch[1]))
+        self.full_patch = full_patch
 
-    def low_res_output(self, x_lr: torch.Tensor) -> torch.Tensor:
-        """The dehazed, stretched low-resolution copy, (N, 3, h, w) -> (N, 3, h, w)."""
-        a = dark_channel_airlight(x_lr, self.patch)[:, :, None, None]
+    def low_res_output(self, x_lr: torch.Tensor, airlight: torch.Tensor | None = None) -> torch.Tensor:
+        """The dehazed, stretched low-resolution copy, (N, 3, h, w) -> (N, 3, h, w), with the
+        airlight (N, 3) given or estimated on the copy."""
+        a = (dark_channel_airlight(x_lr, self.patch) if airlight is None else airlight)[:, :, None, None]
         t = self.transmission(x_lr, a[:, :, 0, 0])
         j = ((x_lr - (1.0 - self.leave_haze * t) * a) / t).clamp(0.0, 1.0)
         return display_stretch(j, *self.stretch)
+
+    def low_res_from(self, x: torch.Tensor, x_lr: torch.Tensor) -> torch.Tensor:
+        """As :meth:`low_res_output`, with the airlight estimated as the operator does, on the full
+        input with a ``full_patch`` window (the low-resolution copy's top 0.1% holds few pixels:
+        measured up to 0.30 apart on a test photo). The whole input is at hand here (tiling
+        splits only the guided filter's last step), so tiling stays exact."""
+        if self.full_patch:
+            return self.low_res_output(x_lr, dark_channel_airlight(x, self.full_patch))
+        return self.low_res_output(x_lr)
 
 
 def soft_histograms(x: torch.Tensor, bins: int) -> torch.Tensor:
@@ -626,8 +649,18 @@ def gf_can24_haze_nl(
     patch: int = 5,
     leave_haze: float = 1.06,
     stretch: tuple[float, float] = (0.005, 0.995),
+    full_patch: int = 15,
 ) -> StretchedHazeGuidedFilterCAN:
     """``gf-can24-haze`` with Berman et al.'s leave-haze factor and display stretch: for ``dehaze-nl``."""
     return StretchedHazeGuidedFilterCAN(
-        width=24, depth=depth, low_res=low_res, factor=factor, eps=eps, t_min=t_min, patch=patch, leave_haze=leave_haze, stretch=stretch
+        width=24,
+        depth=depth,
+        low_res=low_res,
+        factor=factor,
+        eps=eps,
+        t_min=t_min,
+        patch=patch,
+        leave_haze=leave_haze,
+        stretch=stretch,
+        full_patch=full_patch,
     )
