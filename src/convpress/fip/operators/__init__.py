@@ -15,7 +15,7 @@ wls            multiscale tone manipulation with WLS (Farbman et al. 2008)  own 
 detail         detail manipulation, local Laplacian filter (Paris 2011)     own (OpenCV)
 style          photographic style, local Laplacian (Aubry et al. 2014)      own (OpenCV)
 dehaze-dc      dark-channel dehazing (He et al. 2009) + guided filter       own (OpenCV)
-dehaze-nl      non-local dehazing with haze-lines (Berman et al. 2016)      own (NumPy)
+dehaze-nl      non-local dehazing with haze-lines (Berman et al. 2016)      own (SciPy)
 pencil         pencil drawing (Lu, Xu, Jia 2012)                            own (OpenCV)
 =============  ===========================================================  ============
 """
