@@ -52,8 +52,6 @@ OPENCV_PHOTOS = [
     "board.jpg",
     "ela_original.jpg",
 ]
-#: photographs among Debian's plasma and mate wallpapers (training only; the list lives in the package)
-WALLPAPER_PHOTOS = [str(p) for p in DEBIAN_TRAIN_WALLPAPERS]
 SETTINGS = {"epochs": 20, "steps": 100, "batch": 4, "crops": (192, 256, 320), "lr": 5e-4, "val_fraction": 0.15, "seed": 0}
 
 
@@ -61,7 +59,7 @@ def photos(upscale: int = 0, wallpapers: bool = False) -> list[tuple[str, object
     """Training photos; with ``upscale`` > 0, also a 2x bicubic enlargement of each photo whose long
     side is at most ``upscale`` (scale augmentation: soft, enlarged photos are common inputs, and
     an operator such as L0 smoothing behaves differently on them). With ``wallpapers``, also the
-    :data:`WALLPAPER_PHOTOS` that are installed, each at long side 1024 and as a 2x enlargement of
+    :data:`~convpress.data.photos.DEBIAN_TRAIN_WALLPAPERS` that are installed, each at long side 1024 and as a 2x enlargement of
     its 512 version (``apt-get install plasma-workspace-wallpapers mate-backgrounds``)."""
     import cv2
     import numpy as np
@@ -75,8 +73,8 @@ def photos(upscale: int = 0, wallpapers: bool = False) -> list[tuple[str, object
         if p.is_file():
             images.append((name, read_image(p).permute(1, 2, 0).numpy()))
     if wallpapers:
-        found = [Path(f) for f in WALLPAPER_PHOTOS if Path(f).is_file()]
-        print(f"{len(found)} of {len(WALLPAPER_PHOTOS)} wallpaper photos installed", flush=True)
+        found = [p for p in DEBIAN_TRAIN_WALLPAPERS if p.is_file()]
+        print(f"{len(found)} of {len(DEBIAN_TRAIN_WALLPAPERS)} wallpaper photos installed", flush=True)
         for p in found:
             img = read_image(p).permute(1, 2, 0).numpy()
             name = p.parents[2].name if "wallpapers" in p.parts else p.stem  # KDE: the wallpaper's folder
@@ -124,7 +122,9 @@ def main() -> None:
         help=f"crop sides (default: {SETTINGS['crops']}); gf-can24 runs its CAN on crops 4x smaller, so larger crops give it more context",
     )
     ap.add_argument("--batch", type=int, default=SETTINGS["batch"])
-    ap.add_argument("--wallpapers", action="store_true", help="also train on the photos among Debian's wallpapers (WALLPAPER_PHOTOS)")
+    ap.add_argument(
+        "--wallpapers", action="store_true", help="also train on the photos among Debian's wallpapers (DEBIAN_TRAIN_WALLPAPERS)"
+    )
     ap.add_argument("--rotate", action="store_true", help="rotate and reflect crops too (8 symmetries; operators that commute with them)")
     ap.add_argument("--only-pairs", action="store_true", help="build the pairs and stop (e.g. to build them in parallel processes)")
     ap.add_argument("--shard", type=int, nargs=2, metavar=("K", "N"), help="with --only-pairs: build only every N-th photo from the K-th")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from torch import Tensor
@@ -99,37 +100,36 @@ def encode_to_target(
     if not levels:
         raise ConfigError(f"no {model} weights are shipped, so there is no level to choose")
     ref = _to_u8(x)
-    tried: list[tuple[int, int, float]] = []
+
+    def meets(data: bytes, p: float) -> bool:
+        return p >= psnr if psnr is not None else len(data) <= cast(int, size)
+
     coded: dict[int, tuple[bytes, float]] = {}
-    for q in levels:  # rate and PSNR grow with the level, so the search stops at the first level past the target
+    for q in levels:  # rate and PSNR grow with the level: stop at the first level that meets a PSNR or overflows a size
         if on_level is not None:
             on_level(q)
         coded[q] = _encode(x, q, model, 0, tile, ref)
-        tried.append((q, len(coded[q][0]), coded[q][1]))
-        if psnr is not None and coded[q][1] >= psnr:
+        met = meets(*coded[q])
+        if (psnr is not None and met) or (size is not None and not met):
             break
-        if size is not None and len(coded[q][0]) > size:
-            break
-    if psnr is not None:
-        fits = [q for q, _, p in tried if p >= psnr]
-        if not fits:
-            q, n, p = tried[-1]
-            raise ConfigError(
-                f"the highest level ({q}) reaches {p:.2f} dB on this image ({n:,} bytes), short of the target "
-                f"{psnr:g} dB; ask for less, or use --quality {q}"
-            )
-        chosen = fits[0]
-        candidates = [c for c in (chosen - 1, chosen) if c in coded] if effort else []
-    else:
-        fits = [q for q, n, _ in tried if n <= size]  # type: ignore[operator]
-        if not fits:
-            q, n, p = tried[0]
-            raise ConfigError(f"the smallest file is {n:,} bytes (level {q}, {p:.2f} dB), larger than the target {size:,} bytes")
-        chosen = fits[-1]
-        candidates = [chosen] if effort else []
-    for c in candidates:  # refined files, kept only if they still meet the target
+    tried = [(q, len(data), p) for q, (data, p) in coded.items()]
+    fits = [q for q, coding in coded.items() if meets(*coding)]
+    if not fits and psnr is not None:
+        q, n, p = tried[-1]
+        raise ConfigError(
+            f"the highest level ({q}) reaches {p:.2f} dB on this image ({n:,} bytes), short of the target "
+            f"{psnr:g} dB; ask for less, or use --quality {q}"
+        )
+    if not fits:
+        q, n, p = tried[0]
+        raise ConfigError(f"the smallest file is {n:,} bytes (level {q}, {p:.2f} dB), larger than the target {size:,} bytes")
+    # the cheapest level that reaches the PSNR, or the best that fits the size; refined (for a PSNR
+    # target the level below it too, which refinement may lift over the target), kept only if it still meets it
+    chosen = fits[0] if psnr is not None else fits[-1]
+    below = levels[levels.index(chosen) - 1 : levels.index(chosen)] if psnr is not None else []
+    for c in [*below, chosen] if effort else []:
         data, p = _encode(x, c, model, effort, tile, ref)
-        if (psnr is not None and p >= psnr) or (size is not None and len(data) <= size):
+        if meets(data, p):
             return TargetResult(data, c, p, effort, tried)
     data, p = coded[chosen]
     return TargetResult(data, chosen, p, 0, tried)

@@ -146,9 +146,9 @@ def widened_state(narrow: CodecModel, n: int, m: int, *, seed: int = 0, new_late
     instead of from scratch (on this CPU, a model trained from scratch at a high rate is at
     18 dB after 600 steps). Every weight of ``narrow`` keeps its place; the new channels get a
     fresh model's initial weights from every input, and the weights from new channels into old
-    ones are 0 (but for the new latent channels, see below). So old channels compute exactly what they did, new channels are active (their
-    outgoing weights get gradients at once: no two zero parts in series), and the output, the
-    latents and their scales are unchanged. GDN couples no old channel to a new one. The new
+    ones are 0 (but for the new latent channels, see below). So old channels compute exactly what
+    they did, new channels are active (their outgoing weights get gradients at once: no two zero
+    parts in series), and the output, the latents and their scales are unchanged. GDN couples no old channel to a new one. The new
     channels of y and z get their incoming weights scaled by ``new_latent_gain`` so that they
     start near 0 and cost few bits; the new y channels reach the old synthesis channels through
     fresh weights scaled the same way, so their quantised value (0) leaves the decoded image
@@ -189,20 +189,19 @@ def widened_state(narrow: CodecModel, n: int, m: int, *, seed: int = 0, new_late
         d_out, d_in = dims
         if key.startswith(("g_a.6.", "h_a.4.")) and o.shape[d_out] < w.shape[d_out]:  # y and z: new channels start small
             w.narrow(d_out, o.shape[d_out], w.shape[d_out] - o.shape[d_out]).mul_(new_latent_gain)
-        if key == "g_s.0.weight" and d_in is not None and o.shape[d_in] < w.shape[d_in]:
-            # the new latent channels reach the old synthesis channels through small weights, not
-            # zeros: a new y channel starts below 0.5 (rounded to 0 when coded, so decoding is
-            # unchanged), and in training its noisy value would otherwise reach the image only
-            # through more zero weights, so neither side would learn (measured: after 2000 steps
-            # every new channel still rounded to 0)
+        if d_in is not None and o.shape[d_in] < w.shape[d_in]:
             new_to_old = w.narrow(d_in, o.shape[d_in], w.shape[d_in] - o.shape[d_in]).narrow(d_out, 0, o.shape[d_out])
-            new_to_old.mul_(new_latent_gain)
-        elif d_in is not None and o.shape[d_in] < w.shape[d_in]:
-            if "gamma" in key:  # GDN's gamma is stored reparametrised: take the fresh off-diagonal value (a zero)
-                zero = fresh.detach()[0, 1]
-                w.narrow(d_in, o.shape[d_in], w.shape[d_in] - o.shape[d_in]).narrow(d_out, 0, o.shape[d_out]).fill_(zero)
+            if key == "g_s.0.weight":
+                # the new latent channels reach the old synthesis channels through small weights, not
+                # zeros: a new y channel starts below 0.5 (rounded to 0 when coded, so decoding is
+                # unchanged), and in training its noisy value would otherwise reach the image only
+                # through more zero weights, so neither side would learn (measured: after 2000 steps
+                # every new channel still rounded to 0)
+                new_to_old.mul_(new_latent_gain)
+            elif "gamma" in key:  # GDN's gamma is stored reparametrised: the fresh off-diagonal value is a zero
+                new_to_old.fill_(fresh.detach()[0, 1])
             else:
-                w.narrow(d_in, o.shape[d_in], w.shape[d_in] - o.shape[d_in]).narrow(d_out, 0, o.shape[d_out]).zero_()
+                new_to_old.zero_()
         region = w
         for d, size in enumerate(o.shape):
             region = region.narrow(d, 0, size)

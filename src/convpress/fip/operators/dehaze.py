@@ -103,13 +103,9 @@ def _reliable_wls(t: np.ndarray, weight: np.ndarray, guide: np.ndarray, lam: flo
     the top row is unreliable (w < 0.6) it is tied, with weight 0.8, to the minimum of t in its
     column (a boundary condition for the sky, which haze-lines rarely cover).
     """
-    from convpress.fip.operators.smoothing import _weighted_laplacian_solve
+    from convpress.fip.operators.smoothing import _gradient_edge_weights, _weighted_laplacian_solve
 
-    g = guide.astype(np.float64)
-    wx = 1.0 / (np.diff(g, axis=1, append=g[:, -1:]) ** 2 + 1e-5)
-    wy = 1.0 / (np.diff(g, axis=0, append=g[-1:, :]) ** 2 + 1e-5)
-    wx[:, -1] = 0.0
-    wy[-1, :] = 0.0
+    wx, wy = _gradient_edge_weights(guide, 2.0, 1e-5)
     w = weight.astype(np.float64) - weight.min()
     w = w / (w.max() + 1e-5)
     t = t.astype(np.float64).copy()

@@ -118,6 +118,17 @@ def _rtv_weights(s: np.ndarray, sigma: float, sharpness: float) -> tuple[np.ndar
     return wx, wy
 
 
+def _gradient_edge_weights(g: np.ndarray, alpha: float, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Edge weights 1 / (|g_q - g_p|^alpha + eps) of an (H, W) guide's 4-neighbour grid, as
+    (wx, wy) for :func:`_weighted_laplacian_solve`; 0 past the last column and row (no edge)."""
+    g = g.astype(np.float64)
+    wx = 1.0 / (np.abs(np.diff(g, axis=1, append=g[:, -1:])) ** alpha + eps)
+    wy = 1.0 / (np.abs(np.diff(g, axis=0, append=g[-1:, :])) ** alpha + eps)
+    wx[:, -1] = 0.0
+    wy[-1, :] = 0.0
+    return wx, wy
+
+
 def _weighted_laplacian_solve(rhs: np.ndarray, wx: np.ndarray, wy: np.ndarray, lam: float, data: np.ndarray | None = None) -> np.ndarray:
     """Solve (D + lam * L_w) u = rhs for every channel; L_w is the 4-neighbour Laplacian with edge weights.
 

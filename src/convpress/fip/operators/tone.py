@@ -9,7 +9,7 @@ import numpy as np
 from convpress.core.errors import ConfigError
 from convpress.fip.operators import register_operator
 from convpress.fip.operators._common import luminance, with_luminance
-from convpress.fip.operators.smoothing import _weighted_laplacian_solve
+from convpress.fip.operators.smoothing import _gradient_edge_weights, _weighted_laplacian_solve
 
 __all__ = ["wls_filter", "wls_tone", "local_laplacian", "detail", "style"]
 
@@ -20,13 +20,7 @@ def wls_filter(lum: np.ndarray, lam: float, alpha: float = 1.2, eps: float = 1e-
     Solves (Id + lam * L_g) u = g where L_g has edge weights 1 / (|d log(g + 1e-4)|^alpha + eps)
     (Farbman's ``wlsFilter.m``: ``eps`` is its ``smallNum``; its log adds the machine epsilon).
     """
-    logl = np.log(lum.astype(np.float64) + 1e-4)
-    dx = np.diff(logl, axis=1, append=logl[:, -1:])
-    dy = np.diff(logl, axis=0, append=logl[-1:, :])
-    wx = 1.0 / (np.abs(dx) ** alpha + eps)
-    wy = 1.0 / (np.abs(dy) ** alpha + eps)
-    wx[:, -1] = 0.0
-    wy[-1, :] = 0.0
+    wx, wy = _gradient_edge_weights(np.log(lum.astype(np.float64) + 1e-4), alpha, eps)
     return _weighted_laplacian_solve(lum[:, :, None].astype(np.float64), wx, wy, lam)[:, :, 0]
 
 
