@@ -196,3 +196,11 @@ python benchmarks/train_fip_weights.py --operators dehaze-nl --model gf-can24-ha
 # wls: 24 more epochs of M's network at lr 1e-4 (505 s, validation 28.92 -> 29.30 dB): +6.71 dB
 # (27.64 dB; worst photo +2.57), shipped.
 python benchmarks/train_fip_weights.py --operators wls --model gf-can24-res --work "$W" --wallpapers --epochs 24 --init --lr 1e-4 --crops 320 448 512 --batch 2
+# P (2026-12-05, fifteenth session) detail version 2: Paris et al.'s noise guard (differences below 1% are
+# not boosted, the full |d|^0.25 from 2%), which removes the posterised patches that the bare curve drew
+# wherever the luminance sat near one of the fast filter's 12 reference levels (noise of std 0.003 came
+# out 20x larger there). New pairs (146, 7 s). The shipped lap-remap of D, fine-tuned 12 epochs of 400
+# steps at lr 3e-4 (267 s single-threaded; validation 41.41 -> 43.94 dB). Held-out (fip_weights_check.py,
+# 17 photos at long side 768): input 27.89 dB; the old network 28.50 (+0.61); the new one 42.43 dB
+# (+14.54, worst photo +10.31), shipped.
+python benchmarks/train_fip_weights.py --operators detail --model lap-remap --work "$W" --wallpapers --epochs 12 --steps 400 --crops 256 384 512 --batch 2 --init --lr 3e-4

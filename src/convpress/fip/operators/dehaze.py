@@ -47,6 +47,13 @@ def dehaze_dark_channel(
 ) -> np.ndarray:
     """Dark channel prior: t = 1 - omega * dark(I / A), refined by a guided filter (instead of soft matting).
 
+    As He et al. (CVPR 2009): a 15-pixel dark channel, omega 0.95, t bounded below by 0.1, and the
+    atmospheric light A the brightest input pixel among the 0.1% haziest of the dark channel
+    (:func:`airlight`). Simplification: the soft-matting refinement of t is replaced by the same
+    authors' guided filter (ECCV 2010), guided by the grey input; its radius 30 and eps 1e-3 are
+    our choice for photos of about 768 pixels (the papers give no setting for that size), and the
+    radius is capped at a quarter of the shorter side.
+
     Args:
         image: (H, W, 3) float32 in [0, 1].
         patch: side of the dark-channel window (15 in the paper).
