@@ -87,21 +87,32 @@ def _vs_webp(webp: Curve, bpp: float, psnr: float) -> str:
     return f"{100 * (bpp / math.exp(log_rate) - 1):+.1f}% bits vs WebP"
 
 
+def _folder_model(folder: str) -> str:
+    """The codec model whose ``MODEL-qN.safetensors`` files ``folder`` holds (exactly one)."""
+    from pathlib import Path
+
+    names = {f.name.rsplit("-q", 1)[0] for f in Path(folder).glob("*-q*.safetensors")}
+    if len(names) != 1:
+        raise SystemExit(f"{folder}: expected the weights of one model (MODEL-qN.safetensors), found {sorted(names) or 'none'}")
+    return names.pop()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", help="weights folders; the first is the reference")
-    p.add_argument("--model", default="hyperprior", help="model name in the weights file names")
+    p.add_argument("--model", help="model name in the weights file names (default: each folder's, e.g. hyperprior or meanscale)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     photos = held_out_photos(long_side=768)
     images = {n: np.round(photos[n].permute(1, 2, 0).numpy() * 255).astype(np.uint8) for n in PHOTOS}
     webp = webp_curve(images)
-    curves = {f: model_curve(f, images, args.model) for f in args.folders}
+    models = {f: args.model or _folder_model(f) for f in args.folders}
+    curves = {f: model_curve(f, images, models[f]) for f in args.folders}
     print("webp: " + " ".join(f"{b:.3f}/{q:.2f}" for b, q in webp) + " (bpp/dB)")
     for f, c in curves.items():
         pts = " ".join(f"{b:.3f}/{q:.2f}" for b, q in c)
         print(f"{f}: {pts} (bpp/dB) | BD-rate vs WebP {_bd(webp, c)}")
-        for q, (b, psnr) in zip(available_qualities(args.model, f), c, strict=True):
+        for q, (b, psnr) in zip(available_qualities(models[f], f), c, strict=True):
             print(f"  level {q}: {b:.3f} bpp, {psnr:.2f} dB: {_vs_webp(webp, b, psnr)}")
     first = args.folders[0]
     for f in args.folders[1:]:

@@ -293,6 +293,9 @@ def train_codec(
     if init is not None:
         fresh = set(model.load_state_dict(init, strict=False).missing_keys)
     model.mixed_quantization = cfg.mixed_quantization
+    # channels-last convolutions: a training step of N=96, M=192 on two 256-pixel crops took 0.29 s
+    # against 0.35 s with two threads (0.54 s either way with one), measured 2026-12-05
+    model.to(memory_format=torch.channels_last)
     named = list(model.named_parameters())
     groups: list[dict[str, Any]] = [{"params": [p for k, p in named if k not in fresh]}]
     if any(k in fresh for k, _ in named):
@@ -321,6 +324,7 @@ def train_codec(
 
     def loss(net: torch.nn.Module, step_index: int, step: Step) -> Tensor:
         x = step.share(random_batch(images, cfg.batch, cfg.crop, _batch_generator(cfg, step.index)))
+        x = x.contiguous(memory_format=torch.channels_last)
         with per_sample_noise([step_generator(cfg.seed, step.index, i) for i in range(rank, cfg.batch, size)]):
             value, bpp, mse = rd_loss(net(x), x, cfg.lmbda)
         acc["bpp"] += bpp.item()
