@@ -278,7 +278,12 @@ def style(image: np.ndarray, *, contrast: float = 6.0, sigma_r: float = 0.15, al
     code ("does not include the color transfer") and CQFIO's style network work on grey images
     and output grey, with a model photograph's tone and texture; ours keeps desaturated colour
     and a fixed parametric tone curve (an audit against CQFIO's network: 11.6 dB apart; grey
-    output alone did not bring them closer, the tone curve differs too).
+    output alone did not bring them closer, the tone curve differs too). Aubry et al.'s algorithm as
+    their demo runs it (grey; histogram match to a model photograph, here scikit-image's ``camera``;
+    four rounds of a local Laplacian remap that transfers the model's gradient histogram) was tried
+    on 2026-12-05 and not adopted: matching the narrow histogram of an 8-bit sky to a model's broad
+    one stretches each grey level into a visible band and dithers the sky into noise (the Bridge
+    test photo), with or without Paris et al.'s noise guard on the gradient transfer.
 
     Args:
         image: (H, W, 3) float32 in [0, 1].
