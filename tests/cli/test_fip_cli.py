@@ -72,6 +72,8 @@ def test_apply_reference_takes_operator_parameters_and_refuses_bad_ones(
         (["--reference", "--param", "nosuch=1"], "has no parameter(s) nosuch"),
         (["--reference", "--param", "weight"], "KEY=VALUE"),
         (["--param", "weight=0.01"], "with --reference"),
+        (["--reference", "--param", 'weight="strong"'], "rof: weight must be a number, got 'strong'"),
+        (["--reference", "--param", "weight=NaN"], "rof: weight must be a finite number"),
     ]:
         assert main(["fip", "apply", "--operator", "rof", str(photo), str(bad), *extra]) == 2
         assert message in _error(capsys) and not bad.exists()
@@ -249,7 +251,11 @@ def test_pairs_with_operator_parameters_and_train_records_them(tmp_path: Path, p
 
 @pytest.mark.parametrize(
     ("param", "message"),
-    [("nolam=1", "operator l0 has no parameter(s) nolam"), ("lam", "--param takes KEY=VALUE, got 'lam'")],
+    [
+        ("nolam=1", "operator l0 has no parameter(s) nolam"),
+        ("lam", "--param takes KEY=VALUE, got 'lam'"),
+        ("kappa=[2]", "l0: kappa must be a number, got [2]"),
+    ],
 )
 def test_pairs_refuse_a_bad_parameter_before_any_work(tmp_path: Path, param: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     cache = tmp_path / "cache"

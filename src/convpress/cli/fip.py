@@ -135,7 +135,7 @@ def _pairs(args: argparse.Namespace) -> int:
 
     op = get_operator(args.operator)
     params = _params(args.param)
-    op.check_params(params)  # before the photos are read
+    params = op.check_params(params)  # before the photos are read
     images = training_photos(args.folder)
     pairs = build_pairs(images, args.operator, args.cache, sizes=args.sizes, params=params, progress=not args.no_progress)
     print(f"{len(pairs)} pairs for {args.operator} in {args.cache}/{args.operator}")
@@ -219,7 +219,7 @@ def _apply(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--param sets the reference operator's parameters (with --reference); a network imitates those it was trained with"
         )
-    op.check_params(params)  # before the image is read
+    params = op.check_params(params)  # before the image is read
     out = check_output(args.output, force=args.force, inputs=[args.input])
     image = read_image(args.input)
     if args.reference:

@@ -22,6 +22,8 @@ pencil         pencil drawing (Lu, Xu, Jia 2012)                            own 
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,21 +68,45 @@ class Operator:
             tag["version"] = self.version
         return json.dumps(tag, sort_keys=True, default=str)
 
-    def check_params(self, params: dict[str, Any]) -> None:
-        """Refuse parameter names the operator does not have (values are checked by the operator itself).
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Refuse parameter names the operator does not have, and values of the wrong kind for their
+        default: a number where the default is a number (finite; whole where the default is an
+        integer), true or false where it is a boolean, a list where it is a tuple. Ranges are
+        checked by the operator itself.
+
+        Returns:
+            ``params`` with whole-number floats for integer defaults turned into ints (40.0 -> 40).
 
         Raises:
-            ConfigError: naming the unknown parameters and the known ones.
+            ConfigError: one line naming the operator, the parameter and what it needs.
         """
         unknown = set(params) - set(self.params)
         if unknown:
             raise ConfigError(
                 f"operator {self.name} has no parameter(s) {', '.join(sorted(unknown))} (known: {', '.join(self.params) or 'none'})"
             )
+        out = dict(params)
+        for key, value in params.items():
+            default = self.params[key]
+            if isinstance(default, bool):
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ConfigError(f"{self.name}: {key} must be true or false, got {value!r}")
+            elif isinstance(default, numbers.Real):
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                    raise ConfigError(f"{self.name}: {key} must be a number, got {value!r}")
+                if not math.isfinite(value):
+                    raise ConfigError(f"{self.name}: {key} must be a finite number, got {value!r}")
+                if isinstance(default, numbers.Integral):
+                    if not float(value).is_integer():
+                        raise ConfigError(f"{self.name}: {key} must be a whole number, got {value!r}")
+                    out[key] = int(float(value))
+            elif isinstance(default, (tuple, list)) and not isinstance(value, (tuple, list)):
+                raise ConfigError(f"{self.name}: {key} must be a list like {list(default)!r}, got {value!r}")
+        return out
 
     def __call__(self, image: np.ndarray, **params: Any) -> np.ndarray:
         image = check_image(image, min_size=self.min_size, name=self.name)
-        self.check_params(params)
+        params = self.check_params(params)
         out = self.fn(image, **{**self.params, **params})
         return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
 
