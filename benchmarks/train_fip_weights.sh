@@ -204,3 +204,11 @@ python benchmarks/train_fip_weights.py --operators wls --model gf-can24-res --wo
 # 17 photos at long side 768): input 27.89 dB; the old network 28.50 (+0.61); the new one 42.43 dB
 # (+14.54, worst photo +10.31), shipped.
 python benchmarks/train_fip_weights.py --operators detail --model lap-remap --work "$W" --wallpapers --epochs 12 --steps 400 --crops 256 384 512 --batch 2 --init --lr 3e-4
+# Q (2026-12-05, fifteenth session) rtv, whose network (A) was the oldest: trained on 54 pairs before the
+# opencv-doc photos and wallpapers were added. New pairs of the 74 training photos at 384 and 512 (146,
+# 522 s single-threaded). From A's network: 16 epochs at lr 3e-4, crops up to 512, batch 2 (189 s):
+# held-out (17 photos at 768) +6.19 -> +6.48 dB; 30 more epochs at 2e-4 (349 s): +6.33, not kept; instead
+# 20 whole-photo epochs at 2e-4 from the 16-epoch network (227 s): 34.39 dB, +6.51 dB (worst photo
+# +3.20), shipped.
+python benchmarks/train_fip_weights.py --operators rtv --work "$W" --wallpapers --epochs 16 --crops 320 448 512 --batch 2 --init --lr 3e-4
+python benchmarks/train_fip_weights.py --operators rtv --work "$W" --wallpapers --epochs 20 --steps 100 --whole --init --lr 2e-4
