@@ -106,7 +106,8 @@ def test_gradients_reach_every_parameter() -> None:
 
 def test_reference_curves_reproduce_the_detail_operator() -> None:
     """A floor on what the structure can express: the reference's own remapping curves written into
-    the tables reproduce ``detail`` far above its input (39.9 dB on a test photo; input 24.8 dB)."""
+    the tables reproduce ``detail`` far above its input (version 2, with its noise guard: 44.1 dB on this
+    crop, input 26.7 dB)."""
     from convpress.data.photos import bundled_photo
     from convpress.fip.apply import apply_network, run_reference
     from convpress.fip.operators.tone import _remap
@@ -117,7 +118,9 @@ def test_reference_curves_reproduce_the_detail_operator() -> None:
     model = create_model("lap-remap")
     knots = np.linspace(0.0, 1.0, model.knots, dtype=np.float32)
     levels = np.linspace(0.0, 1.0, model.remaps)
-    curves = torch.stack([torch.from_numpy(_remap(knots, float(g), 0.2, 0.25, 1.0)) for g in levels])  # (K, knots)
+    curves = torch.stack(
+        [torch.from_numpy(_remap(knots, float(g), 0.2, 0.25, 1.0, 0.01)) for g in levels]
+    )  # (K, knots), with the noise guard
     y = torch.from_numpy(knots).view(1, 1, 1, -1)
     top = (hat_weights(y, model.remaps)[0, :, 0] * curves).sum(0)  # F(y) = sum_k hat_k(y) R_k(y)
     with torch.no_grad():
