@@ -27,9 +27,9 @@ def curve(image: torch.Tensor) -> list[tuple[int, int, float]]:
 
 def _psnr(data: bytes, image: torch.Tensor) -> float:
     from convpress.codec.metrics import psnr
-    from convpress.codec.target import _to_u8
+    from convpress.data.images import to_uint8
 
-    return psnr(_to_u8(decode_image(data)[0]), _to_u8(image))
+    return psnr(to_uint8(decode_image(data)[0]), to_uint8(image))
 
 
 def test_the_levels_grow_in_rate_and_psnr_so_a_search_can_stop_early(curve: list[tuple[int, int, float]]) -> None:

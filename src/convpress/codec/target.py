@@ -27,6 +27,7 @@ from convpress.codec.metrics import psnr as psnr_u8
 from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL
 from convpress.codec.weights import available_qualities, pretrained
 from convpress.core.errors import ConfigError
+from convpress.data.images import to_uint8
 
 __all__ = ["TargetResult", "encode_to_target"]
 
@@ -50,15 +51,11 @@ class TargetResult:
     tried: list[tuple[int, int, float]] = field(default_factory=list)
 
 
-def _to_u8(x: Tensor) -> np.ndarray:
-    return np.round(x.detach().float().clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).astype(np.uint8)
-
-
 def _encode(x: Tensor, quality: int, model: str, effort: int, tile: int, ref: np.ndarray) -> tuple[bytes, float]:
     net, meta = pretrained(quality, model)
     data = encode_image(x, net, quality=quality, weights_id=meta["weights_id"], tile=tile, effort=effort)
     decoded, _ = decode_image(data)
-    return data, psnr_u8(_to_u8(decoded), ref)
+    return data, psnr_u8(to_uint8(decoded), ref)
 
 
 def encode_to_target(
@@ -99,7 +96,7 @@ def encode_to_target(
     levels = available_qualities(model)
     if not levels:
         raise ConfigError(f"no {model} weights are shipped, so there is no level to choose")
-    ref = _to_u8(x)
+    ref = to_uint8(x)
 
     def meets(data: bytes, p: float) -> bool:
         return p >= psnr if psnr is not None else len(data) <= cast(int, size)

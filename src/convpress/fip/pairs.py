@@ -92,8 +92,7 @@ def build_pairs(
     """
 
     op = get_operator(operator)
-    params = dict(params or {})
-    params = op.check_params(params)  # before any folder is made or any pair computed
+    params = op.check_params(params or {})  # before any folder is made or any pair computed
     if not sizes or min(sizes) < op.min_size:
         raise ConfigError(f"pair sizes must be at least {op.min_size} pixels, got {list(sizes)}")
     root = Path(cache) / operator

@@ -202,20 +202,26 @@ def local_laplacian(
     return res
 
 
-def _check_llf(op: str, sigma_r: float, alpha: float, beta: float, noise: float = 0.0) -> None:
-    """One ConfigError line for local Laplacian settings that cannot filter."""
-    vals = (sigma_r, alpha, beta, noise)
+def _check_llf(op: str, **values: float) -> None:
+    """One ConfigError line for local Laplacian settings that cannot filter: ``values`` holds
+    ``sigma_r`` and ``alpha``, and ``beta`` and ``noise`` where the operator has them (only those
+    given are named in the message)."""
+    names = list(values)
+
+    def listed(items: list[str]) -> str:
+        return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
     try:
-        finite = all(math.isfinite(float(v)) for v in vals)
+        finite = all(math.isfinite(float(v)) for v in values.values())
     except (TypeError, ValueError):
         finite = False
     if not finite:
-        raise ConfigError(f"{op}: sigma_r, alpha, beta and noise must be finite numbers; got {vals}")
+        raise ConfigError(f"{op}: {listed(names)} must be finite numbers; got {tuple(values.values())}")
+    sigma_r, alpha, beta, noise = values["sigma_r"], values["alpha"], values.get("beta", 1.0), values.get("noise", 0.0)
     if sigma_r <= 0 or alpha <= 0 or beta < 0 or noise < 0 or 2 * noise >= sigma_r:
-        raise ConfigError(
-            f"{op}: need sigma_r > 0, alpha > 0, beta >= 0 and 0 <= noise < sigma_r / 2; "
-            f"got sigma_r={sigma_r}, alpha={alpha}, beta={beta}, noise={noise}"
-        )
+        rules = {"sigma_r": "sigma_r > 0", "alpha": "alpha > 0", "beta": "beta >= 0", "noise": "0 <= noise < sigma_r / 2"}
+        got = ", ".join(f"{k}={v}" for k, v in values.items())
+        raise ConfigError(f"{op}: need {listed([rules[k] for k in names])}; got {got}")
 
 
 @register_operator(
@@ -252,7 +258,7 @@ def detail(image: np.ndarray, *, sigma_r: float = 0.2, alpha: float = 0.25, beta
     Returns:
         (H, W, 3) float32.
     """
-    _check_llf("detail", sigma_r, alpha, beta, noise)
+    _check_llf("detail", sigma_r=sigma_r, alpha=alpha, beta=beta, noise=noise)
     lum = luminance(image)
     out = local_laplacian(lum, sigma_r=sigma_r, alpha=alpha, beta=beta, noise=noise)
     return with_luminance(image, lum, np.clip(out, 0, 1))
@@ -295,7 +301,7 @@ def style(image: np.ndarray, *, contrast: float = 6.0, sigma_r: float = 0.15, al
     Returns:
         (H, W, 3) float32.
     """
-    _check_llf("style", sigma_r, alpha, 1.0)
+    _check_llf("style", sigma_r=sigma_r, alpha=alpha)
     if not (math.isfinite(contrast) and contrast > 0 and math.isfinite(saturation) and saturation >= 0):
         raise ConfigError(f"style: need contrast > 0 and saturation >= 0; got contrast={contrast}, saturation={saturation}")
     lum = luminance(image)
