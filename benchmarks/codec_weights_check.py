@@ -1,7 +1,7 @@
 """Quick check of codec weights while training them: rate-distortion on 6 held-out photos.
 
 Encodes the 6 photos (long side 768, never trained on) with every level of each weights
-folder given (files ``hyperprior-q*.safetensors``; effort 0, real files through
+folder given (files ``MODEL-q*.safetensors``, or a variable-rate model's ``MODEL.safetensors``; effort 0, real files through
 ``compress``/``decompress``), and with WebP (Pillow, ``method=6``) in the same run, then prints
 each folder's curve and its BD-rate (PSNR on 8-bit pixels, PCHIP) against WebP and against the
 first folder. A few minutes on one core, where ``convpress bench codec`` takes most of an hour;
@@ -13,9 +13,12 @@ the bench stays the reference for published figures.
 from __future__ import annotations
 
 import argparse
+import copy
 import io
+import json
 import math
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -23,6 +26,7 @@ from PIL import Image
 
 from convpress.codec.bitstream import pad_image
 from convpress.codec.metrics import bd_rate
+from convpress.codec.models import CODEC_MODELS, CodecModel
 from convpress.codec.weights import available_qualities, load_weights
 from convpress.data.photos import held_out_photos
 
@@ -39,9 +43,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def model_curve(folder: str, images: dict[str, np.ndarray], model: str = "hyperprior") -> Curve:
     """Mean (bpp, PSNR) over ``images`` (H, W, 3) uint8 of each level in ``folder``, lowest first."""
     points = []
-    for q in available_qualities(model, folder):
-        net, _ = load_weights(f"{folder}/{model}-q{q}.safetensors")
-        net.eval()
+    for _, net in _level_models(folder, model):
         bpp, psnr = [], []
         for img in images.values():
             x = torch.from_numpy(img).permute(2, 0, 1).float() / 255  # (3, H, W)
@@ -54,6 +56,20 @@ def model_curve(folder: str, images: dict[str, np.ndarray], model: str = "hyperp
             psnr.append(_psnr(out, img))
         points.append((sum(bpp) / len(bpp), sum(psnr) / len(psnr)))
     return points
+
+
+def _level_models(folder: str, model: str) -> Iterator[tuple[int, CodecModel]]:
+    """(quality, model in eval mode) of each level in ``folder``, lowest first: one file per level,
+    or a variable-rate model's one file ``MODEL.safetensors`` set to each of its levels."""
+    if getattr(CODEC_MODELS.get(model), "variable_rate", False):
+        base, meta = load_weights(f"{folder}/{model}.safetensors")
+        for level, q in enumerate(json.loads(meta["levels"])):
+            net = copy.copy(base)
+            net.set_level(level)  # type: ignore[operator]
+            yield int(q), net
+        return
+    for q in available_qualities(model, folder):
+        yield q, load_weights(f"{folder}/{model}-q{q}.safetensors")[0]
 
 
 def webp_curve(images: dict[str, np.ndarray]) -> Curve:
@@ -92,8 +108,16 @@ def _folder_model(folder: str) -> str:
     from pathlib import Path
 
     names = {f.name.rsplit("-q", 1)[0] for f in Path(folder).glob("*-q*.safetensors")}
+    names |= {
+        n
+        for n in CODEC_MODELS.names()
+        if getattr(CODEC_MODELS.get(n), "variable_rate", False) and (Path(folder) / f"{n}.safetensors").is_file()
+    }
     if len(names) != 1:
-        raise SystemExit(f"{folder}: expected the weights of one model (MODEL-qN.safetensors), found {sorted(names) or 'none'}")
+        raise SystemExit(
+            f"{folder}: expected the weights of one model (MODEL-qN.safetensors, or a variable-rate MODEL.safetensors), "
+            f"found {sorted(names) or 'none'}"
+        )
     return names.pop()
 
 

@@ -103,12 +103,14 @@ for hundreds of thousands of steps); the codec's advantage over JPEG lies at the
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL
+from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel
 from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, train_codec, training_images
 from convpress.codec.weights import WEIGHTS_DIR, save_weights
 from convpress.core.distributed import is_main
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         from convpress.codec.weights import load_weights
 
         start = load_weights(args.init)[0]
+        init_lmbda = start.lmbda
         if start.config != {"N": args.n, "M": args.m}:  # a wider model starts as this one (Net2Net-style widening)
             from convpress.codec.train import widened_state
 
@@ -191,43 +194,85 @@ def main(argv: list[str] | None = None) -> int:
             print(f"widened {Path(args.init).name} from N={start.config['N']}, M={start.config['M']} to N={args.n}, M={args.m}", flush=True)
         else:
             init = start.state_dict()
+    if getattr(CODEC_MODELS.get(args.model), "variable_rate", False):
+        return _train_variable_rate(args, images, sorted(qualities), init, init_lmbda if args.init else None)
     for i, q in enumerate(qualities):
         base = i == 0 and init is None
-        cfg = CodecTrainConfig(
-            model=args.model,
-            n=args.n,
-            m=args.m,
-            crop=args.crop,
-            batch=args.batch,
-            lmbda=QUALITY_LAMBDAS[q],
-            steps=args.base_steps if base else args.finetune_steps,
-            lr=5e-4 if base else args.finetune_lr,
-            lr_final=1e-4 if base else args.finetune_lr / 4,
-            seed=q,
-            warmup=args.warmup,
-            mixed_quantization=args.mixed_quantization,
-            fresh_lr_scale=args.fresh_lr_scale,
-            extra={
-                "init": "scratch" if base else (f"q{qualities[i - 1]}" if i else Path(args.init).name),
-                **({"wallpapers": True} if args.wallpapers else {}),
-            },
-        )
-        done = 0
-        while done < cfg.steps:
-            done = min(cfg.steps, done + args.chunk)
-            model, hist = train_codec(cfg, images, work_dir=Path(args.work_dir) / f"q{q}", init=init, progress=False, stop_after=done)
-            if hist:  # a resumed run starts at its checkpoint, past the chunks already done
-                done = max(done, int(hist[-1]["step"]))
-            if is_main():  # under torchrun, only rank 0 writes
-                out = Path(args.out_dir) / f"{args.model}-q{q}.safetensors"
-                wid = save_weights(model, out, quality=q, lmbda=cfg.lmbda, extra={"steps": str(done)})
-                last = hist[-1]
-                print(
-                    f"q{q} step {done}/{cfg.steps}: loss {last['loss']:.3f} bpp {last['bpp']:.3f} PSNR {last['psnr']:.2f} -> "
-                    f"{out.name} ({wid})",
-                    flush=True,
-                )
+        init_name = "scratch" if base else (f"q{qualities[i - 1]}" if i else Path(args.init).name)
+        cfg = _config(args, base=base, seed=q, init_name=init_name, lmbda=QUALITY_LAMBDAS[q])
+        model = _train_in_chunks(args, cfg, images, init, f"q{q}", quality=q)
         init = {k: v for k, v in model.state_dict().items()}
+    return 0
+
+
+def _config(args: argparse.Namespace, *, base: bool, seed: int, init_name: str, **fields: Any) -> CodecTrainConfig:
+    """The settings of one training run from the command line: ``base`` trains from scratch, else
+    it fine-tunes from ``init_name`` (recorded); ``fields`` are the run's own (lambda or lambdas)."""
+    return CodecTrainConfig(
+        model=args.model,
+        n=args.n,
+        m=args.m,
+        crop=args.crop,
+        batch=args.batch,
+        steps=args.base_steps if base else args.finetune_steps,
+        lr=5e-4 if base else args.finetune_lr,
+        lr_final=1e-4 if base else args.finetune_lr / 4,
+        seed=seed,
+        warmup=args.warmup,
+        mixed_quantization=args.mixed_quantization,
+        fresh_lr_scale=args.fresh_lr_scale,
+        extra={"init": init_name, **({"wallpapers": True} if args.wallpapers else {})},
+        **fields,
+    )
+
+
+def _train_in_chunks(
+    args: argparse.Namespace,
+    cfg: CodecTrainConfig,
+    images: list[torch.Tensor],
+    init: dict[str, torch.Tensor] | None,
+    name: str,
+    *,
+    quality: int,
+    extra: dict[str, str] | None = None,
+) -> CodecModel:
+    """Train ``cfg`` in ``--work-dir/name``, writing the weights to ``--out-dir`` after every
+    ``--chunk`` steps (``MODEL-qQ.safetensors``; a variable-rate model's ``MODEL.safetensors``)."""
+    variable = bool(cfg.lambdas)
+    out = Path(args.out_dir) / (f"{args.model}.safetensors" if variable else f"{args.model}-q{quality}.safetensors")
+    done = 0
+    while done < cfg.steps:
+        done = min(cfg.steps, done + args.chunk)
+        model, hist = train_codec(cfg, images, work_dir=Path(args.work_dir) / name, init=init, progress=False, stop_after=done)
+        if hist:  # a resumed run starts at its checkpoint, past the chunks already done
+            done = max(done, int(hist[-1]["step"]))
+        if is_main():  # under torchrun, only rank 0 writes
+            wid = save_weights(model, out, quality=quality, lmbda=cfg.lmbda, extra={"steps": str(done), **(extra or {})})
+            last = hist[-1]
+            mix = " (a mix of levels)" if variable else ""
+            print(
+                f"{name} step {done}/{cfg.steps}: loss {last['loss']:.3f} bpp {last['bpp']:.3f} PSNR {last['psnr']:.2f}{mix} -> "
+                f"{out.name} ({wid})",
+                flush=True,
+            )
+    return model
+
+
+def _train_variable_rate(
+    args: argparse.Namespace,
+    images: list[torch.Tensor],
+    qualities: list[int],
+    init: dict[str, torch.Tensor] | None,
+    init_lmbda: float | None,
+) -> int:
+    """One run of a variable-rate model whose levels are ``qualities`` (ascending), written to
+    ``--out-dir/MODEL.safetensors`` after every chunk; resumable from ``--work-dir/MODEL``."""
+    lambdas = tuple(QUALITY_LAMBDAS[q] for q in qualities)
+    base = init is None
+    init_name = "scratch" if base else Path(args.init).name
+    cfg = _config(args, base=base, seed=0, init_name=init_name, lmbda=lambdas[-1], lambdas=lambdas, init_lmbda=init_lmbda)
+    levels = json.dumps({str(q): v for q, v in zip(qualities, lambdas, strict=True)})
+    _train_in_chunks(args, cfg, images, init, args.model, quality=qualities[-1], extra={"levels": levels})
     return 0
 
 

@@ -117,19 +117,49 @@ def test_refinement_of_a_mean_scale_model_optimises_the_file_its_coder_writes(cr
     torch.manual_seed(0)
     torch.nn.init.normal_(model.h_m.weight, std=0.05)  # give it means (its head starts at zero)
     model.lmbda = hyper.lmbda
-    model.eval()
-    model.update()
-    x = pad_image(crop, model.stride)
+    x, y, z = _ready(model, crop)
     with torch.no_grad():
-        y = model.g_a(x)
-        z = model.hyper_analysis(y)
         mu = model.y_means(model.entropy_bottleneck.dequantize(model.entropy_bottleneck.symbols(z)))
     assert float(mu.abs().mean()) > 0.1
     r = refine_latents(model, x, y, z, iterations=12, lmbda=model.lmbda)
     assert r.improved and r.loss_after < r.loss_before
     # the loss refinement reports is the loss of the real file: latents coded as round(y - mu) + mu
+    assert abs(_file_loss(model, r, x) - r.loss_after) < 0.03 * r.loss_after
+
+
+def _ready(model, crop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+    """Freeze ``model``'s tables; -> the padded crop x, its latents y and hyper-latents z."""
+    model.eval()
+    model.update()
+    x = pad_image(crop, model.stride)
+    with torch.no_grad():
+        y = model.g_a(x)
+        return x, y, model.hyper_analysis(y)
+
+
+def _file_loss(model, r, x: torch.Tensor) -> float:  # type: ignore[no-untyped-def]
+    """The model's objective on the real file of refined latents ``r`` of the padded image x."""
     coded = model._code(r.y, r.z, tuple(x.shape[-2:]))
     x_hat = model.decompress(coded["strings"], coded["shape"])["x_hat"]
     bits = 8 * sum(len(s[0]) for s in coded["strings"])
-    real = model.lmbda * 255**2 * float(torch.mean((x_hat - x) ** 2)) + bits / (x.shape[-1] * x.shape[-2])
-    assert abs(real - r.loss_after) < 0.03 * real
+    return float(model.lmbda * 255**2 * float(torch.mean((x_hat - x) ** 2)) + bits / (x.shape[-1] * x.shape[-2]))
+
+
+def test_refinement_of_a_variable_rate_model_optimises_its_levels_file(crop: torch.Tensor) -> None:
+    from convpress.codec.models import build_model
+
+    hyper, _ = pretrained(6)
+    model = build_model("varrate", {**hyper.config, "LEVELS": 2})
+    model.load_state_dict(hyper.state_dict(), strict=False)
+    model.init_gains([0.0067, 0.025], 0.025)  # type: ignore[operator]  # level 0: gains of about 0.52
+    model.set_level(0)  # type: ignore[operator]
+    model.lmbda = 0.0067
+    x, y, z = _ready(model, crop)
+    r = refine_latents(model, x, model.to_coded(y), z, iterations=12, lmbda=model.lmbda)
+    assert r.improved and r.loss_after < r.loss_before
+    # the loss refinement reports is the loss of the real file at that level (gained latents, inverse gains)
+    assert abs(_file_loss(model, r, x) - r.loss_after) < 0.03 * r.loss_after
+    # and it is a real encoder setting: effort on the same model writes a file its decoder reads
+    data = encode_image(crop, model, quality=1, weights_id="vr/q1", effort=6)
+    pixels, _ = decode_image(data, resolver=lambda name, q: (model, {"weights_id": "vr/q1"}))
+    assert pixels.shape == crop.shape

@@ -1,8 +1,10 @@
 """10,000 random mutations of a valid .cpi: each decodes to the exact original or is refused with FileFormatError
 (streams forged with valid checksums: refused, or decoded to an image of the declared size, never a crash).
 
-Four files, 10,000 mutations each: a file of the overfitted per-image model (whose "net" stream
-carries its decoder, so forged streams also forge architectures and parameters), a single-tile
+Five files, 10,000 mutations each: a file of the overfitted per-image model (whose "net" stream
+carries its decoder, so forged streams also forge architectures and parameters), one of the
+variable-rate model (one set of weights for levels 2, 3 and 4, resolved as the shipped weights
+are: a forged quality field picks another level, whose weights tag differs), a single-tile
 file and a tiled one (a 40x100 image in tiles of 40x64 and 40x36, whose header fields "t", "h",
 "w" and section table the mutations forge too) in the compact format version 3, and the tiled
 one in the legacy JSON layout (version 2) that older convpress wrote and that still decodes. The
@@ -14,7 +16,9 @@ re-computed checksums, so that the rANS decoder itself meets garbage (a forged b
 
 from __future__ import annotations
 
+import copy
 import time
+from typing import Any
 
 import pytest
 import torch
@@ -22,13 +26,32 @@ from hypothesis import HealthCheck, given, settings
 from tests.helpers.mutate import mutate, mutations
 
 from convpress.codec.bitstream import decode_image, encode_image
-from convpress.codec.models import build_model
+from convpress.codec.models import CodecModel, build_model
 from convpress.codec.weights import weights_id
-from convpress.core.errors import FileFormatError
+from convpress.core.errors import ConfigError, FileFormatError
 
 _STATE: dict[str, dict[str, object]] = {}
 # (image size, tile side, format version); "legacy" is the JSON layout older convpress wrote, still read
-_FILES = {"single": ((21, 37), 1024, 3), "tiled": ((40, 100), 64, 3), "legacy": ((40, 100), 64, 2), "overfit": ((21, 37), 1024, 3)}
+_FILES = {
+    "single": ((21, 37), 1024, 3),
+    "tiled": ((40, 100), 64, 3),
+    "legacy": ((40, 100), 64, 2),
+    "overfit": ((21, 37), 1024, 3),
+    "varrate": ((40, 100), 64, 3),
+}
+
+
+def _varrate_resolver(model: CodecModel, wid: str, qualities: list[int]) -> Any:
+    """Resolves qualities as :func:`convpress.codec.weights.pretrained` does for a variable-rate model."""
+
+    def resolve(name: str, q: int) -> tuple[CodecModel, dict[str, str]]:
+        if q not in qualities:
+            raise ConfigError(f"no quality {q} for the {name} model")
+        net = copy.copy(model)
+        net.set_level(qualities.index(q))  # type: ignore[operator]
+        return net, {"weights_id": f"{wid}/q{q}"}
+
+    return resolve
 
 
 def _setup(which: str) -> dict[str, object]:
@@ -41,6 +64,18 @@ def _setup(which: str) -> dict[str, object]:
             model.lmbda = 0.01
             wid = model.FORMAT_ID  # type: ignore[attr-defined]
             data = encode_image(x, model, quality=3, weights_id=wid, tile=tile, version=version, effort=20)
+        elif which == "varrate":
+            model = build_model("varrate", {"N": 8, "M": 12, "LEVELS": 3})
+            with torch.no_grad():
+                model.g_a[-1].weight.mul_(4.0)
+            model.init_gains([0.005, 0.01, 0.02], 0.01)  # type: ignore[operator]
+            model.eval()
+            model.update()
+            resolve = _varrate_resolver(model, weights_id(model.state_dict()), [2, 3, 4])
+            net, meta = resolve("varrate", 3)
+            data = encode_image(x, net, quality=3, weights_id=meta["weights_id"], tile=tile, version=version)
+            _STATE[which] = {"data": data, "resolver": resolve, "pixels": decode_image(data, resolver=resolve)[0]}
+            return _STATE[which]
         else:
             model = build_model("hyperprior", {"N": 8, "M": 12})
             with torch.no_grad():
@@ -69,6 +104,10 @@ def test_mutated_files_decode_exactly_or_are_refused(which, m) -> None:  # type:
     try:
         pixels, _ = decode_image(mutant, resolver=state["resolver"])  # type: ignore[arg-type]
     except FileFormatError:
+        return
+    except ConfigError:
+        # only a quality field forged to one that no weights serve: refused as the shipped weights refuse it
+        assert which == "varrate" and mutant[11] not in (2, 3, 4)
         return
     finally:
         torch.set_num_threads(threads)

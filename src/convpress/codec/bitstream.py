@@ -6,7 +6,7 @@ bytes for a one-tile hyperprior file (all integers little-endian)::
 
     magic        8 bytes   b"\\x89CPI\\r\\n\\x1a\\n"
     version      u16       3
-    model        u8        the model's code (``CodecModel.code``: 0 factorized, 1 hyperprior, 2 overfit, 3 meanscale)
+    model        u8        the model's code (``CodecModel.code``: 0 factorized, 1 hyperprior, 2 overfit, 3 meanscale, 4 varrate)
     quality      u8        quality level
     height       u16       image height in pixels (1 .. MAX_SIDE)
     width        u16       image width in pixels

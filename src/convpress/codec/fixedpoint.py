@@ -91,6 +91,11 @@ class IntegerSynthesis(nn.Module):
 
     def levels(self, a: Tensor) -> Tensor:
         """Fixed-point activations (B, N, h, w) (float64, integer-valued) -> scale levels (B, M, 4h, 4w) int64."""
+        # level = number of thresholds strictly below the scale
+        return torch.searchsorted(self.thresholds, self.scales(a).to(torch.int64).contiguous(), right=False)
+
+    def scales(self, a: Tensor) -> Tensor:
+        """Fixed-point activations (B, N, h, w) -> the scales (B, M, 4h, 4w): float64, integer-valued, ``ACT_BITS`` fractional bits."""
         for k, (kind, stride, pad, out_pad) in enumerate(self.kinds):
             w = getattr(self, f"w{k}").double()
             b = getattr(self, f"b{k}").double()
@@ -100,6 +105,4 @@ class IntegerSynthesis(nn.Module):
                 acc = F.conv2d(a, w, b, stride=stride, padding=pad)
             shift = int(getattr(self, f"s{k}"))
             a = torch.floor(acc * 2.0**-shift).clamp_(0, 2.0**ACT_LIMIT_BITS)
-        # a: (B, M, H, W) integer-valued scales with ACT_BITS fractional bits
-        # level = number of thresholds strictly below the scale
-        return torch.searchsorted(self.thresholds, a.to(torch.int64).contiguous(), right=False)
+        return a

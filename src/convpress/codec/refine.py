@@ -127,11 +127,10 @@ def _loss(model: ScaleHyperprior, x: Tensor, y: Tensor, z_hat: Tensor, lmbda: fl
     the means mu the model predicts from z_hat (zero for the scale hyperprior)."""
     pixels = x.shape[-1] * x.shape[-2]
     bits_z = -torch.log2(model.entropy_bottleneck.likelihood(z_hat)).sum()
-    scales = model.h_s(z_hat)
-    mu = model.y_means(z_hat)
+    scales, mu = model.prior(z_hat)
     r_hat = rounding(y - mu)
     bits_y = -torch.log2(model.gaussian_conditional.likelihood(r_hat, scales)).sum()
-    x_hat = model.g_s(r_hat + mu)
+    x_hat = model.g_s(model.from_coded(r_hat + mu))
     return lmbda * 255.0**2 * F.mse_loss(x_hat, x) + (bits_y + bits_z) / pixels
 
 
@@ -141,10 +140,10 @@ def refine_latents(
     """Optimise the latents of one image for the rate-distortion loss (SGA, see the module docstring).
 
     Args:
-        model: a scale or mean-scale hyperprior (``g_s``, ``h_s``, ``y_means``, ``entropy_bottleneck``,
+        model: a scale or mean-scale hyperprior (``g_s``, ``prior``, ``from_coded``, ``entropy_bottleneck``,
             ``gaussian_conditional``).
         x: the padded image (1, 3, H, W) in [0, 1].
-        y: its analysis latents (1, M, H/16, W/16).
+        y: its analysis latents in the coder's domain (1, M, H/16, W/16) (``model.to_coded(g_a(x))``).
         z: its hyper-latents (1, N, H/64, W/64).
         iterations: Adam steps (0 returns the latents unchanged).
         lmbda: the model's lambda (the weight of ``255^2 * MSE`` against bits per pixel).

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from convpress.codec.entropy_models import per_sample_noise
-from convpress.codec.models import DEFAULT_MODEL, CodecModel, build_model
+from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel, build_model
 from convpress.core.digest import fingerprint, state_digest
 from convpress.core.distributed import batch_share, sum_over_processes
 from convpress.core.errors import ConfigError
@@ -116,6 +116,12 @@ class CodecTrainConfig(TrainConfig):
     #: learning-rate factor of the parameters that ``init`` does not hold (a part new to the model
     #: being fine-tuned, e.g. the mean-scale model's mean head started from a scale hyperprior)
     fresh_lr_scale: float = 1.0
+    #: a variable-rate model's levels: the lambda of each (``lmbda`` is then unused); every step
+    #: trains one level, drawn from the step's seed
+    lambdas: tuple[float, ...] = ()
+    #: the lambda that ``init`` was trained for: a variable-rate model's gains that ``init`` does
+    #: not hold start from it (``VariableRateHyperprior.init_gains``); else they start at 1
+    init_lmbda: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -128,6 +134,27 @@ class CodecTrainConfig(TrainConfig):
             raise ConfigError(f"crop must be a multiple of 64 (at least 64), got {self.crop}")
         if not (self.lmbda > 0 and self.lr_final > 0 and self.fresh_lr_scale > 0):
             raise ConfigError("lambda, learning rates and fresh_lr_scale must be positive")
+        self.lambdas = tuple(float(v) for v in self.lambdas)
+        variable = bool(getattr(CODEC_MODELS.get(self.model), "variable_rate", False))
+        if variable and not (self.lambdas and all(v > 0 and math.isfinite(v) for v in self.lambdas)):
+            raise ConfigError(f"the {self.model} model needs the positive lambdas of its levels (lambdas)")
+        if self.lambdas and not variable:
+            raise ConfigError(f"lambdas are for a variable-rate model; {self.model} has one rate (use lmbda)")
+        if self.init_lmbda is not None and not self.init_lmbda > 0:
+            raise ConfigError(f"init_lmbda must be positive, got {self.init_lmbda}")
+
+    def level_of_step(self, step: int) -> int:
+        """The level a variable-rate model trains at ``step`` (0 for a fixed-rate one): uniform, from the step's seed."""
+        if len(self.lambdas) < 2:
+            return 0
+        return int(torch.randint(len(self.lambdas), (1,), generator=torch.Generator().manual_seed(self.seed * 7_919 + step + 1)))
+
+    def model_config(self) -> dict[str, int]:
+        """The model's config for :func:`~convpress.codec.models.build_model`."""
+        cfg = {"N": self.n, "M": self.m}
+        if self.lambdas:
+            cfg["LEVELS"] = len(self.lambdas)
+        return cfg
 
 
 def rd_loss(out: dict[str, Any], x: Tensor, lmbda: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -288,10 +315,13 @@ def train_codec(
         raise ConfigError("no training images")
     rank, size = batch_share(cfg.batch)
     torch.manual_seed(cfg.seed)  # the initial weights
-    model = build_model(cfg.model, {"N": cfg.n, "M": cfg.m})
+    model = build_model(cfg.model, cfg.model_config())
     fresh: set[str] = set()
     if init is not None:
         fresh = set(model.load_state_dict(init, strict=False).missing_keys)
+    init_gains = getattr(model, "init_gains", None)
+    if init_gains is not None and cfg.init_lmbda is not None and "gain" in fresh:
+        init_gains(cfg.lambdas, cfg.init_lmbda)
     model.mixed_quantization = cfg.mixed_quantization
     # channels-last convolutions: a training step of N=96, M=192 on two 256-pixel crops took 0.29 s
     # against 0.35 s with two threads (0.54 s either way with one), measured 2026-12-05
@@ -311,7 +341,7 @@ def train_codec(
         clip_grad_norm=1.0,
         checkpoint_every=cfg.checkpoint_every,
         progress=progress,
-        description=f"train {cfg.model} lambda={cfg.lmbda}",
+        description=f"train {cfg.model} " + (f"{len(cfg.lambdas)} levels" if cfg.lambdas else f"lambda={cfg.lmbda}"),
     )
     trainer.records = {"history": []}
     trainer.restore()
@@ -325,8 +355,13 @@ def train_codec(
     def loss(net: torch.nn.Module, step_index: int, step: Step) -> Tensor:
         x = step.share(random_batch(images, cfg.batch, cfg.crop, _batch_generator(cfg, step.index)))
         x = x.contiguous(memory_format=torch.channels_last)
+        lmbda = cfg.lmbda
+        if cfg.lambdas:
+            level = cfg.level_of_step(step.index)
+            model.set_level(level)  # type: ignore[operator]  # a variable-rate model (checked by the config)
+            lmbda = cfg.lambdas[level]
         with per_sample_noise([step_generator(cfg.seed, step.index, i) for i in range(rank, cfg.batch, size)]):
-            value, bpp, mse = rd_loss(net(x), x, cfg.lmbda)
+            value, bpp, mse = rd_loss(net(x), x, lmbda)
         acc["bpp"] += bpp.item()
         acc["mse"] += mse.item()
         return value
@@ -355,5 +390,7 @@ def train_codec(
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     trainer.fit(epochs=1, steps_per_epoch=cfg.steps, batches=batches, loss=loss, after_step=after_step, status=status, stop_at=end)
     model.eval()
+    if cfg.lambdas:
+        model.set_level(len(cfg.lambdas) - 1)  # type: ignore[operator]  # the training steps left it at a random level
     model.update()
     return model, history

@@ -9,6 +9,11 @@ weights and shifts, ``round(w * 2**shift)``, which is exact integer arithmetic i
 every IEEE-754 machine.
 Its metadata records the model name, N, M, quality, lambda and a ``weights_id`` (a hash of the
 tensors) that every ``.cpi`` file carries: a file made with other weights is refused.
+
+A variable-rate model (``variable_rate``, :mod:`convpress.codec.models.varrate`) is one file,
+``{model}.safetensors``, for all its levels: its metadata ``levels`` maps each quality to its
+level's lambda (JSON ``{"quality": lambda}``, in level order), and :func:`pretrained` returns the
+model set to the level of the quality asked for.
 """
 
 from __future__ import annotations
@@ -50,6 +55,11 @@ def save_weights(
     """
     from safetensors.torch import save
 
+    if _variable_rate(model.name) is not None:
+        try:
+            _levels_of({"levels": (extra or {}).get("levels", "")}, model, Path(path))
+        except FileFormatError as exc:
+            raise ConfigError(str(exc)) from None
     model = copy.deepcopy(model)
     with torch.no_grad():
         for p in model.parameters():
@@ -96,6 +106,8 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[CodecModel, dict[str, st
     model.eval()
     model.derive_state()
     model.lmbda = _lambda_of(meta, p)
+    if _variable_rate(model.name) is not None:
+        _levels_of(meta, model, p)  # refuses a file whose levels do not match its model
     model.to(memory_format=torch.channels_last)  # faster CPU convolutions (see CodecModel.compress)
     meta.setdefault("weights_id", weights_id(state))
     return model, meta
@@ -114,6 +126,38 @@ def _lambda_of(meta: dict[str, str], path: Path) -> float | None:
     return value
 
 
+def _levels_of(meta: dict[str, str], model: CodecModel, path: Path) -> dict[int, float]:
+    """Quality -> lambda of each level of a variable-rate model, from its metadata ``levels``.
+
+    Raises:
+        FileFormatError: unless it is a JSON object of one positive lambda per level, keyed by distinct qualities 1-255.
+    """
+    try:
+        raw = json.loads(meta["levels"])
+        levels = {int(q): float(v) for q, v in raw.items()}
+    except (KeyError, ValueError, TypeError, AttributeError, json.JSONDecodeError):
+        raise FileFormatError(f"{path}: a {model.name} weights file needs its levels ({{quality: lambda}} as JSON)") from None
+    if len(levels) != model.config.get("LEVELS") or not all(1 <= q <= 255 and v > 0 for q, v in levels.items()):
+        raise FileFormatError(
+            f"{path}: its levels {sorted(levels)} do not give one quality (1-255) with a positive lambda "
+            f"for each of the model's {model.config.get('LEVELS')} levels"
+        )
+    return levels
+
+
+def _variable_rate(model: str) -> Any:
+    """The class of ``model`` if one weights file serves all its levels (``variable_rate``), else None."""
+    cls = CODEC_MODELS.get(model)
+    return cls if getattr(cls, "variable_rate", False) else None
+
+
+@lru_cache(maxsize=4)
+def _load_variable_rate(path: Path) -> tuple[CodecModel, dict[str, str], dict[int, float]]:
+    """(model, metadata, quality -> lambda) of a variable-rate weights file (cached: every level shares it)."""
+    model, meta = load_weights(path)
+    return model, meta, _levels_of(meta, model, path)
+
+
 def _per_image(model: str) -> Any:
     """The class of ``model`` if it is fitted per image (nothing shipped: ``per_image``), else None."""
     cls = CODEC_MODELS.get(model)
@@ -126,6 +170,9 @@ def available_qualities(model: str = DEFAULT_MODEL, folder: str | os.PathLike[st
     per_image = _per_image(model)
     if per_image is not None:
         return sorted(per_image.LAMBDAS)
+    if _variable_rate(model) is not None:
+        path = Path(folder) / f"{model}.safetensors"
+        return sorted(_load_variable_rate(path)[2]) if path.is_file() else []
     out = []
     for f in sorted(Path(folder).glob(f"{model}-q*.safetensors")):
         try:
@@ -149,11 +196,31 @@ def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, di
     if per_image is not None:
         fresh = per_image.for_quality(quality)
         return fresh, {"model": model, "quality": str(quality), "lambda": str(fresh.lmbda), "weights_id": per_image.FORMAT_ID}
+    if _variable_rate(model) is not None:
+        return _variable_rate_level(model, quality)
     path = WEIGHTS_DIR / f"{model}-q{quality}.safetensors"
     if not path.is_file():
         have = ", ".join(str(q) for q in available_qualities(model)) or "none"
         raise ConfigError(f"no {model} weights for quality {quality}; available qualities: {have}")
     return load_weights(path)
+
+
+def _variable_rate_level(model: str, quality: int) -> tuple[CodecModel, dict[str, str]]:
+    """The shipped variable-rate ``model`` set to the level of ``quality``, and metadata naming that quality and its lambda."""
+    path = WEIGHTS_DIR / f"{model}.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"no {model} weights are shipped ({path.name} is missing)")
+    base, meta, levels = _load_variable_rate(path)
+    if quality not in levels:
+        raise ConfigError(f"no quality {quality} for the {model} model; available qualities: {', '.join(map(str, sorted(levels)))}")
+    net = copy.copy(base)  # shares the parameters and tables; only the level and lambda are its own
+    net.set_level(list(levels).index(quality))  # type: ignore[operator]  # a variable-rate model has set_level
+    net.lmbda = levels[quality]
+    # every level has its own weights id: the .cpi header's weights tag then binds the quality
+    # field, so a file whose quality was altered (and its checksum redone) is refused, not decoded
+    # at another level into a wrong image
+    wid = f"{meta.get('weights_id')}/q{quality}"
+    return net, {**meta, "quality": str(quality), "lambda": repr(levels[quality]), "weights_id": wid}
 
 
 def refresh_weights(path: str | os.PathLike[str]) -> str:

@@ -8,6 +8,8 @@ hyperprior   1     64      z, y     scale hyperprior, Ballé et al. 2018 (:mod:`
 overfit      2     64      net,     a decoder fitted to each image and carried in its file,
                            latents  Cool-chic / C3 line (:mod:`.overfit`, :mod:`..overfit`)
 meanscale    3     64      z, y     mean-scale hyperprior, Minnen et al. 2018 (:mod:`.meanscale`)
+varrate      4     64      z, y     the mean-scale hyperprior with gain units: one model for every
+                                    level, Cui et al. 2021 (:mod:`.varrate`)
 ===========  ====  ======  =======  ==========================================================
 
 A model is a :class:`~.base.CodecModel` subclass that declares what the ``.cpi`` file needs
@@ -35,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from convpress.codec.models.hyperprior import ScaleHyperprior
     from convpress.codec.models.meanscale import MeanScaleHyperprior
     from convpress.codec.models.overfit import OverfittedCodec
+    from convpress.codec.models.varrate import VariableRateHyperprior
 
 __all__ = [
     "CODEC_MODELS",
@@ -48,6 +51,7 @@ __all__ = [
     "ScaleHyperprior",
     "MeanScaleHyperprior",
     "OverfittedCodec",
+    "VariableRateHyperprior",
 ]
 
 CODEC_MODELS: Registry[type[CodecModel]] = Registry("codec model", autoload="convpress.codec.models")
@@ -64,6 +68,7 @@ _EXPORTS = {
     "ScaleHyperprior": "convpress.codec.models.hyperprior",
     "MeanScaleHyperprior": "convpress.codec.models.meanscale",
     "OverfittedCodec": "convpress.codec.models.overfit",
+    "VariableRateHyperprior": "convpress.codec.models.varrate",
 }
 
 

@@ -70,7 +70,7 @@ class CodecModel(nn.Module):
         name: registry name. Legacy (version 1-2) ``.cpi`` headers, weights metadata and weights
             file names hold it, and resolvers are asked for it.
         code: the model's one byte in version-3 ``.cpi`` headers (0-255). Codes are part of the
-            format: never change or reuse one (0 factorized, 1 hyperprior, 2 overfit, 3 meanscale).
+            format: never change or reuse one (0 factorized, 1 hyperprior, 2 overfit, 3 meanscale, 4 varrate).
         stride: images are padded to multiples of it before ``compress``; it must divide every
             tile side, the default 1024 included.
         streams: names of the streams ``compress`` returns per image, in file order. Fixed per

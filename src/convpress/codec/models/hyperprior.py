@@ -100,8 +100,23 @@ class ScaleHyperprior(TransformCodec):
         return self.h_a(torch.abs(y))
 
     def y_means(self, z_hat: Tensor) -> Tensor | float:
-        """The means of y's Gaussians given z_hat (B, N, h, w): zero here (the mean-scale model predicts them)."""
+        """The means of the coded latents' Gaussians given z_hat (B, N, h, w): zero here (the
+        mean-scale model predicts them)."""
         return 0.0
+
+    def prior(self, z_hat: Tensor) -> tuple[Tensor, Tensor | float]:
+        """(scales, means) of the coded latents' Gaussians, (B, M, 4h, 4w) each, from quantised or
+        relaxed z_hat (B, N, h, w), in float (encoder-side refinement; coding uses :meth:`scale_levels`)."""
+        return self.h_s(z_hat), self.y_means(z_hat)
+
+    def to_coded(self, y: Tensor) -> Tensor:
+        """Analysis latents y (B, M, h, w) -> the latents the coder rounds (the same here; a
+        variable-rate model scales them by its level's gains)."""
+        return y
+
+    def from_coded(self, y_hat: Tensor) -> Tensor:
+        """Decoded latents (B, M, h, w) in the coder's domain -> the synthesis' input (inverse of :meth:`to_coded`)."""
+        return y_hat
 
     def scale_levels(self, z_q: Tensor) -> Tensor:
         """Integer z offsets (B, N, h, w) -> scale-table levels of y (B, M, 4h, 4w), integer-exact."""
@@ -116,6 +131,7 @@ class ScaleHyperprior(TransformCodec):
             # channels-last convolutions are markedly faster on CPU
             y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()  # (B, M, H/16, W/16)
             z = self.hyper_analysis(y)  # (B, N, H/64, W/64)
+            y = self.to_coded(y)
         if effort:
             if self.lmbda is None:
                 raise ConfigError(f"refining the latents needs the {self.name} model's lambda (set by its weights file)")
@@ -128,7 +144,8 @@ class ScaleHyperprior(TransformCodec):
 
     @torch.no_grad()
     def _code(self, y: Tensor, z: Tensor, shape: tuple[int, ...]) -> dict[str, Any]:
-        """The streams of latents y (B, M, h, w) and z (B, N, h/4, w/4) of images of padded size ``shape``."""
+        """The streams of coded-domain latents y (B, M, h, w) (see :meth:`to_coded`) and z (B, N, h/4, w/4)
+        of images of padded size ``shape``."""
         z_strings, z_q = self.entropy_bottleneck.compress(z)
         levels = self.scale_levels(z_q)  # (B, M, H/16, W/16), integer-exact
         mu = self.y_means(self.entropy_bottleneck.dequantize(z_q))  # 0 here; the mean-scale model's means
@@ -145,4 +162,4 @@ class ScaleHyperprior(TransformCodec):
         levels = self.scale_levels(z_q)  # (B, M, H/16, W/16)
         y_q = self.gaussian_conditional.decompress(y_strings, levels)  # round(y - mu)
         y_hat = (y_q.float() + self.y_means(self.entropy_bottleneck.dequantize(z_q))).contiguous(memory_format=torch.channels_last)
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1).contiguous(), "symbols": y_q}
+        return {"x_hat": self.g_s(self.from_coded(y_hat)).clamp_(0, 1).contiguous(), "symbols": y_q}

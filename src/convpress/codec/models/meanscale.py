@@ -79,14 +79,18 @@ class MeanScaleHyperprior(ScaleHyperprior):
         """The predicted means (B, M, 4h, 4w) of y from (quantised or relaxed) z_hat (B, N, h, w)."""
         return self._hyper(z_hat)[1]
 
+    def prior(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        return self._hyper(z_hat)
+
     def forward(self, x: Tensor) -> dict[str, Any]:
         y = self.g_a(x)  # (B, M, H/16, W/16)
         z = self.hyper_analysis(y)  # (B, N, H/64, W/64)
         z_hat, z_lik = self.entropy_bottleneck(z)
-        scales, mu = self._hyper(z_hat)  # (B, M, H/16, W/16) each
+        scales, mu = self.prior(z_hat)  # (B, M, H/16, W/16) each, in the coder's domain
+        y = self.to_coded(y)
         r_hat, y_lik = self.gaussian_conditional(y - mu, scales)
         if self.training and self.mixed_quantization:  # the synthesis sees round(y - mu) + mu, straight-through
-            x_in = y + (torch.round(y - mu) + mu - y).detach()
+            y_in = y + (torch.round(y - mu) + mu - y).detach()
         else:
-            x_in = r_hat + mu
-        return {"x_hat": self.g_s(x_in), "likelihoods": {"y": y_lik, "z": z_lik}}
+            y_in = r_hat + mu
+        return {"x_hat": self.g_s(self.from_coded(y_in)), "likelihoods": {"y": y_lik, "z": z_lik}}
