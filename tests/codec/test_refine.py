@@ -160,6 +160,6 @@ def test_refinement_of_a_variable_rate_model_optimises_its_levels_file(crop: tor
     # the loss refinement reports is the loss of the real file at that level (gained latents, inverse gains)
     assert abs(_file_loss(model, r, x) - r.loss_after) < 0.03 * r.loss_after
     # and it is a real encoder setting: effort on the same model writes a file its decoder reads
-    data = encode_image(crop, model, quality=1, weights_id="vr/q1", effort=6)
-    pixels, _ = decode_image(data, resolver=lambda name, q: (model, {"weights_id": "vr/q1"}))
+    data = encode_image(crop, model, quality=1, weights_id="vr.q1", effort=6)
+    pixels, _ = decode_image(data, resolver=lambda name, q: (model, {"weights_id": "vr.q1"}))
     assert pixels.shape == crop.shape

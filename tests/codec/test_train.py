@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,17 @@ def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
     assert main([*tune, "--out", str(tmp_path / "bad.safetensors"), "--warmup", "5"]) == 2  # warm-up longer than the run
     assert not (tmp_path / "bad.safetensors").exists()
     assert main(["train", "--work-dir", str(tmp_path / "w"), "--quality", "9", "--out", str(tmp_path / "x.safetensors")]) == 2
+    # a variable-rate model is trained for a list of levels, starting from a fixed-rate model's weights
+    varrate = [*tune[:4], "1,4", *tune[5:], "--model", "varrate", "--work-dir", str(tmp_path / "wv")]
+    assert main([*varrate, "--out", str(tmp_path / "v.safetensors")]) == 0
+    model, meta = load_weights(tmp_path / "v.safetensors")
+    assert json.loads(meta["levels"]) == {"1": QUALITY_LAMBDAS[1], "4": QUALITY_LAMBDAS[4]} and model.config["LEVELS"] == 2
+    # its gains started at sqrt(lambda / lambda of q2) (two small steps move them a little)
+    want = torch.tensor([(QUALITY_LAMBDAS[q] / QUALITY_LAMBDAS[2]) ** 0.5 for q in (1, 4)])
+    torch.testing.assert_close(model.gain.detach().mean(1), want, atol=0.02, rtol=0)  # type: ignore[operator]
+    for quality in ("2,3", "2,x", "4,11"):  # a list for a one-rate model, not numbers, an unknown level
+        out = tmp_path / f"bad-{quality}.safetensors"
+        assert main([*tune[:4], quality, *tune[5:], "--out", str(out)]) == 2 and not out.exists()
 
 
 def test_quality_levels_order_lambdas_and_the_shipped_weights_carry_theirs() -> None:

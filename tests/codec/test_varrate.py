@@ -140,7 +140,7 @@ def test_one_weights_file_serves_every_quality(tiny_varrate, photo_crop, tmp_pat
         for level, q in enumerate(levels):
             net, meta = weights.pretrained(q, "varrate")
             assert net.level == level and net.lmbda == levels[q]  # type: ignore[attr-defined]
-            assert meta["quality"] == str(q) and meta["weights_id"] == f"{wid}/q{q}"
+            assert meta["quality"] == str(q) and meta["weights_id"] == f"{wid}.q{q}"
             data = encode_image(photo_crop, net, quality=q, weights_id=meta["weights_id"])
             pixels, head = decode_image(data)
             assert head["q"] == q and pixels.shape == photo_crop.shape
@@ -151,7 +151,7 @@ def test_one_weights_file_serves_every_quality(tiny_varrate, photo_crop, tmp_pat
         with pytest.raises(ConfigError, match="no quality 3 for the varrate model; available qualities: 2, 5, 9"):
             weights.pretrained(3, "varrate")
         # a file whose quality field is changed to another level (checksum redone) is refused, not decoded at that level
-        forged = bytearray(encode_image(photo_crop, weights.pretrained(2, "varrate")[0], quality=2, weights_id=f"{wid}/q2"))
+        forged = bytearray(encode_image(photo_crop, weights.pretrained(2, "varrate")[0], quality=2, weights_id=f"{wid}.q2"))
         forged[11] = 5
         with pytest.raises(FileFormatError, match="mismatched model version"):
             decode_image(reseal_v3(bytes(forged)))

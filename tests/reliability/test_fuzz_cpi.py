@@ -49,7 +49,7 @@ def _varrate_resolver(model: CodecModel, wid: str, qualities: list[int]) -> Any:
             raise ConfigError(f"no quality {q} for the {name} model")
         net = copy.copy(model)
         net.set_level(qualities.index(q))  # type: ignore[operator]
-        return net, {"weights_id": f"{wid}/q{q}"}
+        return net, {"weights_id": f"{wid}.q{q}"}
 
     return resolve
 

@@ -125,7 +125,12 @@ def register(sub: Any) -> None:
         epilog="example: convpress codec train --work-dir runs/q3 --quality 3 --steps 3000 --out q3.safetensors",
     )
     t.add_argument("--work-dir", required=True, help="folder of the resumable checkpoint")
-    t.add_argument("--quality", type=int, required=True, help="quality level: picks lambda (1-8; 1 is the lowest rate)")
+    t.add_argument(
+        "--quality",
+        required=True,
+        help="quality level: picks lambda (1-10; 1 is the lowest rate); for a variable-rate model (--model varrate) "
+        "the comma-separated levels it is to serve, e.g. 1,2,3,4,5,6 (each step trains one of them)",
+    )
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--model", default=DEFAULT_MODEL, choices=CODEC_MODELS.choices(), metavar="MODEL", help=MODEL_HELP)
     t.add_argument("--hidden-channels", dest="n", type=int, default=64, help="hidden channels N (default: %(default)s)")
@@ -294,6 +299,8 @@ def _qualities(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import json
+
     import torch
 
     from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, train_codec, training_images
@@ -304,19 +311,34 @@ def _train(args: argparse.Namespace) -> int:
             f"the {args.model} model is fitted to each image when it is encoded: it has nothing to train "
             f"(use 'convpress codec encode --model {args.model}')"
         )
-    if args.quality not in QUALITY_LAMBDAS:
-        raise ConfigError(f"unknown quality {args.quality}; choose from {', '.join(map(str, QUALITY_LAMBDAS))}")
+    try:
+        qualities = sorted({int(q) for q in str(args.quality).split(",")})
+    except ValueError:
+        raise ConfigError(f"--quality takes a level or a comma-separated list of levels, got {args.quality!r}") from None
+    unknown = [q for q in qualities if q not in QUALITY_LAMBDAS]
+    if unknown:
+        raise ConfigError(f"unknown quality {unknown[0]}; choose from {', '.join(map(str, QUALITY_LAMBDAS))}")
+    variable = bool(getattr(CODEC_MODELS.get(args.model), "variable_rate", False))
+    if len(qualities) > 1 and not variable:
+        raise ConfigError(f"the {args.model} model has one rate: give one --quality (a list of levels is for a variable-rate model)")
+    lambdas = tuple(QUALITY_LAMBDAS[q] for q in qualities) if variable else ()
     out = check_output(args.out, force=args.force)
     if args.threads:
         torch.set_num_threads(args.threads)
     warmup = args.warmup
     if warmup is None:  # fine-tuning starts a fresh Adam state on trained weights: warm up
         warmup = min(100, args.steps - 1) if args.init else 0
+    init, init_lmbda = None, None
+    if args.init:
+        init_model, _ = load_weights(args.init)
+        init, init_lmbda = init_model.state_dict(), init_model.lmbda
     cfg = CodecTrainConfig(
         model=args.model,
         n=args.n,
         m=args.m,
-        lmbda=QUALITY_LAMBDAS[args.quality],
+        lmbda=QUALITY_LAMBDAS[qualities[-1]],
+        lambdas=lambdas,
+        init_lmbda=init_lmbda if variable else None,
         steps=args.steps,
         batch=args.batch,
         crop=args.crop,
@@ -328,17 +350,14 @@ def _train(args: argparse.Namespace) -> int:
         warmup=warmup,
         mixed_quantization=args.mixed_quantization,
     )
-    init = None
-    if args.init:
-        init_model, _ = load_weights(args.init)
-        init = init_model.state_dict()
     images = training_images(debian=not args.no_debian, extra_dirs=args.images)
     model, hist = train_codec(cfg, images, work_dir=args.work_dir, init=init, progress=sys.stderr.isatty())
     from convpress.core.distributed import is_main
 
     if not is_main():  # under torchrun only rank 0 writes
         return 0
-    wid = save_weights(model, out, quality=args.quality, lmbda=cfg.lmbda)
+    levels = {"levels": json.dumps({str(q): v for q, v in zip(qualities, lambdas, strict=True)})} if variable else None
+    wid = save_weights(model, out, quality=qualities[-1], lmbda=cfg.lmbda, extra=levels)
     last = hist[-1] if hist else {}
     print(f"wrote {out} (weights {wid}); last {last.get('step', 0)} steps: bpp {last.get('bpp', 0):.3f}, PSNR {last.get('psnr', 0):.2f} dB")
     return 0

@@ -219,7 +219,7 @@ def _variable_rate_level(model: str, quality: int) -> tuple[CodecModel, dict[str
     # every level has its own weights id: the .cpi header's weights tag then binds the quality
     # field, so a file whose quality was altered (and its checksum redone) is refused, not decoded
     # at another level into a wrong image
-    wid = f"{meta.get('weights_id')}/q{quality}"
+    wid = f"{meta.get('weights_id')}.q{quality}"
     return net, {**meta, "quality": str(quality), "lambda": repr(levels[quality]), "weights_id": wid}
 
 
