@@ -193,3 +193,17 @@ def test_training_draws_a_level_per_step_from_gains_started_at_the_lambda_ratios
     trained = {cfg.level_of_step(s) for s in range(4)}
     moved = {k for k in range(3) if not torch.allclose(gains[k], gains[k].mean().expand_as(gains[k]))}
     assert moved == trained  # only the levels that were drawn got gradients
+
+
+def test_a_trained_model_gains_levels_from_its_nearest_ones(tiny_varrate) -> None:  # type: ignore[no-untyped-def]
+    from convpress.codec.train import regained_state
+
+    state = tiny_varrate.state_dict()
+    out = regained_state(state, LAMBDAS, [LAMBDAS[0], LAMBDAS[2], 0.16])  # drop the middle level, add one above
+    assert torch.equal(out["gain"][0], state["gain"][0]) and torch.equal(out["inv_gain"][1], state["inv_gain"][2])
+    torch.testing.assert_close(out["gain"][2], state["gain"][2] * 2.0)  # sqrt(0.16 / 0.04)
+    torch.testing.assert_close(out["inv_gain"][2], state["inv_gain"][2] / 2.0)
+    model = build_model("varrate", {"N": 8, "M": 12, "LEVELS": 3})
+    model.load_state_dict(out)  # the shapes fit a model with the new levels
+    with pytest.raises(ConfigError, match="gains for its 2 positive lambdas"):
+        regained_state(state, LAMBDAS[:2], [0.01])

@@ -39,6 +39,7 @@ from convpress.data.photos import DEBIAN_TRAIN_WALLPAPERS, TRAIN_PHOTOS, bundled
 __all__ = [
     "CodecTrainConfig",
     "widened_state",
+    "regained_state",
     "rd_loss",
     "random_batch",
     "train_codec",
@@ -235,6 +236,29 @@ def widened_state(narrow: CodecModel, n: int, m: int, *, seed: int = 0, new_late
         region.copy_(o)
         out[key] = w
     return out
+
+
+def regained_state(state: dict[str, Tensor], lambdas: Sequence[float], new_lambdas: Sequence[float]) -> dict[str, Tensor]:
+    """A variable-rate model's parameters ``state`` (levels of ``lambdas``) for the levels ``new_lambdas``.
+
+    A level whose lambda the model has keeps its gains; a new one starts from the gains of the
+    level nearest in log-lambda, times ``sqrt(new / old)`` (inverse gains divided by it), the
+    high-rate rule of :meth:`~convpress.codec.models.varrate.VariableRateHyperprior.init_gains`.
+    So a trained model gains levels (or loses some) without training from scratch.
+
+    Raises:
+        ConfigError: if ``state`` has no gains for ``lambdas`` or a lambda is not positive.
+    """
+    gain, inv = state.get("gain"), state.get("inv_gain")
+    if gain is None or inv is None or gain.shape[0] != len(lambdas) or not all(v > 0 for v in (*lambdas, *new_lambdas)):
+        raise ConfigError(f"regained_state needs a variable-rate model's gains for its {len(lambdas)} positive lambdas")
+    rows, inv_rows = [], []
+    for v in new_lambdas:
+        k = min(range(len(lambdas)), key=lambda i: abs(math.log(lambdas[i] / v)))
+        factor = math.sqrt(v / lambdas[k])
+        rows.append(gain[k] * factor)
+        inv_rows.append(inv[k] / factor)
+    return {**state, "gain": torch.stack(rows), "inv_gain": torch.stack(inv_rows)}
 
 
 def training_images(*, debian: bool = True, wallpapers: bool = False, extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> list[Tensor]:
