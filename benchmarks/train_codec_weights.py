@@ -305,6 +305,7 @@ def _export_checkpoints(args: argparse.Namespace) -> int:
     from convpress.codec.models import build_model
     from convpress.core.checkpoint import load_checkpoint
 
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     for q in (int(q) for q in args.qualities.split(",")):
         ckpt = load_checkpoint(Path(args.work_dir) / f"q{q}" / "checkpoint.ckpt", "codec-train")
         model = build_model(args.model, {"N": args.n, "M": args.m})
