@@ -7,7 +7,9 @@ each folder's curve and its BD-rate (PSNR on 8-bit pixels, PCHIP) against WebP a
 first folder. A few minutes on one core, where ``convpress bench codec`` takes most of an hour;
 the bench stays the reference for published figures.
 
-    python benchmarks/codec_weights_check.py src/convpress/weights/codec /path/to/new-weights
+    python benchmarks/codec_weights_check.py src/convpress/weights/codec:hyperprior /path/to/new-weights
+
+Its output for the shipped weights is kept in ``benchmarks/results/codec_weights_check.txt``.
 """
 
 from __future__ import annotations
@@ -123,23 +125,29 @@ def _folder_model(folder: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folders", nargs="+", help="weights folders; the first is the reference")
+    p.add_argument(
+        "folders",
+        nargs="+",
+        help="weights folders, each optionally FOLDER:MODEL (for a folder with the weights of several models); the first is the reference",
+    )
     p.add_argument("--model", help="model name in the weights file names (default: each folder's, e.g. hyperprior or meanscale)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     photos = held_out_photos(long_side=768)
     images = {n: np.round(photos[n].permute(1, 2, 0).numpy() * 255).astype(np.uint8) for n in PHOTOS}
     webp = webp_curve(images)
-    models = {f: args.model or _folder_model(f) for f in args.folders}
-    curves = {f: model_curve(f, images, models[f]) for f in args.folders}
+    specs = [f.rsplit(":", 1) if ":" in f else [f, args.model or _folder_model(f)] for f in args.folders]
+    folders = {f"{path}:{model}": path for path, model in specs}
+    models = {f"{path}:{model}": model for path, model in specs}
+    curves = {f: model_curve(folders[f], images, models[f]) for f in folders}
     print("webp: " + " ".join(f"{b:.3f}/{q:.2f}" for b, q in webp) + " (bpp/dB)")
     for f, c in curves.items():
         pts = " ".join(f"{b:.3f}/{q:.2f}" for b, q in c)
         print(f"{f}: {pts} (bpp/dB) | BD-rate vs WebP {_bd(webp, c)}")
-        for q, (b, psnr) in zip(available_qualities(models[f], f), c, strict=True):
+        for q, (b, psnr) in zip(available_qualities(models[f], folders[f]), c, strict=True):
             print(f"  level {q}: {b:.3f} bpp, {psnr:.2f} dB: {_vs_webp(webp, b, psnr)}")
-    first = args.folders[0]
-    for f in args.folders[1:]:
+    first, *rest = folders
+    for f in rest:
         print(f"{f} vs {first}: BD-rate {_bd(curves[first], curves[f])}")
     return 0
 

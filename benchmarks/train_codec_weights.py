@@ -108,13 +108,19 @@ stages 1-3 below use the old numbers:
    shared transforms first lose the top: level 6 at 30.84 dB), **+0.8% at step 8,000** (the end of
    the cosine decay), +12.0% against WebP (the fixed-rate files +16.4%): levels 3 and 4 are better
    than their fixed-rate files, level 6 reaches 32.00 dB at 0.543 bpp (the file: 32.76 at 0.616).
-   Kept in ``benchmarks/candidates/codec/varrate-step8000.safetensors``. The fixed-rate files stay
+   (Kept as a candidate until the continuation below shipped; in git history.) The fixed-rate files stay
    shipped whatever happens: files made with them must keep decoding. It continues with a level 7
    (:func:`convpress.codec.train.regained_state` gives a new level the gains of its nearest one
    times the square root of the lambda ratio)::
 
        --model varrate --qualities 1,2,3,4,5,6,7 --init varrate-step8000.safetensors --finetune-steps 8000
        --finetune-lr 1.5e-4 --warmup 100 --chunk 500 --crop 256 --batch 2 --wallpapers --threads 2
+
+   (27 min) and is shipped as ``varrate.safetensors``: BD-rate **-10.3%** against the six fixed-rate
+   files, +3.2% against WebP (they: +16.4%); level 7 reaches 32.70 dB at 0.659 bpp (+58% bits
+   against WebP there: the narrow transform's ceiling again). Output of ``codec_weights_check.py``
+   in ``benchmarks/results/codec_weights_check.txt``. Two cosine cycles did what one 8,000-step
+   cycle did not: most of each cycle's gain comes in its last, low-learning-rate quarter.
 
 That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
 for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.

@@ -172,6 +172,11 @@ def test_quality_levels_order_lambdas_and_the_shipped_weights_carry_theirs() -> 
     for q in shipped:
         meta = pretrained(q)[1]
         assert int(meta["quality"]) == q and float(meta["lambda"]) == QUALITY_LAMBDAS[q]
+    variable = available_qualities("varrate")  # one file for all its levels
+    assert variable == list(range(1, len(variable) + 1)) and len(variable) >= 6
+    for q in variable:
+        model, meta = pretrained(q, "varrate")
+        assert int(meta["quality"]) == q and model.lmbda == float(meta["lambda"]) == QUALITY_LAMBDAS[q]
 
 
 def test_fine_tuning_a_mean_scale_model_from_a_hyperprior_speeds_up_only_its_new_parts() -> None:

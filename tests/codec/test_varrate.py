@@ -207,3 +207,18 @@ def test_a_trained_model_gains_levels_from_its_nearest_ones(tiny_varrate) -> Non
     model.load_state_dict(out)  # the shapes fit a model with the new levels
     with pytest.raises(ConfigError, match="gains for its 2 positive lambdas"):
         regained_state(state, LAMBDAS[:2], [0.01])
+
+
+def test_the_shipped_levels_spend_more_bits_for_more_quality_on_a_test_photo() -> None:
+    from convpress.codec.bitstream import pad_image
+    from convpress.data.photos import bundled_photo
+
+    x = bundled_photo("coffee")[:, :256, :384]  # a test photo, never trained on
+    points = []
+    for q in weights.available_qualities("varrate"):
+        net, _ = weights.pretrained(q, "varrate")
+        c = net.compress(pad_image(x, net.stride))
+        x_hat = net.decompress(c["strings"], c["shape"])["x_hat"][0]
+        points.append((_size(c), float(10 * torch.log10(1 / torch.mean((x_hat - x) ** 2)))))
+    sizes, psnrs = zip(*points, strict=True)
+    assert list(sizes) == sorted(sizes) and list(psnrs) == sorted(psnrs) and psnrs[0] > 22 and psnrs[-1] > psnrs[0] + 3

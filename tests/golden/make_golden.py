@@ -11,6 +11,8 @@ It writes, next to this script:
 * ``hyperprior-q{1..6}.cpi`` and ``hyperprior-q3-v2.cpi``: a 64x96 crop of the test photo
   ``coffee`` encoded with every shipped quality level (and once in the legacy layout), with
   ``*.png`` of their decoded pixels;
+* ``varrate-q{1..7}.cpi`` and ``.png``: the same crop with every level of the shipped variable-rate
+  model (added 2026-12-05 with its weights, ``--new-varrate``);
 * ``fip-{operator}.png``: every shipped fip network applied to a 64x96 crop of ``rocket``;
 * ``training.json``: loss histories of short, seeded runs of the three training loops. Its
   ``finetune`` entry alone was re-measured when ``load_mnist`` began to return its digits in a
@@ -106,21 +108,29 @@ def new_fip_goldens() -> None:
             print(f"wrote {out}")
 
 
-def codec_goldens() -> None:
-    """Write ``hyperprior-q*.cpi``/``.png`` for every shipped level and the legacy-layout file, leaving
-    every other golden file as it was: for new shipped codec weights, whose files the old ones
-    cannot decode (``python tests/golden/make_golden.py --new-codec``)."""
+def variable_rate_goldens() -> None:
+    """Write ``varrate-q*.cpi``/``.png`` for every level of the shipped variable-rate model, leaving
+    every other golden file as it was (``python tests/golden/make_golden.py --new-varrate``)."""
+    codec_goldens("varrate", legacy=False)
+
+
+def codec_goldens(model: str = "hyperprior", *, legacy: bool = True) -> None:
+    """Write ``MODEL-q*.cpi``/``.png`` for every shipped level (and, with ``legacy``, the legacy-layout
+    file), leaving every other golden file as it was: for new shipped codec weights, whose files the
+    old ones cannot decode (``python tests/golden/make_golden.py --new-codec``)."""
     from convpress.codec.bitstream import decode_image, encode_image
     from convpress.codec.weights import available_qualities, pretrained
     from convpress.data.images import write_image
 
     torch.set_num_threads(2)
     x = coffee_crop()
-    for q in available_qualities():
-        m, meta = pretrained(q)
+    for q in available_qualities(model):
+        m, meta = pretrained(q, model)
         data = encode_image(x, m, quality=q, weights_id=meta["weights_id"])
-        (HERE / f"hyperprior-q{q}.cpi").write_bytes(data)
-        write_image(HERE / f"hyperprior-q{q}.png", decode_image(data)[0], overwrite=True)
+        (HERE / f"{model}-q{q}.cpi").write_bytes(data)
+        write_image(HERE / f"{model}-q{q}.png", decode_image(data)[0], overwrite=True)
+    if not legacy:
+        return
     m, meta = pretrained(3)
     data = encode_image(x, m, quality=3, weights_id=meta["weights_id"], version=2)
     (HERE / "hyperprior-q3-v2.cpi").write_bytes(data)
@@ -138,6 +148,7 @@ def main() -> None:
     for coder in ("ans", "huffman", "none"):
         cp.save(model, HERE / f"lenet5-{coder}.cpz", coder=coder, arch="lenet-5")
     codec_goldens()
+    variable_rate_goldens()
     y = rocket_crop()
     for op in shipped_operators():
         net, _ = load_network(shipped_weights(op))
@@ -156,5 +167,7 @@ if __name__ == "__main__":
         new_fip_goldens()
     elif "--new-codec" in sys.argv[1:]:
         codec_goldens()
+    elif "--new-varrate" in sys.argv[1:]:
+        variable_rate_goldens()
     else:
         main()

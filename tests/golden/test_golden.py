@@ -86,6 +86,22 @@ def test_cpi_bytes_and_pixels_are_unchanged(quality: int) -> None:
     _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"hyperprior-q{quality}.png"), f"q{quality}")
 
 
+def test_every_level_of_the_shipped_variable_rate_model_has_a_golden_file() -> None:
+    levels = sorted(int(f.stem.split("-q")[-1]) for f in HERE.glob("varrate-q?.cpi"))
+    assert len(levels) >= 6 and levels == available_qualities("varrate")
+
+
+@pytest.mark.parametrize("quality", available_qualities("varrate"))
+def test_variable_rate_cpi_bytes_and_pixels_are_unchanged(quality: int) -> None:
+    from convpress.codec import decode_image, encode_image, pretrained
+
+    model, meta = pretrained(quality, "varrate")
+    data = encode_image(golden.coffee_crop(), model, quality=quality, weights_id=meta["weights_id"])
+    assert data == (HERE / f"varrate-q{quality}.cpi").read_bytes()
+    x, _ = decode_image(data)
+    _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"varrate-q{quality}.png"), f"varrate q{quality}")
+
+
 def test_legacy_cpi_still_decodes_to_the_same_pixels() -> None:
     from convpress.codec import decode_image, encode_image, pretrained
 
