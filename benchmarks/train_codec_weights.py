@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         "--export-checkpoint",
         action="store_true",
         help="only write the weights of each --qualities level's checkpoint in --work-dir (the step it "
-        "reached) to --out-dir as MODEL-qQ-stepS.safetensors, e.g. to start another run from them",
+        "reached) to --out-dir as MODEL-qQ-stepS.safetensors (a variable-rate model: MODEL-stepS.safetensors), "
+        "e.g. to start another run from them",
     )
     p.add_argument(
         "--refresh", action="store_true", help="only rebuild the tables of the weights in --out-dir with this version's update()"
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.refresh:
         from convpress.codec.weights import refresh_weights
 
-        for f in sorted(Path(args.out_dir).glob(f"{args.model}-q*.safetensors")):
+        files = [*Path(args.out_dir).glob(f"{args.model}-q*.safetensors"), *Path(args.out_dir).glob(f"{args.model}.safetensors")]
+        for f in sorted(files):
             print(f"{f.name}: weights {refresh_weights(f)}")
         return 0
     torch.set_num_threads(args.threads)
@@ -312,15 +314,23 @@ def _export_checkpoints(args: argparse.Namespace) -> int:
     from convpress.core.checkpoint import load_checkpoint
 
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-    for q in (int(q) for q in args.qualities.split(",")):
-        ckpt = load_checkpoint(Path(args.work_dir) / f"q{q}" / "checkpoint.ckpt", "codec-train")
-        model = build_model(args.model, {"N": args.n, "M": args.m})
+    qualities = [int(q) for q in args.qualities.split(",")]
+    if getattr(CODEC_MODELS.get(args.model), "variable_rate", False):  # one run, one file for its levels
+        qualities = sorted(qualities)
+        levels = {str(q): QUALITY_LAMBDAS[q] for q in qualities}
+        runs = [(args.model, {"N": args.n, "M": args.m, "LEVELS": len(qualities)}, qualities[-1], {"levels": json.dumps(levels)})]
+    else:
+        runs = [(f"q{q}", {"N": args.n, "M": args.m}, q, {}) for q in qualities]
+    for name, config, q, extra in runs:
+        ckpt = load_checkpoint(Path(args.work_dir) / name / "checkpoint.ckpt", "codec-train")
+        model = build_model(args.model, config)
         model.load_state_dict(ckpt["model"])
         model.eval()
         model.update()
-        out = Path(args.out_dir) / f"{args.model}-q{q}-step{ckpt['step']}.safetensors"
-        wid = save_weights(model, out, quality=q, lmbda=QUALITY_LAMBDAS[q], extra={"steps": str(ckpt["step"])})
-        print(f"q{q}: step {ckpt['step']} -> {out} ({wid})")
+        stem = args.model if name == args.model else f"{args.model}-{name}"  # varrate-stepS, MODEL-qQ-stepS
+        out = Path(args.out_dir) / f"{stem}-step{ckpt['step']}.safetensors"
+        wid = save_weights(model, out, quality=q, lmbda=QUALITY_LAMBDAS[q], extra={"steps": str(ckpt["step"]), **extra})
+        print(f"{name}: step {ckpt['step']} -> {out} ({wid})")
     return 0
 
 
