@@ -111,7 +111,7 @@ def test_codec_encode_effort_on_the_command_line(tmp_path: Path, crop: torch.Ten
 def test_refinement_of_a_mean_scale_model_optimises_the_file_its_coder_writes(crop: torch.Tensor) -> None:
     from convpress.codec.models import build_model
 
-    hyper, _ = pretrained(3)
+    hyper, _ = pretrained(3, "hyperprior")
     model = build_model("meanscale", hyper.config)
     model.load_state_dict(hyper.state_dict(), strict=False)
     torch.manual_seed(0)
@@ -148,7 +148,7 @@ def _file_loss(model, r, x: torch.Tensor) -> float:  # type: ignore[no-untyped-d
 def test_refinement_of_a_variable_rate_model_optimises_its_levels_file(crop: torch.Tensor) -> None:
     from convpress.codec.models import build_model
 
-    hyper, _ = pretrained(6)
+    hyper, _ = pretrained(6, "hyperprior")
     model = build_model("varrate", {**hyper.config, "LEVELS": 2})
     model.load_state_dict(hyper.state_dict(), strict=False)
     model.init_gains([0.0067, 0.025], 0.025)  # type: ignore[operator]  # level 0: gains of about 0.52

@@ -98,6 +98,8 @@ def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
     cv2.imwrite(str(folder / "a.png"), (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8))
     args = [
         "train",
+        "--model",
+        "hyperprior",
         "--work-dir",
         str(tmp_path / "w"),
         "--quality",
@@ -128,6 +130,8 @@ def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
         str(tmp_path / "w3"),
         "--quality",
         "3",
+        "--model",
+        "hyperprior",
         "--hidden-channels",
         "8",
         "--latent-channels",

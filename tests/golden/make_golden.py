@@ -131,7 +131,7 @@ def codec_goldens(model: str = "hyperprior", *, legacy: bool = True) -> None:
         write_image(HERE / f"{model}-q{q}.png", decode_image(data)[0], overwrite=True)
     if not legacy:
         return
-    m, meta = pretrained(3)
+    m, meta = pretrained(3, "hyperprior")
     data = encode_image(x, m, quality=3, weights_id=meta["weights_id"], version=2)
     (HERE / "hyperprior-q3-v2.cpi").write_bytes(data)
     write_image(HERE / "hyperprior-q3-v2.png", decode_image(data)[0], overwrite=True)

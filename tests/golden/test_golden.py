@@ -72,14 +72,14 @@ def test_cpz_bytes_and_tensors_are_unchanged(tmp_path: Path, lenet5: torch.nn.Mo
 
 def test_every_shipped_level_and_only_those_have_a_golden_file() -> None:
     levels = sorted(int(f.stem.split("-q")[-1]) for f in HERE.glob("hyperprior-q?.cpi"))
-    assert len(levels) >= 6 and levels == available_qualities()
+    assert len(levels) >= 6 and levels == available_qualities("hyperprior")
 
 
-@pytest.mark.parametrize("quality", available_qualities())
+@pytest.mark.parametrize("quality", available_qualities("hyperprior"))
 def test_cpi_bytes_and_pixels_are_unchanged(quality: int) -> None:
     from convpress.codec import decode_image, encode_image, pretrained
 
-    model, meta = pretrained(quality)
+    model, meta = pretrained(quality, "hyperprior")
     data = encode_image(golden.coffee_crop(), model, quality=quality, weights_id=meta["weights_id"])
     assert data == (HERE / f"hyperprior-q{quality}.cpi").read_bytes()
     x, _ = decode_image(data)
@@ -109,7 +109,7 @@ def test_legacy_cpi_still_decodes_to_the_same_pixels() -> None:
     x, head = decode_image(data)
     assert head["q"] == 3
     _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / "hyperprior-q3-v2.png"), "q3-v2")
-    model, meta = pretrained(3)
+    model, meta = pretrained(3, "hyperprior")
     assert encode_image(golden.coffee_crop(), model, quality=3, weights_id=meta["weights_id"], version=2) == data
 
 
