@@ -3,7 +3,7 @@
 A fixed-rate model needs one weights file per level (six narrow levels were 18 MB). Here one set
 of transforms serves them all: level l scales the latents channel by channel before rounding,
 ``y_l = y * g_l`` (``gain``, (levels, M)), and the decoder scales them back with learned inverse
-gains ``y_hat = round(y_l - mu_l) + mu_l) * ig_l`` (``inv_gain``). A small gain means a coarse
+gains, ``y_hat = (round(y_l - mu_l) + mu_l) * ig_l`` (``inv_gain``), where ``mu_l = mu * g_l``. A small gain means a coarse
 quantiser (few bits), a large one a fine quantiser. Training draws a level per step and uses its
 lambda, so the transforms learn to serve every level ("Asymmetric Gained Deep Image Compression
 With Continuous Rate Adaptation", Cui et al., CVPR 2021; we use their gain and inverse-gain
