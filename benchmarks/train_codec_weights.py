@@ -122,6 +122,17 @@ stages 1-3 below use the old numbers:
    in ``benchmarks/results/codec_weights_check.txt``. Two cosine cycles did what one 8,000-step
    cycle did not: most of each cycle's gain comes in its last, low-learning-rate quarter.
 
+10. (2026-12-05) the wide mean-scale run of stage 8 continues in shorter annealed cycles, so that a
+    session ends with a low-learning-rate snapshot (most of a cosine cycle's gain comes at its end, see
+    stage 9): its step-16,400 checkpoint exported (``--export-checkpoint``), then::
+
+        --model meanscale --qualities 8 --init meanscale-q8-step16400.safetensors --finetune-steps 12000
+        --finetune-lr 3e-4 --warmup 100 --chunk 1000 --crop 256 --batch 2 --n 96 --m 192 --wallpapers --threads 2
+
+    At step 9,000 of 12,000: **35.47 dB at 1.197 bpp** on the check photos (effort 0; stage 8's step
+    14,000: 33.61 at 1.195), +59.8% bits against WebP at that PSNR; kept in
+    ``benchmarks/candidates/codec/meanscale-q8-wide.safetensors``.
+
 That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
 for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.
 """
