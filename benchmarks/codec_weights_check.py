@@ -15,9 +15,7 @@ Its output for the shipped weights is kept in ``benchmarks/results/codec_weights
 from __future__ import annotations
 
 import argparse
-import copy
 import io
-import json
 import math
 import sys
 from collections.abc import Iterator
@@ -28,8 +26,8 @@ from PIL import Image
 
 from convpress.codec.bitstream import pad_image
 from convpress.codec.metrics import bd_rate
-from convpress.codec.models import CODEC_MODELS, CodecModel
-from convpress.codec.weights import available_qualities, load_weights
+from convpress.codec.models import CODEC_MODELS, CodecModel, is_variable_rate
+from convpress.codec.weights import at_quality, available_qualities, load_weights
 from convpress.data.photos import held_out_photos
 
 PHOTOS = ["coffee", "rocket", "Dragonfly_by_Bolly", "Wine_by_Jakkub_Mede", "picosdeeuropa_by_Aitzol_Berasategi", "Kleiber_by_Lukas_Baubkus"]
@@ -63,12 +61,10 @@ def model_curve(folder: str, images: dict[str, np.ndarray], model: str = "hyperp
 def _level_models(folder: str, model: str) -> Iterator[tuple[int, CodecModel]]:
     """(quality, model in eval mode) of each level in ``folder``, lowest first: one file per level,
     or a variable-rate model's one file ``MODEL.safetensors`` set to each of its levels."""
-    if getattr(CODEC_MODELS.get(model), "variable_rate", False):
+    if is_variable_rate(model):
         base, meta = load_weights(f"{folder}/{model}.safetensors")
-        for level, q in enumerate(json.loads(meta["levels"])):
-            net = copy.copy(base)
-            net.set_level(level)  # type: ignore[operator]
-            yield int(q), net
+        for q in available_qualities(model, folder):
+            yield q, at_quality(base, meta, q)[0]
         return
     for q in available_qualities(model, folder):
         yield q, load_weights(f"{folder}/{model}-q{q}.safetensors")[0]
@@ -110,11 +106,7 @@ def _folder_model(folder: str) -> str:
     from pathlib import Path
 
     names = {f.name.rsplit("-q", 1)[0] for f in Path(folder).glob("*-q*.safetensors")}
-    names |= {
-        n
-        for n in CODEC_MODELS.names()
-        if getattr(CODEC_MODELS.get(n), "variable_rate", False) and (Path(folder) / f"{n}.safetensors").is_file()
-    }
+    names |= {n for n in CODEC_MODELS.names() if is_variable_rate(n) and (Path(folder) / f"{n}.safetensors").is_file()}
     if len(names) != 1:
         raise SystemExit(
             f"{folder}: expected the weights of one model (MODEL-qN.safetensors, or a variable-rate MODEL.safetensors), "

@@ -148,7 +148,7 @@ from typing import Any
 
 import torch
 
-from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel
+from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel, is_variable_rate
 from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, regained_state, train_codec, training_images
 from convpress.codec.weights import WEIGHTS_DIR, save_weights
 from convpress.core.distributed import is_main
@@ -234,11 +234,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"widened {Path(args.init).name} from N={start.config['N']}, M={start.config['M']} to N={args.n}, M={args.m}", flush=True)
         else:
             init = start.state_dict()
-        if "levels" in start_meta and getattr(CODEC_MODELS.get(args.model), "variable_rate", False):
+        if "levels" in start_meta and is_variable_rate(args.model):
             # a variable-rate model for other levels: levels it has keep their gains, new ones start from the nearest
             have = [float(v) for v in json.loads(start_meta["levels"]).values()]
             init = regained_state(init, have, [QUALITY_LAMBDAS[q] for q in sorted(qualities)])
-    if getattr(CODEC_MODELS.get(args.model), "variable_rate", False):
+    if is_variable_rate(args.model):
         return _train_variable_rate(args, images, sorted(qualities), init, init_lmbda if args.init else None)
     for i, q in enumerate(qualities):
         base = i == 0 and init is None
@@ -327,7 +327,7 @@ def _export_checkpoints(args: argparse.Namespace) -> int:
 
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     qualities = [int(q) for q in args.qualities.split(",")]
-    if getattr(CODEC_MODELS.get(args.model), "variable_rate", False):  # one run, one file for its levels
+    if is_variable_rate(args.model):  # one run, one file for its levels
         qualities = sorted(qualities)
         levels = {str(q): QUALITY_LAMBDAS[q] for q in qualities}
         runs = [(args.model, {"N": args.n, "M": args.m, "LEVELS": len(qualities)}, qualities[-1], {"levels": json.dumps(levels)})]

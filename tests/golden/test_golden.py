@@ -70,36 +70,25 @@ def test_cpz_bytes_and_tensors_are_unchanged(tmp_path: Path, lenet5: torch.nn.Mo
         assert torch.equal(v, want[k]), k
 
 
-def test_every_shipped_level_and_only_those_have_a_golden_file() -> None:
-    levels = sorted(int(f.stem.split("-q")[-1]) for f in HERE.glob("hyperprior-q?.cpi"))
-    assert len(levels) >= 6 and levels == available_qualities("hyperprior")
+# the fixed-rate model's files per level, and the variable-rate model's (one weights file, every level)
+SHIPPED = ("hyperprior", "varrate")
 
 
-@pytest.mark.parametrize("quality", available_qualities("hyperprior"))
-def test_cpi_bytes_and_pixels_are_unchanged(quality: int) -> None:
+@pytest.mark.parametrize("model", SHIPPED)
+def test_every_shipped_level_and_only_those_have_a_golden_file(model: str) -> None:
+    levels = sorted(int(f.stem.split("-q")[-1]) for f in HERE.glob(f"{model}-q?.cpi"))
+    assert len(levels) >= 6 and levels == available_qualities(model)
+
+
+@pytest.mark.parametrize(("model", "quality"), [(m, q) for m in SHIPPED for q in available_qualities(m)])
+def test_cpi_bytes_and_pixels_are_unchanged(model: str, quality: int) -> None:
     from convpress.codec import decode_image, encode_image, pretrained
 
-    model, meta = pretrained(quality, "hyperprior")
-    data = encode_image(golden.coffee_crop(), model, quality=quality, weights_id=meta["weights_id"])
-    assert data == (HERE / f"hyperprior-q{quality}.cpi").read_bytes()
+    net, meta = pretrained(quality, model)
+    data = encode_image(golden.coffee_crop(), net, quality=quality, weights_id=meta["weights_id"])
+    assert data == (HERE / f"{model}-q{quality}.cpi").read_bytes()
     x, _ = decode_image(data)
-    _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"hyperprior-q{quality}.png"), f"q{quality}")
-
-
-def test_every_level_of_the_shipped_variable_rate_model_has_a_golden_file() -> None:
-    levels = sorted(int(f.stem.split("-q")[-1]) for f in HERE.glob("varrate-q?.cpi"))
-    assert len(levels) >= 6 and levels == available_qualities("varrate")
-
-
-@pytest.mark.parametrize("quality", available_qualities("varrate"))
-def test_variable_rate_cpi_bytes_and_pixels_are_unchanged(quality: int) -> None:
-    from convpress.codec import decode_image, encode_image, pretrained
-
-    model, meta = pretrained(quality, "varrate")
-    data = encode_image(golden.coffee_crop(), model, quality=quality, weights_id=meta["weights_id"])
-    assert data == (HERE / f"varrate-q{quality}.cpi").read_bytes()
-    x, _ = decode_image(data)
-    _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"varrate-q{quality}.png"), f"varrate q{quality}")
+    _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"{model}-q{quality}.png"), f"{model} q{quality}")
 
 
 def test_legacy_cpi_still_decodes_to_the_same_pixels() -> None:

@@ -16,7 +16,7 @@ re-computed checksums, so that the rANS decoder itself meets garbage (a forged b
 
 from __future__ import annotations
 
-import copy
+import json
 import time
 from typing import Any
 
@@ -27,7 +27,7 @@ from tests.helpers.mutate import mutate, mutations
 
 from convpress.codec.bitstream import decode_image, encode_image
 from convpress.codec.models import CodecModel, build_model
-from convpress.codec.weights import weights_id
+from convpress.codec.weights import at_quality, weights_id
 from convpress.core.errors import ConfigError, FileFormatError
 
 _STATE: dict[str, dict[str, object]] = {}
@@ -43,15 +43,8 @@ _FILES = {
 
 def _varrate_resolver(model: CodecModel, wid: str, qualities: list[int]) -> Any:
     """Resolves qualities as :func:`convpress.codec.weights.pretrained` does for a variable-rate model."""
-
-    def resolve(name: str, q: int) -> tuple[CodecModel, dict[str, str]]:
-        if q not in qualities:
-            raise ConfigError(f"no quality {q} for the {name} model")
-        net = copy.copy(model)
-        net.set_level(qualities.index(q))  # type: ignore[operator]
-        return net, {"weights_id": f"{wid}.q{q}"}
-
-    return resolve
+    meta = {"weights_id": wid, "levels": json.dumps({str(q): 0.01 * (k + 1) for k, q in enumerate(qualities)})}
+    return lambda name, q: at_quality(model, meta, q)
 
 
 def _setup(which: str) -> dict[str, object]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from convpress.cli._common import check_output, subcommand_main
-from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL
+from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, is_variable_rate
 from convpress.core.errors import ConfigError
 
 __all__ = ["register", "main"]
@@ -318,7 +318,7 @@ def _train(args: argparse.Namespace) -> int:
     unknown = [q for q in qualities if q not in QUALITY_LAMBDAS]
     if unknown:
         raise ConfigError(f"unknown quality {unknown[0]}; choose from {', '.join(map(str, QUALITY_LAMBDAS))}")
-    variable = bool(getattr(CODEC_MODELS.get(args.model), "variable_rate", False))
+    variable = is_variable_rate(args.model)
     if len(qualities) > 1 and not variable:
         raise ConfigError(f"the {args.model} model has one rate: give one --quality (a list of levels is for a variable-rate model)")
     lambdas = tuple(QUALITY_LAMBDAS[q] for q in qualities) if variable else ()

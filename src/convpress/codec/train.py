@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from convpress.codec.entropy_models import per_sample_noise
-from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel, build_model
+from convpress.codec.models import DEFAULT_MODEL, CodecModel, build_model, is_variable_rate
 from convpress.core.digest import fingerprint, state_digest
 from convpress.core.distributed import batch_share, sum_over_processes
 from convpress.core.errors import ConfigError
@@ -136,7 +136,7 @@ class CodecTrainConfig(TrainConfig):
         if not (self.lmbda > 0 and self.lr_final > 0 and self.fresh_lr_scale > 0):
             raise ConfigError("lambda, learning rates and fresh_lr_scale must be positive")
         self.lambdas = tuple(float(v) for v in self.lambdas)
-        variable = bool(getattr(CODEC_MODELS.get(self.model), "variable_rate", False))
+        variable = is_variable_rate(self.model)
         if variable and not (self.lambdas and all(v > 0 and math.isfinite(v) for v in self.lambdas)):
             raise ConfigError(f"the {self.model} model needs the positive lambdas of its levels (lambdas)")
         if self.lambdas and not variable:

@@ -27,14 +27,23 @@ from typing import Any
 
 import torch
 
-from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel, build_model
+from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel, build_model, is_variable_rate
 from convpress.core.atomic import atomic_write_bytes
 from convpress.core.container import loads_json
 from convpress.core.digest import state_digest
 from convpress.core.errors import ConfigError, FileFormatError
 from convpress.core.statedict import state_mismatch
 
-__all__ = ["WEIGHTS_DIR", "weights_id", "save_weights", "load_weights", "refresh_weights", "available_qualities", "pretrained"]
+__all__ = [
+    "WEIGHTS_DIR",
+    "weights_id",
+    "save_weights",
+    "load_weights",
+    "refresh_weights",
+    "available_qualities",
+    "pretrained",
+    "at_quality",
+]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "codec"
 
@@ -55,7 +64,7 @@ def save_weights(
     """
     from safetensors.torch import save
 
-    if _variable_rate(model.name) is not None:
+    if is_variable_rate(model.name):
         try:
             _levels_of({"levels": (extra or {}).get("levels", "")}, model, Path(path))
         except FileFormatError as exc:
@@ -106,7 +115,7 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[CodecModel, dict[str, st
     model.eval()
     model.derive_state()
     model.lmbda = _lambda_of(meta, p)
-    if _variable_rate(model.name) is not None:
+    if is_variable_rate(model.name):
         _levels_of(meta, model, p)  # refuses a file whose levels do not match its model
     model.to(memory_format=torch.channels_last)  # faster CPU convolutions (see CodecModel.compress)
     meta.setdefault("weights_id", weights_id(state))
@@ -145,17 +154,31 @@ def _levels_of(meta: dict[str, str], model: CodecModel, path: Path) -> dict[int,
     return levels
 
 
-def _variable_rate(model: str) -> Any:
-    """The class of ``model`` if one weights file serves all its levels (``variable_rate``), else None."""
-    cls = CODEC_MODELS.get(model)
-    return cls if getattr(cls, "variable_rate", False) else None
-
-
 @lru_cache(maxsize=4)
-def _load_variable_rate(path: Path) -> tuple[CodecModel, dict[str, str], dict[int, float]]:
-    """(model, metadata, quality -> lambda) of a variable-rate weights file (cached: every level shares it)."""
-    model, meta = load_weights(path)
-    return model, meta, _levels_of(meta, model, path)
+def _load_variable_rate(path: Path) -> tuple[CodecModel, dict[str, str]]:
+    """(model, metadata) of a variable-rate weights file (cached: every level shares it)."""
+    return load_weights(path)
+
+
+def at_quality(model: CodecModel, meta: dict[str, str], quality: int) -> tuple[CodecModel, dict[str, str]]:
+    """A variable-rate ``model`` with its weights' metadata ``meta`` -> the model set to the level of
+    ``quality`` (sharing the parameters and tables), and metadata naming that quality and its lambda.
+
+    Raises:
+        ConfigError: for a quality the weights have no level for.
+        FileFormatError: if ``meta`` holds no valid levels for the model.
+    """
+    levels = _levels_of(meta, model, Path(f"{model.name} weights"))
+    if quality not in levels:
+        raise ConfigError(f"no quality {quality} for the {model.name} model; available qualities: {', '.join(map(str, sorted(levels)))}")
+    net = copy.copy(model)  # shares the parameters and tables; only the level and lambda are its own
+    net.set_level(list(levels).index(quality))  # type: ignore[operator]  # a variable-rate model has set_level
+    net.lmbda = levels[quality]
+    # every level has its own weights id: the .cpi header's weights tag then binds the quality
+    # field, so a file whose quality was altered (and its checksum redone) is refused, not decoded
+    # at another level into a wrong image
+    wid = f"{meta.get('weights_id')}.q{quality}"
+    return net, {**meta, "quality": str(quality), "lambda": repr(levels[quality]), "weights_id": wid}
 
 
 def _per_image(model: str) -> Any:
@@ -170,9 +193,12 @@ def available_qualities(model: str = DEFAULT_MODEL, folder: str | os.PathLike[st
     per_image = _per_image(model)
     if per_image is not None:
         return sorted(per_image.LAMBDAS)
-    if _variable_rate(model) is not None:
+    if is_variable_rate(model):
         path = Path(folder) / f"{model}.safetensors"
-        return sorted(_load_variable_rate(path)[2]) if path.is_file() else []
+        if not path.is_file():
+            return []
+        net, meta = _load_variable_rate(path)
+        return sorted(_levels_of(meta, net, path))
     out = []
     for f in sorted(Path(folder).glob(f"{model}-q*.safetensors")):
         try:
@@ -196,7 +222,7 @@ def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, di
     if per_image is not None:
         fresh = per_image.for_quality(quality)
         return fresh, {"model": model, "quality": str(quality), "lambda": str(fresh.lmbda), "weights_id": per_image.FORMAT_ID}
-    if _variable_rate(model) is not None:
+    if is_variable_rate(model):
         return _variable_rate_level(model, quality)
     path = WEIGHTS_DIR / f"{model}-q{quality}.safetensors"
     if not path.is_file():
@@ -206,21 +232,11 @@ def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, di
 
 
 def _variable_rate_level(model: str, quality: int) -> tuple[CodecModel, dict[str, str]]:
-    """The shipped variable-rate ``model`` set to the level of ``quality``, and metadata naming that quality and its lambda."""
+    """The shipped variable-rate ``model`` set to the level of ``quality`` (see :func:`at_quality`)."""
     path = WEIGHTS_DIR / f"{model}.safetensors"
     if not path.is_file():
         raise ConfigError(f"no {model} weights are shipped ({path.name} is missing)")
-    base, meta, levels = _load_variable_rate(path)
-    if quality not in levels:
-        raise ConfigError(f"no quality {quality} for the {model} model; available qualities: {', '.join(map(str, sorted(levels)))}")
-    net = copy.copy(base)  # shares the parameters and tables; only the level and lambda are its own
-    net.set_level(list(levels).index(quality))  # type: ignore[operator]  # a variable-rate model has set_level
-    net.lmbda = levels[quality]
-    # every level has its own weights id: the .cpi header's weights tag then binds the quality
-    # field, so a file whose quality was altered (and its checksum redone) is refused, not decoded
-    # at another level into a wrong image
-    wid = f"{meta.get('weights_id')}.q{quality}"
-    return net, {**meta, "quality": str(quality), "lambda": repr(levels[quality]), "weights_id": wid}
+    return at_quality(*_load_variable_rate(path), quality)
 
 
 def refresh_weights(path: str | os.PathLike[str]) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "CODEC_MODELS",
     "DEFAULT_MODEL",
     "register_codec_model",
+    "is_variable_rate",
     "build_model",
     "model_codes",
     "CodecModel",
@@ -96,6 +97,11 @@ def register_codec_model(cls: type[CodecModel]) -> type[CodecModel]:
     if other is not None and other != name:
         raise ValueError(f"codec model {name!r} declares code {code}, which is already the code of {other!r}")
     return CODEC_MODELS.register(name, cls)
+
+
+def is_variable_rate(name: str) -> bool:
+    """Whether the registered model ``name`` serves every level from one weights file (its class sets ``variable_rate``)."""
+    return bool(getattr(CODEC_MODELS.get(name), "variable_rate", False))
 
 
 def model_codes() -> dict[int, str]:
