@@ -27,7 +27,7 @@ from PIL import Image
 from convpress.codec.bitstream import pad_image
 from convpress.codec.metrics import bd_rate
 from convpress.codec.models import CODEC_MODELS, CodecModel, is_variable_rate
-from convpress.codec.weights import at_quality, available_qualities, load_weights
+from convpress.codec.weights import at_quality, available_qualities, load_weights, variable_rate_files
 from convpress.data.photos import held_out_photos
 
 PHOTOS = ["coffee", "rocket", "Dragonfly_by_Bolly", "Wine_by_Jakkub_Mede", "picosdeeuropa_by_Aitzol_Berasategi", "Kleiber_by_Lukas_Baubkus"]
@@ -60,11 +60,10 @@ def model_curve(folder: str, images: dict[str, np.ndarray], model: str = "hyperp
 
 def _level_models(folder: str, model: str) -> Iterator[tuple[int, CodecModel]]:
     """(quality, model in eval mode) of each level in ``folder``, lowest first: one file per level,
-    or a variable-rate model's one file ``MODEL.safetensors`` set to each of its levels."""
+    or a variable-rate model's files ``MODEL.safetensors`` (and ``MODEL-PART.safetensors``) set to each of their levels."""
     if is_variable_rate(model):
-        base, meta = load_weights(f"{folder}/{model}.safetensors")
-        for q in available_qualities(model, folder):
-            yield q, at_quality(base, meta, q)[0]
+        for q, path in variable_rate_files(model, folder).items():
+            yield q, at_quality(*load_weights(path), q)[0]
         return
     for q in available_qualities(model, folder):
         yield q, load_weights(f"{folder}/{model}-q{q}.safetensors")[0]

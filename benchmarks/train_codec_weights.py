@@ -134,6 +134,14 @@ stages 1-3 below use the old numbers:
     WebP at that PSNR; kept in
     ``benchmarks/candidates/codec/meanscale-q8-wide.safetensors``.
 
+11. (2026-12-05, running across sessions) a wide variable-rate model for the top levels 8-10 (lambda
+    0.0932, 0.18, 0.35), to ship as ``varrate-wide.safetensors`` beside the narrow
+    ``varrate.safetensors`` (levels 1-7; :func:`convpress.codec.weights.variable_rate_files`), from
+    the stage-10 candidate (its gains start at ``sqrt(lambda / 0.0932)``)::
+
+        --model varrate --qualities 8,9,10 --init meanscale-q8-wide.safetensors --n 96 --m 192
+        --finetune-steps 12000 --finetune-lr 3e-4 --warmup 100 --chunk 1000 --crop 256 --batch 2 --wallpapers --threads 2
+
 That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
 for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.
 """

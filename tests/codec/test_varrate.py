@@ -111,8 +111,8 @@ def test_levels_and_settings_are_checked() -> None:
         build_model("varrate", {"N": 8, "M": 12, "LEVELS": 0})
     with pytest.raises(ConfigError, match="2 positive lambdas"):
         m.init_gains([0.01], 0.01)  # type: ignore[attr-defined]
-    with pytest.raises(ConfigError, match="needs the positive lambdas"):
-        CodecTrainConfig(model="varrate")
+    one = CodecTrainConfig(model="varrate", lmbda=0.01)  # without levels: one, at lmbda
+    assert one.lambdas == (0.01,) and one.model_config()["LEVELS"] == 1 and one.level_of_step(5) == 0
     with pytest.raises(ConfigError, match="needs the positive lambdas"):
         CodecTrainConfig(model="varrate", lambdas=(0.01, float("nan")))
     with pytest.raises(ConfigError, match="one rate"):
@@ -131,7 +131,7 @@ def test_one_weights_file_serves_every_quality(tiny_varrate, photo_crop, tmp_pat
     levels = {2: LAMBDAS[0], 5: LAMBDAS[1], 9: LAMBDAS[2]}
     wid = _save(tiny_varrate, tmp_path / "varrate.safetensors", levels)
     monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
-    weights._load_variable_rate.cache_clear()
+    weights._load_cached.cache_clear()
     weights.pretrained.cache_clear()
     try:
         assert weights.available_qualities("varrate", tmp_path) == [2, 5, 9]
@@ -156,7 +156,49 @@ def test_one_weights_file_serves_every_quality(tiny_varrate, photo_crop, tmp_pat
         with pytest.raises(FileFormatError, match="mismatched model version"):
             decode_image(reseal_v3(bytes(forged)))
     finally:
-        weights._load_variable_rate.cache_clear()
+        weights._load_cached.cache_clear()
+        weights.pretrained.cache_clear()
+
+
+def test_levels_split_over_files_of_different_widths_each_decode_with_their_own(tiny_varrate, photo_crop, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(1)
+    wide = build_model("varrate", {"N": 8, "M": 16, "LEVELS": 2})  # the top levels' wider transform
+    wide.init_gains(LAMBDAS[1:], LAMBDAS[1])  # type: ignore[operator]
+    wide.eval()
+    wide.update()
+    low = _save(tiny_varrate, tmp_path / "varrate.safetensors", {1: LAMBDAS[0], 2: LAMBDAS[1], 3: LAMBDAS[2]})
+    top = _save(wide, tmp_path / "varrate-wide.safetensors", {4: 0.08, 5: 0.16})
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    weights._load_cached.cache_clear()
+    weights.pretrained.cache_clear()
+    try:
+        files = weights.variable_rate_files("varrate", tmp_path)
+        assert {q: p.name for q, p in files.items()} == {
+            1: "varrate.safetensors",
+            2: "varrate.safetensors",
+            3: "varrate.safetensors",
+            4: "varrate-wide.safetensors",
+            5: "varrate-wide.safetensors",
+        }
+        assert weights.available_qualities("varrate", tmp_path) == [1, 2, 3, 4, 5]
+        for q, wid, m, level in ((3, low, 12, 2), (4, top, 16, 0), (5, top, 16, 1)):
+            net, meta = weights.pretrained(q, "varrate")
+            assert meta["weights_id"] == f"{wid}.q{q}" and net.config["M"] == m and net.level == level  # type: ignore[attr-defined]
+            pixels, head = decode_image(encode_image(photo_crop, net, quality=q, weights_id=meta["weights_id"]))
+            assert head["q"] == q and pixels.shape == photo_crop.shape
+        # a file carrying a quality another file carries is refused: the quality would not name one set of weights
+        _save(wide, tmp_path / "varrate-x.safetensors", {3: 0.08, 6: 0.16})
+        with pytest.raises(
+            FileFormatError, match="quality 3 of the varrate model is in two weights files: varrate.safetensors and varrate-x.safetensors"
+        ):
+            weights.available_qualities("varrate", tmp_path)
+        # so is another model's file under the model's name
+        (tmp_path / "varrate-x.safetensors").unlink()
+        weights.save_weights(build_model("meanscale", {"N": 8, "M": 12}), tmp_path / "varrate-x.safetensors", quality=7, lmbda=0.3)
+        with pytest.raises(FileFormatError, match="holds weights of the meanscale model, not of varrate"):
+            weights.available_qualities("varrate", tmp_path)
+    finally:
+        weights._load_cached.cache_clear()
         weights.pretrained.cache_clear()
 
 

@@ -245,15 +245,16 @@ def _kept(stem: Path | None, encode: Callable[[], tuple[bytes, dict[str, Any]]])
 
 @functools.cache
 def _encoder_digest() -> str:
-    """Digest of the source of the hyperprior's encoder (the model, its entropy models, the latent
-    refinement and the file format): a kept refined file is reused only by the code that made it."""
+    """Digest of the source of the hyperprior family's encoder (the models, their entropy models and
+    fixed-point hyper-synthesis, the latent refinement and the file format): a kept refined file is
+    reused only by the code that made it."""
     import hashlib
 
-    from convpress.codec import bitstream, entropy_models, refine
-    from convpress.codec.models import hyperprior, meanscale
+    from convpress.codec import bitstream, entropy_models, fixedpoint, refine
+    from convpress.codec.models import hyperprior, meanscale, varrate
 
     h = hashlib.sha256()
-    for module in (bitstream, entropy_models, refine, hyperprior, meanscale):
+    for module in (bitstream, entropy_models, fixedpoint, refine, hyperprior, meanscale, varrate):
         h.update(Path(str(module.__file__)).read_bytes())
     return h.hexdigest()[:10]
 
@@ -261,7 +262,7 @@ def _encoder_digest() -> str:
 def _encoded(
     name: str, src: torch.Tensor, rgb: np.ndarray, model: CodecModel, meta: dict[str, str], q: int, effort: int, work_dir: Path | None
 ) -> tuple[bytes, float]:
-    """The hyperprior's file of one image, level and effort, and its encode seconds. With
+    """The default model's file of one image, level and effort, and its encode seconds. With
     ``work_dir``, files with refinement (effort > 0: seconds each, about an hour for the whole
     test set) are kept and reused by later runs of the same photo, weights and encoder code, so
     that a killed run resumes; their encode time is the one measured when they were made."""
@@ -296,7 +297,7 @@ def _overfit_timing(photo: torch.Tensor, iterations: int, repeat: int) -> dict[s
 
 def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | None = None) -> dict[str, Any]:
     """Run the benchmark; ``work_dir`` keeps the overfitted codec's files (minutes of fitting each)
-    and the hyperprior's refined files (seconds each) so that runs resume and accumulate."""
+    and the default model's refined files (seconds each) so that runs resume and accumulate."""
     t_start = time.time()
     wd = Path(work_dir) / "codec-overfit" if work_dir else None
     wd_refined = Path(work_dir) / "codec-refined" if work_dir else None
@@ -356,7 +357,7 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
                     bar.advance(1)
     curves = {m: _mean_curve(v) for m, v in points.items()}
     bd = _bd_table(curves, modes)
-    # the overfitted codec against the anchors and the hyperprior on the photos it was measured on
+    # the overfitted codec against the anchors and the default model on the photos it was measured on
     sub_curves = {m: _mean_curve({s: [p for p in v if p["image"] in of_names] for s, v in points[m].items()}) for m in [*anchors, "ours"]}
     for base in [*anchors, "ours"]:
         bd[f"{OVERFIT}_vs_{base}_psnr_pchip"] = _bd(sub_curves[base], curves[OVERFIT], "psnr", "pchip")
@@ -630,7 +631,7 @@ def to_markdown(result: dict[str, Any]) -> str:
             "",
             f"**Overfitted per-image codec** (`--model overfit`, a decoder fitted to each photo and sent with it; "
             f"{o['iterations']} fitting steps per photo and level, {o['mean_encode_s']:.0f} s per photo on average) on "
-            f"{len(o['photos'])} of the photos ({', '.join(o['photos'])}), against the anchors and the hyperprior on the "
+            f"{len(o['photos'])} of the photos ({', '.join(o['photos'])}), against the anchors and the {result['model']} model on the "
             f"same photos. Its decoder costs {mac['total']:.0f} multiply-adds per pixel (synthesis {mac['synthesis']:.0f}, "
             f"upsampling {mac['upsampling']:.0f}, context model {mac['arm']:.0f}); the decoder's parameters take "
             f"{o['mean_net_bytes']:.0f} bytes of each file on average.",
@@ -639,9 +640,9 @@ def to_markdown(result: dict[str, Any]) -> str:
             "|---|---|---|",
         ]
         for base in [*anchors, "ours"]:
+            label = f"{result['model']} (effort 0)" if base == "ours" else base.upper()
             lines.append(
-                f"| {'hyperprior (effort 0)' if base == 'ours' else base.upper()} | {_pct(bd.get(f'{OVERFIT}_vs_{base}_psnr_pchip'))} | "
-                f"{_pct(bd.get(f'{OVERFIT}_vs_{base}_ms_ssim_db_pchip'))} |"
+                f"| {label} | {_pct(bd.get(f'{OVERFIT}_vs_{base}_psnr_pchip'))} | {_pct(bd.get(f'{OVERFIT}_vs_{base}_ms_ssim_db_pchip'))} |"
             )
     if result.get("refinement"):
         lines += [

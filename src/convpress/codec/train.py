@@ -117,8 +117,8 @@ class CodecTrainConfig(TrainConfig):
     #: learning-rate factor of the parameters that ``init`` does not hold (a part new to the model
     #: being fine-tuned, e.g. the mean-scale model's mean head started from a scale hyperprior)
     fresh_lr_scale: float = 1.0
-    #: a variable-rate model's levels: the lambda of each (``lmbda`` is then unused); every step
-    #: trains one level, drawn from the step's seed
+    #: a variable-rate model's levels: the lambda of each (``lmbda`` is then unused; without them the
+    #: model has one level, ``lmbda``); every step trains one level, drawn from the step's seed
     lambdas: tuple[float, ...] = ()
     #: the lambda that ``init`` was trained for: a variable-rate model's gains that ``init`` does
     #: not hold start from it (``VariableRateHyperprior.init_gains``); else they start at 1
@@ -137,6 +137,8 @@ class CodecTrainConfig(TrainConfig):
             raise ConfigError("lambda, learning rates and fresh_lr_scale must be positive")
         self.lambdas = tuple(float(v) for v in self.lambdas)
         variable = is_variable_rate(self.model)
+        if variable and not self.lambdas:  # one level: lmbda's (as `codec train --quality Q` of the default model)
+            self.lambdas = (self.lmbda,)
         if variable and not (self.lambdas and all(v > 0 and math.isfinite(v) for v in self.lambdas)):
             raise ConfigError(f"the {self.model} model needs the positive lambdas of its levels (lambdas)")
         if self.lambdas and not variable:

@@ -11,9 +11,13 @@ Its metadata records the model name, N, M, quality, lambda and a ``weights_id`` 
 tensors) that every ``.cpi`` file carries: a file made with other weights is refused.
 
 A variable-rate model (``variable_rate``, :mod:`convpress.codec.models.varrate`) is one file,
-``{model}.safetensors``, for all its levels: its metadata ``levels`` maps each quality to its
+``{model}.safetensors``, for many levels: its metadata ``levels`` maps each quality to its
 level's lambda (JSON ``{"quality": lambda}``, in level order), and :func:`pretrained` returns the
-model set to the level of the quality asked for.
+model set to the level of the quality asked for. Its levels may be split over several files,
+``{model}.safetensors`` and ``{model}-{part}.safetensors``, each with its own transform size: the
+top levels need a wider transform than the low ones (CompressAI's models widen likewise above
+their fourth quality), which would only cost the low levels time. Each quality is in exactly one
+file (:func:`variable_rate_files`), so a ``.cpi`` file's quality still names its weights.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ __all__ = [
     "available_qualities",
     "pretrained",
     "at_quality",
+    "variable_rate_files",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "codec"
@@ -154,9 +159,16 @@ def _levels_of(meta: dict[str, str], model: CodecModel, path: Path) -> dict[int,
     return levels
 
 
-@lru_cache(maxsize=4)
 def _load_variable_rate(path: Path) -> tuple[CodecModel, dict[str, str]]:
-    """(model, metadata) of a variable-rate weights file (cached: every level shares it)."""
+    """(model, metadata) of a variable-rate weights file (cached: every level shares it; a file
+    rewritten since is read again)."""
+    st = path.stat()
+    return _load_cached(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: Path, mtime_ns: int, size: int) -> tuple[CodecModel, dict[str, str]]:
+    """:func:`load_weights` cached by the file's path, modification time and size."""
     return load_weights(path)
 
 
@@ -194,11 +206,7 @@ def available_qualities(model: str = DEFAULT_MODEL, folder: str | os.PathLike[st
     if per_image is not None:
         return sorted(per_image.LAMBDAS)
     if is_variable_rate(model):
-        path = Path(folder) / f"{model}.safetensors"
-        if not path.is_file():
-            return []
-        net, meta = _load_variable_rate(path)
-        return sorted(_levels_of(meta, net, path))
+        return sorted(variable_rate_files(model, folder))
     out = []
     for f in sorted(Path(folder).glob(f"{model}-q*.safetensors")):
         try:
@@ -231,12 +239,38 @@ def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, di
     return load_weights(path)
 
 
+def variable_rate_files(model: str, folder: str | os.PathLike[str] | None = None) -> dict[int, Path]:
+    """Quality -> the file in ``folder`` that carries that level of the variable-rate ``model``
+    (``{model}.safetensors`` and ``{model}-{part}.safetensors``), in quality order; the folder
+    defaults to the shipped weights.
+
+    Raises:
+        FileFormatError: if a file is not valid weights of ``model``, or two files carry one quality
+            (a ``.cpi`` file's quality would not name one set of weights).
+    """
+    folder = Path(WEIGHTS_DIR if folder is None else folder)
+    files: dict[int, Path] = {}
+    for path in [folder / f"{model}.safetensors", *sorted(folder.glob(f"{model}-*.safetensors"))]:
+        if not path.is_file():
+            continue
+        net, meta = _load_variable_rate(path)
+        if net.name != model:
+            raise FileFormatError(f"{path} holds weights of the {net.name} model, not of {model}")
+        for q in _levels_of(meta, net, path):
+            if q in files:
+                raise FileFormatError(f"quality {q} of the {model} model is in two weights files: {files[q].name} and {path.name}")
+            files[q] = path
+    return dict(sorted(files.items()))
+
+
 def _variable_rate_level(model: str, quality: int) -> tuple[CodecModel, dict[str, str]]:
     """The shipped variable-rate ``model`` set to the level of ``quality`` (see :func:`at_quality`)."""
-    path = WEIGHTS_DIR / f"{model}.safetensors"
-    if not path.is_file():
-        raise ConfigError(f"no {model} weights are shipped ({path.name} is missing)")
-    return at_quality(*_load_variable_rate(path), quality)
+    files = variable_rate_files(model)
+    if not files:
+        raise ConfigError(f"no {model} weights are shipped ({model}.safetensors is missing)")
+    if quality not in files:
+        raise ConfigError(f"no quality {quality} for the {model} model; available qualities: {', '.join(map(str, files))}")
+    return at_quality(*_load_variable_rate(files[quality]), quality)
 
 
 def refresh_weights(path: str | os.PathLike[str]) -> str:

@@ -59,7 +59,7 @@ CODEC_MODELS: Registry[type[CodecModel]] = Registry("codec model", autoload="con
 """Codec model name -> model class (``@register_codec_model``); filled by the modules of this
 package, imported on first read."""
 #: the model that the shipped weights are for: the default of the command line, the weights and training
-DEFAULT_MODEL = "hyperprior"
+DEFAULT_MODEL = "varrate"
 
 # public class -> module that defines it (imported on first use: it imports torch)
 _EXPORTS = {
