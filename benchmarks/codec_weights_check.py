@@ -19,6 +19,7 @@ import io
 import math
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -62,8 +63,11 @@ def _level_models(folder: str, model: str) -> Iterator[tuple[int, CodecModel]]:
     """(quality, model in eval mode) of each level in ``folder``, lowest first: one file per level,
     or a variable-rate model's files ``MODEL.safetensors`` (and ``MODEL-PART.safetensors``) set to each of their levels."""
     if is_variable_rate(model):
+        loaded: dict[Path, tuple[CodecModel, dict[str, str]]] = {}  # each file once, whatever its levels
         for q, path in variable_rate_files(model, folder).items():
-            yield q, at_quality(*load_weights(path), q)[0]
+            if path not in loaded:
+                loaded[path] = load_weights(path)
+            yield q, at_quality(*loaded[path], q)[0]
         return
     for q in available_qualities(model, folder):
         yield q, load_weights(f"{folder}/{model}-q{q}.safetensors")[0]
@@ -102,10 +106,8 @@ def _vs_webp(webp: Curve, bpp: float, psnr: float) -> str:
 
 def _folder_model(folder: str) -> str:
     """The codec model whose ``MODEL-qN.safetensors`` files ``folder`` holds (exactly one)."""
-    from pathlib import Path
-
     names = {f.name.rsplit("-q", 1)[0] for f in Path(folder).glob("*-q*.safetensors")}
-    names |= {n for n in CODEC_MODELS.names() if is_variable_rate(n) and (Path(folder) / f"{n}.safetensors").is_file()}
+    names |= {n for n in CODEC_MODELS.names() if is_variable_rate(n) and variable_rate_files(n, folder)}
     if len(names) != 1:
         raise SystemExit(
             f"{folder}: expected the weights of one model (MODEL-qN.safetensors, or a variable-rate MODEL.safetensors), "
