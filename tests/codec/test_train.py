@@ -86,6 +86,42 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None
         train_codec(_cfg(lmbda=0.02), _images(), work_dir=tmp_path / "b", progress=False)
 
 
+@pytest.mark.parametrize("name", ["factorized", "hyperprior", "meanscale", "varrate"])
+def test_bfloat16_autocast_runs_the_transforms_only_and_keeps_the_rate_in_float32(name: str) -> None:
+    from convpress.codec.models import build_model
+    from convpress.codec.train import rd_loss
+
+    torch.manual_seed(0)
+    config = {"N": 8, "M": 12, **({"LEVELS": 2} if name == "varrate" else {})}
+    net = build_model(name, config).train()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.random.fork_rng():
+        ref = rd_loss(net(x), x, 0.01)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x)
+    assert out["x_hat"].dtype == torch.bfloat16  # the synthesis ran in bfloat16
+    assert all(v.dtype == torch.float32 for v in out["likelihoods"].values())  # the rate did not
+    # the same noise (fork_rng), so only bfloat16 rounding of the transforms separates the losses
+    assert rd_loss(out, x, 0.01)[0].item() == pytest.approx(ref.item(), rel=0.03)
+
+
+def test_bfloat16_training_learns_and_is_a_run_setting_of_its_own(tmp_path: Path) -> None:
+    cfg = _cfg(steps=40, lr=5e-3, checkpoint_every=20, bf16=True)
+    model, hist = train_codec(cfg, _images(), work_dir=tmp_path, progress=False, log_every=1)
+    losses = [h["loss"] for h in hist]
+    assert sum(losses[-5:]) < 0.6 * sum(losses[:5])
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with pytest.raises(ConfigError):  # the float32 run of the same settings is another run
+        train_codec(_cfg(steps=40, lr=5e-3, checkpoint_every=20), _images(), work_dir=tmp_path, progress=False)
+
+
+def test_runs_started_before_the_bf16_setting_keep_their_fingerprint(tmp_path: Path) -> None:
+    # the run id of _cfg() computed by the code before bf16 existed (commit 33ee5c0): a checkpoint
+    # of a run started then must still resume
+    train_codec(_cfg(), _images(), work_dir=tmp_path, progress=False, stop_after=3)
+    assert load_checkpoint(tmp_path / "checkpoint.ckpt", "codec-train")["run"] == "41f38872e343be60"
+
+
 def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
     from convpress.cli.codec import main
     from convpress.codec.weights import load_weights

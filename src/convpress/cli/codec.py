@@ -157,6 +157,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="decoder sees rounded latents (straight-through), the rate noisy ones; best for a final fine-tune with --init",
     )
+    t.add_argument(
+        "--bf16",
+        action="store_true",
+        help="run the transforms in bfloat16 (autocast; weights and likelihoods stay float32): about 2x faster "
+        "steps on CPUs with AVX512-BF16 or AMX, slower elsewhere",
+    )
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -349,6 +355,7 @@ def _train(args: argparse.Namespace) -> int:
         extra={"init": args.init or ""},
         warmup=warmup,
         mixed_quantization=args.mixed_quantization,
+        bf16=args.bf16,
     )
     images = training_images(debian=not args.no_debian, extra_dirs=args.images)
     model, hist = train_codec(cfg, images, work_dir=args.work_dir, init=init, progress=sys.stderr.isatty())

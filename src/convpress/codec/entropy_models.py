@@ -222,10 +222,12 @@ class EntropyBottleneck(_TableMixin):
         return self._quantile(0.0)
 
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """y (B, C, H, W) -> (y_hat or noisy y, likelihoods), both (B, C, H, W)."""
-        center = None if self.training else self.medians().detach().reshape(1, -1, 1, 1)
-        y_hat = _noise_or_round(y, self.training, center)
-        return y_hat, self.likelihood(y_hat)
+        """y (B, C, H, W) -> (y_hat or noisy y, likelihoods), both (B, C, H, W), float32 (also
+        under bfloat16 autocast: noise of +-0.5 and probabilities need more than bfloat16's 8 bits)."""
+        with torch.autocast("cpu", enabled=False):
+            center = None if self.training else self.medians().detach().reshape(1, -1, 1, 1)
+            y_hat = _noise_or_round(y.float(), self.training, center)
+            return y_hat, self.likelihood(y_hat)
 
     @torch.no_grad()
     def update(self) -> None:
@@ -306,9 +308,10 @@ class GaussianConditional(_TableMixin):
         return lower_bound(upper - lower, LIKELIHOOD_BOUND)
 
     def forward(self, y: Tensor, scales: Tensor) -> tuple[Tensor, Tensor]:
-        """-> (y_hat or noisy y, likelihoods), (B, C, H, W) each."""
-        y_hat = _noise_or_round(y, self.training)
-        return y_hat, self.likelihood(y_hat, scales)
+        """-> (y_hat or noisy y, likelihoods), (B, C, H, W) each, float32 (also under bfloat16 autocast)."""
+        with torch.autocast("cpu", enabled=False):
+            y_hat = _noise_or_round(y.float(), self.training)
+            return y_hat, self.likelihood(y_hat, scales.float())
 
     @torch.no_grad()
     def update(self) -> None:

@@ -123,6 +123,11 @@ class CodecTrainConfig(TrainConfig):
     #: the lambda that ``init`` was trained for: a variable-rate model's gains that ``init`` does
     #: not hold start from it (``VariableRateHyperprior.init_gains``); else they start at 1
     init_lmbda: float | None = None
+    #: run the transforms' convolutions in bfloat16 (``torch.autocast``; the weights, the Adam state,
+    #: the latents and the likelihoods stay float32): on a CPU with AVX512-BF16 or AMX a step takes
+    #: about half the time (N=96, M=192, two 256-pixel crops: 0.15 s against 0.30 s, measured
+    #: 2026-12-05 on this project's AMD EPYC); elsewhere it is emulated and slower
+    bf16: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -165,7 +170,7 @@ def rd_loss(out: dict[str, Any], x: Tensor, lmbda: float) -> tuple[Tensor, Tenso
     b, _, h, w = x.shape
     bits = cast(Tensor, sum(-torch.log2(v).sum() for v in out["likelihoods"].values()))  # a model has likelihoods
     bpp = bits / (b * h * w)
-    mse = F.mse_loss(out["x_hat"], x)
+    mse = F.mse_loss(out["x_hat"].float(), x)  # x_hat is bfloat16 under autocast
     return lmbda * 255.0**2 * mse + bpp, bpp, mse
 
 
@@ -356,7 +361,10 @@ def train_codec(
     groups: list[dict[str, Any]] = [{"params": [p for k, p in named if k not in fresh]}]
     if any(k in fresh for k, _ in named):
         groups.append({"params": [p for k, p in named if k in fresh], "lr_scale": cfg.fresh_lr_scale})
-    run_id = fingerprint({"cfg": asdict(cfg), "init": state_digest(init) if init is not None else None})
+    settings = asdict(cfg)
+    if not cfg.bf16:  # runs from before the setting existed keep their fingerprint
+        del settings["bf16"]
+    run_id = fingerprint({"cfg": settings, "init": state_digest(init) if init is not None else None})
     trainer = Trainer(
         model,
         torch.optim.Adam(groups, lr=cfg.lr),
@@ -387,7 +395,9 @@ def train_codec(
             model.set_level(level)  # type: ignore[operator]  # a variable-rate model (checked by the config)
             lmbda = cfg.lambdas[level]
         with per_sample_noise([step_generator(cfg.seed, step.index, i) for i in range(rank, cfg.batch, size)]):
-            value, bpp, mse = rd_loss(net(x), x, lmbda)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                out = net(x)
+            value, bpp, mse = rd_loss(out, x, lmbda)
         acc["bpp"] += bpp.item()
         acc["mse"] += mse.item()
         return value

@@ -37,7 +37,7 @@ class FactorizedPrior(TransformCodec):
         self.entropy_bottleneck = EntropyBottleneck(m)
 
     def forward(self, x: Tensor) -> dict[str, Any]:
-        y = self.g_a(x)  # (B, M, H/16, W/16)
+        y = self.g_a(x).float()  # (B, M, H/16, W/16); float32 also under bfloat16 autocast
         y_hat, y_lik = self.entropy_bottleneck(y)
         return {"x_hat": self.g_s(self._synthesis_input(y, y_hat)), "likelihoods": {"y": y_lik}}
 

@@ -55,11 +55,12 @@ class ScaleHyperprior(TransformCodec):
         return [m for m in self.h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
 
     def forward(self, x: Tensor) -> dict[str, Any]:
-        y = self.g_a(x)  # (B, M, H/16, W/16)
-        z = self.hyper_analysis(y)  # (B, N, H/64, W/64)
-        z_hat, z_lik = self.entropy_bottleneck(z)
-        scales = self.h_s(z_hat)  # (B, M, H/16, W/16)
-        y_hat, y_lik = self.gaussian_conditional(y, scales)
+        y = self.g_a(x).float()  # (B, M, H/16, W/16)
+        with torch.autocast("cpu", enabled=False):  # bfloat16 training autocasts g_a and g_s only
+            z = self.hyper_analysis(y)  # (B, N, H/64, W/64)
+            z_hat, z_lik = self.entropy_bottleneck(z)
+            scales = self.h_s(z_hat)  # (B, M, H/16, W/16)
+            y_hat, y_lik = self.gaussian_conditional(y, scales)
         return {"x_hat": self.g_s(self._synthesis_input(y, y_hat)), "likelihoods": {"y": y_lik, "z": z_lik}}
 
     def update(self, force: bool = True) -> bool:

@@ -83,14 +83,15 @@ class MeanScaleHyperprior(ScaleHyperprior):
         return self._hyper(z_hat)
 
     def forward(self, x: Tensor) -> dict[str, Any]:
-        y = self.g_a(x)  # (B, M, H/16, W/16)
-        z = self.hyper_analysis(y)  # (B, N, H/64, W/64)
-        z_hat, z_lik = self.entropy_bottleneck(z)
-        scales, mu = self.prior(z_hat)  # (B, M, H/16, W/16) each, in the coder's domain
-        y = self.to_coded(y)
-        r_hat, y_lik = self.gaussian_conditional(y - mu, scales)
-        if self.training and self.mixed_quantization:  # the synthesis sees round(y - mu) + mu, straight-through
-            y_in = y + (torch.round(y - mu) + mu - y).detach()
-        else:
-            y_in = r_hat + mu
+        y = self.g_a(x).float()  # (B, M, H/16, W/16)
+        with torch.autocast("cpu", enabled=False):  # bfloat16 training autocasts g_a and g_s only
+            z = self.hyper_analysis(y)  # (B, N, H/64, W/64)
+            z_hat, z_lik = self.entropy_bottleneck(z)
+            scales, mu = self.prior(z_hat)  # (B, M, H/16, W/16) each, in the coder's domain
+            y = self.to_coded(y)
+            r_hat, y_lik = self.gaussian_conditional(y - mu, scales)
+            if self.training and self.mixed_quantization:  # the synthesis sees round(y - mu) + mu, straight-through
+                y_in = y + (torch.round(y - mu) + mu - y).detach()
+            else:
+                y_in = r_hat + mu
         return {"x_hat": self.g_s(self.from_coded(y_in)), "likelihoods": {"y": y_lik, "z": z_lik}}
