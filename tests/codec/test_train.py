@@ -237,6 +237,32 @@ def test_fine_tuning_a_mean_scale_model_from_a_hyperprior_speeds_up_only_its_new
         _cfg(fresh_lr_scale=0.0)
 
 
+def test_a_widened_variable_rate_model_keeps_its_levels_and_gains_its_new_channels_like_the_old() -> None:
+    from convpress.codec.models import build_model
+    from convpress.codec.train import widened_state
+
+    narrow, _ = train_codec(_cfg(model="varrate", lambdas=(0.005, 0.02), steps=2), _images(), progress=False)
+    with torch.no_grad():  # levels with different gains per channel
+        narrow.gain.copy_(torch.rand(2, 12, generator=torch.Generator().manual_seed(1)) + 0.5)
+    state = widened_state(narrow, 12, 20)
+    wide = build_model("varrate", {"N": 12, "M": 20, "LEVELS": 2})
+    result = wide.load_state_dict(state, strict=False)
+    assert not {k for k, _ in wide.named_parameters()} & set(result.missing_keys)
+    for key in ("gain", "inv_gain"):
+        old = getattr(narrow, key).detach()
+        assert torch.equal(state[key][:, :12], old)
+        geo = old.log().mean(dim=1, keepdim=True).exp().expand(2, 8)
+        torch.testing.assert_close(state[key][:, 12:], geo)
+    wide.update(force=True)
+    narrow.eval(), wide.eval()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    for level in (0, 1):
+        narrow.set_level(level), wide.set_level(level)
+        with torch.no_grad():
+            a, b = narrow(x)["x_hat"], wide(x)["x_hat"]
+        assert (a - b).abs().max() < 0.02  # the new channels' small latents barely touch the image
+
+
 def test_a_widened_model_computes_what_the_narrow_one_did_and_its_new_channels_learn() -> None:
     from convpress.codec.models import build_model
     from convpress.codec.train import rd_loss, widened_state

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from convpress.codec.entropy_models import per_sample_noise
 from convpress.codec.models import DEFAULT_MODEL, CodecModel, build_model, is_variable_rate
+from convpress.codec.models.varrate import GAIN_MIN
 from convpress.core.digest import fingerprint, state_digest
 from convpress.core.distributed import batch_share, sum_over_processes
 from convpress.core.errors import ConfigError
@@ -188,7 +189,9 @@ def widened_state(narrow: CodecModel, n: int, m: int, *, seed: int = 0, new_late
     start near 0 and cost few bits; the new y channels reach the old synthesis channels through
     fresh weights scaled the same way, so their quantised value (0) leaves the decoded image
     unchanged while, in training, their noisy value has a path to the image with a gradient.
-    Buffers (entropy tables) are left out: ``update()`` rebuilds them.
+    Buffers (entropy tables) are left out: ``update()`` rebuilds them. A variable-rate model keeps
+    its levels; the gains and inverse gains of its new latent channels start at each level's
+    geometric mean over the old channels, so they are quantised like the others.
 
     Args:
         narrow: a trained model (its config gives the old N and M).
@@ -202,7 +205,7 @@ def widened_state(narrow: CodecModel, n: int, m: int, *, seed: int = 0, new_late
     if n < old["N"] or m < old["M"]:
         raise ConfigError(f"widening needs N >= {old['N']} and M >= {old['M']}; got N={n}, M={m}")
     torch.manual_seed(seed)
-    wide = build_model(narrow.name, {"N": n, "M": m})
+    wide = build_model(narrow.name, {**old, "N": n, "M": m})
     src = dict(narrow.named_parameters())
     out: dict[str, Tensor] = {}
     modules = dict(wide.named_modules())
@@ -212,6 +215,11 @@ def widened_state(narrow: CodecModel, n: int, m: int, *, seed: int = 0, new_late
             out[key] = w
             continue
         o = src[key].detach()
+        if key in ("gain", "inv_gain"):  # (levels, M): a variable-rate model's per-level gains
+            w[:, : o.shape[1]] = o
+            w[:, o.shape[1] :] = o.clamp_min(GAIN_MIN).log().mean(dim=1, keepdim=True).exp()
+            out[key] = w
+            continue
         owner = modules[key.rsplit(".", 1)[0]]
         # (out, in) channel dims of the tensor; a transposed convolution stores (in, out)
         dims: tuple[int, int | None]
