@@ -160,6 +160,12 @@ def test_one_weights_file_serves_every_quality(tiny_varrate, photo_crop, tmp_pat
         weights.pretrained.cache_clear()
 
 
+def _encode_shipped(photo: torch.Tensor, quality: int) -> bytes:
+    """A .cpi file of ``photo`` (3, H, W) made with the weights that encode ``quality`` (weights.pretrained)."""
+    net, meta = weights.pretrained(quality, "varrate")
+    return encode_image(photo, net, quality=quality, weights_id=meta["weights_id"])
+
+
 def test_levels_split_over_files_of_different_widths_each_decode_with_their_own(tiny_varrate, photo_crop, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(1)
     wide = build_model("varrate", {"N": 8, "M": 16, "LEVELS": 2})  # the top levels' wider transform
@@ -186,14 +192,32 @@ def test_levels_split_over_files_of_different_widths_each_decode_with_their_own(
             assert meta["weights_id"] == f"{wid}.q{q}" and net.config["M"] == m and net.level == level  # type: ignore[attr-defined]
             pixels, head = decode_image(encode_image(photo_crop, net, quality=q, weights_id=meta["weights_id"]))
             assert head["q"] == q and pixels.shape == photo_crop.shape
-        # a file carrying a quality another file carries is refused: the quality would not name one set of weights
-        _save(wide, tmp_path / "varrate-x.safetensors", {3: 0.08, 6: 0.16})
+        # a part file may carry a quality of the main file: it then encodes that quality, and the files
+        # made with the main file's level still decode with it (their header's weights tag names it)
+        before = _encode_shipped(photo_crop, 3)
+        pixels_before, _ = decode_image(before)
+        newer = _save(wide, tmp_path / "varrate-x.safetensors", {3: 0.08, 6: 0.16})
+        weights._load_cached.cache_clear()
+        weights.pretrained.cache_clear()
+        assert [p.name for p in weights.variable_rate_candidates("varrate", tmp_path)[3]] == [
+            "varrate-x.safetensors",
+            "varrate.safetensors",
+        ]
+        assert weights.available_qualities("varrate", tmp_path) == [1, 2, 3, 4, 5, 6]
+        net, meta = weights.pretrained(3, "varrate")
+        assert meta["weights_id"] == f"{newer}.q3" and net.config["M"] == 16
+        after = _encode_shipped(photo_crop, 3)
+        assert torch.equal(decode_image(before)[0], pixels_before)
+        assert decode_image(after)[0].shape == photo_crop.shape and not torch.equal(decode_image(after)[0], pixels_before)
+        # two part files carrying one quality are refused: neither would be the one that encodes it
+        _save(wide, tmp_path / "varrate-y.safetensors", {3: 0.08, 7: 0.3})
         with pytest.raises(
-            FileFormatError, match="quality 3 of the varrate model is in two weights files: varrate.safetensors and varrate-x.safetensors"
+            FileFormatError, match="quality 3 of the varrate model is in two part files: varrate-x.safetensors and varrate-y.safetensors"
         ):
             weights.available_qualities("varrate", tmp_path)
         # so is another model's file under the model's name
         (tmp_path / "varrate-x.safetensors").unlink()
+        (tmp_path / "varrate-y.safetensors").unlink()
         weights.save_weights(build_model("meanscale", {"N": 8, "M": 12}), tmp_path / "varrate-x.safetensors", quality=7, lmbda=0.3)
         with pytest.raises(FileFormatError, match="holds weights of the meanscale model, not of varrate"):
             weights.available_qualities("varrate", tmp_path)

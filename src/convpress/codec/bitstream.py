@@ -243,11 +243,6 @@ def split_v3(data: bytes, *, name: str = "input") -> Layout3:
     return Layout3(fields, (_PREFIX3.size, heads_end), spans)
 
 
-def _default_resolver(name: str, quality: int) -> tuple[CodecModel, dict[str, str]]:
-    # looked up at call time (tests replace weights.pretrained)
-    return weights.pretrained(quality, name)
-
-
 def pad_image(x: Tensor, stride: int) -> Tensor:
     """(3, H, W) -> (1, 3, H', W') with H', W' the next multiples of ``stride`` (edge replicated)."""
     _, h, w = x.shape
@@ -463,11 +458,14 @@ def decode_image(data: bytes, *, resolver: Resolver | None = None, name: str = "
         ConfigError: if no weights are shipped for the file's quality.
     """
     head, sections = read_header(data, name=name)
-    model, meta = (resolver or _default_resolver)(head["m"], head["q"])
-    if model.name != head["m"]:  # another model would split the sections differently
-        raise FileFormatError(f"{name} was made with the {head['m']} codec model, but the resolver gave a {model.name} model")
     version = format_version(data)
     assert version is not None  # read_header accepted the file
+    if resolver is None:  # the shipped weights whose tag the header names (a superseded level still decodes)
+        model, meta = weights.decoding_weights(head["m"], head["q"], lambda wid: weights_match(head["v"], wid, version))
+    else:
+        model, meta = resolver(head["m"], head["q"])
+    if model.name != head["m"]:  # another model would split the sections differently
+        raise FileFormatError(f"{name} was made with the {head['m']} codec model, but the resolver gave a {model.name} model")
     if not weights_match(head["v"], str(meta.get("weights_id")), version):
         raise FileFormatError(
             f"{name} was made with {head['m']} weights {head['v']} for quality {head['q']}, but this convpress has "

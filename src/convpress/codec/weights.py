@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ __all__ = [
     "pretrained",
     "at_quality",
     "variable_rate_files",
+    "variable_rate_candidates",
+    "decoding_weights",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "codec"
@@ -240,27 +243,67 @@ def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, di
 
 
 def variable_rate_files(model: str, folder: str | os.PathLike[str] | None = None) -> dict[int, Path]:
-    """Quality -> the file in ``folder`` that carries that level of the variable-rate ``model``
-    (``{model}.safetensors`` and ``{model}-{part}.safetensors``), in quality order; the folder
-    defaults to the shipped weights.
+    """Quality -> the file in ``folder`` that encodes that level of the variable-rate ``model``, in
+    quality order; the folder defaults to the shipped weights. See :func:`variable_rate_candidates`:
+    a part file ``{model}-{part}.safetensors`` overrides the main file ``{model}.safetensors``.
 
     Raises:
-        FileFormatError: if a file is not valid weights of ``model``, or two files carry one quality
-            (a ``.cpi`` file's quality would not name one set of weights).
+        FileFormatError: if a file is not valid weights of ``model``, or two part files carry one quality.
+    """
+    return {q: paths[0] for q, paths in variable_rate_candidates(model, folder).items()}
+
+
+def variable_rate_candidates(model: str, folder: str | os.PathLike[str] | None = None) -> dict[int, list[Path]]:
+    """Quality -> every file in ``folder`` that carries that level of the variable-rate ``model``,
+    the one that encodes it first, in quality order.
+
+    Levels may be split over the main file ``{model}.safetensors`` and part files
+    ``{model}-{part}.safetensors`` (transforms of different widths). A part file may also carry a
+    quality that the main file carries: it then encodes that quality, and the main file's level
+    still decodes the files made with it (a ``.cpi`` header's weights tag names the weights of its
+    level, :func:`decoding_weights`), so better levels ship without breaking files made before.
+
+    Raises:
+        FileFormatError: if a file is not valid weights of ``model``, or two part files carry one
+            quality (neither would be the one that encodes it).
     """
     folder = Path(WEIGHTS_DIR if folder is None else folder)
-    files: dict[int, Path] = {}
-    for path in [folder / f"{model}.safetensors", *sorted(folder.glob(f"{model}-*.safetensors"))]:
+    main = folder / f"{model}.safetensors"
+    parts: dict[int, Path] = {}
+    base: dict[int, Path] = {}
+    for path in [main, *sorted(folder.glob(f"{model}-*.safetensors"))]:
         if not path.is_file():
             continue
         net, meta = _load_variable_rate(path)
         if net.name != model:
             raise FileFormatError(f"{path} holds weights of the {net.name} model, not of {model}")
         for q in _levels_of(meta, net, path):
-            if q in files:
-                raise FileFormatError(f"quality {q} of the {model} model is in two weights files: {files[q].name} and {path.name}")
-            files[q] = path
-    return dict(sorted(files.items()))
+            if path == main:
+                base[q] = path
+            elif q in parts:
+                raise FileFormatError(f"quality {q} of the {model} model is in two part files: {parts[q].name} and {path.name}")
+            else:
+                parts[q] = path
+    return {q: [p for p in (parts.get(q), base.get(q)) if p is not None] for q in sorted(parts.keys() | base.keys())}
+
+
+def decoding_weights(model: str, quality: int, matches: Callable[[str], bool]) -> tuple[CodecModel, dict[str, str]]:
+    """The shipped weights that decode a file of ``model`` at ``quality`` whose header's weights
+    tag ``matches`` a weights id: the encoding weights (:func:`pretrained`) if they match, else a
+    variable-rate model's other file carrying that quality whose level matches; else the encoding
+    weights, which the decoder then refuses with the mismatch.
+
+    Raises:
+        ConfigError: if no weights are shipped for that quality.
+    """
+    net, meta = pretrained(quality, model)
+    if matches(str(meta.get("weights_id"))) or not is_variable_rate(model):
+        return net, meta
+    for path in variable_rate_candidates(model).get(quality, [])[1:]:
+        other = at_quality(*_load_variable_rate(path), quality)
+        if matches(str(other[1].get("weights_id"))):
+            return other
+    return net, meta
 
 
 def _variable_rate_level(model: str, quality: int) -> tuple[CodecModel, dict[str, str]]:
