@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from convpress.core.atomic import atomic_write_text
+from convpress.core.cpu import native_bf16
+
+# median_time and paired_times live in convpress.core.timing; benchmarks import them from here too
 from convpress.core.timing import median_time, paired_times
 from convpress.core.version import __version__
 
-# median_time and paired_times live in convpress.core.timing; benchmarks import them from here too
 __all__ = ["environment", "median_time", "paired_times", "run_measured", "write_json", "checks_table"]
 
 
@@ -36,6 +38,7 @@ def environment() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "convpress": __version__,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "native_bf16": native_bf16(),  # optional bfloat16 work (encoder-side refinement) ran in bfloat16
     }
     try:
         from importlib.metadata import version

