@@ -13,6 +13,9 @@ It writes, next to this script:
   ``*.png`` of their decoded pixels;
 * ``varrate-q{1..7}.cpi`` and ``.png``: the same crop with every level of the shipped variable-rate
   model (added 2026-12-05 with its weights, ``--new-varrate``);
+* ``varrate-q{5,6,7}-60db9802.cpi`` and ``.png``: the files of levels 5-7 of ``varrate.safetensors``
+  (weights 60db9802), renamed by hand when ``varrate-mid.safetensors`` took those levels over
+  (2026-12-05): they must keep decoding with the main file's levels;
 * ``fip-{operator}.png``: every shipped fip network applied to a 64x96 crop of ``rocket``;
 * ``training.json``: loss histories of short, seeded runs of the three training loops. Its
   ``finetune`` entry alone was re-measured when ``load_mnist`` began to return its digits in a

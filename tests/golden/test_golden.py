@@ -11,6 +11,7 @@ loops, seeded alike, follow the same loss histories.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,7 @@ SHIPPED = ("hyperprior", "varrate")
 
 @pytest.mark.parametrize("model", SHIPPED)
 def test_every_shipped_level_and_only_those_have_a_golden_file(model: str) -> None:
-    levels = sorted(int(f.stem.split("-q")[-1]) for f in HERE.glob(f"{model}-q?.cpi"))
+    levels = sorted(int(m.group(1)) for f in HERE.glob(f"{model}-q*.cpi") if (m := re.fullmatch(rf"{model}-q(\d+)\.cpi", f.name)))
     assert len(levels) >= 6 and levels == available_qualities(model)
 
 
@@ -89,6 +90,22 @@ def test_cpi_bytes_and_pixels_are_unchanged(model: str, quality: int) -> None:
     assert data == (HERE / f"{model}-q{quality}.cpi").read_bytes()
     x, _ = decode_image(data)
     _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"{model}-q{quality}.png"), f"{model} q{quality}")
+
+
+#: files made with levels that a later weights file took over (MODEL-qQ-WEIGHTSID.cpi): they must still decode
+SUPERSEDED = sorted(f.stem for f in HERE.glob("*-q*-*.cpi") if re.fullmatch(r"[a-z]+-q\d+-[0-9a-f]{8}\.cpi", f.name))
+
+
+@pytest.mark.parametrize("stem", SUPERSEDED)
+def test_files_of_superseded_levels_still_decode_to_the_same_pixels(stem: str) -> None:
+    from convpress.codec import decode_image, pretrained
+
+    x, head = decode_image((HERE / f"{stem}.cpi").read_bytes())
+    model, rest = stem.split("-q")
+    quality, old_id = rest.split("-")
+    assert head["q"] == int(quality)
+    assert not pretrained(int(quality), model)[1]["weights_id"].startswith(old_id)  # another file encodes the level now
+    _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"{stem}.png"), stem)
 
 
 def test_legacy_cpi_still_decodes_to_the_same_pixels() -> None:
