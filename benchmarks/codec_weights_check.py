@@ -142,7 +142,25 @@ def main(argv: list[str] | None = None) -> int:
     first, *rest = folders
     for f in rest:
         print(f"{f} vs {first}: BD-rate {_bd(curves[first], curves[f])}")
+        print(
+            f"{f} vs WebP over the PSNR interval of {first} (a longer curve is not penalised): {_bd_within(webp, curves[f], curves[first])}"
+        )
     return 0
+
+
+def _bd_within(webp: Curve, test: Curve, reference: Curve) -> str:
+    """BD-rate of ``test`` against WebP over the part of their common PSNR interval that WebP and
+    ``reference`` also share: curves of different reach compared over one interval."""
+    if min(len(test), len(reference)) < 4:
+        return "n/a (fewer than 4 levels)"
+    lo_t, hi_t = max(min(p[1] for p in test), min(p[1] for p in webp)), min(max(p[1] for p in test), max(p[1] for p in webp))
+    lo = max(lo_t, min(p[1] for p in reference))
+    hi = min(hi_t, max(p[1] for p in reference))
+    if not lo < hi:
+        return "n/a (no common interval)"
+    part = ((lo - lo_t) / (hi_t - lo_t), (hi - lo_t) / (hi_t - lo_t))
+    value = bd_rate([p[0] for p in webp], [p[1] for p in webp], [p[0] for p in test], [p[1] for p in test], part=part)
+    return f"{value:+.1f}% ({lo:.2f}-{hi:.2f} dB)"
 
 
 if __name__ == "__main__":

@@ -155,6 +155,31 @@ stages 1-3 below use the old numbers:
     photos BD-rate +3.4% (bf16) and +5.8% (float32) against the shipped file. So bfloat16 costs
     nothing measurable, and a short cycle at lr 1.5e-4 undoes more than it gains on a converged model.
 
+13. (2026-12-05) the wide transform for the middle levels 5-7, shipped as ``varrate-mid.safetensors``
+    (a part file that takes those qualities over from ``varrate.safetensors``, whose levels 5-7 still
+    decode the files made with them): the stage-11 weights (levels 8-10, 420ae7d5) with their gains
+    regained to levels 5-7 (:func:`convpress.codec.train.regained_state`)::
+
+        --model varrate --qualities 5,6,7 --init <stage-11 varrate.safetensors> --n 96 --m 192
+        --finetune-steps 12000 --finetune-lr 3e-4 --warmup 100 --chunk 1000 --crop 256 --batch 2 --wallpapers
+        --threads 2 --bf16
+
+    About 55 minutes. On the check photos (effort 0), step 3,000 / 6,000 / 12,000: level 5 +29.7% /
+    +25.1% / **+13.7%** bits against WebP (33.11 dB at 0.518 bpp), level 6 +34.8 / +30.7 / **+15.5%**
+    (34.25 dB at 0.673), level 7 +48.0 / +42.0 / **+24.5%** (35.13 dB at 0.873); the narrow levels
+    5-7: +11.8% at 0.393 bpp, +33.9% at 0.528, +58.1% at 0.659. Over the fixed-rate curve's PSNR
+    interval (29.17-32.76 dB), narrow levels 1-4 with these need 0.8% fewer bits than WebP, where the
+    narrow levels 1-7 needed 3.2% more (``benchmarks/results/codec_weights_check.txt``).
+
+14. (2026-12-05, running across sessions) the top levels 8-10 with twice the latent channels (M=384,
+    N=96: a latent of half as many numbers as the image has, where M=192 has a quarter; a per-image
+    PCA of 16x16 blocks keeps 39.1 dB of ``coffee`` with 192 components and 50.3 with 384), widened
+    from the stage-11 weights (:func:`convpress.codec.train.widened_state`)::
+
+        --model varrate --qualities 8,9,10 --init <stage-11 varrate.safetensors> --n 96 --m 384
+        --finetune-steps 12000 --finetune-lr 3e-4 --warmup 100 --chunk 1000 --crop 256 --batch 2 --wallpapers
+        --threads 2 --bf16
+
 That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
 for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.
 """
