@@ -7,12 +7,14 @@ level, the clamped symbols, their largest change, the PSNR of the real file's de
 PSNR of the model's forward pass in eval mode (the same rounding, no clamp):
 
     python benchmarks/codec_clamped_symbols.py Infinite-Sea_by_Aury88 Picture_0B_by_freespace Kleiber_by_Lukas_Baubkus
+    python benchmarks/codec_clamped_symbols.py Infinite-Sea_by_Aury88 --folder /path/to/weights   # other weights
 
 Photos: the test set of ``convpress.data.photos.held_out_photos`` (long side 768).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -29,10 +31,14 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    names = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("photos", nargs="+", help="names of test photos (file stems)")
+    p.add_argument("--folder", help="a folder of variable-rate weights files (default: the shipped ones)")
+    args = p.parse_args(argv)
+    names = args.photos
     torch.set_num_threads(2)
     photos = held_out_photos()
-    files = {path for paths in variable_rate_candidates("varrate").values() for path in paths}
+    files = {path for paths in variable_rate_candidates("varrate", args.folder).values() for path in paths}
     nets = {path: load_weights(path) for path in sorted(files)}
     for name in names:
         x = photos[name]
