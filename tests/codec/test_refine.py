@@ -28,13 +28,12 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * np.log10(255**2 / mse)
 
 
-def _latents(model: torch.nn.Module, crop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(padded image (1, 3, H, W), its latents y in the coder's domain, its hyper-latents z) under ``model``."""
+def _latents(model, crop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+    """-> the padded crop x (1, 3, H, W), its analysis latents y and its hyper-latents z under ``model``."""
     x = pad_image(crop, model.stride)
     with torch.no_grad():
         y = model.g_a(x)
-        z = model.hyper_analysis(y)
-        return x, model.to_coded(y), z
+        return x, y, model.hyper_analysis(y)
 
 
 def test_sga_is_a_differentiable_draw_between_floor_and_ceiling_that_hardens_into_rounding() -> None:
@@ -52,6 +51,7 @@ def test_sga_is_a_differentiable_draw_between_floor_and_ceiling_that_hardens_int
 def test_refinement_in_bfloat16_gains_what_float32_gains(crop: torch.Tensor) -> None:
     model, _ = pretrained(6)
     x, y, z = _latents(model, crop)
+    y = model.to_coded(y)
     runs = {bf16: refine_latents(model, x, y, z, iterations=20, lmbda=model.lmbda, bf16=bf16) for bf16 in (False, True)}
     assert not torch.equal(runs[False].y, runs[True].y)  # the setting reaches the synthesis
     gains = {k: 1 - r.loss_after / r.loss_before for k, r in runs.items()}
@@ -94,6 +94,7 @@ def test_refinement_lowers_the_rate_distortion_loss_of_real_files(crop: torch.Te
 def test_refined_latents_never_lose_to_the_analysis_transform(crop: torch.Tensor) -> None:
     model, _ = pretrained(3)
     x, y, z = _latents(model, crop)
+    y = model.to_coded(y)
     calls: list[int] = []
     with on_iteration(lambda: calls.append(1)):
         r = refine_latents(model, x, y, z, iterations=12, lmbda=model.lmbda)
@@ -161,10 +162,7 @@ def _ready(model, crop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     """Freeze ``model``'s tables; -> the padded crop x, its latents y and hyper-latents z."""
     model.eval()
     model.update()
-    x = pad_image(crop, model.stride)
-    with torch.no_grad():
-        y = model.g_a(x)
-        return x, y, model.hyper_analysis(y)
+    return _latents(model, crop)
 
 
 def _file_loss(model, r, x: torch.Tensor) -> float:  # type: ignore[no-untyped-def]

@@ -16,8 +16,10 @@ level's lambda (JSON ``{"quality": lambda}``, in level order), and :func:`pretra
 model set to the level of the quality asked for. Its levels may be split over several files,
 ``{model}.safetensors`` and ``{model}-{part}.safetensors``, each with its own transform size: the
 top levels need a wider transform than the low ones (CompressAI's models widen likewise above
-their fourth quality), which would only cost the low levels time. Each quality is in exactly one
-file (:func:`variable_rate_files`), so a ``.cpi`` file's quality still names its weights.
+their fourth quality), which would only cost the low levels time. A part file may also carry a
+quality of the main file and then encodes it (:func:`variable_rate_files`); a ``.cpi`` header's
+weights tag still names the level's weights, so the main file's level decodes the files made with
+it (:func:`decoding_weights`).
 """
 
 from __future__ import annotations
