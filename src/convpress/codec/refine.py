@@ -164,9 +164,9 @@ def refine_latents(
         seed: seed of the Gumbel noise (encoding is reproducible).
         bf16: run the synthesis of the iterations in bfloat16 (autocast; the rate, the latents and
             the final comparison stay float32). None: where the CPU does it natively
-            (:func:`convpress.core.cpu.native_bf16`). Measured on this project's CPU, 30 iterations
-            on three 384x256 crops at levels 2 and 6 of the variable-rate model: 0.6x the time,
-            and the same gain (-4.64% of the loss on average, against -4.68% in float32).
+            (:func:`convpress.core.cpu.native_bf16`). Measured on this project's CPU by
+            ``benchmarks/refine_bf16.py`` (30 iterations, three 384x256 crops, the shipped levels 2
+            and 6): 0.54x the time for the same gain (-3.06% of the loss on average, -3.13% in float32).
 
     Raises:
         ConfigError: for a negative iteration count or a non-positive lambda.
