@@ -172,7 +172,7 @@ def test_info_reports_the_file_without_decoding_and_refuses_bad_ones(photo: Path
     out = capsys.readouterr().out
     data = cpi.read_bytes()
     streams = sum(map(len, read_header(data)[1]))
-    assert "format version 3" in out and "130x100, tiles of 64x64, 6 tiles" in out and f"quality {quality}" in out
+    assert "format version 4" in out and "130x100, tiles of 64x64, 6 tiles" in out and f"quality {quality}" in out
     assert "the shipped weights of this level" in out and f"{len(data):,} bytes" in out
     assert f"header and checksums {len(data) - streams:,} bytes" in out and "12 sections (z, y per tile)" in out
     # a legacy file (format version 2 layout, here version 1: one tile) and other weights' files
@@ -186,6 +186,20 @@ def test_info_reports_the_file_without_decoding_and_refuses_bad_ones(photo: Path
     other.write_bytes(encode_image(read_image(photo), model, quality=quality, weights_id="0badc0de"))
     assert main(["info", str(other)]) == 0
     assert "NOT the shipped weights" in capsys.readouterr().out
+    # --format-version 3 writes the clamped coding older convpress reads; info names both codings
+    old = tmp_path / "v3.cpi"
+    assert main(["encode", str(photo), str(old), "--quality", str(quality), "--format-version", "3"]) == 0
+    assert old.read_bytes()[8:10] == b"\x03\x00"
+    capsys.readouterr()
+    assert main(["info", str(old)]) == 0 and "format version 3 (latents clamped to the coder's tables)" in capsys.readouterr().out
+    assert main(["info", str(cpi)]) == 0 and "format version 4 (latents coded exactly)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:  # a usage error
+        main(["encode", str(photo), str(tmp_path / "v5.cpi"), "--quality", str(quality), "--format-version", "5"])
+    assert exc.value.code == 2 and "--format-version" in capsys.readouterr().err and not (tmp_path / "v5.cpi").exists()
+    # a file of a level that newer weights took over: still decodes with the older shipped file
+    superseded = Path(__file__).resolve().parents[1] / "golden" / "varrate-q5-60db9802.cpi"
+    assert main(["info", str(superseded)]) == 0
+    assert "shipped weights that no longer encode this level; they still decode it" in capsys.readouterr().out
     for bad in (data[:-1], data[:20], b"\x89PNG\r\n\x1a\n" + data[8:]):
         (tmp_path / "bad.cpi").write_bytes(bad)
         assert main(["info", str(tmp_path / "bad.cpi")]) == 2

@@ -73,11 +73,11 @@ def _reheader(data: bytes, edit) -> bytes:  # type: ignore[no-untyped-def]
     return rewrite_header(data, edit)
 
 
-@pytest.mark.parametrize("version", [3, 2])
+@pytest.mark.parametrize("version", [4, 3, 2])
 def test_refuses_mismatched_weights_bad_fields_and_versions(version, tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
     model, wid = tiny_hyperprior
     data = encode_image(photo_crop, model, quality=2, weights_id=wid, version=version)
-    assert struct.unpack_from("<H", data, 8)[0] == (3 if version == 3 else 1)
+    assert struct.unpack_from("<H", data, 8)[0] == (version if version >= 3 else 1)
     res = _resolver(model, wid)
     with pytest.raises(FileFormatError, match="mismatched model version"):
         decode_image(data, resolver=_resolver(model, "0123456789abcdef"))
@@ -91,7 +91,7 @@ def test_refuses_mismatched_weights_bad_fields_and_versions(version, tiny_hyperp
         lambda h: h.update(sections=h["sections"][:1]),
         lambda h: h.update(sections=[h["sections"][0] + 4, h["sections"][1] - 4]),
     ]
-    if version == 3:  # raw model codes and the length table in words
+    if version >= 3:  # raw model codes and the length table in words
         edits += [lambda h: h.update(m=2), lambda h: h.update(m=255), lambda h: h.update(sections=[h["sections"][0], 1 << 30])]
     else:  # what only a JSON header can hold
         edits += [
@@ -105,8 +105,8 @@ def test_refuses_mismatched_weights_bad_fields_and_versions(version, tiny_hyperp
     for edit in edits:
         with pytest.raises(FileFormatError):
             decode_image(_reheader(data, edit), resolver=res)
-    newer = data[:8] + struct.pack("<H", 4) + data[10:]
-    with pytest.raises(FileFormatError, match="version 4"):
+    newer = data[:8] + struct.pack("<H", 5) + data[10:]
+    with pytest.raises(FileFormatError, match="version 5"):
         read_header(newer)
     for cut in (1, 9, 10, 20, len(data) // 2, len(data) - 3, len(data) - 1):
         with pytest.raises(FileFormatError):
@@ -130,11 +130,12 @@ def test_refuses_mismatched_weights_bad_fields_and_versions(version, tiny_hyperp
 def test_compact_files_cost_28_bytes_and_convert_losslessly_to_the_legacy_layout(tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
     model, wid = tiny_hyperprior
     res = _resolver(model, wid)
-    data = encode_image(photo_crop, model, quality=2, weights_id=wid)
+    data = encode_image(photo_crop, model, quality=2, weights_id=wid, version=3)
     legacy = encode_image(photo_crop, model, quality=2, weights_id=wid, version=2)
     head, sections = read_header(data)
     # same y stream in both layouts (the z stream binds the whole size in version 3, 18 bits more);
-    # the compact layout adds 28 bytes (two sections under 128 words)
+    # the compact layout adds 28 bytes (two sections under 128 words). (Version 4 has the same
+    # layout; its streams are those of escaped latents, so they differ from version 2's.)
     assert sections[1] == read_header(legacy)[1][1] and all(len(s) < 512 for s in sections)
     assert len(data) == sum(map(len, sections)) + 28 < len(legacy) - 60
     assert head["v"] == wid and head["q"] == 2 and "t" not in head
@@ -150,8 +151,9 @@ def test_compact_files_cost_28_bytes_and_convert_losslessly_to_the_legacy_layout
     for bad in (-1, 256, "2", True):
         with pytest.raises(ConfigError, match="quality"):
             encode_image(photo_crop, model, quality=bad, weights_id=wid)
-    with pytest.raises(ConfigError, match="format version"):
-        encode_image(photo_crop, model, quality=2, weights_id=wid, version=1)
+    for bad_version in (1, 5, True, "4"):
+        with pytest.raises(ConfigError, match="format version"):
+            encode_image(photo_crop, model, quality=2, weights_id=wid, version=bad_version)
 
 
 def test_refuses_bad_image_tensors(tiny_hyperprior) -> None:  # type: ignore[no-untyped-def]
@@ -246,7 +248,7 @@ def test_weights_files_derive_the_fixed_point_layers_exactly(tiny_hyperprior, tm
         load_weights(old)
 
 
-# ---- the version-3 layout, byte for byte (issue 24: a mutation run of this module) ----
+# ---- the compact layout (versions 3 and 4), byte for byte (issue 24: a mutation run of this module) ----
 
 
 def _fields(data: bytes) -> tuple:  # type: ignore[type-arg]
@@ -259,8 +261,8 @@ def test_a_known_file_has_exactly_the_documented_bytes(tiny_hyperprior, photo_cr
     z, y = read_header(data)[1]
     assert len(z) < 512 and len(y) < 512  # each length takes one varint byte
     le16 = lambda n: n.to_bytes(2, "little")  # noqa: E731
-    # magic, version 3, model code 1 (hyperprior), quality 2, height 90, width 130, tile 0, weights tag
-    assert data[:22] == MAGIC + le16(3) + bytes([1, 2]) + le16(90) + le16(130) + le16(0) + bytes.fromhex(wid)
+    # magic, version 4, model code 1 (hyperprior), quality 2, height 90, width 130, tile 0, weights tag
+    assert data[:22] == MAGIC + le16(4) + bytes([1, 2]) + le16(90) + le16(130) + le16(0) + bytes.fromhex(wid)
     assert data[22:24] == bytes([len(z) // 4, len(y) // 4]) and data[24:-4] == z + y
     assert data[-4:] == zlib.crc32(data[10:-4]).to_bytes(4, "little")
     layout = split_v3(data)
@@ -269,7 +271,7 @@ def test_a_known_file_has_exactly_the_documented_bytes(tiny_hyperprior, photo_cr
     assert layout.sections == [(24, 24 + len(z)), (24 + len(z), len(data) - 4)]
     assert reseal_v3(data) == data
     # the format version is read from bytes 8-9 of anything that starts with the magic
-    assert format_version(data) == 3 and format_version(MAGIC + le16(3)) == 3 and format_version(MAGIC + le16(0x107)) == 0x107
+    assert format_version(data) == 4 and format_version(MAGIC + le16(3)) == 3 and format_version(MAGIC + le16(0x107)) == 0x107
     assert format_version(MAGIC + b"\x03") is None and format_version(b"\x89PNG\r\n\x1a\n" + data[8:]) is None
 
 
@@ -303,7 +305,7 @@ def test_v3_header_fields_round_trip_at_their_offsets(f) -> None:  # type: ignor
     name, fields, sections = f
     code, q, h, w, tile, tag = fields
     data = pack_v3(fields, sections)
-    assert data[:10] == MAGIC + b"\x03\x00" and data[10] == code and data[11] == q
+    assert data[:10] == MAGIC + b"\x04\x00" and data[10] == code and data[11] == q
     assert [int.from_bytes(data[i : i + 2], "little") for i in (12, 14, 16)] == [h, w, tile] and data[18:22] == tag
     table = b"".join(encode_varint(len(s) // 4) for s in sections)
     assert data[22 : 22 + len(table)] == table and data[22 + len(table) : -4] == b"".join(sections)
@@ -431,14 +433,16 @@ def test_legacy_refusals_name_the_file_and_its_fault(tiny_hyperprior, photo_crop
 
 
 def test_the_first_stream_binds_the_size_exactly(tiny_hyperprior, photo_crop) -> None:  # type: ignore[no-untyped-def]
-    """Version 3 pushes (h, w) as two symbols uniform over 0..MAX_SIDE onto the model's first
-    stream; versions 1-2 push (h % stride, w % stride) uniform over 0..stride-1."""
+    """Versions 3-4 push (h, w) as two symbols uniform over 0..MAX_SIDE onto the model's first
+    stream; versions 1-2 push (h % stride, w % stride) uniform over 0..stride-1. Version 4's
+    streams are the model's escaped ones, versions 1-3's the clamped ones."""
     model, wid = tiny_hyperprior
-    raw = model.compress(pad_image(photo_crop, 64))["strings"][0][0]
-    for version, values, span in ((3, [90, 130], MAX_SIDE + 1), (2, [90 % 64, 130 % 64], 64)):
+    raw = {e: model.compress(pad_image(photo_crop, 64), escape=e)["strings"][0][0] for e in (True, False)}
+    assert raw[True] != raw[False]  # the escape-augmented tables code differently
+    for version, values, span in ((4, [90, 130], MAX_SIDE + 1), (3, [90, 130], MAX_SIDE + 1), (2, [90 % 64, 130 % 64], 64)):
         first = read_header(encode_image(photo_crop, model, quality=2, weights_id=wid, version=version))[1][0]
         (got,), rest = rans.decode(rans.words_from_bytes(first), [(2, rans.uniform(span))], exhaust=False)
-        assert got.tolist() == values and rans.words_to_bytes(rest) == raw, version
+        assert got.tolist() == values and rans.words_to_bytes(rest) == raw[version >= 4], version
     # the largest side too: only there do the ranges 0..MAX_SIDE and 0..MAX_SIDE+1 code differently
     x = photo_crop[:, :1, :1].expand(3, 1, MAX_SIDE).contiguous()
     data = encode_image(x, model, quality=2, weights_id=wid, tile=MAX_SIDE)

@@ -29,7 +29,7 @@ def tiled(tiny_hyperprior):  # type: ignore[no-untyped-def]
 def test_tiled_file_is_each_tile_coded_alone_and_decodes_exactly(tiled, tiny_hyperprior) -> None:  # type: ignore[no-untyped-def]
     model, wid = tiny_hyperprior
     x, data = tiled
-    assert struct.unpack_from("<H", data, 8)[0] == 3
+    assert struct.unpack_from("<H", data, 8)[0] == 4
     head, sections = read_header(data)
     grid = tile_grid(150, 200, 64)
     assert head["t"] == 64 and len(grid) == 12 and len(sections) == 2 * 12
@@ -43,7 +43,7 @@ def test_tiled_file_is_each_tile_coded_alone_and_decodes_exactly(tiled, tiny_hyp
         assert torch.equal(y[:, r0:r1, c0:c1], decode_image(alone, resolver=_resolver(model, wid))[0])
 
 
-@pytest.mark.parametrize("version", [3, 2])
+@pytest.mark.parametrize("version", [4, 3, 2])
 def test_one_row_or_one_column_of_tiles_decodes_tile_by_tile(version, tiny_hyperprior) -> None:  # type: ignore[no-untyped-def]
     model, wid = tiny_hyperprior
     torch.manual_seed(1)
@@ -52,7 +52,7 @@ def test_one_row_or_one_column_of_tiles_decodes_tile_by_tile(version, tiny_hyper
         data = encode_image(x, model, quality=1, weights_id=wid, tile=64, version=version)
         head, sections = read_header(data)
         assert head["t"] == 64 and len(sections) == 4 and tile_grid(*shape, 64) == grid
-        if version == 3:  # the tile side is bytes 16-17
+        if version >= 3:  # the tile side is bytes 16-17
             assert data[16:18] == (64).to_bytes(2, "little")
         y = decode_image(data, resolver=_resolver(model, wid))[0]
         assert y.shape == x.shape
@@ -74,7 +74,7 @@ def test_images_within_one_tile_have_no_tile_field(tiny_hyperprior) -> None:  # 
     model, wid = tiny_hyperprior
     x = torch.rand(3, 64, 50)
     data = encode_image(x, model, quality=1, weights_id=wid, tile=64)
-    assert struct.unpack_from("<H", data, 8)[0] == 3 and "t" not in read_header(data)[0]
+    assert struct.unpack_from("<H", data, 8)[0] == 4 and "t" not in read_header(data)[0]
     assert data == encode_image(x, model, quality=1, weights_id=wid)
     # the legacy layout writes them as version 1, as convpress did before tiling
     legacy = encode_image(x, model, quality=1, weights_id=wid, tile=64, version=2)
@@ -84,7 +84,7 @@ def test_images_within_one_tile_have_no_tile_field(tiny_hyperprior) -> None:  # 
             encode_image(x, model, quality=1, weights_id=wid, tile=bad)
 
 
-@pytest.mark.parametrize("version", [3, 2])
+@pytest.mark.parametrize("version", [4, 3, 2])
 def test_forged_or_truncated_tiled_files_are_refused(version, tiled, tiny_hyperprior) -> None:  # type: ignore[no-untyped-def]
     model, wid = tiny_hyperprior
     x, _ = tiled
@@ -126,8 +126,8 @@ def test_forged_or_truncated_tiled_files_are_refused(version, tiled, tiny_hyperp
     for cut in (1, 17, len(data) // 2, len(data) - 1):
         with pytest.raises(FileFormatError):
             decode_image(data[:cut], resolver=res)
-    with pytest.raises(FileFormatError, match="version 4"):
-        read_header(rewrite_header(data, lambda h: None, version=4))
+    with pytest.raises(FileFormatError, match="version 5"):
+        read_header(rewrite_header(data, lambda h: None, version=5))
 
 
 def test_requests_that_cannot_fit_in_memory_are_refused_before_work(tiled, tiny_hyperprior, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,12 @@ It writes, next to this script:
 * ``varrate-q{5,6,7}-60db9802.cpi`` and ``.png``: the files of levels 5-7 of ``varrate.safetensors``
   (weights 60db9802), renamed by hand when ``varrate-mid.safetensors`` took those levels over
   (2026-12-05): they must keep decoding with the main file's levels;
+* ``hyperprior-q*-v3.cpi`` and ``varrate-q*-v3.cpi`` (and ``.png``): the files of format version 3
+  (latents clamped to the tables), renamed by hand from ``MODEL-qQ.cpi`` when format version 4
+  (escaped latents) became the default (2026-12-05, ``--new-format`` then wrote the version-4
+  files): they must keep decoding to the same pixels, and ``version=3`` must still write them;
+* ``varrate-q7-escaped.cpi`` and ``.png``: a 64x96 crop of the synthetic ``colorwheel`` at level 7,
+  a version-4 file with latents outside the coder's tables (escaped; ``--new-format``);
 * ``fip-{operator}.png``: every shipped fip network applied to a 64x96 crop of ``rocket``;
 * ``training.json``: loss histories of short, seeded runs of the three training loops. Its
   ``finetune`` entry alone was re-measured when ``load_mnist`` began to return its digits in a
@@ -50,6 +56,29 @@ def coffee_crop() -> torch.Tensor:
     from convpress.data.photos import bundled_photo
 
     return bundled_photo("coffee")[:, 100:164, 200:296].contiguous()  # (3, 64, 96)
+
+
+def colorwheel_crop() -> torch.Tensor:
+    """(3, 64, 96) of the synthetic ``colorwheel``, whose latents the variable-rate model's level 7
+    (varrate-mid 3d807ad8) predicts badly: some fall outside the coder's tables (escaped in format
+    version 4, clamped in version 3: 42.2 vs 40.6 dB)."""
+    from convpress.data.photos import bundled_photo
+
+    return bundled_photo("colorwheel")[:, 128:192, 144:240].contiguous()
+
+
+def escape_goldens() -> None:
+    """Write ``varrate-q7-escaped.cpi``/``.png``: ``colorwheel_crop`` at level 7 in format version 4,
+    a file with escaped latents (``python tests/golden/make_golden.py --new-format``)."""
+    from convpress.codec.bitstream import decode_image, encode_image
+    from convpress.codec.weights import pretrained
+    from convpress.data.images import write_image
+
+    torch.set_num_threads(2)
+    m, meta = pretrained(7, "varrate")
+    data = encode_image(colorwheel_crop(), m, quality=7, weights_id=meta["weights_id"])
+    (HERE / "varrate-q7-escaped.cpi").write_bytes(data)
+    write_image(HERE / "varrate-q7-escaped.png", decode_image(data)[0], overwrite=True)
 
 
 def rocket_crop() -> torch.Tensor:
@@ -172,5 +201,9 @@ if __name__ == "__main__":
         codec_goldens()
     elif "--new-varrate" in sys.argv[1:]:
         variable_rate_goldens()
+    elif "--new-format" in sys.argv[1:]:
+        codec_goldens(legacy=False)
+        variable_rate_goldens()
+        escape_goldens()
     else:
         main()

@@ -3,8 +3,8 @@
 The golden files next to this test were written by ``make_golden.py`` at commit 2b0aac0 (before
 the ground-floor refactoring of issue 16). Saving the same model gives the same ``.cpz`` bytes,
 and every golden ``.cpz`` loads to the same tensors; encoding the same crop with every shipped
-codec level gives the same ``.cpi`` bytes, and every golden ``.cpi`` (also the legacy layout)
-decodes to the same pixels; every shipped fip network gives the same pixels; the three training
+codec level gives the same ``.cpi`` bytes, and every golden ``.cpi`` (also the legacy layout and
+format version 3) decodes to the same pixels; every shipped fip network gives the same pixels; the three training
 loops, seeded alike, follow the same loss histories.
 """
 
@@ -92,7 +92,7 @@ def test_cpi_bytes_and_pixels_are_unchanged(model: str, quality: int) -> None:
     _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"{model}-q{quality}.png"), f"{model} q{quality}")
 
 
-#: files made with levels that a later weights file took over (MODEL-qQ-WEIGHTSID.cpi): they must still decode
+#: files made with levels that a later weights file took over (MODEL-qQ-WEIGHTSID.cpi, format version 3): they must still decode
 SUPERSEDED = sorted(f.stem for f in HERE.glob("*-q*-*.cpi") if re.fullmatch(r"[a-z]+-q\d+-[0-9a-f]{8}\.cpi", f.name))
 
 
@@ -106,6 +106,38 @@ def test_files_of_superseded_levels_still_decode_to_the_same_pixels(stem: str) -
     assert head["q"] == int(quality)
     assert not pretrained(int(quality), model)[1]["weights_id"].startswith(old_id)  # another file encodes the level now
     _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"{stem}.png"), stem)
+
+
+def test_a_file_with_escaped_latents_has_the_same_bytes_and_pixels() -> None:
+    from convpress.codec import decode_image, encode_image, pretrained
+
+    net, meta = pretrained(7, "varrate")
+    data = encode_image(golden.colorwheel_crop(), net, quality=7, weights_id=meta["weights_id"])
+    assert data == (HERE / "varrate-q7-escaped.cpi").read_bytes()
+    x, _ = decode_image(data)
+    _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / "varrate-q7-escaped.png"), "escaped")
+
+
+V3 = sorted(f.stem[: -len("-v3")] for f in HERE.glob("*-q*-v3.cpi"))
+
+
+def test_every_shipped_level_has_a_version_3_golden_file() -> None:
+    assert V3 == sorted(f"{m}-q{q}" for m in SHIPPED for q in available_qualities(m))
+
+
+@pytest.mark.parametrize("stem", V3)
+def test_version_3_files_decode_and_encode_as_before(stem: str) -> None:
+    """Files of format version 3 (latents clamped to the tables) decode to the same pixels, and
+    ``version=3`` still writes the same bytes for readers older than version 4."""
+    from convpress.codec import decode_image, encode_image, pretrained
+    from convpress.codec.bitstream import format_version
+
+    data = (HERE / f"{stem}-v3.cpi").read_bytes()
+    assert format_version(data) == 3
+    x, head = decode_image(data)
+    _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"{stem}-v3.png"), f"{stem} v3")
+    net, meta = pretrained(head["q"], head["m"])
+    assert encode_image(golden.coffee_crop(), net, quality=head["q"], weights_id=meta["weights_id"], version=3) == data
 
 
 def test_legacy_cpi_still_decodes_to_the_same_pixels() -> None:

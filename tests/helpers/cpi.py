@@ -17,19 +17,23 @@ from convpress.codec.bitstream import MAGIC, format_version, pack_v3, read_heade
 from convpress.codec.models import CODEC_MODELS
 from convpress.core.container import FLAG_ZLIB, pack_container, split_container
 
-__all__ = ["is_cpi3", "rewrite_header", "mutate_cpi3"]
+__all__ = ["COMPACT", "is_cpi3", "rewrite_header", "mutate_cpi3"]
+
+
+#: the format versions of the compact binary layout (4 differs from 3 only in the latent streams)
+COMPACT = (3, 4)
 
 
 def is_cpi3(data: bytes) -> bool:
-    """Whether ``data`` starts like a version-3 (compact) ``.cpi`` file."""
-    return format_version(data) == 3
+    """Whether ``data`` starts like a compact-layout (version 3 or 4) ``.cpi`` file."""
+    return format_version(data) in COMPACT
 
 
 def _split(data: bytes) -> tuple[bytes, int, dict[str, Any], list[bytes]]:
-    """(magic, version, header dict, sections) of a valid container file or version-3 .cpi."""
+    """(magic, version, header dict, sections) of a valid container file or compact-layout .cpi."""
     if is_cpi3(data):
         head, sections = read_header(data)
-        return data[:8], 3, head, sections
+        return data[:8], int(format_version(data) or 0), head, sections
     version, flags, raw, sections = split_container(data)
     return data[:8], version, json.loads(zlib.decompress(raw) if flags & FLAG_ZLIB else raw), sections
 
@@ -47,16 +51,17 @@ def rewrite_header(data: bytes, edit: Callable[[dict[str, Any]], None], *, versi
     ``edit(header)`` (and optionally another format version), with valid checksums and the same
     sections.
 
-    Container files get an uncompressed JSON header. Version-3 ``.cpi`` files (compact binary
+    Container files get an uncompressed JSON header. Version-3 and -4 ``.cpi`` files (compact binary
     layout) are edited through the same dict as the legacy ``.cpi`` JSON header (``"m"`` may also be
     a raw model code; the weights id ``"v"`` is the tag in hex; ``"sections"`` are byte lengths);
-    converting between ``version=3`` and the legacy ``version=1``/``2`` layouts of ``.cpi`` is
-    allowed, and any other version keeps the layout and only changes the version field.
+    converting between ``version=3``/``4`` and the legacy ``version=1``/``2`` layouts of ``.cpi`` is
+    allowed (only the layout changes: the streams stay those of the original version), and any
+    other version keeps the layout and only changes the version field.
     """
     magic, old_version, head, sections = _split(data)
     edit(head)
     v = old_version if version is None else version
-    if magic == MAGIC and (v == 3 or (v not in (1, 2) and old_version == 3)):
+    if magic == MAGIC and (v in COMPACT or (v not in (1, 2) and old_version in COMPACT)):
         fields = (_model_code(head["m"]), head["q"], head["h"], head["w"], head.get("t", 0), bytes.fromhex(head["v"]))
         # the (possibly edited) length table, then the unchanged section bytes
         return pack_v3(fields, sections, version=v, lengths=head["sections"])
@@ -64,10 +69,10 @@ def rewrite_header(data: bytes, edit: Callable[[dict[str, Any]], None], *, versi
 
 
 def mutate_cpi3(data: bytes, kind: str, pos: int, byte: int) -> bytes:
-    """A valid version-3 ``.cpi`` with one byte XORed with ``byte`` and its checksum rewritten.
+    """A valid compact-layout ``.cpi`` with one byte XORed with ``byte`` and its checksum rewritten.
 
     Args:
-        data: a valid version-3 file.
+        data: a valid version-3 or -4 file.
         kind: ``"header"`` changes a byte of the binary fields or of the length table, ``"section"``
             a byte of one section (a stream), both chosen by ``pos``.
         pos: position (taken modulo the length of what is mutated).

@@ -3,7 +3,7 @@
 its arguments.
 
 Container files are taken apart and put back together with the public functions of
-:mod:`convpress.core.container`; version-3 ``.cpi`` files with :mod:`tests.helpers.cpi`.
+:mod:`convpress.core.container`; compact-layout (version 3-4) ``.cpi`` files with :mod:`tests.helpers.cpi`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def mutate(data: bytes, kind: str, pos: int, byte: int, blob: bytes, span: int) 
         kind: one of :data:`MUTATION_KINDS`. ``"header"`` changes one character of the JSON
             header (a digit becomes another digit, other bytes get low bits flipped) and writes a
             valid checksum for it, so a reader must validate the header's fields themselves (in a
-            version-3 ``.cpi``: one byte of the binary fields or of the length table is XORed with
+            compact-layout ``.cpi``: one byte of the binary fields or of the length table is XORed with
             ``byte`` and the checksum rewritten).
             ``"section"`` flips bits inside one section and rewrites its checksum, so the
             section's decoder itself meets well-formed garbage.

@@ -6,8 +6,10 @@ carries its decoder, so forged streams also forge architectures and parameters),
 variable-rate model (one set of weights for levels 2, 3 and 4, resolved as the shipped weights
 are: a forged quality field picks another level, whose weights tag differs), a single-tile
 file and a tiled one (a 40x100 image in tiles of 40x64 and 40x36, whose header fields "t", "h",
-"w" and section table the mutations forge too) in the compact format version 3, and the tiled
-one in the legacy JSON layout (version 2) that older convpress wrote and that still decodes. The
+"w" and section table the mutations forge too) in the compact layout, the single-tile one (and
+the two above) in format version 4 (escaped latents: forged streams also forge escapes and their
+distances) and the tiled one in version 3 (latents clamped to the tables), and the tiled one in
+the legacy JSON layout (version 2) that older convpress wrote and that still decodes. The
 last three come from a tiny randomly initialised hyperprior (fast to decode). Mutations: bit
 flips, truncations, insertions, deletions, overwrites, and changes of header fields re-checksummed
 so that the reader has to validate the fields themselves, and changes of the latent streams with
@@ -33,11 +35,11 @@ from convpress.core.errors import ConfigError, FileFormatError
 _STATE: dict[str, dict[str, object]] = {}
 # (image size, tile side, format version); "legacy" is the JSON layout older convpress wrote, still read
 _FILES = {
-    "single": ((21, 37), 1024, 3),
+    "single": ((21, 37), 1024, 4),
     "tiled": ((40, 100), 64, 3),
     "legacy": ((40, 100), 64, 2),
-    "overfit": ((21, 37), 1024, 3),
-    "varrate": ((40, 100), 64, 3),
+    "overfit": ((21, 37), 1024, 4),
+    "varrate": ((40, 100), 64, 4),
 }
 
 

@@ -92,6 +92,16 @@ def register(sub: Any) -> None:
         help="overfit: stop fitting each tile after S seconds, even before --iterations (the file is "
         "still complete and valid, only less compact)",
     )
+    e.add_argument(
+        "--format-version",
+        type=int,
+        choices=[4, 3, 2],
+        default=4,
+        metavar="V",
+        help=".cpi format version to write: 4 (default) codes every latent exactly; 3 clamps latents "
+        "outside the coder's tables (up to 3 dB worse on some photos) for convpress before format 4; "
+        "2 is the legacy layout for convpress before format 3",
+    )
     e.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     e.set_defaults(func=_encode)
 
@@ -205,7 +215,9 @@ def _encode(args: argparse.Namespace) -> int:
     steps = iterations * len(tile_grid(int(x.shape[1]), int(x.shape[2]), tile)) if iterations else None
     what = "fitting the decoder" if per_image else "refining latents"
     with progress_bar(steps, what, enabled=bool(iterations)) as bar, on_iteration(bar.advance):
-        data = encode_image(x, model, quality=args.quality, weights_id=meta["weights_id"], tile=tile, effort=args.effort)
+        data = encode_image(
+            x, model, quality=args.quality, weights_id=meta["weights_id"], tile=tile, effort=args.effort, version=args.format_version
+        )
     write_cpi(out, data, overwrite=args.force)
     h, w = x.shape[1:]
     print(f"wrote {out}: {len(data):,} bytes, {8 * len(data) / (h * w):.4f} bpp ({w}x{h}, quality {args.quality})")
@@ -236,6 +248,7 @@ def _encode_to_target(args: argparse.Namespace, out: Path) -> int:
             effort=args.effort,
             tile=tile,
             on_level=lambda _q: bar.advance(),
+            version=args.format_version,
         )
     write_cpi(out, res.data, overwrite=args.force)
     h, w = x.shape[1:]
@@ -264,7 +277,7 @@ def _info(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from convpress.codec.bitstream import WHAT, format_version, read_header, tile_grid, weights_match
-    from convpress.codec.weights import available_qualities, pretrained
+    from convpress.codec.weights import available_qualities, decoding_weights, pretrained
     from convpress.core.errors import FileFormatError
 
     p = Path(args.input)
@@ -279,11 +292,18 @@ def _info(args: argparse.Namespace) -> int:
     if getattr(CODEC_MODELS.get(head["m"]), "per_image", False):
         weights = f"{head['v']} (decoder fitted to this image, carried in the file)"
     elif q in available_qualities(head["m"]):
-        match = weights_match(head["v"], pretrained(q, head["m"])[1]["weights_id"], version)
-        weights = f"{head['v']} ({'the shipped weights of this level' if match else 'NOT the shipped weights: cannot decode here'})"
+        # the weights that decode it: those encoding this level now, or an older shipped file's level
+        found = decoding_weights(head["m"], q, lambda wid: weights_match(head["v"], wid, version))[1]["weights_id"]
+        if not weights_match(head["v"], found, version):
+            weights = f"{head['v']} (NOT the shipped weights: cannot decode here)"
+        elif found == pretrained(q, head["m"])[1]["weights_id"]:
+            weights = f"{head['v']} (the shipped weights of this level)"
+        else:
+            weights = f"{head['v']} (shipped weights that no longer encode this level; they still decode it)"
     else:
         weights = f"{head['v']} (no weights shipped for quality {q})"
-    print(f"{p}: {WHAT}, format version {version}")
+    coding = {4: " (latents coded exactly)", 3: " (latents clamped to the coder's tables)"}.get(int(version or 0), " (legacy layout)")
+    print(f"{p}: {WHAT}, format version {version}{coding}")
     print(f"  image    {w}x{h}, {tiles}")
     print(f"  model    {head['m']}, quality {q}")
     print(f"  weights  {weights}")

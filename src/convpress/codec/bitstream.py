@@ -1,11 +1,11 @@
 """The ``.cpi`` file: one learned-codec image in a compact, versioned, checksummed file.
 
-Every byte of a ``.cpi`` file counts in the bit rate, so the current layout (format version 3)
-is binary and small: 26 bytes plus 1-3 bytes per section length around the rANS streams, 28-30
-bytes for a one-tile hyperprior file (all integers little-endian)::
+Every byte of a ``.cpi`` file counts in the bit rate, so the current layout (format versions 3
+and 4) is binary and small: 26 bytes plus 1-3 bytes per section length around the rANS streams,
+28-30 bytes for a one-tile hyperprior file (all integers little-endian)::
 
     magic        8 bytes   b"\\x89CPI\\r\\n\\x1a\\n"
-    version      u16       3
+    version      u16       4 (or 3)
     model        u8        the model's code (``CodecModel.code``: 0 factorized, 1 hyperprior, 2 overfit, 3 meanscale, 4 varrate)
     quality      u8        quality level
     height       u16       image height in pixels (1 .. MAX_SIDE)
@@ -17,6 +17,12 @@ bytes for a one-tile hyperprior file (all integers little-endian)::
                            (hyperprior: z then y; factorized: y; overfit: its
                            decoder's parameters, then its latents)
     crc          u32       CRC32 of every byte from ``model`` to the end of the last section
+
+Versions 3 and 4 differ only in the latent streams: version 4 (written by default) codes a latent
+that falls outside its entropy model's table exactly, with an escape symbol and its distance past
+the table (see :mod:`convpress.codec.entropy_models`); version 3 clamped it to the table's edge,
+which decoded such latents wrong (up to 3 dB on some photos with the wide models). Version-3 files
+decode as they always did, and ``encode_image(..., version=3)`` still writes them (for older readers).
 
 The format knows a codec model only through what its class declares (see
 :class:`~convpress.codec.models.base.CodecModel`): the model byte is its ``code`` (the code <->
@@ -115,9 +121,12 @@ __all__ = [
 ]
 
 MAGIC = b"\x89CPI\r\n\x1a\n"
-#: format version written by default (3: compact binary layout); 1 and 2 are the legacy JSON layout
-VERSION = 3
-_VERSIONS = (1, 2, 3)
+#: format version written by default (4: compact binary layout, escaped latents); 3 is the same
+#: layout with latents clamped to the tables; 1 and 2 are the legacy JSON layout
+VERSION = 4
+_VERSIONS = (1, 2, 3, 4)
+#: the versions of the compact binary layout
+_COMPACT = (3, 4)
 _PREFIX3 = struct.Struct("<8sH")  # magic, version
 _FIELDS3 = struct.Struct("<BBHHH4s")  # model code, quality, height, width, tile side (0: one tile), weights tag
 _CRC = struct.Struct("<I")
@@ -133,7 +142,7 @@ Resolver = Callable[[str, int], tuple[CodecModel, dict[str, str]]]
 
 
 def weights_tag(weights_id: str) -> bytes:
-    """The 4 bytes that stand for a weights id in a version-3 file.
+    """The 4 bytes that stand for a weights id in a compact-layout (version 3-4) file.
 
     Ids made by :func:`convpress.codec.weights.weights_id` are 8 hex digits (the first 32 bits of a
     SHA-256) and are stored as those 4 bytes; any other id (from a custom resolver) is stored as the
@@ -147,7 +156,7 @@ def weights_tag(weights_id: str) -> bytes:
 def weights_match(stored: str, weights_id: str, version: int | None) -> bool:
     """Whether ``stored`` (a header's ``"v"``) names the weights ``weights_id``: in version 3 it is
     their tag in hex (see :func:`weights_tag`), in versions 1-2 the id itself."""
-    return (weights_tag(weights_id).hex() if version == 3 else weights_id) == stored
+    return (weights_tag(weights_id).hex() if version in _COMPACT else weights_id) == stored
 
 
 def format_version(data: bytes) -> int | None:
@@ -157,12 +166,12 @@ def format_version(data: bytes) -> int | None:
     return int(_PREFIX3.unpack_from(data)[1])
 
 
-#: the raw fields of a version-3 header: model code, quality, height, width, tile side or 0, weights tag
+#: the raw fields of a compact-layout (version 3-4) header: model code, quality, height, width, tile side or 0, weights tag
 Fields3 = tuple[int, int, int, int, int, bytes]
 
 
 class Layout3(NamedTuple):
-    """Where the parts of a version-3 file lie (see :func:`split_v3`); spans are ``(start, end)`` byte offsets."""
+    """Where the parts of a compact-layout (version 3-4) file lie (see :func:`split_v3`); spans are ``(start, end)`` byte offsets."""
 
     #: the raw header fields, unvalidated (see :func:`read_header`)
     fields: Fields3
@@ -172,8 +181,8 @@ class Layout3(NamedTuple):
     sections: list[tuple[int, int]]
 
 
-def pack_v3(fields: Fields3, sections: list[bytes], *, version: int = 3, lengths: list[int] | None = None) -> bytes:
-    """The bytes of a version-3 file from its raw fields and its sections (each a whole number of
+def pack_v3(fields: Fields3, sections: list[bytes], *, version: int = VERSION, lengths: list[int] | None = None) -> bytes:
+    """The bytes of a file of the compact layout (version 3 or 4) from its raw fields and its sections (each a whole number of
     32-bit words). No validation: :func:`encode_image` validates; the test helpers use this, with
     another ``version`` or a forged length table ``lengths`` (bytes per section, default the
     sections' own), to forge files."""
@@ -185,14 +194,14 @@ def pack_v3(fields: Fields3, sections: list[bytes], *, version: int = 3, lengths
 
 
 def reseal_v3(data: bytes) -> bytes:
-    """``data`` (a version-3 file of at least its fixed parts) with its checksum recomputed over
+    """``data`` (a compact-layout file of at least its fixed parts) with its checksum recomputed over
     its current bytes: what a forger does after editing a file (the test helpers use this)."""
     end = len(data) - _CRC.size
     return data[:end] + _CRC.pack(zlib.crc32(data[_PREFIX3.size : end]))
 
 
 def split_v3(data: bytes, *, name: str = "input") -> Layout3:
-    """Parse the structure of a version-3 file: its raw fields and where its header and sections
+    """Parse the structure of a compact-layout (version 3-4) file: its raw fields and where its header and sections
     lie. Checks the length, the exact size and the checksum; the fields' meaning is checked by
     :func:`read_header`.
 
@@ -309,16 +318,16 @@ def _unbind(data: bytes, count: int, span: int, name: str) -> tuple[list[int], b
 
 
 def _bound_size(h: int, w: int, stride: int, version: int) -> tuple[list[int], int]:
-    """What a tile's first stream binds of its size, and the range of each value: version 3 binds
+    """What a tile's first stream binds of its size, and the range of each value: versions 3-4 bind
     the whole size (a forged header cannot change it by any amount); versions 1-2 bound only the
     remainders modulo the stride (about 12 bits instead of 30)."""
-    return ([h, w], MAX_SIDE + 1) if version == 3 else ([h % stride, w % stride], stride)
+    return ([h, w], MAX_SIDE + 1) if version in _COMPACT else ([h % stride, w % stride], stride)
 
 
 def _encode_tile(x: Tensor, model: CodecModel, version: int, effort: int = 0) -> list[bytes]:
     """(3, h, w) -> the sections of one tile: the model's streams in file order, the first with the bound size."""
     s = model.stride
-    out = model.compress(pad_image(x.clamp(0, 1), s), effort=effort)
+    out = model.compress(pad_image(x.clamp(0, 1), s), effort=effort, escape=version >= 4)
     sections = [st[0] for st in out["strings"]]
     if len(sections) != len(model.streams):  # a reader would split the file differently: never write it
         raise RuntimeError(f"codec model {model.name} declares {len(model.streams)} streams but compress() returned {len(sections)}")
@@ -345,8 +354,10 @@ def encode_image(
         weights_id: id of ``model``'s weights, recorded so decoders can check them.
         tile: tile side in pixels, a positive multiple of ``model.stride``; images larger than
             one tile are coded as independent tiles.
-        version: 3 (default) writes the compact layout; 2 writes the legacy JSON layout that
-            convpress before format version 3 reads (version 1 for one tile, 2 for tiled images).
+        version: 4 (default) writes the compact layout with escaped latents; 3 the same layout
+            with latents clamped to the tables, which convpress before format version 4 reads;
+            2 the legacy JSON layout that convpress before format version 3 reads (version 1 for
+            one tile, 2 for tiled images).
         effort: iterations of encoder-side latent refinement per tile (0: none; see
             :mod:`convpress.codec.refine`): a smaller or better file for the same decoder, at the
             cost of encoding time.
@@ -363,8 +374,10 @@ def encode_image(
     s = model.stride
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < s or tile % s or tile > MAX_SIDE:
         raise ConfigError(f"tile side must be a multiple of {s} (the {model.name} model's stride) between {s} and {MAX_SIDE}, got {tile}")
-    if version not in (2, 3):
-        raise ConfigError(f"cannot write .cpi format version {version}: choose 3 (compact) or 2 (legacy JSON layout)")
+    if isinstance(version, bool) or version not in (2, 3, 4):
+        raise ConfigError(
+            f"cannot write .cpi format version {version!r}: choose 4 (the default), 3 (for convpress before 4) or 2 (legacy JSON layout)"
+        )
     if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality <= 255:
         raise ConfigError(f"quality must be an integer from 0 to 255, got {quality!r}")
     if model.name not in CODEC_MODELS:
@@ -384,9 +397,9 @@ def encode_image(
     )
     grid = tile_grid(h, w, tile)
     sections = [sec for r0, r1, c0, c1 in grid for sec in _encode_tile(x[:, r0:r1, c0:c1], model, version, effort)]
-    if version == 3:
+    if version in _COMPACT:
         fields = (CODEC_MODELS.get(model.name).code, quality, h, w, tile if len(grid) > 1 else 0, weights_tag(weights_id))
-        return pack_v3(fields, sections)
+        return pack_v3(fields, sections, version=version)
     header: dict[str, Any] = {"m": model.name, "q": int(quality), "h": h, "w": w, "v": weights_id}
     if len(grid) > 1:
         header["t"] = tile
@@ -398,13 +411,13 @@ def read_header(data: bytes, *, name: str = "input") -> tuple[dict[str, Any], li
 
     Returns:
         (header, sections): the header as a dict ``{"m": model name, "q": quality, "h": height,
-        "w": width, "v": weights id (version 3: the tag in hex), "sections": byte lengths}``, plus
+        "w": width, "v": weights id (versions 3-4: the tag in hex), "sections": byte lengths}``, plus
         ``"t": tile side`` for tiled files; and the raw sections.
 
     Raises:
         FileFormatError: foreign, truncated, corrupted, unsupported version or invalid fields.
     """
-    if format_version(data) == 3:
+    if format_version(data) in _COMPACT:
         (code, q, h, w, t, tag), _, spans = split_v3(data, name=name)
         head3: dict[str, Any] = {"m": model_codes()[code], "q": q, "h": h, "w": w, "v": tag.hex()}
         if t:
@@ -493,7 +506,7 @@ def _decode_tile(sections: list[bytes], model: CodecModel, h: int, w: int, versi
         raise FileFormatError(f"{name} is corrupted (the image size in the header does not match the coded data)")
     hp, wp = h + (-h) % s, w + (-w) % s
     # one image: every stream is a list of one string, in file order as compress() returned them
-    x_hat = model.decompress([[first], *([sec] for sec in sections[1:])], (hp, wp))["x_hat"]  # (1, 3, hp, wp)
+    x_hat = model.decompress([[first], *([sec] for sec in sections[1:])], (hp, wp), escape=version >= 4)["x_hat"]  # (1, 3, hp, wp)
     return x_hat[0, :, :h, :w].contiguous()
 
 

@@ -15,8 +15,18 @@ the same integers on both sides, so decoding never depends on floating-point rou
   hyperprior; coding quantizes the scale to the nearest (in log scale) of 128 log-spaced
   levels from 0.11 to 64 (about 5% apart), each with its own precomputed table.
 
-Values outside a table's range (probability below ``TAIL_MASS``) are clamped to the nearest
-codable value: encoder and decoder agree on the clamp, so the bitstream stays exact.
+Values outside a table's range (probability below ``TAIL_MASS`` under the model) are *escaped*
+(``escape=True``, ``.cpi`` format version 4): every table gets one more symbol at each end, of
+``ESCAPE_COUNT`` in ``2**16``, taken from its most probable symbol in integer arithmetic (see
+:func:`escape_counts`), so the stored tables and the weights ids stay as they were. A value past
+an edge is coded as that end's escape symbol, and its distance past the edge (1 to
+``2**ESCAPE_BITS - 1``; farther values stop there) with an Elias-gamma code after all the
+latents: the bit length under a uniform model, then the bits below the leading one. A latent the
+hyperprior predicted badly so costs about 20-30 bits instead of being decoded wrong.
+With ``escape=False`` (format versions 1-3) such values are clamped to the table's edge, as files
+of those versions were written: encoder and decoder agree on the clamp, so those bitstreams stay
+exact, but the decoded latent is wrong by the clamped distance (measured: up to 3 dB lost on a
+photo whose latents the wide models mispredict, see ``benchmarks/codec_clamped_symbols.py``).
 
 The training noise comes from PyTorch's global generator, or, inside :func:`per_sample_noise`,
 from one generator per image of the batch, so that an image's noise does not depend on which
@@ -50,6 +60,9 @@ __all__ = [
     "decode_groups",
     "TAIL_MASS",
     "LIKELIHOOD_BOUND",
+    "ESCAPE_COUNT",
+    "ESCAPE_BITS",
+    "escape_counts",
 ]
 
 TAIL_MASS = 1e-9
@@ -58,6 +71,13 @@ SCALE_MIN = 0.11
 
 
 SCALE_LEVELS = 128
+
+#: count, out of ``2**PMF_PRECISION``, of each of a table's two escape symbols (a probability of
+#: 2**-14, about 14 bits per escape; the in-table symbols lose 8 counts of 65,536 in all)
+ESCAPE_COUNT = 4
+#: an escaped value's distance past its table's edge is coded in at most this many bits
+ESCAPE_BITS = 16
+_ESCAPE_MAX = (1 << ESCAPE_BITS) - 1
 
 
 def scale_table(levels: int = SCALE_LEVELS, low: float = SCALE_MIN, high: float = 64.0) -> Tensor:
@@ -114,6 +134,93 @@ def decode_groups(data: bytes, specs: Sequence[tuple[int, np.ndarray]]) -> list[
     """
     words = rans.words_from_bytes(data, what="latent stream")
     return rans.decode(words, [(n, rans.categorical(c)) for n, c in specs], what="latent stream")[0]
+
+
+def escape_counts(counts: np.ndarray) -> np.ndarray:
+    """(L,) integer counts summing to ``2**PMF_PRECISION`` -> (L + 2,) counts with an escape symbol
+    of ``ESCAPE_COUNT`` at each end, the mass taken from the (first) largest count. Integer
+    arithmetic on the stored table, so every machine derives the same table from the same weights."""
+    counts = np.asarray(counts, dtype=np.int64)
+    out = np.empty(len(counts) + 2, dtype=np.int64)
+    out[0] = out[-1] = ESCAPE_COUNT
+    out[1:-1] = counts
+    top = 1 + int(np.argmax(counts))
+    if out[top] <= 2 * ESCAPE_COUNT:  # impossible for a table of fewer than 2**16 / 9 symbols
+        raise ValueError(f"a table whose largest count is {out[top]} has no room for escape symbols")
+    out[top] -= 2 * ESCAPE_COUNT
+    return out
+
+
+def _bit_length(e: np.ndarray) -> np.ndarray:
+    """Bit lengths of positive integers below 2**53 (int64): frexp's exponent is exact for them."""
+    return np.frexp(e.astype(np.float64))[1].astype(np.int64)
+
+
+def encode_escaped(groups: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """rANS bytes of several groups of symbols with escapes (format version 4), each
+    ``(offsets into the table, integer counts of the table)``; offsets may lie outside
+    ``[0, len(counts))`` by up to ``2**ESCAPE_BITS - 1`` (the caller clamps farther ones, see
+    :func:`_escape_range`).
+
+    The stream holds every group under its escape-augmented table (:func:`escape_counts`), then
+    the bit lengths minus one of the escaped values' distances past the edge (uniform over
+    ``ESCAPE_BITS``), then, for each length n >= 2 in turn, the n - 1 bits below the leading one
+    of the distances of that length (uniform), all in the order the escapes occur.
+    """
+    coded: list[tuple[np.ndarray, Any]] = []
+    past = []
+    for rel, counts in groups:
+        n = len(counts)
+        rel = np.asarray(rel, dtype=np.int64)
+        coded.append((np.clip(rel, -1, n) + 1, rans.categorical(escape_counts(counts))))
+        out = (rel < 0) | (rel >= n)
+        past.append(np.where(rel < 0, -rel, rel - (n - 1))[out])
+    dist = np.concatenate(past) if past else np.zeros(0, dtype=np.int64)
+    if dist.size and int(dist.max()) > _ESCAPE_MAX:
+        raise ValueError(f"an escaped value lies {int(dist.max())} past its table (at most {_ESCAPE_MAX})")
+    bits = _bit_length(dist)
+    coded.append((bits - 1, rans.uniform(ESCAPE_BITS)))
+    coded += [(dist[bits == b] - (1 << (b - 1)), rans.uniform(1 << (b - 1))) for b in range(2, ESCAPE_BITS + 1)]
+    return rans.words_to_bytes(rans.encode(coded))
+
+
+def decode_escaped(data: bytes, specs: Sequence[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+    """Inverse of :func:`encode_escaped` given ``(count, counts)`` per group: offsets into each
+    table (int64), those of escaped values outside ``[0, len(counts))``.
+
+    Raises:
+        FileFormatError: for a stream that is not whole words, ends early or has data left over.
+    """
+    words = rans.words_from_bytes(data, what="latent stream")
+    parts, rest = rans.decode(words, [(n, rans.categorical(escape_counts(c))) for n, c in specs], exhaust=False, what="latent stream")
+    low = [p == 0 for p in parts]
+    high = [p == len(c) + 1 for p, (_, c) in zip(parts, specs, strict=True)]
+    escapes = sum(int(lo.sum() + hi.sum()) for lo, hi in zip(low, high, strict=True))
+    (bits,), rest = rans.decode(rest, [(escapes, rans.uniform(ESCAPE_BITS))], exhaust=False, what="latent stream")
+    bits = bits + 1
+    rests, _ = rans.decode(
+        rest, [(int((bits == b).sum()), rans.uniform(1 << (b - 1))) for b in range(2, ESCAPE_BITS + 1)], what="latent stream"
+    )
+    dist = np.left_shift(1, bits - 1).astype(np.int64)
+    for b, r in zip(range(2, ESCAPE_BITS + 1), rests, strict=True):
+        dist[bits == b] += r
+    out, start = [], 0
+    for p, lo, hi, (_, c) in zip(parts, low, high, specs, strict=True):
+        rel = p - 1
+        esc = lo | hi
+        d = dist[start : start + int(esc.sum())]
+        start += int(esc.sum())
+        rel[esc] = np.where(lo[esc], -d, len(c) - 1 + d)
+        out.append(rel)
+    return out
+
+
+def _escape_range(q: Tensor, lo: Tensor, hi: Tensor, escape: bool) -> Tensor:
+    """Integer values q clamped elementwise to the codable range: ``[lo, hi]`` (the table) without
+    escapes, ``[lo, hi]`` widened by ``2**ESCAPE_BITS - 1`` with them."""
+    if escape:
+        lo, hi = lo - _ESCAPE_MAX, hi + _ESCAPE_MAX
+    return torch.maximum(torch.minimum(q, hi), lo)
 
 
 def _unsaturated_side(lower: Tensor, upper: Tensor) -> Tensor:
@@ -254,32 +361,36 @@ class EntropyBottleneck(_TableMixin):
         self._set_tables(pmfs, offsets)
         self._medians = medians.clone()
 
-    def symbols(self, y: Tensor) -> Tensor:
-        """y (B, C, H, W) -> integer offsets from the medians, clamped to each channel's table (int64)."""
+    def symbols(self, y: Tensor, *, escape: bool = True) -> Tensor:
+        """y (B, C, H, W) -> integer offsets from the medians (int64), clamped to what the coder
+        codes: each channel's table, widened by the escape range with ``escape``."""
         q = torch.round(y - self._medians.reshape(1, -1, 1, 1)).long()
         lo = self._offsets.long().reshape(1, -1, 1, 1)
         hi = lo + self._lengths.long().reshape(1, -1, 1, 1) - 1
-        return torch.maximum(torch.minimum(q, hi), lo)
+        return _escape_range(q, lo, hi, escape)
 
     def dequantize(self, q: Tensor) -> Tensor:
         """Integer offsets (B, C, H, W) -> float latents around the medians."""
         return q.float() + self._medians.reshape(1, -1, 1, 1)
 
-    def compress(self, y: Tensor) -> tuple[list[bytes], Tensor]:
-        """y (B, C, H, W) -> (one byte string per image, integer offsets q (B, C, H, W))."""
-        q = self.symbols(y)
+    def compress(self, y: Tensor, *, escape: bool = True) -> tuple[list[bytes], Tensor]:
+        """y (B, C, H, W) -> (one byte string per image, integer offsets q (B, C, H, W)); values
+        outside a table are escaped (``escape``, format version 4) or clamped to it (versions 1-3)."""
+        q = self.symbols(y, escape=escape)
         idx = (q - self._offsets.long().reshape(1, -1, 1, 1)).numpy()
+        code = encode_escaped if escape else encode_groups
         strings = []
         for b in range(q.shape[0]):
-            strings.append(encode_groups([(idx[b, c].reshape(-1), self._counts(c)) for c in range(self.channels)]))
+            strings.append(code([(idx[b, c].reshape(-1), self._counts(c)) for c in range(self.channels)]))
         return strings, q
 
-    def decompress(self, strings: list[bytes], size: tuple[int, int]) -> Tensor:
-        """Byte strings -> integer offsets q (B, C, h, w) (exact inverse of :meth:`compress`)."""
+    def decompress(self, strings: list[bytes], size: tuple[int, int], *, escape: bool = True) -> Tensor:
+        """Byte strings -> integer offsets q (B, C, h, w) (exact inverse of :meth:`compress` with the same ``escape``)."""
         h, w = size
         out = torch.empty(len(strings), self.channels, h, w, dtype=torch.long)
+        decode = decode_escaped if escape else decode_groups
         for b, s in enumerate(strings):
-            parts = decode_groups(s, [(h * w, self._counts(c)) for c in range(self.channels)])
+            parts = decode(s, [(h * w, self._counts(c)) for c in range(self.channels)])
             for c, part in enumerate(parts):
                 out[b, c] = torch.from_numpy(part).reshape(h, w) + int(self._offsets[c])
         return out
@@ -336,37 +447,42 @@ class GaussianConditional(_TableMixin):
         """Float scales -> table levels (int64): the level nearest in log scale."""
         return torch.searchsorted(self.boundaries().to(scales.dtype), scales.contiguous(), right=False)
 
-    def symbols(self, y: Tensor, indexes: Tensor) -> Tensor:
-        """round(y) clamped to the table range of each element's level (int64, same shape)."""
+    def symbols(self, y: Tensor, indexes: Tensor, *, escape: bool = True) -> Tensor:
+        """round(y) (int64, same shape) clamped to what the coder codes: the table range of each
+        element's level, widened by the escape range with ``escape``."""
         q = torch.round(y).long()
         lo = self._offsets.long()[indexes]
         hi = lo + self._lengths.long()[indexes] - 1
-        return torch.maximum(torch.minimum(q, hi), lo)
+        return _escape_range(q, lo, hi, escape)
 
-    def compress(self, y: Tensor, indexes: Tensor) -> tuple[list[bytes], Tensor]:
-        """y, indexes (B, C, H, W) -> (one byte string per image, integer symbols q)."""
-        q = self.symbols(y, indexes)
+    def compress(self, y: Tensor, indexes: Tensor, *, escape: bool = True) -> tuple[list[bytes], Tensor]:
+        """y, indexes (B, C, H, W) -> (one byte string per image, integer symbols q); values outside
+        a table are escaped (``escape``, format version 4) or clamped to it (versions 1-3)."""
+        q = self.symbols(y, indexes, escape=escape)
         rel = (q - self._offsets.long()[indexes]).numpy()
         ind = indexes.numpy()
+        code = encode_escaped if escape else encode_groups
         strings = []
         for b in range(q.shape[0]):
             flat_i, flat_r = ind[b].reshape(-1), rel[b].reshape(-1)
             order = np.argsort(flat_i, kind="stable")  # groups by level, raster order inside
             bounds = np.searchsorted(flat_i[order], np.arange(len(self.scale_table) + 1))
             groups = [(flat_r[order[bounds[k] : bounds[k + 1]]], self._counts(k)) for k in range(len(self.scale_table))]
-            strings.append(encode_groups(groups))
+            strings.append(code(groups))
         return strings, q
 
-    def decompress(self, strings: list[bytes], indexes: Tensor) -> Tensor:
-        """Byte strings and the same indexes (B, C, H, W) -> integer symbols q (B, C, H, W)."""
+    def decompress(self, strings: list[bytes], indexes: Tensor, *, escape: bool = True) -> Tensor:
+        """Byte strings and the same indexes (B, C, H, W) -> integer symbols q (B, C, H, W) (exact
+        inverse of :meth:`compress` with the same ``escape``)."""
         out = torch.empty(indexes.shape, dtype=torch.long)
         ind = indexes.numpy()
         levels = len(self.scale_table)
+        decode = decode_escaped if escape else decode_groups
         for b, s in enumerate(strings):
             flat_i = ind[b].reshape(-1)
             order = np.argsort(flat_i, kind="stable")
             bounds = np.searchsorted(flat_i[order], np.arange(levels + 1))
-            parts = decode_groups(s, [(int(bounds[k + 1] - bounds[k]), self._counts(k)) for k in range(levels)])
+            parts = decode(s, [(int(bounds[k + 1] - bounds[k]), self._counts(k)) for k in range(levels)])
             flat = np.empty(flat_i.shape, dtype=np.int64)
             for k, part in enumerate(parts):
                 flat[order[bounds[k] : bounds[k + 1]]] = part + int(self._offsets[k])

@@ -22,7 +22,7 @@ from typing import cast
 import numpy as np
 from torch import Tensor
 
-from convpress.codec.bitstream import DEFAULT_TILE, decode_image, encode_image
+from convpress.codec.bitstream import DEFAULT_TILE, VERSION, decode_image, encode_image
 from convpress.codec.metrics import psnr as psnr_u8
 from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL
 from convpress.codec.weights import available_qualities, pretrained
@@ -51,9 +51,9 @@ class TargetResult:
     tried: list[tuple[int, int, float]] = field(default_factory=list)
 
 
-def _encode(x: Tensor, quality: int, model: str, effort: int, tile: int, ref: np.ndarray) -> tuple[bytes, float]:
+def _encode(x: Tensor, quality: int, model: str, effort: int, tile: int, ref: np.ndarray, version: int) -> tuple[bytes, float]:
     net, meta = pretrained(quality, model)
-    data = encode_image(x, net, quality=quality, weights_id=meta["weights_id"], tile=tile, effort=effort)
+    data = encode_image(x, net, quality=quality, weights_id=meta["weights_id"], tile=tile, effort=effort, version=version)
     decoded, _ = decode_image(data)
     return data, psnr_u8(to_uint8(decoded), ref)
 
@@ -67,6 +67,7 @@ def encode_to_target(
     effort: int = 0,
     tile: int = DEFAULT_TILE,
     on_level: Callable[[int], None] | None = None,
+    version: int = VERSION,
 ) -> TargetResult:
     """Encode ``x`` at the shipped level that meets a PSNR target at the fewest bytes, or that
     gives the best PSNR within a size.
@@ -79,6 +80,7 @@ def encode_to_target(
         effort: refinement iterations for the chosen file (see :func:`~convpress.codec.bitstream.encode_image`).
         tile: tile side, as for :func:`~convpress.codec.bitstream.encode_image`.
         on_level: called with each level as it is tried (for a progress bar).
+        version: the ``.cpi`` format version to write, as for :func:`~convpress.codec.bitstream.encode_image`.
 
     Raises:
         ConfigError: for both targets or none, a target that is not a positive finite number,
@@ -105,7 +107,7 @@ def encode_to_target(
     for q in levels:  # rate and PSNR grow with the level: stop at the first level that meets a PSNR or overflows a size
         if on_level is not None:
             on_level(q)
-        coded[q] = _encode(x, q, model, 0, tile, ref)
+        coded[q] = _encode(x, q, model, 0, tile, ref, version)
         met = meets(*coded[q])
         if (psnr is not None and met) or (size is not None and not met):
             break
@@ -125,7 +127,7 @@ def encode_to_target(
     chosen = fits[0] if psnr is not None else fits[-1]
     below = levels[levels.index(chosen) - 1 : levels.index(chosen)] if psnr is not None else []
     for c in [*below, chosen] if effort else []:
-        data, p = _encode(x, c, model, effort, tile, ref)
+        data, p = _encode(x, c, model, effort, tile, ref, version)
         if meets(data, p):
             return TargetResult(data, c, p, effort, tried)
     data, p = coded[chosen]

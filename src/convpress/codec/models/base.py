@@ -69,7 +69,7 @@ class CodecModel(nn.Module):
     Attributes:
         name: registry name. Legacy (version 1-2) ``.cpi`` headers, weights metadata and weights
             file names hold it, and resolvers are asked for it.
-        code: the model's one byte in version-3 ``.cpi`` headers (0-255). Codes are part of the
+        code: the model's one byte in compact (version 3-4) ``.cpi`` headers (0-255). Codes are part of the
             format: never change or reuse one (0 factorized, 1 hyperprior, 2 overfit, 3 meanscale, 4 varrate).
         stride: images are padded to multiples of it before ``compress``; it must divide every
             tile side, the default 1024 included.
@@ -99,16 +99,20 @@ class CodecModel(nn.Module):
         self.mixed_quantization = False
         self.lmbda: float | None = None
 
-    def compress(self, x: Tensor, *, effort: int = 0) -> dict[str, Any]:
+    def compress(self, x: Tensor, *, effort: int = 0, escape: bool = True) -> dict[str, Any]:
         """x (B, 3, H, W) -> ``{"strings": [[bytes per image] per stream, in ``streams`` order], "shape": (H, W)}``.
 
         ``effort``: iterations of per-image optimisation at encode time that a model may offer
         (0: none); the file it writes decodes with the same decoder either way.
+        ``escape``: code latents outside the entropy models' tables exactly (``.cpi`` format
+        version 4); False clamps them to the tables as format versions 1-3 did (see
+        :mod:`convpress.codec.entropy_models`). A model whose coding has no such tables ignores it.
         """
         raise NotImplementedError
 
-    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict[str, Tensor]:
-        """Exact inverse of :meth:`compress`: its ``strings`` and ``shape`` -> ``{"x_hat": (B, 3, H, W)}`` in [0, 1]."""
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], *, escape: bool = True) -> dict[str, Tensor]:
+        """Exact inverse of :meth:`compress` with the same ``escape``: its ``strings`` and ``shape``
+        -> ``{"x_hat": (B, 3, H, W)}`` in [0, 1]."""
         raise NotImplementedError
 
     def update(self, force: bool = True) -> bool:

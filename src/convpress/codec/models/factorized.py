@@ -52,7 +52,7 @@ class FactorizedPrior(TransformCodec):
         return True
 
     @torch.no_grad()
-    def compress(self, x: Tensor, *, effort: int = 0) -> dict[str, Any]:
+    def compress(self, x: Tensor, *, effort: int = 0, escape: bool = True) -> dict[str, Any]:
         """Code images x (B, 3, H, W); this model offers no refinement (``effort`` must be 0)."""
         self.check_input(x)
         self.check_ready()
@@ -60,15 +60,15 @@ class FactorizedPrior(TransformCodec):
             raise ConfigError(f"the {self.name} model has no encoder-side refinement; use effort 0")
         # channels-last convolutions are markedly faster on CPU
         y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()  # (B, M, H/16, W/16)
-        strings, _ = self.entropy_bottleneck.compress(y)
+        strings, _ = self.entropy_bottleneck.compress(y, escape=escape)
         return {"strings": [strings], "shape": tuple(x.shape[-2:])}
 
     @torch.no_grad()
-    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict[str, Tensor]:
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], *, escape: bool = True) -> dict[str, Tensor]:
         self.check_shape(shape)
         self.check_streams(strings)
         self.check_ready()
         (y_strings,) = strings
-        q = self.entropy_bottleneck.decompress(y_strings, (shape[0] // 16, shape[1] // 16))  # (B, M, H/16, W/16)
+        q = self.entropy_bottleneck.decompress(y_strings, (shape[0] // 16, shape[1] // 16), escape=escape)  # (B, M, H/16, W/16)
         y_hat = self.entropy_bottleneck.dequantize(q).contiguous(memory_format=torch.channels_last)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1).contiguous(), "symbols": q}

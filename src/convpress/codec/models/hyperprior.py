@@ -123,7 +123,7 @@ class ScaleHyperprior(TransformCodec):
         """Integer z offsets (B, N, h, w) -> scale-table levels of y (B, M, 4h, 4w), integer-exact."""
         return self.h_s_int.levels(self.h_s_int.to_fixed(z_q, self._z_medians_fixed))
 
-    def compress(self, x: Tensor, *, effort: int = 0) -> dict[str, Any]:
+    def compress(self, x: Tensor, *, effort: int = 0, escape: bool = True) -> dict[str, Any]:
         """Code images x (B, 3, H, W); ``effort`` > 0 refines each image's latents for that many
         iterations first (:mod:`convpress.codec.refine`; needs ``lmbda``, set by the weights)."""
         self.check_input(x)
@@ -141,26 +141,26 @@ class ScaleHyperprior(TransformCodec):
                 for i in range(x.shape[0])
             ]
             y, z = torch.cat([r.y for r in refined]), torch.cat([r.z for r in refined])
-        return self._code(y, z, tuple(x.shape[-2:]))
+        return self._code(y, z, tuple(x.shape[-2:]), escape=escape)
 
     @torch.no_grad()
-    def _code(self, y: Tensor, z: Tensor, shape: tuple[int, ...]) -> dict[str, Any]:
+    def _code(self, y: Tensor, z: Tensor, shape: tuple[int, ...], *, escape: bool = True) -> dict[str, Any]:
         """The streams of coded-domain latents y (B, M, h, w) (see :meth:`to_coded`) and z (B, N, h/4, w/4)
         of images of padded size ``shape``."""
-        z_strings, z_q = self.entropy_bottleneck.compress(z)
+        z_strings, z_q = self.entropy_bottleneck.compress(z, escape=escape)
         levels = self.scale_levels(z_q)  # (B, M, H/16, W/16), integer-exact
         mu = self.y_means(self.entropy_bottleneck.dequantize(z_q))  # 0 here; the mean-scale model's means
-        y_strings, _ = self.gaussian_conditional.compress(y - mu, levels)
+        y_strings, _ = self.gaussian_conditional.compress(y - mu, levels, escape=escape)
         return {"strings": [z_strings, y_strings], "shape": shape}
 
     @torch.no_grad()
-    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict[str, Tensor]:
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], *, escape: bool = True) -> dict[str, Tensor]:
         self.check_shape(shape)
         self.check_streams(strings)
         self.check_ready()
         z_strings, y_strings = strings
-        z_q = self.entropy_bottleneck.decompress(z_strings, (shape[0] // 64, shape[1] // 64))  # (B, N, H/64, W/64)
+        z_q = self.entropy_bottleneck.decompress(z_strings, (shape[0] // 64, shape[1] // 64), escape=escape)  # (B, N, H/64, W/64)
         levels = self.scale_levels(z_q)  # (B, M, H/16, W/16)
-        y_q = self.gaussian_conditional.decompress(y_strings, levels)  # round(y - mu)
+        y_q = self.gaussian_conditional.decompress(y_strings, levels, escape=escape)  # round(y - mu)
         y_hat = (y_q.float() + self.y_means(self.entropy_bottleneck.dequantize(z_q))).contiguous(memory_format=torch.channels_last)
         return {"x_hat": self.g_s(self.from_coded(y_hat)).clamp_(0, 1).contiguous(), "symbols": y_q}

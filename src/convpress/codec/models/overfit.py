@@ -92,9 +92,11 @@ class OverfittedCodec(CodecModel):
         # (measured with ru_maxrss: 2,170 bytes per pixel for a 512x512 tile, 1,290 for 1024x1024)
         return 4000
 
-    def compress(self, x: Tensor, *, effort: int = 0) -> dict[str, Any]:
+    def compress(self, x: Tensor, *, effort: int = 0, escape: bool = True) -> dict[str, Any]:
         """Fit and code images x (B, 3, H, W), each for ``effort`` iterations (0: the default)
-        and at most ``self.seconds``; needs ``lmbda`` (set by :meth:`for_quality`)."""
+        and at most ``self.seconds``; needs ``lmbda`` (set by :meth:`for_quality`). ``escape`` is
+        ignored: this model codes with its own Laplace tables (:func:`convpress.codec.overfit.code_latents`),
+        which format version 4 leaves as they were."""
         self.check_input(x)
         self.check_ready()
         if self.lmbda is None:
@@ -122,7 +124,7 @@ class OverfittedCodec(CodecModel):
         return {"strings": [nets, lats], "shape": tuple(x.shape[-2:])}
 
     @torch.no_grad()
-    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict[str, Tensor]:
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], *, escape: bool = True) -> dict[str, Tensor]:
         self.check_shape(shape)
         self.check_streams(strings)
         self.check_ready()
