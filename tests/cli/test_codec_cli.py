@@ -276,3 +276,10 @@ def test_encode_to_a_target_psnr_or_size_and_refuse_one_no_level_meets(photo: Pa
     with pytest.raises(SystemExit) as exc:  # a level and a target at once: a usage error
         main(["encode", str(photo), str(tmp_path / "x.cpi"), "--quality", "2", "--target-psnr", "30"])
     assert exc.value.code == 2 and not (tmp_path / "x.cpi").exists()
+
+
+def test_a_bad_bfloat16_setting_is_one_line_and_writes_nothing(photo: Path, quality: int, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CONVPRESS_BF16", "yes")
+    out = tmp_path / "r.cpi"
+    assert main(["encode", str(photo), str(out), "--quality", str(quality), "--effort", "2"]) == 2
+    assert "CONVPRESS_BF16 must be 0" in _err(capsys) and not out.exists()

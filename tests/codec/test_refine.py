@@ -66,6 +66,12 @@ def test_bfloat16_is_used_where_the_cpu_has_it_unless_the_environment_says_other
     assert cpu.native_bf16() is False
     monkeypatch.setenv(cpu.BF16_ENV, "1")
     assert cpu.native_bf16() is True
+    for typo in ("yes", "true", "2"):  # one clear error, not a silent fallback to detection
+        monkeypatch.setenv(cpu.BF16_ENV, typo)
+        with pytest.raises(ConfigError, match="CONVPRESS_BF16 must be 0"):
+            cpu.native_bf16()
+    monkeypatch.setenv(cpu.BF16_ENV, "")
+    assert cpu.native_bf16() == cpu._cpu_has_bf16()  # empty: detect
     monkeypatch.delenv(cpu.BF16_ENV)
     if not Path("/proc/cpuinfo").is_file():
         pytest.skip("no /proc/cpuinfo: bfloat16 is assumed slow")

@@ -14,6 +14,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from convpress.core.errors import ConfigError
+
 __all__ = ["native_bf16", "BF16_ENV"]
 
 #: environment variable that overrides the detection: "1" uses bfloat16 where it is optional, "0" never
@@ -24,10 +26,16 @@ _FLAGS = ("avx512_bf16", "amx_bf16")
 
 def native_bf16() -> bool:
     """Whether optional bfloat16 work (encoder-side refinement) should run in bfloat16 here:
-    ``CONVPRESS_BF16`` if set to 0 or 1, else whether the CPU has AVX512-BF16 or AMX-BF16."""
-    forced = os.environ.get(BF16_ENV)
+    ``CONVPRESS_BF16`` if set to 0 or 1, else (unset or empty) whether the CPU has AVX512-BF16 or AMX-BF16.
+
+    Raises:
+        ConfigError: if ``CONVPRESS_BF16`` holds anything else (a typo must not pass for "detect").
+    """
+    forced = os.environ.get(BF16_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1"
+    if forced:
+        raise ConfigError(f"{BF16_ENV} must be 0 (never bfloat16), 1 (bfloat16 where optional) or unset (detect), got {forced!r}")
     return _cpu_has_bf16()
 
 
