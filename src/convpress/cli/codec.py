@@ -99,7 +99,7 @@ def register(sub: Any) -> None:
         default=4,
         metavar="V",
         help=".cpi format version to write: 4 (default) codes every latent exactly; 3 clamps latents "
-        "outside the coder's tables (up to 3 dB worse on some photos) for convpress before format 4; "
+        "outside the coder's tables (up to 4 dB worse on some photos) for convpress before format 4; "
         "2 is the legacy layout for convpress before format 3",
     )
     e.add_argument("--force", action="store_true", help="overwrite the output file if it exists")

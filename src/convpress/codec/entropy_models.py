@@ -25,7 +25,7 @@ latents: the bit length under a uniform model, then the bits below the leading o
 hyperprior predicted badly so costs about 20-30 bits instead of being decoded wrong.
 With ``escape=False`` (format versions 1-3) such values are clamped to the table's edge, as files
 of those versions were written: encoder and decoder agree on the clamp, so those bitstreams stay
-exact, but the decoded latent is wrong by the clamped distance (measured: up to 3 dB lost on a
+exact, but the decoded latent is wrong by the clamped distance (measured: up to 4.2 dB lost on a
 photo whose latents the wide models mispredict, see ``benchmarks/codec_clamped_symbols.py``).
 
 The training noise comes from PyTorch's global generator, or, inside :func:`per_sample_noise`,
