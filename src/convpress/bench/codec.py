@@ -722,10 +722,15 @@ def readme_summary(result: dict[str, Any]) -> str:
             f"than WebP and {more(bd[f'{OVERFIT}_vs_avif_psnr_pchip'])} than AVIF on those photos, and decodes in "
             f"{result['timing']['modes'][OVERFIT]['decode_s_per_mp']:.2f} s/MP. "
         )
+    text += f"The highest level reaches {max(r['psnr'] for r in result['curves']['ours']):.1f} dB at effort 0"
+    refined = [m for m in result.get("refinement", {}) if m in result["curves"]]
+    if refined:
+        best = max(refined, key=lambda m: result["refinement"][m]["effort"])
+        text += f" and {max(r['psnr'] for r in result['curves'][best]):.1f} dB at effort {result['refinement'][best]['effort']}"
     text += (
-        f"The highest level reaches {max(r['psnr'] for r in result['curves']['ours']):.1f} dB. Effort 0 encodes in "
-        f"{t['encode_s_per_mp']:.2f} s/MP ({t['encode_vs_avif']:.2f}x AVIF's time) and decodes in {t['decode_s_per_mp']:.2f} s/MP "
-        f"({t['decode_vs_avif']:.1f}x AVIF's)."
+        f". Timed at level {t['quality']} on a {result['timing']['size'][1]}x{result['timing']['size'][0]} photo, effort 0 "
+        f"encodes in {t['encode_s_per_mp']:.2f} s/MP ({t['encode_vs_avif']:.2f}x AVIF's time) and decodes in "
+        f"{t['decode_s_per_mp']:.2f} s/MP ({t['decode_vs_avif']:.1f}x AVIF's)."
     )
     return text
 
