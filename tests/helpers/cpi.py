@@ -13,20 +13,16 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from convpress.codec.bitstream import MAGIC, format_version, pack_v3, read_header, reseal_v3, split_v3
+from convpress.codec.bitstream import COMPACT_VERSIONS, MAGIC, format_version, pack_v3, read_header, reseal_v3, split_v3
 from convpress.codec.models import CODEC_MODELS
 from convpress.core.container import FLAG_ZLIB, pack_container, split_container
 
-__all__ = ["COMPACT", "is_cpi3", "rewrite_header", "mutate_cpi3"]
-
-
-#: the format versions of the compact binary layout (4 differs from 3 only in the latent streams)
-COMPACT = (3, 4)
+__all__ = ["is_cpi3", "rewrite_header", "mutate_cpi3"]
 
 
 def is_cpi3(data: bytes) -> bool:
     """Whether ``data`` starts like a compact-layout (version 3 or 4) ``.cpi`` file."""
-    return format_version(data) in COMPACT
+    return format_version(data) in COMPACT_VERSIONS
 
 
 def _split(data: bytes) -> tuple[bytes, int, dict[str, Any], list[bytes]]:
@@ -61,7 +57,7 @@ def rewrite_header(data: bytes, edit: Callable[[dict[str, Any]], None], *, versi
     magic, old_version, head, sections = _split(data)
     edit(head)
     v = old_version if version is None else version
-    if magic == MAGIC and (v in COMPACT or (v not in (1, 2) and old_version in COMPACT)):
+    if magic == MAGIC and (v in COMPACT_VERSIONS or (v not in (1, 2) and old_version in COMPACT_VERSIONS)):
         fields = (_model_code(head["m"]), head["q"], head["h"], head["w"], head.get("t", 0), bytes.fromhex(head["v"]))
         # the (possibly edited) length table, then the unchanged section bytes
         return pack_v3(fields, sections, version=v, lengths=head["sections"])

@@ -97,6 +97,7 @@ from convpress.core.varint import encode_varint, read_varint
 __all__ = [
     "MAGIC",
     "VERSION",
+    "COMPACT_VERSIONS",
     "MAX_SIDE",
     "MAX_PIXELS",
     "DEFAULT_TILE",
@@ -125,8 +126,8 @@ MAGIC = b"\x89CPI\r\n\x1a\n"
 #: layout with latents clamped to the tables; 1 and 2 are the legacy JSON layout
 VERSION = 4
 _VERSIONS = (1, 2, 3, 4)
-#: the versions of the compact binary layout
-_COMPACT = (3, 4)
+#: the versions of the compact binary layout (4 differs from 3 only in the latent streams)
+COMPACT_VERSIONS = (3, 4)
 _PREFIX3 = struct.Struct("<8sH")  # magic, version
 _FIELDS3 = struct.Struct("<BBHHH4s")  # model code, quality, height, width, tile side (0: one tile), weights tag
 _CRC = struct.Struct("<I")
@@ -156,7 +157,7 @@ def weights_tag(weights_id: str) -> bytes:
 def weights_match(stored: str, weights_id: str, version: int | None) -> bool:
     """Whether ``stored`` (a header's ``"v"``) names the weights ``weights_id``: in version 3 it is
     their tag in hex (see :func:`weights_tag`), in versions 1-2 the id itself."""
-    return (weights_tag(weights_id).hex() if version in _COMPACT else weights_id) == stored
+    return (weights_tag(weights_id).hex() if version in COMPACT_VERSIONS else weights_id) == stored
 
 
 def format_version(data: bytes) -> int | None:
@@ -321,7 +322,7 @@ def _bound_size(h: int, w: int, stride: int, version: int) -> tuple[list[int], i
     """What a tile's first stream binds of its size, and the range of each value: versions 3-4 bind
     the whole size (a forged header cannot change it by any amount); versions 1-2 bound only the
     remainders modulo the stride (about 12 bits instead of 30)."""
-    return ([h, w], MAX_SIDE + 1) if version in _COMPACT else ([h % stride, w % stride], stride)
+    return ([h, w], MAX_SIDE + 1) if version in COMPACT_VERSIONS else ([h % stride, w % stride], stride)
 
 
 def _encode_tile(x: Tensor, model: CodecModel, version: int, effort: int = 0) -> list[bytes]:
@@ -397,7 +398,7 @@ def encode_image(
     )
     grid = tile_grid(h, w, tile)
     sections = [sec for r0, r1, c0, c1 in grid for sec in _encode_tile(x[:, r0:r1, c0:c1], model, version, effort)]
-    if version in _COMPACT:
+    if version in COMPACT_VERSIONS:
         fields = (CODEC_MODELS.get(model.name).code, quality, h, w, tile if len(grid) > 1 else 0, weights_tag(weights_id))
         return pack_v3(fields, sections, version=version)
     header: dict[str, Any] = {"m": model.name, "q": int(quality), "h": h, "w": w, "v": weights_id}
@@ -417,7 +418,7 @@ def read_header(data: bytes, *, name: str = "input") -> tuple[dict[str, Any], li
     Raises:
         FileFormatError: foreign, truncated, corrupted, unsupported version or invalid fields.
     """
-    if format_version(data) in _COMPACT:
+    if format_version(data) in COMPACT_VERSIONS:
         (code, q, h, w, t, tag), _, spans = split_v3(data, name=name)
         head3: dict[str, Any] = {"m": model_codes()[code], "q": q, "h": h, "w": w, "v": tag.hex()}
         if t:
