@@ -4,7 +4,7 @@
 
 Encodes six opencv-doc photos (``/usr/share/doc/opencv-doc/examples/data``: baboon, fruits,
 building, butterfly, messi5, home; training photos of the codec, never its test photos) at long
-side 512, levels 2, 4 and 6, with each setting given (``effort``; ``lr``, ``tau_max``,
+side 512, levels 2, 4, 6 and 9 (2, 4 and 6 before 2026-12-05), with each setting given (``effort``; ``lr``, ``tau_max``,
 ``tau_rate``, ``tau_min`` of :mod:`convpress.codec.refine`) and with effort 0, from real files,
 and prints per level the mean change of the rate-distortion loss ``lambda * 255^2 * MSE + bpp``
 against effort 0, of PSNR and of the file size. Measured on 2026-12-04 (one thread each):
@@ -14,6 +14,14 @@ against effort 0, of PSNR and of the file size. Measured on 2026-12-04 (one thre
     effort 30, lr 0.01:                    -4.8% / -3.4% (levels 2 and 4 of 6 photos)
     effort 30, tau_max 0.3:                -4.7% / -3.9% / -4.1%
     effort 100:                            -7.7% / -7.1% / -7.5%
+
+Measured on 2026-12-05 with the variable-rate weights (levels 2 / 4 / 6 / 9: narrow, narrow, mid, top):
+
+    effort 30 (tau_rate 4, tau 0.5 -> 0.02):   -2.84% / -4.38% / -5.69% / -7.27%
+    effort 30, tau_rate 2:                      -4.26% / -5.57% / -7.11% / -8.56%
+    effort 30, tau_rate 1 (0.5 -> 0.18):        -4.56% / -5.80% / -7.32% / -9.09%   (the default since)
+    effort 100 (tau_rate 4):                    -4.92% / -6.64% / -8.87% / -10.33%
+    effort 100, tau_rate 1:                     -6.51% / -8.22% / -10.76% / -12.17%
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import torch
 
 PHOTOS = ["baboon.jpg", "fruits.jpg", "building.jpg", "butterfly.jpg", "messi5.jpg", "home.jpg"]
 FOLDER = Path("/usr/share/doc/opencv-doc/examples/data")
+LEVELS = (2, 4, 6, 9)  # narrow, narrow, mid and top model of the variable-rate default
 
 
 def main() -> None:
@@ -56,7 +65,7 @@ def main() -> None:
         refine.TAU_RATE = cfg.get("tau_rate", defaults[1])
         refine.TAU_MIN = cfg.get("tau_min", defaults[2])
         hyperprior.refine_latents = functools.partial(refine.refine_latents, lr=cfg.get("lr", 2e-2))
-        for q in (2, 4, 6):
+        for q in LEVELS:
             model, meta = pretrained(q)
             for n, x in images.items():
                 t = time.perf_counter()
@@ -79,7 +88,7 @@ def main() -> None:
     base = {(r["q"], r["img"]): r for r in rows if r["cfg"] == json.dumps({"effort": 0})}
     for cfg in settings[1:]:
         parts = []
-        for q in (2, 4, 6):
+        for q in LEVELS:
             mine = [r for r in rows if r["cfg"] == json.dumps(cfg) and r["q"] == q]
             dl = np.mean([r["loss"] / base[(q, r["img"])]["loss"] - 1 for r in mine]) * 100
             dp = np.mean([r["psnr"] - base[(q, r["img"])]["psnr"] for r in mine])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,8 @@ def test_sga_is_a_differentiable_draw_between_floor_and_ceiling_that_hardens_int
     assert v.grad is not None and bool(torch.isfinite(v.grad).all()) and float(v.grad.abs().sum()) > 0
     cold = torch.stack([sga_round(v.detach(), 0.01, g) for _ in range(50)])
     assert torch.allclose(cold.mean(0), torch.round(v.detach()), atol=0.05)  # nearly always the nearer integer
-    assert temperature(0, 100) == 0.5 and temperature(99, 100) == 0.02 and temperature(10, 100) > temperature(20, 100)
+    assert temperature(0, 100) == 0.5 and temperature(10, 100) > temperature(20, 100) > temperature(99, 100) >= 0.02
+    assert temperature(100, 100) == pytest.approx(0.5 * math.exp(-1.0))  # the schedule of TAU_RATE 1
 
 
 def test_refinement_in_bfloat16_gains_what_float32_gains(crop: torch.Tensor) -> None:
