@@ -12,7 +12,6 @@ bpp/PSNR`` for the narrow ``varrate.safetensors`` (saf) levels 4-7 and ``varrate
 
 import glob
 import io
-import math
 import sys
 
 import numpy as np
@@ -20,11 +19,8 @@ import torch
 from PIL import Image
 
 from convpress.codec.bitstream import decode_image, encode_image
+from convpress.codec.metrics import psnr
 from convpress.codec.weights import at_quality, load_weights
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return 10 * math.log10(255**2 / ((a.astype(float) - b.astype(float)) ** 2).mean())
 
 
 def main(names: list[str]) -> int:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from convpress.codec import metrics
 from convpress.codec.bitstream import pad_image
 from convpress.codec.metrics import bd_rate
 from convpress.codec.models import CODEC_MODELS, CodecModel, is_variable_rate
@@ -35,10 +36,6 @@ PHOTOS = ["coffee", "rocket", "Dragonfly_by_Bolly", "Wine_by_Jakkub_Mede", "pico
 WEBP_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
 Curve = list[tuple[float, float]]  # (mean bpp, mean PSNR) per setting
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return 10 * math.log10(255**2 / float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
 
 
 def model_curve(folder: str, images: dict[str, np.ndarray], model: str = "hyperprior") -> Curve:
@@ -54,7 +51,7 @@ def model_curve(folder: str, images: dict[str, np.ndarray], model: str = "hyperp
                 dec = net.decompress(enc["strings"], enc["shape"])["x_hat"][0, :, :h, :w]
             out = np.round(dec.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
             bpp.append(8 * sum(len(s) for stream in enc["strings"] for s in stream) / (h * w))
-            psnr.append(_psnr(out, img))
+            psnr.append(metrics.psnr(out, img))
         points.append((sum(bpp) / len(bpp), sum(psnr) / len(psnr)))
     return points
 
@@ -83,7 +80,7 @@ def webp_curve(images: dict[str, np.ndarray]) -> Curve:
             Image.fromarray(img).save(buf, "WEBP", quality=q, method=6)
             out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
             bpp.append(8 * len(buf.getvalue()) / (img.shape[0] * img.shape[1]))
-            psnr.append(_psnr(out, img))
+            psnr.append(metrics.psnr(out, img))
         points.append((sum(bpp) / len(bpp), sum(psnr) / len(psnr)))
     return points
 

@@ -155,7 +155,7 @@ def weights_tag(weights_id: str) -> bytes:
 
 
 def weights_match(stored: str, weights_id: str, version: int | None) -> bool:
-    """Whether ``stored`` (a header's ``"v"``) names the weights ``weights_id``: in version 3 it is
+    """Whether ``stored`` (a header's ``"v"``) names the weights ``weights_id``: in versions 3-4 it is
     their tag in hex (see :func:`weights_tag`), in versions 1-2 the id itself."""
     return (weights_tag(weights_id).hex() if version in COMPACT_VERSIONS else weights_id) == stored
 

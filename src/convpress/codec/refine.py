@@ -10,8 +10,9 @@ exactly as the analysis transform's would be.
 Rounding has no useful gradient, so during the optimisation each latent is replaced by a
 stochastic relaxation of rounding, *stochastic Gumbel annealing* (SGA): the latent becomes a
 soft mix of its floor and its ceiling, drawn from a Gumbel-softmax whose logits favour the
-nearer one (``-atanh(distance) / tau``); as the temperature ``tau`` anneals towards zero the
-mix hardens into rounding, so the optimum found is one of rounded latents. The rate is the
+nearer one (``-atanh(distance) / tau``); as the temperature ``tau`` anneals (0.5 to 0.18, see
+``TAU_RATE``) the mix hardens towards rounding, and the latents found are rounded for the final
+comparison and the coder. The rate is the
 model's own likelihood of the relaxed latents (the factorized prior for z, the Gaussian
 conditional with the hyper-synthesis' scales for y); the distortion is the MSE of the synthesis
 of the relaxed y, weighted by the model's training lambda (``lambda * 255^2 * MSE + bpp``).
