@@ -1,4 +1,5 @@
-"""Train the shipped codec weights (``src/convpress/weights/codec/hyperprior-q*.safetensors``).
+"""Train the shipped codec weights (``src/convpress/weights/codec/varrate*.safetensors``; the superseded
+fixed-rate ``hyperprior-q*.safetensors`` are in ``legacy-weights/src/convpress_legacy_weights/codec``).
 
 Trains the highest-rate model from scratch on the bundled TRAIN photos plus the natural photos
 of Debian's ``opencv-doc`` package (when installed), then fine-tunes a copy for each lower

@@ -316,9 +316,13 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _qualities(args: argparse.Namespace) -> int:
-    from convpress.codec.weights import available_qualities, pretrained
+    from convpress.codec.weights import LEGACY_DISTRIBUTION, available_qualities, legacy_weights_dir, pretrained
 
-    for q in available_qualities(args.model):
+    qualities = available_qualities(args.model)
+    if not qualities:
+        missing = "" if legacy_weights_dir() is not None else f" (nor the optional package {LEGACY_DISTRIBUTION} of superseded ones)"
+        print(f"no {args.model} weights are installed{missing}")
+    for q in qualities:
         _, meta = pretrained(q, args.model)
         print(f"quality {q}: lambda {meta.get('lambda')}, weights {meta.get('weights_id')}")
     return 0

@@ -484,6 +484,7 @@ def decode_image(data: bytes, *, resolver: Resolver | None = None, name: str = "
         raise FileFormatError(
             f"{name} was made with {head['m']} weights {head['v']} for quality {head['q']}, but this convpress has "
             f"weights {meta.get('weights_id')}: a mismatched model version cannot decode it"
+            + (f"; {meta['hint']}" if meta.get("hint") else "")
         )
     h, w = head["h"], head["w"]
     tile = head.get("t", max(h, w))

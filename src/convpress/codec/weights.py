@@ -20,11 +20,20 @@ their fourth quality), which would only cost the low levels time. A part file ma
 quality of the main file and then encodes it (:func:`variable_rate_files`); a ``.cpi`` header's
 weights tag still names the level's weights, so the main file's level decodes the files made with
 it (:func:`decoding_weights`).
+
+Superseded weights live in an optional package, ``convpress-legacy-weights`` (``legacy-weights/`` in
+the source tree; import name ``convpress_legacy_weights``): weights that no quality encodes with
+any more but that files made before still name. Keeping them in convpress itself would make every
+install carry every model ever shipped (the six fixed-rate hyperprior files alone are 18 MB). When
+the package is installed, :func:`pretrained` finds fixed-rate levels there and
+:func:`decoding_weights` finds the variable-rate files there that match a file's weights tag; when
+it is not, asking for them fails with one line that names the package.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 from collections.abc import Callable
@@ -43,6 +52,9 @@ from convpress.core.statedict import state_mismatch
 
 __all__ = [
     "WEIGHTS_DIR",
+    "LEGACY_DISTRIBUTION",
+    "legacy_weights_dir",
+    "weights_folders",
     "weights_id",
     "save_weights",
     "load_weights",
@@ -56,6 +68,30 @@ __all__ = [
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "codec"
+
+#: the optional distribution with the superseded weights, and its import name
+LEGACY_DISTRIBUTION = "convpress-legacy-weights"
+_LEGACY_PACKAGE = "convpress_legacy_weights"
+#: how to install it, for error messages (it is built from this repository, not downloaded)
+_LEGACY_INSTALL = "pip install ./legacy-weights in convpress's source tree"
+
+
+def legacy_weights_dir() -> Path | None:
+    """The codec weights folder of the optional package ``convpress-legacy-weights``, or None if it is not installed.
+
+    Found without importing it (``importlib.util.find_spec``): it holds data only.
+    """
+    spec = importlib.util.find_spec(_LEGACY_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "codec"
+    return folder if folder.is_dir() else None
+
+
+def weights_folders() -> list[Path]:
+    """Where shipped weights are looked for, in order: convpress's own, then the legacy package's if installed."""
+    legacy = legacy_weights_dir()
+    return [Path(WEIGHTS_DIR), *([legacy] if legacy is not None else [])]
 
 
 def weights_id(state: dict[str, torch.Tensor]) -> str:
@@ -204,20 +240,22 @@ def _per_image(model: str) -> Any:
     return cls if getattr(cls, "per_image", False) else None
 
 
-def available_qualities(model: str = DEFAULT_MODEL, folder: str | os.PathLike[str] = WEIGHTS_DIR) -> list[int]:
+def available_qualities(model: str = DEFAULT_MODEL, folder: str | os.PathLike[str] | None = None) -> list[int]:
     """Quality levels with weights files ``{model}-q{level}.safetensors`` in ``folder`` (default: the
-    shipped weights; for a model fitted per image: its levels)."""
+    shipped weights, the legacy package's included for fixed-rate models; a variable-rate model: the
+    qualities convpress's own files encode; a model fitted per image: its levels)."""
     per_image = _per_image(model)
     if per_image is not None:
         return sorted(per_image.LAMBDAS)
     if is_variable_rate(model):
         return sorted(variable_rate_files(model, folder))
-    out = []
-    for f in sorted(Path(folder).glob(f"{model}-q*.safetensors")):
-        try:
-            out.append(int(f.stem.split("-q")[-1]))
-        except ValueError:
-            continue
+    out: set[int] = set()
+    for d in weights_folders() if folder is None else [Path(folder)]:
+        for f in d.glob(f"{model}-q*.safetensors"):
+            try:
+                out.add(int(f.stem.split("-q")[-1]))
+            except ValueError:
+                continue
     return sorted(out)
 
 
@@ -228,8 +266,12 @@ def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, di
     A model fitted per image ships nothing: it comes fresh, set for the quality's lambda, with
     its family's ``FORMAT_ID`` as weights id.
 
+    A fixed-rate level is looked for in convpress's weights, then in the optional legacy package's
+    (:func:`weights_folders`).
+
     Raises:
-        ConfigError: if no weights are shipped for that quality.
+        ConfigError: if no weights are shipped for that quality (naming the legacy package when it
+            is not installed and convpress has no weights of ``model`` at all).
     """
     per_image = _per_image(model)
     if per_image is not None:
@@ -237,11 +279,17 @@ def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, di
         return fresh, {"model": model, "quality": str(quality), "lambda": str(fresh.lmbda), "weights_id": per_image.FORMAT_ID}
     if is_variable_rate(model):
         return _variable_rate_level(model, quality)
-    path = WEIGHTS_DIR / f"{model}-q{quality}.safetensors"
-    if not path.is_file():
-        have = ", ".join(str(q) for q in available_qualities(model)) or "none"
-        raise ConfigError(f"no {model} weights for quality {quality}; available qualities: {have}")
-    return load_weights(path)
+    for folder in weights_folders():
+        path = folder / f"{model}-q{quality}.safetensors"
+        if path.is_file():
+            return load_weights(path)
+    have = available_qualities(model)
+    if not have and legacy_weights_dir() is None:
+        raise ConfigError(
+            f"no {model} weights are installed; superseded weights are in the optional package "
+            f"{LEGACY_DISTRIBUTION}, not installed ({_LEGACY_INSTALL})"
+        )
+    raise ConfigError(f"no {model} weights for quality {quality}; available qualities: {', '.join(map(str, have)) or 'none'}")
 
 
 def variable_rate_files(model: str, folder: str | os.PathLike[str] | None = None) -> dict[int, Path]:
@@ -292,8 +340,9 @@ def variable_rate_candidates(model: str, folder: str | os.PathLike[str] | None =
 def decoding_weights(model: str, quality: int, matches: Callable[[str], bool]) -> tuple[CodecModel, dict[str, str]]:
     """The shipped weights that decode a file of ``model`` at ``quality`` whose header's weights
     tag ``matches`` a weights id: the encoding weights (:func:`pretrained`) if they match, else a
-    variable-rate model's other file carrying that quality whose level matches; else the encoding
-    weights, which the decoder then refuses with the mismatch.
+    variable-rate model's other file carrying that quality whose level matches (convpress's own,
+    then the legacy package's ``{model}*.safetensors``); else the encoding weights, which the
+    decoder then refuses with the mismatch (naming the legacy package if it is not installed).
 
     Raises:
         ConfigError: if no weights are shipped for that quality.
@@ -301,10 +350,20 @@ def decoding_weights(model: str, quality: int, matches: Callable[[str], bool]) -
     net, meta = pretrained(quality, model)
     if matches(str(meta.get("weights_id"))) or not is_variable_rate(model):
         return net, meta
-    for path in variable_rate_candidates(model).get(quality, [])[1:]:
-        other = at_quality(*_load_variable_rate(path), quality)
+    legacy = legacy_weights_dir()
+    superseded = sorted(legacy.glob(f"{model}*.safetensors")) if legacy is not None else []
+    for path in [*variable_rate_candidates(model).get(quality, [])[1:], *superseded]:
+        loaded = _load_variable_rate(path)
+        if loaded[0].name != model or quality not in _levels_of(loaded[1], loaded[0], path):
+            continue
+        other = at_quality(*loaded, quality)
         if matches(str(other[1].get("weights_id"))):
             return other
+    if legacy is None:
+        meta = {
+            **meta,
+            "hint": f"a file made with superseded weights decodes with the optional package {LEGACY_DISTRIBUTION}: {_LEGACY_INSTALL}",
+        }
     return net, meta
 
 

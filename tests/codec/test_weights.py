@@ -1,0 +1,112 @@
+"""Where shipped codec weights live: convpress's own folder, and the optional legacy package for superseded ones."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from convpress.cli.codec import main
+from convpress.codec import weights
+from convpress.codec.bitstream import decode_image, encode_image
+from convpress.codec.models import build_model
+from convpress.codec.models.varrate import VariableRateHyperprior
+from convpress.core.errors import ConfigError, FileFormatError
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+#: convpress's own weights (codec and fip) stay below this; superseded ones move to legacy-weights/
+OWN_WEIGHTS_BUDGET = 20_000_000
+
+
+@pytest.fixture
+def fresh_caches() -> Iterator[None]:
+    """Clear the weights caches before and after a test that moves the folders."""
+    weights._load_cached.cache_clear()
+    weights.pretrained.cache_clear()
+    yield
+    weights._load_cached.cache_clear()
+    weights.pretrained.cache_clear()
+
+
+def test_the_fixed_rate_weights_come_from_the_legacy_package() -> None:
+    legacy = weights.legacy_weights_dir()
+    assert legacy is not None, "the test suite needs the legacy package: pip install -e ./legacy-weights (the README's test command)"
+    assert weights.weights_folders() == [weights.WEIGHTS_DIR, legacy]
+    assert not list(weights.WEIGHTS_DIR.glob("hyperprior-q*.safetensors"))  # moved out of convpress itself
+    assert weights.available_qualities("hyperprior") == [1, 2, 3, 4, 5, 6]
+    assert weights.available_qualities("hyperprior", weights.WEIGHTS_DIR) == []
+    # the moved files are the same bytes: their weights id is the one their golden files carry
+    x, head = decode_image((GOLDEN / "hyperprior-q3.cpi").read_bytes())
+    assert head["m"] == "hyperprior" and x.shape[0] == 3
+
+
+def test_convpress_own_weights_stay_small() -> None:
+    own = Path(weights.WEIGHTS_DIR).parent  # weights/codec and weights/fip
+    total = sum(f.stat().st_size for f in own.rglob("*") if f.is_file())
+    assert 0 < total <= OWN_WEIGHTS_BUDGET, f"convpress ships {total:,} bytes of weights; move superseded ones to legacy-weights/"
+
+
+def test_without_the_legacy_package_old_files_fail_with_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, fresh_caches: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(weights, "legacy_weights_dir", lambda: None)
+    with pytest.raises(ConfigError, match="no hyperprior weights are installed.*pip install ./legacy-weights"):
+        decode_image((GOLDEN / "hyperprior-q3.cpi").read_bytes())
+    assert weights.available_qualities("hyperprior") == []
+    assert main(["qualities", "--model", "hyperprior"]) == 0
+    assert "no hyperprior weights are installed (nor the optional package convpress-legacy-weights" in capsys.readouterr().out
+    out = tmp_path / "old.png"
+    assert main(["decode", str(GOLDEN / "hyperprior-q3.cpi"), str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "convpress-legacy-weights" in err and not out.exists()
+    # the weights convpress encodes with still decode their files
+    varrate = (GOLDEN / "varrate-q2.cpi").read_bytes()
+    assert decode_image(varrate)[1]["q"] == 2
+
+
+def _tiny(seed: int) -> VariableRateHyperprior:
+    torch.manual_seed(seed)
+    m = build_model("varrate", {"N": 8, "M": 12, "LEVELS": 2})
+    assert isinstance(m, VariableRateHyperprior)
+    m.init_gains((0.01, 0.04), 0.01)
+    m.eval()
+    m.update()
+    return m
+
+
+def _save(model: VariableRateHyperprior, path: Path) -> str:
+    levels = {1: 0.01, 2: 0.04}
+    return weights.save_weights(model, path, quality=2, lmbda=0.04, extra={"levels": json.dumps(levels)})
+
+
+def test_a_superseded_variable_rate_file_decodes_from_the_legacy_folder(
+    monkeypatch: pytest.MonkeyPatch, fresh_caches: None, tmp_path: Path
+) -> None:
+    own, legacy = tmp_path / "own", tmp_path / "legacy"
+    own.mkdir()
+    legacy.mkdir()
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", own)
+    monkeypatch.setattr(weights, "legacy_weights_dir", lambda: legacy)
+    old_id = _save(_tiny(0), own / "varrate.safetensors")
+    x = torch.rand(3, 64, 64)
+    net, meta = weights.pretrained(2, "varrate")
+    data = encode_image(x, net, quality=2, weights_id=meta["weights_id"])
+    before, _ = decode_image(data)
+    # a better model takes the file's place; the old file moves to the legacy folder unchanged
+    shutil.move(own / "varrate.safetensors", legacy / f"varrate-{old_id}.safetensors")
+    new_id = _save(_tiny(1), own / "varrate.safetensors")
+    assert new_id != old_id
+    weights._load_cached.cache_clear()
+    weights.pretrained.cache_clear()
+    assert weights.pretrained(2, "varrate")[1]["weights_id"] == f"{new_id}.q2"  # encodes with the new one
+    after, _ = decode_image(data)
+    assert torch.equal(before, after)
+    # without the legacy folder the file is refused with one line that names the package
+    monkeypatch.setattr(weights, "legacy_weights_dir", lambda: None)
+    with pytest.raises(FileFormatError, match="mismatched model version.*optional package convpress-legacy-weights: pip install") as err:
+        decode_image(data)
+    assert "\n" not in str(err.value)
