@@ -59,6 +59,9 @@ def test_without_the_legacy_package_old_files_fail_with_one_line_naming_it(
     assert weights.available_qualities("hyperprior") == []
     assert main(["qualities", "--model", "hyperprior"]) == 0
     assert "no hyperprior weights are installed (nor the optional package convpress-legacy-weights" in capsys.readouterr().out
+    assert main(["info", str(GOLDEN / "hyperprior-q3.cpi")]) == 0
+    info = capsys.readouterr().out
+    assert "no weights installed for quality 3; superseded weights are in the optional package convpress-legacy-weights" in info
     out = tmp_path / "old.png"
     assert main(["decode", str(GOLDEN / "hyperprior-q3.cpi"), str(out)]) == 2
     err = capsys.readouterr().err.strip()

@@ -277,9 +277,11 @@ def _info(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from convpress.codec.bitstream import WHAT, format_version, read_header, tile_grid, weights_match
-    from convpress.codec.weights import available_qualities, decoding_weights, pretrained
+    from convpress.codec.weights import LEGACY_DISTRIBUTION, available_qualities, decoding_weights, legacy_weights_dir, pretrained
     from convpress.core.errors import FileFormatError
 
+    # superseded weights may be in the optional legacy package: say so where it would help
+    legacy = "" if legacy_weights_dir() is not None else f"; superseded weights are in the optional package {LEGACY_DISTRIBUTION}"
     p = Path(args.input)
     if p.is_dir():
         raise FileFormatError(f"{p} is a directory, not a {WHAT}")
@@ -295,13 +297,13 @@ def _info(args: argparse.Namespace) -> int:
         # the weights that decode it: those encoding this level now, or an older shipped file's level
         found = decoding_weights(head["m"], q, lambda wid: weights_match(head["v"], wid, version))[1]["weights_id"]
         if not weights_match(head["v"], found, version):
-            weights = f"{head['v']} (NOT the shipped weights: cannot decode here)"
+            weights = f"{head['v']} (NOT the shipped weights: cannot decode here{legacy})"
         elif found == pretrained(q, head["m"])[1]["weights_id"]:
             weights = f"{head['v']} (the shipped weights of this level)"
         else:
             weights = f"{head['v']} (shipped weights that no longer encode this level; they still decode it)"
     else:
-        weights = f"{head['v']} (no weights shipped for quality {q})"
+        weights = f"{head['v']} (no weights installed for quality {q}{legacy})"
     coding = {4: " (latents coded exactly)", 3: " (latents clamped to the coder's tables)"}.get(int(version or 0), " (legacy layout)")
     print(f"{p}: {WHAT}, format version {version}{coding}")
     print(f"  image    {w}x{h}, {tiles}")
