@@ -190,6 +190,30 @@ stages 1-3 below use the old numbers:
     at 1.207 / 1.479 / 1.789) and below its own step 5,600 (36.03 / 36.61 / 37.03): twice the latent
     channels do not lift the top levels; the synthesis is the ceiling (stage 11). Not shipped.
 
+15. (2026-12-05) the top levels with a wider synthesis and analysis (N=128, M=192; the synthesis costs
+    1.78x), widened from the shipped ``varrate-top.safetensors`` (420ae7d5), one cycle::
+
+        --model varrate --qualities 8,9,10 --init varrate-top.safetensors --n 128 --m 192 --finetune-steps 6000
+        --finetune-lr 3e-4 --warmup 100 --chunk 1000 --crop 256 --batch 2 --wallpapers --threads 1 --bf16
+
+    About 35 minutes. On the check photos (effort 0): level 8 36.31 dB at 1.201 bpp, 9 36.89 at 1.470, 10 37.29 at
+    1.783, against 36.21 / 36.78 / 37.17 at 1.207 / 1.479 / 1.789: +0.10 to +0.13 dB for 1.78x the decoding
+    work and 1.7x the file, about what stage 16 gets for nothing. Not shipped; the width is not the ceiling either.
+
+16. (2026-12-05) decoder-only fine-tunes (``--decoder-only``, :class:`convpress.codec.train.CodecTrainConfig`):
+    the synthesis and the inverse gains trained on the actual rounded latents of the frozen rest, for the
+    distortion alone, so files encode to the same bytes and decode closer to the image (the synthesis
+    was trained on noisy latents)::
+
+        --model varrate --qualities 8,9,10 --init varrate-top.safetensors --n 96 --m 192 --decoder-only
+        --finetune-steps 3000 --finetune-lr 1e-4 --chunk 1000 --crop 256 --batch 2 --wallpapers --threads 1
+
+    (and ``--qualities 5,6,7 --init varrate-mid.safetensors``), about 15 minutes each. A first run of the same
+    recipe (a script outside the repo, float32, cosine to 0) gave on the check photos +0.139 / +0.176 / +0.194 dB
+    at levels 8 / 9 / 10 and +0.115 / +0.128 / +0.180 dB at levels 5 / 6 / 7 after 1,000 steps, at the same bits.
+    The outputs of this script are in ``benchmarks/candidates/codec`` (see its README) until a ``bench codec``
+    run ships them (the old files then move to ``legacy-weights``, so the files made with them keep decoding).
+
 That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
 for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.
 """
@@ -249,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
         "(apt-get install plasma-workspace-wallpapers mate-backgrounds)",
     )
     p.add_argument("--mixed-quantization", action="store_true", help="decoder sees rounded latents straight-through (fine-tuning)")
+    p.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="train only g_s (and a variable-rate model's inverse gains) on the rounded latents of the frozen rest: "
+        "files encode to the same bytes and decode closer to the image (a final fine-tune; one process)",
+    )
     p.add_argument("--bf16", action="store_true", help="transforms in bfloat16 autocast: about 2x faster steps on AVX512-BF16 CPUs")
     p.add_argument("--out-dir", default=str(WEIGHTS_DIR))
     p.add_argument(
@@ -323,6 +353,7 @@ def _config(args: argparse.Namespace, *, base: bool, seed: int, init_name: str, 
         mixed_quantization=args.mixed_quantization,
         fresh_lr_scale=args.fresh_lr_scale,
         bf16=args.bf16,
+        decoder_only=args.decoder_only,
         extra={"init": init_name, **({"wallpapers": True} if args.wallpapers else {})},
         **fields,
     )

@@ -200,6 +200,17 @@ def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
     for quality in ("2,3", "2,x", "4,11"):  # a list for a one-rate model, not numbers, an unknown level
         out = tmp_path / f"bad-{quality}.safetensors"
         assert main([*tune[:4], quality, *tune[5:], "--out", str(out)]) == 2 and not out.exists()
+    # a decoder-only fine-tune of those weights: the same levels, the same coded bytes
+    i = varrate.index("--init")
+    scratch = [*varrate[:i], *varrate[i + 2 :], "--work-dir", str(tmp_path / "wd"), "--decoder-only"]
+    dec = [*scratch, "--init", str(tmp_path / "v.safetensors")]
+    assert main([*dec, "--out", str(tmp_path / "vd.safetensors")]) == 0
+    tuned, _ = load_weights(tmp_path / "vd.safetensors")
+    x = torch.rand(1, 3, 64, 64)
+    assert tuned.compress(x)["strings"] == model.compress(x)["strings"]
+    assert not torch.equal(tuned.g_s[0].weight, model.g_s[0].weight)
+    assert main([*scratch, "--out", str(tmp_path / "vs.safetensors")]) == 2  # nothing to fine-tune
+    assert not (tmp_path / "vs.safetensors").exists()
 
 
 def test_quality_levels_order_lambdas_and_the_shipped_weights_carry_theirs() -> None:
@@ -295,3 +306,35 @@ def test_a_widened_model_computes_what_the_narrow_one_did_and_its_new_channels_l
     assert wide.g_a[6].weight.grad is not None and wide.g_a[6].weight.grad[12:].abs().max() > 0
     with pytest.raises(ConfigError, match="widening needs"):
         widened_state(narrow, 4, 20)
+
+
+def test_a_decoder_only_fine_tune_codes_the_same_bytes_and_decodes_closer(tmp_path: Path) -> None:
+    from convpress.codec.train import DECODER_ONLY_KEYS
+
+    base = dict(model="varrate", lambdas=(0.01, 0.04), steps=30, lr=5e-3, checkpoint_every=30)
+    start, _ = train_codec(_cfg(**base), _images(), progress=False)
+    init = {k: v.clone() for k, v in start.state_dict().items()}
+    tuned, hist = train_codec(_cfg(**base, decoder_only=True), _images(), init=init, progress=False, log_every=1)
+    assert len(hist) == 30
+    moved = set()
+    for k, v in tuned.state_dict().items():  # parameters, and the tables update() rebuilt from them
+        if not k.startswith(DECODER_ONLY_KEYS):
+            assert torch.equal(v, init[k]), f"{k} changed in a decoder-only fine-tune"
+        elif not torch.equal(v, init[k]):
+            moved.add(k.split(".")[0])
+    assert moved == {"g_s", "inv_gain"}
+    x = _images()[0][:, :64, :64][None]
+    for level in (0, 1):
+        start.set_level(level)  # type: ignore[operator]
+        tuned.set_level(level)  # type: ignore[operator]
+        before, after = start.compress(x), tuned.compress(x)
+        assert before["strings"] == after["strings"]  # the same file
+        mse = [float(((m.decompress(before["strings"], before["shape"])["x_hat"] - x) ** 2).mean()) for m in (start, tuned)]
+        assert mse[1] < mse[0], (level, mse)
+
+
+def test_a_decoder_only_fine_tune_refuses_what_it_cannot_do() -> None:
+    with pytest.raises(ConfigError, match="decoder_only needs a hyperprior"):
+        _cfg(model="factorized", decoder_only=True)
+    with pytest.raises(ConfigError, match="drop mixed_quantization"):
+        _cfg(decoder_only=True, mixed_quantization=True)

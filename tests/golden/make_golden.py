@@ -81,6 +81,22 @@ def escape_goldens() -> None:
     write_image(HERE / "varrate-q7-escaped.png", decode_image(data)[0], overwrite=True)
 
 
+def version3_goldens(model: str = "varrate") -> None:
+    """Write ``MODEL-q*-v3.cpi``/``.png``: ``coffee_crop`` with every shipped level of ``model`` in
+    format version 3, for new weights of those levels (``python tests/golden/make_golden.py --new-v3``;
+    levels whose weights did not change get the same bytes again)."""
+    from convpress.codec.bitstream import decode_image, encode_image
+    from convpress.codec.weights import available_qualities, pretrained
+    from convpress.data.images import write_image
+
+    torch.set_num_threads(2)
+    for q in available_qualities(model):
+        m, meta = pretrained(q, model)
+        data = encode_image(coffee_crop(), m, quality=q, weights_id=meta["weights_id"], version=3)
+        (HERE / f"{model}-q{q}-v3.cpi").write_bytes(data)
+        write_image(HERE / f"{model}-q{q}-v3.png", decode_image(data)[0], overwrite=True)
+
+
 def rocket_crop() -> torch.Tensor:
     from convpress.data.photos import bundled_photo
 
@@ -201,6 +217,8 @@ if __name__ == "__main__":
         codec_goldens()
     elif "--new-varrate" in sys.argv[1:]:
         variable_rate_goldens()
+    elif "--new-v3" in sys.argv[1:]:
+        version3_goldens()
     elif "--new-format" in sys.argv[1:]:
         codec_goldens(legacy=False)
         variable_rate_goldens()

@@ -168,6 +168,12 @@ def register(sub: Any) -> None:
         help="decoder sees rounded latents (straight-through), the rate noisy ones; best for a final fine-tune with --init",
     )
     t.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="with --init: train only the synthesis (and a variable-rate model's inverse gains) on the rounded latents "
+        "of the frozen rest, for the distortion: files encode to the same bytes and decode closer to the image",
+    )
+    t.add_argument(
         "--bf16",
         action="store_true",
         help="run the transforms in bfloat16 (autocast; weights and likelihoods stay float32): about 2x faster "
@@ -354,6 +360,8 @@ def _train(args: argparse.Namespace) -> int:
     if len(qualities) > 1 and not variable:
         raise ConfigError(f"the {args.model} model has one rate: give one --quality (a list of levels is for a variable-rate model)")
     lambdas = tuple(QUALITY_LAMBDAS[q] for q in qualities) if variable else ()
+    if args.decoder_only and not args.init:
+        raise ConfigError("--decoder-only fine-tunes trained weights: give them with --init")
     out = check_output(args.out, force=args.force)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -382,6 +390,7 @@ def _train(args: argparse.Namespace) -> int:
         warmup=warmup,
         mixed_quantization=args.mixed_quantization,
         bf16=args.bf16,
+        decoder_only=args.decoder_only,
     )
     images = training_images(debian=not args.no_debian, extra_dirs=args.images)
     model, hist = train_codec(cfg, images, work_dir=args.work_dir, init=init, progress=sys.stderr.isatty())
