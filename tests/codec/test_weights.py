@@ -42,6 +42,8 @@ def test_the_fixed_rate_weights_come_from_the_legacy_package() -> None:
     # the moved files are the same bytes: their weights id is the one their golden files carry
     x, head = decode_image((GOLDEN / "hyperprior-q3.cpi").read_bytes())
     assert head["m"] == "hyperprior" and x.shape[0] == 3
+    assert weights.pretrained(3, "hyperprior")[1]["source"] == "convpress-legacy-weights"
+    assert "source" not in weights.pretrained(3, "varrate")[1]
 
 
 def test_convpress_own_weights_stay_small() -> None:
@@ -108,6 +110,8 @@ def test_a_superseded_variable_rate_file_decodes_from_the_legacy_folder(
     assert weights.pretrained(2, "varrate")[1]["weights_id"] == f"{new_id}.q2"  # encodes with the new one
     after, _ = decode_image(data)
     assert torch.equal(before, after)
+    found = weights.decoding_weights("varrate", 2, lambda wid: wid == f"{old_id}.q2")[1]
+    assert found["weights_id"] == f"{old_id}.q2" and found["source"] == "convpress-legacy-weights"
     # without the legacy folder the file is refused with one line that names the package
     monkeypatch.setattr(weights, "legacy_weights_dir", lambda: None)
     with pytest.raises(FileFormatError, match="mismatched model version.*optional package convpress-legacy-weights: pip install") as err:

@@ -301,13 +301,15 @@ def _info(args: argparse.Namespace) -> int:
         weights = f"{head['v']} (decoder fitted to this image, carried in the file)"
     elif q in available_qualities(head["m"]):
         # the weights that decode it: those encoding this level now, or an older shipped file's level
-        found = decoding_weights(head["m"], q, lambda wid: weights_match(head["v"], wid, version))[1]["weights_id"]
+        meta = decoding_weights(head["m"], q, lambda wid: weights_match(head["v"], wid, version))[1]
+        found = meta["weights_id"]
+        source = f", from {meta['source']}" if "source" in meta else ""
         if not weights_match(head["v"], found, version):
             weights = f"{head['v']} (NOT the shipped weights: cannot decode here{legacy})"
         elif found == pretrained(q, head["m"])[1]["weights_id"]:
-            weights = f"{head['v']} (the shipped weights of this level)"
+            weights = f"{head['v']} (the shipped weights of this level{source})"
         else:
-            weights = f"{head['v']} (shipped weights that no longer encode this level; they still decode it)"
+            weights = f"{head['v']} (shipped weights that no longer encode this level{source}; they still decode it)"
     else:
         weights = f"{head['v']} (no weights installed for quality {q}{legacy})"
     coding = {4: " (latents coded exactly)", 3: " (latents clamped to the coder's tables)"}.get(int(version or 0), " (legacy layout)")

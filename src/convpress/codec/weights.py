@@ -267,7 +267,7 @@ def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, di
     its family's ``FORMAT_ID`` as weights id.
 
     A fixed-rate level is looked for in convpress's weights, then in the optional legacy package's
-    (:func:`weights_folders`).
+    (:func:`weights_folders`; the metadata of weights found there has ``source`` set to its name).
 
     Raises:
         ConfigError: if no weights are shipped for that quality (naming the legacy package when it
@@ -282,7 +282,8 @@ def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, di
     for folder in weights_folders():
         path = folder / f"{model}-q{quality}.safetensors"
         if path.is_file():
-            return load_weights(path)
+            net, meta = load_weights(path)
+            return net, (meta if folder == Path(WEIGHTS_DIR) else {**meta, "source": LEGACY_DISTRIBUTION})
     have = available_qualities(model)
     if not have and legacy_weights_dir() is None:
         raise ConfigError(
@@ -358,7 +359,7 @@ def decoding_weights(model: str, quality: int, matches: Callable[[str], bool]) -
             continue
         other = at_quality(*loaded, quality)
         if matches(str(other[1].get("weights_id"))):
-            return other
+            return other if path not in superseded else (other[0], {**other[1], "source": LEGACY_DISTRIBUTION})
     if legacy is None:
         meta = {
             **meta,
