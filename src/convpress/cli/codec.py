@@ -283,11 +283,10 @@ def _info(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from convpress.codec.bitstream import WHAT, format_version, read_header, tile_grid, weights_match
-    from convpress.codec.weights import LEGACY_DISTRIBUTION, available_qualities, decoding_weights, legacy_weights_dir, pretrained
+    from convpress.codec.weights import available_qualities, decoding_weights, legacy_note, pretrained
     from convpress.core.errors import FileFormatError
 
-    # superseded weights may be in the optional legacy package: say so where it would help
-    legacy = "" if legacy_weights_dir() is not None else f"; superseded weights are in the optional package {LEGACY_DISTRIBUTION}"
+    legacy = f"; {note}" if (note := legacy_note()) else ""  # where superseded weights are, if not installed
     p = Path(args.input)
     if p.is_dir():
         raise FileFormatError(f"{p} is a directory, not a {WHAT}")
@@ -326,12 +325,11 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _qualities(args: argparse.Namespace) -> int:
-    from convpress.codec.weights import LEGACY_DISTRIBUTION, available_qualities, legacy_weights_dir, pretrained
+    from convpress.codec.weights import available_qualities, legacy_note, pretrained
 
     qualities = available_qualities(args.model)
     if not qualities:
-        missing = "" if legacy_weights_dir() is not None else f" (nor the optional package {LEGACY_DISTRIBUTION} of superseded ones)"
-        print(f"no {args.model} weights are installed{missing}")
+        print(f"no {args.model} weights are installed" + (f"; {note}" if (note := legacy_note()) else ""))
     for q in qualities:
         _, meta = pretrained(q, args.model)
         print(f"quality {q}: lambda {meta.get('lambda')}, weights {meta.get('weights_id')}")

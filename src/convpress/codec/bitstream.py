@@ -484,7 +484,7 @@ def decode_image(data: bytes, *, resolver: Resolver | None = None, name: str = "
         raise FileFormatError(
             f"{name} was made with {head['m']} weights {head['v']} for quality {head['q']}, but this convpress has "
             f"weights {meta.get('weights_id')}: a mismatched model version cannot decode it"
-            + (f"; {meta['hint']}" if meta.get("hint") else "")
+            + (f"; {note}" if resolver is None and (note := weights.legacy_note()) else "")
         )
     h, w = head["h"], head["w"]
     tile = head.get("t", max(h, w))

@@ -54,6 +54,7 @@ __all__ = [
     "WEIGHTS_DIR",
     "LEGACY_DISTRIBUTION",
     "legacy_weights_dir",
+    "legacy_note",
     "weights_folders",
     "weights_id",
     "save_weights",
@@ -86,6 +87,14 @@ def legacy_weights_dir() -> Path | None:
         return None
     folder = Path(next(iter(spec.submodule_search_locations))) / "codec"
     return folder if folder.is_dir() else None
+
+
+def legacy_note() -> str:
+    """ "" when the legacy package is installed, else the sentence that error messages add: where
+    superseded weights are and how to install them."""
+    if legacy_weights_dir() is not None:
+        return ""
+    return f"superseded weights are in the optional package {LEGACY_DISTRIBUTION}, not installed ({_LEGACY_INSTALL})"
 
 
 def weights_folders() -> list[Path]:
@@ -285,11 +294,8 @@ def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, di
             net, meta = load_weights(path)
             return net, (meta if folder == Path(WEIGHTS_DIR) else {**meta, "source": LEGACY_DISTRIBUTION})
     have = available_qualities(model)
-    if not have and legacy_weights_dir() is None:
-        raise ConfigError(
-            f"no {model} weights are installed; superseded weights are in the optional package "
-            f"{LEGACY_DISTRIBUTION}, not installed ({_LEGACY_INSTALL})"
-        )
+    if not have and legacy_note():
+        raise ConfigError(f"no {model} weights are installed; {legacy_note()}")
     raise ConfigError(f"no {model} weights for quality {quality}; available qualities: {', '.join(map(str, have)) or 'none'}")
 
 
@@ -343,7 +349,7 @@ def decoding_weights(model: str, quality: int, matches: Callable[[str], bool]) -
     tag ``matches`` a weights id: the encoding weights (:func:`pretrained`) if they match, else a
     variable-rate model's other file carrying that quality whose level matches (convpress's own,
     then the legacy package's ``{model}*.safetensors``); else the encoding weights, which the
-    decoder then refuses with the mismatch (naming the legacy package if it is not installed).
+    decoder then refuses with the mismatch (adding :func:`legacy_note`).
 
     Raises:
         ConfigError: if no weights are shipped for that quality.
@@ -360,11 +366,6 @@ def decoding_weights(model: str, quality: int, matches: Callable[[str], bool]) -
         other = at_quality(*loaded, quality)
         if matches(str(other[1].get("weights_id"))):
             return other if path not in superseded else (other[0], {**other[1], "source": LEGACY_DISTRIBUTION})
-    if legacy is None:
-        meta = {
-            **meta,
-            "hint": f"a file made with superseded weights decodes with the optional package {LEGACY_DISTRIBUTION}: {_LEGACY_INSTALL}",
-        }
     return net, meta
 
 
