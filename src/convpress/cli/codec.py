@@ -23,8 +23,9 @@ def register(sub: Any) -> None:
         "codec",
         help="learned image compression: encode images to .cpi files, decode them, train models",
         description=(
-            "Learned image compression with a real rANS bitstream: a trained scale hyperprior (Balle et al. 2018, "
-            "the default model, shipped weights per quality) or a decoder overfitted to each image and sent "
+            "Learned image compression with a real rANS bitstream: by default a trained mean-scale hyperprior "
+            "with per-level gains (--model varrate; ten quality levels, see 'convpress codec qualities'; "
+            "--effort refines each image's latents at encode time), or a decoder overfitted to each image and sent "
             "with it (--model overfit, the Cool-chic / C3 line: nothing shipped, slow to encode, fast to decode). "
             "Images with an alpha channel are composited over white (or see --alpha), grayscale images "
             "are coded as RGB, and 16-bit images are reduced to 8 bits per channel by the codec."
