@@ -1,8 +1,9 @@
 """Quick check of codec weights while training them: rate-distortion on 6 held-out photos.
 
 Encodes the 6 photos (long side 768, never trained on) with every level of each weights
-folder given (files ``MODEL-q*.safetensors``, or a variable-rate model's ``MODEL.safetensors``; effort 0, real files through
-``compress``/``decompress``), and with WebP (Pillow, ``method=6``) in the same run, then prints
+folder given (files ``MODEL-q*.safetensors``, or a variable-rate model's ``MODEL.safetensors``; effort 0,
+real files through ``compress``/``decompress``; ``--effort N`` refines each image's latents first), and
+with WebP (Pillow, ``method=6``) in the same run, then prints
 each folder's curve and its BD-rate (PSNR on 8-bit pixels, PCHIP) against WebP and against the
 first folder. A few minutes on one core, where ``convpress bench codec`` takes most of an hour;
 the bench stays the reference for published figures.
@@ -38,16 +39,17 @@ WEBP_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 Curve = list[tuple[float, float]]  # (mean bpp, mean PSNR) per setting
 
 
-def model_curve(folder: str, images: dict[str, np.ndarray], model: str = "hyperprior") -> Curve:
-    """Mean (bpp, PSNR) over ``images`` (H, W, 3) uint8 of each level in ``folder``, lowest first."""
+def model_curve(folder: str, images: dict[str, np.ndarray], model: str = "hyperprior", effort: int = 0) -> Curve:
+    """Mean (bpp, PSNR) over ``images`` (H, W, 3) uint8 of each level in ``folder``, lowest first;
+    ``effort`` refinement iterations per image (models that refine; 0: the analysis transform's latents)."""
     points = []
     for _, net in _level_models(folder, model):
         bpp, psnr = [], []
         for img in images.values():
             x = torch.from_numpy(img).permute(2, 0, 1).float() / 255  # (3, H, W)
             h, w = x.shape[1:]
+            enc = net.compress(pad_image(x, net.stride), effort=effort)  # refinement needs gradients: not under no_grad
             with torch.no_grad():
-                enc = net.compress(pad_image(x, net.stride))
                 dec = net.decompress(enc["strings"], enc["shape"])["x_hat"][0, :, :h, :w]
             out = np.round(dec.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
             bpp.append(8 * sum(len(s) for stream in enc["strings"] for s in stream) / (h * w))
@@ -121,7 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         help="weights folders, each optionally FOLDER:MODEL (for a folder with the weights of several models); the first is the reference",
     )
     p.add_argument("--model", help="model name in the weights file names (default: each folder's, e.g. hyperprior or meanscale)")
+    p.add_argument(
+        "--effort",
+        type=int,
+        default=0,
+        help="refinement iterations per image and level (default: 0; 30 takes about 5 s per photo and level, "
+        "so about 5 minutes per folder of ten levels)",
+    )
     args = p.parse_args(argv)
+    if args.effort < 0:
+        raise SystemExit(f"--effort must be a non-negative number of iterations, got {args.effort}")
     torch.set_num_threads(1)
     photos = held_out_photos(long_side=768)
     images = {n: np.round(photos[n].permute(1, 2, 0).numpy() * 255).astype(np.uint8) for n in PHOTOS}
@@ -129,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = [f.rsplit(":", 1) if ":" in f else [f, args.model or _folder_model(f)] for f in args.folders]
     folders = {f"{path}:{model}": path for path, model in specs}
     models = {f"{path}:{model}": model for path, model in specs}
-    curves = {f: model_curve(folders[f], images, models[f]) for f in folders}
+    curves = {f: model_curve(folders[f], images, models[f], args.effort) for f in folders}
     print("webp: " + " ".join(f"{b:.3f}/{q:.2f}" for b, q in webp) + " (bpp/dB)")
     for f, c in curves.items():
         pts = " ".join(f"{b:.3f}/{q:.2f}" for b, q in c)
