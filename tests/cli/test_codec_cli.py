@@ -196,10 +196,11 @@ def test_info_reports_the_file_without_decoding_and_refuses_bad_ones(photo: Path
     with pytest.raises(SystemExit) as exc:  # a usage error
         main(["encode", str(photo), str(tmp_path / "v5.cpi"), "--quality", str(quality), "--format-version", "5"])
     assert exc.value.code == 2 and "--format-version" in capsys.readouterr().err and not (tmp_path / "v5.cpi").exists()
-    # a file of a level that newer weights took over: still decodes with the older shipped file
+    # a file of a level that newer weights took over: still decodes with the older file, now in the legacy package
     superseded = Path(__file__).resolve().parents[1] / "golden" / "varrate-q5-60db9802.cpi"
     assert main(["info", str(superseded)]) == 0
-    assert "shipped weights that no longer encode this level; they still decode it" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "shipped weights that no longer encode this level, from convpress-legacy-weights; they still decode it" in out
     for bad in (data[:-1], data[:20], b"\x89PNG\r\n\x1a\n" + data[8:]):
         (tmp_path / "bad.cpi").write_bytes(bad)
         assert main(["info", str(tmp_path / "bad.cpi")]) == 2

@@ -60,9 +60,11 @@ def test_with_refinement_a_lower_level_may_meet_the_target_and_every_file_meets_
 ) -> None:
     (_, _, p3), (q4, n4, p4) = curve[2], curve[3]
     target = p3 + 0.25 * (p4 - p3)  # a refined level 3 can reach this; unrefined, level 4 is needed
-    res = encode_to_target(image, psnr=target, effort=20)
-    # measured: the refined level 3 reaches it (30.32 dB against 30.01) in two thirds of level 4's bytes
-    assert (res.quality, res.effort) == (q4 - 1, 20) and len(res.data) < n4
+    res = encode_to_target(image, psnr=target, effort=40)
+    # measured: the refined level 3 reaches it (30.78 dB against 30.57) in three quarters of level 4's bytes; at
+    # effort 20 it no longer does (30.51 dB) since the decoder-only weights (their synthesis already fits the
+    # rounded latents better, so refinement finds less)
+    assert (res.quality, res.effort) == (q4 - 1, 40) and len(res.data) < n4
     assert _psnr(res.data, image) >= target
 
 

@@ -16,6 +16,11 @@ It writes, next to this script:
 * ``varrate-q{5,6,7}-60db9802.cpi`` and ``.png``: the files of levels 5-7 of ``varrate.safetensors``
   (weights 60db9802), renamed by hand when ``varrate-mid.safetensors`` took those levels over
   (2026-12-05): they must keep decoding with the main file's levels;
+* ``varrate-q{1..4}-60db9802``, ``varrate-q{5,6,7}-3d807ad8`` and ``varrate-q{8,9,10}-420ae7d5`` (``.cpi``
+  and ``.png``): the files of every level's weights before their decoder-only fine-tunes (stage 16 of
+  ``benchmarks/train_codec_weights.py``), renamed by hand when those took over; the old weights moved
+  to ``legacy-weights`` and must keep decoding them to the same pixels (``--new-varrate``, ``--new-v3``
+  and ``escape_goldens`` then wrote the files of the new weights);
 * ``hyperprior-q*-v3.cpi`` and ``varrate-q*-v3.cpi`` (and ``.png``): the files of format version 3
   (latents clamped to the tables), renamed by hand from ``MODEL-qQ.cpi`` when format version 4
   (escaped latents) became the default (2026-12-05, ``--new-format`` then wrote the version-4
@@ -60,8 +65,9 @@ def coffee_crop() -> torch.Tensor:
 
 def colorwheel_crop() -> torch.Tensor:
     """(3, 64, 96) of the synthetic ``colorwheel``, whose latents the variable-rate model's level 7
-    (varrate-mid 3d807ad8) predicts badly: some fall outside the coder's tables (escaped in format
-    version 4, clamped in version 3: 42.2 vs 40.6 dB)."""
+    (varrate-mid 3d807ad8, and its decoder-only fine-tune, which codes the same latents) predicts badly:
+    some fall outside the coder's tables (escaped in format version 4, clamped in version 3: 42.2 vs
+    40.6 dB with 3d807ad8)."""
     from convpress.data.photos import bundled_photo
 
     return bundled_photo("colorwheel")[:, 128:192, 144:240].contiguous()
