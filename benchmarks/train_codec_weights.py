@@ -223,6 +223,18 @@ stages 1-3 below use the old numbers:
     test photos): effort 0 from 9.7% to 6.0% more bits than WebP, effort 100 from 7.9% to 9.2% fewer, AVIF
     from 50.4% to 48.1% more.
 
+17. (2026-12-06, running across sessions) one wide model for all ten levels, so that one 7.5 MB file could
+    replace the three (18.2 MB): the shipped ``varrate-mid.safetensors`` (03687bfa, levels 5-7) with its gains
+    regained to levels 1-10 (:func:`convpress.codec.train.regained_state`)::
+
+        --model varrate --qualities 1,2,3,4,5,6,7,8,9,10 --init varrate-mid.safetensors --n 96 --m 192
+        --finetune-steps 12000 --finetune-lr 3e-4 --warmup 100 --chunk 1000 --crop 256 --batch 2 --wallpapers
+        --threads 1 --bf16
+
+    (about 7 minutes per 1,000 steps on one thread; rerun the same command to resume). It ships only if
+    ``codec_weights_check.py`` finds it no worse than the three files it would replace, after its own
+    decoder-only fine-tune (stage 16).
+
 That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
 for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.
 """
