@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from convpress.cli.codec import main as codec_cli
 from convpress.codec import weights
 from convpress.codec.bitstream import decode_image, encode_image, reseal_v3
 from convpress.codec.models import CodecModel, build_model
@@ -166,7 +167,9 @@ def _encode_shipped(photo: torch.Tensor, quality: int) -> bytes:
     return encode_image(photo, net, quality=quality, weights_id=meta["weights_id"])
 
 
-def test_levels_split_over_files_of_different_widths_each_decode_with_their_own(tiny_varrate, photo_crop, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_levels_split_over_files_of_different_widths_each_decode_with_their_own(
+    tiny_varrate, photo_crop, tmp_path, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(1)
     wide = build_model("varrate", {"N": 8, "M": 16, "LEVELS": 2})  # the top levels' wider transform
     wide.init_gains(LAMBDAS[1:], LAMBDAS[1])  # type: ignore[operator]
@@ -208,6 +211,9 @@ def test_levels_split_over_files_of_different_widths_each_decode_with_their_own(
         assert meta["weights_id"] == f"{newer}.q3" and net.config["M"] == 16
         after = _encode_shipped(photo_crop, 3)
         assert torch.equal(decode_image(before)[0], pixels_before)
+        (tmp_path / "before.cpi").write_bytes(before)  # codec info names the file that still decodes it
+        assert codec_cli(["info", str(tmp_path / "before.cpi")]) == 0
+        assert "(shipped weights that no longer encode this level; they still decode it)" in capsys.readouterr().out
         assert decode_image(after)[0].shape == photo_crop.shape and not torch.equal(decode_image(after)[0], pixels_before)
         # two part files carrying one quality are refused: neither would be the one that encodes it
         _save(wide, tmp_path / "varrate-y.safetensors", {3: 0.08, 7: 0.3})
