@@ -291,11 +291,10 @@ def pretrained(quality: int, model: str = DEFAULT_MODEL) -> tuple[CodecModel, di
     for folder in weights_folders():
         path = folder / f"{model}-q{quality}.safetensors"
         if path.is_file():
-            net, meta = load_weights(path)
-            return net, (meta if folder == Path(WEIGHTS_DIR) else {**meta, "source": LEGACY_DISTRIBUTION})
+            return _sourced(load_weights(path), legacy=folder != Path(WEIGHTS_DIR))
     have = available_qualities(model)
-    if not have and legacy_note():
-        raise ConfigError(f"no {model} weights are installed; {legacy_note()}")
+    if not have and (note := legacy_note()):
+        raise ConfigError(f"no {model} weights are installed; {note}")
     raise ConfigError(f"no {model} weights for quality {quality}; available qualities: {', '.join(map(str, have)) or 'none'}")
 
 
@@ -344,6 +343,11 @@ def variable_rate_candidates(model: str, folder: str | os.PathLike[str] | None =
     return {q: [p for p in (parts.get(q), base.get(q)) if p is not None] for q in sorted(parts.keys() | base.keys())}
 
 
+def _sourced(loaded: tuple[CodecModel, dict[str, str]], *, legacy: bool) -> tuple[CodecModel, dict[str, str]]:
+    """``loaded`` (model, metadata), its metadata naming the legacy package as ``source`` if it came from there."""
+    return (loaded[0], {**loaded[1], "source": LEGACY_DISTRIBUTION}) if legacy else loaded
+
+
 def decoding_weights(model: str, quality: int, matches: Callable[[str], bool]) -> tuple[CodecModel, dict[str, str]]:
     """The shipped weights that decode a file of ``model`` at ``quality`` whose header's weights
     tag ``matches`` a weights id: the encoding weights (:func:`pretrained`) if they match, else a
@@ -365,7 +369,7 @@ def decoding_weights(model: str, quality: int, matches: Callable[[str], bool]) -
             continue
         other = at_quality(*loaded, quality)
         if matches(str(other[1].get("weights_id"))):
-            return other if path not in superseded else (other[0], {**other[1], "source": LEGACY_DISTRIBUTION})
+            return _sourced(other, legacy=path in superseded)
     return net, meta
 
 
