@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -123,3 +124,99 @@ def test_a_superseded_variable_rate_file_decodes_from_the_legacy_folder(
     ) as err:
         decode_image(data)
     assert "\n" not in str(err.value)
+
+
+# ---- int8 storage of the convolution weights ----
+
+
+def test_int8_slices_round_each_output_slice_to_127_steps_of_its_own_scale() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(5, 3, 3, 3) * torch.tensor([1e-3, 0.1, 1.0, 30.0, 0.0]).view(-1, 1, 1, 1)
+    codes, scales = weights.int8_slices(w)
+    assert codes.dtype == torch.int8 and scales.dtype == torch.float16 and codes.shape == w.shape and scales.shape == (5,)
+    assert int(codes.abs().max()) <= 127
+    assert [int(codes[c].abs().max()) for c in range(4)] == [127] * 4  # each slice uses its whole range
+    assert float(scales[4]) == 1.0 and not codes[4].any()  # an all-zero slice
+    back = weights.from_int8(codes, scales)
+    err = (back - w).abs().flatten(1).amax(1)
+    assert bool(
+        (err[:4] <= scales[:4].float() * 0.5 + w.abs().flatten(1).amax(1)[:4] * 1e-3).all()
+    )  # half a step (+ the scale's float16 rounding)
+    assert torch.equal(weights.int8_slices(back)[0], codes)  # rounding the rounded weight changes nothing
+    with pytest.raises(ConfigError, match="cannot be stored in int8"):
+        weights.int8_slices(torch.full((2, 1, 1, 1), float("nan")))
+
+
+def test_an_int8_file_is_half_the_size_and_loads_exactly_its_rounded_weights(tiny_hyperprior, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from safetensors import safe_open
+
+    model, _ = tiny_hyperprior
+    half, small = tmp_path / "half.safetensors", tmp_path / "int8.safetensors"
+    weights.save_weights(model, half, quality=1, lmbda=0.01)
+    wid = weights.save_weights(model, small, quality=1, lmbda=0.01, int8=True)
+    with safe_open(str(small), framework="pt") as fh:
+        keys = set(fh.keys())
+        convs = [k for k in keys if fh.get_tensor(k).dtype == torch.int8]
+        assert convs and all(fh.get_tensor(k).dim() == 4 for k in convs)
+        assert keys == {k for k, p in model.state_dict().items() if not model.is_derived(k)} | {k + weights.INT8_SCALE for k in convs}
+    conv_weights = sum(p.numel() for p in model.parameters() if p.dim() == 4)
+    scale_bytes = sum(2 * p.shape[0] + 120 for p in model.parameters() if p.dim() == 4)  # float16s + a header entry each
+    assert half.stat().st_size - small.stat().st_size >= conv_weights - scale_bytes  # 2 bytes -> 1 per conv weight
+    loaded, meta = weights.load_weights(small)
+    assert meta["weights_id"] == wid and "convolution weights" in meta["int8"]
+    for k, p in model.named_parameters():
+        q = dict(loaded.named_parameters())[k]
+        if p.dim() == 4:
+            assert torch.equal(q, weights.from_int8(*weights.int8_slices(p))), k
+        else:
+            assert torch.equal(q, p.half().float()), k
+    # the fixed-point hyper-synthesis is derived from the int8 weights as update() makes it
+    ref = copy.deepcopy(loaded)
+    ref.update()
+    for i in range(3):
+        assert torch.equal(getattr(loaded.h_s_int, f"w{i}"), getattr(ref.h_s_int, f"w{i}")), i
+    # saved again (as refresh_weights does), the same bytes and id: the rounding is idempotent
+    assert weights.refresh_weights(small) == wid
+    # and a file made with it decodes with it
+    x = torch.rand(3, 64, 64)
+    data = encode_image(x, loaded, quality=1, weights_id=wid)
+    y, _ = decode_image(data, resolver=lambda n, q: (loaded, meta))
+    assert y.shape == x.shape
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("drop scales", "int8 weight without its scales"),
+        ("drop codes", "without an int8 weight"),
+        ("zero scale", "not 8 positive float16 numbers"),
+        ("short scales", "not 8 positive float16 numbers"),
+        ("float scales", "not 8 positive float16 numbers"),
+    ],
+)
+def test_an_int8_file_with_damaged_scales_is_refused_with_one_line(tiny_hyperprior, tmp_path: Path, damage: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "int8.safetensors"
+    weights.save_weights(tiny_hyperprior[0], path, quality=1, lmbda=0.01, int8=True)
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata()
+    state = load_file(str(path))
+    key = "g_a.0.weight"  # (8, 3, 5, 5)
+    scale = key + weights.INT8_SCALE
+    if damage == "drop scales":
+        del state[scale]
+    elif damage == "drop codes":
+        del state[key]
+    elif damage == "zero scale":
+        state[scale] = state[scale].clone()
+        state[scale][3] = 0
+    elif damage == "short scales":
+        state[scale] = state[scale][:5].clone()
+    else:
+        state[scale] = state[scale].float()
+    save_file(state, str(path), metadata=meta)
+    with pytest.raises(FileFormatError, match=message) as err:
+        weights.load_weights(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)

@@ -180,6 +180,12 @@ def register(sub: Any) -> None:
         help="run the transforms in bfloat16 (autocast; weights and likelihoods stay float32): about 2x faster "
         "steps on CPUs with AVX512-BF16 or AMX, slower elsewhere",
     )
+    t.add_argument(
+        "--int8",
+        action="store_true",
+        help="train with the convolution weights rounded to 8 bits (one scale per output channel) and write them so: "
+        "weights files about half the size, for about 1%% more bits than float16 weights rounded after training",
+    )
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -392,6 +398,7 @@ def _train(args: argparse.Namespace) -> int:
         mixed_quantization=args.mixed_quantization,
         bf16=args.bf16,
         decoder_only=args.decoder_only,
+        int8=args.int8,
     )
     images = training_images(debian=not args.no_debian, extra_dirs=args.images)
     model, hist = train_codec(cfg, images, work_dir=args.work_dir, init=init, progress=sys.stderr.isatty())
@@ -400,7 +407,7 @@ def _train(args: argparse.Namespace) -> int:
     if not is_main():  # under torchrun only rank 0 writes
         return 0
     levels = {"levels": json.dumps({str(q): v for q, v in zip(qualities, lambdas, strict=True)})} if variable else None
-    wid = save_weights(model, out, quality=qualities[-1], lmbda=cfg.lmbda, extra=levels)
+    wid = save_weights(model, out, quality=qualities[-1], lmbda=cfg.lmbda, extra=levels, int8=args.int8)
     last = hist[-1] if hist else {}
     print(f"wrote {out} (weights {wid}); last {last.get('step', 0)} steps: bpp {last.get('bpp', 0):.3f}, PSNR {last.get('psnr', 0):.2f} dB")
     return 0
