@@ -347,26 +347,27 @@ def test_a_decoder_only_fine_tune_refuses_what_it_cannot_do() -> None:
 
 def test_int8_training_returns_weights_an_int8_file_holds_exactly_and_resumes(tmp_path: Path) -> None:
     from convpress.codec.train import plain_state
-    from convpress.codec.weights import from_int8, int8_slices, load_weights, save_weights
+    from convpress.codec.weights import from_int8, int8_names, int8_slices, load_weights, save_weights
     from convpress.core.checkpoint import load_checkpoint
 
     cfg = _cfg(model="varrate", lambdas=(0.01, 0.04), steps=6, checkpoint_every=3, int8=True)
     model, hist = train_codec(cfg, _images(), work_dir=tmp_path / "run", progress=False, log_every=1, stop_after=3)
     assert len(hist) == 3
     assert not any("parametrizations" in k for k in model.state_dict())  # a plain model again
-    convs = {k: p for k, p in model.named_parameters() if p.dim() == 4}
+    convs = {k: p for k, p in model.named_parameters() if k in int8_names(model)}
     assert convs and all(torch.equal(p, from_int8(*int8_slices(p))) for p in convs.values())  # already int8-exact
     # the checkpoint holds the unrounded weights under the parametrization's names; resuming finishes the run
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.ckpt", "codec-train")
-    assert "g_a.0.parametrizations.weight.original" in ckpt["model"] and "g_a.0.weight" in plain_state(ckpt["model"])
+    assert "g_a.2.parametrizations.weight.original" in ckpt["model"] and "g_a.2.weight" in plain_state(ckpt["model"])
+    assert "g_a.0.weight" in ckpt["model"]  # the first layer is not rounded
     done, hist = train_codec(cfg, _images(), work_dir=tmp_path / "run", progress=False, log_every=1)
     assert [h["step"] for h in hist] == [1, 2, 3, 4, 5, 6]
     # the int8 file loads the very weights the run ended with
     save_weights(done, tmp_path / "w.safetensors", quality=2, lmbda=0.04, extra={"levels": '{"1": 0.01, "2": 0.04}'}, int8=True)
     loaded, _ = load_weights(tmp_path / "w.safetensors")
     for k, p in done.named_parameters():
-        if p.dim() == 4:
+        if k in int8_names(done):
             assert torch.equal(dict(loaded.named_parameters())[k], p), k
     # without int8 the weights are not rounded so
     plain, _ = train_codec(_cfg(model="varrate", lambdas=(0.01, 0.04), steps=3), _images(), progress=False)
-    assert not all(torch.equal(p, from_int8(*int8_slices(p))) for p in plain.parameters() if p.dim() == 4)
+    assert not all(torch.equal(p, from_int8(*int8_slices(p))) for k, p in plain.named_parameters() if k in int8_names(plain))

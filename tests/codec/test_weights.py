@@ -154,19 +154,23 @@ def test_an_int8_file_is_half_the_size_and_loads_exactly_its_rounded_weights(tin
     half, small = tmp_path / "half.safetensors", tmp_path / "int8.safetensors"
     weights.save_weights(model, half, quality=1, lmbda=0.01)
     wid = weights.save_weights(model, small, quality=1, lmbda=0.01, int8=True)
+    rounded = weights.int8_names(model)
+    params = dict(model.named_parameters())
+    # the convolutions, but not the first analysis layer and the last synthesis layer (3 channels: the pixels)
+    assert set(rounded) == {k for k, p in params.items() if p.dim() == 4} - {"g_a.0.weight", "g_s.6.weight"}
     with safe_open(str(small), framework="pt") as fh:
         keys = set(fh.keys())
-        convs = [k for k in keys if fh.get_tensor(k).dtype == torch.int8]
-        assert convs and all(fh.get_tensor(k).dim() == 4 for k in convs)
-        assert keys == {k for k, p in model.state_dict().items() if not model.is_derived(k)} | {k + weights.INT8_SCALE for k in convs}
-    conv_weights = sum(p.numel() for p in model.parameters() if p.dim() == 4)
-    scale_bytes = sum(2 * p.shape[0] + 120 for p in model.parameters() if p.dim() == 4)  # float16s + a header entry each
-    assert half.stat().st_size - small.stat().st_size >= conv_weights - scale_bytes  # 2 bytes -> 1 per conv weight
+        assert sorted(k for k in keys if fh.get_tensor(k).dtype == torch.int8) == sorted(rounded)
+        assert fh.get_tensor("g_a.0.weight").dtype == torch.float16
+        assert keys == {k for k, p in model.state_dict().items() if not model.is_derived(k)} | {k + weights.INT8_SCALE for k in rounded}
+    conv_weights = sum(params[k].numel() for k in rounded)
+    scale_bytes = sum(2 * params[k].shape[0] + 120 for k in rounded)  # float16s + a header entry each
+    assert half.stat().st_size - small.stat().st_size >= conv_weights - scale_bytes  # 2 bytes -> 1 per rounded weight
     loaded, meta = weights.load_weights(small)
     assert meta["weights_id"] == wid and "convolution weights" in meta["int8"]
     for k, p in model.named_parameters():
         q = dict(loaded.named_parameters())[k]
-        if p.dim() == 4:
+        if k in rounded:
             assert torch.equal(q, weights.from_int8(*weights.int8_slices(p))), k
         else:
             assert torch.equal(q, p.half().float()), k
@@ -203,7 +207,7 @@ def test_an_int8_file_with_damaged_scales_is_refused_with_one_line(tiny_hyperpri
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata()
     state = load_file(str(path))
-    key = "g_a.0.weight"  # (8, 3, 5, 5)
+    key = "g_a.2.weight"  # (8, 8, 5, 5)
     scale = key + weights.INT8_SCALE
     if damage == "drop scales":
         del state[scale]

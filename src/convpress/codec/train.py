@@ -30,7 +30,7 @@ from torch import Tensor
 from convpress.codec.entropy_models import per_sample_noise
 from convpress.codec.models import DEFAULT_MODEL, CodecModel, build_model, is_variable_rate
 from convpress.codec.models.varrate import GAIN_MIN
-from convpress.codec.weights import from_int8, int8_slices
+from convpress.codec.weights import from_int8, int8_names, int8_slices
 from convpress.core.digest import fingerprint, state_digest
 from convpress.core.distributed import batch_share, sum_over_processes
 from convpress.core.errors import ConfigError
@@ -139,7 +139,7 @@ class CodecTrainConfig(TrainConfig):
     #: synthesis was trained on noisy latents, and learns here what rounding does to them (2026-12-05,
     #: 3,000 steps on the shipped top levels: +0.14 to +0.19 dB at the same bits on the check photos)
     decoder_only: bool = False
-    #: train with every convolution weight as ``save_weights(int8=True)`` stores it (int8 codes with
+    #: train with the convolution weights as ``save_weights(int8=True)`` stores them (int8 codes with
     #: one float16 scale per output slice, :func:`~convpress.codec.weights.int8_slices`), gradients
     #: passing straight through the rounding (quantisation-aware training): the int8 file then
     #: decodes as the trained model did. The returned model holds the rounded weights.
@@ -220,11 +220,11 @@ class _Int8Weight(torch.nn.Module):
 
 
 def int8_weights_(model: torch.nn.Module) -> list[str]:
-    """Make every convolution weight (4-D parameter) of ``model`` read as its int8 rounding
-    (:class:`_Int8Weight`), in place; returns their names. Undone by :func:`plain_weights_`."""
+    """Make the weights an int8 file rounds (:func:`~convpress.codec.weights.int8_names`) read as their
+    int8 rounding (:class:`_Int8Weight`), in place; returns their names. Undone by :func:`plain_weights_`."""
     from torch.nn.utils import parametrize
 
-    names = [k for k, p in model.named_parameters() if p.dim() == 4]
+    names = int8_names(model)
     for name in names:
         owner, attr = name.rsplit(".", 1)
         parametrize.register_parametrization(model.get_submodule(owner), attr, _Int8Weight())

@@ -21,11 +21,14 @@ quality of the main file and then encodes it (:func:`variable_rate_files`); a ``
 weights tag still names the level's weights, so the main file's level decodes the files made with
 it (:func:`decoding_weights`).
 
-A file may store its convolution weights (every 4-D parameter) in 8 bits (``save_weights(int8=True)``):
-each output slice (dim 0) of a weight as int8 codes in [-127, 127] with one float16 scale, the
-scales under ``{key}.int8_scale``. That halves a file at the cost of about 1% more bits (measured
-2026-12-06 on the shipped variable-rate files: BD-rate +1.3% at the same training), which a
-fine-tune with the weights so quantised (``CodecTrainConfig.int8``) wins back. Loading turns them
+A file may store its convolution weights in 8 bits (``save_weights(int8=True)``): each output
+slice (dim 0) of a weight as int8 codes in [-127, 127] with one float16 scale, the scales under
+``{key}.int8_scale``. The layers that touch the pixels (3 input or output channels,
+:func:`int8_names`) stay float16: they are tiny, and on the shipped variable-rate files (measured
+2026-12-06 with ``codec_weights_check.py``) rounding every convolution cost BD-rate +1.3%, of which
++0.5% came from the analysis's first layer alone (the analysis +0.7%, the synthesis +0.8%, the
+hyper-transforms +0.1%). That halves a file; a fine-tune with the weights so rounded
+(``CodecTrainConfig.int8``) wins the rest back. Loading turns them
 back into float32, ``code * scale``, which is exact (8 + 11 significant bits), so the fixed-point
 hyper-synthesis derived from them is the same on every machine. Deep Compression's k-means weight
 sharing (:mod:`convpress.compress.quantize`) was tried first: 256 shared values per tensor cost
@@ -69,6 +72,7 @@ __all__ = [
     "weights_id",
     "INT8_SCALE",
     "int8_slices",
+    "int8_names",
     "from_int8",
     "save_weights",
     "load_weights",
@@ -118,6 +122,12 @@ def weights_folders() -> list[Path]:
 
 #: suffix of the key of the per-slice scales of a weight stored in int8 (``save_weights(int8=True)``)
 INT8_SCALE = ".int8_scale"
+
+
+def int8_names(model: torch.nn.Module) -> list[str]:
+    """The parameters an int8 weights file stores in int8: the convolution weights (4-D), except
+    those of layers with 3 or fewer input or output channels (the ones that touch the pixels)."""
+    return [k for k, p in model.named_parameters() if p.dim() == 4 and min(p.shape[0], p.shape[1]) > 3]
 
 
 def int8_slices(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +196,7 @@ def save_weights(
 ) -> str:
     """Write ``model`` as safetensors with metadata; returns its weights id.
 
-    Parameters are stored in float16, or with ``int8`` the convolution weights (4-D parameters) in
+    Parameters are stored in float16, or with ``int8`` the convolution weights (:func:`int8_names`) in
     int8 with one float16 scale per output slice (:func:`int8_slices`; metadata ``int8``). They are
     rounded in the model first and ``update()`` is run on the rounded values, so the stored tables
     and fixed-point layers belong exactly to the stored parameters.
@@ -200,9 +210,10 @@ def save_weights(
             raise ConfigError(str(exc)) from None
     model = copy.deepcopy(model)
     coded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    rounded = set(int8_names(model)) if int8 else set()
     with torch.no_grad():
         for k, p in model.named_parameters():
-            if int8 and p.dim() == 4:
+            if k in rounded:
                 coded[k] = int8_slices(p)
                 p.copy_(from_int8(*coded[k]))
             else:
