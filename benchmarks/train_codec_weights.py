@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "--int8",
         action="store_true",
         help="train with the convolution weights rounded to int8 as the written files store them "
-        "(one float16 scale per output slice; files about half the size)",
+        "(one float16 scale per kernel; files about half the size)",
     )
     p.add_argument("--bf16", action="store_true", help="transforms in bfloat16 autocast: about 2x faster steps on AVX512-BF16 CPUs")
     p.add_argument("--out-dir", default=str(WEIGHTS_DIR))

@@ -347,7 +347,7 @@ def test_a_decoder_only_fine_tune_refuses_what_it_cannot_do() -> None:
 
 def test_int8_training_returns_weights_an_int8_file_holds_exactly_and_resumes(tmp_path: Path) -> None:
     from convpress.codec.train import plain_state
-    from convpress.codec.weights import from_int8, int8_names, int8_slices, load_weights, save_weights
+    from convpress.codec.weights import from_int8, int8_kernels, int8_names, load_weights, save_weights
     from convpress.core.checkpoint import load_checkpoint
 
     cfg = _cfg(model="varrate", lambdas=(0.01, 0.04), steps=6, checkpoint_every=3, int8=True)
@@ -355,7 +355,7 @@ def test_int8_training_returns_weights_an_int8_file_holds_exactly_and_resumes(tm
     assert len(hist) == 3
     assert not any("parametrizations" in k for k in model.state_dict())  # a plain model again
     convs = {k: p for k, p in model.named_parameters() if k in int8_names(model)}
-    assert convs and all(torch.equal(p, from_int8(*int8_slices(p))) for p in convs.values())  # already int8-exact
+    assert convs and all(torch.equal(p, from_int8(*int8_kernels(p))) for p in convs.values())  # already int8-exact
     # the checkpoint holds the unrounded weights under the parametrization's names; resuming finishes the run
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.ckpt", "codec-train")
     assert "g_a.2.parametrizations.weight.original" in ckpt["model"] and "g_a.2.weight" in plain_state(ckpt["model"])
@@ -370,4 +370,4 @@ def test_int8_training_returns_weights_an_int8_file_holds_exactly_and_resumes(tm
             assert torch.equal(dict(loaded.named_parameters())[k], p), k
     # without int8 the weights are not rounded so
     plain, _ = train_codec(_cfg(model="varrate", lambdas=(0.01, 0.04), steps=3), _images(), progress=False)
-    assert not all(torch.equal(p, from_int8(*int8_slices(p))) for k, p in plain.named_parameters() if k in int8_names(plain))
+    assert not all(torch.equal(p, from_int8(*int8_kernels(p))) for k, p in plain.named_parameters() if k in int8_names(plain))

@@ -129,22 +129,25 @@ def test_a_superseded_variable_rate_file_decodes_from_the_legacy_folder(
 # ---- int8 storage of the convolution weights ----
 
 
-def test_int8_slices_round_each_output_slice_to_127_steps_of_its_own_scale() -> None:
+def test_int8_kernels_round_each_kernel_to_127_steps_of_its_own_scale() -> None:
     torch.manual_seed(0)
-    w = torch.randn(5, 3, 3, 3) * torch.tensor([1e-3, 0.1, 1.0, 30.0, 0.0]).view(-1, 1, 1, 1)
-    codes, scales = weights.int8_slices(w)
-    assert codes.dtype == torch.int8 and scales.dtype == torch.float16 and codes.shape == w.shape and scales.shape == (5,)
+    w = torch.randn(5, 2, 3, 3) * torch.tensor([1e-3, 0.1, 1.0, 30.0, 0.0]).view(-1, 1, 1, 1)
+    w[2, 1] *= 1e-2  # kernels of one output channel with different ranges get their own scales
+    codes, scales = weights.int8_kernels(w)
+    assert codes.dtype == torch.int8 and scales.dtype == torch.float16 and codes.shape == w.shape and scales.shape == (5, 2)
     assert int(codes.abs().max()) <= 127
-    assert [int(codes[c].abs().max()) for c in range(4)] == [127] * 4  # each slice uses its whole range
-    assert float(scales[4]) == 1.0 and not codes[4].any()  # an all-zero slice
+    assert [int(codes[a, b].abs().max()) for a in range(4) for b in range(2)] == [127] * 8  # each kernel uses its whole range
+    assert float(scales[2, 0]) > 10 * float(scales[2, 1])
+    assert bool((scales[4] == 1.0).all()) and not codes[4].any()  # all-zero kernels
     back = weights.from_int8(codes, scales)
-    err = (back - w).abs().flatten(1).amax(1)
-    assert bool(
-        (err[:4] <= scales[:4].float() * 0.5 + w.abs().flatten(1).amax(1)[:4] * 1e-3).all()
-    )  # half a step (+ the scale's float16 rounding)
-    assert torch.equal(weights.int8_slices(back)[0], codes)  # rounding the rounded weight changes nothing
+    err = (back - w).abs().amax((2, 3))
+    amax = w.abs().amax((2, 3))
+    assert bool((err[:4] <= scales[:4].float() * 0.5 + amax[:4] * 1e-3).all())  # half a step (+ the scale's float16 rounding)
+    assert torch.equal(weights.int8_kernels(back)[0], codes)  # rounding the rounded weight changes nothing
     with pytest.raises(ConfigError, match="cannot be stored in int8"):
-        weights.int8_slices(torch.full((2, 1, 1, 1), float("nan")))
+        weights.int8_kernels(torch.full((2, 1, 1, 1), float("nan")))
+    with pytest.raises(ConfigError, match="convolution weights"):
+        weights.int8_kernels(torch.ones(4, 4))
 
 
 def test_an_int8_file_is_half_the_size_and_loads_exactly_its_rounded_weights(tiny_hyperprior, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -164,14 +167,14 @@ def test_an_int8_file_is_half_the_size_and_loads_exactly_its_rounded_weights(tin
         assert fh.get_tensor("g_a.0.weight").dtype == torch.float16
         assert keys == {k for k, p in model.state_dict().items() if not model.is_derived(k)} | {k + weights.INT8_SCALE for k in rounded}
     conv_weights = sum(params[k].numel() for k in rounded)
-    scale_bytes = sum(2 * params[k].shape[0] + 120 for k in rounded)  # float16s + a header entry each
+    scale_bytes = sum(2 * params[k].shape[0] * params[k].shape[1] + 120 for k in rounded)  # float16s + a header entry each
     assert half.stat().st_size - small.stat().st_size >= conv_weights - scale_bytes  # 2 bytes -> 1 per rounded weight
     loaded, meta = weights.load_weights(small)
     assert meta["weights_id"] == wid and "convolution weights" in meta["int8"]
     for k, p in model.named_parameters():
         q = dict(loaded.named_parameters())[k]
         if k in rounded:
-            assert torch.equal(q, weights.from_int8(*weights.int8_slices(p))), k
+            assert torch.equal(q, weights.from_int8(*weights.int8_kernels(p))), k
         else:
             assert torch.equal(q, p.half().float()), k
     # the fixed-point hyper-synthesis is derived from the int8 weights as update() makes it
@@ -192,10 +195,10 @@ def test_an_int8_file_is_half_the_size_and_loads_exactly_its_rounded_weights(tin
     "damage, message",
     [
         ("drop scales", "int8 weight without its scales"),
-        ("drop codes", "without an int8 weight"),
-        ("zero scale", "not 8 positive float16 numbers"),
-        ("short scales", "not 8 positive float16 numbers"),
-        ("float scales", "not 8 positive float16 numbers"),
+        ("drop codes", "without an int8 convolution weight"),
+        ("zero scale", "not 8x8 positive float16 numbers"),
+        ("short scales", "not 8x8 positive float16 numbers"),
+        ("float scales", "not 8x8 positive float16 numbers"),
     ],
 )
 def test_an_int8_file_with_damaged_scales_is_refused_with_one_line(tiny_hyperprior, tmp_path: Path, damage: str, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -215,7 +218,7 @@ def test_an_int8_file_with_damaged_scales_is_refused_with_one_line(tiny_hyperpri
         del state[key]
     elif damage == "zero scale":
         state[scale] = state[scale].clone()
-        state[scale][3] = 0
+        state[scale][3, 1] = 0
     elif damage == "short scales":
         state[scale] = state[scale][:5].clone()
     else:

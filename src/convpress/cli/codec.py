@@ -183,7 +183,7 @@ def register(sub: Any) -> None:
     t.add_argument(
         "--int8",
         action="store_true",
-        help="train with the convolution weights rounded to 8 bits (one scale per output channel) and write them so: "
+        help="train with the convolution weights rounded to 8 bits (one scale per kernel) and write them so: "
         "weights files about half the size, for about 1%% more bits than float16 weights rounded after training",
     )
     t.add_argument("--checkpoint-every", type=int, default=100)

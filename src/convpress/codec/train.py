@@ -30,7 +30,7 @@ from torch import Tensor
 from convpress.codec.entropy_models import per_sample_noise
 from convpress.codec.models import DEFAULT_MODEL, CodecModel, build_model, is_variable_rate
 from convpress.codec.models.varrate import GAIN_MIN
-from convpress.codec.weights import from_int8, int8_names, int8_slices
+from convpress.codec.weights import from_int8, int8_kernels, int8_names
 from convpress.core.digest import fingerprint, state_digest
 from convpress.core.distributed import batch_share, sum_over_processes
 from convpress.core.errors import ConfigError
@@ -140,7 +140,7 @@ class CodecTrainConfig(TrainConfig):
     #: 3,000 steps on the shipped top levels: +0.14 to +0.19 dB at the same bits on the check photos)
     decoder_only: bool = False
     #: train with the convolution weights as ``save_weights(int8=True)`` stores them (int8 codes with
-    #: one float16 scale per output slice, :func:`~convpress.codec.weights.int8_slices`), gradients
+    #: one float16 scale per kernel, :func:`~convpress.codec.weights.int8_kernels`), gradients
     #: passing straight through the rounding (quantisation-aware training): the int8 file then
     #: decodes as the trained model did. The returned model holds the rounded weights.
     int8: bool = False
@@ -215,7 +215,7 @@ class _Int8Weight(torch.nn.Module):
     it, with the gradient passed straight through the rounding."""
 
     def forward(self, w: Tensor) -> Tensor:
-        rounded = from_int8(*int8_slices(w))
+        rounded = from_int8(*int8_kernels(w))
         return w + (rounded - w).detach()
 
 
@@ -238,6 +238,10 @@ def plain_weights_(model: torch.nn.Module, names: Sequence[str]) -> None:
     for name in names:
         owner, attr = name.rsplit(".", 1)
         parametrize.remove_parametrizations(model.get_submodule(owner), attr, leave_parametrized=True)
+    with torch.no_grad():  # w + (rounded - w) is the rounded weight only up to float rounding
+        for name in names:
+            w = model.get_parameter(name)
+            w.copy_(from_int8(*int8_kernels(w)))
 
 
 def plain_state(state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -21,14 +21,14 @@ quality of the main file and then encodes it (:func:`variable_rate_files`); a ``
 weights tag still names the level's weights, so the main file's level decodes the files made with
 it (:func:`decoding_weights`).
 
-A file may store its convolution weights in 8 bits (``save_weights(int8=True)``): each output
-slice (dim 0) of a weight as int8 codes in [-127, 127] with one float16 scale, the scales under
-``{key}.int8_scale``. The layers that touch the pixels (3 input or output channels,
+A file may store its convolution weights in 8 bits (``save_weights(int8=True)``): each kernel
+(k x k) of a weight as int8 codes in [-127, 127] with one float16 scale, the scales under
+``{key}.int8_scale`` (:func:`int8_kernels`). The layers that touch the pixels (3 input or output channels,
 :func:`int8_names`) stay float16: they are tiny, and on the shipped variable-rate files (measured
-2026-12-06 with ``codec_weights_check.py``) rounding every convolution cost BD-rate +1.3%, of which
-+0.5% came from the analysis's first layer alone (the analysis +0.7%, the synthesis +0.8%, the
-hyper-transforms +0.1%). That halves a file; a fine-tune with the weights so rounded
-(``CodecTrainConfig.int8``) wins the rest back. Loading turns them
+2026-12-06 with ``codec_weights_check.py``) rounding every convolution with one scale per output
+channel cost BD-rate +1.3%, of which +0.5% came from the analysis's first layer alone (the analysis
++0.7%, the synthesis +0.8%, the hyper-transforms +0.1%). That nearly halves a file; a fine-tune with
+the weights so rounded (``CodecTrainConfig.int8``) can win the rest back. Loading turns them
 back into float32, ``code * scale``, which is exact (8 + 11 significant bits), so the fixed-point
 hyper-synthesis derived from them is the same on every machine. Deep Compression's k-means weight
 sharing (:mod:`convpress.compress.quantize`) was tried first: 256 shared values per tensor cost
@@ -71,7 +71,7 @@ __all__ = [
     "weights_folders",
     "weights_id",
     "INT8_SCALE",
-    "int8_slices",
+    "int8_kernels",
     "int8_names",
     "from_int8",
     "save_weights",
@@ -120,7 +120,7 @@ def weights_folders() -> list[Path]:
     return [Path(WEIGHTS_DIR), *([legacy] if legacy is not None else [])]
 
 
-#: suffix of the key of the per-slice scales of a weight stored in int8 (``save_weights(int8=True)``)
+#: suffix of the key of the per-kernel scales of a weight stored in int8 (``save_weights(int8=True)``)
 INT8_SCALE = ".int8_scale"
 
 
@@ -130,30 +130,35 @@ def int8_names(model: torch.nn.Module) -> list[str]:
     return [k for k, p in model.named_parameters() if p.dim() == 4 and min(p.shape[0], p.shape[1]) > 3]
 
 
-def int8_slices(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A weight w (C, ...) -> (codes (C, ...) int8 in [-127, 127], scales (C,) float16), w ~ codes * scales[c].
+def int8_kernels(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A convolution weight w (A, B, kh, kw) -> (codes (A, B, kh, kw) int8 in [-127, 127], scales (A, B)
+    float16), w ~ codes * scales[a, b].
 
-    Each slice's scale is its largest magnitude / 127, rounded to float16 (an all-zero slice gets
-    scale 1); codes are round(w / scale), halves to even. Symmetric and per output slice, like
-    PyTorch's per-channel int8 weight quantisation, whose quantised tensors (``torch.quantize_per_channel``)
-    are deprecated (PyTorch 2.14 warns) and would add nothing here but a dtype to unpack.
+    Each kernel's scale is its largest magnitude / 127, rounded to float16 (an all-zero kernel gets
+    scale 1); codes are round(w / scale), halves to even. Symmetric, like PyTorch's int8 weight
+    quantisation, but with one scale per kernel, not per output channel: on the shipped
+    variable-rate files (check photos, 2026-12-06) per-channel scales (dim 0) cost BD-rate +0.9%
+    against the float16 files, per-kernel ones +0.1% for 8% more bytes (a scale per 25 codes).
+    (PyTorch's quantised tensors, ``torch.quantize_per_channel``, are deprecated and have no
+    per-kernel form.)
 
     Raises:
-        ConfigError: if w has a value that is not finite or too large for a float16 scale.
+        ConfigError: if w is not 4-D, or has a value that is not finite or too large for a float16 scale.
     """
+    if w.dim() != 4:
+        raise ConfigError(f"int8 storage is for convolution weights (4-D), got shape {tuple(w.shape)}")
     w = w.detach().float()
-    amax = w.abs().flatten(1).amax(1)
-    scales = (amax / 127).half()
+    scales = (w.abs().amax((2, 3)) / 127).half()
     if not bool(torch.isfinite(scales).all()):
         raise ConfigError(f"a weight of shape {tuple(w.shape)} has values that cannot be stored in int8 (not finite or above 8e6)")
     scales = torch.where(scales > 0, scales, torch.ones_like(scales))
-    codes = torch.round(w / scales.float().view(-1, *[1] * (w.dim() - 1))).clamp(-127, 127)
+    codes = torch.round(w / scales.float()[:, :, None, None]).clamp(-127, 127)
     return codes.to(torch.int8).contiguous(), scales
 
 
 def from_int8(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """codes (C, ...) int8, scales (C,) float16 -> the weight (C, ...) float32; exact (8 x 11 bits)."""
-    return codes.float() * scales.float().view(-1, *[1] * (codes.dim() - 1))
+    """codes (A, B, kh, kw) int8, scales (A, B) float16 -> the weight (A, B, kh, kw) float32; exact (8 x 11 bits)."""
+    return codes.float() * scales.float()[:, :, None, None]
 
 
 def _dequantised(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
@@ -168,11 +173,12 @@ def _dequantised(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.
             continue
         name = key[: -len(INT8_SCALE)]
         codes = state.get(name)
-        if codes is None or codes.dtype != torch.int8 or codes.dim() < 2:
-            raise FileFormatError(f"{path} has int8 scales {key} without an int8 weight {name}")
-        valid = scales.dtype == torch.float16 and tuple(scales.shape) == (codes.shape[0],)
+        if codes is None or codes.dtype != torch.int8 or codes.dim() != 4:
+            raise FileFormatError(f"{path} has int8 scales {key} without an int8 convolution weight {name}")
+        valid = scales.dtype == torch.float16 and tuple(scales.shape) == tuple(codes.shape[:2])
         if not (valid and bool((scales > 0).all() & scales.isfinite().all())):
-            raise FileFormatError(f"{path}: the int8 scales {key} are not {codes.shape[0]} positive float16 numbers")
+            shape = "x".join(map(str, codes.shape[:2]))
+            raise FileFormatError(f"{path}: the int8 scales {key} are not {shape} positive float16 numbers")
         out[name] = from_int8(codes, scales)
     stray = [k for k, v in out.items() if v.dtype == torch.int8]
     if stray:
@@ -197,7 +203,7 @@ def save_weights(
     """Write ``model`` as safetensors with metadata; returns its weights id.
 
     Parameters are stored in float16, or with ``int8`` the convolution weights (:func:`int8_names`) in
-    int8 with one float16 scale per output slice (:func:`int8_slices`; metadata ``int8``). They are
+    int8 with one float16 scale per kernel (:func:`int8_kernels`; metadata ``int8``). They are
     rounded in the model first and ``update()`` is run on the rounded values, so the stored tables
     and fixed-point layers belong exactly to the stored parameters.
     """
@@ -214,7 +220,7 @@ def save_weights(
     with torch.no_grad():
         for k, p in model.named_parameters():
             if k in rounded:
-                coded[k] = int8_slices(p)
+                coded[k] = int8_kernels(p)
                 p.copy_(from_int8(*coded[k]))
             else:
                 p.copy_(p.half().float())
@@ -233,7 +239,7 @@ def save_weights(
     meta = {"model": model.name, "config": json.dumps(model.config), "quality": str(quality), "lambda": repr(lmbda), "weights_id": wid}
     meta.update({k: v for k, v in (extra or {}).items() if k != "int8"})
     if coded:
-        meta["int8"] = f"{len(coded)} convolution weights, one float16 scale per output slice"
+        meta["int8"] = f"{len(coded)} convolution weights, one float16 scale per kernel"
     atomic_write_bytes(path, save(state, metadata=meta))
     return wid
 
