@@ -319,15 +319,18 @@ def main(argv: list[str] | None = None) -> int:
         "e.g. to start another run from them",
     )
     p.add_argument(
-        "--refresh", action="store_true", help="only rebuild the tables of the weights in --out-dir with this version's update()"
+        "--refresh",
+        action="store_true",
+        help="only rebuild the tables of the weights in --out-dir with this version's update() "
+        "(with --int8: and store their convolution weights in int8)",
     )
     args = p.parse_args(argv)
     if args.refresh:
         from convpress.codec.weights import refresh_weights
 
-        files = [*Path(args.out_dir).glob(f"{args.model}-q*.safetensors"), *Path(args.out_dir).glob(f"{args.model}.safetensors")]
-        for f in sorted(files):
-            print(f"{f.name}: weights {refresh_weights(f)}")
+        files = {*Path(args.out_dir).glob(f"{args.model}-*.safetensors"), *Path(args.out_dir).glob(f"{args.model}.safetensors")}
+        for f in sorted(files):  # a variable-rate model's part files (MODEL-PART) as well as fixed-rate levels (MODEL-qQ)
+            print(f"{f.name}: weights {refresh_weights(f, int8=True if args.int8 else None)}")
         return 0
     torch.set_num_threads(args.threads)
     if not args.work_dir:

@@ -485,8 +485,13 @@ def _variable_rate_level(model: str, quality: int) -> tuple[CodecModel, dict[str
     return at_quality(*_load_variable_rate(files[quality]), quality)
 
 
-def refresh_weights(path: str | os.PathLike[str]) -> str:
-    """Recompute a weights file's tables with this version's ``update()``; returns the new weights id."""
+def refresh_weights(path: str | os.PathLike[str], *, int8: bool | None = None) -> str:
+    """Recompute a weights file's tables with this version's ``update()``; returns the new weights id.
+
+    ``int8`` True rewrites its convolution weights in int8 (:func:`save_weights`), False in float16;
+    None keeps how the file stores them.
+    """
     model, meta = load_weights(path)
     keep = {k: v for k, v in meta.items() if k not in {"model", "config", "quality", "lambda", "weights_id"}}
-    return save_weights(model, path, quality=int(meta["quality"]), lmbda=float(meta["lambda"]), extra=keep, int8="int8" in meta)
+    rounded = "int8" in meta if int8 is None else int8
+    return save_weights(model, path, quality=int(meta["quality"]), lmbda=float(meta["lambda"]), extra=keep, int8=rounded)
