@@ -223,7 +223,7 @@ stages 1-3 below use the old numbers:
     test photos): effort 0 from 9.7% to 6.0% more bits than WebP, effort 100 from 7.9% to 9.2% fewer, AVIF
     from 50.4% to 48.1% more.
 
-17. (2026-12-06, running across sessions) one wide model for all ten levels, so that one 7.5 MB file could
+17. (2026-12-06) one wide model for all ten levels, so that one 7.5 MB file could
     replace the three (18.2 MB): the shipped ``varrate-mid.safetensors`` (03687bfa, levels 5-7) with its gains
     regained to levels 1-10 (:func:`convpress.codec.train.regained_state`)::
 
@@ -237,6 +237,23 @@ stages 1-3 below use the old numbers:
     3 30.49 dB at 0.262 bpp against 30.38 dB at 0.222) but the top ones stall: levels 8-10 reach 35.51 /
     35.76 / 35.82 dB where the top file reaches 36.36 / 36.99 / 37.40 dB. One N=96 transform shared by all
     ten levels does not get there in this budget; the files shrink instead with int8 weights (stage 18).
+
+18. (2026-12-06) int8 weights (:func:`convpress.codec.weights.int8_kernels`): the three shipped files
+    rewritten with their convolution weights in int8, one float16 scale per kernel (the layers that touch
+    the pixels stay float16), with no training::
+
+        python benchmarks/train_codec_weights.py --refresh --int8 --model varrate --out-dir DIR   # DIR: copies of the files
+
+    18.2 MB -> 10.8 MB. On the check photos (``codec_weights_check.py``, effort 0) against the float16
+    files: BD-rate +0.1%, +8.2% against WebP for both. Tried first: one scale per output channel (dim 0)
+    +1.3% (by layer group: the analysis +0.7%, of which its first layer +0.5%; the synthesis +0.8%, of
+    which its inner layers +0.7%; the hyper-transforms +0.1%); per output channel with the pixel layers in
+    float16 +0.9%; per output channel (dim 1) of the synthesis's transposed convolutions +1.5% for its inner
+    layers alone (dim 0: +0.7%). Decoder-only fine-tunes with the weights so rounded (``--decoder-only
+    --int8 --finetune-steps 3000 --finetune-lr 1e-4 --bf16``, straight-through gradients) won little:
+    per output channel +0.6% (from +1.3%) and +0.8% (from +0.9%), per kernel +0.2% (from +0.1%). Shipped:
+    the per-kernel files without training (94fbf7c8, 4188d64d, 0f401ba0); the float16 files moved
+    unchanged to ``legacy-weights``.
 
 That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
 for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.

@@ -21,6 +21,10 @@ It writes, next to this script:
   ``benchmarks/train_codec_weights.py``), renamed by hand when those took over; the old weights moved
   to ``legacy-weights`` and must keep decoding them to the same pixels (``--new-varrate``, ``--new-v3``
   and ``escape_goldens`` then wrote the files of the new weights);
+* ``varrate-q{1..4}-32359fa2``, ``varrate-q{5,6,7}-03687bfa`` and ``varrate-q{8,9,10}-112fa825``: the
+  same for the decoder-only weights, renamed when their int8 rewrites (stage 18, 2026-12-06) took over;
+  ``--new-varrate``, ``--new-v3`` and ``escape_goldens`` wrote the files of the int8 weights (the
+  colorwheel crop still has escaped latents at level 7: 42.4 dB in version 4, 40.3 in version 3);
 * ``hyperprior-q*-v3.cpi`` and ``varrate-q*-v3.cpi`` (and ``.png``): the files of format version 3
   (latents clamped to the tables), renamed by hand from ``MODEL-qQ.cpi`` when format version 4
   (escaped latents) became the default (2026-12-05, ``--new-format`` then wrote the version-4
