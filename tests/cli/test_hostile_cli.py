@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -277,3 +278,16 @@ def test_a_bomb_is_refused_before_torch_or_a_model_is_loaded(tmp_path: Path, com
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CONVPRESS_MAX_MEMORY": "4G"})
     assert run.stdout.split() == ["2", "False"], run.stdout + run.stderr
     assert "20000x20000" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`convpress codec qualities | head -1`: the closed pipe ends the command with SIGPIPE's status, no error line."""
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convpress", "codec", "qualities"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command (seconds of imports) writes a byte
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and err == "", err

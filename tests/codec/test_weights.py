@@ -231,3 +231,13 @@ def test_an_int8_file_with_damaged_scales_is_refused_with_one_line(tiny_hyperpri
     with pytest.raises(FileFormatError, match=message) as err:
         weights.load_weights(path)
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_codec_qualities_names_each_levels_transform_and_storage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["qualities"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(weights.available_qualities("varrate"))
+    assert lines[0].startswith("quality 1: lambda 0.0009, weights ") and lines[0].endswith("(N=64, M=96, int8 convolutions)")
+    assert lines[-1].endswith("(N=96, M=192, int8 convolutions)")
+    assert main(["qualities", "--model", "hyperprior"]) == 0  # the legacy package's float16 files
+    assert capsys.readouterr().out.splitlines()[0].endswith("(N=64, M=96, float16)")

@@ -338,8 +338,10 @@ def _qualities(args: argparse.Namespace) -> int:
     if not qualities:
         print(f"no {args.model} weights are installed" + (f"; {note}" if (note := legacy_note()) else ""))
     for q in qualities:
-        _, meta = pretrained(q, args.model)
-        print(f"quality {q}: lambda {meta.get('lambda')}, weights {meta.get('weights_id')}")
+        model, meta = pretrained(q, args.model)
+        size = ", ".join(f"{k}={model.config[k]}" for k in ("N", "M") if k in model.config)
+        stored = "int8 convolutions" if "int8" in meta else "float16"
+        print(f"quality {q}: lambda {meta.get('lambda')}, weights {meta.get('weights_id')} ({size}, {stored})")
     return 0
 
 

@@ -56,7 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit, so that a reader gone away is caught below
+        return code
+    except BrokenPipeError:
+        # the reader of the output went away (`convpress codec qualities | head -1`): stop quietly,
+        # with the status a shell gives a process that SIGPIPE ended (128 + 13), as Unix tools do
+        _silence_stdout()
+        return 141
     except ConvpressError as exc:
         _error(args.command, str(exc))
         return 2
@@ -77,6 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         _leave_process_group()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what the closed pipe did not
+    take raises nothing (the recipe of Python's documentation on SIGPIPE)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind stdout (a test's capture)
+        pass
 
 
 def _error(command: str, message: str) -> None:
