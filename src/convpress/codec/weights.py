@@ -27,12 +27,13 @@ A file may store its convolution weights in 8 bits (``save_weights(int8=True)``)
 :func:`int8_names`) stay float16: they are tiny, and on the shipped variable-rate files (measured
 2026-12-06 with ``codec_weights_check.py``) rounding every convolution with one scale per output
 channel cost BD-rate +1.3%, of which +0.5% came from the analysis's first layer alone (the analysis
-+0.7%, the synthesis +0.8%, the hyper-transforms +0.1%). That nearly halves a file; a fine-tune with
-the weights so rounded (``CodecTrainConfig.int8``) can win the rest back. Loading turns them
-back into float32, ``code * scale``, which is exact (8 + 11 significant bits), so the fixed-point
-hyper-synthesis derived from them is the same on every machine. Deep Compression's k-means weight
-sharing (:mod:`convpress.compress.quantize`) was tried first: 256 shared values per tensor cost
-+6.7%, 64 cost +61%; a codec's transforms need each output channel's own range.
++0.7%, the synthesis +0.8%, the hyper-transforms +0.1%); one scale per kernel costs +0.1%, and
+files of about 60% of the float16 size. ``CodecTrainConfig.int8`` trains with the weights so
+rounded. Loading turns them back into float32, ``code * scale``, which is exact (8 x 11
+significant bits fit float32's 24), so the fixed-point hyper-synthesis derived from them is the
+same on every machine. Deep Compression's k-means weight sharing (:mod:`convpress.compress.quantize`)
+was tried first: 256 shared values per tensor cost +6.7%, 64 cost +61%; a codec's transforms need
+each kernel's own range.
 
 Superseded weights live in an optional package, ``convpress-legacy-weights`` (``legacy-weights/`` in
 the source tree; import name ``convpress_legacy_weights``): weights that no quality encodes with
