@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                         coded[escape] = (size, _psnr(dec["x_hat"][0, :, :h, :w], x), dec["symbols"])
                     y = model.g_a(xp)
                     z_q = model.entropy_bottleneck.compress(model.hyper_analysis(y))[1]
-                    want = torch.round(model.to_coded(y) - model.y_means(model.entropy_bottleneck.dequantize(z_q)))
+                    # the unclamped symbols (with the checkerboard context, its second pass sees the unclamped anchors)
+                    want = model.quantise_latents(model.to_coded(y), model.entropy_bottleneck.dequantize(z_q), torch.round)[0]
                     diff = coded[False][2].float() - want
                     forward = model(xp)["x_hat"][0, :, :h, :w]
                 (b3, p3, _), (b4, p4, _) = coded[False], coded[True]

@@ -216,6 +216,19 @@ def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
     assert not torch.equal(tuned.g_s[0].weight, model.g_s[0].weight)
     assert main([*scratch, "--out", str(tmp_path / "vs.safetensors")]) == 2  # nothing to fine-tune
     assert not (tmp_path / "vs.safetensors").exists()
+    # the checkerboard context added by an entropy-only fine-tune: the same latents and decoder, new context layers
+    ctx = [*scratch[: scratch.index("--decoder-only")], "--context", "--entropy-only", "--work-dir", str(tmp_path / "wc")]
+    assert main([*ctx, "--init", str(tmp_path / "v.safetensors"), "--out", str(tmp_path / "vc.safetensors")]) == 0
+    with_context, meta = load_weights(tmp_path / "vc.safetensors")
+    assert json.loads(meta["config"])["CONTEXT"] == 1
+    assert torch.equal(with_context.g_s[0].weight, model.g_s[0].weight) and torch.equal(with_context.g_a[0].weight, model.g_a[0].weight)
+    assert with_context.ctx_s.weight.abs().sum() + with_context.ctx_m.weight.abs().sum() > 0  # type: ignore[union-attr]
+    d = with_context.decompress(**{k: v for k, v in with_context.compress(x).items() if k in ("strings", "shape")})
+    assert d["x_hat"].shape == x.shape
+    assert main([*ctx, "--out", str(tmp_path / "vn.safetensors")]) == 2  # --entropy-only needs --init
+    assert (
+        main([*ctx[: ctx.index("varrate")], "meanscale", *ctx[ctx.index("varrate") + 1 :], "--out", str(tmp_path / "vm.safetensors")]) == 2
+    )
 
 
 def test_quality_levels_order_lambdas_and_the_shipped_weights_carry_theirs() -> None:

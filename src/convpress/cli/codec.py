@@ -186,6 +186,19 @@ def register(sub: Any) -> None:
         help="train with the convolution weights rounded to 8 bits (one scale per kernel) and write them so: "
         "weights files about 60%% of the float16 size (rounding the shipped float16 weights so cost 0.1%% more bits)",
     )
+    t.add_argument(
+        "--context",
+        action="store_true",
+        help="a variable-rate model (varrate) with the checkerboard context: the latents are coded in two passes, "
+        "the second predicted from the first (from --init weights without it, the context starts at zero)",
+    )
+    t.add_argument(
+        "--entropy-only",
+        action="store_true",
+        help="with --init: keep the analysis, the synthesis and the gains as loaded and train the entropy model "
+        "(hyperprior, means, context) alone: the same latents and decoder, fewer bits (how the context was added "
+        "to the shipped levels)",
+    )
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -341,7 +354,8 @@ def _qualities(args: argparse.Namespace) -> int:
         model, meta = pretrained(q, args.model)
         size = ", ".join(f"{k}={model.config[k]}" for k in ("N", "M") if k in model.config)
         stored = "int8 convolutions" if "int8" in meta else "float16"
-        print(f"quality {q}: lambda {meta.get('lambda')}, weights {meta.get('weights_id')} ({size}, {stored})")
+        context = ", checkerboard context" if model.config.get("CONTEXT") else ""
+        print(f"quality {q}: lambda {meta.get('lambda')}, weights {meta.get('weights_id')} ({size}, {stored}{context})")
     return 0
 
 
@@ -350,7 +364,7 @@ def _train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, train_codec, training_images
+    from convpress.codec.train import ENTROPY_ONLY_FROZEN, QUALITY_LAMBDAS, CodecTrainConfig, train_codec, training_images
     from convpress.codec.weights import load_weights, save_weights
 
     if getattr(CODEC_MODELS.get(args.model), "per_image", False):
@@ -371,6 +385,8 @@ def _train(args: argparse.Namespace) -> int:
     lambdas = tuple(QUALITY_LAMBDAS[q] for q in qualities) if variable else ()
     if args.decoder_only and not args.init:
         raise ConfigError("--decoder-only fine-tunes trained weights: give them with --init")
+    if args.entropy_only and not args.init:
+        raise ConfigError("--entropy-only fine-tunes trained weights: give them with --init")
     out = check_output(args.out, force=args.force)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -401,6 +417,8 @@ def _train(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         decoder_only=args.decoder_only,
         int8=args.int8,
+        context=args.context,
+        frozen=ENTROPY_ONLY_FROZEN if args.entropy_only else (),
     )
     images = training_images(debian=not args.no_debian, extra_dirs=args.images)
     model, hist = train_codec(cfg, images, work_dir=args.work_dir, init=init, progress=sys.stderr.isatty())

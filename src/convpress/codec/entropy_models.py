@@ -121,19 +121,26 @@ def _noise_or_round(x: Tensor, training: bool, center: Tensor | None = None) -> 
     return torch.round(x - center) + center
 
 
-def encode_groups(groups: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
-    """rANS bytes of several groups of symbols, each ``(symbols in [0, len(counts)), integer counts)``."""
-    return rans.words_to_bytes(rans.encode([(s, rans.categorical(c)) for s, c in groups]))
+def _onto(onto: bytes | None) -> np.ndarray | None:
+    return None if onto is None else rans.words_from_bytes(onto, what="latent stream")
 
 
-def decode_groups(data: bytes, specs: Sequence[tuple[int, np.ndarray]]) -> list[np.ndarray]:
-    """Inverse of :func:`encode_groups` given ``(count, counts)`` per group.
+def encode_groups(groups: Sequence[tuple[np.ndarray, np.ndarray]], *, onto: bytes | None = None) -> bytes:
+    """rANS bytes of several groups of symbols, each ``(symbols in [0, len(counts)), integer counts)``;
+    pushed onto the stream ``onto`` if given (decoding reads these groups first, then leaves it)."""
+    return rans.words_to_bytes(rans.encode([(s, rans.categorical(c)) for s, c in groups], onto=_onto(onto)))
+
+
+def decode_groups(data: bytes, specs: Sequence[tuple[int, np.ndarray]], *, rest: bool = False) -> Any:
+    """Inverse of :func:`encode_groups` given ``(count, counts)`` per group: the symbols per group,
+    or with ``rest`` (a stream coded ``onto`` another) ``(symbols, the other stream's bytes)``.
 
     Raises:
-        FileFormatError: for a stream that is not whole words, ends early or has data left over.
+        FileFormatError: for a stream that is not whole words, ends early or (without ``rest``) has data left over.
     """
     words = rans.words_from_bytes(data, what="latent stream")
-    return rans.decode(words, [(n, rans.categorical(c)) for n, c in specs], what="latent stream")[0]
+    out, left = rans.decode(words, [(n, rans.categorical(c)) for n, c in specs], exhaust=not rest, what="latent stream")
+    return (out, rans.words_to_bytes(left)) if rest else out
 
 
 def escape_counts(counts: np.ndarray) -> np.ndarray:
@@ -156,7 +163,7 @@ def _bit_length(e: np.ndarray) -> np.ndarray:
     return np.frexp(e.astype(np.float64))[1].astype(np.int64)
 
 
-def encode_escaped(groups: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
+def encode_escaped(groups: Sequence[tuple[np.ndarray, np.ndarray]], *, onto: bytes | None = None) -> bytes:
     """rANS bytes of several groups of symbols with escapes (format version 4), each
     ``(offsets into the table, integer counts of the table)``; offsets may lie outside
     ``[0, len(counts))`` by up to ``2**ESCAPE_BITS - 1`` (the caller clamps farther ones, see
@@ -165,7 +172,8 @@ def encode_escaped(groups: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
     The stream holds every group under its escape-augmented table (:func:`escape_counts`), then
     the bit lengths minus one of the escaped values' distances past the edge (uniform over
     ``ESCAPE_BITS``), then, for each length n >= 2 in turn, the n - 1 bits below the leading one
-    of the distances of that length (uniform), all in the order the escapes occur.
+    of the distances of that length (uniform), all in the order the escapes occur. With ``onto``,
+    all this is pushed onto that stream: decoding reads it first, then leaves the other.
     """
     coded: list[tuple[np.ndarray, Any]] = []
     past = []
@@ -181,25 +189,29 @@ def encode_escaped(groups: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
     bits = _bit_length(dist)
     coded.append((bits - 1, rans.uniform(ESCAPE_BITS)))
     coded += [(dist[bits == b] - (1 << (b - 1)), rans.uniform(1 << (b - 1))) for b in range(2, ESCAPE_BITS + 1)]
-    return rans.words_to_bytes(rans.encode(coded))
+    return rans.words_to_bytes(rans.encode(coded, onto=_onto(onto)))
 
 
-def decode_escaped(data: bytes, specs: Sequence[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+def decode_escaped(data: bytes, specs: Sequence[tuple[int, np.ndarray]], *, rest: bool = False) -> Any:
     """Inverse of :func:`encode_escaped` given ``(count, counts)`` per group: offsets into each
-    table (int64), those of escaped values outside ``[0, len(counts))``.
+    table (int64), those of escaped values outside ``[0, len(counts))``; with ``rest`` (a stream
+    coded ``onto`` another), ``(offsets, the other stream's bytes)``.
 
     Raises:
-        FileFormatError: for a stream that is not whole words, ends early or has data left over.
+        FileFormatError: for a stream that is not whole words, ends early or (without ``rest``) has data left over.
     """
     words = rans.words_from_bytes(data, what="latent stream")
-    parts, rest = rans.decode(words, [(n, rans.categorical(escape_counts(c))) for n, c in specs], exhaust=False, what="latent stream")
+    parts, rest_words = rans.decode(words, [(n, rans.categorical(escape_counts(c))) for n, c in specs], exhaust=False, what="latent stream")
     low = [p == 0 for p in parts]
     high = [p == len(c) + 1 for p, (_, c) in zip(parts, specs, strict=True)]
     escapes = sum(int(lo.sum() + hi.sum()) for lo, hi in zip(low, high, strict=True))
-    (bits,), rest = rans.decode(rest, [(escapes, rans.uniform(ESCAPE_BITS))], exhaust=False, what="latent stream")
+    (bits,), rest_words = rans.decode(rest_words, [(escapes, rans.uniform(ESCAPE_BITS))], exhaust=False, what="latent stream")
     bits = bits + 1
-    rests, _ = rans.decode(
-        rest, [(int((bits == b).sum()), rans.uniform(1 << (b - 1))) for b in range(2, ESCAPE_BITS + 1)], what="latent stream"
+    rests, left = rans.decode(
+        rest_words,
+        [(int((bits == b).sum()), rans.uniform(1 << (b - 1))) for b in range(2, ESCAPE_BITS + 1)],
+        exhaust=not rest,
+        what="latent stream",
     )
     dist = np.left_shift(1, bits - 1).astype(np.int64)
     for b, r in zip(range(2, ESCAPE_BITS + 1), rests, strict=True):
@@ -212,7 +224,7 @@ def decode_escaped(data: bytes, specs: Sequence[tuple[int, np.ndarray]]) -> list
         start += int(esc.sum())
         rel[esc] = np.where(lo[esc], -d, len(c) - 1 + d)
         out.append(rel)
-    return out
+    return (out, rans.words_to_bytes(left)) if rest else out
 
 
 def _escape_range(q: Tensor, lo: Tensor, hi: Tensor, escape: bool) -> Tensor:
@@ -455,9 +467,14 @@ class GaussianConditional(_TableMixin):
         hi = lo + self._lengths.long()[indexes] - 1
         return _escape_range(q, lo, hi, escape)
 
-    def compress(self, y: Tensor, indexes: Tensor, *, escape: bool = True) -> tuple[list[bytes], Tensor]:
+    def compress(
+        self, y: Tensor, indexes: Tensor, *, escape: bool = True, onto: Sequence[bytes] | None = None
+    ) -> tuple[list[bytes], Tensor]:
         """y, indexes (B, C, H, W) -> (one byte string per image, integer symbols q); values outside
-        a table are escaped (``escape``, format version 4) or clamped to it (versions 1-3)."""
+        a table are escaped (``escape``, format version 4) or clamped to it (versions 1-3). With
+        ``onto`` (a byte string per image), each image's symbols are pushed onto its stream there:
+        ``decompress(..., rest=True)`` reads them and returns that stream (two passes in one stream,
+        no length field)."""
         q = self.symbols(y, indexes, escape=escape)
         rel = (q - self._offsets.long()[indexes]).numpy()
         ind = indexes.numpy()
@@ -468,13 +485,15 @@ class GaussianConditional(_TableMixin):
             order = np.argsort(flat_i, kind="stable")  # groups by level, raster order inside
             bounds = np.searchsorted(flat_i[order], np.arange(len(self.scale_table) + 1))
             groups = [(flat_r[order[bounds[k] : bounds[k + 1]]], self._counts(k)) for k in range(len(self.scale_table))]
-            strings.append(code(groups))
+            strings.append(code(groups, onto=None if onto is None else onto[b]))
         return strings, q
 
-    def decompress(self, strings: list[bytes], indexes: Tensor, *, escape: bool = True) -> Tensor:
+    def decompress(self, strings: list[bytes], indexes: Tensor, *, escape: bool = True, rest: bool = False) -> Any:
         """Byte strings and the same indexes (B, C, H, W) -> integer symbols q (B, C, H, W) (exact
-        inverse of :meth:`compress` with the same ``escape``)."""
+        inverse of :meth:`compress` with the same ``escape``); with ``rest``, ``(q, the byte string
+        per image that they were pushed onto)``."""
         out = torch.empty(indexes.shape, dtype=torch.long)
+        left = []
         ind = indexes.numpy()
         levels = len(self.scale_table)
         decode = decode_escaped if escape else decode_groups
@@ -482,9 +501,14 @@ class GaussianConditional(_TableMixin):
             flat_i = ind[b].reshape(-1)
             order = np.argsort(flat_i, kind="stable")
             bounds = np.searchsorted(flat_i[order], np.arange(levels + 1))
-            parts = decode(s, [(int(bounds[k + 1] - bounds[k]), self._counts(k)) for k in range(levels)])
+            specs = [(int(bounds[k + 1] - bounds[k]), self._counts(k)) for k in range(levels)]
+            if rest:
+                parts, other = decode(s, specs, rest=True)
+                left.append(other)
+            else:
+                parts = decode(s, specs)
             flat = np.empty(flat_i.shape, dtype=np.int64)
             for k, part in enumerate(parts):
                 flat[order[bounds[k] : bounds[k + 1]]] = part + int(self._offsets[k])
             out[b] = torch.from_numpy(flat).reshape(ind.shape[1:])
-        return out
+        return (out, left) if rest else out

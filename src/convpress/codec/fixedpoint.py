@@ -45,14 +45,18 @@ class IntegerSynthesis(nn.Module):
 
     thresholds: Tensor  # a buffer
 
-    def __init__(self, layers: int) -> None:
+    def __init__(self, layers: int, *, context: bool = False) -> None:
         super().__init__()
         self.layers = layers
+        self.context = context
         self.kinds: list[tuple[str, int, int, int]] = []
+        self.context_padding = 0
         for k in range(layers):
             self.register_buffer(f"w{k}", torch.zeros(0, dtype=torch.int32))
             self.register_buffer(f"b{k}", torch.zeros(0, dtype=torch.int64))
             self.register_buffer(f"s{k}", torch.zeros((), dtype=torch.int64))
+        if context:  # the context convolution's weights, in the last layer's fixed point (no bias, no shift of its own)
+            self.register_buffer("wc", torch.zeros(0, dtype=torch.int32))
         self.register_buffer("thresholds", torch.zeros(0, dtype=torch.int64))
 
     @property
@@ -68,20 +72,33 @@ class IntegerSynthesis(nn.Module):
             else:
                 self.kinds.append(("C", m.stride[0], int(m.padding[0]), 0))  # numeric padding: int() refuses "same"
 
+    def set_context(self, side: int) -> None:
+        """Record the side of the context convolution's kernel (odd; padded to keep the size; not saved: from the model)."""
+        self.context_padding = side // 2
+
     @torch.no_grad()
-    def update(self, convs: list[nn.Conv2d | nn.ConvTranspose2d], boundaries: Tensor) -> None:
-        """Quantize the float layers ``convs`` and the level boundaries (levels - 1,) of the scale table."""
+    def update(self, convs: list[nn.Conv2d | nn.ConvTranspose2d], boundaries: Tensor, context: Tensor | None = None) -> None:
+        """Quantize the float layers ``convs``, the ``context`` convolution's kernel (M, M, k, k) (a model made with
+        ``context=True``: it adds to the last layer's sum) and the level boundaries (levels - 1,) of the scale table."""
+        if self.context != (context is not None):
+            raise ValueError("update() needs the context convolution exactly when the synthesis was made with context=True")
         self.set_structure(convs)
+        last = len(convs) - 1
         for k, m in enumerate(convs):
             w = m.weight.detach().double()
             # worst case |acc| over outputs: sum of |w| times the largest activation
             per_out = w.abs().sum(dim=(1, 2, 3)) if self.kinds[k][0] == "C" else w.abs().sum(dim=(0, 2, 3))
+            if k == last and context is not None:  # its inputs are bounded like the activations
+                self.set_context(context.shape[-1])
+                per_out = per_out + context.detach().double().abs().sum(dim=(1, 2, 3))
             budget = _EXACT_BITS - ACT_LIMIT_BITS - 1 - math.log2(max(float(per_out.max()), 1e-12))
             shift = int(max(0, min(_MAX_WEIGHT_BITS, math.floor(budget))))
             setattr(self, f"w{k}", torch.round(w * 2.0**shift).to(torch.int32))
             assert m.bias is not None  # the hyper-synthesis layers have biases
             setattr(self, f"b{k}", torch.round(m.bias.detach().double() * 2.0 ** (shift + ACT_BITS)).to(torch.int64))
             setattr(self, f"s{k}", torch.tensor(shift, dtype=torch.int64))
+            if k == last and context is not None:
+                self.wc = torch.round(context.detach().double() * 2.0**shift).to(torch.int32)
         self.thresholds = torch.floor(boundaries.double() * 2.0**ACT_BITS).to(torch.int64)
 
     def to_fixed(self, z_hat_int: Tensor, medians_fixed: Tensor) -> Tensor:
@@ -96,13 +113,32 @@ class IntegerSynthesis(nn.Module):
 
     def scales(self, a: Tensor) -> Tensor:
         """Fixed-point activations (B, N, h, w) -> the scales (B, M, 4h, 4w): float64, integer-valued, ``ACT_BITS`` fractional bits."""
-        for k, (kind, stride, pad, out_pad) in enumerate(self.kinds):
-            w = getattr(self, f"w{k}").double()
-            b = getattr(self, f"b{k}").double()
-            if kind == "T":
-                acc = F.conv_transpose2d(a, w, b, stride=stride, padding=pad, output_padding=out_pad)
-            else:
-                acc = F.conv2d(a, w, b, stride=stride, padding=pad)
-            shift = int(getattr(self, f"s{k}"))
-            a = torch.floor(acc * 2.0**-shift).clamp_(0, 2.0**ACT_LIMIT_BITS)
+        return self.last(self.hidden(a))
+
+    def hidden(self, a: Tensor) -> Tensor:
+        """Fixed-point activations (B, N, h, w) -> those of every layer but the last (float64, integer-valued)."""
+        for k in range(len(self.kinds) - 1):
+            a = self._layer(k, a)
         return a
+
+    def last(self, a: Tensor, context: Tensor | None = None) -> Tensor:
+        """The last layer on :meth:`hidden`'s output (B, C, H, W), plus the context convolution of
+        ``context`` (B, M, H, W): integer-valued float64 inputs in [0, 2**ACT_LIMIT_BITS] with
+        ``ACT_BITS`` fractional bits, like the activations (a model made with ``context=True``) -> the scales."""
+        if context is not None and not self.context:
+            raise ValueError("this synthesis has no context convolution")
+        return self._layer(len(self.kinds) - 1, a, context)
+
+    def _layer(self, k: int, a: Tensor, context: Tensor | None = None) -> Tensor:
+        kind, stride, pad, out_pad = self.kinds[k]
+        w = getattr(self, f"w{k}").double()
+        b = getattr(self, f"b{k}").double()
+        if kind == "T":
+            acc = F.conv_transpose2d(a, w, b, stride=stride, padding=pad, output_padding=out_pad)
+        else:
+            acc = F.conv2d(a, w, b, stride=stride, padding=pad)
+        if context is not None:
+            # both sums are integers below 2**52 together (update() budgets the shift for both), so the total is exact
+            acc = acc + F.conv2d(context, self.wc.double(), padding=self.context_padding)
+        shift = int(getattr(self, f"s{k}"))
+        return torch.floor(acc * 2.0**-shift).clamp_(0, 2.0**ACT_LIMIT_BITS)

@@ -136,8 +136,7 @@ def _loss(
     the means mu the model predicts from z_hat (zero for the scale hyperprior)."""
     pixels = x.shape[-1] * x.shape[-2]
     bits_z = -torch.log2(model.entropy_bottleneck.likelihood(z_hat)).sum()
-    scales, mu = model.prior(z_hat)
-    r_hat = rounding(y - mu)
+    r_hat, scales, mu = model.quantise_latents(y, z_hat, rounding)
     bits_y = -torch.log2(model.gaussian_conditional.likelihood(r_hat, scales)).sum()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         x_hat = model.g_s(model.from_coded(r_hat + mu)).float()

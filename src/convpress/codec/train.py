@@ -41,6 +41,7 @@ from convpress.data.photos import DEBIAN_TRAIN_WALLPAPERS, TRAIN_PHOTOS, bundled
 __all__ = [
     "CodecTrainConfig",
     "DECODER_ONLY_KEYS",
+    "ENTROPY_ONLY_FROZEN",
     "rounded_synthesis",
     "widened_state",
     "regained_state",
@@ -144,6 +145,14 @@ class CodecTrainConfig(TrainConfig):
     #: passing straight through the rounding (quantisation-aware training): the int8 file then
     #: decodes as the trained model did. The returned model holds the rounded weights.
     int8: bool = False
+    #: a variable-rate model with the checkerboard context (``VariableRateHyperprior(context=1)``):
+    #: the latents are coded in two passes, the second predicted from the first's; fine-tuned from
+    #: weights without it (``init``), its context layers start at zero
+    context: bool = False
+    #: prefixes of parameter names kept as loaded from ``init`` (e.g. ``("g_a.", "g_s.", "gain", "inv_gain")``:
+    #: the transforms and gains, so that a context model fine-tunes its entropy model alone and the
+    #: latents and the synthesis stay those of the weights it starts from)
+    frozen: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -157,6 +166,7 @@ class CodecTrainConfig(TrainConfig):
         if not (self.lmbda > 0 and self.lr_final > 0 and self.fresh_lr_scale > 0):
             raise ConfigError("lambda, learning rates and fresh_lr_scale must be positive")
         self.lambdas = tuple(float(v) for v in self.lambdas)
+        self.frozen = tuple(str(k) for k in self.frozen)
         variable = is_variable_rate(self.model)
         if variable and not self.lambdas:  # one level: lmbda's (as `codec train --quality Q` of the default model)
             self.lambdas = (self.lmbda,)
@@ -168,6 +178,10 @@ class CodecTrainConfig(TrainConfig):
             raise ConfigError(f"init_lmbda must be positive, got {self.init_lmbda}")
         if self.decoder_only and self.model == "factorized":
             raise ConfigError("decoder_only needs a hyperprior model (its latents are rounded around the hyperprior's medians and means)")
+        if self.frozen and not all(self.frozen):
+            raise ConfigError("frozen holds parameter-name prefixes; an empty one would freeze every parameter")
+        if self.context and not variable:
+            raise ConfigError(f"the checkerboard context is a variable-rate model's (varrate), not {self.model}'s")
         if self.decoder_only and self.mixed_quantization:
             raise ConfigError("decoder_only already trains the synthesis on rounded latents; drop mixed_quantization")
 
@@ -182,8 +196,15 @@ class CodecTrainConfig(TrainConfig):
         cfg = {"N": self.n, "M": self.m}
         if self.lambdas:
             cfg["LEVELS"] = len(self.lambdas)
+        if self.context:
+            cfg["CONTEXT"] = 1
         return cfg
 
+
+#: prefixes of the parameters an entropy-only fine-tune keeps as loaded (``CodecTrainConfig.frozen``,
+#: ``codec train --entropy-only``): the transforms and a variable-rate model's gains, so the latents and the
+#: decoder stay those of the weights it starts from and only the entropy model learns (fewer bits, the same image)
+ENTROPY_ONLY_FROZEN: tuple[str, ...] = ("g_a.", "g_s.", "gain", "inv_gain")
 
 #: prefixes of the parameters a decoder-only fine-tune trains: none of them selects an entropy table
 #: or changes a coded symbol (the gains, means and hyper-synthesis do), so the files stay the same bytes
@@ -204,8 +225,7 @@ def rounded_synthesis(model: CodecModel, x: Tensor) -> dict[str, Any]:
         z = net.hyper_analysis(y)
         med = net.entropy_bottleneck.medians().detach().reshape(1, -1, 1, 1)
         z_hat = torch.round(z - med) + med
-        scales, mu = net.prior(z_hat)
-        r = torch.round(net.to_coded(y) - mu)
+        r, scales, mu = net.quantise_latents(net.to_coded(y), z_hat, torch.round)
         likelihoods = {"y": net.gaussian_conditional.likelihood(r, scales), "z": net.entropy_bottleneck.likelihood(z_hat)}
     return {"x_hat": net.g_s(net.from_coded(r + mu)), "likelihoods": likelihoods}
 
@@ -456,6 +476,10 @@ def train_codec(
     if cfg.decoder_only:  # the rest stays exactly as loaded: the coded symbols cannot change
         for k, p in model.named_parameters():
             p.requires_grad_(k.startswith(DECODER_ONLY_KEYS))
+    if cfg.frozen:
+        for k, p in model.named_parameters():
+            if k.startswith(cfg.frozen):
+                p.requires_grad_(False)
     rounded = int8_weights_(model) if cfg.int8 else []
     # channels-last convolutions: a training step of N=96, M=192 on two 256-pixel crops took 0.29 s
     # against 0.35 s with two threads (0.54 s either way with one), measured 2026-12-05
@@ -465,7 +489,7 @@ def train_codec(
     if any(k in fresh for k, _ in named):
         groups.append({"params": [p for k, p in named if k in fresh], "lr_scale": cfg.fresh_lr_scale})
     settings = asdict(cfg)
-    for flag in ("bf16", "decoder_only", "int8"):  # runs from before the setting existed keep their fingerprint
+    for flag in ("bf16", "decoder_only", "int8", "context", "frozen"):  # runs from before the setting existed keep their fingerprint
         if not settings[flag]:
             del settings[flag]
     run_id = fingerprint({"cfg": settings, "init": state_digest(init) if init is not None else None})

@@ -9,6 +9,7 @@ decoder pick the same tables on any machine.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -54,6 +55,10 @@ class ScaleHyperprior(TransformCodec):
     def _hs_convs(self) -> list[nn.Conv2d | nn.ConvTranspose2d]:
         return [m for m in self.h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
 
+    def _hs_context(self) -> Tensor | None:
+        """The kernel (M, M, k, k) of the context convolution that adds to the hyper-synthesis' last layer (None: no context model)."""
+        return None
+
     def forward(self, x: Tensor) -> dict[str, Any]:
         y = self.g_a(x).float()  # (B, M, H/16, W/16)
         with torch.autocast("cpu", enabled=False):  # bfloat16 training autocasts g_a and g_s only
@@ -68,7 +73,7 @@ class ScaleHyperprior(TransformCodec):
             return False
         self.entropy_bottleneck.update()
         self.gaussian_conditional.update()
-        self.h_s_int.update(self._hs_convs(), self.gaussian_conditional.boundaries())
+        self.h_s_int.update(self._hs_convs(), self.gaussian_conditional.boundaries(), self._hs_context())
         self._z_medians_fixed = torch.round(self.entropy_bottleneck._medians.double() * 2.0**ACT_BITS).to(torch.int64)
         return True
 
@@ -109,6 +114,18 @@ class ScaleHyperprior(TransformCodec):
         """(scales, means) of the coded latents' Gaussians, (B, M, 4h, 4w) each, from quantised or
         relaxed z_hat (B, N, h, w), in float (encoder-side refinement; coding uses :meth:`scale_levels`)."""
         return self.h_s(z_hat), self.y_means(z_hat)
+
+    def quantise_latents(self, y: Tensor, z_hat: Tensor, rounding: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor | float]:
+        """How coded-domain latents y (B, M, h, w) are quantised given z_hat (B, N, h/4, w/4):
+        ``(r, scales, mu)``, the rounded residuals ``r = rounding(y - mu)`` coded under N(0, scales^2),
+        and the means mu that the decoder adds back (``y_hat = r + mu``), each (B, M, h, w) (mu may be 0).
+
+        ``rounding`` is ``torch.round`` for what the coder does, or a differentiable stand-in
+        (refinement's annealed rounding, training's straight-through rounding); a context model
+        predicts the parameters of some latents from the rounded others through it.
+        """
+        scales, mu = self.prior(z_hat)
+        return rounding(y - mu), scales, mu
 
     def to_coded(self, y: Tensor) -> Tensor:
         """Analysis latents y (B, M, h, w) -> the latents the coder rounds (the same here; a

@@ -37,7 +37,12 @@ from convpress.codec.models import register_codec_model
 from convpress.codec.models.base import conv
 from convpress.codec.models.hyperprior import ScaleHyperprior
 
-__all__ = ["MeanScaleHyperprior"]
+__all__ = ["MeanScaleHyperprior", "ste_round"]
+
+
+def ste_round(x: Tensor) -> Tensor:
+    """round(x) in the forward pass, the identity's gradient in the backward pass (straight-through)."""
+    return x + (torch.round(x) - x).detach()
 
 
 @register_codec_model
@@ -87,8 +92,10 @@ class MeanScaleHyperprior(ScaleHyperprior):
         with torch.autocast("cpu", enabled=False):  # bfloat16 training autocasts g_a and g_s only
             z = self.hyper_analysis(y)  # (B, N, H/64, W/64)
             z_hat, z_lik = self.entropy_bottleneck(z)
-            scales, mu = self.prior(z_hat)  # (B, M, H/16, W/16) each, in the coder's domain
             y = self.to_coded(y)
+            # (B, M, H/16, W/16) each, in the coder's domain; a context model predicts some latents'
+            # parameters from the others rounded straight-through, as the coder rounds them
+            _, scales, mu = self.quantise_latents(y, z_hat, ste_round)
             r_hat, y_lik = self.gaussian_conditional(y - mu, scales)
             if self.training and self.mixed_quantization:  # the synthesis sees round(y - mu) + mu, straight-through
                 y_in = y + (torch.round(y - mu) + mu - y).detach()

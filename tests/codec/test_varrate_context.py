@@ -1,0 +1,231 @@
+"""The variable-rate model's checkerboard context (``context=1``): two coding passes, exact on any machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from convpress.codec import weights
+from convpress.codec.bitstream import decode_image, encode_image
+from convpress.codec.models import build_model
+from convpress.codec.models.varrate import CrossConv, VariableRateHyperprior, checkerboard
+from convpress.codec.refine import refine_latents
+from convpress.codec.train import CodecTrainConfig, train_codec
+from convpress.core.errors import ConfigError, FileFormatError
+
+LAMBDAS = (0.0025, 0.01, 0.04)
+
+
+def _tiny(context: int, seed: int = 0) -> VariableRateHyperprior:
+    """A tiny variable-rate model with random but non-trivial means, gains and (with ``context``) context layers."""
+    torch.manual_seed(seed)
+    m = build_model("varrate", {"N": 8, "M": 12, "LEVELS": 3, **({"CONTEXT": 1} if context else {})})
+    assert isinstance(m, VariableRateHyperprior)
+    with torch.no_grad():
+        m.g_a[-1].weight.mul_(4.0)
+        torch.nn.init.normal_(m.h_m.weight, std=0.5)
+        torch.nn.init.normal_(m.h_m.bias, std=0.5)
+        if context:
+            torch.nn.init.normal_(m.ctx_s.weight, std=0.05)
+            torch.nn.init.normal_(m.ctx_m.weight, std=0.1)
+    m.init_gains(LAMBDAS, LAMBDAS[1])
+    m.eval()
+    m.update()
+    return m
+
+
+@pytest.fixture(scope="module")
+def ctx_model() -> VariableRateHyperprior:
+    return _tiny(context=1)
+
+
+@pytest.fixture(scope="module")
+def padded(photo_crop: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.pad(photo_crop[None], (0, 192 - 130, 0, 128 - 90), mode="replicate")
+
+
+def test_the_anchors_are_every_other_latent_of_a_checkerboard() -> None:
+    a = checkerboard(3, 4)
+    assert a.tolist() == [[True, False, True, False], [False, True, False, True], [True, False, True, False]]
+    # each latent of the second pass has its four neighbours among the anchors
+    assert not (a[1:] & a[:-1]).any() and not (a[:, 1:] & a[:, :-1]).any()
+
+
+def test_a_cross_convolution_is_a_3x3_convolution_with_only_its_four_edge_taps() -> None:
+    torch.manual_seed(0)
+    cross = CrossConv(5)
+    assert cross.weight.shape == (5, 5, 1, 4) and not cross.weight.any()  # it starts at zero
+    with torch.no_grad():
+        cross.weight.normal_()
+    k = cross.kernel()
+    assert torch.equal(k[:, :, 0, 1], cross.weight[:, :, 0, 0]) and torch.equal(k[:, :, 2, 1], cross.weight[:, :, 0, 3])
+    assert not k[:, :, [0, 0, 1, 2, 2], [0, 2, 1, 0, 2]].any()  # corners and centre
+    x = torch.randn(2, 5, 7, 6)
+    full = torch.nn.functional.conv2d(x, k.detach(), padding=1)
+    torch.testing.assert_close(cross(x), full)
+    # on the checkerboard's context input (zero off the anchors), a second-pass latent sees only anchors
+    anchor = checkerboard(7, 6)
+    probe = torch.zeros(1, 5, 7, 6)
+    probe[..., ~anchor] = 1.0  # second-pass values must not reach a second-pass output
+    assert not cross(probe)[..., ~anchor].any()
+    cross(x).sum().backward()
+    assert cross.weight.grad is not None and cross.weight.grad.shape == cross.weight.shape
+
+
+def test_zero_context_codes_the_same_symbols_as_the_model_it_starts_from(padded) -> None:  # type: ignore[no-untyped-def]
+    base = _tiny(context=0)
+    ctx = build_model("varrate", {**base.config, "CONTEXT": 1})
+    missing = ctx.load_state_dict(base.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["ctx_m.weight", "ctx_s.weight", "h_s_int.wc"]  # new, and zero
+    ctx.eval()
+    ctx.update()
+    for level in range(3):
+        base.set_level(level)
+        ctx.set_level(level)  # type: ignore[attr-defined]
+        a, b = base.compress(padded), ctx.compress(padded)
+        da, db = base.decompress(a["strings"], a["shape"]), ctx.decompress(b["strings"], b["shape"])
+        assert torch.equal(da["symbols"], db["symbols"])
+        torch.testing.assert_close(db["x_hat"], da["x_hat"], atol=0, rtol=0)
+        assert a["strings"][0] == b["strings"][0]  # z is coded as before
+        # y in two passes, the anchors pushed onto the rest: one rANS stream, no length field
+        assert abs(len(b["strings"][1][0]) - len(a["strings"][1][0])) <= 8
+
+
+def test_every_level_decodes_to_what_the_model_computes(ctx_model, padded) -> None:  # type: ignore[no-untyped-def]
+    m = ctx_model
+    for level in range(3):
+        m.set_level(level)
+        c = m.compress(padded)
+        d = m.decompress(c["strings"], c["shape"])
+        with torch.no_grad():
+            ref = m(padded)["x_hat"].clamp(0, 1)  # eval mode: the same two-pass rounding, in float
+        torch.testing.assert_close(d["x_hat"], ref, atol=1e-5, rtol=0)
+    m.set_level(2)
+
+
+def test_the_second_pass_takes_its_tables_from_the_anchors_symbols(ctx_model, padded) -> None:  # type: ignore[no-untyped-def]
+    m = ctx_model
+    hs = m.h_s_int
+    with torch.no_grad():
+        z_q = m.entropy_bottleneck.symbols(m.hyper_analysis(m.g_a(padded)))
+        hidden, mu_0, anchor = m._first_pass(z_q)
+        first = m._table_levels(hs.last(hidden))
+        assert torch.equal(first, m.scale_levels(z_q))
+        q = torch.randint(-3, 4, first.shape) * anchor
+        levels, mu = m._second_pass(hidden, mu_0, q)
+        rest = ~anchor  # the second pass codes these; the anchors were decoded with the first pass's tables
+        assert torch.equal(mu[..., anchor], (mu_0 * m._gains()[0])[..., anchor])
+        assert not torch.equal(levels[..., rest], first[..., rest])
+        # they agree with the float scales of the same context (which never select a table)
+        y = q.float() + mu_0 * m._gains()[0]  # latents whose anchors round to q
+        _, scales, mu_f = m.quantise_latents(y, m.entropy_bottleneck.dequantize(z_q), torch.round)
+        near = m.gaussian_conditional.indexes_from_scales(scales)
+        assert float((near - levels)[..., rest].abs().le(1).float().mean()) > 0.99
+        # and the anchors' float scales are the first pass's, without context (what training and refinement see)
+        assert float((near - first)[..., anchor].abs().le(1).float().mean()) > 0.99
+        torch.testing.assert_close(mu_f, mu, atol=1e-5, rtol=0)
+        # only the anchors' symbols are read
+        again = m._second_pass(hidden, mu_0, q + 5 * rest.long())
+        assert torch.equal(again[0][..., rest], levels[..., rest]) and torch.equal(again[1][..., rest], mu[..., rest])
+
+
+def test_the_levels_are_integer_exact_under_any_thread_count(ctx_model, padded) -> None:  # type: ignore[no-untyped-def]
+    m = ctx_model
+    m.set_level(1)
+    c = m.compress(padded)
+    torch.set_num_threads(2)
+    try:
+        again = m.compress(padded)
+        d = m.decompress(c["strings"], c["shape"])
+    finally:
+        torch.set_num_threads(1)
+    assert again["strings"] == c["strings"]
+    torch.testing.assert_close(d["x_hat"], m.decompress(c["strings"], c["shape"])["x_hat"], atol=0, rtol=0)
+    m.set_level(2)
+
+
+def test_a_damaged_y_stream_is_refused(ctx_model, padded) -> None:  # type: ignore[no-untyped-def]
+    m = ctx_model
+    c = m.compress(padded)
+    y = c["strings"][1][0]
+    for bad in (y[:4], y[: len(y) // 2], y + y[:8], y[:-3]):
+        with pytest.raises(FileFormatError):
+            m.decompress([c["strings"][0], [bad]], c["shape"])
+
+
+def test_refinement_optimises_the_two_pass_rate(ctx_model, padded) -> None:  # type: ignore[no-untyped-def]
+    m = ctx_model
+    m.lmbda = 0.01
+    with torch.no_grad():
+        y = m.g_a(padded)
+        z = m.hyper_analysis(y)
+    r = refine_latents(m, padded, m.to_coded(y), z, iterations=5, lmbda=0.01)
+    assert r.loss_after <= r.loss_before
+    refined = m.compress(padded, effort=5)
+    d = m.decompress(refined["strings"], refined["shape"])
+    assert d["x_hat"].shape == padded.shape
+
+
+def test_a_weights_file_stores_the_context_and_derives_its_fixed_point_layer(ctx_model, padded, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    levels = {2: LAMBDAS[0], 5: LAMBDAS[1], 9: LAMBDAS[2]}
+    path = tmp_path / "varrate.safetensors"
+    for int8 in (False, True):
+        wid = weights.save_weights(ctx_model, path, quality=9, lmbda=LAMBDAS[2], extra={"levels": json.dumps(levels)}, int8=int8)
+        stored = load_file(str(path))
+        assert "h_s_int.wc" not in stored and "ctx_s.weight" in stored and "ctx_m.weight" in stored
+        net, meta = weights.load_weights(path)
+        assert json.loads(meta["config"])["CONTEXT"] == 1 and net.context  # type: ignore[attr-defined]
+        net, meta = weights.at_quality(net, meta, 5)
+        assert meta["weights_id"] == f"{wid}.q5"
+        data = encode_image(padded[0], net, quality=5, weights_id=meta["weights_id"])
+        pixels, head = decode_image(data, resolver=lambda name, q, found=(net, meta): found)
+        assert head["q"] == 5 and pixels.shape == padded.shape[1:]
+    # a stored fixed-point context layer must be what the stored float weights derive
+    stored = load_file(str(path))
+    wc = torch.ones_like(ctx_model.h_s_int.wc)
+    save_file({**stored, "h_s_int.wc": wc}, str(tmp_path / "forged.safetensors"), metadata=_meta(path))
+    with pytest.raises(FileFormatError, match="context layer"):
+        weights.load_weights(tmp_path / "forged.safetensors")
+
+
+def _meta(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return dict(f.metadata())
+
+
+def test_context_settings_are_checked() -> None:
+    for bad in (2, -1):
+        with pytest.raises(ConfigError, match="context is 0"):
+            build_model("varrate", {"N": 8, "M": 12, "LEVELS": 2, "CONTEXT": bad})
+    assert "CONTEXT" not in build_model("varrate", {"N": 8, "M": 12, "LEVELS": 2}).config  # old files keep their metadata
+    with pytest.raises(ConfigError, match="variable-rate model"):
+        CodecTrainConfig(model="meanscale", context=True)
+    with pytest.raises(ConfigError, match="prefixes"):
+        CodecTrainConfig(model="varrate", frozen=("g_a.", ""))
+    assert CodecTrainConfig(model="varrate", lambdas=LAMBDAS, context=True).model_config() == {"N": 64, "M": 96, "LEVELS": 3, "CONTEXT": 1}
+
+
+def test_an_entropy_only_fine_tune_keeps_the_transforms_and_learns_the_context(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base = _tiny(context=0)
+    init = base.state_dict()
+    frozen = ("g_a.", "g_s.", "gain", "inv_gain")
+    cfg = CodecTrainConfig(
+        model="varrate", n=8, m=12, lambdas=LAMBDAS, context=True, frozen=frozen, steps=3, batch=1, crop=64, seed=1, fresh_lr_scale=5
+    )
+    torch.manual_seed(0)
+    model, hist = train_codec(cfg, [torch.rand(3, 80, 80)], work_dir=tmp_path, init=init, progress=False, log_every=1)
+    assert len(hist) == 3
+    state = model.state_dict()
+    for k, v in init.items():
+        if k.startswith(frozen):
+            assert torch.equal(state[k], v), k
+    assert not torch.equal(state["h_m.weight"], init["h_m.weight"])  # the entropy model trains
+    assert state["ctx_s.weight"].abs().sum() > 0 and state["ctx_m.weight"].abs().sum() > 0  # the context leaves zero
+    assert np.isfinite(hist[-1]["loss"])
