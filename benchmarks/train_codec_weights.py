@@ -255,6 +255,33 @@ stages 1-3 below use the old numbers:
     the per-kernel files without training (94fbf7c8, 4188d64d, 0f401ba0); the float16 files moved
     unchanged to ``legacy-weights``.
 
+19. (2026-12-06) the checkerboard context (``--context``; :mod:`convpress.codec.models.varrate`): each of the
+    three int8 files fine-tuned with its context layers started at zero and its transforms and gains frozen
+    (``--freeze g_a.,g_s.,gain,inv_gain``, as ``codec train --entropy-only``), so the latents and the decoder
+    stay those of stage 18 and only the entropy model (hyper-analysis and -synthesis, means, factorized
+    prior, context) learns::
+
+        --model varrate --context --qualities 1,2,3,4 --init varrate.safetensors --n 64 --m 96
+        --freeze g_a.,g_s.,gain,inv_gain --finetune-steps 4000 --finetune-lr 1e-4 --fresh-lr-scale 1 --warmup 100
+        --chunk 1000 --crop 256 --batch 2 --wallpapers --threads 2 --bf16
+
+    and ``--qualities 5,6,7 --init varrate-mid.safetensors`` and ``--qualities 8,9,10 --init
+    varrate-top.safetensors`` with ``--n 96 --m 192 --finetune-steps 8000`` (about 3, 15 and 15 minutes
+    with two threads), then ``--refresh --int8``. The runs were made with full 3x3 context kernels, whose
+    five taps off the cross got no gradient and stayed exactly zero; they were rewritten as
+    :class:`~convpress.codec.models.varrate.CrossConv` (the four taps), the same function, so rerunning
+    the commands with this code trains the same model. Shipped (45858f0d, d6d9c683, 747ed109; the stage-18
+    files moved unchanged to ``legacy-weights``). On the check photos (``codec_weights_check.py``, effort 0)
+    against stage 18: BD-rate **-3.0%** over the ten levels (+5.0% against WebP, from +8.2%), the same PSNR
+    within 0.01 dB, per level 0.110 -> 0.105 / 0.158 -> 0.153 / 0.222 -> 0.215 / 0.294 -> 0.286 / 0.518 -> 0.501 /
+    0.673 -> 0.653 / 0.873 -> 0.848 / 1.207 -> 1.169 / 1.479 -> 1.438 / 1.789 -> 1.744 bpp; files 10.8 -> 11.8 MB.
+    Tried on levels 1-4 (4,000 steps each, BD-rate against stage 18 on the check photos): the context
+    learning rate 5x higher (``--finetune-lr 2e-4 --fresh-lr-scale 5``) -3.8%, but the same on levels 5-7
+    made them 8% worse (a fresh layer of 192 x 192 x 4 weights under Adam moves too far per step:
+    the second pass cost more than without context, on training crops too); 5x5 kernels -0.7% at that rate;
+    the analysis trained as well (``--freeze g_s.,gain,inv_gain``) -3.1% (it trades PSNR for bits);
+    per-channel (depthwise) context -2.1%; 12,000 steps instead of 4,000: -3.6% at 6,000 (stopped).
+
 That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
 for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.
 """
@@ -325,6 +352,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="train with the convolution weights rounded to int8 as the written files store them "
         "(one float16 scale per kernel; files about half the size)",
+    )
+    p.add_argument(
+        "--context",
+        action="store_true",
+        help="a variable-rate model with the checkerboard context (two coding passes, the second predicted "
+        "from the first); from --init weights without it, its context layers start at zero",
+    )
+    p.add_argument(
+        "--freeze",
+        default="",
+        help="comma-separated prefixes of parameter names kept as --init holds them "
+        "(g_a.,g_s.,gain,inv_gain: fine-tune a --context model's entropy model alone)",
     )
     p.add_argument("--bf16", action="store_true", help="transforms in bfloat16 autocast: about 2x faster steps on AVX512-BF16 CPUs")
     p.add_argument("--out-dir", default=str(WEIGHTS_DIR))
@@ -405,6 +444,8 @@ def _config(args: argparse.Namespace, *, base: bool, seed: int, init_name: str, 
         bf16=args.bf16,
         decoder_only=args.decoder_only,
         int8=args.int8,
+        context=args.context,
+        frozen=tuple(k for k in args.freeze.split(",") if k),
         extra={"init": init_name, **({"wallpapers": True} if args.wallpapers else {})},
         **fields,
     )

@@ -25,6 +25,9 @@ It writes, next to this script:
   same for the decoder-only weights, renamed when their int8 rewrites (stage 18, 2026-12-06) took over;
   ``--new-varrate``, ``--new-v3`` and ``escape_goldens`` wrote the files of the int8 weights (the
   colorwheel crop still has escaped latents at level 7: 42.4 dB in version 4, 40.3 in version 3);
+* ``varrate-q{1..4}-94fbf7c8``, ``varrate-q{5,6,7}-4188d64d`` and ``varrate-q{8,9,10}-0f401ba0``: the
+  same for the int8 weights, renamed when their checkerboard-context fine-tunes (stage 19, 2026-12-06)
+  took over; ``--new-varrate``, ``--new-v3`` and ``escape_goldens`` wrote the files of the context weights;
 * ``hyperprior-q*-v3.cpi`` and ``varrate-q*-v3.cpi`` (and ``.png``): the files of format version 3
   (latents clamped to the tables), renamed by hand from ``MODEL-qQ.cpi`` when format version 4
   (escaped latents) became the default (2026-12-05, ``--new-format`` then wrote the version-4
