@@ -153,9 +153,16 @@ def test_a_damaged_y_stream_is_refused(ctx_model, padded) -> None:  # type: igno
     m = ctx_model
     c = m.compress(padded)
     y = c["strings"][1][0]
-    for bad in (y[:4], y[: len(y) // 2], y + y[:8], y[:-3]):
+    for bad in (b"", y[:4], y[: len(y) // 2], y + y[:8], y[:-3]):
         with pytest.raises(FileFormatError):
             m.decompress([c["strings"][0], [bad]], c["shape"])
+    # an empty stream where latents are expected is refused by every hyperprior model (it used to decode
+    # to the symbols of rANS's initial state)
+    base = _tiny(context=0)
+    c = base.compress(padded)
+    for streams in ([c["strings"][0], [b""]], [[b""], c["strings"][1]]):
+        with pytest.raises(FileFormatError, match="non-empty"):
+            base.decompress(streams, c["shape"])
 
 
 def test_refinement_optimises_the_two_pass_rate(ctx_model, padded) -> None:  # type: ignore[no-untyped-def]

@@ -131,14 +131,21 @@ def encode_groups(groups: Sequence[tuple[np.ndarray, np.ndarray]], *, onto: byte
     return rans.words_to_bytes(rans.encode([(s, rans.categorical(c)) for s, c in groups], onto=_onto(onto)))
 
 
+def _expects_symbols(specs: Sequence[tuple[int, np.ndarray]]) -> bool:
+    """Whether ``specs`` (count, counts) ask for any symbol: then the stream cannot be empty (an empty
+    rANS stream would decode to symbols of the coder's initial state instead of being refused)."""
+    return any(n > 0 for n, _ in specs)
+
+
 def decode_groups(data: bytes, specs: Sequence[tuple[int, np.ndarray]], *, rest: bool = False) -> Any:
     """Inverse of :func:`encode_groups` given ``(count, counts)`` per group: the symbols per group,
     or with ``rest`` (a stream coded ``onto`` another) ``(symbols, the other stream's bytes)``.
 
     Raises:
-        FileFormatError: for a stream that is not whole words, ends early or (without ``rest``) has data left over.
+        FileFormatError: for a stream that is not whole words, is empty where symbols are expected, ends
+            early or (without ``rest``) has data left over.
     """
-    words = rans.words_from_bytes(data, what="latent stream")
+    words = rans.words_from_bytes(data, what="latent stream", allow_empty=not _expects_symbols(specs))
     out, left = rans.decode(words, [(n, rans.categorical(c)) for n, c in specs], exhaust=not rest, what="latent stream")
     return (out, rans.words_to_bytes(left)) if rest else out
 
@@ -200,7 +207,7 @@ def decode_escaped(data: bytes, specs: Sequence[tuple[int, np.ndarray]], *, rest
     Raises:
         FileFormatError: for a stream that is not whole words, ends early or (without ``rest``) has data left over.
     """
-    words = rans.words_from_bytes(data, what="latent stream")
+    words = rans.words_from_bytes(data, what="latent stream", allow_empty=not _expects_symbols(specs))
     parts, rest_words = rans.decode(words, [(n, rans.categorical(escape_counts(c))) for n, c in specs], exhaust=False, what="latent stream")
     low = [p == 0 for p in parts]
     high = [p == len(c) + 1 for p, (_, c) in zip(parts, specs, strict=True)]
