@@ -117,7 +117,7 @@ def test_the_second_pass_takes_its_tables_from_the_anchors_symbols(ctx_model, pa
         first = m._table_levels(hs.last(hidden))
         assert torch.equal(first, m.scale_levels(z_q))
         q = torch.randint(-3, 4, first.shape) * anchor
-        levels, mu = m._second_pass(hidden, mu_0, q)
+        levels, mu = m._second_pass(hidden, mu_0, q, anchor)
         rest = ~anchor  # the second pass codes these; the anchors were decoded with the first pass's tables
         assert torch.equal(mu[..., anchor], (mu_0 * m._gains()[0])[..., anchor])
         assert not torch.equal(levels[..., rest], first[..., rest])
@@ -130,7 +130,7 @@ def test_the_second_pass_takes_its_tables_from_the_anchors_symbols(ctx_model, pa
         assert float((near - first)[..., anchor].abs().le(1).float().mean()) > 0.99
         torch.testing.assert_close(mu_f, mu, atol=1e-5, rtol=0)
         # only the anchors' symbols are read
-        again = m._second_pass(hidden, mu_0, q + 5 * rest.long())
+        again = m._second_pass(hidden, mu_0, q + 5 * rest.long(), anchor)
         assert torch.equal(again[0][..., rest], levels[..., rest]) and torch.equal(again[1][..., rest], mu[..., rest])
 
 

@@ -205,7 +205,8 @@ def decode_escaped(data: bytes, specs: Sequence[tuple[int, np.ndarray]], *, rest
     coded ``onto`` another), ``(offsets, the other stream's bytes)``.
 
     Raises:
-        FileFormatError: for a stream that is not whole words, ends early or (without ``rest``) has data left over.
+        FileFormatError: for a stream that is not whole words, is empty where symbols are expected, ends
+            early or (without ``rest``) has data left over.
     """
     words = rans.words_from_bytes(data, what="latent stream", allow_empty=not _expects_symbols(specs))
     parts, rest_words = rans.decode(words, [(n, rans.categorical(escape_counts(c))) for n, c in specs], exhaust=False, what="latent stream")

@@ -233,7 +233,7 @@ class VariableRateHyperprior(MeanScaleHyperprior):
             g = self._gains()[0]
             gc = self.gaussian_conditional
             y_a, levels_a = _pick(y - mu_0 * g, anchor), _pick(self._table_levels(self.h_s_int.last(hidden)), anchor)
-            levels_n, mu = self._second_pass(hidden, mu_0, _place(gc.symbols(y_a, levels_a, escape=escape), anchor, y.shape))
+            levels_n, mu = self._second_pass(hidden, mu_0, _place(gc.symbols(y_a, levels_a, escape=escape), anchor, y.shape), anchor)
             # the second pass is coded first, and the anchors pushed onto it: rANS is a stack, so the
             # decoder reads the anchors first and is left with the second pass (no length field)
             n_strings, _ = gc.compress(_pick(y - mu, ~anchor), _pick(levels_n, ~anchor), escape=escape)
@@ -247,14 +247,14 @@ class VariableRateHyperprior(MeanScaleHyperprior):
         mu_0 = self.h_m(self.h_s[:4](self.entropy_bottleneck.dequantize(z_q)))
         return hidden, mu_0, checkerboard(*mu_0.shape[-2:])
 
-    def _second_pass(self, hidden: Tensor, mu_0: Tensor, q_a: Tensor) -> tuple[Tensor, Tensor]:
-        """The anchors' integer residuals q_a (B, M, H, W; only the anchors' are read) -> (the table
-        levels of the second pass's latents, integer-exact: the scale context's input is ``|q_a|`` times
-        the level's inverse gains in fixed point; the means of every latent, coded domain, float).
+    def _second_pass(self, hidden: Tensor, mu_0: Tensor, q_a: Tensor, anchor: Tensor) -> tuple[Tensor, Tensor]:
+        """The anchors' integer residuals q_a (B, M, H, W; only those at ``anchor`` (H, W) are read) ->
+        (the table levels of the second pass's latents, integer-exact: the scale context's input is
+        ``|q_a|`` times the level's inverse gains in fixed point; the means of every latent, coded
+        domain, float: at the anchors ``mu_0 * g``, their first-pass means).
         The levels returned at the anchors are not theirs (the context there would see the anchor itself)."""
         g, ig = self._gains()
         ig_fixed = torch.round(ig.detach().double() * 2.0**ACT_BITS)  # the stored gains are float16: exact here
-        anchor = checkerboard(*q_a.shape[-2:])
         c_int = (q_a.abs().double() * ig_fixed).clamp_(max=2.0**ACT_LIMIT_BITS) * anchor
         levels = self._table_levels(self.h_s_int.last(hidden, c_int))
         mu_a = mu_0 * g
@@ -275,10 +275,9 @@ class VariableRateHyperprior(MeanScaleHyperprior):
         gc = self.gaussian_conditional
         first, rest = gc.decompress(y_strings, _pick(self._table_levels(self.h_s_int.last(hidden)), anchor), escape=escape, rest=True)
         q_a = _place(first, anchor, full)
-        levels_n, mu = self._second_pass(hidden, mu_0, q_a)
+        levels_n, mu = self._second_pass(hidden, mu_0, q_a, anchor)
         q_n = _place(gc.decompress(rest, _pick(levels_n, ~anchor), escape=escape), ~anchor, full)
         y_q = q_a + q_n
-        mu = torch.where(anchor, mu_0 * self._gains()[0], mu)
         y_hat = (y_q.float() + mu).contiguous(memory_format=torch.channels_last)
         return {"x_hat": self.g_s(self.from_coded(y_hat)).clamp_(0, 1).contiguous(), "symbols": y_q}
 
