@@ -122,7 +122,7 @@ def test_runs_started_before_the_bf16_setting_keep_their_fingerprint(tmp_path: P
     assert load_checkpoint(tmp_path / "checkpoint.ckpt", "codec-train")["run"] == "41f38872e343be60"
 
 
-def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
+def test_cli_train_writes_usable_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from convpress.cli.codec import main
     from convpress.codec.weights import load_weights
 
@@ -226,6 +226,10 @@ def test_cli_train_writes_usable_weights(tmp_path: Path) -> None:
     d = with_context.decompress(**{k: v for k, v in with_context.compress(x).items() if k in ("strings", "shape")})
     assert d["x_hat"].shape == x.shape
     assert main([*ctx, "--out", str(tmp_path / "vn.safetensors")]) == 2  # --entropy-only needs --init
+    both = [*ctx, "--decoder-only", "--work-dir", str(tmp_path / "wb"), "--init", str(tmp_path / "v.safetensors")]
+    capsys.readouterr()
+    assert main([*both, "--out", str(tmp_path / "vb.safetensors")]) == 2 and not (tmp_path / "vb.safetensors").exists()
+    assert "no parameter to train" in capsys.readouterr().err  # nothing left to train: one line, not a traceback
     assert (
         main([*ctx[: ctx.index("varrate")], "meanscale", *ctx[ctx.index("varrate") + 1 :], "--out", str(tmp_path / "vm.safetensors")]) == 2
     )

@@ -236,3 +236,7 @@ def test_an_entropy_only_fine_tune_keeps_the_transforms_and_learns_the_context(t
     assert not torch.equal(state["h_m.weight"], init["h_m.weight"])  # the entropy model trains
     assert state["ctx_s.weight"].abs().sum() > 0 and state["ctx_m.weight"].abs().sum() > 0  # the context leaves zero
     assert np.isfinite(hist[-1]["loss"])
+    # a decoder-only fine-tune with the synthesis frozen has nothing to train: refused, not a traceback
+    nothing = CodecTrainConfig(model="varrate", n=8, m=12, lambdas=LAMBDAS, decoder_only=True, frozen=frozen, steps=2, batch=1, crop=64)
+    with pytest.raises(ConfigError, match="no parameter to train"):
+        train_codec(nothing, [torch.rand(3, 80, 80)], init=init, progress=False)

@@ -480,6 +480,8 @@ def train_codec(
         for k, p in model.named_parameters():
             if k.startswith(cfg.frozen):
                 p.requires_grad_(False)
+    if not any(p.requires_grad for p in model.parameters()):  # e.g. decoder_only with the synthesis frozen
+        raise ConfigError("these settings leave no parameter to train (decoder_only trains only the synthesis; frozen keeps it as loaded)")
     rounded = int8_weights_(model) if cfg.int8 else []
     # channels-last convolutions: a training step of N=96, M=192 on two 256-pixel crops took 0.29 s
     # against 0.35 s with two threads (0.54 s either way with one), measured 2026-12-05
