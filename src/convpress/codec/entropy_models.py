@@ -63,6 +63,7 @@ __all__ = [
     "ESCAPE_COUNT",
     "ESCAPE_BITS",
     "escape_counts",
+    "ste_round",
 ]
 
 TAIL_MASS = 1e-9
@@ -111,6 +112,14 @@ def _uniform_noise(x: Tensor) -> Tensor:
         raise ValueError(f"per_sample_noise has {len(gens)} generators for a batch of {x.shape[0]}")
     noise = [torch.empty(x.shape[1:], dtype=x.dtype).uniform_(-0.5, 0.5, generator=g) for g in gens]
     return torch.stack(noise).to(x.device)
+
+
+def ste_round(x: Tensor, center: Tensor | float | None = None) -> Tensor:
+    """round(x) in the forward pass (with ``center``, broadcastable to x: ``round(x - center) + center``),
+    the identity's gradient in the backward pass (straight-through)."""
+    if center is None:
+        return x + (torch.round(x) - x).detach()
+    return x + (torch.round(x - center) + center - x).detach()
 
 
 def _noise_or_round(x: Tensor, training: bool, center: Tensor | None = None) -> Tensor:

@@ -28,12 +28,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["IntegerSynthesis", "ACT_BITS", "ACT_LIMIT_BITS"]
+__all__ = ["IntegerSynthesis", "ACT_BITS", "ACT_LIMIT_BITS", "fixed_weights"]
 
 ACT_BITS = 10
 ACT_LIMIT_BITS = 20  # activations are clamped to [0, 2**20] (values up to 1024)
 _EXACT_BITS = 52
 _MAX_WEIGHT_BITS = 16
+
+
+def fixed_weights(w: Tensor, shift: int) -> Tensor:
+    """Float weights (any shape) -> their fixed-point integers ``round(w * 2**shift)``, int32.
+
+    Exact on every machine for the stored float16 weights: the product is exact in float64 and
+    rounding it is exact. :meth:`IntegerSynthesis.update` makes a layer's integers with it, and the
+    models' ``derive_state`` remakes them from loaded weights the same way.
+    """
+    return torch.round(w.detach().double() * 2.0**shift).to(torch.int32)
 
 
 class IntegerSynthesis(nn.Module):
@@ -93,12 +103,12 @@ class IntegerSynthesis(nn.Module):
                 per_out = per_out + context.detach().double().abs().sum(dim=(1, 2, 3))
             budget = _EXACT_BITS - ACT_LIMIT_BITS - 1 - math.log2(max(float(per_out.max()), 1e-12))
             shift = int(max(0, min(_MAX_WEIGHT_BITS, math.floor(budget))))
-            setattr(self, f"w{k}", torch.round(w * 2.0**shift).to(torch.int32))
+            setattr(self, f"w{k}", fixed_weights(w, shift))
             assert m.bias is not None  # the hyper-synthesis layers have biases
             setattr(self, f"b{k}", torch.round(m.bias.detach().double() * 2.0 ** (shift + ACT_BITS)).to(torch.int64))
             setattr(self, f"s{k}", torch.tensor(shift, dtype=torch.int64))
             if k == last and context is not None:
-                self.wc = torch.round(context.detach().double() * 2.0**shift).to(torch.int32)
+                self.wc = fixed_weights(context, shift)
         self.thresholds = torch.floor(boundaries.double() * 2.0**ACT_BITS).to(torch.int64)
 
     def to_fixed(self, z_hat_int: Tensor, medians_fixed: Tensor) -> Tensor:

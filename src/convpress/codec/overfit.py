@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convpress.codec.entropy_models import ste_round
 from convpress.core import rans
 from convpress.core.errors import ConfigError, FileFormatError
 
@@ -406,7 +407,7 @@ def fit(
             if it < noisy_until:
                 y = y + torch.rand_like(y) - 0.5
             else:
-                y = y + (torch.round(y) - y).detach()
+                y = ste_round(y)
             grids.append(y)
         x_hat = net.synthesize(grids)
         mse = F.mse_loss(x_hat, x)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from convpress.codec.entropy_models import EntropyBottleneck, GaussianConditional
-from convpress.codec.fixedpoint import ACT_BITS, IntegerSynthesis
+from convpress.codec.fixedpoint import ACT_BITS, IntegerSynthesis, fixed_weights
 from convpress.codec.models import register_codec_model
 from convpress.codec.models.base import TransformCodec, conv, deconv
 from convpress.codec.refine import refine_latents
@@ -95,7 +95,7 @@ class ScaleHyperprior(TransformCodec):
         hs.set_structure(convs)
         for k, m in enumerate(convs):
             shift = int(getattr(hs, f"s{k}"))
-            w = torch.round(m.weight.detach().double() * 2.0**shift).to(torch.int32)
+            w = fixed_weights(m.weight, shift)
             stored = getattr(hs, f"w{k}")
             if stored.numel() and not torch.equal(stored, w):
                 raise FileFormatError(f"fixed-point layer {k} of the weights does not match their float16 weights")

@@ -33,16 +33,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from convpress.codec.entropy_models import ste_round
 from convpress.codec.models import register_codec_model
 from convpress.codec.models.base import conv
 from convpress.codec.models.hyperprior import ScaleHyperprior
 
 __all__ = ["MeanScaleHyperprior", "ste_round"]
-
-
-def ste_round(x: Tensor) -> Tensor:
-    """round(x) in the forward pass, the identity's gradient in the backward pass (straight-through)."""
-    return x + (torch.round(x) - x).detach()
 
 
 @register_codec_model
@@ -98,7 +94,7 @@ class MeanScaleHyperprior(ScaleHyperprior):
             _, scales, mu = self.quantise_latents(y, z_hat, ste_round)
             r_hat, y_lik = self.gaussian_conditional(y - mu, scales)
             if self.training and self.mixed_quantization:  # the synthesis sees round(y - mu) + mu, straight-through
-                y_in = y + (torch.round(y - mu) + mu - y).detach()
+                y_in = ste_round(y, mu)
             else:
                 y_in = r_hat + mu
         return {"x_hat": self.g_s(self.from_coded(y_in)), "likelihoods": {"y": y_lik, "z": z_lik}}

@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convpress.codec.fixedpoint import ACT_BITS, ACT_LIMIT_BITS, IntegerSynthesis
+from convpress.codec.fixedpoint import ACT_BITS, ACT_LIMIT_BITS, IntegerSynthesis, fixed_weights
 from convpress.codec.models import register_codec_model
 from convpress.codec.models.meanscale import MeanScaleHyperprior
 from convpress.core.errors import ConfigError, FileFormatError
@@ -194,7 +194,7 @@ class VariableRateHyperprior(MeanScaleHyperprior):
         if not self.context:
             return
         shift = int(getattr(self.h_s_int, f"s{self.h_s_int.layers - 1}"))
-        wc = torch.round(self.ctx_s.kernel().detach().double() * 2.0**shift).to(torch.int32)
+        wc = fixed_weights(self.ctx_s.kernel(), shift)
         if self.h_s_int.wc.numel() and not torch.equal(self.h_s_int.wc, wc):
             raise FileFormatError("the fixed-point context layer of the weights does not match their float16 weights")
         self.h_s_int.wc = wc
