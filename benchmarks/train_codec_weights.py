@@ -296,6 +296,7 @@ from typing import Any
 
 import torch
 
+from convpress.cli.codec import CONTEXT_CHOICES
 from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel, is_variable_rate
 from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, plain_state, regained_state, train_codec, training_images
 from convpress.codec.weights import WEIGHTS_DIR, save_weights
@@ -355,9 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--context",
-        action="store_true",
-        help="a variable-rate model with the checkerboard context (two coding passes, the second predicted "
-        "from the first); from --init weights without it, its context layers start at zero",
+        nargs="?",
+        const="checkerboard",
+        choices=sorted(CONTEXT_CHOICES),
+        help="a variable-rate model with a context: 'checkerboard' (the default; two coding passes, the second "
+        "predicted from the first) or 'channels' (each pass split again into two channel halves); from --init "
+        "weights with less context, the new context layers start at zero",
     )
     p.add_argument(
         "--freeze",
@@ -444,7 +448,7 @@ def _config(args: argparse.Namespace, *, base: bool, seed: int, init_name: str, 
         bf16=args.bf16,
         decoder_only=args.decoder_only,
         int8=args.int8,
-        context=args.context,
+        context=CONTEXT_CHOICES.get(args.context, 0),
         frozen=tuple(k for k in args.freeze.split(",") if k),
         extra={"init": init_name, **({"wallpapers": True} if args.wallpapers else {})},
         **fields,

@@ -225,6 +225,15 @@ def test_cli_train_writes_usable_weights(tmp_path: Path, capsys: pytest.CaptureF
     assert with_context.ctx_s.weight.abs().sum() + with_context.ctx_m.weight.abs().sum() > 0  # type: ignore[union-attr]
     d = with_context.decompress(**{k: v for k, v in with_context.compress(x).items() if k in ("strings", "shape")})
     assert d["x_hat"].shape == x.shape
+    # and the channel context on top of it: the checkerboard's layers as trained, the channel taps new
+    chan = [*ctx[: ctx.index("--context") + 1], "channels", *ctx[ctx.index("--context") + 1 : -1], str(tmp_path / "wch")]
+    assert main([*chan, "--init", str(tmp_path / "vc.safetensors"), "--out", str(tmp_path / "vch.safetensors")]) == 0
+    channels, meta = load_weights(tmp_path / "vch.safetensors")
+    assert json.loads(meta["config"])["CONTEXT"] == 2 and torch.equal(channels.g_s[0].weight, model.g_s[0].weight)
+    assert channels.ctx_s.channel.abs().sum() + channels.ctx_m.channel.abs().sum() > 0  # type: ignore[union-attr]
+    with pytest.raises(SystemExit) as exit_info:  # an unknown context: argparse's one line
+        main([*chan, "--context", "diagonal", "--init", str(tmp_path / "vc.safetensors"), "--out", str(tmp_path / "vx.safetensors")])
+    assert exit_info.value.code == 2 and "invalid choice: 'diagonal'" in capsys.readouterr().err
     assert main([*ctx, "--out", str(tmp_path / "vn.safetensors")]) == 2  # --entropy-only needs --init
     both = [*ctx, "--decoder-only", "--work-dir", str(tmp_path / "wb"), "--init", str(tmp_path / "v.safetensors")]
     capsys.readouterr()

@@ -1,4 +1,5 @@
-"""The variable-rate model's checkerboard context (``context=1``): two coding passes, exact on any machine."""
+"""The variable-rate model's contexts: the checkerboard (``context=1``, two coding passes) and the
+checkerboard with two channel halves (``context=2``, four passes), exact on any machine."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from convpress.codec import weights
 from convpress.codec.bitstream import decode_image, encode_image
 from convpress.codec.models import build_model
-from convpress.codec.models.varrate import CrossConv, VariableRateHyperprior, checkerboard
+from convpress.codec.models.varrate import CrossConv, VariableRateHyperprior, _Decoded, _pick, checkerboard
 from convpress.codec.refine import refine_latents
 from convpress.codec.train import CodecTrainConfig, train_codec
 from convpress.core.errors import ConfigError, FileFormatError
@@ -24,7 +25,7 @@ LAMBDAS = (0.0025, 0.01, 0.04)
 def _tiny(context: int, seed: int = 0) -> VariableRateHyperprior:
     """A tiny variable-rate model with random but non-trivial means, gains and (with ``context``) context layers."""
     torch.manual_seed(seed)
-    m = build_model("varrate", {"N": 8, "M": 12, "LEVELS": 3, **({"CONTEXT": 1} if context else {})})
+    m = build_model("varrate", {"N": 8, "M": 12, "LEVELS": 3, **({"CONTEXT": context} if context else {})})
     assert isinstance(m, VariableRateHyperprior)
     with torch.no_grad():
         m.g_a[-1].weight.mul_(4.0)
@@ -33,15 +34,18 @@ def _tiny(context: int, seed: int = 0) -> VariableRateHyperprior:
         if context:
             torch.nn.init.normal_(m.ctx_s.weight, std=0.05)
             torch.nn.init.normal_(m.ctx_m.weight, std=0.1)
+        if context == 2:
+            torch.nn.init.normal_(m.ctx_s.channel, std=0.05)
+            torch.nn.init.normal_(m.ctx_m.channel, std=0.1)
     m.init_gains(LAMBDAS, LAMBDAS[1])
     m.eval()
     m.update()
     return m
 
 
-@pytest.fixture(scope="module")
-def ctx_model() -> VariableRateHyperprior:
-    return _tiny(context=1)
+@pytest.fixture(scope="module", params=[1, 2], ids=["checkerboard", "channels"])
+def ctx_model(request: pytest.FixtureRequest) -> VariableRateHyperprior:
+    return _tiny(context=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +81,38 @@ def test_a_cross_convolution_is_a_3x3_convolution_with_only_its_four_edge_taps()
     assert cross.weight.grad is not None and cross.weight.grad.shape == cross.weight.shape
 
 
-def test_zero_context_codes_the_same_symbols_as_the_model_it_starts_from(padded) -> None:  # type: ignore[no-untyped-def]
-    base = _tiny(context=0)
-    ctx = build_model("varrate", {**base.config, "CONTEXT": 1})
+def test_the_channel_taps_lead_from_the_first_half_to_the_second_at_the_centre_and_corners() -> None:
+    torch.manual_seed(0)
+    conv = CrossConv(6, split=2)
+    assert conv.channel.shape == (4, 2, 1, 5) and not conv.channel.any()  # it starts at zero
+    with torch.no_grad():
+        conv.weight.normal_()
+        conv.channel.normal_()
+    k = conv.kernel()
+    plain = CrossConv(6)
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight)
+    extra = k - plain.kernel()
+    assert not extra[:2].any() and not extra[:, 2:].any()  # only from the first 2 channels to the last 4
+    assert torch.equal(extra[2:, :2, 1, 1], conv.channel[:, :, 0, 2])  # the centre
+    assert torch.equal(extra[2:, :2, 0, 0], conv.channel[:, :, 0, 0]) and torch.equal(extra[2:, :2, 2, 2], conv.channel[:, :, 0, 4])
+    assert not extra[..., [0, 1, 1, 2], [1, 0, 2, 1]].any()  # the edges are the cross's
+    conv(torch.randn(1, 6, 5, 5)).sum().backward()
+    assert conv.channel.grad is not None and conv.channel.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="splits"):
+        CrossConv(6, split=6)
+
+
+@pytest.mark.parametrize(
+    ("start", "context", "new"),
+    [(0, 1, ["ctx_m.weight", "ctx_s.weight", "h_s_int.wc"]), (1, 2, ["ctx_m.channel", "ctx_s.channel"])],
+    ids=["checkerboard", "channels"],
+)
+def test_zero_context_codes_the_same_symbols_as_the_model_it_starts_from(padded, start, context, new) -> None:  # type: ignore[no-untyped-def]
+    base = _tiny(context=start)
+    ctx = build_model("varrate", {**base.config, "CONTEXT": context})
     missing = ctx.load_state_dict(base.state_dict(), strict=False).missing_keys
-    assert sorted(missing) == ["ctx_m.weight", "ctx_s.weight", "h_s_int.wc"]  # new, and zero
+    assert sorted(missing) == new  # and zero
     ctx.eval()
     ctx.update()
     for level in range(3):
@@ -92,7 +123,7 @@ def test_zero_context_codes_the_same_symbols_as_the_model_it_starts_from(padded)
         assert torch.equal(da["symbols"], db["symbols"])
         torch.testing.assert_close(db["x_hat"], da["x_hat"], atol=0, rtol=0)
         assert a["strings"][0] == b["strings"][0]  # z is coded as before
-        # y in two passes, the anchors pushed onto the rest: one rANS stream, no length field
+        # y in two or four passes, each pushed onto the later ones: one rANS stream, no length field
         assert abs(len(b["strings"][1][0]) - len(a["strings"][1][0])) <= 8
 
 
@@ -108,30 +139,37 @@ def test_every_level_decodes_to_what_the_model_computes(ctx_model, padded) -> No
     m.set_level(2)
 
 
-def test_the_second_pass_takes_its_tables_from_the_anchors_symbols(ctx_model, padded) -> None:  # type: ignore[no-untyped-def]
+def test_each_pass_takes_its_tables_from_the_symbols_decoded_before_it(ctx_model, padded) -> None:  # type: ignore[no-untyped-def]
     m = ctx_model
-    hs = m.h_s_int
+    gc = m.gaussian_conditional
     with torch.no_grad():
+        y = m.to_coded(m.g_a(padded))
         z_q = m.entropy_bottleneck.symbols(m.hyper_analysis(m.g_a(padded)))
-        hidden, mu_0, anchor = m._first_pass(z_q)
-        first = m._table_levels(hs.last(hidden))
-        assert torch.equal(first, m.scale_levels(z_q))
-        q = torch.randint(-3, 4, first.shape) * anchor
-        levels, mu = m._second_pass(hidden, mu_0, q, anchor)
-        rest = ~anchor  # the second pass codes these; the anchors were decoded with the first pass's tables
-        assert torch.equal(mu[..., anchor], (mu_0 * m._gains()[0])[..., anchor])
-        assert not torch.equal(levels[..., rest], first[..., rest])
-        # they agree with the float scales of the same context (which never select a table)
-        y = q.float() + mu_0 * m._gains()[0]  # latents whose anchors round to q
+        first = m.scale_levels(z_q)  # the hyperprior alone
+        # what training and refinement compute in float (its scales never select a table)
         _, scales, mu_f = m.quantise_latents(y, m.entropy_bottleneck.dequantize(z_q), torch.round)
-        near = m.gaussian_conditional.indexes_from_scales(scales)
-        assert float((near - levels)[..., rest].abs().le(1).float().mean()) > 0.99
-        # and the anchors' float scales are the first pass's, without context (what training and refinement see)
-        assert float((near - first)[..., anchor].abs().le(1).float().mean()) > 0.99
-        torch.testing.assert_close(mu_f, mu, atol=1e-5, rtol=0)
-        # only the anchors' symbols are read
-        again = m._second_pass(hidden, mu_0, q + 5 * rest.long(), anchor)
-        assert torch.equal(again[0][..., rest], levels[..., rest]) and torch.equal(again[1][..., rest], mu[..., rest])
+        near = gc.indexes_from_scales(scales)
+        passes = m.passes(*y.shape[-2:])
+        assert len(passes) == 2 * m.context  # anchors then the others, each in one or two channel halves
+        covered = torch.zeros(y.shape[1:], dtype=torch.int64)
+        state = _Decoded(m, z_q)
+        for k, (where, ch) in enumerate(passes):
+            covered[ch, where] += 1
+            levels, mu = state.params(where, ch)
+            assert torch.equal(levels, _pick(first, where, ch)) == (k == 0)  # every later pass sees a context
+            assert float((_pick(near, where, ch) - levels).abs().le(1).float().mean()) > 0.99
+            torch.testing.assert_close(_pick(mu_f, where, ch), mu, atol=1e-5, rtol=0)
+            state.add(gc.symbols(_pick(y, where, ch) - mu, levels), mu, where, ch)
+            # in float too, a pass sees only the passes before it: the later passes' latents changed, its
+            # scales and means stay
+            later = torch.zeros_like(y, dtype=torch.bool)
+            for w2, c2 in passes[k + 1 :]:
+                later[:, c2, w2] = True
+            _, scales2, mu2 = m.quantise_latents(y + 5.0 * later, m.entropy_bottleneck.dequantize(z_q), torch.round)
+            assert torch.equal(_pick(scales2, where, ch), _pick(scales, where, ch)) and torch.equal(
+                _pick(mu2, where, ch), _pick(mu_f, where, ch)
+            )
+        assert torch.equal(covered, torch.ones_like(covered))  # every latent is coded once
 
 
 def test_the_levels_are_integer_exact_under_any_thread_count(ctx_model, padded) -> None:  # type: ignore[no-untyped-def]
@@ -185,8 +223,10 @@ def test_a_weights_file_stores_the_context_and_derives_its_fixed_point_layer(ctx
         wid = weights.save_weights(ctx_model, path, quality=9, lmbda=LAMBDAS[2], extra={"levels": json.dumps(levels)}, int8=int8)
         stored = load_file(str(path))
         assert "h_s_int.wc" not in stored and "ctx_s.weight" in stored and "ctx_m.weight" in stored
+        assert ("ctx_s.channel" in stored and "ctx_m.channel" in stored) == (ctx_model.context == 2)
+        assert ("ctx_s.channel.int8_scale" in stored) == (int8 and ctx_model.context == 2)
         net, meta = weights.load_weights(path)
-        assert json.loads(meta["config"])["CONTEXT"] == 1 and net.context  # type: ignore[attr-defined]
+        assert json.loads(meta["config"])["CONTEXT"] == ctx_model.context == net.context  # type: ignore[attr-defined]
         net, meta = weights.at_quality(net, meta, 5)
         assert meta["weights_id"] == f"{wid}.q5"
         data = encode_image(padded[0], net, quality=5, weights_id=meta["weights_id"])
@@ -208,15 +248,18 @@ def _meta(path: Path) -> dict[str, str]:
 
 
 def test_context_settings_are_checked() -> None:
-    for bad in (2, -1):
+    for bad in (3, -1):
         with pytest.raises(ConfigError, match="context is 0"):
             build_model("varrate", {"N": 8, "M": 12, "LEVELS": 2, "CONTEXT": bad})
+        with pytest.raises(ConfigError, match="context is 0"):
+            CodecTrainConfig(model="varrate", lambdas=LAMBDAS, context=bad)
     assert "CONTEXT" not in build_model("varrate", {"N": 8, "M": 12, "LEVELS": 2}).config  # old files keep their metadata
     with pytest.raises(ConfigError, match="variable-rate model"):
         CodecTrainConfig(model="meanscale", context=True)
     with pytest.raises(ConfigError, match="prefixes"):
         CodecTrainConfig(model="varrate", frozen=("g_a.", ""))
     assert CodecTrainConfig(model="varrate", lambdas=LAMBDAS, context=True).model_config() == {"N": 64, "M": 96, "LEVELS": 3, "CONTEXT": 1}
+    assert CodecTrainConfig(model="varrate", lambdas=LAMBDAS, context=2).model_config()["CONTEXT"] == 2
 
 
 def test_an_entropy_only_fine_tune_keeps_the_transforms_and_learns_the_context(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,10 @@ from convpress.cli._common import check_output, subcommand_main
 from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, is_variable_rate
 from convpress.core.errors import ConfigError
 
+#: ``codec train --context``: its names of the variable-rate model's contexts (config ``CONTEXT``, see
+#: :data:`convpress.codec.models.varrate.CONTEXTS`); the codec modules load lazily, after the parser
+CONTEXT_CHOICES = {"checkerboard": 1, "channels": 2}
+
 __all__ = ["register", "main"]
 
 # argparse joins an argument's choices whenever it prints help, so a subcommand's --help loads the
@@ -188,9 +192,13 @@ def register(sub: Any) -> None:
     )
     t.add_argument(
         "--context",
-        action="store_true",
-        help="a variable-rate model (varrate) with the checkerboard context: the latents are coded in two passes, "
-        "the second predicted from the first (from --init weights without it, the context starts at zero)",
+        nargs="?",
+        const="checkerboard",
+        choices=sorted(CONTEXT_CHOICES),
+        help="a variable-rate model (varrate) with a context: 'checkerboard' (the default) codes the latents in two "
+        "passes, the second predicted from the first; 'channels' splits each pass again into two channel halves, "
+        "the second predicted from the first too (four passes). From --init weights with less context, the new "
+        "context layers start at zero",
     )
     t.add_argument(
         "--entropy-only",
@@ -345,6 +353,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _qualities(args: argparse.Namespace) -> int:
+    from convpress.codec.models.varrate import CONTEXTS
     from convpress.codec.weights import available_qualities, legacy_note, pretrained
 
     qualities = available_qualities(args.model)
@@ -354,7 +363,7 @@ def _qualities(args: argparse.Namespace) -> int:
         model, meta = pretrained(q, args.model)
         size = ", ".join(f"{k}={model.config[k]}" for k in ("N", "M") if k in model.config)
         stored = "int8 convolutions" if "int8" in meta else "float16"
-        context = ", checkerboard context" if model.config.get("CONTEXT") else ""
+        context = f", {CONTEXTS[model.config['CONTEXT']]}" if model.config.get("CONTEXT") else ""
         print(f"quality {q}: lambda {meta.get('lambda')}, weights {meta.get('weights_id')} ({size}, {stored}{context})")
     return 0
 
@@ -417,7 +426,7 @@ def _train(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         decoder_only=args.decoder_only,
         int8=args.int8,
-        context=args.context,
+        context=CONTEXT_CHOICES.get(args.context, 0),
         frozen=ENTROPY_ONLY_FROZEN if args.entropy_only else (),
     )
     images = training_images(debian=not args.no_debian, extra_dirs=args.images)

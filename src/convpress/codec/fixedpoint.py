@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["IntegerSynthesis", "ACT_BITS", "ACT_LIMIT_BITS", "fixed_weights"]
+__all__ = ["IntegerSynthesis", "ACT_BITS", "ACT_LIMIT_BITS", "fixed_weights", "gathered_conv"]
 
 ACT_BITS = 10
 ACT_LIMIT_BITS = 20  # activations are clamped to [0, 2**20] (values up to 1024)
@@ -131,6 +131,24 @@ class IntegerSynthesis(nn.Module):
             a = self._layer(k, a)
         return a
 
+    def last_sum(self, a: Tensor) -> Tensor:
+        """The last layer's exact integer sums (B, M, H, W) on :meth:`hidden`'s output, before its shift
+        (:meth:`finish`); a context model adds :meth:`context_sum` to them first."""
+        return self._sum(len(self.kinds) - 1, a)
+
+    def context_sum(self, context: Tensor, where: Tensor, channels: slice) -> Tensor:
+        """The context convolution's exact integer sums over ``context`` (B, M, H, W, as for :meth:`last`)
+        at the positions ``where`` (H, W) bool of the output ``channels``, (B, C, 1, K) row-major: only
+        the outputs a coding pass needs, gathered (``unfold``) rather than convolved over the whole grid.
+        Exact like every sum here: integers whose partial sums stay below 2**52, in any order."""
+        if not self.context:
+            raise ValueError("this synthesis has no context convolution")
+        return gathered_conv(context, self.wc.double(), where, channels, self.context_padding)
+
+    def finish(self, acc: Tensor) -> Tensor:
+        """The last layer's sums (any shape) -> its outputs: shifted, floored, ReLU and clamp."""
+        return self._finish(len(self.kinds) - 1, acc)
+
     def last(self, a: Tensor, context: Tensor | None = None) -> Tensor:
         """The last layer on :meth:`hidden`'s output (B, C, H, W), plus the context convolution of
         ``context`` (B, M, H, W): integer-valued float64 inputs in [0, 2**ACT_LIMIT_BITS] with
@@ -140,15 +158,33 @@ class IntegerSynthesis(nn.Module):
         return self._layer(len(self.kinds) - 1, a, context)
 
     def _layer(self, k: int, a: Tensor, context: Tensor | None = None) -> Tensor:
+        acc = self._sum(k, a)
+        if context is not None:
+            # both sums are integers below 2**52 together (update() budgets the shift for both), so the total is exact
+            acc = acc + F.conv2d(context, self.wc.double(), padding=self.context_padding)
+        return self._finish(k, acc)
+
+    def _finish(self, k: int, acc: Tensor) -> Tensor:
+        shift = int(getattr(self, f"s{k}"))
+        return torch.floor(acc * 2.0**-shift).clamp_(0, 2.0**ACT_LIMIT_BITS)
+
+    def _sum(self, k: int, a: Tensor) -> Tensor:
+        """Layer k's exact integer sums (weights times activations plus bias) before its shift."""
         kind, stride, pad, out_pad = self.kinds[k]
         w = getattr(self, f"w{k}").double()
         b = getattr(self, f"b{k}").double()
         if kind == "T":
-            acc = F.conv_transpose2d(a, w, b, stride=stride, padding=pad, output_padding=out_pad)
-        else:
-            acc = F.conv2d(a, w, b, stride=stride, padding=pad)
-        if context is not None:
-            # both sums are integers below 2**52 together (update() budgets the shift for both), so the total is exact
-            acc = acc + F.conv2d(context, self.wc.double(), padding=self.context_padding)
-        shift = int(getattr(self, f"s{k}"))
-        return torch.floor(acc * 2.0**-shift).clamp_(0, 2.0**ACT_LIMIT_BITS)
+            return F.conv_transpose2d(a, w, b, stride=stride, padding=pad, output_padding=out_pad)
+        return F.conv2d(a, w, b, stride=stride, padding=pad)
+
+
+def gathered_conv(x: Tensor, kernel: Tensor, where: Tensor, channels: slice, padding: int) -> Tensor:
+    """``conv2d(x, kernel, padding=padding)`` (x (B, M, H, W), kernel (C_all, M, k, k), stride 1, size kept)
+    at the positions ``where`` (H, W) bool of the output ``channels`` only: (B, C, 1, K), row-major.
+
+    A coding pass needs its own latents' outputs (half the positions, or a quarter of the outputs with
+    channel halves); gathering each needed output's neighbourhood (``unfold``) and one matrix product
+    cost that share of a whole-grid convolution."""
+    b, m, h, w = x.shape
+    cols = F.unfold(x, kernel.shape[-1], padding=padding)[:, :, where.reshape(-1)]  # (B, M*k*k, K)
+    return (kernel[channels].reshape(-1, cols.shape[1]) @ cols).unsqueeze(2)

@@ -145,10 +145,11 @@ class CodecTrainConfig(TrainConfig):
     #: passing straight through the rounding (quantisation-aware training): the int8 file then
     #: decodes as the trained model did. The returned model holds the rounded weights.
     int8: bool = False
-    #: a variable-rate model with the checkerboard context (``VariableRateHyperprior(context=1)``):
-    #: the latents are coded in two passes, the second predicted from the first's; fine-tuned from
-    #: weights without it (``init``), its context layers start at zero
-    context: bool = False
+    #: a variable-rate model's context (``VariableRateHyperprior(context=...)``): 0 (or False) none,
+    #: 1 (or True) the checkerboard, the latents coded in two passes, the second predicted from the
+    #: first's; 2 the checkerboard and two channel halves, four passes. Fine-tuned from weights with
+    #: less context (``init``), the new context layers start at zero
+    context: int = 0
     #: prefixes of parameter names kept as loaded from ``init`` (e.g. ``("g_a.", "g_s.", "gain", "inv_gain")``:
     #: the transforms and gains, so that a context model fine-tunes its entropy model alone and the
     #: latents and the synthesis stay those of the weights it starts from)
@@ -180,6 +181,8 @@ class CodecTrainConfig(TrainConfig):
             raise ConfigError("decoder_only needs a hyperprior model (its latents are rounded around the hyperprior's medians and means)")
         if self.frozen and not all(self.frozen):
             raise ConfigError("frozen holds parameter-name prefixes; an empty one would freeze every parameter")
+        if self.context not in (0, 1, 2):  # True and False are 1 and 0
+            raise ConfigError(f"context is 0 (none), 1 (checkerboard) or 2 (checkerboard and channels), got {self.context!r}")
         if self.context and not variable:
             raise ConfigError(f"the checkerboard context is a variable-rate model's (varrate), not {self.model}'s")
         if self.decoder_only and self.mixed_quantization:
@@ -197,7 +200,7 @@ class CodecTrainConfig(TrainConfig):
         if self.lambdas:
             cfg["LEVELS"] = len(self.lambdas)
         if self.context:
-            cfg["CONTEXT"] = 1
+            cfg["CONTEXT"] = int(self.context)
         return cfg
 
 
@@ -494,6 +497,8 @@ def train_codec(
     for flag in ("bf16", "decoder_only", "int8", "context", "frozen"):  # runs from before the setting existed keep their fingerprint
         if not settings[flag]:
             del settings[flag]
+    if settings.get("context") == 1:  # and runs from when the context was a bool (True)
+        settings["context"] = True
     run_id = fingerprint({"cfg": settings, "init": state_digest(init) if init is not None else None})
     trainer = Trainer(
         model,
