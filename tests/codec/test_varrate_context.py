@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from convpress.codec import weights
 from convpress.codec.bitstream import decode_image, encode_image
+from convpress.codec.fixedpoint import gathered_conv
 from convpress.codec.models import build_model
 from convpress.codec.models.varrate import CrossConv, VariableRateHyperprior, _Decoded, _pick, checkerboard
 from convpress.codec.refine import refine_latents
@@ -101,6 +102,17 @@ def test_the_channel_taps_lead_from_the_first_half_to_the_second_at_the_centre_a
     assert conv.channel.grad is not None and conv.channel.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="splits"):
         CrossConv(6, split=6)
+
+
+def test_a_gathered_convolution_is_the_convolution_at_the_chosen_outputs() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 2**20, (2, 6, 7, 5), generator=g).double()  # fixed-point activations
+    k = torch.randint(-(2**15), 2**15, (6, 6, 3, 3), generator=g).double()
+    k[:, :, 0, 0] = 0  # a tap that is zero everywhere is skipped
+    full = torch.nn.functional.conv2d(x, k, padding=1)
+    for where in (checkerboard(7, 5), ~checkerboard(7, 5), torch.rand(7, 5, generator=g) > 0.3):
+        for ch in (slice(0, 6), slice(0, 2), slice(2, 6)):
+            assert torch.equal(gathered_conv(x, k, where, ch, 1), _pick(full[:, ch], where))  # exact: integer sums below 2**52
 
 
 @pytest.mark.parametrize(

@@ -183,8 +183,17 @@ def gathered_conv(x: Tensor, kernel: Tensor, where: Tensor, channels: slice, pad
     at the positions ``where`` (H, W) bool of the output ``channels`` only: (B, C, 1, K), row-major.
 
     A coding pass needs its own latents' outputs (half the positions, or a quarter of the outputs with
-    channel halves); gathering each needed output's neighbourhood (``unfold``) and one matrix product
-    cost that share of a whole-grid convolution."""
-    b, m, h, w = x.shape
-    cols = F.unfold(x, kernel.shape[-1], padding=padding)[:, :, where.reshape(-1)]  # (B, M*k*k, K)
-    return (kernel[channels].reshape(-1, cols.shape[1]) @ cols).unsqueeze(2)
+    channel halves): one matrix product per kernel tap over the inputs that tap reads there costs that
+    share of a whole-grid convolution, in memory of the gathered inputs only; taps that are zero
+    everywhere (a :class:`~convpress.codec.models.varrate.CrossConv`'s corners) are skipped. A sum of
+    integer products stays exact in any order (below 2**52), so the fixed-point context may use it."""
+    side = kernel.shape[-1]
+    xp = F.pad(x, (padding, padding, padding, padding))
+    ii, jj = where.nonzero(as_tuple=True)  # row-major, as boolean indexing orders them
+    out = x.new_zeros(x.shape[0], kernel[channels].shape[0], ii.numel())
+    for di in range(side):
+        for dj in range(side):
+            w = kernel[channels, :, di, dj]  # (C, M)
+            if bool(w.any()):
+                out = out + w @ xp[:, :, ii + di, jj + dj]  # (C, M) @ (B, M, K)
+    return out.unsqueeze(2)
