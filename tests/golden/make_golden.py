@@ -28,6 +28,9 @@ It writes, next to this script:
 * ``varrate-q{1..4}-94fbf7c8``, ``varrate-q{5,6,7}-4188d64d`` and ``varrate-q{8,9,10}-0f401ba0``: the
   same for the int8 weights, renamed when their checkerboard-context fine-tunes (stage 19, 2026-12-06)
   took over; ``--new-varrate``, ``--new-v3`` and ``escape_goldens`` wrote the files of the context weights;
+* ``varrate-q{1..4}-45858f0d``, ``varrate-q{5,6,7}-d6d9c683`` and ``varrate-q{8,9,10}-747ed109``: the
+  same for the checkerboard-context weights, renamed when their channel-context fine-tunes (stage 20,
+  2026-12-06) took over; the same three commands wrote the files of the channel-context weights;
 * ``hyperprior-q*-v3.cpi`` and ``varrate-q*-v3.cpi`` (and ``.png``): the files of format version 3
   (latents clamped to the tables), renamed by hand from ``MODEL-qQ.cpi`` when format version 4
   (escaped latents) became the default (2026-12-05, ``--new-format`` then wrote the version-4
