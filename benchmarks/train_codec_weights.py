@@ -315,7 +315,7 @@ from typing import Any
 
 import torch
 
-from convpress.cli.codec import CONTEXT_CHOICES
+from convpress.cli.codec import CONTEXT_CHOICES, add_context_argument
 from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel, is_variable_rate
 from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, plain_state, regained_state, train_codec, training_images
 from convpress.codec.weights import WEIGHTS_DIR, save_weights
@@ -373,15 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         help="train with the convolution weights rounded to int8 as the written files store them "
         "(one float16 scale per kernel; files about half the size)",
     )
-    p.add_argument(
-        "--context",
-        nargs="?",
-        const="checkerboard",
-        choices=sorted(CONTEXT_CHOICES),
-        help="a variable-rate model with a context: 'checkerboard' (the default; two coding passes, the second "
-        "predicted from the first) or 'channels' (each pass split again into two channel halves); from --init "
-        "weights with less context, the new context layers start at zero",
-    )
+    add_context_argument(p)
     p.add_argument(
         "--freeze",
         default="",

@@ -15,6 +15,22 @@ from convpress.core.errors import ConfigError
 #: :data:`convpress.codec.models.varrate.CONTEXTS`); the codec modules load lazily, after the parser
 CONTEXT_CHOICES = {"checkerboard": 1, "channels": 2}
 
+
+def add_context_argument(parser: argparse.ArgumentParser) -> None:
+    """``--context [checkerboard|channels]`` (``codec train`` and ``benchmarks/train_codec_weights.py``);
+    ``CONTEXT_CHOICES.get(args.context, 0)`` is the model's context."""
+    parser.add_argument(
+        "--context",
+        nargs="?",
+        const="checkerboard",
+        choices=sorted(CONTEXT_CHOICES),
+        help="a variable-rate model (varrate) with a context: 'checkerboard' (the default) codes the latents in two "
+        "passes, the second predicted from the first; 'channels' splits each pass again into two channel halves, "
+        "the second predicted from the first too (four passes). From --init weights with less context, the new "
+        "context layers start at zero",
+    )
+
+
 __all__ = ["register", "main"]
 
 # argparse joins an argument's choices whenever it prints help, so a subcommand's --help loads the
@@ -190,16 +206,7 @@ def register(sub: Any) -> None:
         help="train with the convolution weights rounded to 8 bits (one scale per kernel) and write them so: "
         "weights files about 60%% of the float16 size (rounding the shipped float16 weights so cost 0.1%% more bits)",
     )
-    t.add_argument(
-        "--context",
-        nargs="?",
-        const="checkerboard",
-        choices=sorted(CONTEXT_CHOICES),
-        help="a variable-rate model (varrate) with a context: 'checkerboard' (the default) codes the latents in two "
-        "passes, the second predicted from the first; 'channels' splits each pass again into two channel halves, "
-        "the second predicted from the first too (four passes). From --init weights with less context, the new "
-        "context layers start at zero",
-    )
+    add_context_argument(t)
     t.add_argument(
         "--entropy-only",
         action="store_true",

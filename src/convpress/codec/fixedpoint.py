@@ -123,7 +123,7 @@ class IntegerSynthesis(nn.Module):
 
     def scales(self, a: Tensor) -> Tensor:
         """Fixed-point activations (B, N, h, w) -> the scales (B, M, 4h, 4w): float64, integer-valued, ``ACT_BITS`` fractional bits."""
-        return self.last(self.hidden(a))
+        return self.finish(self.last_sum(self.hidden(a)))
 
     def hidden(self, a: Tensor) -> Tensor:
         """Fixed-point activations (B, N, h, w) -> those of every layer but the last (float64, integer-valued)."""
@@ -137,10 +137,11 @@ class IntegerSynthesis(nn.Module):
         return self._sum(len(self.kinds) - 1, a)
 
     def context_sum(self, context: Tensor, where: Tensor, channels: slice) -> Tensor:
-        """The context convolution's exact integer sums over ``context`` (B, M, H, W, as for :meth:`last`)
-        at the positions ``where`` (H, W) bool of the output ``channels``, (B, C, 1, K) row-major: only
-        the outputs a coding pass needs, gathered (``unfold``) rather than convolved over the whole grid.
-        Exact like every sum here: integers whose partial sums stay below 2**52, in any order."""
+        """The context convolution's exact integer sums over ``context`` (B, M, H, W: integer-valued float64
+        in [0, 2**ACT_LIMIT_BITS] with ``ACT_BITS`` fractional bits, like the activations) at the positions
+        ``where`` (H, W) bool of the output ``channels``, (B, C, 1, K) row-major: only the outputs a coding
+        pass needs (:func:`gathered_conv`). Exact like every sum here: ``update()`` budgets the last layer's
+        shift so that its sums and these stay below 2**52 together, in any order."""
         if not self.context:
             raise ValueError("this synthesis has no context convolution")
         return gathered_conv(context, self.wc.double(), where, channels, self.context_padding)
@@ -149,20 +150,8 @@ class IntegerSynthesis(nn.Module):
         """The last layer's sums (any shape) -> its outputs: shifted, floored, ReLU and clamp."""
         return self._finish(len(self.kinds) - 1, acc)
 
-    def last(self, a: Tensor, context: Tensor | None = None) -> Tensor:
-        """The last layer on :meth:`hidden`'s output (B, C, H, W), plus the context convolution of
-        ``context`` (B, M, H, W): integer-valued float64 inputs in [0, 2**ACT_LIMIT_BITS] with
-        ``ACT_BITS`` fractional bits, like the activations (a model made with ``context=True``) -> the scales."""
-        if context is not None and not self.context:
-            raise ValueError("this synthesis has no context convolution")
-        return self._layer(len(self.kinds) - 1, a, context)
-
-    def _layer(self, k: int, a: Tensor, context: Tensor | None = None) -> Tensor:
-        acc = self._sum(k, a)
-        if context is not None:
-            # both sums are integers below 2**52 together (update() budgets the shift for both), so the total is exact
-            acc = acc + F.conv2d(context, self.wc.double(), padding=self.context_padding)
-        return self._finish(k, acc)
+    def _layer(self, k: int, a: Tensor) -> Tensor:
+        return self._finish(k, self._sum(k, a))
 
     def _finish(self, k: int, acc: Tensor) -> Tensor:
         shift = int(getattr(self, f"s{k}"))
