@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -244,8 +245,13 @@ def test_the_overfitted_model_encodes_with_a_budget_and_decodes_from_the_file_al
         assert main(args) == 2, extra
         assert message in _err(capsys)
         assert not (tmp_path / "x.cpi").exists()
-    assert main(["encode", str(photo), str(tmp_path / "h.cpi"), "-q", "3", "--seconds", "5"]) == 2
-    assert "--seconds bounds the fit of a per-image model" in _err(capsys)
+    # the default model takes a time budget too (its refinement); a target does not
+    assert main(["encode", str(photo), str(tmp_path / "h.cpi"), "-q", "3", "--seconds", "0.05"]) == 0
+    assert re.search(r"quality 3, [1-9][\d,]* iterations? within 0.05 s per tile, 1 tile\)", capsys.readouterr().out)
+    assert main(["decode", str(tmp_path / "h.cpi"), str(tmp_path / "h.png")]) == 0
+    assert main(["encode", str(photo), str(tmp_path / "g.cpi"), "--target-psnr", "30", "--seconds", "5"]) == 2
+    assert "--seconds bounds the encoding of one level: it takes --quality, not a target" in _err(capsys)
+    assert not (tmp_path / "g.cpi").exists()
     assert main(["train", "--model", "overfit", "--work-dir", str(tmp_path / "w"), "--quality", "3", "--out", str(tmp_path / "w.st")]) == 2
     assert "nothing to train" in _err(capsys)
     assert main(["qualities", "--model", "overfit"]) == 0 and "quality 8:" in capsys.readouterr().out

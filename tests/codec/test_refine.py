@@ -115,6 +115,26 @@ def test_refined_latents_never_lose_to_the_analysis_transform(crop: torch.Tensor
     assert all(p.requires_grad for p in model.parameters()) and not model.training  # the model is left as it was
 
 
+def test_a_time_budget_stops_the_refinement_annealed_and_never_worse(crop: torch.Tensor) -> None:
+    model, _ = pretrained(3)
+    x, y, z = _latents(model, crop)
+    y = model.to_coded(y)
+    calls: list[int] = []
+    with on_iteration(lambda: calls.append(1)):
+        r = refine_latents(model, x, y, z, iterations=50, lmbda=model.lmbda, seconds=1e-9)
+    assert r.iterations == len(calls) == 1  # at least one iteration, then the budget is spent
+    assert r.loss_after <= r.loss_before
+    r = refine_latents(model, x, y, z, iterations=6, lmbda=model.lmbda, seconds=3600.0)
+    assert r.iterations == 6  # a budget the iterations do not reach: the same as none
+    plain = refine_latents(model, x, y, z, iterations=6, lmbda=model.lmbda)
+    assert plain.iterations == 6 and torch.equal(plain.y, r.y) and torch.equal(plain.z, r.z)
+    # the schedule follows whichever share is ahead: half the budget spent at the first step anneals as half the iterations
+    assert temperature(0, 100, 0.5) == temperature(50, 100) and temperature(50, 100, None) == temperature(50, 100)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="time budget"):
+            refine_latents(model, x, y, z, iterations=3, lmbda=model.lmbda, seconds=bad)
+
+
 def test_impossible_refinement_settings_are_refused(crop: torch.Tensor) -> None:
     from convpress.codec.models import build_model
 

@@ -18,13 +18,16 @@ conditional with the hyper-synthesis' scales for y); the distortion is the MSE o
 of the relaxed y, weighted by the model's training lambda (``lambda * 255^2 * MSE + bpp``).
 
 :func:`refine_latents` runs ``iterations`` Adam steps (the effort); more steps cost time at
-encode time only. The result is returned only if its actual (rounded) loss beats the analysis
-transform's, so refinement never makes a file worse on its own objective.
+encode time only. With a time budget (``seconds``) the temperature anneals over whichever runs out
+first, the iterations or the seconds, so that a budget too short for the iterations still ends cold.
+The result is returned only if its actual (rounded) loss beats the analysis transform's, so
+refinement never makes a file worse on its own objective.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -75,9 +78,11 @@ TAU_MIN = 0.02
 TAU_RATE = 1.0
 
 
-def temperature(step: int, iterations: int) -> float:
-    """The SGA temperature of ``step`` of ``iterations``: 0.5 annealed exponentially (to 0.5 / e at the end), floored at 0.02."""
-    return max(TAU_MIN, TAU_MAX * math.exp(-TAU_RATE * step / max(1, iterations)))
+def temperature(step: int, iterations: int, progress: float | None = None) -> float:
+    """The SGA temperature of ``step`` of ``iterations``: 0.5 annealed exponentially (to 0.5 / e at the end), floored at 0.02.
+    ``progress`` (in [0, 1]) replaces ``step / iterations`` where a time budget sets how far the schedule is."""
+    done = step / max(1, iterations) if progress is None else progress
+    return max(TAU_MIN, TAU_MAX * math.exp(-TAU_RATE * done))
 
 
 def sga_round(v: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:
@@ -111,6 +116,7 @@ class RefineResult:
         loss_before: ``lambda * 255^2 * MSE + bpp`` of the rounded analysis latents.
         loss_after: the same of the rounded refined latents (never above ``loss_before``).
         improved: whether the refined latents are returned (else the analysis ones).
+        iterations: the iterations run (fewer than asked where a time budget ran out first).
     """
 
     y: Tensor
@@ -118,6 +124,7 @@ class RefineResult:
     loss_before: float
     loss_after: float
     improved: bool
+    iterations: int = 0
 
 
 def _rounded_loss(model: ScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float) -> float:
@@ -154,6 +161,7 @@ def refine_latents(
     lr: float = 2e-2,
     seed: int = 0,
     bf16: bool | None = None,
+    seconds: float | None = None,
 ) -> RefineResult:
     """Optimise the latents of one image for the rate-distortion loss (SGA, see the module docstring).
 
@@ -172,14 +180,20 @@ def refine_latents(
             (:func:`convpress.core.cpu.native_bf16`). Measured on this project's CPU by
             ``benchmarks/refine_bf16.py`` (30 iterations, three 384x256 crops, the shipped levels 2
             and 6): 0.54x the time for the same gain (-3.06% of the loss on average, -3.13% in float32).
+        seconds: a time budget for the iterations (None: the iterations alone bound them). At least one
+            iteration runs; the temperature follows the elapsed share of the budget where that is
+            ahead of the iterations' share, so the latents found are annealed either way. The result
+            then depends on the machine's speed (the file is valid whatever it is).
 
     Raises:
-        ConfigError: for a negative iteration count or a non-positive lambda.
+        ConfigError: for a negative iteration count, a non-positive lambda or a non-positive budget.
     """
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
         raise ConfigError(f"refinement iterations (effort) must be a non-negative integer, got {iterations!r}")
     if not lmbda > 0:
         raise ConfigError(f"refinement needs the model's lambda (> 0), got {lmbda!r}")
+    if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
+        raise ConfigError(f"the refinement's time budget must be a positive number of seconds, got {seconds!r}")
     before = _rounded_loss(model, x, y, z, lmbda)
     if iterations == 0:
         return RefineResult(y, z, before, before, False)
@@ -195,14 +209,22 @@ def refine_latents(
     opt = torch.optim.Adam([y_var, z_var], lr=lr)
     gen = torch.Generator().manual_seed(seed)
     tick = _ON_ITERATION.get()
+    start, done = time.perf_counter(), 0
     try:
         for step in range(iterations):
-            tau = temperature(step, iterations)
+            progress = None
+            if seconds is not None:
+                elapsed = (time.perf_counter() - start) / seconds
+                if step and elapsed >= 1.0:
+                    break
+                progress = max(step / iterations, elapsed)
+            tau = temperature(step, iterations, progress)
             z_hat = sga_round(z_var, tau, gen) + med
             loss = _loss(model, x, y_var, z_hat, lmbda, partial(sga_round, tau=tau, generator=gen), bf16=bf16)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            done += 1
             if tick is not None:
                 tick()
     finally:
@@ -212,5 +234,5 @@ def refine_latents(
     y_new, z_new = y_var.detach(), z_var.detach() + med
     after = _rounded_loss(model, x, y_new, z_new, lmbda)
     if after < before:
-        return RefineResult(y_new, z_new, before, after, True)
-    return RefineResult(y, z, before, before, False)
+        return RefineResult(y_new, z_new, before, after, True, done)
+    return RefineResult(y, z, before, before, False, done)

@@ -51,6 +51,8 @@ class ScaleHyperprior(TransformCodec):
         self.h_s_int = IntegerSynthesis(3)
         self.h_s_int.set_structure(self._hs_convs())
         self.register_buffer("_z_medians_fixed", torch.zeros(0, dtype=torch.int64))
+        #: time budget of each image's refinement in seconds (None: the effort's iterations alone bound it)
+        self.seconds: float | None = None
 
     def _hs_convs(self) -> list[nn.Conv2d | nn.ConvTranspose2d]:
         return [m for m in self.h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
@@ -142,7 +144,8 @@ class ScaleHyperprior(TransformCodec):
 
     def compress(self, x: Tensor, *, effort: int = 0, escape: bool = True) -> dict[str, Any]:
         """Code images x (B, 3, H, W); ``effort`` > 0 refines each image's latents for that many
-        iterations first (:mod:`convpress.codec.refine`; needs ``lmbda``, set by the weights)."""
+        iterations first (:mod:`convpress.codec.refine`; needs ``lmbda``, set by the weights), within
+        ``self.seconds`` per image where that is set."""
         self.check_input(x)
         self.check_ready()
         with torch.no_grad():
@@ -154,7 +157,7 @@ class ScaleHyperprior(TransformCodec):
             if self.lmbda is None:
                 raise ConfigError(f"refining the latents needs the {self.name} model's lambda (set by its weights file)")
             refined = [
-                refine_latents(self, x[i : i + 1], y[i : i + 1], z[i : i + 1], iterations=effort, lmbda=self.lmbda)
+                refine_latents(self, x[i : i + 1], y[i : i + 1], z[i : i + 1], iterations=effort, lmbda=self.lmbda, seconds=self.seconds)
                 for i in range(x.shape[0])
             ]
             y, z = torch.cat([r.y for r in refined]), torch.cat([r.z for r in refined])
