@@ -5,7 +5,7 @@
 Encodes six opencv-doc photos (``/usr/share/doc/opencv-doc/examples/data``: baboon, fruits,
 building, butterfly, messi5, home; training photos of the codec, never its test photos) at long
 side 512, levels 2, 4, 6 and 9 (2, 4 and 6 before 2026-12-05), with each setting given (``effort``; ``lr``, ``tau_max``,
-``tau_rate``, ``tau_min`` of :mod:`convpress.codec.refine`) and with effort 0, from real files,
+``tau_rate``, ``tau_min`` of :mod:`convpress.codec.refine`; ``context_gradient``) and with effort 0, from real files,
 and prints per level the mean change of the rate-distortion loss ``lambda * 255^2 * MSE + bpp``
 against effort 0, of PSNR and of the file size. Measured on 2026-12-04 (one thread each):
 
@@ -22,6 +22,15 @@ Measured on 2026-12-05 with the variable-rate weights (levels 2 / 4 / 6 / 9: nar
     effort 30, tau_rate 1 (0.5 -> 0.18):        -4.56% / -5.80% / -7.32% / -9.09%   (the default since)
     effort 100 (tau_rate 4):                    -4.92% / -6.64% / -8.87% / -10.33%
     effort 100, tau_rate 1:                     -6.51% / -8.22% / -10.76% / -12.17%
+
+Measured on 2026-12-06 with the channel-context weights (stage 20; seconds per photo, one thread each,
+the two runs side by side)::
+
+    python benchmarks/refine_tuning.py '[{"effort": 30, "context_gradient": true}]'
+    python benchmarks/refine_tuning.py '[{"effort": 30}]'
+
+    effort 30, gradient through the context:    -3.60% / -5.56% / -5.63% / -6.74%   (3.8 / 3.2 / 6.8 / 6.6 s)
+    effort 30, none (the default since):        -3.37% / -5.53% / -5.84% / -7.43%   (3.4 / 3.0 / 6.0 / 5.7 s)
 """
 
 from __future__ import annotations
@@ -64,7 +73,9 @@ def main() -> None:
         refine.TAU_MAX = cfg.get("tau_max", defaults[0])
         refine.TAU_RATE = cfg.get("tau_rate", defaults[1])
         refine.TAU_MIN = cfg.get("tau_min", defaults[2])
-        hyperprior.refine_latents = functools.partial(refine.refine_latents, lr=cfg.get("lr", 2e-2))
+        hyperprior.refine_latents = functools.partial(
+            refine.refine_latents, lr=cfg.get("lr", 2e-2), context_gradient=cfg.get("context_gradient", False)
+        )
         for q in LEVELS:
             model, meta = pretrained(q)
             for n, x in images.items():

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from convpress.codec import weights
 from convpress.codec.bitstream import decode_image, encode_image
+from convpress.codec.entropy_models import ste_round
 from convpress.codec.fixedpoint import gathered_conv
 from convpress.codec.models import build_model
 from convpress.codec.models.varrate import CrossConv, VariableRateHyperprior, _Decoded, _pick, checkerboard
@@ -226,6 +227,23 @@ def test_refinement_optimises_the_two_pass_rate(ctx_model, padded) -> None:  # t
     refined = m.compress(padded, effort=5)
     d = m.decompress(refined["strings"], refined["shape"])
     assert d["x_hat"].shape == padded.shape
+
+
+def test_without_context_gradient_the_latents_learn_nothing_from_their_neighbours_rates(ctx_model, padded) -> None:  # type: ignore[no-untyped-def]
+    m = ctx_model
+    with torch.no_grad():
+        y = m.to_coded(m.g_a(padded))
+        z_hat = torch.round(m.hyper_analysis(m.from_coded(y)))
+    anchor = checkerboard(*y.shape[-2:])
+    grads = {}
+    for flag in (True, False):
+        v = y.clone().requires_grad_(True)
+        _, scales, mu = m.quantise_latents(v, z_hat, ste_round, context_gradient=flag)
+        # the later passes' parameters: through the context, they depend on the anchors' latents
+        (scales[..., ~anchor].sum() + mu[..., ~anchor].sum()).backward()  # type: ignore[union-attr]
+        grads[flag] = v.grad
+    assert grads[True] is not None and grads[True][..., anchor].abs().sum() > 0
+    assert grads[False] is None or not grads[False].any()
 
 
 def test_a_weights_file_stores_the_context_and_derives_its_fixed_point_layer(ctx_model, padded, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -117,14 +117,18 @@ class ScaleHyperprior(TransformCodec):
         relaxed z_hat (B, N, h, w), in float (encoder-side refinement; coding uses :meth:`scale_levels`)."""
         return self.h_s(z_hat), self.y_means(z_hat)
 
-    def quantise_latents(self, y: Tensor, z_hat: Tensor, rounding: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor | float]:
+    def quantise_latents(
+        self, y: Tensor, z_hat: Tensor, rounding: Callable[[Tensor], Tensor], *, context_gradient: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor | float]:
         """How coded-domain latents y (B, M, h, w) are quantised given z_hat (B, N, h/4, w/4):
         ``(r, scales, mu)``, the rounded residuals ``r = rounding(y - mu)`` coded under N(0, scales^2),
         and the means mu that the decoder adds back (``y_hat = r + mu``), each (B, M, h, w) (mu may be 0).
 
         ``rounding`` is ``torch.round`` for what the coder does, or a differentiable stand-in
         (refinement's annealed rounding, training's straight-through rounding); a context model
-        predicts the parameters of some latents from the rounded others through it.
+        predicts the parameters of some latents from the rounded others through it, and with
+        ``context_gradient=False`` no gradient flows back to y through those predictions (the
+        context's weights still get theirs). Models without a context ignore it.
         """
         scales, mu = self.prior(z_hat)
         return rounding(y - mu), scales, mu

@@ -227,7 +227,9 @@ class VariableRateHyperprior(MeanScaleHyperprior):
         halves = [slice(0, m // 2), slice(m // 2, m)] if self.context == 2 else [slice(0, m)]
         return [(where, ch) for where in (anchor, ~anchor) for ch in halves]
 
-    def quantise_latents(self, y: Tensor, z_hat: Tensor, rounding: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor | float]:
+    def quantise_latents(
+        self, y: Tensor, z_hat: Tensor, rounding: Callable[[Tensor], Tensor], *, context_gradient: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor | float]:
         if not self.context:
             return super().quantise_latents(y, z_hat, rounding)
         feats = self.h_s[:4](z_hat)  # (B, N, h, w)
@@ -241,8 +243,10 @@ class VariableRateHyperprior(MeanScaleHyperprior):
             pre_k, mu_k = (pre, mu_0) if k == 0 else (pre + self.ctx_s(c_s), mu_0 + self.ctx_m(c_m))
             r_k = rounding(y - mu_k * g)
             r, pre_out, mu_out = torch.where(region, r_k, r), torch.where(region, pre_k, pre_out), torch.where(region, mu_k, mu_out)
-            c_s = c_s + (torch.abs(r_k) * ig).clamp(max=CONTEXT_LIMIT) * region  # clamped like the fixed-point activations
-            c_m = c_m + (r_k + mu_k * g) * ig * region
+            s_k = (torch.abs(r_k) * ig).clamp(max=CONTEXT_LIMIT) * region  # clamped like the fixed-point activations
+            m_k = (r_k + mu_k * g) * ig * region
+            c_s = c_s + (s_k if context_gradient else s_k.detach())
+            c_m = c_m + (m_k if context_gradient else m_k.detach())
         return r, torch.relu(pre_out) * g, mu_out * g
 
     def _code(self, y: Tensor, z: Tensor, shape: tuple[int, ...], *, escape: bool = True) -> dict[str, Any]:
