@@ -37,6 +37,12 @@ def _latents(model, crop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
         return x, y, model.hyper_analysis(y)
 
 
+def _coded_latents(model, crop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+    """-> as :func:`_latents`, with y in the coder's domain (what refinement optimises)."""
+    x, y, z = _latents(model, crop)
+    return x, model.to_coded(y), z
+
+
 def test_sga_is_a_differentiable_draw_between_floor_and_ceiling_that_hardens_into_rounding() -> None:
     v = torch.tensor([-1.7, -0.2, 0.0, 0.3, 0.62, 2.9], requires_grad=True)
     g = torch.Generator().manual_seed(0)
@@ -52,8 +58,7 @@ def test_sga_is_a_differentiable_draw_between_floor_and_ceiling_that_hardens_int
 
 def test_refinement_in_bfloat16_gains_what_float32_gains(crop: torch.Tensor) -> None:
     model, _ = pretrained(6)
-    x, y, z = _latents(model, crop)
-    y = model.to_coded(y)
+    x, y, z = _coded_latents(model, crop)
     runs = {bf16: refine_latents(model, x, y, z, iterations=20, lmbda=model.lmbda, bf16=bf16) for bf16 in (False, True)}
     assert not torch.equal(runs[False].y, runs[True].y)  # the setting reaches the synthesis
     gains = {k: 1 - r.loss_after / r.loss_before for k, r in runs.items()}
@@ -101,8 +106,7 @@ def test_refinement_lowers_the_rate_distortion_loss_of_real_files(crop: torch.Te
 
 def test_refined_latents_never_lose_to_the_analysis_transform(crop: torch.Tensor) -> None:
     model, _ = pretrained(3)
-    x, y, z = _latents(model, crop)
-    y = model.to_coded(y)
+    x, y, z = _coded_latents(model, crop)
     calls: list[int] = []
     with on_iteration(lambda: calls.append(1)):
         r = refine_latents(model, x, y, z, iterations=12, lmbda=model.lmbda)
@@ -117,8 +121,7 @@ def test_refined_latents_never_lose_to_the_analysis_transform(crop: torch.Tensor
 
 def test_a_time_budget_stops_the_refinement_annealed_and_never_worse(crop: torch.Tensor) -> None:
     model, _ = pretrained(3)
-    x, y, z = _latents(model, crop)
-    y = model.to_coded(y)
+    x, y, z = _coded_latents(model, crop)
     calls: list[int] = []
     with on_iteration(lambda: calls.append(1)):
         r = refine_latents(model, x, y, z, iterations=50, lmbda=model.lmbda, seconds=1e-9)
