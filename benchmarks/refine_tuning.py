@@ -31,6 +31,18 @@ the two runs side by side)::
 
     effort 30, gradient through the context:    -3.60% / -5.56% / -5.63% / -6.74%   (3.8 / 3.2 / 6.8 / 6.6 s)
     effort 30, none (the default since):        -3.37% / -5.53% / -5.84% / -7.43%   (3.4 / 3.0 / 6.0 / 5.7 s)
+
+Short efforts, 2026-12-06 (same weights; two runs beside a ``bench codec``, so their seconds are not comparable
+with the above)::
+
+    effort 5:                                   -0.71% / -1.82% / -1.50% / -2.39%
+    effort 10:                                  -1.44% / -3.01% / -2.66% / -3.95%
+    effort 10, lr 0.04:                         -0.60% / -2.46% / -2.38% / -5.24%
+    effort 10, tau_max 0.2:                     -0.95% / -2.62% / -2.53% / -3.06%
+    effort 10, lr 0.04, tau_max 0.2:            -0.24% / -1.46% / -1.45% / -3.50%
+    effort 10, tau_rate 3:                      -0.98% / -2.61% / -2.28% / -3.36%
+
+so the defaults also suit short runs (a larger step helps the top level only).
 """
 
 from __future__ import annotations
