@@ -80,8 +80,10 @@ TAU_RATE = 1.0
 
 def temperature(step: int, iterations: int, progress: float | None = None) -> float:
     """The SGA temperature of ``step`` of ``iterations``: 0.5 annealed exponentially (to 0.5 / e at the end), floored at 0.02.
-    ``progress`` (in [0, 1]) replaces ``step / iterations`` where a time budget sets how far the schedule is."""
-    done = step / max(1, iterations) if progress is None else progress
+    ``progress`` (in [0, 1]; a time budget's elapsed share) moves the schedule on where it is ahead of ``step / iterations``."""
+    done = step / max(1, iterations)
+    if progress is not None:
+        done = max(done, progress)
     return max(TAU_MIN, TAU_MAX * math.exp(-TAU_RATE * done))
 
 
@@ -225,13 +227,10 @@ def refine_latents(
     start, done = time.perf_counter(), 0
     try:
         for step in range(iterations):
-            progress = None
-            if seconds is not None:
-                elapsed = (time.perf_counter() - start) / seconds
-                if step and elapsed >= 1.0:
-                    break
-                progress = max(step / iterations, elapsed)
-            tau = temperature(step, iterations, progress)
+            elapsed = None if seconds is None else (time.perf_counter() - start) / seconds
+            if step and elapsed is not None and elapsed >= 1.0:
+                break
+            tau = temperature(step, iterations, elapsed)
             z_hat = sga_round(z_var, tau, gen) + med
             rounding = partial(sga_round, tau=tau, generator=gen)
             loss = _loss(model, x, y_var, z_hat, lmbda, rounding, bf16=bf16, context_gradient=context_gradient)
