@@ -290,3 +290,23 @@ def test_a_bad_bfloat16_setting_is_one_line_and_writes_nothing(photo: Path, qual
     out = tmp_path / "r.cpi"
     assert main(["encode", str(photo), str(out), "--quality", str(quality), "--effort", "2"]) == 2
     assert "CONVPRESS_BF16 must be 0" in _err(capsys) and not out.exists()
+
+
+def test_encode_iterations_follow_the_model_and_the_budget() -> None:
+    """``codec encode``'s iterations: --effort where given; else a refining hyperprior's DEFAULT_EFFORT, a
+    per-image model's own default (also for --effort 0: it cannot skip fitting), 0 for a model that does
+    not iterate; a time budget without iterations runs up to SECONDS_ITERATIONS."""
+    from convpress.cli.codec import SECONDS_ITERATIONS, _iterations
+    from convpress.codec import pretrained
+    from convpress.codec.models import DEFAULT_EFFORT, build_model
+
+    hyper, _ = pretrained(3)
+    overfit, _ = pretrained(4, "overfit")
+    plain = build_model("factorized", {"N": 8, "M": 8})
+    assert _iterations(None, hyper, None) == DEFAULT_EFFORT
+    assert _iterations(0, hyper, None) == 0 and _iterations(25, hyper, None) == 25
+    assert _iterations(None, hyper, 5.0) == _iterations(0, hyper, 5.0) == SECONDS_ITERATIONS
+    assert _iterations(40, hyper, 5.0) == 40
+    assert _iterations(None, overfit, None) == _iterations(0, overfit, None) == overfit.DEFAULT_ITERATIONS
+    assert _iterations(15, overfit, 2.0) == 15
+    assert _iterations(None, plain, None) == 0

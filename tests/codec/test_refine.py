@@ -170,6 +170,40 @@ def test_codec_encode_effort_on_the_command_line(tmp_path: Path, crop: torch.Ten
     assert not (tmp_path / "b.cpi").exists()
 
 
+def test_codec_encode_refines_by_default_and_effort_0_turns_it_off(
+    tmp_path: Path, crop: torch.Tensor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --effort the command line refines DEFAULT_EFFORT iterations (the file encode_image writes at
+    that effort, smaller for its quality than effort 0's); --effort 0 writes the unrefined file; a target
+    refines its chosen level by default too."""
+    from convpress.cli.main import main
+    from convpress.codec.models import DEFAULT_EFFORT
+    from convpress.data.images import read_image, write_image
+
+    src = tmp_path / "in.png"
+    write_image(src, crop)
+    x = read_image(src)
+    model, meta = pretrained(4)
+    files = {}
+    for name, extra in (("default", []), ("e0", ["--effort", "0"])):
+        assert main(["codec", "encode", str(src), str(tmp_path / f"{name}.cpi"), "-q", "4", *extra]) == 0
+        files[name] = (tmp_path / f"{name}.cpi").read_bytes()
+    assert f"effort {DEFAULT_EFFORT})" in capsys.readouterr().out
+    assert DEFAULT_EFFORT > 0
+    assert files["default"] == encode_image(x, model, quality=4, weights_id=meta["weights_id"], effort=DEFAULT_EFFORT)
+    assert files["e0"] == encode_image(x, model, quality=4, weights_id=meta["weights_id"], effort=0)
+    refined, plain = (decode_image(files[k])[0] for k in ("default", "e0"))
+    lmbda = model.lmbda
+    pixels = crop.shape[1] * crop.shape[2]
+
+    def loss(img: torch.Tensor, data: bytes) -> float:  # the objective refinement lowers, on the real files
+        return lmbda * 255.0**2 * float(torch.mean((img - crop) ** 2)) + 8 * len(data) / pixels
+
+    assert loss(refined, files["default"]) < loss(plain, files["e0"])
+    assert main(["codec", "encode", str(src), str(tmp_path / "t.cpi"), "--target-psnr", "20"]) == 0
+    assert "effort" in capsys.readouterr().out  # the lowest level meets 20 dB, refined (or said to miss it)
+
+
 def test_refinement_of_a_mean_scale_model_optimises_the_file_its_coder_writes(crop: torch.Tensor) -> None:
     from convpress.codec.models import build_model
 

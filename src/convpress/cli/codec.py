@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from convpress.cli._common import check_output, subcommand_main
-from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, is_variable_rate
+from convpress.codec.models import CODEC_MODELS, DEFAULT_EFFORT, DEFAULT_MODEL, is_variable_rate
 from convpress.core.errors import ConfigError
 
 #: ``codec train --context``: its names of the variable-rate model's contexts (config ``CONTEXT``, see
@@ -100,13 +100,13 @@ def register(sub: Any) -> None:
         "--iterations",
         dest="effort",
         type=int,
-        default=0,
+        default=None,
         metavar="ITERATIONS",
-        help="encode budget in iterations. hyperprior: refine the latents of each image for this many "
-        "iterations before coding (about 0.2 s per iteration per 0.4 MP on 2 cores): a better file "
-        "for the same decoder (default: 0, no refinement; 50-200 is a good range). overfit: fit the "
-        "decoder and latents to each image (tile) for this many steps (default: 0 means 1000; about "
-        "0.3 s per step per 0.2 MP on 2 cores; more steps give smaller, better files)",
+        help="encode budget in iterations. hyperprior models: refine the latents of each image for this many "
+        f"iterations before coding (about 0.25 s per iteration per 0.4 MP on 2 cores): a smaller file for the "
+        f"same decoder (default: {DEFAULT_EFFORT}; 0 is the fastest, no refinement; 30-100 give smaller files "
+        "still). overfit: fit the decoder and latents to each image (tile) for this many steps (default, or 0: "
+        "1000; about 0.3 s per step per 0.2 MP on 2 cores; more steps give smaller, better files)",
     )
     e.add_argument(
         "--seconds",
@@ -240,7 +240,7 @@ def _encode(args: argparse.Namespace) -> int:
     from convpress.core.progress import progress_bar
     from convpress.data.images import read_image
 
-    if args.effort < 0:
+    if args.effort is not None and args.effort < 0:
         raise ConfigError(f"--effort must be a non-negative number of iterations, got {args.effort}")
     if args.seconds is not None and not (args.seconds > 0 and math.isfinite(args.seconds)):
         raise ConfigError(f"--seconds must be a positive number, got {args.seconds}")
@@ -256,10 +256,7 @@ def _encode(args: argparse.Namespace) -> int:
         )
     x = read_image(args.input, alpha=args.alpha)
     tile = DEFAULT_TILE if args.tile is None else args.tile
-    default_iterations: int = getattr(model, "DEFAULT_ITERATIONS", 0) if per_image else 0  # per-image models declare theirs
-    iterations = args.effort or default_iterations
-    if args.seconds is not None and not iterations:
-        iterations = SECONDS_ITERATIONS  # a time budget alone: refine until it runs out
+    iterations = _iterations(args.effort, model, args.seconds)
     if refines:
         model = copy.copy(model)  # pretrained() caches the model: the time limit is this call's
         model.seconds = args.seconds
@@ -284,8 +281,27 @@ def _encode(args: argparse.Namespace) -> int:
         if args.seconds is not None
         else ""
     )
+    if not budget and refines and not per_image:
+        budget = f", effort {iterations}"
     print(f"wrote {out}: {len(data):,} bytes, {8 * len(data) / (h * w):.4f} bpp ({w}x{h}, quality {args.quality}{budget})")
     return 0
+
+
+def _iterations(effort: int | None, model: Any, seconds: float | None) -> int:
+    """The iterations ``codec encode`` runs: ``--effort`` where given, else the model's default (a
+    per-image model's fitting steps, :data:`DEFAULT_EFFORT` for a refining hyperprior, 0 for the rest);
+    with ``--seconds`` and no iterations, :data:`SECONDS_ITERATIONS` (the budget ends them first)."""
+    per_image = bool(getattr(model, "per_image", False))
+    refines = hasattr(model, "seconds")
+    if per_image and not effort:  # --effort 0 means the default for a per-image model: it cannot skip fitting
+        iterations: int = getattr(model, "DEFAULT_ITERATIONS", 0)
+    elif effort is None:
+        iterations = DEFAULT_EFFORT if refines and seconds is None else 0
+    else:
+        iterations = effort
+    if seconds is not None and not iterations:
+        iterations = SECONDS_ITERATIONS  # a time budget alone: refine until it runs out
+    return iterations
 
 
 def _encode_to_target(args: argparse.Namespace, out: Path) -> int:
@@ -293,7 +309,7 @@ def _encode_to_target(args: argparse.Namespace, out: Path) -> int:
     from convpress.codec.bitstream import DEFAULT_TILE, tile_grid, write_cpi
     from convpress.codec.refine import on_iteration
     from convpress.codec.target import encode_to_target
-    from convpress.codec.weights import available_qualities
+    from convpress.codec.weights import available_qualities, pretrained
     from convpress.core.progress import progress_bar
     from convpress.data.images import read_image
 
@@ -301,22 +317,27 @@ def _encode_to_target(args: argparse.Namespace, out: Path) -> int:
         raise ConfigError("--seconds bounds the encoding of one level: it takes --quality, not a target")
     x = read_image(args.input, alpha=args.alpha)
     tile = DEFAULT_TILE if args.tile is None else args.tile
+    levels = available_qualities(args.model)
+    effort = args.effort
+    if effort is None:  # the default of a refining model's levels (encode_to_target refuses per-image models)
+        per_image = getattr(CODEC_MODELS.get(args.model), "per_image", False)
+        effort = _iterations(None, pretrained(levels[0], args.model)[0], None) if levels and not per_image else 0
     # a step per level tried, and per refinement iteration of at most two refined files (a bound: the bar may end early)
-    steps = len(available_qualities(args.model)) + 2 * args.effort * len(tile_grid(int(x.shape[1]), int(x.shape[2]), tile))
+    steps = len(levels) + 2 * effort * len(tile_grid(int(x.shape[1]), int(x.shape[2]), tile))
     with progress_bar(steps, "trying levels") as bar, on_iteration(bar.advance):
         res = encode_to_target(
             x,
             psnr=args.target_psnr,
             size=args.target_size,
             model=args.model,
-            effort=args.effort,
+            effort=effort,
             tile=tile,
             on_level=lambda _q: bar.advance(),
             version=args.format_version,
         )
     write_cpi(out, res.data, overwrite=args.force)
     h, w = x.shape[1:]
-    refined = f", effort {res.effort}" if res.effort else (" (the refined file missed the target: unrefined)" if args.effort else "")
+    refined = f", effort {res.effort}" if res.effort else (" (the refined file missed the target: unrefined)" if effort else "")
     print(
         f"wrote {out}: {len(res.data):,} bytes, {8 * len(res.data) / (h * w):.4f} bpp, {res.psnr:.2f} dB "
         f"({w}x{h}, quality {res.quality}{refined})"
