@@ -292,3 +292,21 @@ def test_refining_does_not_import_torch_dynamo(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+def test_sga_round_is_the_softmax_over_floor_and_ceil_with_gumbel_noise() -> None:
+    """sga_round's sigmoid form equals the relaxed one-hot of Yang et al. (a softmax over the floor's and the
+    ceiling's Gumbel-perturbed logits), draw for draw, values and gradients."""
+    gen = torch.Generator().manual_seed(5)
+    v = (torch.randn(2, 7, 5, 6, generator=gen) * 3).requires_grad_(True)
+    for tau in (0.5, 0.18, 0.02):
+        floor = torch.floor(v.detach())
+        down, up = (v - floor).clamp(0.0, 1.0 - 1e-6), (floor + 1.0 - v).clamp(1e-6, 1.0 - 1e-6)
+        logits = torch.stack([-torch.atanh(down) / tau, -torch.atanh(up) / tau], dim=-1)
+        u = torch.rand(logits.shape, generator=torch.Generator().manual_seed(1)).clamp(1e-10, 1.0 - 1e-10)
+        ref = floor + torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)[..., 1]
+        (g_ref,) = torch.autograd.grad(ref.sum(), v)
+        out = sga_round(v, tau, torch.Generator().manual_seed(1))
+        (g_out,) = torch.autograd.grad(out.sum(), v)
+        assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(g_out, g_ref, rtol=1e-3, atol=1e-4)
+        assert bool(((out >= floor) & (out <= floor + 1)).all())

@@ -103,7 +103,7 @@ def register(sub: Any) -> None:
         default=None,
         metavar="ITERATIONS",
         help="encode budget in iterations. hyperprior models: refine the latents of each image for this many "
-        f"iterations before coding (about 0.25 s per iteration per 0.4 MP on 2 cores): a smaller file for the "
+        f"iterations before coding (about 0.2 s per iteration per 0.4 MP on 2 cores): a smaller file for the "
         f"same decoder (default: {DEFAULT_EFFORT}; 0 is the fastest, no refinement; 30-100 give smaller files "
         "still). overfit: fit the decoder and latents to each image (tile) for this many steps (default, or 0: "
         "1000; about 0.3 s per step per 0.2 MP on 2 cores; more steps give smaller, better files)",
