@@ -57,10 +57,10 @@ TIMING_QUALITY = {"jpeg": 75, "webp": 75, "avif": 60}
 #: 100 added 2026-12-04: on 6 opencv-doc photos (not test photos) it lowers the rate-distortion
 #: loss by 7.5% where 30 lowers it by 5%, at about 3x the encoding time; 10 added 2026-12-06: on 6 check
 #: photos (not test photos) it moves the BD-rate vs WebP from +2.8% (effort 0) to -0.4% at about twice
-#: AVIF's encode time, a candidate for the default effort
+#: AVIF's encode time (the command line's default since, DEFAULT_EFFORT)
 EFFORTS: tuple[int, ...] = (0, 10, 30, 100)
-#: efforts timed on the 768x512 photo
-TIMED_EFFORTS = (0, 10, 30, 100)
+#: efforts timed on the 768x512 photo: those of the sweep
+TIMED_EFFORTS = EFFORTS
 MIN_PHOTOS = 8
 TOP_PSNR = 38.0
 MAX_EST_DIFF = 2.0
@@ -81,6 +81,11 @@ OVERFIT_DECODE_TARGET = 1.0
 
 def _mode(effort: int) -> str:
     return "ours" if effort == 0 else f"ours-e{effort}"
+
+
+def _effort(mode: str) -> int:
+    """The effort of a mode named by :func:`_mode`."""
+    return 0 if mode == "ours" else int(mode.removeprefix("ours-e"))
 
 
 def _pillow(rgb: np.ndarray, fmt: str, quality: int, options: dict[str, Any]) -> tuple[bytes, np.ndarray]:
@@ -551,8 +556,7 @@ def write_figures(result: dict[str, Any], json_path: str | Path) -> list[Path]:
     modes = [m for m in result["curves"] if m.startswith("ours") or m == OVERFIT]
     style = {
         m: (
-            f"convpress {result.get('model', MODEL)}, effort {0 if m == 'ours' else m.split('-e')[1]}"
-            + (" (default)" if (0 if m == "ours" else int(m.split("-e")[1])) == DEFAULT_EFFORT else ""),
+            f"convpress {result.get('model', MODEL)}, effort {_effort(m)}" + (" (default)" if _effort(m) == DEFAULT_EFFORT else ""),
             "o-" if m == "ours" else "o:",
             f"C{3 + i}",
         )
