@@ -196,7 +196,15 @@ def test_the_levels_are_integer_exact_under_any_thread_count(ctx_model, padded) 
     finally:
         torch.set_num_threads(1)
     assert again["strings"] == c["strings"]
-    torch.testing.assert_close(d["x_hat"], m.decompress(c["strings"], c["shape"])["x_hat"], atol=0, rtol=0)
+    one = m.decompress(c["strings"], c["shape"])
+    assert torch.equal(d["symbols"], one["symbols"])  # the entropy-coded symbols: integer-exact
+    # the pixels a user gets (8 bits) are identical; the float synthesis itself may round differently with
+    # another thread count on some CPUs (seen on an AMD EPYC with AVX-512, 2026-12-06: up to 2e-8 on 38% of
+    # the values), as RELIABILITY.md says
+    from convpress.data.images import to_uint8
+
+    assert np.array_equal(to_uint8(d["x_hat"][0]), to_uint8(one["x_hat"][0]))
+    torch.testing.assert_close(d["x_hat"], one["x_hat"], atol=1e-6, rtol=0)
     m.set_level(2)
 
 
