@@ -21,7 +21,9 @@ of the relaxed y, weighted by the model's training lambda (``lambda * 255^2 * MS
 encode time only. With a time budget (``seconds``) the temperature anneals over whichever runs out
 first, the iterations or the seconds, so that a budget too short for the iterations still ends cold.
 The result is returned only if its actual (rounded) loss beats the analysis transform's, so
-refinement never makes a file worse on its own objective.
+refinement never makes a file worse on its own objective (as evaluated in the iterations'
+precision: with bfloat16 a refined file could be worse by that precision's rounding, far less
+than the gains refinement is run for).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from convpress.core.errors import ConfigError
 if TYPE_CHECKING:  # the hyperprior calls refine_latents: a run-time import would be a cycle
     from convpress.codec.models.hyperprior import ScaleHyperprior
 
-__all__ = ["RefineResult", "refine_latents", "sga_round", "temperature", "on_iteration", "current_callback"]
+__all__ = ["RefineResult", "refine_latents", "sga_round", "logistic_noise", "temperature", "on_iteration", "current_callback"]
 
 _ON_ITERATION: ContextVar[Callable[[], None] | None] = ContextVar("_ON_ITERATION", default=None)
 
@@ -87,27 +89,41 @@ def temperature(step: int, iterations: int, progress: float | None = None) -> fl
     return max(TAU_MIN, TAU_MAX * math.exp(-TAU_RATE * done))
 
 
-def sga_round(v: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:
+def logistic_noise(
+    shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Standard logistic noise ``log(u) - log(1 - u)`` (u uniform), shaped ``shape``: what a two-way
+    Gumbel-softmax needs. SGA's relaxed one-hot over floor and ceiling depends on its two Gumbel
+    draws only through their difference, and the difference of two independent standard Gumbel
+    variables is a standard logistic one: one uniform draw per latent instead of two (tested
+    against the Gumbel difference's distribution)."""
+    u = torch.rand(shape, generator=generator, dtype=dtype).clamp_min(1e-10)  # in [1e-10, 1): both logs finite
+    return torch.log(u) - torch.log1p(-u)
+
+
+def sga_round(v: Tensor, tau: float, generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
     """Stochastic Gumbel annealing of rounding: a differentiable draw between floor(v) and ceil(v).
 
     Args:
         v: latents, any shape.
         tau: temperature (> 0); near 0 the draw is the nearer integer, at 0.5 it is soft.
-        generator: source of the Gumbel noise (for reproducible encoding).
+        generator: source of the noise (for reproducible encoding), where ``noise`` is not given.
+        noise: the draw's logistic noise, shaped like ``v`` (:func:`logistic_noise`); drawn here if None.
+            The difference of the ceiling's and the floor's Gumbel noise of Yang et al.'s form.
 
     Returns:
         A tensor shaped like ``v`` between ``floor(v)`` and ``floor(v) + 1``.
     """
+    if noise is None:
+        noise = logistic_noise(v.shape, generator, v.dtype)
     floor = torch.floor(v.detach())
     down = (v - floor).clamp(0.0, 1.0 - 1e-6)  # distance to the floor, in [0, 1)
     up = (floor + 1.0 - v).clamp(1e-6, 1.0 - 1e-6)  # distance to the ceiling, in (0, 1)
-    # logits -atanh(down) / tau (floor) and -atanh(up) / tau (ceil), each with Gumbel noise (the same
-    # draws, in the same order, as a stacked (..., 2) tensor); the relaxed one-hot's ceil weight is a
-    # softmax over the two, i.e. the sigmoid of their difference: 3.4x faster than softmax over a last
-    # dimension of 2 (forward and backward, 2026-12-06)
-    u = torch.rand((*v.shape, 2), generator=generator, dtype=v.dtype).clamp(1e-10, 1.0 - 1e-10)
-    gumbel = -torch.log(-torch.log(u))
-    diff = (torch.atanh(down) - torch.atanh(up)) / tau + (gumbel[..., 1] - gumbel[..., 0])
+    # logits -atanh(down) / tau (floor) and -atanh(up) / tau (ceil), each with Gumbel noise; the relaxed
+    # one-hot's ceil weight is a softmax over the two, i.e. the sigmoid of their difference (3.4x faster
+    # than softmax over a last dimension of 2, forward and backward, 2026-12-06), whose noise is the
+    # Gumbel draws' difference: logistic
+    diff = (torch.atanh(down) - torch.atanh(up)) / tau + noise
     return floor + torch.sigmoid(diff / tau)
 
 
@@ -132,12 +148,13 @@ class RefineResult:
     iterations: int = 0
 
 
-def _rounded_loss(model: ScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float) -> float:
-    """The objective with hard rounding, as the decoder will see it (float hyper-synthesis)."""
+def _rounded_loss(model: ScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float, bf16: bool = False) -> float:
+    """The objective with hard rounding, as the decoder will see it (float hyper-synthesis), in the
+    iterations' precision (``bf16``: the same transforms in bfloat16, as :func:`_loss` runs them)."""
     with torch.no_grad():
         med = model.entropy_bottleneck.medians().detach().reshape(1, -1, 1, 1)
         z_hat = torch.round(z - med) + med
-        return float(_loss(model, x, y, z_hat, lmbda, torch.round))
+        return float(_loss(model, x, y, z_hat, lmbda, torch.round, bf16=bf16))
 
 
 class _Adam:
@@ -187,7 +204,10 @@ def _loss(
     the means mu the model predicts from z_hat (zero for the scale hyperprior)."""
     pixels = x.shape[-1] * x.shape[-2]
     bits_z = -torch.log2(model.entropy_bottleneck.likelihood(z_hat)).sum()
-    r_hat, scales, mu = model.quantise_latents(y, z_hat, rounding, context_gradient=context_gradient)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # the hyper-synthesis and the context's convolutions
+        r_hat, scales, mu = model.quantise_latents(y, z_hat, rounding, context_gradient=context_gradient)
+    r_hat, scales = r_hat.float(), scales.float()
+    mu = mu.float() if isinstance(mu, Tensor) else mu
     bits_y = -torch.log2(model.gaussian_conditional.likelihood(r_hat, scales)).sum()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         x_hat = model.g_s(model.from_coded(r_hat + mu)).float()
@@ -220,11 +240,16 @@ def refine_latents(
         lmbda: the model's lambda (the weight of ``255^2 * MSE`` against bits per pixel).
         lr: Adam's learning rate on the latents.
         seed: seed of the Gumbel noise (encoding is reproducible).
-        bf16: run the synthesis of the iterations in bfloat16 (autocast; the rate, the latents and
-            the final comparison stay float32). None: where the CPU does it natively
-            (:func:`convpress.core.cpu.native_bf16`). Measured on this project's CPU by
+        bf16: run the transforms of the iterations in bfloat16 (autocast: the synthesis, the
+            hyper-synthesis and a context model's convolutions; the likelihoods and the latents stay
+            float32), and so the comparison of the refined latents with the analysis ones, which
+            then costs two bfloat16 syntheses instead of two float32 ones. None: where the CPU does
+            it natively (:func:`convpress.core.cpu.native_bf16`). Measured on this project's CPU by
             ``benchmarks/refine_bf16.py`` (30 iterations, three 384x256 crops, the shipped levels 2
-            and 6): 0.54x the time for the same gain (-3.06% of the loss on average, -3.13% in float32).
+            and 6, one thread; 2026-12-06): 0.52x the time for the same gain (-3.22% of the loss on
+            average, -3.34% in float32). Running the comparison and the context model in bfloat16
+            too (the synthesis alone before) took the command line's default effort 0.79-0.86x the
+            time at levels 2, 6 and 9 (``benchmarks/refine_ab.py``).
         seconds: a time budget for the iterations (None: the iterations alone bound them). At least one
             iteration runs; the temperature follows the elapsed share of the budget where that is
             ahead of the iterations' share, so the latents found are annealed either way. The result
@@ -244,11 +269,12 @@ def refine_latents(
         raise ConfigError(f"refinement needs the model's lambda (> 0), got {lmbda!r}")
     if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
         raise ConfigError(f"the refinement's time budget must be a positive number of seconds, got {seconds!r}")
-    before = _rounded_loss(model, x, y, z, lmbda)
     if iterations == 0:
+        before = _rounded_loss(model, x, y, z, lmbda)
         return RefineResult(y, z, before, before, False)
     if bf16 is None:
         bf16 = native_bf16()
+    before = _rounded_loss(model, x, y, z, lmbda, bf16)
     was_training = model.training
     model.eval()
     for p in model.parameters():
@@ -267,7 +293,10 @@ def refine_latents(
                 break
             tau = temperature(step, iterations, elapsed)
             z_hat = sga_round(z_var, tau, gen) + med
-            rounding = partial(sga_round, tau=tau, generator=gen)
+            # one draw per latent and iteration, shared by a context model's passes: each latent is taken
+            # from the one pass that codes it, so it still sees one independent draw (and the noise is not
+            # drawn for the whole grid once per pass)
+            rounding = partial(sga_round, tau=tau, noise=logistic_noise(y_var.shape, gen))
             loss = _loss(model, x, y_var, z_hat, lmbda, rounding, bf16=bf16, context_gradient=context_gradient)
             opt.zero_grad()
             loss.backward()
@@ -280,7 +309,7 @@ def refine_latents(
             p.requires_grad_(True)
         model.train(was_training)
     y_new, z_new = y_var.detach(), z_var.detach() + med
-    after = _rounded_loss(model, x, y_new, z_new, lmbda)
+    after = _rounded_loss(model, x, y_new, z_new, lmbda, bf16)
     if after < before:
         return RefineResult(y_new, z_new, before, after, True, done)
     return RefineResult(y, z, before, before, False, done)
