@@ -43,6 +43,14 @@ with the above)::
     effort 10, tau_rate 3:                      -0.98% / -2.61% / -2.28% / -3.36%
 
 so the defaults also suit short runs (a larger step helps the top level only).
+
+2026-12-06, before and after the comparison and the context model moved to bfloat16 and SGA to one logistic
+draw per latent and iteration (the two runs side by side, another machine: AMD EPYC)::
+
+    effort 10, before:                          -1.42% / -3.00% / -2.64% / -4.03%
+    effort 10, after:                           -1.39% / -3.03% / -2.69% / -3.97%
+    effort 30, before:                          -3.35% / -5.55% / -5.84% / -7.41%
+    effort 30, after:                           -3.56% / -5.46% / -5.89% / -7.45%
 """
 
 from __future__ import annotations
