@@ -44,13 +44,12 @@ def _load(path: Path, name: str) -> ModuleType:
 
 
 def main() -> int:
-    import numpy as np
     import torch
-    from PIL import Image
 
     import convpress.codec.models.hyperprior as hyperprior
     from convpress.codec.bitstream import encode_image
     from convpress.codec.weights import pretrained
+    from convpress.data.images import read_image
     from convpress.data.photos import resize_long_side
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -62,8 +61,7 @@ def main() -> int:
         raise SystemExit(f"{PHOTO} is missing: apt-get install opencv-doc")
     versions = {"A": _load(args.a, "_refine_a"), "B": _load(args.b, "_refine_b")}
     torch.set_num_threads(2)
-    a = np.asarray(Image.open(PHOTO).convert("RGB"), dtype=np.float32) / 255
-    x = resize_long_side(torch.from_numpy(a).permute(2, 0, 1).contiguous(), 768)[:, :512, :768]
+    x = resize_long_side(read_image(PHOTO), 768)[:, :512, :768]
     for q in LEVELS:
         model, meta = pretrained(q)
         encode_image(x, model, quality=q, weights_id=meta["weights_id"], effort=1)  # warm-up
