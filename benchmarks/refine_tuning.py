@@ -70,13 +70,12 @@ LEVELS = (2, 4, 6, 9)  # narrow, narrow, mid and top model of the variable-rate 
 
 
 def main() -> None:
-    from PIL import Image
-
     import convpress.codec  # noqa: F401  (registers the models)
     import convpress.codec.models.hyperprior as hyperprior
     import convpress.codec.refine as refine
     from convpress.codec.bitstream import decode_image, encode_image
     from convpress.codec.weights import pretrained
+    from convpress.data.images import read_image
     from convpress.data.photos import resize_long_side
 
     torch.set_num_threads(1)
@@ -84,8 +83,7 @@ def main() -> None:
         raise SystemExit(f"{FOLDER} is missing: apt-get install opencv-doc")
     images = {}
     for n in PHOTOS:
-        a = np.asarray(Image.open(FOLDER / n).convert("RGB"), dtype=np.float32) / 255
-        images[n] = resize_long_side(torch.from_numpy(a).permute(2, 0, 1).contiguous(), 512)
+        images[n] = resize_long_side(read_image(FOLDER / n), 512)
     settings = [{"effort": 0}, *json.loads(sys.argv[1] if len(sys.argv) > 1 else '[{"effort": 30}]')]
     defaults = (refine.TAU_MAX, refine.TAU_RATE, refine.TAU_MIN)
     rows = []
