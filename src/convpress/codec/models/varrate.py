@@ -238,11 +238,21 @@ class VariableRateHyperprior(MeanScaleHyperprior):
         g, ig = self._gains()
         r, pre_out, mu_out = torch.zeros_like(y), torch.zeros_like(pre), torch.zeros_like(mu_0)
         c_s, c_m = torch.zeros_like(y), torch.zeros_like(y)  # the context inputs: the latents decoded so far, zero elsewhere
-        for k, (where, ch) in enumerate(self.passes(*y.shape[-2:])):
-            region = _region(where.to(y.device), ch, y.shape[1])
-            pre_k, mu_k = (pre, mu_0) if k == 0 else (pre + self.ctx_s(c_s), mu_0 + self.ctx_m(c_m))
+        passes = self.passes(*y.shape[-2:])
+        m = y.shape[1]
+        for k, (where, ch) in enumerate(passes):
+            region = _region(where.to(y.device), ch, m)
+            if k == 0:
+                pre_k, mu_k = pre, mu_0
+            else:  # the context of the pass's own channels only (half the convolutions' work with the channel context)
+                start, stop, _ = ch.indices(m)
+                pad = (0, 0, 0, 0, start, m - stop)  # zero outside the channels
+                pre_k = pre + F.pad(self.ctx_s(c_s, ch), pad)
+                mu_k = mu_0 + F.pad(self.ctx_m(c_m, ch), pad)
             r_k = rounding(y - mu_k * g)
             r, pre_out, mu_out = torch.where(region, r_k, r), torch.where(region, pre_k, pre_out), torch.where(region, mu_k, mu_out)
+            if k == len(passes) - 1:
+                break  # the last pass's latents are no one's context
             s_k = (torch.abs(r_k) * ig).clamp(max=CONTEXT_LIMIT) * region  # clamped like the fixed-point activations
             m_k = (r_k + mu_k * g) * ig * region
             c_s = c_s + (s_k if context_gradient else s_k.detach())
@@ -378,9 +388,9 @@ class CrossConv(nn.Module):
             k = k + F.pad(_spread(self.channel, self.CHANNEL_TAPS), (0, 0, 0, 0, 0, m - s, s, 0))
         return k
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (B, M, H, W) -> (B, M, H, W)."""
-        return F.conv2d(x, self.kernel(), padding=1)
+    def forward(self, x: Tensor, out: slice = slice(None)) -> Tensor:
+        """x (B, M, H, W) -> (B, C, H, W): the output channels ``out`` (default all: C = M)."""
+        return F.conv2d(x, self.kernel()[out], padding=1)
 
 
 def checkerboard(h: int, w: int, device: torch.device | str | None = None) -> Tensor:
