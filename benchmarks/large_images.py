@@ -184,7 +184,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"{_gib(est['fip apply gf-can24 untiled (--tile-rows = height)'])}, plain CAN24 "
         f"{_gib(est['fip apply plain can24 (cannot be tiled)'])}. "
         f"The float32 image alone is {float_image:.2f} GiB; what remains of the peak is its transient copies while reading "
-        "and writing the PNG, and one tile's (or strip's) activations.",
+        "and writing the PNG, one tile's (or strip's) activations, and freed blocks that the program keeps for reuse "
+        "(since 2026-12-06: README, Freed memory kept).",
     ]
     return "\n".join(lines) + "\n"
 

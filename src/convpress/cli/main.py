@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from convpress.core.cpu import keep_freed_memory
 from convpress.core.errors import ConvpressError
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
@@ -52,10 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code (0 ok, 2 bad input or settings, 130 interrupted)."""
+    """Run the CLI; returns the process exit code (0 ok, 2 bad input or settings, 130 interrupted).
+
+    Run as the ``convpress`` program (``argv`` None) it first lets malloc keep freed memory for reuse
+    (:func:`convpress.core.cpu.keep_freed_memory`: the process is the command's own); called with
+    ``argv`` from Python it leaves the caller's process as it is."""
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
+        if argv is None:
+            keep_freed_memory()
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, not at exit, so that a reader gone away is caught below
         return code
