@@ -40,10 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convpress",
         description=(
-            "Make convolutional networks small and fast (Deep Compression into real .cpz files), "
+            "Make convolutional networks small and fast (Deep Compression into real .cpz files),\n"
             "and use small fast networks to process and compress images."
         ),
-        epilog="Run 'convpress COMMAND --help' for the options of one command.",
+        epilog=(
+            "Run 'convpress COMMAND --help' for the options of one command.\n\n"
+            "environment:\n"
+            "  CONVPRESS_MAX_MEMORY=4G  cap the memory the checks take as available (refused beyond it)\n"
+            "  CONVPRESS_BF16=0|1       optional work (codec refinement) in bfloat16: never / always\n"
+            "                           (default: where the CPU runs it natively)\n"
+            "  CONVPRESS_KEEP_MEMORY=0  leave glibc's malloc defaults (default: keep freed memory\n"
+            "                           for reuse, faster on large images)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"convpress {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
