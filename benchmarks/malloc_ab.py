@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -91,9 +90,7 @@ def main() -> int:
     times: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}  # and the peak RSS
     for r in range(args.rounds):
         for k in ("A", "B") if r % 2 == 0 else ("B", "A"):
-            run = subprocess.run(
-                [sys.executable, __file__, "--child", k, *forwarded], capture_output=True, text=True, check=True, env=dict(os.environ)
-            )
+            run = subprocess.run([sys.executable, __file__, "--child", k, *forwarded], capture_output=True, text=True, check=True)
             for op, s in json.loads(run.stdout.strip().splitlines()[-1]).items():
                 times[k].setdefault(op, []).append(s)
         print(f"round {r + 1} of {args.rounds} done", file=sys.stderr, flush=True)

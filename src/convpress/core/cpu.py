@@ -45,12 +45,22 @@ def native_bf16() -> bool:
     Raises:
         ConfigError: if ``CONVPRESS_BF16`` holds anything else (a typo must not pass for "detect").
     """
-    forced = os.environ.get(BF16_ENV, "").strip()
-    if forced in ("0", "1"):
-        return forced == "1"
-    if forced:
-        raise ConfigError(f"{BF16_ENV} must be 0 (never bfloat16), 1 (bfloat16 where optional) or unset (detect), got {forced!r}")
-    return _cpu_has_bf16()
+    forced = _switch(BF16_ENV, "never bfloat16", "bfloat16 where optional", "detect")
+    return _cpu_has_bf16() if forced is None else forced
+
+
+def _switch(name: str, zero: str, one: str, unset: str) -> bool | None:
+    """The on/off environment variable ``name``: "0" False, "1" True, unset or empty None.
+
+    Raises:
+        ConfigError: for anything else, naming what 0, 1 and unset mean (a typo must not pass for unset).
+    """
+    value = os.environ.get(name, "").strip()
+    if value in ("0", "1"):
+        return value == "1"
+    if value:
+        raise ConfigError(f"{name} must be 0 ({zero}), 1 ({one}) or unset ({unset}), got {value!r}")
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -85,10 +95,8 @@ def keep_freed_memory() -> bool:
     Raises:
         ConfigError: if ``CONVPRESS_KEEP_MEMORY`` holds anything but 0, 1 or nothing.
     """
-    asked = os.environ.get(KEEP_MEMORY_ENV, "").strip()
-    if asked not in ("", "0", "1"):
-        raise ConfigError(f"{KEEP_MEMORY_ENV} must be 0 (glibc's defaults) or 1 (keep freed memory, the default), got {asked!r}")
-    if asked == "0" or not sys.platform.startswith("linux") or any(k in os.environ for k in _USER_MALLOC_ENV):
+    asked = _switch(KEEP_MEMORY_ENV, "glibc's defaults", "keep freed memory", "keep freed memory")
+    if asked is False or not sys.platform.startswith("linux") or any(k in os.environ for k in _USER_MALLOC_ENV):
         return False
     if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
