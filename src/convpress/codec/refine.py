@@ -14,8 +14,8 @@ nearer one; as the temperature ``tau`` anneals (see ``TAU_MAX`` and ``TAU_RATE``
 towards rounding, and the latents found are rounded for the final comparison and the coder. The
 logits are SGA+'s *sigmoid scaled logit* (Perugachi-Diaz, Gansekoele and Bhulai 2024, "Robustly
 overfitting latents for flexible neural image compression"): ``log sigmoid(-a logit(d)) / tau`` of
-each side's distance d, rather than Yang et al.'s ``-atanh(d) / tau``, whose gradient vanishes near
-the integers (see ``SGA_SCALE``). The rate is the
+each side's distance d, rather than Yang et al.'s ``-atanh(d) / tau``, whose gradients that paper finds
+prone to saturate and vanish (see ``SGA_SCALE``). The rate is the
 model's own likelihood of the relaxed latents (the factorized prior for z, the Gaussian
 conditional with the hyper-synthesis' scales for y); the distortion is the MSE of the synthesis
 of the relaxed y, weighted by the model's training lambda (``lambda * 255^2 * MSE + bpp``).
@@ -74,7 +74,7 @@ def current_callback() -> Callable[[], None] | None:
 
 #: SGA temperature schedule: tau(t) = TAU_MAX * exp(-TAU_RATE * t / iterations), floored at TAU_MIN.
 #: TAU_MAX 1.0 since SGA+'s logits (``SGA_SCALE``) replaced the atanh ones, 0.5 before (see there).
-#: TAU_RATE 1 (0.5 down to 0.18 at the last iteration) rather than 4 (down to 0.02): with the tens
+#: TAU_RATE 1 (down to TAU_MAX / e at the last iteration, 0.18 when TAU_MAX was 0.5) rather than 4: with the tens
 #: of iterations an encoder can afford, annealing slowly finds better latents; the final
 #: comparison rounds them anyway. ``benchmarks/refine_tuning.py`` on six training photos, effort 30,
 #: levels 2 / 4 / 6 / 9: loss -4.56 / -5.80 / -7.32 / -9.09% against -2.84 / -4.38 / -5.69 / -7.27%
