@@ -1,11 +1,12 @@
 """Settings of the latent refinement (SGA) tried on photos that are not test photos.
 
-    python benchmarks/refine_tuning.py '[{"effort": 30}, {"effort": 30, "lr": 0.05}, {"effort": 100}]'
+    python benchmarks/refine_tuning.py '[{"effort": 30}, {"effort": 30, "lr": 0.05}, {"effort": 100}]' [LEVELS]
 
 Encodes six opencv-doc photos (``/usr/share/doc/opencv-doc/examples/data``: baboon, fruits,
 building, butterfly, messi5, home; training photos of the codec, never its test photos) at long
-side 512, levels 2, 4, 6 and 9 (2, 4 and 6 before 2026-12-05), with each setting given (``effort``; ``lr``, ``tau_max``,
-``tau_rate``, ``tau_min`` of :mod:`convpress.codec.refine`; ``context_gradient``) and with effort 0, from real files,
+side 512, levels 2, 4, 6 and 9 (2, 4 and 6 before 2026-12-05; or the levels given as the second argument), with
+each setting given (``effort``; ``lr``, ``lr_levels``, ``lr_end``, ``lr_shape``, ``tau_max``, ``tau_rate``, ``tau_min`` of
+:mod:`convpress.codec.refine`; ``context_gradient``; ``sga``, ``a``) and with effort 0, from real files,
 and prints per level the mean change of the rate-distortion loss ``lambda * 255^2 * MSE + bpp``
 against effort 0, of PSNR and of the file size. Measured on 2026-12-04 (one thread each):
 
@@ -91,6 +92,49 @@ the sigmoid scaled logit's scale; AMD EPYC, two runs side by side, the first few
 became the sigmoid scaled logit, a 2.3, tau_max 1.0: the best at the default effort 10, and 0.65 to 2.26 points
 of loss better than atanh at every effort and level, in the same time per iteration (tau_max 1.4 does better at
 efforts 30 and 100, worse at 10).
+
+2026-12-07, the step size (SGA+ as above; runs side by side, some beside a decoder training): a step that
+decays over the iterations (``"lr_end"``: the last step's share of ``lr``, half a cosine) did worse::
+
+    effort 10, lr_end 0.1:                      -2.14% / -3.48% / -3.44% / -3.54%
+    effort 10, lr_end 0.3:                      -2.54% / -3.89% / -3.90% / -4.01%
+    effort 10, lr 0.04, lr_end 0.1:             -2.02% / -4.14% / -4.22% / -5.29%
+    effort 10, lr 0.03:                         -2.21% / -4.69% / -4.97% / -6.10%
+    effort 10, lr_end 2 (growing to 0.04):      -2.05% / -4.57% / -4.79% / -5.93%
+    effort 30, lr_end 0.1:                      -4.63% / -6.31% / -6.86% / -7.22%
+    effort 30, lr 0.04, lr_end 0.1:             -4.53% / -6.82% / -7.68% / -9.13%
+    effort 30, lr_end 0.1, tau_max 1.4:         -4.16% / -5.84% / -6.32% / -7.32%
+    effort 30, lr 0.03:                         -3.65% / -6.71% / -7.51% / -9.42%
+    effort 30, lr_end 2:                        -2.02% / -5.89% / -6.50% / -8.99%
+
+but the top levels gained from larger constant steps, the more the higher the level (the second argument
+picks the levels; ``"lr_levels"`` sets a step per level)::
+
+    python benchmarks/refine_tuning.py '[{"effort": 10, "lr": 0.05}]' 8,10
+
+    effort 10, levels 8 / 10, lr 0.02:          -4.87% / -5.17%
+    effort 10, levels 8 / 10, lr 0.03:          -5.46% / -6.43%
+    effort 10, levels 8 / 10, lr 0.04:          -5.35% / -7.17%
+    effort 10, levels 8 / 10, lr 0.05:          -5.16% / -7.57%
+    effort 10, levels 9 / 10, lr 0.07:          -6.64% / -8.13%
+    effort 30, levels 9 / 10, lr 0.05:          -9.91% / -11.05%
+    effort 30, levels 9 / 10, lr 0.07:          -9.90% / -11.48%
+
+and per level (levels 7 / 8 / 9 / 10)::
+
+    effort 10, lr 0.02 (the default until then):           -6.10% / -4.87% / -5.20% / -5.17%
+    effort 10, 0.02 / 0.035 / 0.06 / 0.1:                   -6.10% / -5.56% / -6.71% / -8.28%
+    effort 10, 0.03 / 0.05 / 0.09 / 0.15:                   -6.65% / -5.16% / -6.43% / -7.71%
+    effort 10, the rule (0.025 / 0.040 / 0.063 / 0.100):    -6.48% / -5.43% / -6.64% / -8.30%
+    effort 30, lr 0.02:                                     -9.50% / -8.04% / -8.74% / -9.05%
+    effort 30, 0.02 / 0.035 / 0.06 / 0.1:                   -9.50% / -8.56% / -9.98% / -11.50%
+    effort 30, 0.03 / 0.05 / 0.09 / 0.15:                   -9.83% / -8.46% / -9.73% / -10.21%
+    effort 30, the rule:                                    -9.73% / -8.64% / -10.00% / -11.58%
+    effort 100, levels 9 / 10, lr 0.02:                     -11.55% / -12.12%
+    effort 100, levels 9 / 10, the rule:                    -12.73% / -13.43%
+
+The rule (:func:`convpress.codec.refine.step_size`: 0.02 up to lambda 0.035, then growing as its 0.7th power)
+became the default; levels 1-6 keep 0.02 and so encode to the same bytes.
 """
 
 from __future__ import annotations
@@ -156,6 +200,24 @@ def _sga_three(a: float, factor: float = 0.98, power: float = 1.4):  # type: ign
     return draw
 
 
+def _decaying_adam(adam: type, iterations: int, lr_end: float, shape: str) -> type:
+    """``refine``'s Adam with its step size decayed over ``iterations`` steps from ``lr`` to ``lr * lr_end``:
+    ``shape`` "exp" (geometric) or "cos" (half a cosine)."""
+
+    class Decaying(adam):  # type: ignore[misc, valid-type]
+        def step(self) -> None:
+            if not hasattr(self, "lr0"):
+                self.lr0 = self.lr
+            done = min(1.0, self.step_count / max(1, iterations - 1))
+            if shape == "exp":
+                self.lr = self.lr0 * lr_end**done
+            else:
+                self.lr = self.lr0 * (lr_end + (1 - lr_end) * 0.5 * (1 + np.cos(np.pi * done)))
+            super().step()
+
+    return Decaying
+
+
 def main() -> None:
     import convpress.codec  # noqa: F401  (registers the models)
     import convpress.codec.models.hyperprior as hyperprior
@@ -172,8 +234,9 @@ def main() -> None:
     for n in PHOTOS:
         images[n] = resize_long_side(read_image(FOLDER / n), 512)
     settings = [{"effort": 0}, *json.loads(sys.argv[1] if len(sys.argv) > 1 else '[{"effort": 30}]')]
+    levels = tuple(int(q) for q in sys.argv[2].split(",")) if len(sys.argv) > 2 else LEVELS  # e.g. "8,9,10"
     defaults = (refine.TAU_MAX, refine.TAU_RATE, refine.TAU_MIN)
-    default = refine.sga_round
+    default, adam = refine.sga_round, refine._Adam
     rows = []
     for cfg in settings:
         refine.TAU_MAX = cfg.get("tau_max", defaults[0])
@@ -182,10 +245,14 @@ def main() -> None:
         # "sga": "default" (the module's sga_round), "atanh", "ssl" (with "a"), "cos" or "three" (with "a")
         kind, a = cfg.get("sga", "default"), cfg.get("a", 1.0)
         refine.sga_round = default if kind == "default" else _sga_three(a) if kind == "three" else _sga_plus(kind, a)
-        hyperprior.refine_latents = functools.partial(
-            refine.refine_latents, lr=cfg.get("lr", 2e-2), context_gradient=cfg.get("context_gradient", False)
-        )
-        for q in LEVELS:
+        # "lr_end": the step size at the last iteration as a fraction of "lr" ("lr_shape": "exp" or "cos")
+        lr_end = cfg.get("lr_end", 1.0)
+        refine._Adam = adam if lr_end == 1.0 else _decaying_adam(adam, cfg.get("effort", 30), lr_end, cfg.get("lr_shape", "cos"))
+        for q in levels:
+            # "lr_levels": {"9": 0.04, ...} sets the step size per level, "lr" for the others
+            # (without either, the module's step_size of the level's lambda; 0.02 at every level before 2026-12-07)
+            lr = cfg.get("lr_levels", {}).get(str(q), cfg.get("lr"))
+            hyperprior.refine_latents = functools.partial(refine.refine_latents, lr=lr, context_gradient=cfg.get("context_gradient", False))
             model, meta = pretrained(q)
             for n, x in images.items():
                 t = time.perf_counter()
@@ -208,7 +275,7 @@ def main() -> None:
     base = {(r["q"], r["img"]): r for r in rows if r["cfg"] == json.dumps({"effort": 0})}
     for cfg in settings[1:]:
         parts = []
-        for q in LEVELS:
+        for q in levels:
             mine = [r for r in rows if r["cfg"] == json.dumps(cfg) and r["q"] == q]
             dl = np.mean([r["loss"] / base[(q, r["img"])]["loss"] - 1 for r in mine]) * 100
             dp = np.mean([r["psnr"] - base[(q, r["img"])]["psnr"] for r in mine])
