@@ -160,37 +160,6 @@ def test_a_time_budget_stops_the_refinement_annealed_and_never_worse(crop: torch
             refine_latents(model, x, y, z, iterations=3, lmbda=model.lmbda, seconds=bad)
 
 
-def test_the_step_size_is_0_02_up_to_level_6_and_grows_with_lambda_above() -> None:
-    """refine_tuning.py (2026-12-07): levels 2-6 refined best with Adam steps of 0.02, levels 7-10 with
-    larger ones, about 0.03 / 0.035 / 0.06 / 0.1."""
-    from convpress.codec.train import QUALITY_LAMBDAS
-
-    assert all(refine.step_size(QUALITY_LAMBDAS[q]) == refine.LR == 0.02 for q in range(1, 7))
-    top = [refine.step_size(QUALITY_LAMBDAS[q]) for q in (7, 8, 9, 10)]
-    assert refine.LR < top[0] < top[1] < top[2] < top[3]
-    assert top[0] == pytest.approx(0.025, abs=0.005) and top[3] == pytest.approx(0.1, rel=0.1)
-
-
-def test_refinement_steps_by_its_lambda_unless_given_a_step_size(crop: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> None:
-    used: list[float] = []
-
-    class Recording(refine._Adam):
-        def __init__(self, params: list[torch.Tensor], lr: float) -> None:
-            used.append(lr)
-            super().__init__(params, lr)
-
-    monkeypatch.setattr(refine, "_Adam", Recording)
-    model, _ = pretrained(10)
-    assert model.lmbda is not None
-    x, y, z = _coded_latents(model, crop)
-    refine_latents(model, x, y, z, iterations=1, lmbda=model.lmbda)
-    refine_latents(model, x, y, z, iterations=1, lmbda=model.lmbda, lr=0.01)
-    assert used == [refine.step_size(model.lmbda), 0.01] and used[0] > 4 * refine.LR
-    for bad in (0.0, -0.01, float("nan"), float("inf")):
-        with pytest.raises(ConfigError, match="step size"):
-            refine_latents(model, x, y, z, iterations=1, lmbda=model.lmbda, lr=bad)
-
-
 def test_impossible_refinement_settings_are_refused(crop: torch.Tensor) -> None:
     from convpress.codec.models import build_model
 

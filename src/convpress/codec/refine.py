@@ -50,16 +50,7 @@ from convpress.core.errors import ConfigError
 if TYPE_CHECKING:  # the hyperprior calls refine_latents: a run-time import would be a cycle
     from convpress.codec.models.hyperprior import ScaleHyperprior
 
-__all__ = [
-    "RefineResult",
-    "refine_latents",
-    "sga_round",
-    "logistic_noise",
-    "temperature",
-    "step_size",
-    "on_iteration",
-    "current_callback",
-]
+__all__ = ["RefineResult", "refine_latents", "sga_round", "logistic_noise", "temperature", "on_iteration", "current_callback"]
 
 _ON_ITERATION: ContextVar[Callable[[], None] | None] = ContextVar("_ON_ITERATION", default=None)
 
@@ -103,32 +94,6 @@ TAU_RATE = 1.0
 #: Tried there too: a = 1, 1.6, 3; the cosine logits; three-class rounding; TAU_MAX 0.7 and 1.4 (1.4 did
 #: better at efforts 30 and 100, worse at the default effort 10).
 SGA_SCALE = 2.3
-
-#: Adam's step size on the coded latents: ``LR`` up to lambda ``LR_LAMBDA``, then growing as
-#: ``(lambda / LR_LAMBDA) ** LR_POWER`` (:func:`step_size`). The top levels code larger latents in finer
-#: steps, and their refinement needs larger moves in the coder's units. ``benchmarks/refine_tuning.py``
-#: on six training photos (2026-12-07), loss against effort 0, a step of 0.02 at every level (the
-#: default until then) against the rule (steps 0.025 / 0.040 / 0.063 / 0.100):
-#:
-#:     level (lambda):     7 (0.0483)  8 (0.0932)  9 (0.18)   10 (0.35)
-#:     effort 10, 0.02:    -6.10%      -4.87%      -5.20%     -5.17%
-#:     effort 10, rule:    -6.48%      -5.43%      -6.64%     -8.30%
-#:     effort 30, 0.02:    -9.50%      -8.04%      -8.74%     -9.05%
-#:     effort 30, rule:    -9.73%      -8.64%      -10.00%    -11.58%
-#:     effort 100, 0.02:                           -11.55%    -12.12%
-#:     effort 100, rule:                           -12.73%    -13.43%
-#:
-#: Levels 2-6 did best at 0.02 (effort 10, 0.03: -2.21 / -4.69 / -4.97% at levels 2 / 4 / 6, against
-#: -3.08 / -4.73 / -4.95%). A step that decays over the iterations did worse at every level (the script's
-#: ``lr_end``).
-LR = 2e-2
-LR_LAMBDA = 0.035
-LR_POWER = 0.7
-
-
-def step_size(lmbda: float) -> float:
-    """Adam's step size for refining the latents of a model trained with ``lmbda`` (see ``LR``)."""
-    return LR * max(1.0, lmbda / LR_LAMBDA) ** LR_POWER
 
 
 def temperature(step: int, iterations: int, progress: float | None = None) -> float:
@@ -273,7 +238,7 @@ def refine_latents(
     *,
     iterations: int,
     lmbda: float,
-    lr: float | None = None,
+    lr: float = 2e-2,
     seed: int = 0,
     bf16: bool | None = None,
     seconds: float | None = None,
@@ -289,7 +254,7 @@ def refine_latents(
         z: its hyper-latents (1, N, H/64, W/64).
         iterations: Adam steps (0 returns the latents unchanged).
         lmbda: the model's lambda (the weight of ``255^2 * MSE`` against bits per pixel).
-        lr: Adam's learning rate on the latents; None: :func:`step_size` of ``lmbda``.
+        lr: Adam's learning rate on the latents.
         seed: seed of the Gumbel noise (encoding is reproducible).
         bf16: run the transforms of the iterations in bfloat16 (autocast: the synthesis, the
             hyper-synthesis and a context model's convolutions; the likelihoods and the latents stay
@@ -312,14 +277,12 @@ def refine_latents(
             7.43% in 0.88x the time, with it by 3.60 / 5.56 / 5.63 / 6.74%.
 
     Raises:
-        ConfigError: for a negative iteration count, a non-positive lambda, step size or budget.
+        ConfigError: for a negative iteration count, a non-positive lambda or a non-positive budget.
     """
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
         raise ConfigError(f"refinement iterations (effort) must be a non-negative integer, got {iterations!r}")
     if not lmbda > 0:
         raise ConfigError(f"refinement needs the model's lambda (> 0), got {lmbda!r}")
-    if lr is not None and not (lr > 0 and math.isfinite(lr)):
-        raise ConfigError(f"the refinement's step size (lr) must be a positive number, got {lr!r}")
     if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
         raise ConfigError(f"the refinement's time budget must be a positive number of seconds, got {seconds!r}")
     if iterations == 0:
@@ -335,7 +298,7 @@ def refine_latents(
     med = model.entropy_bottleneck.medians().detach().reshape(1, -1, 1, 1)
     y_var = y.detach().clone().requires_grad_(True)
     z_var = (z.detach() - med).clone().requires_grad_(True)  # z relative to the medians it is rounded around
-    opt = _Adam([y_var, z_var], lr=step_size(lmbda) if lr is None else lr)
+    opt = _Adam([y_var, z_var], lr=lr)
     gen = torch.Generator().manual_seed(seed)
     tick = _ON_ITERATION.get()
     start, done = time.perf_counter(), 0
