@@ -5,7 +5,7 @@
 Encodes six opencv-doc photos (``/usr/share/doc/opencv-doc/examples/data``: baboon, fruits,
 building, butterfly, messi5, home; training photos of the codec, never its test photos) at long
 side 512, levels 2, 4, 6 and 9 (2, 4 and 6 before 2026-12-05; or the levels given as the second argument), with
-each setting given (``effort``; ``lr``, ``lr_levels``, ``lr_end``, ``lr_shape``, ``tau_max``, ``tau_rate``, ``tau_min`` of
+each setting given (``effort``; ``lr``, ``lr_levels``, ``lr_end``, ``tau_max``, ``tau_rate``, ``tau_min`` of
 :mod:`convpress.codec.refine`; ``context_gradient``; ``sga``, ``a``) and with effort 0, from real files,
 and prints per level the mean change of the rate-distortion loss ``lambda * 255^2 * MSE + bpp``
 against effort 0, of PSNR and of the file size. Measured on 2026-12-04 (one thread each):
@@ -181,7 +181,7 @@ def _sga_plus(kind: str, a: float):  # type: ignore[no-untyped-def]
             diff = torch.atanh(down) - torch.atanh(1 - down)
         elif kind == "ssl":
             diff = a * (torch.log(down) - torch.log1p(-down))
-        else:
+        else:  # cosine
             diff = 2 * torch.log(torch.tan(down * (torch.pi / 2)))
         return floor + torch.sigmoid((diff / tau + noise) / tau)
 
@@ -207,19 +207,18 @@ def _sga_three(a: float, factor: float = 0.98, power: float = 1.4):  # type: ign
     return draw
 
 
-def _decaying_adam(adam: type, iterations: int, lr_end: float, shape: str) -> type:
-    """``refine``'s Adam with its step size decayed over ``iterations`` steps from ``lr`` to ``lr * lr_end``:
-    ``shape`` "exp" (geometric) or "cos" (half a cosine)."""
+def _decaying_adam(adam: type, iterations: int, lr_end: float) -> type:
+    """``refine``'s Adam with its step size going from ``lr`` to ``lr * lr_end`` over ``iterations`` steps
+    along half a cosine."""
 
     class Decaying(adam):  # type: ignore[misc, valid-type]
+        def __init__(self, params: list[torch.Tensor], lr: float) -> None:
+            super().__init__(params, lr)
+            self.lr0 = lr
+
         def step(self) -> None:
-            if not hasattr(self, "lr0"):
-                self.lr0 = self.lr
             done = min(1.0, self.step_count / max(1, iterations - 1))
-            if shape == "exp":
-                self.lr = self.lr0 * lr_end**done
-            else:
-                self.lr = self.lr0 * (lr_end + (1 - lr_end) * 0.5 * (1 + np.cos(np.pi * done)))
+            self.lr = self.lr0 * (lr_end + (1 - lr_end) * 0.5 * (1 + np.cos(np.pi * done)))
             super().step()
 
     return Decaying
@@ -252,9 +251,9 @@ def main() -> None:
         # "sga": "default" (the module's sga_round), "atanh", "ssl" (with "a"), "cos" or "three" (with "a")
         kind, a = cfg.get("sga", "default"), cfg.get("a", 1.0)
         refine.sga_round = default if kind == "default" else _sga_three(a) if kind == "three" else _sga_plus(kind, a)
-        # "lr_end": the step size at the last iteration as a fraction of "lr" ("lr_shape": "exp" or "cos")
+        # "lr_end": the step size at the last iteration as a fraction of "lr"
         lr_end = cfg.get("lr_end", 1.0)
-        refine._Adam = adam if lr_end == 1.0 else _decaying_adam(adam, cfg.get("effort", 30), lr_end, cfg.get("lr_shape", "cos"))
+        refine._Adam = adam if lr_end == 1.0 else _decaying_adam(adam, cfg.get("effort", 30), lr_end)
         for q in levels:
             # "lr_levels": {"9": 0.04, ...} sets the step size per level, "lr" for the others
             lr = cfg.get("lr_levels", {}).get(str(q), cfg.get("lr", 2e-2))
