@@ -310,3 +310,25 @@ def test_encode_iterations_follow_the_model_and_the_budget() -> None:
     assert _iterations(None, overfit, None) == _iterations(0, overfit, None) == overfit.DEFAULT_ITERATIONS
     assert _iterations(15, overfit, 2.0) == 15
     assert _iterations(None, plain, None) == 0
+
+
+def test_correct_writes_format_5_that_decodes_and_info_reports(photo: Path, quality: int, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from convpress.codec.bitstream import read_header
+
+    cpi = tmp_path / "c.cpi"
+    assert main(["encode", str(photo), str(cpi), "--quality", str(quality), "--correct", "--tile", "64"]) == 0
+    data = cpi.read_bytes()
+    assert data[8:10] == b"\x05\x00" and len(read_header(data)[1]) == 6 * 3
+    capsys.readouterr()
+    assert main(["info", str(cpi)]) == 0
+    out = capsys.readouterr().out
+    assert "format version 5 (latents coded exactly, with a synthesis correction)" in out and " of 6 tiles (" in out
+    assert "18 sections (z, y, correction per tile)" in out
+    assert main(["decode", str(cpi), str(tmp_path / "c.png")]) == 0 and (tmp_path / "c.png").stat().st_size > 0
+    # format 5 is --correct's: with another --format-version it is one clear error and nothing written
+    assert main(["encode", str(photo), str(tmp_path / "d.cpi"), "--quality", str(quality), "--correct", "--format-version", "3"]) == 2
+    err = _err(capsys)
+    assert "--correct writes .cpi format 5" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "d.cpi").exists()
+    # the overfitted family has no synthesis to correct
+    assert main(["encode", str(photo), str(tmp_path / "o.cpi"), "--quality", "1", "--model", "overfit", "--correct", "--effort", "2"]) == 2
+    assert "no synthesis layer to correct" in _err(capsys) and not (tmp_path / "o.cpi").exists()

@@ -105,8 +105,8 @@ def test_refuses_mismatched_weights_bad_fields_and_versions(version, tiny_hyperp
     for edit in edits:
         with pytest.raises(FileFormatError):
             decode_image(_reheader(data, edit), resolver=res)
-    newer = data[:8] + struct.pack("<H", 5) + data[10:]
-    with pytest.raises(FileFormatError, match="version 5"):
+    newer = data[:8] + struct.pack("<H", 6) + data[10:]
+    with pytest.raises(FileFormatError, match="version 6"):
         read_header(newer)
     for cut in (1, 9, 10, 20, len(data) // 2, len(data) - 3, len(data) - 1):
         with pytest.raises(FileFormatError):
@@ -151,7 +151,7 @@ def test_compact_files_cost_28_bytes_and_convert_losslessly_to_the_legacy_layout
     for bad in (-1, 256, "2", True):
         with pytest.raises(ConfigError, match="quality"):
             encode_image(photo_crop, model, quality=bad, weights_id=wid)
-    for bad_version in (1, 5, True, "4"):
+    for bad_version in (1, 6, True, "4"):
         with pytest.raises(ConfigError, match="format version"):
             encode_image(photo_crop, model, quality=2, weights_id=wid, version=bad_version)
 

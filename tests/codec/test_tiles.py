@@ -126,8 +126,8 @@ def test_forged_or_truncated_tiled_files_are_refused(version, tiled, tiny_hyperp
     for cut in (1, 17, len(data) // 2, len(data) - 1):
         with pytest.raises(FileFormatError):
             decode_image(data[:cut], resolver=res)
-    with pytest.raises(FileFormatError, match="version 5"):
-        read_header(rewrite_header(data, lambda h: None, version=5))
+    with pytest.raises(FileFormatError, match="version 6"):
+        read_header(rewrite_header(data, lambda h: None, version=6))
 
 
 def test_requests_that_cannot_fit_in_memory_are_refused_before_work(tiled, tiny_hyperprior, monkeypatch) -> None:  # type: ignore[no-untyped-def]

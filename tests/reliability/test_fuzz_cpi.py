@@ -1,7 +1,7 @@
 """10,000 random mutations of a valid .cpi: each decodes to the exact original or is refused with FileFormatError
 (streams forged with valid checksums: refused, or decoded to an image of the declared size, never a crash).
 
-Five files, 10,000 mutations each: a file of the overfitted per-image model (whose "net" stream
+Six files, 10,000 mutations each: a file of the overfitted per-image model (whose "net" stream
 carries its decoder, so forged streams also forge architectures and parameters), one of the
 variable-rate model (one set of weights for levels 2, 3 and 4, resolved as the shipped weights
 are: a forged quality field picks another level, whose weights tag differs), a single-tile
@@ -9,8 +9,9 @@ file and a tiled one (a 40x100 image in tiles of 40x64 and 40x36, whose header f
 "w" and section table the mutations forge too) in the compact layout, the single-tile one (and
 the two above) in format version 4 (escaped latents: forged streams also forge escapes and their
 distances) and the tiled one in version 3 (latents clamped to the tables), and the tiled one in
-the legacy JSON layout (version 2) that older convpress wrote and that still decodes. The
-last three come from a tiny randomly initialised hyperprior (fast to decode). Mutations: bit
+the legacy JSON layout (version 2) that older convpress wrote and that still decodes, and the
+tiled one in format version 5, whose tiles carry a synthesis correction each (forged streams also
+forge its mode, step and parameters). The last four come from a tiny randomly initialised hyperprior (fast to decode). Mutations: bit
 flips, truncations, insertions, deletions, overwrites, and changes of header fields re-checksummed
 so that the reader has to validate the fields themselves, and changes of the latent streams with
 re-computed checksums, so that the rANS decoder itself meets garbage (a forged but well-formed file).
@@ -27,7 +28,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from tests.helpers.mutate import mutate, mutations
 
-from convpress.codec.bitstream import decode_image, encode_image
+from convpress.codec.bitstream import decode_image, encode_image, read_header
 from convpress.codec.models import CodecModel, build_model
 from convpress.codec.weights import at_quality, weights_id
 from convpress.core.errors import ConfigError, FileFormatError
@@ -40,6 +41,7 @@ _FILES = {
     "legacy": ((40, 100), 64, 2),
     "overfit": ((21, 37), 1024, 4),
     "varrate": ((40, 100), 64, 4),
+    "corrected": ((40, 100), 64, 5),
 }
 
 
@@ -77,8 +79,11 @@ def _setup(which: str) -> dict[str, object]:
                 model.g_a[-1].weight.mul_(4.0)
             model.eval()
             model.update()
+            model.lmbda = 0.01  # fits the synthesis correction of a version-5 file
             wid = weights_id(model.state_dict())
             data = encode_image(x, model, quality=3, weights_id=wid, tile=tile, version=version)
+            if version == 5:  # forged correction streams are what this file is for: both tiles carry one
+                assert all(read_header(data)[1][2::3])
         resolver = lambda name, q: (model, {"weights_id": wid})  # noqa: E731
         _STATE[which] = {"data": data, "resolver": resolver, "pixels": decode_image(data, resolver=resolver)[0]}
     return _STATE[which]

@@ -126,7 +126,15 @@ def register(sub: Any) -> None:
         metavar="V",
         help=".cpi format version to write: 4 (default) codes every latent exactly; 3 clamps latents "
         "outside the coder's tables (up to 4 dB worse on some photos) for convpress before format 4; "
-        "2 is the legacy layout for convpress before format 3",
+        "2 is the legacy layout for convpress before format 3 (see also --correct, format 5)",
+    )
+    e.add_argument(
+        "--correct",
+        action="store_true",
+        help="also fit a per-image correction of the decoder's last layer (least squares; the encoder decodes "
+        "its own file first) and send it in the file when it pays for its bits: higher PSNR for about 1%% more "
+        "bytes, about 1.5%% fewer bits at equal PSNR (.cpi format 5, which convpress before it cannot read; "
+        "transform models only, not overfit)",
     )
     e.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     e.set_defaults(func=_encode)
@@ -234,7 +242,7 @@ def _encode(args: argparse.Namespace) -> int:
     import copy
     import math
 
-    from convpress.codec.bitstream import DEFAULT_TILE, encode_image, tile_grid, write_cpi
+    from convpress.codec.bitstream import CORRECTION_VERSION, DEFAULT_TILE, encode_image, tile_grid, write_cpi
     from convpress.codec.refine import on_iteration
     from convpress.codec.weights import pretrained
     from convpress.core.progress import progress_bar
@@ -242,6 +250,9 @@ def _encode(args: argparse.Namespace) -> int:
 
     if args.effort is not None and args.effort < 0:
         raise ConfigError(f"--effort must be a non-negative number of iterations, got {args.effort}")
+    if args.correct and args.format_version != 4:
+        raise ConfigError(f"--correct writes .cpi format 5; it cannot be combined with --format-version {args.format_version}")
+    args.format_version = CORRECTION_VERSION if args.correct else args.format_version
     if args.seconds is not None and not (args.seconds > 0 and math.isfinite(args.seconds)):
         raise ConfigError(f"--seconds must be a positive number, got {args.seconds}")
     out = check_output(args.output, force=args.force, inputs=[args.input])
@@ -361,7 +372,7 @@ def _decode(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from convpress.codec.bitstream import WHAT, format_version, read_header, tile_grid, weights_match
+    from convpress.codec.bitstream import CORRECTION_VERSION, WHAT, format_version, read_header, tile_grid, weights_match
     from convpress.codec.weights import available_qualities, decoding_weights, legacy_note, pretrained
     from convpress.core.errors import FileFormatError
 
@@ -390,12 +401,24 @@ def _info(args: argparse.Namespace) -> int:
             weights = f"{head['v']} (shipped weights that no longer encode this level{source}; they still decode it)"
     else:
         weights = f"{head['v']} (no weights installed for quality {q}{legacy})"
-    coding = {4: " (latents coded exactly)", 3: " (latents clamped to the coder's tables)"}.get(int(version or 0), " (legacy layout)")
+    coding = {
+        5: " (latents coded exactly, with a synthesis correction)",
+        4: " (latents coded exactly)",
+        3: " (latents clamped to the coder's tables)",
+    }.get(int(version or 0), " (legacy layout)")
     print(f"{p}: {WHAT}, format version {version}{coding}")
     print(f"  image    {w}x{h}, {tiles}")
     print(f"  model    {head['m']}, quality {q}")
     print(f"  weights  {weights}")
-    per_tile = ", ".join(CODEC_MODELS.get(head["m"]).streams)
+    names = CODEC_MODELS.get(head["m"]).streams
+    per_tile = ", ".join(names)
+    if version == CORRECTION_VERSION:  # each tile's last section: its correction, empty where none paid for its bits
+        per_tile += ", correction"
+        fixes = sections[len(names) :: len(names) + 1]
+        print(
+            f"  decoder  synthesis correction on {sum(map(bool, fixes))} of {len(fixes)} tile{'s' * (len(fixes) != 1)} "
+            f"({sum(map(len, fixes)):,} bytes)"
+        )
     print(
         f"  size     {len(data):,} bytes = {8 * len(data) / (h * w):.4f} bpp: rANS streams {streams:,} bytes in "
         f"{len(sections)} sections ({per_tile} per tile), header and checksums {len(data) - streams:,} bytes"

@@ -7,7 +7,8 @@ Modules: :mod:`.gdn` (GDN/IGDN), :mod:`.entropy_models` (entropy bottleneck, Gau
 conditional; rANS through :mod:`convpress.core.rans`), :mod:`.fixedpoint` (integer-exact
 hyper-synthesis), :mod:`.models` (the registry :data:`CODEC_MODELS`, the protocol
 :class:`~.models.base.CodecModel`, one module per model), :mod:`.bitstream` (``.cpi``, generic
-over the registered models), :mod:`.target` (encode to a PSNR or size), :mod:`.weights`, :mod:`.train`, :mod:`.metrics`.
+over the registered models), :mod:`.correction` (the per-image synthesis correction of format 5),
+:mod:`.refine` (encoder-side latent refinement), :mod:`.target` (encode to a PSNR or size), :mod:`.weights`, :mod:`.train`, :mod:`.metrics`.
 
 The names below are loaded on first use, so ``import convpress.codec`` (and the command line's
 parser, which reads the model names) does not pay for PyTorch.

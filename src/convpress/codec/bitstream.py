@@ -5,7 +5,7 @@ and 4) is binary and small: 26 bytes plus 1-3 bytes per section length around th
 28-30 bytes for a one-tile hyperprior file (all integers little-endian)::
 
     magic        8 bytes   b"\\x89CPI\\r\\n\\x1a\\n"
-    version      u16       4 (or 3)
+    version      u16       4 (or 3, or 5)
     model        u8        the model's code (``CodecModel.code``: 0 factorized, 1 hyperprior, 2 overfit, 3 meanscale, 4 varrate)
     quality      u8        quality level
     height       u16       image height in pixels (1 .. MAX_SIDE)
@@ -15,7 +15,9 @@ and 4) is binary and small: 26 bytes plus 1-3 bytes per section length around th
     lengths      varints   length of every section in 32-bit words (LEB128), in file order
     sections     bytes     the rANS streams: per tile, the model's ``streams`` in order
                            (hyperprior: z then y; factorized: y; overfit: its
-                           decoder's parameters, then its latents)
+                           decoder's parameters, then its latents); in version 5
+                           one more per tile after them: its synthesis correction
+                           (:mod:`convpress.codec.correction`; empty for none)
     crc          u32       CRC32 of every byte from ``model`` to the end of the last section
 
 Versions 3 and 4 differ only in the latent streams: version 4 (written by default) codes a latent
@@ -23,6 +25,10 @@ that falls outside its entropy model's table exactly, with an escape symbol and 
 the table (see :mod:`convpress.codec.entropy_models`); version 3 clamped it to the table's edge,
 which decoded such latents wrong (4.2 dB lost on Picture_0B at level 7 with the shipped wide levels). Version-3 files
 decode as they always did, and ``encode_image(..., version=3)`` still writes them (for older readers).
+Version 5 (``encode_image(..., version=5)``, ``codec encode --correct``) is version 4 with one more
+section per tile, a least-squares correction of the synthesis' last layer fitted to that tile: the
+same latent streams byte for byte, better pixels for a few more bytes. Only models whose synthesis
+ends in a stride-2 transposed convolution to RGB (the transform codecs) can write it.
 
 The format knows a codec model only through what its class declares (see
 :class:`~convpress.codec.models.base.CodecModel`): the model byte is its ``code`` (the code <->
@@ -85,7 +91,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from convpress.codec import weights
+from convpress.codec import correction, weights
 from convpress.codec.models import CODEC_MODELS, CodecModel, model_codes
 from convpress.core import rans
 from convpress.core.atomic import atomic_write_bytes
@@ -98,6 +104,7 @@ __all__ = [
     "MAGIC",
     "VERSION",
     "COMPACT_VERSIONS",
+    "CORRECTION_VERSION",
     "MAX_SIDE",
     "MAX_PIXELS",
     "DEFAULT_TILE",
@@ -125,9 +132,12 @@ MAGIC = b"\x89CPI\r\n\x1a\n"
 #: format version written by default (4: compact binary layout, escaped latents); 3 is the same
 #: layout with latents clamped to the tables; 1 and 2 are the legacy JSON layout
 VERSION = 4
-_VERSIONS = (1, 2, 3, 4)
-#: the versions of the compact binary layout (4 differs from 3 only in the latent streams)
-COMPACT_VERSIONS = (3, 4)
+_VERSIONS = (1, 2, 3, 4, 5)
+#: the versions of the compact binary layout (4 differs from 3 only in the latent streams, 5 from 4
+#: by one more section per tile: the synthesis correction)
+COMPACT_VERSIONS = (3, 4, 5)
+#: the format version whose tiles carry a synthesis correction (:mod:`convpress.codec.correction`)
+CORRECTION_VERSION = 5
 _PREFIX3 = struct.Struct("<8sH")  # magic, version
 _FIELDS3 = struct.Struct("<BBHHH4s")  # model code, quality, height, width, tile side (0: one tile), weights tag
 _CRC = struct.Struct("<I")
@@ -229,7 +239,7 @@ def split_v3(data: bytes, *, name: str = "input") -> Layout3:
     side = tile or max(h, w)
     # plain arithmetic on validated sides; every length takes at least one byte, so a forged size
     # stops at the end of the file instead of looping or allocating
-    count = -(-h // side) * -(-w // side) * len(cls.streams)
+    count = -(-h // side) * -(-w // side) * sections_per_tile(cls.streams, int(_PREFIX3.unpack_from(data)[1]))
     end = len(data) - _CRC.size
     spans: list[tuple[int, int]] = []
     lengths = []
@@ -274,20 +284,27 @@ _IMAGE_BYTES_PER_PIXEL = 2 * 3 * 4
 _FIXED_BYTES = 64 << 20
 
 
-def estimate_memory(model: CodecModel, h: int, w: int, tile: int, effort: int = 0, *, encode: bool = False) -> int:
+def estimate_memory(model: CodecModel, h: int, w: int, tile: int, effort: int = 0, *, encode: bool = False, correct: bool = False) -> int:
     """Estimated peak bytes (beyond the loaded model) of coding an h x w image with ``model`` in
     tiles of side ``tile`` (``encode``: encoding with ``effort``; else decoding): one padded tile
-    at the model's ``encode_bytes_per_pixel(effort)`` or ``bytes_per_pixel()``, plus the image."""
+    at the model's ``encode_bytes_per_pixel(effort)`` or ``bytes_per_pixel()``, plus the image;
+    ``correct``: plus fitting a synthesis correction (the last layer's C input features in float32
+    and float64 and a float64 copy per phase, about 5C + 24 bytes per pixel)."""
     stride = model.stride
     th, tw = min(h, tile), min(w, tile)
     padded = (th + (-th) % stride) * (tw + (-tw) % stride)
     per_pixel = model.encode_bytes_per_pixel(effort) if encode else model.bytes_per_pixel(effort)
+    layer = correction.last_layer(model)
+    if correct and encode and layer is not None:
+        per_pixel += 5 * layer.in_channels + 24
     return padded * per_pixel + h * w * _IMAGE_BYTES_PER_PIXEL + _FIXED_BYTES
 
 
-def _check_memory(model: CodecModel, h: int, w: int, tile: int, action: str, fix: str, effort: int = 0, *, encode: bool = False) -> None:
+def _check_memory(
+    model: CodecModel, h: int, w: int, tile: int, action: str, fix: str, effort: int = 0, *, encode: bool = False, correct: bool = False
+) -> None:
     side = min(max(h, w), tile)
-    need = estimate_memory(model, h, w, tile, effort, encode=encode)
+    need = estimate_memory(model, h, w, tile, effort, encode=encode, correct=correct)
     check_fits(need, f"{action} a {w}x{h} image in tiles of {side}x{side}", fix)
 
 
@@ -325,13 +342,28 @@ def _bound_size(h: int, w: int, stride: int, version: int) -> tuple[list[int], i
     return ([h, w], MAX_SIDE + 1) if version in COMPACT_VERSIONS else ([h % stride, w % stride], stride)
 
 
+def sections_per_tile(streams: tuple[str, ...], version: int) -> int:
+    """The sections of one tile in a file of format ``version`` of a model with ``streams``: one per
+    stream, and from version 5 on one more, the synthesis correction."""
+    return len(streams) + (version >= CORRECTION_VERSION)
+
+
 def _encode_tile(x: Tensor, model: CodecModel, version: int, effort: int = 0) -> list[bytes]:
-    """(3, h, w) -> the sections of one tile: the model's streams in file order, the first with the bound size."""
+    """(3, h, w) -> the sections of one tile: the model's streams in file order, the first with the
+    bound size, then (version 5) the tile's synthesis correction."""
     s = model.stride
-    out = model.compress(pad_image(x.clamp(0, 1), s), effort=effort, escape=version >= 4)
+    xp = pad_image(x.clamp(0, 1), s)
+    out = model.compress(xp, effort=effort, escape=version >= 4)
     sections = [st[0] for st in out["strings"]]
     if len(sections) != len(model.streams):  # a reader would split the file differently: never write it
         raise RuntimeError(f"codec model {model.name} declares {len(model.streams)} streams but compress() returned {len(sections)}")
+    if version >= CORRECTION_VERSION:
+        # the encoder decodes its own streams, as the reader will, and fits the correction to what it sees
+        with torch.no_grad(), correction.captured(model) as seen:
+            model.decompress(out["strings"], out["shape"], escape=True)
+        assert model.lmbda is not None  # checked by encode_image
+        fitted = correction.fit_correction(seen["features"], seen["out"], xp, int(x.shape[1]), int(x.shape[2]), model.lmbda)
+        sections.append(correction.encode_correction(fitted))
     sections[0] = _bind(sections[0], *_bound_size(int(x.shape[1]), int(x.shape[2]), s, version))
     return sections
 
@@ -355,7 +387,9 @@ def encode_image(
         weights_id: id of ``model``'s weights, recorded so decoders can check them.
         tile: tile side in pixels, a positive multiple of ``model.stride``; images larger than
             one tile are coded as independent tiles.
-        version: 4 (default) writes the compact layout with escaped latents; 3 the same layout
+        version: 4 (default) writes the compact layout with escaped latents; 5 the same with a
+            synthesis correction per tile (:mod:`convpress.codec.correction`: a least-squares fit of
+            the decoder's last layer to this image, sent in the file; transform codecs only); 3 the same layout
             with latents clamped to the tables, which convpress before format version 4 reads;
             2 the legacy JSON layout that convpress before format version 3 reads (version 1 for
             one tile, 2 for tiled images).
@@ -375,10 +409,18 @@ def encode_image(
     s = model.stride
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < s or tile % s or tile > MAX_SIDE:
         raise ConfigError(f"tile side must be a multiple of {s} (the {model.name} model's stride) between {s} and {MAX_SIDE}, got {tile}")
-    if isinstance(version, bool) or version not in (2, 3, 4):
+    if isinstance(version, bool) or version not in (2, 3, 4, 5):
         raise ConfigError(
-            f"cannot write .cpi format version {version!r}: choose 4 (the default), 3 (for convpress before 4) or 2 (legacy JSON layout)"
+            f"cannot write .cpi format version {version!r}: choose 4 (the default), 5 (with a synthesis correction), "
+            "3 (for convpress before 4) or 2 (legacy JSON layout)"
         )
+    if version >= CORRECTION_VERSION and not correction.correctable(model):
+        raise ConfigError(
+            f"the {model.name} codec model has no synthesis layer to correct: "
+            "a synthesis correction (format version 5) needs a transform codec"
+        )
+    if version >= CORRECTION_VERSION and model.lmbda is None:
+        raise ConfigError(f"fitting a synthesis correction needs the {model.name} model's lambda (set by its weights file)")
     if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality <= 255:
         raise ConfigError(f"quality must be an integer from 0 to 255, got {quality!r}")
     if model.name not in CODEC_MODELS:
@@ -395,6 +437,7 @@ def encode_image(
         f"pass a smaller --tile (a multiple of {s})",
         effort,
         encode=True,
+        correct=version >= CORRECTION_VERSION,
     )
     grid = tile_grid(h, w, tile)
     sections = [sec for r0, r1, c0, c1 in grid for sec in _encode_tile(x[:, r0:r1, c0:c1], model, version, effort)]
@@ -450,7 +493,7 @@ def read_header(data: bytes, *, name: str = "input") -> tuple[dict[str, Any], li
             raise FileFormatError(f"{name} is corrupted (a tiled file of a single tile)")
     # plain arithmetic on validated sides: at most (MAX_SIDE / stride)^2 tiles, no allocation
     tiles = -(-h // tile) * -(-w // tile)
-    want = tiles * len(cls.streams)
+    want = tiles * sections_per_tile(cls.streams, c.version)
     if len(c.sections) != want:
         raise FileFormatError(f"{name} is corrupted ({len(c.sections)} sections, a {model} file of {tiles} tile(s) has {want})")
     return head, c.sections
@@ -489,7 +532,9 @@ def decode_image(data: bytes, *, resolver: Resolver | None = None, name: str = "
     h, w = head["h"], head["w"]
     tile = head.get("t", max(h, w))
     _check_memory(model, h, w, tile, "decoding", "decode it where more memory is free")
-    per_tile = len(model.streams)
+    if version >= CORRECTION_VERSION and not correction.correctable(model):
+        raise FileFormatError(f"{name} is corrupted (a synthesis correction for the {model.name} model, which has none)")
+    per_tile = sections_per_tile(model.streams, version)
     grid = tile_grid(h, w, tile)
     if len(grid) == 1:
         return _decode_tile(sections, model, h, w, version, name), head
@@ -507,8 +552,15 @@ def _decode_tile(sections: list[bytes], model: CodecModel, h: int, w: int, versi
     if bound != want:
         raise FileFormatError(f"{name} is corrupted (the image size in the header does not match the coded data)")
     hp, wp = h + (-h) % s, w + (-w) % s
+    fix = None
+    if version >= CORRECTION_VERSION:
+        layer = correction.last_layer(model)
+        assert layer is not None  # checked by decode_image
+        fix = correction.decode_correction(sections[-1], layer.in_channels, name=name)
+        sections = sections[:-1]
     # one image: every stream is a list of one string, in file order as compress() returned them
-    x_hat = model.decompress([[first], *([sec] for sec in sections[1:])], (hp, wp), escape=version >= 4)["x_hat"]  # (1, 3, hp, wp)
+    with correction.corrected(model, fix):
+        x_hat = model.decompress([[first], *([sec] for sec in sections[1:])], (hp, wp), escape=version >= 4)["x_hat"]  # (1, 3, hp, wp)
     return x_hat[0, :, :h, :w].contiguous()
 
 
