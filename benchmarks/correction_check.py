@@ -6,9 +6,11 @@ of the decoder's last layer per image, :mod:`convpress.codec.correction`), with 
 effort, through real files; prints both curves, the BD-rate (PSNR on 8-bit pixels) of format 5
 against format 4 and of both against WebP (Pillow, ``method=6``, same run), and the encode times.
 A few minutes per effort on 2 cores; ``convpress bench codec`` stays the reference for the
-published codec figures.
+published codec figures. ``--crop 1024`` measures one full tile of larger held-out photos instead,
+where the correction may use its 3x3 maps.
 
     python benchmarks/correction_check.py --effort 0 --json benchmarks/results/correction_check-e0.json
+    python benchmarks/correction_check.py --effort 0 --crop 1024 --json benchmarks/results/correction_check-e0-1024.json
 """
 
 from __future__ import annotations
@@ -42,9 +44,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--effort", type=int, default=0, help="encoder effort (latent refinement iterations) of both formats")
     p.add_argument("--model", default="varrate")
+    p.add_argument(
+        "--crop",
+        type=int,
+        help="instead of the 6 photos at long side 768: the central N x N pixels of the first 6 held-out photos at least "
+        "N pixels on each side, at their own resolution (one tile of the default 1024 when N <= 1024)",
+    )
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
-    images = {k: v for k, v in held_out_photos(long_side=768).items() if k in PHOTOS}
+    if args.crop:
+        n = args.crop
+        big = {k: v for k, v in held_out_photos(long_side=None).items() if min(v.shape[1:]) >= n}
+        images = {}
+        for k, v in list(big.items())[:6]:
+            top, left = (v.shape[1] - n) // 2, (v.shape[2] - n) // 2
+            images[k] = v[:, top : top + n, left : left + n]
+    else:
+        images = {k: v for k, v in held_out_photos(long_side=768).items() if k in PHOTOS}
     u8 = {k: np.round(v.permute(1, 2, 0).numpy() * 255).astype(np.uint8) for k, v in images.items()}
     curves: dict[int, Curve] = {VERSION: [], CORRECTION_VERSION: []}
     seconds = dict.fromkeys(curves, 0.0)
@@ -67,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     webp = webp_curve(u8)
     res = {
         "effort": args.effort,
+        "crop": args.crop,
         "photos": sorted(images),
         "bd_rate_5_vs_4": _bd(curves[VERSION], curves[CORRECTION_VERSION]),
         "bd_rate_4_vs_webp": _bd(webp, curves[VERSION]),

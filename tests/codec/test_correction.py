@@ -165,3 +165,49 @@ def test_each_phase_system_counts_exactly_its_valid_pixels(size) -> None:  # typ
         r = (x - out)[0, :, a:h:2, b:w:2].reshape(3, -1).double()
         assert int(n) == rows.shape[1] and torch.allclose(mat, rows @ rows.T) and torch.allclose(rhs, rows @ r.T)
         assert torch.allclose(rr, (r * r).sum(1))
+
+
+@pytest.mark.parametrize("mode", [3, 4])
+def test_least_squares_recovers_a_3x3_map_and_its_stream_round_trips(mode) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(4)
+    c, h, w = 4, 14, 11
+    feats = torch.randn(1, c, h, w)
+    phases = 1 if mode == 3 else 4
+    true = corr.Correction(mode, 12, torch.round(torch.randn(phases, 9 * c + 1, 3, dtype=torch.float64) * 0.05 * 2**12))
+    target = corr._apply(feats, torch.zeros(1, 3, 2 * h, 2 * w), true)
+    # the valid size is odd both ways: the phases lack the last row or column of positions
+    got = corr.fit_correction(feats, torch.zeros_like(target), target, 2 * h - 1, 2 * w - 1, lmbda=1e4, modes=(1, 2, 3, 4))
+    assert got is not None and got.mode == mode and got.ints.shape == (phases, 9 * c + 1, 3)
+    assert torch.allclose(got.values(), true.values(), atol=2 ** -got.k)
+    back = corr.decode_correction(corr.encode_correction(got), c)
+    assert back is not None and back.mode == mode and torch.equal(back.ints, got.ints)
+    # a 3x3 map is only tried on tiles of WIDE_MIN_PIXELS or more
+    small = corr.fit_correction(feats, torch.zeros_like(target), target, 2 * h, 2 * w, lmbda=1e4)
+    assert small is not None and small.mode in (1, 2)
+
+
+@pytest.mark.parametrize("size", [(24, 20), (23, 19)])
+def test_3x3_systems_count_exactly_the_valid_pixels(size) -> None:  # type: ignore[no-untyped-def]
+    h, w = size
+    torch.manual_seed(5)
+    feats, out, x = torch.randn(1, 3, 12, 10), torch.randn(1, 3, 24, 20), torch.randn(1, 3, 24, 20)
+    fp = F.pad(feats[0], (1, 1, 1, 1)).double()
+    for (a, b), (mat, rhs, rr, n) in zip(corr.PHASES, corr._systems(feats, out, x, h, w, side=3), strict=True):
+        hh, ww = len(range(a, h, 2)), len(range(b, w, 2))
+        taps = [fp[:, i : i + hh, j : j + ww] for i in range(3) for j in range(3)]
+        rows = torch.cat([*taps, torch.ones(1, hh, ww, dtype=torch.float64)]).reshape(28, -1)
+        r = (x - out)[0, :, a:h:2, b:w:2].reshape(3, -1).double()
+        assert int(n) == hh * ww and torch.allclose(mat, rows @ rows.T, atol=1e-3) and torch.allclose(rhs, rows @ r.T, atol=1e-3)
+        assert torch.allclose(rr, (r * r).sum(1))
+
+
+def test_tiles_from_wide_min_pixels_try_the_3x3_maps() -> None:
+    torch.manual_seed(6)
+    side = math.isqrt(corr.WIDE_MIN_PIXELS) + 2  # an even side at or above the threshold
+    side += side % 2
+    c = 3
+    feats = torch.randn(1, c, side // 2, side // 2)
+    true = corr.Correction(4, 10, torch.round(torch.randn(4, 9 * c + 1, 3, dtype=torch.float64) * 0.05 * 2**10))
+    target = corr._apply(feats, torch.zeros(1, 3, side, side), true)
+    got = corr.fit_correction(feats, torch.zeros_like(target), target, side, side, lmbda=1.0)
+    assert got is not None and got.mode == 4

@@ -10,18 +10,20 @@ per-image adaptation of a learned decoder is van Rozendaal, Huijben and Cohen, I
 "Overfitting for fun and profit"). No library solves this particular least-squares problem,
 hence the few lines here (the solve itself is ``torch.linalg.solve``).
 
-The correction of output pixel (2m + a, 2n + b) is ``W[p] . F[:, m, n] + b[p]`` for the 3 colours,
-added to the last layer's output before it is clamped: a 1x1 convolution of F followed by a pixel
-shuffle. ``mode`` 1 (*shared*) uses one (C + 1) x 3 map for the four phases (a, b); mode 2
-(*phase*) one per phase (4 (C + 1) x 3 parameters: 1,164 at C = 96). The parameters are quantised
-at a power-of-two step 2**-k and coded with the Laplace tables of the overfitted codec
-(:func:`convpress.codec.overfit.laplace_tables`); the encoder tries both modes and every step and
+The correction of output pixel (2m + a, 2n + b) is a linear map of the features at and around
+(m, n) plus a bias, for the 3 colours, added to the last layer's output before it is clamped: an
+S x S convolution of F (zero padded) followed by a pixel shuffle (:data:`MODES`): mode 1 one 1x1
+map for the four phases (a, b) ((C + 1) x 3 parameters), mode 2 one 1x1 map per phase (1,164 at
+C = 96), modes 3 and 4 the same with 3x3 maps (2,595 and 10,380 at C = 96; tried by the encoder only
+on tiles of :data:`WIDE_MIN_PIXELS` or more, where they pay). The parameters are quantised at a
+power-of-two step 2**-k and coded with the Laplace tables of the overfitted codec
+(:func:`convpress.codec.overfit.laplace_tables`); the encoder tries the modes and every step and
 keeps the one of lowest real loss ``lambda * 255^2 * MSE + bpp`` (parameter bits included), or
 none when none pays for its bits.
 
-The section's rANS stream: nothing at all for no correction; else the mode - 1 (uniform over 2),
-then k and the table j (uniform over 32 each), then the parameters (mode 1: (C + 1) x 3, mode 2:
-4 x (C + 1) x 3, in that (phase, feature + bias, colour) order).
+The section's rANS stream: nothing at all for no correction; else the mode - 1 (uniform over 4),
+then k and the table j (uniform over 32 each), then the parameters (P x (S * S * C + 1) x 3 in that
+(phase, tap and feature then bias, colour) order; see :class:`Correction`).
 """
 
 from __future__ import annotations
@@ -49,13 +51,20 @@ K_RANGE = range(4, 16)
 RIDGE = 1e-4
 #: the phases (a, b) of a stride-2 output, in parameter order
 PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
+#: mode -> (one map shared by the four phases?, side of the square of feature positions each map reads)
+MODES = {1: (True, 1), 2: (False, 1), 3: (True, 3), 4: (False, 3)}
+#: tiles of fewer pixels try only the 1x1 modes (1, 2): on eight training wallpapers at long side 768 a 3x3
+#: map never paid for its 9x parameters, while on 1024 x 1024 crops of four of them (level 9) the 3x3 modes
+#: were chosen on every crop and lowered the loss by 5.5% where the 1x1 modes gave 2.1%
+WIDE_MIN_PIXELS = 700_000
 
 
 @dataclass(frozen=True)
 class Correction:
-    """A decoded or chosen correction: ``mode`` 1 or 2, step exponent ``k``, and the parameters as
-    integers ``ints`` (P, C + 1, 3) float64 (P = 1 shared, 4 per phase; row C is the bias), whose
-    values are ``ints * 2**-k``."""
+    """A decoded or chosen correction: ``mode`` (see :data:`MODES`), step exponent ``k``, and the
+    parameters as integers ``ints`` (P, S * S * C + 1, 3) float64 (P = 1 shared or 4 per phase; S the
+    mode's side; rows tap-major: the C features at offset (i - S // 2, j - S // 2) for tap i * S + j,
+    then the bias), whose values are ``ints * 2**-k``."""
 
     mode: int
     k: int
@@ -85,12 +94,13 @@ def correctable(model: nn.Module) -> bool:
 
 def _apply(features: Tensor, out: Tensor, c: Correction) -> Tensor:
     """out (B, 3, 2h, 2w) plus the correction computed from features (B, C, h, w)."""
-    w = c.values().to(features.dtype)  # (P, C + 1, 3)
-    ch = features.shape[1]
-    # (B, P * 3, h, w): a 1x1 convolution per phase, then the pixel shuffle puts phase (a, b) at (2m + a, 2n + b)
-    kernel = w[:, :ch, :].permute(0, 2, 1).reshape(-1, ch, 1, 1)
-    corr = F.conv2d(features, kernel, w[:, ch, :].reshape(-1))
-    if c.mode == 1:
+    w = c.values().to(features.dtype)  # (P, S * S * C + 1, 3)
+    shared, side = MODES[c.mode]
+    p, ch = w.shape[0], features.shape[1]
+    # (B, P * 3, h, w): an S x S convolution per phase, then the pixel shuffle puts phase (a, b) at (2m + a, 2n + b)
+    kernel = w[:, :-1, :].reshape(p, side, side, ch, 3).permute(0, 4, 3, 1, 2).reshape(p * 3, ch, side, side)
+    corr = F.conv2d(features, kernel, w[:, -1, :].reshape(-1), padding=side // 2)
+    if shared:
         corr = corr.repeat(1, 4, 1, 1)
     b, _, h, wd = corr.shape
     corr = corr.reshape(b, 4, 3, h, wd).transpose(1, 2).reshape(b, 12, h, wd)
@@ -131,29 +141,57 @@ def captured(model: nn.Module) -> Iterator[dict[str, Tensor]]:
         handle.remove()
 
 
-def _systems(features: Tensor, out: Tensor, x: Tensor, h: int, w: int) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
-    """Per phase: (normal matrix A (C+1, C+1), right side B (C+1, 3), the sum of squared residuals
-    per colour, the row count) of the least-squares problem on the valid h x w pixels, float64.
+def _systems(features: Tensor, out: Tensor, x: Tensor, h: int, w: int, side: int = 1) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Per phase: (normal matrix A (R, R), right side B (R, 3), the sum of squared residuals per
+    colour, the row count) of the least-squares problem of a side x side map (R = side^2 C + 1
+    unknowns) on the valid h x w pixels, float64.
 
     The phases see the same feature positions except, for an odd h or w, the last row or column of
     positions (whose output pixels are cropped away): A is computed once over all positions, and each
-    phase subtracts the positions it lacks (the product costs 4x less than one per phase)."""
-    f = features[0].double()
+    phase subtracts the positions it lacks (4x less work than one product per phase). The products
+    run over bands of positions (bounded memory), in float64 for 1x1 maps and float32 for wider ones
+    (R = 865 at C = 96: float64 would take seconds per megapixel more), summed in float64."""
+    f = features[0]
+    c = f.shape[0]
     hh0, ww0 = len(range(0, h, 2)), len(range(0, w, 2))
-    xf = f[:, :hh0, :ww0]
-    xf = torch.cat([xf, torch.ones(1, hh0, ww0, dtype=xf.dtype)])  # (C + 1, hh0, ww0)
-    flat = xf.reshape(xf.shape[0], -1)
-    a_all = flat @ flat.T
-    r_all = x[0].double() - out[0].double()  # (3, 2h', 2w') residual of the uncorrected synthesis
-    systems = []
-    for a, b in PHASES:
+    dtype = torch.float64 if side == 1 else torch.float32
+    pad = side // 2
+    fp = F.pad(f[:, :hh0, :ww0].to(dtype), (pad, pad, pad, pad))  # zeros around, as the decoder's convolution pads
+
+    def rows_at(r0: int, r1: int, c0: int = 0, c1: int = ww0) -> Tensor:
+        """The design rows (R, (r1 - r0) * (c1 - c0)) of the positions in rows r0..r1 - 1, columns c0..c1 - 1."""
+        taps = [fp[:, r0 + i : r1 + i, c0 + j : c1 + j] for i in range(side) for j in range(side)]
+        return torch.cat([*taps, torch.ones(1, r1 - r0, c1 - c0, dtype=dtype)]).reshape(side * side * c + 1, -1)
+
+    r_all = (x[0].double() - out[0].double()).to(dtype)  # (3, 2h', 2w') residual of the uncorrected synthesis
+    resid = []
+    for a, b in PHASES:  # (3, hh0, ww0) per phase, zero at the positions the phase lacks
+        r = torch.zeros(3, hh0, ww0, dtype=dtype)
         hh, ww = len(range(a, h, 2)), len(range(b, w, 2))
-        lacking = torch.ones(hh0, ww0, dtype=torch.bool)
-        lacking[:hh, :ww] = False
-        drop = xf[:, lacking]  # (C + 1, positions this phase lacks)
-        rows = xf[:, :hh, :ww].reshape(xf.shape[0], -1)  # (C + 1, N)
-        r = r_all[:, a:h:2, b:w:2].reshape(3, -1)  # (3, N)
-        systems.append((a_all - drop @ drop.T, rows @ r.T, (r * r).sum(1), torch.tensor(float(rows.shape[1]))))
+        r[:, :hh, :ww] = r_all[:, a : h : 2, b : w : 2]
+        resid.append(r)
+    n_rows = side * side * c + 1
+    a_all = torch.zeros(n_rows, n_rows, dtype=torch.float64)
+    rhs = [torch.zeros(n_rows, 3, dtype=torch.float64) for _ in PHASES]
+    band = max(1, (1 << 21) // (n_rows * ww0))  # about 16 MB of rows at a time
+    for r0 in range(0, hh0, band):
+        r1 = min(hh0, r0 + band)
+        xs = rows_at(r0, r1)
+        a_all += (xs @ xs.T).double()
+        for k, r in enumerate(resid):
+            rhs[k] += (xs @ r[:, r0:r1].reshape(3, -1).T).double()
+    systems = []
+    for k, (a, b) in enumerate(PHASES):
+        hh, ww = len(range(a, h, 2)), len(range(b, w, 2))
+        mat = a_all.clone()
+        if hh < hh0:
+            last = rows_at(hh0 - 1, hh0).double()
+            mat -= last @ last.T
+        if ww < ww0:
+            col = rows_at(0, hh, ww0 - 1, ww0).double()  # the last column, less the corner subtracted above
+            mat -= col @ col.T
+        r = resid[k].double()
+        systems.append((mat, rhs[k], (r * r).sum((1, 2)), torch.tensor(float(hh * ww))))
     return systems
 
 
@@ -162,18 +200,26 @@ def _solve(a: Tensor, b: Tensor) -> Tensor:
     return torch.linalg.solve(a + ridge * torch.eye(a.shape[0], dtype=a.dtype), b)
 
 
-def fit_correction(features: Tensor, out: Tensor, x: Tensor, h: int, w: int, lmbda: float) -> Correction | None:
+def fit_correction(
+    features: Tensor, out: Tensor, x: Tensor, h: int, w: int, lmbda: float, modes: tuple[int, ...] | None = None
+) -> Correction | None:
     """The correction of lowest loss ``lmbda * 255^2 * MSE + bpp`` for image x (1, 3, H, W) (only its
     top-left h x w pixels count), given the last layer's input features (1, C, H/2, W/2) and output
     out (1, 3, H, W); None if no correction lowers the loss. The MSE is that of the linear model
-    (before clamping), exact for every pixel the clamp leaves alone."""
-    systems = _systems(features, out, x, h, w)
+    (before clamping), exact for every pixel the clamp leaves alone. ``modes``: those to try (default:
+    the 1x1 modes, and the 3x3 ones too from :data:`WIDE_MIN_PIXELS` pixels)."""
+    if modes is None:
+        modes = (1, 2, 3, 4) if h * w >= WIDE_MIN_PIXELS else (1, 2)
     pixels = h * w
     count = 3 * pixels
-    sse0 = float(sum(s[2].sum() for s in systems))
+    by_side = {side: _systems(features, out, x, h, w, side) for side in sorted({MODES[m][1] for m in modes})}
+    any_systems = next(iter(by_side.values()))
+    sse0 = float(sum(s[2].sum() for s in any_systems))
     best_loss, best = lmbda * 255**2 * sse0 / count, None
-    for mode in (1, 2):
-        if mode == 1:
+    for mode in modes:
+        shared, side = MODES[mode]
+        systems = by_side[side]
+        if shared:
             a = sum(s[0] for s in systems)
             b = sum(s[1] for s in systems)
             assert isinstance(a, Tensor) and isinstance(b, Tensor)
@@ -207,7 +253,7 @@ def encode_correction(c: Correction | None) -> bytes:
     _, _, _, halves = laplace_tables()
     v = c.ints.reshape(-1).to(torch.int64) + halves[j]
     groups: list[tuple[np.ndarray, Any]] = [
-        (np.array([c.mode - 1]), rans.uniform(2)),
+        (np.array([c.mode - 1]), rans.uniform(len(MODES))),
         (np.array([c.k, j]), rans.uniform(32)),
         (v.numpy(), rans.categorical(laplace_tables()[2][j])),
     ]
@@ -224,13 +270,14 @@ def decode_correction(data: bytes, channels: int, *, name: str = "input") -> Cor
         return None
     try:
         words = rans.words_from_bytes(data, what="correction stream", allow_empty=False)
-        (mode,), words = rans.decode(words, [(1, rans.uniform(2))], exhaust=False, what="correction stream")
+        (mode,), words = rans.decode(words, [(1, rans.uniform(len(MODES)))], exhaust=False, what="correction stream")
         (kj,), words = rans.decode(words, [(2, rans.uniform(32))], exhaust=False, what="correction stream")
         k, j = int(kj[0]), int(kj[1])
         if k not in K_RANGE or j >= N_PARAM_SCALES:
             raise FileFormatError(f"{name} is corrupted (quantisation step or table of the synthesis correction out of range)")
         m = int(mode[0]) + 1
-        shape = (1 if m == 1 else 4, channels + 1, 3)
+        shared, side = MODES[m]
+        shape = (1 if shared else 4, side * side * channels + 1, 3)
         count = shape[0] * shape[1] * shape[2]
         (v,), words = rans.decode(words, [(count, rans.categorical(laplace_tables()[2][j]))], exhaust=False, what="correction stream")
         if len(words):
