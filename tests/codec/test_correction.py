@@ -178,7 +178,7 @@ def test_least_squares_recovers_a_3x3_map_and_its_stream_round_trips(mode) -> No
     # the valid size is odd both ways: the phases lack the last row or column of positions
     got = corr.fit_correction(feats, torch.zeros_like(target), target, 2 * h - 1, 2 * w - 1, lmbda=1e4, modes=(1, 2, 3, 4))
     assert got is not None and got.mode == mode and got.ints.shape == (phases, 9 * c + 1, 3)
-    assert torch.allclose(got.values(), true.values(), atol=2 ** -got.k)
+    assert torch.allclose(got.values(), true.values(), atol=2**-got.k)
     back = corr.decode_correction(corr.encode_correction(got), c)
     assert back is not None and back.mode == mode and torch.equal(back.ints, got.ints)
     # a 3x3 map is only tried on tiles of WIDE_MIN_PIXELS or more

@@ -168,7 +168,7 @@ def _systems(features: Tensor, out: Tensor, x: Tensor, h: int, w: int, side: int
     for a, b in PHASES:  # (3, hh0, ww0) per phase, zero at the positions the phase lacks
         r = torch.zeros(3, hh0, ww0, dtype=dtype)
         hh, ww = len(range(a, h, 2)), len(range(b, w, 2))
-        r[:, :hh, :ww] = r_all[:, a : h : 2, b : w : 2]
+        r[:, :hh, :ww] = r_all[:, a:h:2, b:w:2]
         resid.append(r)
     n_rows = side * side * c + 1
     a_all = torch.zeros(n_rows, n_rows, dtype=torch.float64)
