@@ -288,8 +288,9 @@ def estimate_memory(model: CodecModel, h: int, w: int, tile: int, effort: int = 
     """Estimated peak bytes (beyond the loaded model) of coding an h x w image with ``model`` in
     tiles of side ``tile`` (``encode``: encoding with ``effort``; else decoding): one padded tile
     at the model's ``encode_bytes_per_pixel(effort)`` or ``bytes_per_pixel()``, plus the image;
-    ``correct``: plus fitting a synthesis correction (the last layer's C input features in float32
-    and float64 and a float64 copy per phase, about 5C + 24 bytes per pixel)."""
+    ``correct``: plus fitting a synthesis correction (the last layer's C input features, their padded
+    copy in float64 for the 1x1 maps, the residuals of the four phases and a band of design rows of
+    at most 16 MB: within 5C + 24 bytes per pixel)."""
     stride = model.stride
     th, tw = min(h, tile), min(w, tile)
     padded = (th + (-th) % stride) * (tw + (-tw) % stride)

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convpress.codec.overfit import N_PARAM_SCALES, laplace_tables, param_cost, quantize_group
+from convpress.codec.overfit import N_PARAM_SCALES, laplace_tables, param_cost, param_model, quantize_group
 from convpress.core import rans
 from convpress.core.errors import FileFormatError
 
@@ -71,7 +71,7 @@ class Correction:
     ints: Tensor
 
     def values(self) -> Tensor:
-        """The parameters (P, C + 1, 3) float64."""
+        """The parameters (P, S * S * C + 1, 3) float64."""
         return self.ints * 2.0**-self.k
 
 
@@ -255,7 +255,7 @@ def encode_correction(c: Correction | None) -> bytes:
     groups: list[tuple[np.ndarray, Any]] = [
         (np.array([c.mode - 1]), rans.uniform(len(MODES))),
         (np.array([c.k, j]), rans.uniform(32)),
-        (v.numpy(), rans.categorical(laplace_tables()[2][j])),
+        (v.numpy(), param_model(j)),
     ]
     return rans.words_to_bytes(rans.encode(groups))
 
@@ -279,7 +279,7 @@ def decode_correction(data: bytes, channels: int, *, name: str = "input") -> Cor
         shared, side = MODES[m]
         shape = (1 if shared else 4, side * side * channels + 1, 3)
         count = shape[0] * shape[1] * shape[2]
-        (v,), words = rans.decode(words, [(count, rans.categorical(laplace_tables()[2][j]))], exhaust=False, what="correction stream")
+        (v,), words = rans.decode(words, [(count, param_model(j))], exhaust=False, what="correction stream")
         if len(words):
             raise FileFormatError("correction stream has data left over")
     except FileFormatError as exc:

@@ -72,6 +72,9 @@ __all__ = [
     "grid_shapes",
     "laplace_tables",
     "macs_per_pixel",
+    "param_cost",
+    "param_model",
+    "quantize_group",
 ]
 
 #: decode order of the four phases (row % 2, column % 2) of every grid
@@ -313,7 +316,9 @@ def _latent_model(t: int) -> Any:
 
 
 @cache
-def _param_model(j: int) -> Any:
+def param_model(j: int) -> Any:
+    """The entropy model of quantised parameters under Laplace table ``j`` (symbols offset by the
+    table's half-width; see :func:`param_cost`), built once per table."""
     return rans.categorical(laplace_tables()[2][j])
 
 
@@ -585,7 +590,7 @@ def encode_streams(net: OverfitNet, grids: list[Tensor], ks: dict[str, int]) -> 
         if j < 0 or not math.isfinite(bits):
             raise ConfigError(f"the {name} parameters do not fit a table at step 2**-{k}")
         v = torch.cat([t.reshape(-1) for t in ints]).to(torch.int64) + phalves[j]
-        net_groups += [(np.array([k, j]), rans.uniform(32)), (v.numpy(), _param_model(j))]
+        net_groups += [(np.array([k, j]), rans.uniform(32)), (v.numpy(), param_model(j))]
     arm = IntegerArm(quantized["arm"], ks["arm"])
     shapes = [(g.shape[0], g.shape[1]) for g in grids]  # (h_l, w_l)
     coded, lat_groups = code_latents(arm, grids, shapes)
@@ -622,7 +627,7 @@ def decode_streams(net_bytes: bytes, lat_bytes: bytes, shape: tuple[int, int], *
             if k not in _K_RANGE or j >= N_PARAM_SCALES:
                 raise FileFormatError(f"{name} is corrupted (quantisation step or table of the {gname} parameters out of range)")
             count = sum(t.numel() for t in groups[gname])
-            (v,), words = rans.decode(words, [(count, _param_model(j))], exhaust=False, what="network stream")
+            (v,), words = rans.decode(words, [(count, param_model(j))], exhaust=False, what="network stream")
             vals = torch.from_numpy(v.astype(np.float64) - phalves[j])
             ints, pos = [], 0
             for t in groups[gname]:
