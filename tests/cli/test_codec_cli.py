@@ -167,7 +167,7 @@ def test_info_reports_the_file_without_decoding_and_refuses_bad_ones(photo: Path
     from convpress.data.images import read_image
 
     cpi = tmp_path / "a.cpi"
-    assert main(["encode", str(photo), str(cpi), "--quality", str(quality), "--tile", "64"]) == 0
+    assert main(["encode", str(photo), str(cpi), "--quality", str(quality), "--tile", "64", "--format-version", "4"]) == 0
     capsys.readouterr()
     assert main(["info", str(cpi)]) == 0
     out = capsys.readouterr().out
@@ -195,8 +195,8 @@ def test_info_reports_the_file_without_decoding_and_refuses_bad_ones(photo: Path
     assert main(["info", str(old)]) == 0 and "format version 3 (latents clamped to the coder's tables)" in capsys.readouterr().out
     assert main(["info", str(cpi)]) == 0 and "format version 4 (latents coded exactly)" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:  # a usage error
-        main(["encode", str(photo), str(tmp_path / "v5.cpi"), "--quality", str(quality), "--format-version", "5"])
-    assert exc.value.code == 2 and "--format-version" in capsys.readouterr().err and not (tmp_path / "v5.cpi").exists()
+        main(["encode", str(photo), str(tmp_path / "v6.cpi"), "--quality", str(quality), "--format-version", "6"])
+    assert exc.value.code == 2 and "--format-version" in capsys.readouterr().err and not (tmp_path / "v6.cpi").exists()
     # a file of a level that newer weights took over: still decodes with the older file, now in the legacy package
     superseded = Path(__file__).resolve().parents[1] / "golden" / "varrate-q5-60db9802.cpi"
     assert main(["info", str(superseded)]) == 0
@@ -312,7 +312,7 @@ def test_encode_iterations_follow_the_model_and_the_budget() -> None:
     assert _iterations(None, plain, None) == 0
 
 
-def test_correct_writes_format_5_that_decodes_and_info_reports(photo: Path, quality: int, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_format_5_is_the_default_and_correct_writes_it_and_info_reports(photo: Path, quality: int, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     from convpress.codec.bitstream import read_header
 
     cpi = tmp_path / "c.cpi"
@@ -325,6 +325,18 @@ def test_correct_writes_format_5_that_decodes_and_info_reports(photo: Path, qual
     assert "format version 5 (latents coded exactly, with a synthesis correction)" in out and " of 6 tiles (" in out
     assert "18 sections (z, y, correction per tile)" in out
     assert main(["decode", str(cpi), str(tmp_path / "c.png")]) == 0 and (tmp_path / "c.png").stat().st_size > 0
+    # format 5 is the default of the transform models: the same file without --correct, or with --format-version 5
+    for flags in ([], ["--format-version", "5"]):
+        again = tmp_path / f"again{len(flags)}.cpi"
+        assert main(["encode", str(photo), str(again), "--quality", str(quality), "--tile", "64", *flags]) == 0
+        assert again.read_bytes() == data
+    # the overfitted codec writes format 4 by default, and refuses format 5 with one line
+    of = tmp_path / "of.cpi"
+    assert main(["encode", str(photo), str(of), "--quality", "1", "--model", "overfit", "--effort", "2"]) == 0
+    assert of.read_bytes()[8:10] == b"\x04\x00"
+    capsys.readouterr()
+    assert main(["encode", str(photo), str(tmp_path / "o5.cpi"), "--quality", "1", "--model", "overfit", "--format-version", "5"]) == 2
+    assert "no synthesis layer to correct" in _err(capsys) and not (tmp_path / "o5.cpi").exists()
     # format 5 is --correct's: with another --format-version it is one clear error and nothing written
     assert main(["encode", str(photo), str(tmp_path / "d.cpi"), "--quality", str(quality), "--correct", "--format-version", "3"]) == 2
     err = _err(capsys)

@@ -37,7 +37,21 @@ def test_quick_bench_reports_every_figure_from_real_files(tmp_path: Path) -> Non
     md = to_markdown(result)
     assert "| ours | q1 |" in md and "| jpeg | q95 |" in md and "| avif | q95 |" in md and "QUICK" in md
     # every mode against every anchor, over the whole range and each half
-    assert result["efforts"] == [0, 3] and set(result["curves"]) == {"ours", "ours-e3", "overfit", "jpeg", "webp", "avif"}
+    assert result["efforts"] == [0, 3]
+    assert set(result["curves"]) == {"ours", "ours-e3", "format4", "overfit", "jpeg", "webp", "avif"}
+    # the codec writes format 5; its baseline, format 4 at effort 0, is the same latents without the correction
+    for q in qualities:
+        (p5,) = result["points"]["ours"][f"q{q}"]
+        (p4,) = result["points"]["format4"][f"q{q}"]
+        assert p5["bytes"] > p4["bytes"] and (p5["psnr"] == p4["psnr"] or p5["psnr"] > p4["psnr"])
+    c = result["correction"]
+    assert 0 <= c["corrected_share"] <= 1 and c["encode_time_ratio"] > 0 and "vs_format4_psnr_pchip" in result["bd_rate_percent"]
+    assert all(r["correction_bits"] >= 0 for r in result["estimate_vs_actual"])
+    # the full-tile section: a 256-pixel tile here, format 4 and 5 against WebP and AVIF, with its own figure
+    tiles = result["tiles"]
+    assert tiles["side"] == 256 and set(tiles["curves"]) == {"format4", "ours", "webp", "avif"}
+    assert {"ours_vs_format4_psnr_pchip", "ours_vs_avif_psnr_pchip", "format4_vs_webp_psnr_pchip"} <= set(tiles["bd_rate_percent"])
+    assert "synthesis correction" in names and "full 256-pixel tiles" in names and "**Full tiles**" in md
     # the overfitted per-image family: real files at its levels, decoded in the run, with its decoder's cost
     for q in result["overfit"]["qualities"]:
         (p,) = result["points"]["overfit"][f"q{q}"]
@@ -66,7 +80,7 @@ def test_quick_bench_reports_every_figure_from_real_files(tmp_path: Path) -> Non
     assert of["encode_s_per_mp"] == of["encode_s_per_iteration_per_mp"] * of["iterations"] and of["sweep_encode_s_per_mp"] > 0
     assert "than AVIF" in readme_summary(result)
     figs = write_figures(result, tmp_path / "codec.json")
-    assert figs and all(f.is_file() and f.stat().st_size > 1000 for f in figs)
+    assert len(figs) == 2 and all(f.is_file() and f.stat().st_size > 1000 for f in figs)
 
 
 def test_overfitted_points_are_kept_in_the_work_dir_and_reused(tmp_path: Path) -> None:

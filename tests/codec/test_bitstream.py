@@ -588,9 +588,9 @@ def test_effort_reaches_the_model(tiny_hyperprior, photo_crop) -> None:  # type:
     refining = copy.deepcopy(model)
     refining.lmbda = 0.01
     x = photo_crop[:, :40, :60]
-    plain = encode_image(x, refining, quality=2, weights_id=wid)
-    refined = encode_image(x, refining, quality=2, weights_id=wid, effort=1)
-    assert plain == encode_image(x, model, quality=2, weights_id=wid) and refined != plain
+    plain = encode_image(x, refining, quality=2, weights_id=wid, version=4)
+    refined = encode_image(x, refining, quality=2, weights_id=wid, effort=1, version=4)
+    assert plain == encode_image(x, model, quality=2, weights_id=wid, version=4) and refined != plain
     assert decode_image(refined, resolver=_resolver(model, wid))[0].shape == x.shape
 
 

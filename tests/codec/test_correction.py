@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from convpress.codec import correction as corr
-from convpress.codec.bitstream import decode_image, encode_image, estimate_memory, format_version, read_header
+from convpress.codec.bitstream import decode_image, default_version, encode_image, estimate_memory, format_version, read_header
 from convpress.codec.models import build_model
 from convpress.core import rans
 from convpress.core.errors import ConfigError, FileFormatError
@@ -80,7 +80,7 @@ def test_corrections_round_trip_through_their_stream_and_forged_ones_are_refused
 
 def test_version_5_files_decode_to_the_corrected_synthesis(hyper, photo_crop) -> None:  # type: ignore[no-untyped-def]
     model, wid = hyper
-    v4 = encode_image(photo_crop, model, quality=2, weights_id=wid)
+    v4 = encode_image(photo_crop, model, quality=2, weights_id=wid, version=4)
     v5 = encode_image(photo_crop, model, quality=2, weights_id=wid, version=5)
     assert format_version(v5) == 5
     head, sections = read_header(v5)
@@ -129,6 +129,10 @@ def test_version_5_is_refused_where_no_correction_can_be_fitted(hyper, photo_cro
         encode_image(photo_crop, no_lambda, quality=1, weights_id=wid, version=5)
     with pytest.raises(ConfigError, match="cannot write .cpi format version 6"):
         encode_image(photo_crop, model, quality=1, weights_id=wid, version=6)
+    # so by default those models write format 4, and a transform codec with its lambda format 5
+    assert [default_version(m) for m in (overfit, no_lambda, model)] == [4, 4, 5]
+    assert format_version(encode_image(photo_crop, no_lambda, quality=1, weights_id=wid)) == 4
+    assert format_version(encode_image(photo_crop, overfit, quality=1, weights_id="x", effort=1)) == 4
 
 
 def test_memory_estimate_counts_the_fit(hyper) -> None:  # type: ignore[no-untyped-def]
@@ -145,8 +149,8 @@ def test_the_shipped_model_gains_on_a_photo_it_never_saw() -> None:
 
     model, meta = pretrained(7, "varrate")
     x = held_out_photos(long_side=384)["coffee"]
-    v4 = encode_image(x, model, quality=7, weights_id=meta["weights_id"])
-    v5 = encode_image(x, model, quality=7, weights_id=meta["weights_id"], version=5)
+    v4 = encode_image(x, model, quality=7, weights_id=meta["weights_id"], version=4)
+    v5 = encode_image(x, model, quality=7, weights_id=meta["weights_id"])  # format 5: the default of a transform codec
     y4, y5 = decode_image(v4)[0], decode_image(v5)[0]
     gain = 10 * math.log10(_mse(y4, x) / _mse(y5, x))
     assert gain > 0.05 and len(v5) < 1.05 * len(v4)

@@ -92,7 +92,7 @@ def escape_goldens() -> None:
 
     torch.set_num_threads(2)
     m, meta = pretrained(7, "varrate")
-    data = encode_image(colorwheel_crop(), m, quality=7, weights_id=meta["weights_id"])
+    data = encode_image(colorwheel_crop(), m, quality=7, weights_id=meta["weights_id"], version=4)
     (HERE / "varrate-q7-escaped.cpi").write_bytes(data)
     write_image(HERE / "varrate-q7-escaped.png", decode_image(data)[0], overwrite=True)
 
@@ -190,7 +190,7 @@ def codec_goldens(model: str = "hyperprior", *, legacy: bool = True) -> None:
     x = coffee_crop()
     for q in available_qualities(model):
         m, meta = pretrained(q, model)
-        data = encode_image(x, m, quality=q, weights_id=meta["weights_id"])
+        data = encode_image(x, m, quality=q, weights_id=meta["weights_id"], version=4)
         (HERE / f"{model}-q{q}.cpi").write_bytes(data)
         write_image(HERE / f"{model}-q{q}.png", decode_image(data)[0], overwrite=True)
     if not legacy:

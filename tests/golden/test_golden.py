@@ -86,7 +86,7 @@ def test_cpi_bytes_and_pixels_are_unchanged(model: str, quality: int) -> None:
     from convpress.codec import decode_image, encode_image, pretrained
 
     net, meta = pretrained(quality, model)
-    data = encode_image(golden.coffee_crop(), net, quality=quality, weights_id=meta["weights_id"])
+    data = encode_image(golden.coffee_crop(), net, quality=quality, weights_id=meta["weights_id"], version=4)
     assert data == (HERE / f"{model}-q{quality}.cpi").read_bytes()
     x, _ = decode_image(data)
     _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / f"{model}-q{quality}.png"), f"{model} q{quality}")
@@ -112,7 +112,7 @@ def test_a_file_with_escaped_latents_has_the_same_bytes_and_pixels() -> None:
     from convpress.codec import decode_image, encode_image, pretrained
 
     net, meta = pretrained(7, "varrate")
-    data = encode_image(golden.colorwheel_crop(), net, quality=7, weights_id=meta["weights_id"])
+    data = encode_image(golden.colorwheel_crop(), net, quality=7, weights_id=meta["weights_id"], version=4)
     assert data == (HERE / "varrate-q7-escaped.cpi").read_bytes()
     x, _ = decode_image(data)
     _assert_same_pixels(_as_png_pixels(x), _pixels(HERE / "varrate-q7-escaped.png"), "escaped")

@@ -12,6 +12,12 @@ the images per setting; Bjøntegaard delta rates (PCHIP and cubic) are computed 
 anchor over the PSNR interval both curves cover, and over its lower and upper halves. Also
 reported: estimated (likelihood) vs actual bits, and encode / decode time per megapixel of every
 mode against the anchors' on one 768x512 photo, measured in the same run.
+
+The codec writes ``.cpi`` format 5 (a synthesis correction per tile, :mod:`convpress.codec.correction`);
+its baseline, effort 0 as format 4 (the same latents without the correction), is measured beside it.
+A second section measures one full 1024x1024 tile of each of 6 large test photos at their own
+resolution (the test set's photos are at most 768 pixels, less than one tile, where the correction
+gains least).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import torch.nn.functional as F
 
 from convpress.bench import BENCHMARKS, Benchmark
 from convpress.bench._common import checks_table, environment, median_time
-from convpress.codec.bitstream import Resolver, decode_image, encode_image, pad_image
+from convpress.codec.bitstream import VERSION, Resolver, decode_image, encode_image, pad_image
 from convpress.codec.metrics import bd_rate, ms_ssim, ms_ssim_db, psnr
 from convpress.codec.models import DEFAULT_EFFORT, DEFAULT_MODEL
 from convpress.codec.models.base import CodecModel
@@ -77,6 +83,16 @@ OVERFIT_ITERATIONS = 400
 OVERFIT_PHOTOS = 2
 #: the overfitted decoder's target: decoding a 768x512 photo in at most this many seconds
 OVERFIT_DECODE_TARGET = 1.0
+#: the synthesis correction's baseline: effort 0 written as ``.cpi`` format 4 (the same latents as the
+#: default format 5, without the per-tile correction of the decoder's last layer)
+FORMAT4 = "format4"
+#: the full-tile section: the central TILE_SIDE x TILE_SIDE pixels of the first TILE_PHOTOS test photos at
+#: least that large, at their own resolution (one whole tile each, where the correction may use its 3x3
+#: maps: :data:`convpress.codec.correction.WIDE_MIN_PIXELS`), at these efforts, against WebP and AVIF
+TILE_SIDE = 1024
+TILE_PHOTOS = 6
+TILE_EFFORTS: tuple[int, ...] = (0, DEFAULT_EFFORT)
+TILE_ANCHORS = ("webp", "avif")
 
 
 def _mode(effort: int) -> str:
@@ -253,15 +269,16 @@ def _kept(stem: Path | None, encode: Callable[[], tuple[bytes, dict[str, Any]]])
 @functools.cache
 def _encoder_digest() -> str:
     """Digest of the source of the hyperprior family's encoder (the models, their entropy models and
-    fixed-point hyper-synthesis, the latent refinement and the file format): a kept refined file is
-    reused only by the code that made it."""
+    fixed-point hyper-synthesis, the latent refinement, the synthesis correction and the file format):
+    a kept refined file is reused only by the code that made it."""
     import hashlib
 
-    from convpress.codec import bitstream, entropy_models, fixedpoint, refine
+    from convpress.codec import bitstream, correction, entropy_models, fixedpoint, overfit, refine
     from convpress.codec.models import hyperprior, meanscale, varrate
 
     h = hashlib.sha256()
-    for module in (bitstream, entropy_models, fixedpoint, refine, hyperprior, meanscale, varrate):
+    # overfit: the synthesis correction codes its parameters with the overfitted family's tables
+    for module in (bitstream, correction, entropy_models, fixedpoint, overfit, refine, hyperprior, meanscale, varrate):
         h.update(Path(str(module.__file__)).read_bytes())
     return h.hexdigest()[:10]
 
@@ -284,6 +301,87 @@ def _encoded(
         stem = work_dir / f"{name}-{_pixels_tag(rgb)}-q{q}-e{effort}-{meta['weights_id']}-{_encoder_digest()}"
     data, info = _kept(stem, encode)
     return data, float(info["encode_s"])
+
+
+def _tile_photos(quick: bool) -> dict[str, torch.Tensor]:
+    """The full-tile section's images: the central :data:`TILE_SIDE` square of the first :data:`TILE_PHOTOS`
+    test photos at least that large, at their own resolution (quick: a 256-pixel corner of one bundled photo)."""
+    if quick:
+        name, x = next(iter(held_out_photos(long_side=None, debian=False).items()))
+        return {name: x[:, :256, :256].contiguous()}
+    out: dict[str, torch.Tensor] = {}
+    for name, x in held_out_photos(long_side=None).items():
+        h, w = int(x.shape[1]), int(x.shape[2])
+        if min(h, w) >= TILE_SIDE and len(out) < TILE_PHOTOS:
+            top, left = (h - TILE_SIDE) // 2, (w - TILE_SIDE) // 2
+            out[name] = x[:, top : top + TILE_SIDE, left : left + TILE_SIDE].contiguous()
+    return out
+
+
+def _tile_section(
+    images: dict[str, torch.Tensor],
+    qualities: list[int],
+    efforts: tuple[int, ...],
+    anchors: dict[str, tuple[str, list[int], dict[str, Any]]],
+    work_dir: Path | None,
+    bar: Any,
+) -> dict[str, Any]:
+    """Format 5 at ``efforts``, format 4 at effort 0 and the :data:`TILE_ANCHORS` on whole tiles (real files,
+    decoded in the run): curves, BD-rates (PSNR, PCHIP) and mean encode seconds per image."""
+    points: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in [FORMAT4, *(_mode(e) for e in efforts), *TILE_ANCHORS]}
+    for name, x in images.items():
+        rgb = to_uint8(x)
+        src = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+        for q in qualities:
+            model, meta = pretrained(q, MODEL)
+            t0 = time.perf_counter()
+            data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], version=VERSION)
+            files = {FORMAT4: (data, time.perf_counter() - t0)}
+            for effort in efforts:
+                files[_mode(effort)] = _encoded(f"tile{TILE_SIDE}-{name}", src, rgb, model, meta, q, effort, work_dir)
+            for mode, (data, seconds) in files.items():
+                y, _ = decode_image(data, resolver=_given(model, meta))
+                p = {**_point(rgb, len(data), to_uint8(y)), "encode_s": seconds, "image": name}
+                points[mode].setdefault(f"q{q}", []).append(p)
+                bar.advance(1, f"tile {name} q{q} {mode}: {p['bpp']:.3f} bpp {p['psnr']:.2f} dB")
+        for anchor in TILE_ANCHORS:
+            fmt, qs, options = anchors[anchor]
+            for q in qs:
+                data, dec = _pillow(rgb, fmt, q, options)
+                points[anchor].setdefault(f"q{q}", []).append({**_point(rgb, len(data), dec), "image": name})
+                bar.advance(1)
+    curves = {m: _mean_curve(v) for m, v in points.items()}
+    bd: dict[str, float | None] = {f"ours_vs_{FORMAT4}_psnr_pchip": _bd(curves[FORMAT4], curves["ours"], "psnr", "pchip")}
+    for mode in [FORMAT4, *(_mode(e) for e in efforts)]:
+        for base in TILE_ANCHORS:
+            bd[f"{mode}_vs_{base}_psnr_pchip"] = _bd(curves[base], curves[mode], "psnr", "pchip")
+    mean_s = {m: float(np.mean([p["encode_s"] for v in points[m].values() for p in v])) for m in [FORMAT4, *(_mode(e) for e in efforts)]}
+    return {
+        "side": TILE_SIDE if len(images) > 1 else int(next(iter(images.values())).shape[1]),
+        "images": list(images),
+        "efforts": list(efforts),
+        "points": points,
+        "curves": curves,
+        "bd_rate_percent": bd,
+        "mean_encode_s": mean_s,
+    }
+
+
+def _correction_gain(
+    curves: dict[str, list[dict[str, Any]]],
+    ours: dict[str, list[dict[str, Any]]],
+    format4: dict[str, list[dict[str, Any]]],
+    qualities: list[int],
+) -> dict[str, Any]:
+    """What the synthesis correction (format 5) gives at effort 0 against the same latents as format 4."""
+    pairs = [(a, b) for q in qualities for a, b in zip(ours[f"q{q}"], format4[f"q{q}"], strict=True)]
+    return {
+        "bd_rate_vs_format4_psnr": _bd(curves[FORMAT4], curves["ours"], "psnr", "pchip"),
+        "extra_bytes_percent": 100 * float(np.mean([a["bytes"] / b["bytes"] - 1 for a, b in pairs])),
+        "psnr_gain_db": float(np.mean([a["psnr"] - b["psnr"] for a, b in pairs])),
+        "corrected_share": float(np.mean([a["psnr"] != b["psnr"] for a, b in pairs])),  # an empty correction changes no pixel
+        "encode_time_ratio": float(np.sum([a["encode_s"] for a, _ in pairs]) / np.sum([b["encode_s"] for _, b in pairs])),
+    }
 
 
 def _overfit_timing(photo: torch.Tensor, iterations: int, repeat: int) -> dict[str, float]:
@@ -321,9 +419,12 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
         efforts = (0, 3)
         anchors = {name: (fmt, qs[::3] + [95], options) for name, (fmt, qs, options) in anchors.items()}
     modes = [_mode(e) for e in efforts]
-    points: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in [*modes, OVERFIT, *anchors]}  # figures and "image"
+    points: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in [*modes, FORMAT4, OVERFIT, *anchors]}  # figures and "image"
     estimate = []
     of_names = overfit_photos(images)
+    tile_images = _tile_photos(quick)
+    tile_efforts = (0,) if quick else TILE_EFFORTS
+    tile_steps = len(tile_images) * (len(qualities) * (1 + len(tile_efforts)) + sum(len(anchors[a][1]) for a in TILE_ANCHORS))
     steps = len(images) * (len(qualities) * len(efforts) + sum(len(qs) for _, qs, _ in anchors.values())) + len(of_names) * len(of_quals)
     with progress_bar(steps, "bench codec", enabled=progress) as bar:
         for name, x in images.items():
@@ -333,10 +434,18 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
                 model, meta = pretrained(q, MODEL)
                 for effort in efforts:
                     data, seconds = _encoded(name, src, rgb, model, meta, q, effort, wd_refined)
-                    y, head = decode_image(data, resolver=_given(model, meta))
+                    y, _ = decode_image(data, resolver=_given(model, meta))
                     p = _point(rgb, len(data), to_uint8(y))
                     p["encode_s"] = seconds
                     if effort == 0:
+                        # the correction's baseline: the same latents as format 4; the coder's estimate is
+                        # checked against that file (the correction's bytes are no latent's)
+                        t0 = time.perf_counter()
+                        data4 = encode_image(src, model, quality=q, weights_id=meta["weights_id"], version=VERSION)
+                        seconds4 = time.perf_counter() - t0
+                        y4, head = decode_image(data4, resolver=_given(model, meta))
+                        p4 = {**_point(rgb, len(data4), to_uint8(y4)), "encode_s": seconds4, "image": name}
+                        points[FORMAT4].setdefault(f"q{q}", []).append(p4)
                         with torch.no_grad():
                             lik = model(pad_image(src, model.stride))["likelihoods"]
                         est_bits = sum(float(-torch.log2(v).sum()) for v in lik.values())
@@ -347,8 +456,9 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
                                 "image": name,
                                 "quality": q,
                                 "estimated_bits": est_bits,
-                                "actual_bits": 8 * len(data),
+                                "actual_bits": 8 * len(data4),
                                 "stream_bits": 8 * streams,
+                                "correction_bits": 8 * (len(data) - len(data4)),
                             }
                         )
                     points[_mode(effort)].setdefault(f"q{q}", []).append({**p, "image": name})
@@ -362,8 +472,14 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
                     data, dec = _pillow(rgb, fmt, q, options)
                     points[anchor].setdefault(f"q{q}", []).append({**_point(rgb, len(data), dec), "image": name})
                     bar.advance(1)
+    with progress_bar(tile_steps, "bench codec: full tiles", enabled=progress) as bar:
+        tiles = _tile_section(tile_images, qualities, tile_efforts, anchors, wd_refined, bar)
     curves = {m: _mean_curve(v) for m, v in points.items()}
     bd = _bd_table(curves, modes)
+    correction = _correction_gain(curves, points["ours"], points[FORMAT4], qualities)
+    bd["vs_format4_psnr_pchip"] = correction["bd_rate_vs_format4_psnr"]
+    for base in anchors:
+        bd[f"{FORMAT4}_vs_{base}_psnr_pchip"] = _bd(curves[base], curves[FORMAT4], "psnr", "pchip")
     # the overfitted codec against the anchors and the default model on the photos it was measured on
     sub_curves = {m: _mean_curve({s: [p for p in v if p["image"] in of_names] for s, v in points[m].items()}) for m in [*anchors, "ours"]}
     for base in [*anchors, "ours"]:
@@ -383,6 +499,7 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
                 "diff_percent": 100.0 * (act - est) / est,
                 "stream_bits": streams,
                 "stream_diff_percent": 100.0 * (streams - est) / est,
+                "correction_bits": sum(r["correction_bits"] for r in rows),
             }
         )
     timing = _timing(bundled_photo(HELD_OUT_BUNDLED[0]), qualities, (0, 3) if quick else TIMED_EFFORTS, 1 if quick else 5)
@@ -446,7 +563,7 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
             "passed": len(images) >= MIN_PHOTOS,
         },
         {
-            "name": f"estimated vs actual bits within {MAX_EST_DIFF}% (every quality)",
+            "name": f"estimated vs actual bits within {MAX_EST_DIFF}% (every quality; the latents' file, format 4)",
             "value": round(worst_est, 2),
             "target": MAX_EST_DIFF,
             "passed": worst_est <= MAX_EST_DIFF,
@@ -491,6 +608,33 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
         {"name": f"encode 768x512 <= {TIME_TARGET} s", "value": round(enc_t, 3), "target": TIME_TARGET, "passed": enc_t <= TIME_TARGET},
         {"name": f"decode 768x512 <= {TIME_TARGET} s", "value": round(dec_t, 3), "target": TIME_TARGET, "passed": dec_t <= TIME_TARGET},
     ]
+    tile_default = _mode(tile_efforts[-1])
+    checks += [
+        {
+            "name": "synthesis correction: BD-rate (PSNR) of format 5 vs format 4, effort 0 (reported)",
+            "value": _r(correction["bd_rate_vs_format4_psnr"]),
+            "target": None,
+            "passed": True,
+            "reported": True,
+        },
+        {
+            "name": f"full {tiles['side']}-pixel tiles: BD-rate (PSNR) of format 5 vs format 4, effort 0 (reported)",
+            "value": _r(tiles["bd_rate_percent"].get(f"ours_vs_{FORMAT4}_psnr_pchip")),
+            "target": None,
+            "passed": True,
+            "reported": True,
+        },
+    ]
+    for base in TILE_ANCHORS:
+        checks.append(
+            {
+                "name": f"full {tiles['side']}-pixel tiles: BD-rate (PSNR) vs {base.upper()}, {tile_default} (reported)",
+                "value": _r(tiles["bd_rate_percent"].get(f"{tile_default}_vs_{base}_psnr_pchip")),
+                "target": None,
+                "passed": True,
+                "reported": True,
+            }
+        )
     for mode, row in timing["modes"].items():
         if mode.startswith("ours") or mode == OVERFIT:
             checks.append(
@@ -528,6 +672,8 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
         "curves": curves,
         "bd_rate_percent": bd,
         "refinement": gains,
+        "correction": correction,
+        "tiles": tiles,
         "curves_overfit_photos": sub_curves,
         "overfit": {
             "iterations": of_its,
@@ -588,7 +734,41 @@ def write_figures(result: dict[str, Any], json_path: str | Path) -> list[Path]:
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(out)
-    return [out]
+    outs = [out]
+    if result.get("tiles"):
+        outs.append(_tile_figure(result, out.with_name(f"{out.stem}-tiles.png"), plt))
+    return outs
+
+
+def _tile_figure(result: dict[str, Any], out: Path, plt: Any) -> Path:
+    """PSNR vs bpp of the full-tile section: format 4 and 5 against WebP and AVIF."""
+    t = result["tiles"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.6))
+    style = {
+        FORMAT4: ("convpress, format 4, effort 0", "s:", "C7"),
+        **{
+            m: (f"convpress, format 5, effort {_effort(m)}", "o-" if m == "ours" else "o:", f"C{3 + i}")
+            for i, m in enumerate(x for x in t["curves"] if x.startswith("ours"))
+        },
+        "webp": ("WebP (libwebp, method 6)", "^--", "C2"),
+        "avif": ("AVIF (libavif, speed 4, 4:4:4)", "v--", "C1"),
+    }
+    for name, (lab, fmt, color) in style.items():
+        c = t["curves"].get(name)
+        if c:
+            ax.plot([r["bpp"] for r in c], [r["psnr"] for r in c], fmt, color=color, label=lab, ms=4)
+    ax.set_xlim(0, max(r["bpp"] for m in t["curves"] if m.startswith("ours") for r in t["curves"][m]) * 1.6)
+    ax.set_xlabel("bits per pixel (actual file size)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"Full {t['side']}-pixel tiles of {len(t['images'])} photos never used for training", fontsize=10)
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(out)
+    return out
 
 
 def _pct(v: float | None) -> str:
@@ -666,10 +846,41 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"| {g['effort']} | {g['bytes_saved_percent']:.1f}% | {g['psnr_gain_db']:+.2f} dB | "
                 f"{_pct(g['bd_rate_vs_effort_0_psnr'])} | {g['mean_encode_s']:.1f} s |"
             )
+    if result.get("correction"):
+        c = result["correction"]
+        lines += [
+            "",
+            f"**Synthesis correction** (`.cpi` format 5, the default; a least-squares correction of the decoder's last layer "
+            f"per tile, sent where it pays for its bits) against format 4 (the same latents without it) at effort 0: BD-rate "
+            f"(PSNR) {_pct(c['bd_rate_vs_format4_psnr'])}; {100 * c['corrected_share']:.0f}% of the files carry one; "
+            f"{c['psnr_gain_db']:+.2f} dB for {c['extra_bytes_percent']:+.1f}% bytes on average; {c['encode_time_ratio']:.2f}x "
+            "format 4's encoding time. Format 4 against the anchors (PSNR, PCHIP): "
+            + ", ".join(f"{a.upper()} {_pct(bd.get(f'{FORMAT4}_vs_{a}_psnr_pchip'))}" for a in anchors)
+            + ".",
+        ]
+    if result.get("tiles"):
+        t = result["tiles"]
+        tb = t["bd_rate_percent"]
+        ours_modes = [m for m in t["curves"] if m.startswith("ours")]
+        lines += [
+            "",
+            f"**Full tiles**: the central {t['side']}x{t['side']} pixels of {len(t['images'])} test photos at their own resolution "
+            f"({', '.join(t['images'])}), one whole tile each. Format 5 against format 4 at effort 0: "
+            f"{_pct(tb.get(f'ours_vs_{FORMAT4}_psnr_pchip'))} (BD-rate, PSNR).",
+            "",
+            "| codec | " + " | ".join(f"vs {a.upper()} (PSNR)" for a in TILE_ANCHORS) + " | mean encode time per image |",
+            "|---|" + "---|" * len(TILE_ANCHORS) + "---|",
+        ]
+        for mode in [FORMAT4, *ours_modes]:
+            lines.append(
+                f"| {mode if mode != 'ours' else 'ours (format 5)'} | "
+                + " | ".join(_pct(tb.get(f"{mode}_vs_{a}_psnr_pchip")) for a in TILE_ANCHORS)
+                + f" | {t['mean_encode_s'][mode]:.1f} s |"
+            )
     lines += [
         "",
-        "**Estimated (likelihoods) vs actual (file) bits** at effort 0, summed over the photos; the coded streams are "
-        "the file without its header and checksum:",
+        "**Estimated (likelihoods) vs actual (file) bits** at effort 0, summed over the photos, for the latents' file "
+        "(format 4; format 5 adds the correction's bytes); the coded streams are the file without its header and checksum:",
         "",
         "| quality | estimated | actual file | difference | coded streams | difference |",
         "|---|---|---|---|---|---|",
@@ -736,6 +947,23 @@ def readme_summary(result: dict[str, Any]) -> str:
             f"than WebP and {more(bd[f'{OVERFIT}_vs_avif_psnr_pchip'])} than AVIF on those photos, and decodes in "
             f"{result['timing']['modes'][OVERFIT]['decode_s_per_mp']:.2f} s/MP. "
         )
+    if result.get("correction"):
+        c = result["correction"]
+        text += (
+            f"These files are `.cpi` format 5, whose synthesis correction needs {more(c['bd_rate_vs_format4_psnr'])} than "
+            f"format 4 at effort 0 ({c['encode_time_ratio']:.1f}x its encoding time)"
+        )
+        if result.get("tiles"):
+            tl = result["tiles"]
+            tb = tl["bd_rate_percent"]
+            last = _mode(tl["efforts"][-1])
+            text += (
+                f"; on whole {tl['side']}-pixel tiles of {len(tl['images'])} large test photos "
+                f"{more(tb.get(f'ours_vs_{FORMAT4}_psnr_pchip'))}, "
+                f"and there effort {tl['efforts'][-1]} needs {more(tb.get(f'{last}_vs_webp_psnr_pchip'))} than WebP and "
+                f"{more(tb.get(f'{last}_vs_avif_psnr_pchip'))} than AVIF"
+            )
+        text += ". "
     text += f"The highest level reaches {max(r['psnr'] for r in result['curves']['ours']):.1f} dB at effort 0"
     refined = [m for m in result.get("refinement", {}) if m in result["curves"]]
     if refined:

@@ -20,15 +20,16 @@ and 4) is binary and small: 26 bytes plus 1-3 bytes per section length around th
                            (:mod:`convpress.codec.correction`; empty for none)
     crc          u32       CRC32 of every byte from ``model`` to the end of the last section
 
-Versions 3 and 4 differ only in the latent streams: version 4 (written by default) codes a latent
+Versions 3 and 4 differ only in the latent streams: version 4 codes a latent
 that falls outside its entropy model's table exactly, with an escape symbol and its distance past
 the table (see :mod:`convpress.codec.entropy_models`); version 3 clamped it to the table's edge,
 which decoded such latents wrong (4.2 dB lost on Picture_0B at level 7 with the shipped wide levels). Version-3 files
 decode as they always did, and ``encode_image(..., version=3)`` still writes them (for older readers).
-Version 5 (``encode_image(..., version=5)``, ``codec encode --correct``) is version 4 with one more
+Version 5 (written by default for the transform codecs since 2026-12-07, :func:`default_version`) is version 4 with one more
 section per tile, a least-squares correction of the synthesis' last layer fitted to that tile: the
 same latent streams byte for byte, better pixels for a few more bytes. Only models whose synthesis
-ends in a stride-2 transposed convolution to RGB (the transform codecs) can write it.
+ends in a stride-2 transposed convolution to RGB (the transform codecs) can write it; the
+overfitted codec writes version 4.
 
 The format knows a codec model only through what its class declares (see
 :class:`~convpress.codec.models.base.CodecModel`): the model byte is its ``code`` (the code <->
@@ -103,6 +104,7 @@ from convpress.core.varint import encode_varint, read_varint
 __all__ = [
     "MAGIC",
     "VERSION",
+    "default_version",
     "COMPACT_VERSIONS",
     "CORRECTION_VERSION",
     "MAX_SIDE",
@@ -129,8 +131,9 @@ __all__ = [
 ]
 
 MAGIC = b"\x89CPI\r\n\x1a\n"
-#: format version written by default (4: compact binary layout, escaped latents); 3 is the same
-#: layout with latents clamped to the tables; 1 and 2 are the legacy JSON layout
+#: the format version of the compact binary layout with escaped latents (4), which every model can
+#: write; transform codecs write :data:`CORRECTION_VERSION` by default (:func:`default_version`); 3 is
+#: the same layout with latents clamped to the tables; 1 and 2 are the legacy JSON layout
 VERSION = 4
 _VERSIONS = (1, 2, 3, 4, 5)
 #: the versions of the compact binary layout (4 differs from 3 only in the latent streams, 5 from 4
@@ -369,6 +372,14 @@ def _encode_tile(x: Tensor, model: CodecModel, version: int, effort: int = 0) ->
     return sections
 
 
+def default_version(model: CodecModel) -> int:
+    """The ``.cpi`` format version :func:`encode_image` writes for ``model`` when none is asked for:
+    :data:`CORRECTION_VERSION` (a synthesis correction per tile, sent where it pays for its bits) for a
+    transform codec whose lambda is known, else :data:`VERSION` (the overfitted codec, or a model
+    without the lambda the correction's rate-distortion choice needs)."""
+    return CORRECTION_VERSION if correction.correctable(model) and model.lmbda is not None else VERSION
+
+
 def encode_image(
     x: Tensor,
     model: CodecModel,
@@ -376,7 +387,7 @@ def encode_image(
     quality: int,
     weights_id: str,
     tile: int = DEFAULT_TILE,
-    version: int = VERSION,
+    version: int | None = None,
     effort: int = 0,
 ) -> bytes:
     """Encode one image into the bytes of a ``.cpi`` file.
@@ -388,7 +399,8 @@ def encode_image(
         weights_id: id of ``model``'s weights, recorded so decoders can check them.
         tile: tile side in pixels, a positive multiple of ``model.stride``; images larger than
             one tile are coded as independent tiles.
-        version: 4 (default) writes the compact layout with escaped latents; 5 the same with a
+        version: None (default) the model's :func:`default_version`: 5 for a transform codec, else 4.
+            4 writes the compact layout with escaped latents; 5 the same with a
             synthesis correction per tile (:mod:`convpress.codec.correction`: a least-squares fit of
             the decoder's last layer to this image, sent in the file; transform codecs only); 3 the same layout
             with latents clamped to the tables, which convpress before format version 4 reads;
@@ -407,12 +419,14 @@ def encode_image(
     _check_image(x)
     x = x.float()  # the models compute in float32: a float64 or float16 image is coded as its float32 copy
     model.check_ready()
+    version = default_version(model) if version is None else version
     s = model.stride
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < s or tile % s or tile > MAX_SIDE:
         raise ConfigError(f"tile side must be a multiple of {s} (the {model.name} model's stride) between {s} and {MAX_SIDE}, got {tile}")
     if isinstance(version, bool) or version not in (2, 3, 4, 5):
         raise ConfigError(
-            f"cannot write .cpi format version {version!r}: choose 4 (the default), 5 (with a synthesis correction), "
+            f"cannot write .cpi format version {version!r}: choose 5 (with a synthesis correction, the default of "
+            "transform codecs), 4 (without; the default of the overfitted codec), "
             "3 (for convpress before 4) or 2 (legacy JSON layout)"
         )
     if version >= CORRECTION_VERSION and not correction.correctable(model):

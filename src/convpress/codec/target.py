@@ -22,7 +22,7 @@ from typing import cast
 import numpy as np
 from torch import Tensor
 
-from convpress.codec.bitstream import DEFAULT_TILE, VERSION, decode_image, encode_image
+from convpress.codec.bitstream import DEFAULT_TILE, decode_image, encode_image
 from convpress.codec.metrics import psnr as psnr_u8
 from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL
 from convpress.codec.weights import available_qualities, pretrained
@@ -51,7 +51,7 @@ class TargetResult:
     tried: list[tuple[int, int, float]] = field(default_factory=list)
 
 
-def _encode(x: Tensor, quality: int, model: str, effort: int, tile: int, ref: np.ndarray, version: int) -> tuple[bytes, float]:
+def _encode(x: Tensor, quality: int, model: str, effort: int, tile: int, ref: np.ndarray, version: int | None) -> tuple[bytes, float]:
     net, meta = pretrained(quality, model)
     data = encode_image(x, net, quality=quality, weights_id=meta["weights_id"], tile=tile, effort=effort, version=version)
     decoded, _ = decode_image(data)
@@ -67,7 +67,7 @@ def encode_to_target(
     effort: int = 0,
     tile: int = DEFAULT_TILE,
     on_level: Callable[[int], None] | None = None,
-    version: int = VERSION,
+    version: int | None = None,
 ) -> TargetResult:
     """Encode ``x`` at the shipped level that meets a PSNR target at the fewest bytes, or that
     gives the best PSNR within a size.
@@ -80,7 +80,8 @@ def encode_to_target(
         effort: refinement iterations for the chosen file (see :func:`~convpress.codec.bitstream.encode_image`).
         tile: tile side, as for :func:`~convpress.codec.bitstream.encode_image`.
         on_level: called with each level as it is tried (for a progress bar).
-        version: the ``.cpi`` format version to write, as for :func:`~convpress.codec.bitstream.encode_image`.
+        version: the ``.cpi`` format version to write, as for :func:`~convpress.codec.bitstream.encode_image`
+            (None: the model's default).
 
     Raises:
         ConfigError: for both targets or none, a target that is not a positive finite number,
