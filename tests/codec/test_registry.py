@@ -36,7 +36,11 @@ def test_every_registered_model_declares_what_the_file_format_needs(name: str) -
     c = m.compress(x, effort=3) if getattr(cls, "per_image", False) else m.compress(x)
     assert len(c["strings"]) == len(cls.streams) and all(len(s) == 2 for s in c["strings"])
     assert tuple(c["shape"]) == (cls.stride, 2 * cls.stride)
-    assert m.decompress(c["strings"], c["shape"])["x_hat"].shape == x.shape
+    d = m.decompress(c["strings"], c["shape"])
+    assert d["x_hat"].shape == x.shape
+    if "y_hat" in c:  # a transform codec: the latents decompress() decodes, bit for bit (the synthesis correction's input)
+        with torch.no_grad():
+            assert torch.equal(m.synthesize(c["y_hat"]), d["x_hat"])
 
 
 def test_model_codes_are_part_of_the_format() -> None:

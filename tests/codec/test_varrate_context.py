@@ -148,6 +148,8 @@ def test_every_level_decodes_to_what_the_model_computes(ctx_model, padded) -> No
         d = m.decompress(c["strings"], c["shape"])
         with torch.no_grad():
             ref = m(padded)["x_hat"].clamp(0, 1)  # eval mode: the same two-pass rounding, in float
+            # the latents the encoder returns are those the decoder decodes, bit for bit (the synthesis correction's input)
+            assert torch.equal(m.synthesize(c["y_hat"]), d["x_hat"])
         torch.testing.assert_close(d["x_hat"], ref, atol=1e-5, rtol=0)
     m.set_level(2)
 

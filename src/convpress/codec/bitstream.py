@@ -362,9 +362,14 @@ def _encode_tile(x: Tensor, model: CodecModel, version: int, effort: int = 0) ->
     if len(sections) != len(model.streams):  # a reader would split the file differently: never write it
         raise RuntimeError(f"codec model {model.name} declares {len(model.streams)} streams but compress() returned {len(sections)}")
     if version >= CORRECTION_VERSION:
-        # the encoder decodes its own streams, as the reader will, and fits the correction to what it sees
+        # the correction is fitted to what the reader will see: the synthesis of the latents it decodes,
+        # which compress() returns (bit for bit those of decompress(), tested) so the encoder need not decode
         with torch.no_grad(), correction.captured(model) as seen:
-            model.decompress(out["strings"], out["shape"], escape=True)
+            synthesize = getattr(model, "synthesize", None)  # a transform codec's (CodecModel does not require it)
+            if "y_hat" in out and callable(synthesize):
+                synthesize(out["y_hat"])
+            else:
+                model.decompress(out["strings"], out["shape"], escape=True)
         assert model.lmbda is not None  # checked by encode_image
         fitted = correction.fit_correction(seen["features"], seen["out"], xp, int(x.shape[1]), int(x.shape[2]), model.lmbda)
         sections.append(correction.encode_correction(fitted))

@@ -100,7 +100,9 @@ class CodecModel(nn.Module):
         self.lmbda: float | None = None
 
     def compress(self, x: Tensor, *, effort: int = 0, escape: bool = True) -> dict[str, Any]:
-        """x (B, 3, H, W) -> ``{"strings": [[bytes per image] per stream, in ``streams`` order], "shape": (H, W)}``.
+        """x (B, 3, H, W) -> ``{"strings": [[bytes per image] per stream, in ``streams`` order], "shape": (H, W)}``,
+        and for a transform codec ``"y_hat"``: the latents (B, M, h, w) :meth:`decompress` will decode from
+        those strings, bit for bit (what the encoder's synthesis correction is fitted through).
 
         ``effort``: iterations of per-image optimisation at encode time that a model may offer
         (0: none); the file it writes decodes with the same decoder either way.
@@ -196,6 +198,16 @@ class TransformCodec(CodecModel):
         # the shipped weights files
         self.g_a = analysis(n, m)
         self.g_s = synthesis(n, m)
+
+    def from_coded(self, y_hat: Tensor) -> Tensor:
+        """Decoded latents (B, M, h, w) in the coder's domain -> the synthesis' input (the same here; a
+        variable-rate model scales them by its level's inverse gains)."""
+        return y_hat
+
+    def synthesize(self, y_hat: Tensor) -> Tensor:
+        """The decoder's synthesis: the ``"y_hat"`` of :meth:`compress` (B, M, h, w) -> x_hat (B, 3, H, W)
+        in [0, 1], as :meth:`decompress` computes it from the same latents."""
+        return self.g_s(self.from_coded(y_hat)).clamp_(0, 1).contiguous()
 
     def _rounding_center(self) -> Tensor | float:
         """Offsets (1, M, 1, 1) that test-time rounding of y is relative to; 0 unless a subclass says otherwise."""

@@ -60,8 +60,9 @@ class FactorizedPrior(TransformCodec):
             raise ConfigError(f"the {self.name} model has no encoder-side refinement; use effort 0")
         # channels-last convolutions are markedly faster on CPU
         y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()  # (B, M, H/16, W/16)
-        strings, _ = self.entropy_bottleneck.compress(y, escape=escape)
-        return {"strings": [strings], "shape": tuple(x.shape[-2:])}
+        strings, q = self.entropy_bottleneck.compress(y, escape=escape)
+        y_hat = self.entropy_bottleneck.dequantize(q).contiguous(memory_format=torch.channels_last)  # as decompress() decodes it
+        return {"strings": [strings], "shape": tuple(x.shape[-2:]), "y_hat": y_hat}
 
     @torch.no_grad()
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], *, escape: bool = True) -> dict[str, Tensor]:
@@ -71,4 +72,4 @@ class FactorizedPrior(TransformCodec):
         (y_strings,) = strings
         q = self.entropy_bottleneck.decompress(y_strings, (shape[0] // 16, shape[1] // 16), escape=escape)  # (B, M, H/16, W/16)
         y_hat = self.entropy_bottleneck.dequantize(q).contiguous(memory_format=torch.channels_last)
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1).contiguous(), "symbols": q}
+        return {"x_hat": self.synthesize(y_hat), "symbols": q}

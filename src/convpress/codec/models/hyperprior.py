@@ -138,10 +138,6 @@ class ScaleHyperprior(TransformCodec):
         variable-rate model scales them by its level's gains)."""
         return y
 
-    def from_coded(self, y_hat: Tensor) -> Tensor:
-        """Decoded latents (B, M, h, w) in the coder's domain -> the synthesis' input (inverse of :meth:`to_coded`)."""
-        return y_hat
-
     def scale_levels(self, z_q: Tensor) -> Tensor:
         """Integer z offsets (B, N, h, w) -> scale-table levels of y (B, M, 4h, 4w), integer-exact."""
         return self.h_s_int.levels(self.h_s_int.to_fixed(z_q, self._z_medians_fixed))
@@ -174,8 +170,9 @@ class ScaleHyperprior(TransformCodec):
         z_strings, z_q = self.entropy_bottleneck.compress(z, escape=escape)
         levels = self.scale_levels(z_q)  # (B, M, H/16, W/16), integer-exact
         mu = self.y_means(self.entropy_bottleneck.dequantize(z_q))  # 0 here; the mean-scale model's means
-        y_strings, _ = self.gaussian_conditional.compress(y - mu, levels, escape=escape)
-        return {"strings": [z_strings, y_strings], "shape": shape}
+        y_strings, y_q = self.gaussian_conditional.compress(y - mu, levels, escape=escape)
+        y_hat = (y_q.float() + mu).contiguous(memory_format=torch.channels_last)  # as decompress() decodes it
+        return {"strings": [z_strings, y_strings], "shape": shape, "y_hat": y_hat}
 
     @torch.no_grad()
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], *, escape: bool = True) -> dict[str, Tensor]:
@@ -187,4 +184,4 @@ class ScaleHyperprior(TransformCodec):
         levels = self.scale_levels(z_q)  # (B, M, H/16, W/16)
         y_q = self.gaussian_conditional.decompress(y_strings, levels, escape=escape)  # round(y - mu)
         y_hat = (y_q.float() + self.y_means(self.entropy_bottleneck.dequantize(z_q))).contiguous(memory_format=torch.channels_last)
-        return {"x_hat": self.g_s(self.from_coded(y_hat)).clamp_(0, 1).contiguous(), "symbols": y_q}
+        return {"x_hat": self.synthesize(y_hat), "symbols": y_q}

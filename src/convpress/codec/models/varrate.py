@@ -278,7 +278,8 @@ class VariableRateHyperprior(MeanScaleHyperprior):
             for values, levels in reversed(coded):
                 strings, _ = gc.compress(values, levels, escape=escape, onto=strings)
         assert strings is not None
-        return {"strings": [z_strings, strings], "shape": shape}
+        y_hat = (state.q.float() + state.mu).contiguous(memory_format=torch.channels_last)  # as decompress() decodes it
+        return {"strings": [z_strings, strings], "shape": shape, "y_hat": y_hat}
 
     @torch.no_grad()
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], *, escape: bool = True) -> dict[str, Tensor]:
@@ -300,7 +301,7 @@ class VariableRateHyperprior(MeanScaleHyperprior):
                 q = gc.decompress(rest, levels, escape=escape)
             state.add(q, mu, where, ch)
         y_hat = (state.q.float() + state.mu).contiguous(memory_format=torch.channels_last)
-        return {"x_hat": self.g_s(self.from_coded(y_hat)).clamp_(0, 1).contiguous(), "symbols": state.q}
+        return {"x_hat": self.synthesize(y_hat), "symbols": state.q}
 
 
 class _Decoded:
