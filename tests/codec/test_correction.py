@@ -205,6 +205,24 @@ def test_3x3_systems_count_exactly_the_valid_pixels(size) -> None:  # type: igno
         assert torch.allclose(rr, (r * r).sum(1))
 
 
+@pytest.mark.parametrize(
+    ("shape", "valid", "side"), [((12, 10), (12, 10), 3), ((13, 11), (12, 10), 3), ((9, 8), (7, 8), 3), ((7, 7), (6, 5), 1)]
+)
+def test_the_normal_matrix_from_lags_is_the_design_matrix_product(shape, valid, side) -> None:  # type: ignore[no-untyped-def]
+    # the taps of the last valid positions read the features beyond them where the (padded) tile has them,
+    # as the decoder's convolution does, and zeros outside the tile
+    torch.manual_seed(7)
+    c, (hh, ww) = 4, valid
+    f = torch.randn(c, *shape)
+    fp = F.pad(f, (side // 2,) * 4).double()
+    taps = [fp[:, i : i + hh, j : j + ww] for i in range(side) for j in range(side)]
+    rows = torch.cat([*taps, torch.ones(1, hh, ww, dtype=torch.float64)]).reshape(side * side * c + 1, -1)
+    want = rows @ rows.T
+    got = corr._gram(f, hh, ww, side)
+    assert torch.allclose(got, want, rtol=1e-6, atol=1e-4 if side > 1 else 1e-10)
+    assert torch.equal(got, got.T)
+
+
 def test_tiles_from_wide_min_pixels_try_the_3x3_maps() -> None:
     torch.manual_seed(6)
     side = math.isqrt(corr.WIDE_MIN_PIXELS) + 2  # an even side at or above the threshold
@@ -215,3 +233,14 @@ def test_tiles_from_wide_min_pixels_try_the_3x3_maps() -> None:
     target = corr._apply(feats, torch.zeros(1, 3, side, side), true)
     got = corr.fit_correction(feats, torch.zeros_like(target), target, side, side, lmbda=1.0)
     assert got is not None and got.mode == 4
+
+
+@pytest.mark.parametrize("size", [(24, 20), (23, 19)])
+def test_the_1x1_system_is_the_centre_of_the_3x3_one(size) -> None:  # type: ignore[no-untyped-def]
+    h, w = size
+    torch.manual_seed(8)
+    feats, out, x = torch.randn(1, 3, 13, 11), torch.randn(1, 3, 26, 22), torch.randn(1, 3, 26, 22)
+    for narrow, wide in zip(corr._systems(feats, out, x, h, w, side=1), corr._systems(feats, out, x, h, w, side=3), strict=True):
+        got = corr._centre(wide, 3, 3, 1)
+        for g, n in zip(got, narrow, strict=True):
+            assert g.shape == n.shape and torch.allclose(g, n, rtol=1e-6, atol=1e-4)

@@ -141,22 +141,104 @@ def captured(model: nn.Module) -> Iterator[dict[str, Tensor]]:
         handle.remove()
 
 
+def _lag_sums(
+    fp: Tensor, rows: tuple[int, int], cols: tuple[int, int], lags: list[tuple[int, int]], dtype: torch.dtype
+) -> dict[tuple[int, int], Tensor]:
+    """For each lag d, the sum over positions q in rows x cols of fp[:, q] fp[:, q + d]^T, (C, C) float64, in
+    bands of rows (float32 products of a few thousand positions each are summed in float64 for the wider maps)."""
+    (r0, r1), (c0, c1) = rows, cols
+    c = fp.shape[0]
+    out = {d: torch.zeros(c, c, dtype=torch.float64) for d in lags}
+    if r1 <= r0 or c1 <= c0:
+        return out
+    band = max(1, 8192 // (c1 - c0))
+    for b0 in range(r0, r1, band):
+        b1 = min(r1, b0 + band)
+        a = fp[:, b0:b1, c0:c1].reshape(c, -1).to(dtype)
+        for di, dj in lags:
+            b = fp[:, b0 + di : b1 + di, c0 + dj : c1 + dj].reshape(c, -1).to(dtype)
+            out[(di, dj)] += (a @ b.T).double()
+    return out
+
+
+def _window(u: int, start: int, n: int) -> list[tuple[tuple[int, int], int]]:
+    """The window [start + u, start + u + n) of a tap u = -1, 0 or 1 lines from the centre as signed pieces
+    of the centre tap's window [start, start + n): itself, then one line added and one taken away."""
+    if u == 0:
+        return [((start, start + n), 1)]
+    if u < 0:
+        return [((start, start + n), 1), ((start - 1, start), 1), ((start + n - 1, start + n), -1)]
+    return [((start, start + n), 1), ((start, start + 1), -1), ((start + n, start + n + 1), 1)]
+
+
+def _gram(f: Tensor, hh0: int, ww0: int, side: int, fp: Tensor | None = None) -> Tensor:
+    """The normal matrix (R, R) float64 of a side x side map (R = side^2 C + 1): the sum over the positions
+    p in [0, hh0) x [0, ww0) of x_p x_p^T, x_p = (f[:, p + (i - side // 2, j - side // 2)] for each tap
+    (i, j), zero outside f, then 1), for features f (C, H, W) with H >= hh0 and W >= ww0. The taps read
+    the features beyond the valid positions where the tile has them, as the decoder's convolution does.
+
+    Written out here because it is the encoder's cost of the 3x3 maps and no library computes it for this
+    structure: block (t1, t2) is the sum of f[q] f[q + t2 - t1]^T over tap t1's window of positions, which
+    differs from the centre tap's by one row and one column. So each of the 13 lags d = t2 - t1 (of 25,
+    less the transposed ones) costs one product over all positions, and the 81 blocks add and subtract
+    thin strips: about 6x less work than the (R, N) x (N, R) product of the design matrix. Only the
+    blocks with t2 at or after t1 are computed (the others are their transposes), whose lags have
+    d[0] > 0, or d[0] = 0 and d[1] >= 0. ``fp``: f already zero-padded by side - 1 on each side, if at hand."""
+    c = f.shape[0]
+    dtype = torch.float64 if side == 1 else torch.float32
+    pad = side - 1  # the lags reach side - 1 positions either way
+    fp = F.pad(f, (pad, pad, pad, pad)) if fp is None else fp
+    taps = [(i, j) for i in range(side) for j in range(side)]
+    off = pad - side // 2  # tap (i, j) of position p reads fp[:, p + off + (i, j)]
+    centre = side // 2
+    n_rows = side * side * c + 1
+    g = torch.zeros(n_rows, n_rows, dtype=torch.float64)
+    r_start, c_start = off + centre, off + centre  # the centre tap's window in fp
+    needed = sorted({(i2 - i1, j2 - j1) for k1, (i1, j1) in enumerate(taps) for i2, j2 in taps[k1:]})
+    lags = _lag_sums(fp, (r_start, r_start + hh0), (c_start, c_start + ww0), needed, dtype)
+    centre_sum = torch.zeros(c, dtype=torch.float64)
+    for r0 in range(r_start, r_start + hh0, 64):  # float32 sums of 64 rows, summed in float64
+        centre_sum += fp[:, r0 : min(r0 + 64, r_start + hh0), c_start : c_start + ww0].to(dtype).sum((1, 2)).double()
+    for k1, (i1, j1) in enumerate(taps):
+        pieces = [
+            (rows, cols, sr * sc) for rows, sr in _window(i1 - centre, r_start, hh0) for cols, sc in _window(j1 - centre, c_start, ww0)
+        ]
+        for k2, (i2, j2) in enumerate(taps[k1:], start=k1):
+            d = (i2 - i1, j2 - j1)
+            block = lags[d].clone()
+            for rows, cols, sign in pieces[1:]:  # the first piece is the centre window: the lag's sum
+                block += sign * _lag_sums(fp, rows, cols, [d], dtype)[d]
+            if k2 == k1:  # a float32 product need not be exactly symmetric: the normal matrix is
+                block = (block + block.T) / 2
+            g[k1 * c : (k1 + 1) * c, k2 * c : (k2 + 1) * c] = block
+            g[k2 * c : (k2 + 1) * c, k1 * c : (k1 + 1) * c] = block.T
+        total = centre_sum.clone()
+        for rows, cols, sign in pieces[1:]:
+            total += sign * fp[:, rows[0] : rows[1], cols[0] : cols[1]].sum((1, 2), dtype=torch.float64)
+        g[k1 * c : (k1 + 1) * c, -1] = total
+        g[-1, k1 * c : (k1 + 1) * c] = total
+    g[-1, -1] = float(hh0 * ww0)
+    return g
+
+
 def _systems(features: Tensor, out: Tensor, x: Tensor, h: int, w: int, side: int = 1) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
     """Per phase: (normal matrix A (R, R), right side B (R, 3), the sum of squared residuals per
     colour, the row count) of the least-squares problem of a side x side map (R = side^2 C + 1
     unknowns) on the valid h x w pixels, float64.
 
     The phases see the same feature positions except, for an odd h or w, the last row or column of
-    positions (whose output pixels are cropped away): A is computed once over all positions, and each
-    phase subtracts the positions it lacks (4x less work than one product per phase). The products
-    run over bands of positions (bounded memory), in float64 for 1x1 maps and float32 for wider ones
-    (R = 865 at C = 96: float64 would take seconds per megapixel more), summed in float64."""
+    positions (whose output pixels are cropped away): A is computed once over all positions
+    (:func:`_gram`), and each phase subtracts the positions it lacks (4x less work than one product per
+    phase). The products run in float64 for 1x1 maps and float32 for wider ones (R = 865 at C = 96:
+    float64 would take seconds per megapixel more), summed in float64. The taps of the last valid
+    positions read the features beyond them where the padded tile has them, as the decoder's
+    convolution does (the first version read zeros there, fitting a slightly different map)."""
     f = features[0]
     c = f.shape[0]
     hh0, ww0 = len(range(0, h, 2)), len(range(0, w, 2))
     dtype = torch.float64 if side == 1 else torch.float32
-    pad = side // 2
-    fp = F.pad(f[:, :hh0, :ww0].to(dtype), (pad, pad, pad, pad))  # zeros around, as the decoder's convolution pads
+    wide = F.pad(f, (side - 1,) * 4)  # zeros around (the decoder's convolution pads with zeros), as _gram needs it
+    fp = wide[:, side // 2 : wide.shape[1] - side // 2, side // 2 : wide.shape[2] - side // 2].to(dtype)  # padded by side // 2
 
     def rows_at(r0: int, r1: int, c0: int = 0, c1: int = ww0) -> Tensor:
         """The design rows (R, (r1 - r0) * (c1 - c0)) of the positions in rows r0..r1 - 1, columns c0..c1 - 1."""
@@ -164,22 +246,20 @@ def _systems(features: Tensor, out: Tensor, x: Tensor, h: int, w: int, side: int
         return torch.cat([*taps, torch.ones(1, r1 - r0, c1 - c0, dtype=dtype)]).reshape(side * side * c + 1, -1)
 
     r_all = (x[0].double() - out[0].double()).to(dtype)  # (3, 2h', 2w') residual of the uncorrected synthesis
-    resid = []
-    for a, b in PHASES:  # (3, hh0, ww0) per phase, zero at the positions the phase lacks
-        r = torch.zeros(3, hh0, ww0, dtype=dtype)
+    resid = torch.zeros(len(PHASES) * 3, hh0, ww0, dtype=dtype)  # per phase 3 colours, zero at the positions it lacks
+    for k, (a, b) in enumerate(PHASES):
         hh, ww = len(range(a, h, 2)), len(range(b, w, 2))
-        r[:, :hh, :ww] = r_all[:, a:h:2, b:w:2]
-        resid.append(r)
+        resid[3 * k : 3 * k + 3, :hh, :ww] = r_all[:, a:h:2, b:w:2]
     n_rows = side * side * c + 1
-    a_all = torch.zeros(n_rows, n_rows, dtype=torch.float64)
-    rhs = [torch.zeros(n_rows, 3, dtype=torch.float64) for _ in PHASES]
-    band = max(1, (1 << 21) // (n_rows * ww0))  # about 16 MB of rows at a time
-    for r0 in range(0, hh0, band):
+    a_all = _gram(f, hh0, ww0, side, wide)
+    rhs_all = torch.zeros(n_rows, len(PHASES) * 3, dtype=torch.float64)
+    band = max(1, 8192 // ww0)
+    for r0 in range(0, hh0, band):  # each tap's features against the 4 phases' residuals
         r1 = min(hh0, r0 + band)
-        xs = rows_at(r0, r1)
-        a_all += (xs @ xs.T).double()
-        for k, r in enumerate(resid):
-            rhs[k] += (xs @ r[:, r0:r1].reshape(3, -1).T).double()
+        res = resid[:, r0:r1].reshape(len(PHASES) * 3, -1)
+        for t, (i, j) in enumerate((i, j) for i in range(side) for j in range(side)):
+            rhs_all[t * c : (t + 1) * c] += (fp[:, r0 + i : r1 + i, j : j + ww0].reshape(c, -1) @ res.T).double()
+        rhs_all[-1] += res.double().sum(1)
     systems = []
     for k, (a, b) in enumerate(PHASES):
         hh, ww = len(range(a, h, 2)), len(range(b, w, 2))
@@ -190,9 +270,19 @@ def _systems(features: Tensor, out: Tensor, x: Tensor, h: int, w: int, side: int
         if ww < ww0:
             col = rows_at(0, hh, ww0 - 1, ww0).double()  # the last column, less the corner subtracted above
             mat -= col @ col.T
-        r = resid[k].double()
-        systems.append((mat, rhs[k], (r * r).sum((1, 2)), torch.tensor(float(hh * ww))))
+        r = resid[3 * k : 3 * k + 3].double()
+        systems.append((mat, rhs_all[:, 3 * k : 3 * k + 3].clone(), (r * r).sum((1, 2)), torch.tensor(float(hh * ww))))
     return systems
+
+
+def _centre(system: tuple[Tensor, Tensor, Tensor, Tensor], c: int, wide: int, side: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The least-squares system of a side x side map (of features with c channels) taken out of a wide x wide
+    map's (:func:`_systems`): the rows and columns of its taps, which are the wide map's central ones, and the bias."""
+    lo = (wide - side) // 2
+    taps = [(lo + i) * wide + lo + j for i in range(side) for j in range(side)]
+    idx = torch.tensor([t * c + k for t in taps for k in range(c)] + [wide * wide * c])
+    a, b, rr, n = system
+    return a[idx][:, idx], b[idx], rr, n
 
 
 def _solve(a: Tensor, b: Tensor) -> Tensor:
@@ -212,7 +302,10 @@ def fit_correction(
         modes = (1, 2, 3, 4) if h * w >= WIDE_MIN_PIXELS else (1, 2)
     pixels = h * w
     count = 3 * pixels
-    by_side = {side: _systems(features, out, x, h, w, side) for side in sorted({MODES[m][1] for m in modes})}
+    sides = sorted({MODES[m][1] for m in modes}, reverse=True)
+    by_side = {sides[0]: _systems(features, out, x, h, w, sides[0])}
+    for side in sides[1:]:  # a narrower map's system is the centre taps' part of the widest one's
+        by_side[side] = [_centre(s, features.shape[1], sides[0], side) for s in by_side[sides[0]]]
     any_systems = next(iter(by_side.values()))
     sse0 = float(sum(s[2].sum() for s in any_systems))
     best_loss, best = lmbda * 255**2 * sse0 / count, None
