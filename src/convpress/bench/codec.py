@@ -792,7 +792,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         "| codec | setting | bpp | PSNR (dB) | MS-SSIM | MS-SSIM (dB) |",
         "|---|---|---|---|---|---|",
     ]
-    for name in [*modes, *anchors]:
+    for name in [*modes, *([FORMAT4] if FORMAT4 in result["curves"] else []), *anchors]:
         for r in result["curves"][name]:
             lines.append(f"| {name} | {r['setting']} | {r['bpp']:.3f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | {r['ms_ssim_db']:.2f} |")
     lines += [
@@ -882,13 +882,13 @@ def to_markdown(result: dict[str, Any]) -> str:
         "**Estimated (likelihoods) vs actual (file) bits** at effort 0, summed over the photos, for the latents' file "
         "(format 4; format 5 adds the correction's bytes); the coded streams are the file without its header and checksum:",
         "",
-        "| quality | estimated | actual file | difference | coded streams | difference |",
-        "|---|---|---|---|---|---|",
+        "| quality | estimated | actual file | difference | coded streams | difference | format 5's correction |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in result["estimate_vs_actual"]:
         lines.append(
             f"| {r['quality']} | {r['estimated_bits']:,.0f} | {r['actual_bits']:,} | {r['diff_percent']:+.2f}% | "
-            f"{r['stream_bits']:,} | {r['stream_diff_percent']:+.2f}% |"
+            f"{r['stream_bits']:,} | {r['stream_diff_percent']:+.2f}% | {r.get('correction_bits', 0):,} bits |"
         )
     t = result["timing"]
     lines += [

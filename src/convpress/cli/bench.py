@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
             "Run one benchmark, print its summary and write the full result (with machine and "
             "library versions) as JSON. Timings are medians after warm-up, and speed is reported "
             "as ratios against a baseline measured in the same run. Benchmarks with figures (codec) "
-            "also write OUT's name with the suffix .png."
+            "also write OUT's name with the suffix .png (codec: and -tiles.png)."
         ),
     )
     p.add_argument("name", choices=lazy_choices("convpress.bench:BENCHMARKS"), metavar="NAME", help="which benchmark to run: %(choices)s")
