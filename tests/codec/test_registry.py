@@ -43,6 +43,22 @@ def test_every_registered_model_declares_what_the_file_format_needs(name: str) -
             assert torch.equal(m.synthesize(c["y_hat"]), d["x_hat"])
 
 
+@pytest.mark.parametrize("name", ["factorized", "hyperprior", "meanscale", "varrate"])
+def test_compress_returns_the_latents_the_decoder_decodes(name: str) -> None:
+    # the synthesis correction is fitted through them: they must be the decoder's, bit for bit
+    torch.manual_seed(3)
+    m = build_model(name, {"N": 8, "M": 12}).eval()
+    if hasattr(m, "h_m"):  # the means start at zero: make them count
+        torch.nn.init.normal_(m.h_m.weight, std=0.5)
+        torch.nn.init.normal_(m.h_m.bias, std=0.5)
+    m.update()
+    x = torch.rand(1, 3, 2 * m.stride, m.stride)
+    c = m.compress(x)
+    d = m.decompress(c["strings"], c["shape"])
+    with torch.no_grad():
+        assert torch.equal(m.synthesize(c["y_hat"]), d["x_hat"])
+
+
 def test_model_codes_are_part_of_the_format() -> None:
     codes = model_codes()  # written into every compact (version 3-4) file: these never change
     assert (
