@@ -57,6 +57,12 @@ ANCHORS: dict[str, tuple[str, list[int], dict[str, Any]]] = {
     "webp": ("WEBP", [0, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95], {"method": 6}),
     "avif": ("AVIF", [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95], {"speed": 4, "subsampling": "4:4:4"}),
 }
+#: anchor -> (label, line format, colour) in the figures
+ANCHOR_STYLES: dict[str, tuple[str, str, str]] = {
+    "jpeg": ("JPEG (Pillow)", "s--", "C0"),
+    "webp": ("WebP (libwebp, method 6)", "^--", "C2"),
+    "avif": ("AVIF (libavif, speed 4, 4:4:4)", "v--", "C1"),
+}
 #: anchor quality whose encode and decode time is measured (a middle of the sweep)
 TIMING_QUALITY = {"jpeg": 75, "webp": 75, "avif": 60}
 #: encoder efforts measured (iterations of latent refinement; 0 = the analysis transform's latents);
@@ -303,6 +309,14 @@ def _encoded(
     return data, float(info["encode_s"])
 
 
+def _format4(src: torch.Tensor, model: CodecModel, meta: dict[str, str], q: int) -> tuple[bytes, float]:
+    """The correction's baseline: the file of ``src`` (3, H, W) at effort 0 in format 4 (the latents of format 5
+    without the correction), and its encode seconds."""
+    t0 = time.perf_counter()
+    data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], version=VERSION)
+    return data, time.perf_counter() - t0
+
+
 def _tile_photos(quick: bool) -> dict[str, torch.Tensor]:
     """The full-tile section's images: the central :data:`TILE_SIDE` square of the first :data:`TILE_PHOTOS`
     test photos at least that large, at their own resolution (quick: a 256-pixel corner of one bundled photo)."""
@@ -334,9 +348,7 @@ def _tile_section(
         src = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
         for q in qualities:
             model, meta = pretrained(q, MODEL)
-            t0 = time.perf_counter()
-            data = encode_image(src, model, quality=q, weights_id=meta["weights_id"], version=VERSION)
-            files = {FORMAT4: (data, time.perf_counter() - t0)}
+            files = {FORMAT4: _format4(src, model, meta, q)}
             for effort in efforts:
                 files[_mode(effort)] = _encoded(f"tile{TILE_SIDE}-{name}", src, rgb, model, meta, q, effort, work_dir)
             for mode, (data, seconds) in files.items():
@@ -440,9 +452,7 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
                     if effort == 0:
                         # the correction's baseline: the same latents as format 4; the coder's estimate is
                         # checked against that file (the correction's bytes are no latent's)
-                        t0 = time.perf_counter()
-                        data4 = encode_image(src, model, quality=q, weights_id=meta["weights_id"], version=VERSION)
-                        seconds4 = time.perf_counter() - t0
+                        data4, seconds4 = _format4(src, model, meta, q)
                         y4, head = decode_image(data4, resolver=_given(model, meta))
                         p4 = {**_point(rgb, len(data4), to_uint8(y4)), "encode_s": seconds4, "image": name}
                         points[FORMAT4].setdefault(f"q{q}", []).append(p4)
@@ -712,11 +722,7 @@ def write_figures(result: dict[str, Any], json_path: str | Path) -> list[Path]:
     if OVERFIT in modes:
         its = result.get("overfit", {}).get("iterations", "?")
         style[OVERFIT] = (f"convpress overfit (per image, {its} steps)", "D-", "C9")  # C3.. are the efforts
-    style |= {
-        "jpeg": ("JPEG (Pillow)", "s--", "C0"),
-        "webp": ("WebP (libwebp, method 6)", "^--", "C2"),
-        "avif": ("AVIF (libavif, speed 4, 4:4:4)", "v--", "C1"),
-    }
+    style |= ANCHOR_STYLES
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim_db", "MS-SSIM (dB)")):
         for name, (lab, fmt, color) in style.items():
             c = result["curves"].get(name)
@@ -730,10 +736,7 @@ def write_figures(result: dict[str, Any], json_path: str | Path) -> list[Path]:
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(f"Rate-distortion, mean over {len(result['images'])} photos never used for training")
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out)
+    _save(fig, out, plt)
     outs = [out]
     if result.get("tiles"):
         outs.append(_tile_figure(result, out.with_name(f"{out.stem}-tiles.png"), plt))
@@ -750,8 +753,7 @@ def _tile_figure(result: dict[str, Any], out: Path, plt: Any) -> Path:
             m: (f"convpress, format 5, effort {_effort(m)}", "o-" if m == "ours" else "o:", f"C{3 + i}")
             for i, m in enumerate(x for x in t["curves"] if x.startswith("ours"))
         },
-        "webp": ("WebP (libwebp, method 6)", "^--", "C2"),
-        "avif": ("AVIF (libavif, speed 4, 4:4:4)", "v--", "C1"),
+        **{a: ANCHOR_STYLES[a] for a in TILE_ANCHORS},
     }
     for name, (lab, fmt, color) in style.items():
         c = t["curves"].get(name)
@@ -764,11 +766,16 @@ def _tile_figure(result: dict[str, Any], out: Path, plt: Any) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"Full {t['side']}-pixel tiles of {len(t['images'])} photos never used for training", fontsize=10)
     fig.tight_layout()
+    _save(fig, out, plt)
+    return out
+
+
+def _save(fig: Any, out: Path, plt: Any) -> None:
+    """Write the figure to ``out`` through a temporary file (a reader never sees half a PNG) and close it."""
     tmp = out.with_name(f".{out.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(out)
-    return out
 
 
 def _pct(v: float | None) -> str:

@@ -125,9 +125,9 @@ def register(sub: Any) -> None:
         default=None,
         metavar="V",
         help=".cpi format version to write. 5 (default for the transform models) adds to each tile a "
-        "per-image correction of the decoder's last layer (least squares; the encoder decodes its own file "
-        "first), sent only where it pays for its bits: about 1.5%% fewer bits at equal PSNR on 768-pixel "
-        "photos, about 6%% on full 1024-pixel tiles, for 1.2-2.6x the encoding time; 4 (default for "
+        "per-image correction of the decoder's last layer (least squares, fitted by the encoder), sent only "
+        "where it pays for its bits: about 2%% fewer bits at equal PSNR on photos of 768 pixels, about 7%% on "
+        "full 1024-pixel tiles, for 2-3.4x the encoding time at --effort 0 (bench codec); 4 (default for "
         "--model overfit) codes the same latents without it, for convpress before format 5; 3 clamps "
         "latents outside the coder's tables (up to 4 dB worse on some photos) for convpress before format 4; "
         "2 is the legacy layout for convpress before format 3",
