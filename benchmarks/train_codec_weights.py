@@ -318,7 +318,7 @@ import torch
 from convpress.cli.codec import CONTEXT_CHOICES, add_context_argument
 from convpress.codec.models import CODEC_MODELS, DEFAULT_MODEL, CodecModel, is_variable_rate
 from convpress.codec.train import QUALITY_LAMBDAS, CodecTrainConfig, plain_state, regained_state, train_codec, training_images
-from convpress.codec.weights import WEIGHTS_DIR, save_weights
+from convpress.codec.weights import WEIGHTS_DIR, save_weights, with_encoder
 from convpress.core.distributed import is_main
 
 
@@ -372,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="train with the convolution weights rounded to int8 as the written files store them "
         "(one float16 scale per kernel; files about half the size)",
+    )
+    p.add_argument(
+        "--encoder-only",
+        action="store_true",
+        help="train only the analysis and hyper-analysis (the synthesis sees rounded latents) and write the --init "
+        "file with them (convpress.codec.weights.with_encoder): the same decoder, which also decodes --init's files",
     )
     add_context_argument(p)
     p.add_argument(
@@ -458,6 +464,7 @@ def _config(args: argparse.Namespace, *, base: bool, seed: int, init_name: str, 
         fresh_lr_scale=args.fresh_lr_scale,
         bf16=args.bf16,
         decoder_only=args.decoder_only,
+        encoder_only=args.encoder_only,
         int8=args.int8,
         context=CONTEXT_CHOICES.get(args.context, 0),
         frozen=tuple(k for k in args.freeze.split(",") if k),
@@ -487,7 +494,11 @@ def _train_in_chunks(
         if hist:  # a resumed run starts at its checkpoint, past the chunks already done
             done = max(done, int(hist[-1]["step"]))
         if is_main():  # under torchrun, only rank 0 writes
-            wid = save_weights(model, out, quality=quality, lmbda=cfg.lmbda, extra={"steps": str(done), **(extra or {})}, int8=args.int8)
+            if args.encoder_only:  # the --init file with the trained analysis: it decodes --init's files too
+                wid = with_encoder(args.init, model, out, extra={"encoder_steps": str(done)})
+            else:
+                meta = {"steps": str(done), **(extra or {})}
+                wid = save_weights(model, out, quality=quality, lmbda=cfg.lmbda, extra=meta, int8=args.int8)
             last = hist[-1]
             mix = " (a mix of levels)" if variable else ""
             print(

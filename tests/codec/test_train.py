@@ -214,6 +214,21 @@ def test_cli_train_writes_usable_weights(tmp_path: Path, capsys: pytest.CaptureF
     x = torch.rand(1, 3, 64, 64)
     assert tuned.compress(x)["strings"] == model.compress(x)["strings"]
     assert not torch.equal(tuned.g_s[0].weight, model.g_s[0].weight)
+    # an encoder-only fine-tune: the same decoder, and the file decodes the files made with --init's too
+    enc = [*scratch[: scratch.index("--decoder-only")], "--encoder-only", "--work-dir", str(tmp_path / "we")]
+    assert main([*enc, "--init", str(tmp_path / "v.safetensors"), "--out", str(tmp_path / "ve.safetensors")]) == 0
+    encoder, meta = load_weights(tmp_path / "ve.safetensors")
+    assert meta["decodes"] == load_weights(tmp_path / "v.safetensors")[1]["weights_id"]
+    assert torch.equal(encoder.g_s[0].weight, model.g_s[0].weight) and not torch.equal(encoder.g_a[0].weight, model.g_a[0].weight)
+    capsys.readouterr()
+    for wrong in (
+        [*enc, "--out"],  # no --init
+        [*enc, "--decoder-only", "--init", str(tmp_path / "v.safetensors"), "--out"],
+        [*enc[: enc.index("1,4")], "1,3", *enc[enc.index("1,4") + 1 :], "--init", str(tmp_path / "v.safetensors"), "--out"],
+        [*enc, "--latent-channels", "16", "--init", str(tmp_path / "v.safetensors"), "--out"],
+    ):
+        assert main([*wrong, str(tmp_path / "ve2.safetensors")]) == 2 and not (tmp_path / "ve2.safetensors").exists()
+        assert "--encoder-only" in capsys.readouterr().err
     assert main([*scratch, "--out", str(tmp_path / "vs.safetensors")]) == 2  # nothing to fine-tune
     assert not (tmp_path / "vs.safetensors").exists()
     # the checkerboard context added by an entropy-only fine-tune: the same latents and decoder, new context layers
@@ -364,11 +379,61 @@ def test_a_decoder_only_fine_tune_codes_the_same_bytes_and_decodes_closer(tmp_pa
         assert mse[1] < mse[0], (level, mse)
 
 
+def test_an_encoder_only_fine_tune_keeps_the_decoder_and_codes_the_images_better() -> None:
+    from convpress.codec.weights import ENCODER_KEYS
+
+    base = dict(model="varrate", lambdas=(0.01, 0.04), steps=30, lr=5e-3, checkpoint_every=30)
+    start, _ = train_codec(_cfg(**base), _images(), progress=False)
+    init = {k: v.clone() for k, v in start.state_dict().items()}
+    tuned, hist = train_codec(_cfg(**{**base, "steps": 40}, encoder_only=True), _images(), init=init, progress=False, log_every=1)
+    assert len(hist) == 40 and tuned.mixed_quantization  # the synthesis saw the latents rounded
+    moved = set()
+    for k, v in tuned.state_dict().items():  # everything a decoder reads: parameters and tables
+        if not k.startswith(ENCODER_KEYS):
+            assert torch.equal(v, init[k]), f"{k} changed in an encoder-only fine-tune"
+        elif not torch.equal(v, init[k]):
+            moved.add(k.split(".")[0])
+    assert moved == {"g_a", "h_a", "h_a_signed"}
+    x = _images()[0][:, :64, :64][None]
+    for level, lmbda in enumerate(base["lambdas"]):  # type: ignore[arg-type]
+        start.set_level(level)  # type: ignore[operator]
+        tuned.set_level(level)  # type: ignore[operator]
+        # the tuned encoder's file decodes with the start's decoder, at a lower real loss (MSE and bytes)
+        loss = []
+        for m in (start, tuned):
+            out = m.compress(x)
+            x_hat = start.decompress(out["strings"], out["shape"])["x_hat"]
+            bpp = 8 * sum(len(s[0]) for s in out["strings"]) / (64 * 64)
+            loss.append(lmbda * 255**2 * float(((x_hat.clamp(0, 1) - x) ** 2).mean()) + bpp)
+        assert loss[1] < loss[0], (level, loss)
+
+
+def test_an_int8_encoder_only_fine_tune_leaves_every_frozen_weight_as_the_file_holds_it(tmp_path: Path) -> None:
+    from convpress.codec.weights import ENCODER_KEYS, load_weights, save_weights, with_encoder
+
+    base = dict(model="varrate", lambdas=(0.01, 0.04), steps=2, lr=1e-3, checkpoint_every=2)
+    start, _ = train_codec(_cfg(**base), _images(), progress=False)
+    with torch.no_grad():
+        start.g_s[2].weight.mul_(1e-4)  # kernels whose int8 scales are float16 subnormals: rounding them again moves them
+    path = tmp_path / "w.safetensors"
+    save_weights(start, path, quality=2, lmbda=0.04, extra={"levels": json.dumps({"1": 0.01, "2": 0.04})}, int8=True)
+    loaded, _ = load_weights(path)
+    tuned, _ = train_codec(_cfg(**base, encoder_only=True, int8=True), _images(), init=loaded.state_dict(), progress=False)
+    state = tuned.state_dict()
+    for k, p in loaded.named_parameters():
+        if not k.startswith(ENCODER_KEYS):
+            assert torch.equal(state[k], p), k
+    with_encoder(path, tuned, tmp_path / "e.safetensors")  # its decoder is the file's: accepted
+    assert load_weights(tmp_path / "e.safetensors")[1]["decodes"] == load_weights(path)[1]["weights_id"]
+
+
 def test_a_decoder_only_fine_tune_refuses_what_it_cannot_do() -> None:
     with pytest.raises(ConfigError, match="decoder_only needs a hyperprior"):
         _cfg(model="factorized", decoder_only=True)
     with pytest.raises(ConfigError, match="drop mixed_quantization"):
         _cfg(decoder_only=True, mixed_quantization=True)
+    with pytest.raises(ConfigError, match="choose one"):
+        _cfg(decoder_only=True, encoder_only=True)
 
 
 def test_int8_training_returns_weights_an_int8_file_holds_exactly_and_resumes(tmp_path: Path) -> None:

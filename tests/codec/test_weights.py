@@ -128,6 +128,70 @@ def test_a_superseded_variable_rate_file_decodes_from_the_legacy_folder(
     assert "\n" not in str(err.value)
 
 
+# ---- a new encoder for the same decoder ----
+
+
+def test_a_file_with_a_new_encoder_decodes_the_files_of_its_base_to_the_same_pixels(
+    monkeypatch: pytest.MonkeyPatch, fresh_caches: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safetensors.torch import load_file
+
+    own = tmp_path / "own"
+    own.mkdir()
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", own)
+    monkeypatch.setattr(weights, "legacy_weights_dir", lambda: None)  # the base file is nowhere to be found after
+    base = own / "varrate.safetensors"
+    levels = {"levels": json.dumps({1: 0.01, 2: 0.04})}
+    old_id = weights.save_weights(_tiny(0), base, quality=2, lmbda=0.04, extra=levels, int8=True)
+    x = torch.rand(3, 64, 64)
+    net, meta = weights.pretrained(2, "varrate")
+    old_file = encode_image(x, net, quality=2, weights_id=meta["weights_id"])
+    before, _ = decode_image(old_file)
+    # a new analysis (as `codec train --encoder-only` would train it); the decoder as loaded
+    tuned, _ = weights.load_weights(base)
+    with torch.no_grad():
+        for k, p in tuned.named_parameters():
+            if k.startswith(weights.ENCODER_KEYS):
+                p.mul_(1.05)
+    new = tmp_path / "new.safetensors"
+    new_id = weights.with_encoder(base, tuned, new, extra={"encoder_steps": "5"})
+    old_state, new_state = load_file(str(base)), load_file(str(new))
+    assert old_state.keys() == new_state.keys()
+    changed = {k for k in old_state if not torch.equal(old_state[k], new_state[k])}
+    assert changed and all(k.startswith(weights.ENCODER_KEYS) for k in changed)  # int8 codes and their scales
+    assert any(k.endswith(weights.INT8_SCALE) for k in changed)  # stored as the base stores them
+    _, new_meta = weights.load_weights(new)
+    assert new_meta["decodes"] == old_id and new_meta["encoder_steps"] == "5" and new_id not in (old_id, "")
+    assert new_meta["levels"] == json.loads(json.dumps(levels))["levels"]
+    shutil.move(new, base)  # the new file replaces the base, which is not kept anywhere
+    weights._load_cached.cache_clear()
+    weights.pretrained.cache_clear()
+    net, meta = weights.pretrained(2, "varrate")
+    assert meta["weights_id"] == f"{new_id}.q2" and meta["decodes"] == f"{old_id}.q2"
+    after, _ = decode_image(old_file)
+    assert torch.equal(before, after)  # the file made with the base decodes to the same pixels
+    new_file = encode_image(x, net, quality=2, weights_id=meta["weights_id"])
+    assert new_file != old_file and decode_image(new_file)[0].shape == x.shape
+    assert main(["info", str(_write(tmp_path / "old.cpi", old_file))]) == 0
+    assert "an earlier encoder of the shipped weights of this level; their decoder decodes it" in capsys.readouterr().out
+    # a decoder that is not the base's cannot claim its files
+    with torch.no_grad():
+        tuned.g_s[0].bias.add_(0.01)
+    with pytest.raises(ConfigError, match="decoder-side parameter g_s.0.bias differs"):
+        weights.with_encoder(base, tuned, tmp_path / "bad.safetensors")
+    with pytest.raises(ConfigError, match="is not"):
+        weights.with_encoder(base, build_model("varrate", {"N": 8, "M": 16, "LEVELS": 2}), tmp_path / "bad.safetensors")
+    assert not (tmp_path / "bad.safetensors").exists()
+    # new tables make another decoder: a refreshed file no longer claims the base's files
+    weights.refresh_weights(base)
+    assert "decodes" not in weights.load_weights(base)[1]
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 # ---- int8 storage of the convolution weights ----
 
 

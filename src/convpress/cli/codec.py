@@ -224,6 +224,13 @@ def register(sub: Any) -> None:
         "(hyperprior, means, context) alone: the same latents and decoder, fewer bits (how the context was added "
         "to the shipped levels)",
     )
+    t.add_argument(
+        "--encoder-only",
+        action="store_true",
+        help="with --init: train only the analysis (and hyper-analysis), the synthesis seeing rounded latents, "
+        "everything the decoder reads kept as loaded: better files at encoder effort 0 from the same decoder; "
+        "the weights written also decode the files made with --init's (same model, --n/--m, --quality levels and --context as --init)",
+    )
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -392,8 +399,10 @@ def _info(args: argparse.Namespace) -> int:
         source = f", from {meta['source']}" if "source" in meta else ""
         if not weights_match(head["v"], found, version):
             weights = f"{head['v']} (NOT the shipped weights: cannot decode here{legacy})"
-        elif found == pretrained(q, head["m"])[1]["weights_id"]:
+        elif found == (current := pretrained(q, head["m"])[1])["weights_id"]:
             weights = f"{head['v']} (the shipped weights of this level{source})"
+        elif found in current.get("decodes", "").split():  # see convpress.codec.weights.with_encoder
+            weights = f"{head['v']} (an earlier encoder of the shipped weights of this level; their decoder decodes it)"
         else:
             weights = f"{head['v']} (shipped weights that no longer encode this level{source}; they still decode it)"
     else:
@@ -445,7 +454,7 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from convpress.codec.train import ENTROPY_ONLY_FROZEN, QUALITY_LAMBDAS, CodecTrainConfig, train_codec, training_images
-    from convpress.codec.weights import load_weights, save_weights
+    from convpress.codec.weights import load_weights, save_weights, with_encoder
 
     if getattr(CODEC_MODELS.get(args.model), "per_image", False):
         raise ConfigError(
@@ -467,6 +476,10 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("--decoder-only fine-tunes trained weights: give them with --init")
     if args.entropy_only and not args.init:
         raise ConfigError("--entropy-only fine-tunes trained weights: give them with --init")
+    if args.encoder_only and not args.init:
+        raise ConfigError("--encoder-only fine-tunes trained weights: give them with --init")
+    if args.encoder_only and (args.decoder_only or args.entropy_only):
+        raise ConfigError("--encoder-only trains the analysis alone; it cannot be combined with --decoder-only or --entropy-only")
     out = check_output(args.out, force=args.force)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -474,9 +487,13 @@ def _train(args: argparse.Namespace) -> int:
     if warmup is None:  # fine-tuning starts a fresh Adam state on trained weights: warm up
         warmup = min(100, args.steps - 1) if args.init else 0
     init, init_lmbda = None, None
+    int8 = args.int8
     if args.init:
-        init_model, _ = load_weights(args.init)
+        init_model, init_meta = load_weights(args.init)
         init, init_lmbda = init_model.state_dict(), init_model.lmbda
+        if args.encoder_only:
+            _check_same_decoder(args, init_model, init_meta, qualities)
+            int8 = int8 or "int8" in init_meta  # train the analysis as the written file will store it
     cfg = CodecTrainConfig(
         model=args.model,
         n=args.n,
@@ -496,9 +513,10 @@ def _train(args: argparse.Namespace) -> int:
         mixed_quantization=args.mixed_quantization,
         bf16=args.bf16,
         decoder_only=args.decoder_only,
-        int8=args.int8,
+        int8=int8,
         context=CONTEXT_CHOICES.get(args.context, 0),
         frozen=ENTROPY_ONLY_FROZEN if args.entropy_only else (),
+        encoder_only=args.encoder_only,
     )
     images = training_images(debian=not args.no_debian, extra_dirs=args.images)
     model, hist = train_codec(cfg, images, work_dir=args.work_dir, init=init, progress=sys.stderr.isatty())
@@ -507,10 +525,34 @@ def _train(args: argparse.Namespace) -> int:
     if not is_main():  # under torchrun only rank 0 writes
         return 0
     levels = {"levels": json.dumps({str(q): v for q, v in zip(qualities, lambdas, strict=True)})} if variable else None
-    wid = save_weights(model, out, quality=qualities[-1], lmbda=cfg.lmbda, extra=levels, int8=args.int8)
+    if args.encoder_only:  # the --init file with the new analysis: it still decodes the files made with --init
+        wid = with_encoder(args.init, model, out)
+    else:
+        wid = save_weights(model, out, quality=qualities[-1], lmbda=cfg.lmbda, extra=levels, int8=args.int8)
     last = hist[-1] if hist else {}
     print(f"wrote {out} (weights {wid}); last {last.get('step', 0)} steps: bpp {last.get('bpp', 0):.3f}, PSNR {last.get('psnr', 0):.2f} dB")
     return 0
+
+
+def _check_same_decoder(args: argparse.Namespace, init_model: Any, init_meta: dict[str, str], qualities: list[int]) -> None:
+    """Refuse an --encoder-only run whose model would not be --init's (its decoder is kept as loaded)."""
+    import json
+
+    from convpress.codec.train import QUALITY_LAMBDAS
+
+    config = {"N": args.n, "M": args.m}
+    if is_variable_rate(args.model):
+        config["LEVELS"] = len(qualities)
+        if CONTEXT_CHOICES.get(args.context, 0):
+            config["CONTEXT"] = CONTEXT_CHOICES[args.context]
+    if init_model.name != args.model or init_model.config != config:
+        raise ConfigError(
+            f"--encoder-only keeps {args.init}'s decoder, a {init_model.name} model {json.dumps(init_model.config)}; "
+            f"these options make a {args.model} model {json.dumps(config)} (give its --model, --n, --m, --quality levels and --context)"
+        )
+    levels = json.loads(init_meta.get("levels", "{}")) or {init_meta.get("quality", "?"): init_meta.get("lambda")}
+    if {str(q): float(v) for q, v in levels.items()} != {str(q): QUALITY_LAMBDAS[q] for q in qualities}:
+        raise ConfigError(f"--encoder-only trains {args.init}'s levels at their lambdas: give --quality {','.join(levels)}")
 
 
 main = subcommand_main("codec")

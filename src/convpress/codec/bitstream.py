@@ -292,8 +292,8 @@ def estimate_memory(model: CodecModel, h: int, w: int, tile: int, effort: int = 
     tiles of side ``tile`` (``encode``: encoding with ``effort``; else decoding): one padded tile
     at the model's ``encode_bytes_per_pixel(effort)`` or ``bytes_per_pixel()``, plus the image;
     ``correct``: plus fitting a synthesis correction (the last layer's C input features, their padded
-    copy in float64 for the 1x1 maps, the residuals of the four phases and a band of design rows of
-    at most 16 MB: within 5C + 24 bytes per pixel)."""
+    copy, in float64 too where only the 1x1 maps are fitted, the residuals of the four phases and bands
+    of a few MB: within 5C + 24 bytes per pixel)."""
     stride = model.stride
     th, tw = min(h, tile), min(w, tile)
     padded = (th + (-th) % stride) * (tw + (-tw) % stride)

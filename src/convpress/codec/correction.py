@@ -306,8 +306,7 @@ def fit_correction(
     by_side = {sides[0]: _systems(features, out, x, h, w, sides[0])}
     for side in sides[1:]:  # a narrower map's system is the centre taps' part of the widest one's
         by_side[side] = [_centre(s, features.shape[1], sides[0], side) for s in by_side[sides[0]]]
-    any_systems = next(iter(by_side.values()))
-    sse0 = float(sum(s[2].sum() for s in any_systems))
+    sse0 = float(sum(s[2].sum() for s in by_side[sides[0]]))
     best_loss, best = lmbda * 255**2 * sse0 / count, None
     for mode in modes:
         shared, side = MODES[mode]

@@ -42,6 +42,12 @@ install carry every model ever shipped (the six fixed-rate hyperprior files alon
 the package is installed, :func:`pretrained` finds fixed-rate levels there and
 :func:`decoding_weights` finds the variable-rate files there that match a file's weights tag; when
 it is not, asking for them fails with one line that names the package.
+
+A better *encoder* needs no new decoder: :func:`with_encoder` writes a copy of a weights file with only
+its analysis side replaced (:data:`ENCODER_KEYS`: the analysis and hyper-analysis transforms, which
+no decoder reads), every other tensor kept byte for byte. The copy records the weights ids whose
+decoder it holds (metadata ``decodes``), and :func:`decoding_weights` gives it to the files made with
+them: files made before keep decoding, to the same pixels, without the superseded file.
 """
 
 from __future__ import annotations
@@ -84,6 +90,9 @@ __all__ = [
     "variable_rate_files",
     "variable_rate_candidates",
     "decoding_weights",
+    "ENCODER_KEYS",
+    "with_encoder",
+    "decoded_ids",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "codec"
@@ -185,6 +194,12 @@ def _dequantised(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.
     if stray:
         raise FileFormatError(f"{path} has an int8 weight without its scales ({stray[0]}{INT8_SCALE})")
     return out
+
+
+#: prefixes of the parameters that only the encoder uses: the analysis g_a, the hyper-analysis h_a and
+#: the mean-scale models' signed hyper-analysis. The decoder reads every other tensor of a weights
+#: file (synthesis, hyper-synthesis, entropy models, gains, context, tables).
+ENCODER_KEYS: tuple[str, ...] = ("g_a.", "h_a.", "h_a_signed.")
 
 
 def weights_id(state: dict[str, torch.Tensor]) -> str:
@@ -343,7 +358,10 @@ def at_quality(model: CodecModel, meta: dict[str, str], quality: int) -> tuple[C
     # field, so a file whose quality was altered (and its checksum redone) is refused, not decoded
     # at another level into a wrong image
     wid = f"{meta.get('weights_id')}.q{quality}"
-    return net, {**meta, "quality": str(quality), "lambda": repr(levels[quality]), "weights_id": wid}
+    level = {**meta, "quality": str(quality), "lambda": repr(levels[quality]), "weights_id": wid}
+    if meta.get("decodes"):  # the files of the levels this one took the decoder of (with_encoder)
+        level["decodes"] = " ".join(f"{d}.q{quality}" for d in meta["decodes"].split())
+    return net, level
 
 
 def _per_image(model: str) -> Any:
@@ -453,7 +471,8 @@ def _sourced(loaded: tuple[CodecModel, dict[str, str]], *, legacy: bool) -> tupl
 
 def decoding_weights(model: str, quality: int, matches: Callable[[str], bool]) -> tuple[CodecModel, dict[str, str]]:
     """The shipped weights that decode a file of ``model`` at ``quality`` whose header's weights
-    tag ``matches`` a weights id: the encoding weights (:func:`pretrained`) if they match, else a
+    tag ``matches`` a weights id (their own or one whose decoder they hold, :func:`decoded_ids`; the
+    metadata returned names the id that matched): the encoding weights (:func:`pretrained`) if they match, else a
     variable-rate model's other file carrying that quality whose level matches (convpress's own,
     then the legacy package's ``{model}*.safetensors``); else the encoding weights, which the
     decoder then refuses with the mismatch (adding :func:`legacy_note`).
@@ -462,18 +481,26 @@ def decoding_weights(model: str, quality: int, matches: Callable[[str], bool]) -
         ConfigError: if no weights are shipped for that quality.
     """
     net, meta = pretrained(quality, model)
-    if matches(str(meta.get("weights_id"))) or not is_variable_rate(model):
-        return net, meta
+    if (found := _decoding(net, meta, matches)) is not None or not is_variable_rate(model):
+        return found or (net, meta)
     legacy = legacy_weights_dir()
     superseded = sorted(legacy.glob(f"{model}*.safetensors")) if legacy is not None else []
     for path in [*variable_rate_candidates(model).get(quality, [])[1:], *superseded]:
         loaded = _load_variable_rate(path)
         if loaded[0].name != model or quality not in _levels_of(loaded[1], loaded[0], path):
             continue
-        other = at_quality(*loaded, quality)
-        if matches(str(other[1].get("weights_id"))):
-            return _sourced(other, legacy=path in superseded)
+        if (found := _decoding(*at_quality(*loaded, quality), matches)) is not None:
+            return _sourced(found, legacy=path in superseded)
     return net, meta
+
+
+def _decoding(net: CodecModel, meta: dict[str, str], matches: Callable[[str], bool]) -> tuple[CodecModel, dict[str, str]] | None:
+    """(net, its metadata naming the id that ``matches``) if ``net`` decodes a file whose tag matches
+    its own weights id or one it :func:`decoded_ids`; else None."""
+    for wid in decoded_ids(meta):
+        if matches(wid):
+            return net, {**meta, "weights_id": wid}
+    return None
 
 
 def _variable_rate_level(model: str, quality: int) -> tuple[CodecModel, dict[str, str]]:
@@ -486,6 +513,62 @@ def _variable_rate_level(model: str, quality: int) -> tuple[CodecModel, dict[str
     return at_quality(*_load_variable_rate(files[quality]), quality)
 
 
+def decoded_ids(meta: dict[str, str]) -> list[str]:
+    """The weights ids whose files a weights file's decoder decodes: its own first, then those of the
+    files it took the decoder of (metadata ``decodes``, see :func:`with_encoder`)."""
+    return [str(meta.get("weights_id")), *meta.get("decodes", "").split()]
+
+
+def with_encoder(
+    base: str | os.PathLike[str], model: CodecModel, path: str | os.PathLike[str], *, extra: dict[str, str] | None = None
+) -> str:
+    """Write to ``path`` the weights file ``base`` with the encoder's tensors (:data:`ENCODER_KEYS`)
+    taken from ``model``, stored as ``base`` stores them (int8 or float16), and every other tensor
+    and metadata entry kept exactly (``extra`` adds entries); returns the new weights id. The new file's
+    metadata ``decodes`` lists ``base``'s weights id (and those ``base`` decodes): it decodes their files
+    to the same pixels.
+
+    ``model`` is a model fine-tuned from ``base`` with its decoder side frozen (``codec train
+    --encoder-only``).
+
+    Raises:
+        ConfigError: if ``model`` is not ``base``'s model or its decoder-side parameters differ from
+            ``base``'s (then a decoder would not decode ``base``'s files the same).
+        FileFormatError: if ``base`` is not a valid weights file.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save
+
+    base = Path(base)
+    old_model, meta = load_weights(base)  # validates the file
+    if model.name != old_model.name or model.config != old_model.config:
+        raise ConfigError(f"the model ({model.name} {json.dumps(model.config)}) is not {base}'s ({meta['model']} {meta['config']})")
+    with safe_open(str(base), framework="pt") as fh:
+        meta = dict(fh.metadata() or {})
+    stored = load_file(str(base))
+    old = old_model.state_dict()
+    new = model.state_dict()
+    params = {k for k, _ in old_model.named_parameters()}
+    for k in sorted(params):
+        if not k.startswith(ENCODER_KEYS) and not torch.equal(new[k].detach().float().cpu(), old[k].float()):
+            raise ConfigError(f"the model's decoder-side parameter {k} differs from {base.name}'s: only {', '.join(ENCODER_KEYS)} may")
+    out = dict(stored)
+    for k in sorted(params):
+        if not k.startswith(ENCODER_KEYS):
+            continue
+        value = new[k].detach().float().cpu()
+        if k + INT8_SCALE in stored:
+            out[k], out[k + INT8_SCALE] = int8_kernels(value)
+        else:
+            out[k] = value.to(stored[k].dtype).contiguous()
+    old_id = meta.get("weights_id") or weights_id(stored)
+    wid = weights_id(out)
+    decodes = " ".join(dict.fromkeys([old_id, *meta.get("decodes", "").split()]))
+    meta = {**meta, **(extra or {}), "weights_id": wid, "decodes": decodes}
+    atomic_write_bytes(path, save(out, metadata=meta))
+    return wid
+
+
 def refresh_weights(path: str | os.PathLike[str], *, int8: bool | None = None) -> str:
     """Recompute a weights file's tables with this version's ``update()``; returns the new weights id.
 
@@ -493,6 +576,7 @@ def refresh_weights(path: str | os.PathLike[str], *, int8: bool | None = None) -
     None keeps how the file stores them.
     """
     model, meta = load_weights(path)
-    keep = {k: v for k, v in meta.items() if k not in {"model", "config", "quality", "lambda", "weights_id"}}
+    # "decodes" goes too: new tables make another decoder, which need not decode the files those ids name
+    keep = {k: v for k, v in meta.items() if k not in {"model", "config", "quality", "lambda", "weights_id", "decodes"}}
     rounded = "int8" in meta if int8 is None else int8
     return save_weights(model, path, quality=int(meta["quality"]), lmbda=float(meta["lambda"]), extra=keep, int8=rounded)
