@@ -301,6 +301,28 @@ stages 1-3 below use the old numbers:
     Tried: everything trained with the context (no ``--freeze``, ``--finetune-lr 3e-5``, 4,000 steps on levels
     1-4): +3.4% *worse* on the check photos (PSNR fell 0.1-0.5 dB).
 
+21. (2026-12-07, candidates, not shipped yet) encoder-only fine-tunes (``--encoder-only``,
+    :class:`convpress.codec.train.CodecTrainConfig`): the analysis and hyper-analysis trained for the
+    rate-distortion loss with the synthesis seeing the rounded latents (straight-through) and everything a
+    decoder reads frozen, written with :func:`convpress.codec.weights.with_encoder` (the stage-20 file with
+    only those tensors replaced, metadata ``decodes`` naming its weights id: the new file also decodes the
+    files made with the old one, to the same pixels)::
+
+        --model varrate --context channels --qualities 1,2,3,4 --init varrate.safetensors --n 64 --m 96
+        --encoder-only --finetune-steps 8000 --finetune-lr 1e-4 --warmup 100 --chunk 2000 --crop 256 --batch 2
+        --wallpapers --threads 1 --bf16 --int8
+
+    (about 20 minutes on one thread) and ``--qualities 5,6,7 --init varrate-mid.safetensors`` and ``--qualities
+    8,9,10 --init varrate-top.safetensors`` with ``--n 96 --m 192 --finetune-steps 6000``. On the check photos
+    (``codec_weights_check.py``) against stage 20, levels 1-4: 2,000 steps -1.6% at effort 0 (-0.6% at
+    effort 10), 8,000 steps **-2.3%** at effort 0 and **-0.8%** at effort 10; the same 2,000 steps with
+    noisy latents for the synthesis (no straight-through rounding) +0.9%, and a stop half way through the
+    8,000-step cycle (learning rate still high) -1.2%. The wide files gain nothing: after the 6,000 steps levels
+    5-10 together -0.2% at effort 0 (levels 5-7 about -0.4%, 8-10 +0.0 to +0.3%; at step 2,000 +1.0%), so only
+    levels 1-4 are a candidate: a second 8,000-step cycle from the first (``--init`` the first cycle's file,
+    ``--threads 2``, 15 minutes; its ``decodes`` lists both earlier ids) gives **-2.9%** at effort 0 and **-1.1%**
+    at effort 10 against stage 20 (weights 87f8c536, ``benchmarks/candidates/codec/varrate-enc.safetensors``).
+
 That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
 for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.
 """
