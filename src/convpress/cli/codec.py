@@ -492,7 +492,6 @@ def _train(args: argparse.Namespace) -> int:
         init_model, init_meta = load_weights(args.init)
         init, init_lmbda = init_model.state_dict(), init_model.lmbda
         if args.encoder_only:
-            _check_same_decoder(args, init_model, init_meta, qualities)
             int8 = int8 or "int8" in init_meta  # train the analysis as the written file will store it
     cfg = CodecTrainConfig(
         model=args.model,
@@ -518,6 +517,8 @@ def _train(args: argparse.Namespace) -> int:
         frozen=ENTROPY_ONLY_FROZEN if args.entropy_only else (),
         encoder_only=args.encoder_only,
     )
+    if args.encoder_only:
+        _check_same_decoder(args, cfg, init_model, init_meta)
     images = training_images(debian=not args.no_debian, extra_dirs=args.images)
     model, hist = train_codec(cfg, images, work_dir=args.work_dir, init=init, progress=sys.stderr.isatty())
     from convpress.core.distributed import is_main
@@ -534,24 +535,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_same_decoder(args: argparse.Namespace, init_model: Any, init_meta: dict[str, str], qualities: list[int]) -> None:
-    """Refuse an --encoder-only run whose model would not be --init's (its decoder is kept as loaded)."""
+def _check_same_decoder(args: argparse.Namespace, cfg: Any, init_model: Any, init_meta: dict[str, str]) -> None:
+    """Refuse an --encoder-only run (settings ``cfg``) whose model would not be --init's, trained at its lambdas
+    (its decoder is kept as loaded)."""
     import json
 
-    from convpress.codec.train import QUALITY_LAMBDAS
-
-    config = {"N": args.n, "M": args.m}
-    if is_variable_rate(args.model):
-        config["LEVELS"] = len(qualities)
-        if CONTEXT_CHOICES.get(args.context, 0):
-            config["CONTEXT"] = CONTEXT_CHOICES[args.context]
-    if init_model.name != args.model or init_model.config != config:
+    config = cfg.model_config()
+    if init_model.name != cfg.model or init_model.config != config:
         raise ConfigError(
             f"--encoder-only keeps {args.init}'s decoder, a {init_model.name} model {json.dumps(init_model.config)}; "
-            f"these options make a {args.model} model {json.dumps(config)} (give its --model, --n, --m, --quality levels and --context)"
+            f"these options make a {cfg.model} model {json.dumps(config)} (give its --model, --n, --m, --quality levels and --context)"
         )
-    levels = json.loads(init_meta.get("levels", "{}")) or {init_meta.get("quality", "?"): init_meta.get("lambda")}
-    if {str(q): float(v) for q, v in levels.items()} != {str(q): QUALITY_LAMBDAS[q] for q in qualities}:
+    levels = json.loads(init_meta["levels"]) if "levels" in init_meta else {init_meta.get("quality", "?"): init_model.lmbda}
+    if [float(v) if v is not None else None for v in levels.values()] != list(cfg.lambdas or (cfg.lmbda,)):
         raise ConfigError(f"--encoder-only trains {args.init}'s levels at their lambdas: give --quality {','.join(levels)}")
 
 

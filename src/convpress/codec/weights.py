@@ -536,16 +536,13 @@ def with_encoder(
             ``base``'s (then a decoder would not decode ``base``'s files the same).
         FileFormatError: if ``base`` is not a valid weights file.
     """
-    from safetensors import safe_open
     from safetensors.torch import load_file, save
 
     base = Path(base)
-    old_model, meta = load_weights(base)  # validates the file
+    old_model, meta = load_weights(base)  # validates the file; its metadata, with its weights id
     if model.name != old_model.name or model.config != old_model.config:
         raise ConfigError(f"the model ({model.name} {json.dumps(model.config)}) is not {base}'s ({meta['model']} {meta['config']})")
-    with safe_open(str(base), framework="pt") as fh:
-        meta = dict(fh.metadata() or {})
-    stored = load_file(str(base))
+    stored = load_file(str(base))  # as stored (int8 codes and scales), which the new file keeps
     old = old_model.state_dict()
     new = model.state_dict()
     params = {k for k, _ in old_model.named_parameters()}
@@ -561,9 +558,8 @@ def with_encoder(
             out[k], out[k + INT8_SCALE] = int8_kernels(value)
         else:
             out[k] = value.to(stored[k].dtype).contiguous()
-    old_id = meta.get("weights_id") or weights_id(stored)
     wid = weights_id(out)
-    decodes = " ".join(dict.fromkeys([old_id, *meta.get("decodes", "").split()]))
+    decodes = " ".join(dict.fromkeys(decoded_ids(meta)))
     meta = {**meta, **(extra or {}), "weights_id": wid, "decodes": decodes}
     atomic_write_bytes(path, save(out, metadata=meta))
     return wid
