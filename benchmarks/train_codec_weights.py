@@ -301,7 +301,7 @@ stages 1-3 below use the old numbers:
     Tried: everything trained with the context (no ``--freeze``, ``--finetune-lr 3e-5``, 4,000 steps on levels
     1-4): +3.4% *worse* on the check photos (PSNR fell 0.1-0.5 dB).
 
-21. (2026-12-07, candidates, not shipped yet) encoder-only fine-tunes (``--encoder-only``,
+21. (2026-12-07) encoder-only fine-tunes (``--encoder-only``,
     :class:`convpress.codec.train.CodecTrainConfig`): the analysis and hyper-analysis trained for the
     rate-distortion loss with the synthesis seeing the rounded latents (straight-through) and everything a
     decoder reads frozen, written with :func:`convpress.codec.weights.with_encoder` (the stage-20 file with
@@ -321,7 +321,10 @@ stages 1-3 below use the old numbers:
     5-10 together -0.2% at effort 0 (levels 5-7 about -0.4%, 8-10 +0.0 to +0.3%; at step 2,000 +1.0%), so only
     levels 1-4 are a candidate: a second 8,000-step cycle from the first (``--init`` the first cycle's file,
     ``--threads 2``, 15 minutes; its ``decodes`` lists both earlier ids) gives **-2.9%** at effort 0 and **-1.1%**
-    at effort 10 against stage 20 (weights 87f8c536, ``benchmarks/candidates/codec/varrate-enc.safetensors``).
+    at effort 10 against stage 20 (weights 87f8c536), and a third (``--init`` the second's file, 8,000 steps,
+    15 minutes) **-3.3%** at effort 0 and **-1.1%** at effort 10 (weights d2749151; ``decodes`` = "87f8c536
+    6eb97254 2aa6738a"). Shipped as ``varrate.safetensors`` (no legacy copy: its decoder is 2aa6738a's, so it
+    decodes that file's ``.cpi`` files itself).
 
 That is about 15,000 steps of batch 8 for level 6: far from converged (published models train
 for hundreds of thousands of steps); the codec's advantage over JPEG lies at the low rates.

@@ -31,6 +31,11 @@ It writes, next to this script:
 * ``varrate-q{1..4}-45858f0d``, ``varrate-q{5,6,7}-d6d9c683`` and ``varrate-q{8,9,10}-747ed109``: the
   same for the checkerboard-context weights, renamed when their channel-context fine-tunes (stage 20,
   2026-12-06) took over; the same three commands wrote the files of the channel-context weights;
+* ``varrate-q{1..4}-2aa6738a``: the channel-context files of levels 1-4, renamed when the encoder-only
+  fine-tune (stage 21, weights d2749151, 2026-12-07) took over; no legacy copy: the new file keeps
+  2aa6738a's decoder byte for byte and names it in its metadata ``decodes``, so it decodes them itself;
+  the same three commands wrote the new files (levels 5-10 and the escaped file came out byte for byte
+  as before);
 * ``hyperprior-q*-v3.cpi`` and ``varrate-q*-v3.cpi`` (and ``.png``): the files of format version 3
   (latents clamped to the tables), renamed by hand from ``MODEL-qQ.cpi`` when format version 4
   (escaped latents) became the default (2026-12-05, ``--new-format`` then wrote the version-4
