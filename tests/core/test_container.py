@@ -37,3 +37,32 @@ def test_deeply_nested_headers_with_valid_checksums_are_refused_in_one_line(dept
         decode_container(data, b"TESTMAGI", [1], what="test file", name="f")
     ok = b'{"sections": [], "x": ' + b"[" * 30 + b"]" * 30 + b"}"  # our headers nest 4 deep: 30 is allowed
     assert decode_container(pack_container(b"TESTMAGI", 1, ok, []), b"TESTMAGI", [1], what="test file", name="f").header["sections"] == []
+
+
+def test_every_convpress_format_is_known_under_its_own_magic_and_name() -> None:
+    from convpress.codec import bitstream
+    from convpress.core import checkpoint
+    from convpress.core.container import KNOWN_FORMATS
+    from convpress.fileformat import cpz
+
+    assert KNOWN_FORMATS == {cpz.MAGIC: cpz.WHAT, bitstream.MAGIC: bitstream.WHAT, checkpoint.MAGIC: checkpoint._WHAT}
+
+
+def test_a_file_of_another_convpress_format_is_named_in_the_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    import convpress as cp
+    from convpress.codec import bitstream, decode_image
+
+    path = tmp_path / "m.cpz"
+    cp.save(torch.nn.Sequential(torch.nn.Linear(4, 3)), path)
+    with pytest.raises(
+        FileFormatError, match=r"^input is not a convpress image file \(\.cpi\) \(it is a convpress model file \(\.cpz\)\)$"
+    ):
+        decode_image(path.read_bytes())
+    cpi = tmp_path / "x.cpi"
+    cpi.write_bytes(bitstream.MAGIC + b"\x00" * 40)
+    with pytest.raises(
+        FileFormatError, match=r"x\.cpi is not a convpress model file \(\.cpz\) \(it is a convpress image file \(\.cpi\)\)$"
+    ):
+        cp.load(cpi)

@@ -43,6 +43,7 @@ __all__ = [
     "FLAG_ZLIB",
     "MAX_JSON_DEPTH",
     "loads_json",
+    "KNOWN_FORMATS",
 ]
 
 _PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header_len
@@ -53,6 +54,14 @@ _CRC = struct.Struct("<I")
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 #: deepest nesting of lists and objects a JSON header (or metadata value) may have; ours nest 4 deep
 MAX_JSON_DEPTH = 32
+#: every convpress file format's magic bytes and name (each format module keeps its own ``MAGIC`` and
+#: ``WHAT``; a test checks they agree): a reader given the file of another convpress format names that
+#: format (a .cpi given to ``decompress``, a .cpz given to ``codec decode``) instead of a bare "wrong magic"
+KNOWN_FORMATS: dict[bytes, str] = {
+    b"\x89CPZ\r\n\x1a\n": "convpress model file (.cpz)",
+    b"\x89CPI\r\n\x1a\n": "convpress image file (.cpi)",
+    b"\x89CPK\r\n\x1a\n": "convpress training checkpoint",
+}
 
 
 def _json_depth(value: Any) -> int:
@@ -171,7 +180,8 @@ def decode_container(data: bytes, magic: bytes, versions: Sequence[int], *, what
         raise FileFormatError(f"{name} is not a {what} (too short to hold a header)")
     got_magic, version, flags, header_len = _PREFIX.unpack_from(data, 0)
     if got_magic != magic:
-        raise FileFormatError(f"{name} is not a {what} (wrong magic bytes)")
+        other = KNOWN_FORMATS.get(got_magic)
+        raise FileFormatError(f"{name} is not a {what} ({f'it is a {other}' if other else 'wrong magic bytes'})")
     if version not in versions:
         known = ", ".join(str(v) for v in versions)
         raise FileFormatError(f"{name} has format version {version}; this convpress reads version {known}")
