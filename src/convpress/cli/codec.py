@@ -377,7 +377,7 @@ def _info(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from convpress.codec.bitstream import CORRECTION_VERSION, WHAT, format_version, read_header, tile_grid, weights_match
-    from convpress.codec.weights import available_qualities, decoding_weights, legacy_note, pretrained
+    from convpress.codec.weights import available_qualities, decoded_ids, decoding_weights, legacy_note, pretrained
     from convpress.core.errors import FileFormatError
 
     legacy = f"; {note}" if (note := legacy_note()) else ""  # where superseded weights are, if not installed
@@ -401,7 +401,7 @@ def _info(args: argparse.Namespace) -> int:
             weights = f"{head['v']} (NOT the shipped weights: cannot decode here{legacy})"
         elif found == (current := pretrained(q, head["m"])[1])["weights_id"]:
             weights = f"{head['v']} (the shipped weights of this level{source})"
-        elif found in current.get("decodes", "").split():  # see convpress.codec.weights.with_encoder
+        elif found in decoded_ids(current):  # an id whose decoder the current file holds (with_encoder)
             weights = f"{head['v']} (an earlier encoder of the shipped weights of this level; their decoder decodes it)"
         else:
             weights = f"{head['v']} (shipped weights that no longer encode this level{source}; they still decode it)"
