@@ -250,6 +250,23 @@ def test_an_int8_file_is_half_the_size_and_loads_exactly_its_rounded_weights(tin
         assert torch.equal(getattr(loaded.h_s_int, f"w{i}"), getattr(ref.h_s_int, f"w{i}")), i
     # saved again (as refresh_weights does), the same bytes and id: the rounding is idempotent
     assert weights.refresh_weights(small) == wid
+    # also for a kernel whose float16 scale is subnormal, where rounding the rounded weight again moves it
+    # (largest code 123: the next scale is smaller); refresh keeps the file's codes as they are
+    name = sorted(rounded)[0]
+    tiny = copy.deepcopy(model)
+    param = dict(tiny.named_parameters())[name]
+    kernel = torch.linspace(-1.0, 1.0, param[0, 0].numel()).reshape(1, 1, *param.shape[2:]) * 1.1739e-4
+    with torch.no_grad():
+        param[:1, :1].copy_(kernel)
+    codes, scales = weights.int8_kernels(kernel)
+    assert int(codes.abs().max()) < 127 and not torch.equal(weights.int8_kernels(weights.from_int8(codes, scales))[1], scales)
+    subnormal = tmp_path / "subnormal.safetensors"
+    wid2 = weights.save_weights(tiny, subnormal, quality=1, lmbda=0.01, int8=True)
+    with safe_open(str(subnormal), framework="pt") as fh:
+        before = {k: fh.get_tensor(k) for k in fh.keys()}
+    assert weights.refresh_weights(subnormal) == wid2
+    with safe_open(str(subnormal), framework="pt") as fh:
+        assert set(fh.keys()) == set(before) and all(torch.equal(fh.get_tensor(k), v) for k, v in before.items())
     # a float16 file rewritten in int8 (train_codec_weights.py --refresh --int8) holds its weights rounded so, and back
     want = weights.save_weights(weights.load_weights(half)[0], tmp_path / "want.safetensors", quality=1, lmbda=0.01, int8=True)
     assert weights.refresh_weights(half, int8=True) == want

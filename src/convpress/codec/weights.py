@@ -215,6 +215,7 @@ def save_weights(
     lmbda: float,
     extra: dict[str, str] | None = None,
     int8: bool = False,
+    int8_codes: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> str:
     """Write ``model`` as safetensors with metadata; returns its weights id.
 
@@ -222,6 +223,11 @@ def save_weights(
     int8 with one float16 scale per kernel (:func:`int8_kernels`; metadata ``int8``). They are
     rounded in the model first and ``update()`` is run on the rounded values, so the stored tables
     and fixed-point layers belong exactly to the stored parameters.
+
+    ``int8_codes`` (name -> (codes, scales), as a file stores them) are kept as they are for the
+    parameters they give exactly, instead of being rounded again: :func:`int8_kernels` is not
+    idempotent where a kernel's float16 scale is subnormal (its largest code can end below 127, and
+    the next rounding picks a smaller scale), so a file rewritten without them would change.
     """
     from safetensors.torch import save
 
@@ -236,7 +242,8 @@ def save_weights(
     with torch.no_grad():
         for k, p in model.named_parameters():
             if k in rounded:
-                coded[k] = int8_kernels(p)
+                kept = (int8_codes or {}).get(k)
+                coded[k] = kept if kept is not None and torch.equal(from_int8(*kept), p.detach().float()) else int8_kernels(p)
                 p.copy_(from_int8(*coded[k]))
             else:
                 p.copy_(p.half().float())
@@ -571,8 +578,12 @@ def refresh_weights(path: str | os.PathLike[str], *, int8: bool | None = None) -
     ``int8`` True rewrites its convolution weights in int8 (:func:`save_weights`), False in float16;
     None keeps how the file stores them.
     """
+    from safetensors.torch import load_file
+
     model, meta = load_weights(path)
     # "decodes" goes too: new tables make another decoder, which need not decode the files those ids name
     keep = {k: v for k, v in meta.items() if k not in {"model", "config", "quality", "lambda", "weights_id", "decodes"}}
     rounded = "int8" in meta if int8 is None else int8
-    return save_weights(model, path, quality=int(meta["quality"]), lmbda=float(meta["lambda"]), extra=keep, int8=rounded)
+    stored = load_file(str(path))  # its int8 codes are kept as they are (see save_weights' int8_codes)
+    codes = {k[: -len(INT8_SCALE)]: (stored[k[: -len(INT8_SCALE)]], v) for k, v in stored.items() if k.endswith(INT8_SCALE)}
+    return save_weights(model, path, quality=int(meta["quality"]), lmbda=float(meta["lambda"]), extra=keep, int8=rounded, int8_codes=codes)
