@@ -79,8 +79,37 @@ def test_quick_bench_reports_every_figure_from_real_files(tmp_path: Path) -> Non
     of = timing["overfit"]
     assert of["encode_s_per_mp"] == of["encode_s_per_iteration_per_mp"] * of["iterations"] and of["sweep_encode_s_per_mp"] > 0
     assert "than AVIF" in readme_summary(result)
+    # each photo's own BD-rates (the quick run's one photo) in the JSON, the markdown and a figure of their own
+    assert set(result["per_photo"][name]) == {"avif_bpp", "ours-e3_vs_webp", "ours-e3_vs_avif"} and "**Per photo**" in md
     figs = write_figures(result, tmp_path / "codec.json")
-    assert len(figs) == 2 and all(f.is_file() and f.stat().st_size > 1000 for f in figs)
+    assert len(figs) == 3 and all(f.is_file() and f.stat().st_size > 1000 for f in figs)
+    assert figs[-1].name == "codec-photos.png"
+
+
+def _curve(photo: str, rates: list[float], psnrs: list[float]) -> dict[str, list[dict[str, object]]]:
+    """One photo's points keyed like the anchors' settings: q30, q40, ..."""
+    return {f"q{30 + 10 * i}": [{"image": photo, "bpp": r, "psnr": q}] for i, (r, q) in enumerate(zip(rates, psnrs, strict=True))}
+
+
+def test_per_photo_bd_rates_are_each_photos_own() -> None:
+    from convpress.bench.codec import _per_photo_lines, per_photo
+
+    rates, psnrs = [0.1, 0.2, 0.4, 0.8, 1.6], [28.0, 31.0, 34.0, 37.0, 40.0]
+    points = {"ours-e10": {}, "webp": {}, "avif": {}}
+    # the codec spends twice the anchors' bits on the smooth photo and half on the textured one, which costs
+    # the anchors 4x the bits of the smooth one
+    for photo, base, factor in (("textured", 4.0, 0.5), ("smooth", 1.0, 2.0)):
+        for mode, f in (("ours-e10", base * factor), ("webp", base), ("avif", base)):
+            for k, v in _curve(photo, [r * f for r in rates], psnrs).items():
+                points[mode].setdefault(k, []).extend(v)
+    rows = per_photo(points, ["ours-e10", "ours-e100"])  # a mode not measured is skipped
+    assert set(rows) == {"smooth", "textured"} and set(rows["smooth"]) == {"avif_bpp", "ours-e10_vs_webp", "ours-e10_vs_avif"}
+    assert rows["smooth"]["ours-e10_vs_avif"] == pytest.approx(100.0) and rows["textured"]["ours-e10_vs_webp"] == pytest.approx(-50.0)
+    assert rows["smooth"]["avif_bpp"] == 0.4  # AVIF's bits at quality 50
+    # the markdown computes them from the points of a result written before they were recorded
+    lines = "\n".join(_per_photo_lines({"points": points, "efforts": [0, 10]}))
+    assert "| smooth | 0.400 | +100.0% | +100.0% |\n| textured | 1.600 | -50.0% | -50.0% |" in lines
+    assert "fewer bits on 1 of 2" in lines
 
 
 def test_overfitted_points_are_kept_in_the_work_dir_and_reused(tmp_path: Path) -> None:

@@ -99,6 +99,10 @@ TILE_SIDE = 1024
 TILE_PHOTOS = 6
 TILE_EFFORTS: tuple[int, ...] = (0, DEFAULT_EFFORT)
 TILE_ANCHORS = ("webp", "avif")
+#: the per-photo section: each photo's own BD-rate against these anchors, beside the bits AVIF spends on
+#: it at quality PER_PHOTO_AVIF_QUALITY (a photo's cost to a classic codec: smooth photos cost little)
+PER_PHOTO_ANCHORS = ("webp", "avif")
+PER_PHOTO_AVIF_QUALITY = 50
 
 
 def _mode(effort: int) -> str:
@@ -166,6 +170,42 @@ def _bd_table(curves: dict[str, list[dict[str, Any]]], modes: list[str]) -> dict
             bd[f"{prefix}vs_{base}_psnr_pchip_lower_half"] = _bd(curves[base], curves[mode], "psnr", "pchip", (0.0, 0.5))
             bd[f"{prefix}vs_{base}_psnr_pchip_upper_half"] = _bd(curves[base], curves[mode], "psnr", "pchip", (0.5, 1.0))
     return bd
+
+
+def per_photo(points: dict[str, dict[str, list[dict[str, Any]]]], modes: list[str]) -> dict[str, dict[str, float | None]]:
+    """Each test photo's own BD-rates (PSNR, PCHIP) of ``modes`` against :data:`PER_PHOTO_ANCHORS`, and
+    ``avif_bpp`` (the bits per pixel of AVIF at quality :data:`PER_PHOTO_AVIF_QUALITY` on it, or at the
+    nearest quality measured).
+
+    The benchmark's headline BD-rates are computed on curves averaged over the photos; these say which
+    photos the average hides (a codec may win on textured photos and lose on smooth ones).
+
+    Args:
+        points: ``result["points"]``: mode -> setting -> one point per photo (with its ``"image"``).
+        modes: the codec modes to report (those missing from ``points`` are skipped).
+
+    Returns:
+        photo -> {``"{mode}_vs_{anchor}"``: percent, or None where the curves do not overlap; ``"avif_bpp"``: bpp}.
+    """
+
+    def curve(mode: str, photo: str) -> list[dict[str, Any]]:
+        return sorted((p for per in points[mode].values() for p in per if p["image"] == photo), key=lambda r: r["bpp"])
+
+    setting = min(points["avif"], key=lambda k: abs(int(k[1:]) - PER_PHOTO_AVIF_QUALITY))  # settings are "q<quality>"
+    out: dict[str, dict[str, float | None]] = {}
+    for p in points["avif"][setting]:
+        photo = p["image"]
+        row: dict[str, float | None] = {"avif_bpp": p["bpp"]}
+        for mode in (m for m in modes if points.get(m)):
+            for base in PER_PHOTO_ANCHORS:
+                row[f"{mode}_vs_{base}"] = _bd(curve(base, photo), curve(mode, photo), "psnr", "pchip")
+        out[photo] = row
+    return out
+
+
+def _per_photo_modes(efforts: list[int]) -> list[str]:
+    """The modes of the per-photo section: the command line's default effort and the highest one measured."""
+    return list(dict.fromkeys(_mode(e) for e in (DEFAULT_EFFORT, max(efforts)) if e in efforts))
 
 
 def _given(model: CodecModel, meta: dict[str, str]) -> Resolver:
@@ -681,6 +721,7 @@ def run(*, quick: bool = False, progress: bool = True, work_dir: str | Path | No
         "points": points,
         "curves": curves,
         "bd_rate_percent": bd,
+        "per_photo": per_photo(points, _per_photo_modes(list(efforts))),
         "refinement": gains,
         "correction": correction,
         "tiles": tiles,
@@ -740,7 +781,39 @@ def write_figures(result: dict[str, Any], json_path: str | Path) -> list[Path]:
     outs = [out]
     if result.get("tiles"):
         outs.append(_tile_figure(result, out.with_name(f"{out.stem}-tiles.png"), plt))
+    if result.get("points", {}).get("avif"):
+        outs.append(_per_photo_figure(result, out.with_name(f"{out.stem}-photos.png"), plt))
     return outs
+
+
+def _per_photo_figure(result: dict[str, Any], out: Path, plt: Any) -> Path:
+    """Bars of each photo's own BD-rate (PSNR) against WebP and AVIF, smooth photos (fewest AVIF bits) at the top."""
+    rows = _per_photo_of(result)
+    order = sorted(rows, key=lambda n: rows[n]["avif_bpp"] or 0.0, reverse=True)  # barh draws bottom-up
+    cols = [c for c in next(iter(rows.values()), {}) if c != "avif_bpp"]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(order) + 1.6))
+    height = 0.8 / max(1, len(cols))
+    y = np.arange(len(order))
+    for i, c in enumerate(cols):
+        mode, base = c.split("_vs_")
+        vals = [rows[n][c] if rows[n][c] is not None else np.nan for n in order]
+        ax.barh(
+            y + (i - (len(cols) - 1) / 2) * height,
+            vals,
+            height,
+            color=ANCHOR_STYLES[base][2],
+            alpha=1.0 if mode == cols[-1].split("_vs_")[0] else 0.45,
+            label=f"effort {_effort(mode)} vs {base.upper() if base != 'webp' else 'WebP'}",
+        )
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y, [f"{n} ({rows[n]['avif_bpp']:.2f})" for n in order], fontsize=7)
+    ax.set_xlabel("BD-rate, PSNR (%; negative = fewer bits than the anchor)")
+    ax.set_title(f"Per photo; in brackets AVIF's bpp at quality {PER_PHOTO_AVIF_QUALITY} (smooth photos at the top)", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    _save(fig, out, plt)
+    return out
 
 
 def _tile_figure(result: dict[str, Any], out: Path, plt: Any) -> Path:
@@ -782,6 +855,44 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v:+.1f}%"
 
 
+def _per_photo_of(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """``result["per_photo"]``, computed from its points for a result written before it was recorded."""
+    return result.get("per_photo") or per_photo(result["points"], _per_photo_modes(result["efforts"]))
+
+
+def _column(key: str) -> str:
+    """A per-photo key as a column title: ``"ours-e10_vs_webp"`` -> ``"ours-e10 vs WebP"``."""
+    mode, base = key.split("_vs_")
+    return f"{mode} vs {'WebP' if base == 'webp' else base.upper()}"
+
+
+def _per_photo_lines(result: dict[str, Any]) -> list[str]:
+    """The per-photo table of :func:`to_markdown`, smoothest photo (fewest AVIF bits) first."""
+    rows = _per_photo_of(result)
+    cols = [c for c in next(iter(rows.values()), {}) if c != "avif_bpp"]
+    if not cols:
+        return []
+    order = sorted(rows, key=lambda n: rows[n]["avif_bpp"] or 0.0)
+    lines = [
+        "",
+        f"**Per photo** (BD-rate, PSNR, PCHIP, of each photo's own curves; sorted by the bits AVIF spends on it at "
+        f"quality {PER_PHOTO_AVIF_QUALITY}, smooth photos first). The averages above hide how unevenly the codec does:",
+        "",
+        f"| photo | AVIF bpp at quality {PER_PHOTO_AVIF_QUALITY} | " + " | ".join(_column(c) for c in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    for name in order:
+        r = rows[name]
+        rate = "n/a" if r["avif_bpp"] is None else f"{r['avif_bpp']:.3f}"
+        lines.append(f"| {name} | {rate} | " + " | ".join(_pct(r[c]) for c in cols) + " |")
+    summary = []
+    for c in cols:
+        vals = [v for r in rows.values() if (v := r[c]) is not None]
+        if vals:
+            summary.append(f"{_column(c)}: median {_pct(float(np.median(vals)))}, fewer bits on {sum(v < 0 for v in vals)} of {len(vals)}")
+    return [*lines, "", "; ".join(summary) + "."]
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """The BENCHMARKS.md section for this result."""
     env = result["environment"]
@@ -820,6 +931,7 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"{_pct(bd[f'{pre}vs_{base}_ms_ssim_db_pchip'])} / {_pct(bd[f'{pre}vs_{base}_ms_ssim_db_cubic'])} | "
                 f"{_pct(bd[f'{pre}vs_{base}_psnr_pchip_lower_half'])} | {_pct(bd[f'{pre}vs_{base}_psnr_pchip_upper_half'])} |"
             )
+    lines += _per_photo_lines(result)
     if OVERFIT in modes:
         o = result["overfit"]
         mac = o["macs_per_pixel"]
