@@ -344,3 +344,44 @@ def test_format_5_is_the_default_and_correct_writes_it_and_info_reports(photo: P
     # the overfitted family has no synthesis to correct
     assert main(["encode", str(photo), str(tmp_path / "o.cpi"), "--quality", "1", "--model", "overfit", "--correct", "--effort", "2"]) == 2
     assert "no synthesis layer to correct" in _err(capsys) and not (tmp_path / "o.cpi").exists()
+
+
+def test_compare_measures_the_codec_against_the_anchors_on_the_users_image(photo: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from convpress.codec.metrics import bd_rate
+
+    plot, js = tmp_path / "rd.png", tmp_path / "rd.json"
+    args = ["compare", str(photo), "--qualities", "1,2,3,4", "--effort", "0", "--anchors", "webp,avif"]
+    assert main([*args, "--plot", str(plot), "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(js.read_text())
+    assert set(data["points"]) == {"ours", "webp", "avif"} and data["size"] == [100, 130] and plot.stat().st_size > 1000
+    # each level's point is the real file `codec encode` writes, decoded
+    cpi, png = tmp_path / "q2.cpi", tmp_path / "q2.png"
+    assert main(["encode", str(photo), str(cpi), "-q", "2", "--effort", "0"]) == 0
+    assert main(["decode", str(cpi), str(png)]) == 0
+    (p,) = data["points"]["ours"]["q2"]
+    src, dec = cv2.imread(str(photo)).astype(np.float64), cv2.imread(str(png)).astype(np.float64)
+    assert p["bytes"] == cpi.stat().st_size and p["psnr"] == pytest.approx(10 * np.log10(255**2 / np.mean((src - dec) ** 2)))
+    assert p["ms_ssim"] is None  # a side under 176 pixels
+    # the BD-rates printed are those of the points written
+    for anchor, name in (("webp", "WebP"), ("avif", "AVIF")):
+        curves = [sorted((q for (q,) in data["points"][m].values()), key=lambda r: r["bpp"]) for m in (anchor, "ours")]
+        want = bd_rate(*[[r[k] for r in c] for c in curves for k in ("bpp", "psnr")])
+        assert data["bd_rate_percent"][anchor] == pytest.approx(want) and f"{name}: {want:+.1f}%" in out
+    assert len([line for line in out.splitlines() if line.startswith(("ours ", "webp ", "avif "))]) == 4 + 13 + 13
+    # bad settings: one line, exit 2, nothing written or overwritten
+    before = js.read_bytes()
+    for extra, message in (
+        (["--anchors", "heic"], "unknown anchor 'heic'"),
+        (["--qualities", "99"], "no shipped level 99"),
+        (["--qualities", "one,two"], "comma-separated integers"),
+        (["--effort", "-1"], "non-negative"),
+        (["--plot", str(tmp_path / "rd.txt")], ".png, .svg or .pdf"),
+        (["--json", str(js)], "exists"),
+    ):
+        assert main([*args, *extra]) == 2, extra
+        assert message in _err(capsys), extra
+    assert js.read_bytes() == before and not (tmp_path / "rd.txt").exists()
+    assert main(["compare", str(tmp_path / "missing.png")]) == 2 and "no such file" in _err(capsys)

@@ -46,7 +46,7 @@ from convpress.core.progress import progress_bar
 from convpress.data.images import to_uint8
 from convpress.data.photos import HELD_OUT_BUNDLED, bundled_photo, held_out_photos
 
-__all__ = ["run", "to_markdown", "write_figures", "ANCHORS"]
+__all__ = ["run", "to_markdown", "write_figures", "compare_image", "write_comparison_plot", "ANCHORS"]
 
 #: anchor -> (Pillow format, quality sweep, extra save options). Each sweep starts at the codec's
 #: lowest useful quality so that the anchors reach down to the issue's 26-40 dB span as far as they
@@ -206,6 +206,114 @@ def per_photo(points: dict[str, dict[str, list[dict[str, Any]]]], modes: list[st
 def _per_photo_modes(efforts: list[int]) -> list[str]:
     """The modes of the per-photo section: the command line's default effort and the highest one measured."""
     return list(dict.fromkeys(_mode(e) for e in (DEFAULT_EFFORT, max(efforts)) if e in efforts))
+
+
+def compare_image(
+    x: torch.Tensor,
+    *,
+    qualities: list[int] | None = None,
+    effort: int = DEFAULT_EFFORT,
+    anchors: tuple[str, ...] = tuple(ANCHORS),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The shipped codec against Pillow's JPEG, WebP and AVIF on one image, as ``bench codec`` does on its
+    test photos: every level (real ``.cpi`` bytes, decoded), every anchor quality of :data:`ANCHORS`.
+
+    Args:
+        x: the image (3, H, W) in [0, 1]; it is coded as 8 bits per channel, and the anchors code the same
+            8-bit pixels.
+        qualities: the codec's levels (default: every shipped level).
+        effort: the encoder effort (iterations of latent refinement).
+        anchors: names of :data:`ANCHORS` to measure.
+        progress: draw a progress bar.
+
+    Returns:
+        ``{"size": [H, W], "effort", "mode", "points": {mode or anchor: {setting: [point]}},
+        "bd_rate_percent": {anchor: percent or None}}``; a point has ``bytes``, ``bpp``, ``psnr``,
+        ``ms_ssim`` (None for sides under 176 pixels) and ``encode_s``. A BD-rate is None where the curves
+        do not overlap or one has fewer than 4 points.
+
+    Raises:
+        ConfigError: for an unknown anchor or level, or a negative effort.
+    """
+    from convpress.core.errors import ConfigError
+
+    shipped = available_qualities(MODEL)
+    qualities = shipped if qualities is None else list(qualities)
+    if unknown := [q for q in qualities if q not in shipped]:
+        raise ConfigError(f"no shipped level {unknown[0]}; the levels are {', '.join(map(str, shipped))}")
+    if unknown_anchor := [a for a in anchors if a not in ANCHORS]:
+        raise ConfigError(f"unknown anchor {unknown_anchor[0]!r}; choose from {', '.join(ANCHORS)}")
+    if effort < 0:
+        raise ConfigError(f"effort must be a non-negative number of iterations, got {effort}")
+    rgb = to_uint8(x)
+    x8 = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)
+    with_ms_ssim = min(rgb.shape[:2]) >= 176  # ms_ssim's smallest side
+
+    def point(nbytes: int, decoded: np.ndarray, seconds: float) -> dict[str, Any]:
+        m = ms_ssim(rgb, decoded) if with_ms_ssim else None
+        return {
+            "bytes": nbytes,
+            "bpp": 8.0 * nbytes / (rgb.shape[0] * rgb.shape[1]),
+            "psnr": psnr(rgb, decoded),
+            "ms_ssim": m,
+            "encode_s": seconds,
+        }
+
+    mode = _mode(effort)
+    points: dict[str, dict[str, list[dict[str, Any]]]] = {mode: {}, **{a: {} for a in anchors}}
+    steps = len(qualities) + sum(len(ANCHORS[a][1]) for a in anchors)
+    with progress_bar(steps, "encoding and decoding", enabled=progress) as bar:
+        for q in qualities:
+            model, meta = pretrained(q, MODEL)
+            t0 = time.perf_counter()
+            data = encode_image(x8, model, quality=q, weights_id=meta["weights_id"], effort=effort)
+            seconds = time.perf_counter() - t0
+            points[mode][f"q{q}"] = [point(len(data), to_uint8(decode_image(data)[0]), seconds)]
+            bar.advance()
+        for a in anchors:
+            fmt, sweep, options = ANCHORS[a]
+            for aq in sweep:
+                t0 = time.perf_counter()
+                data, decoded = _pillow(rgb, fmt, aq, options)
+                points[a][f"q{aq}"] = [point(len(data), decoded, time.perf_counter() - t0)]
+                bar.advance()
+
+    def curve(name: str) -> list[dict[str, Any]]:
+        return sorted((p for per in points[name].values() for p in per), key=lambda r: r["bpp"])
+
+    bd = {a: _bd(curve(a), curve(mode), "psnr", "pchip") for a in anchors}
+    return {"size": list(rgb.shape[:2]), "effort": effort, "mode": mode, "points": points, "bd_rate_percent": bd}
+
+
+def write_comparison_plot(result: dict[str, Any], path: str | Path, title: str) -> Path:
+    """PSNR against bpp of a :func:`compare_image` result, written to ``path`` (PNG, SVG or PDF) atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(path)
+    fig, ax = plt.subplots(figsize=(6.5, 4.6))
+    mode = result["mode"]
+    style = {mode: (f"convpress {MODEL}, effort {result['effort']}", "o-", "C3"), **ANCHOR_STYLES}
+    for name, (label, fmt, color) in style.items():
+        if name in result["points"]:
+            c = sorted((p for per in result["points"][name].values() for p in per), key=lambda r: r["bpp"])
+            ax.plot([r["bpp"] for r in c], [r["psnr"] for r in c], fmt, color=color, label=label, ms=4)
+    ours = [p["bpp"] for per in result["points"][mode].values() for p in per]
+    ax.set_xlim(0, max(ours) * 1.6)
+    ax.set_xlabel("bits per pixel (actual file size)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(out)
+    return out
 
 
 def _given(model: CodecModel, meta: dict[str, str]) -> Resolver:
