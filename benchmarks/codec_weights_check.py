@@ -1,16 +1,22 @@
-"""Quick check of codec weights while training them: rate-distortion on 6 held-out photos.
+"""Quick check of codec weights while training them: rate-distortion on 8 validation photos.
 
-Encodes the 6 photos (long side 768, never trained on) with every level of each weights
-folder given (files ``MODEL-q*.safetensors``, or a variable-rate model's ``MODEL.safetensors``; effort 0,
-real files through ``compress``/``decompress``; ``--effort N`` refines each image's latents first), and
-with WebP (Pillow, ``method=6``) in the same run, then prints
-each folder's curve and its BD-rate (PSNR on 8-bit pixels, PCHIP) against WebP and against the
-first folder. A few minutes on one core, where ``convpress bench codec`` takes most of an hour;
-the bench stays the reference for published figures.
+Encodes the validation photos (:func:`convpress.data.photos.validation_photos`, long side 768: never
+trained on, and not test photos of ``bench codec``, so that choosing weights by this check does not tune
+them to the test set) with every level of each weights folder given (files ``MODEL-q*.safetensors``, or a
+variable-rate model's ``MODEL.safetensors``; effort 0, real files through ``compress``/``decompress``;
+``--effort N`` refines each image's latents first), and with WebP (Pillow, ``method=6``) and AVIF (speed 4,
+4:4:4, the issue's goal) in the same run, then prints each folder's curve and its BD-rate (PSNR on 8-bit
+pixels, PCHIP) against WebP, AVIF and the first folder. A few minutes on one core, where ``convpress
+bench codec`` takes most of an hour; the bench stays the reference for published figures.
+
+Until 2026-12-07 the check used 6 of the bench's test photos (``--photos legacy``: coffee, rocket,
+Dragonfly, Wine, picosdeeuropa, Kleiber), so the weights shipped before then were chosen on part of the
+test set; the figures that ``benchmarks/train_codec_weights.py`` quotes up to its stage 21 are on those.
 
     python benchmarks/codec_weights_check.py src/convpress/weights/codec:hyperprior /path/to/new-weights
 
-Its output for the shipped weights is kept in ``benchmarks/results/codec_weights_check.txt``.
+Its output for the shipped weights is kept in ``benchmarks/results/codec_weights_check-validation.txt``
+(``codec_weights_check.txt`` and ``codec_weights_check-encoder.txt`` hold the last checks on the legacy photos).
 """
 
 from __future__ import annotations
@@ -31,10 +37,20 @@ from convpress.codec.bitstream import pad_image
 from convpress.codec.metrics import bd_rate
 from convpress.codec.models import CODEC_MODELS, CodecModel, is_variable_rate
 from convpress.codec.weights import at_quality, available_qualities, load_weights, variable_rate_files
-from convpress.data.photos import held_out_photos
+from convpress.data.photos import held_out_photos, validation_photos
 
-PHOTOS = ["coffee", "rocket", "Dragonfly_by_Bolly", "Wine_by_Jakkub_Mede", "picosdeeuropa_by_Aitzol_Berasategi", "Kleiber_by_Lukas_Baubkus"]
+#: the photos of the check until 2026-12-07 (test photos of bench codec; ``--photos legacy``)
+LEGACY_PHOTOS = [
+    "coffee",
+    "rocket",
+    "Dragonfly_by_Bolly",
+    "Wine_by_Jakkub_Mede",
+    "picosdeeuropa_by_Aitzol_Berasategi",
+    "Kleiber_by_Lukas_Baubkus",
+]
 WEBP_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+AVIF_QUALITIES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+MIN_VALIDATION = 6
 
 Curve = list[tuple[float, float]]  # (mean bpp, mean PSNR) per setting
 
@@ -72,14 +88,16 @@ def _level_models(folder: str, model: str) -> Iterator[tuple[int, CodecModel]]:
         yield q, load_weights(f"{folder}/{model}-q{q}.safetensors")[0]
 
 
-def webp_curve(images: dict[str, np.ndarray]) -> Curve:
-    """Mean (bpp, PSNR) over ``images`` of WebP (method 6) at each of ``WEBP_QUALITIES``."""
+def webp_curve(images: dict[str, np.ndarray], fmt: str = "WEBP") -> Curve:
+    """Mean (bpp, PSNR) over ``images`` of WebP (method 6) at each of ``WEBP_QUALITIES``, or with ``fmt`` "AVIF"
+    of AVIF (speed 4, 4:4:4, as in ``bench codec``) at each of ``AVIF_QUALITIES``."""
+    options: dict[str, object] = {"method": 6} if fmt == "WEBP" else {"speed": 4, "subsampling": "4:4:4"}
     points = []
-    for q in WEBP_QUALITIES:
+    for q in WEBP_QUALITIES if fmt == "WEBP" else AVIF_QUALITIES:
         bpp, psnr = [], []
         for img in images.values():
             buf = io.BytesIO()
-            Image.fromarray(img).save(buf, "WEBP", quality=q, method=6)
+            Image.fromarray(img).save(buf, fmt, quality=q, **options)
             out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
             bpp.append(8 * len(buf.getvalue()) / (img.shape[0] * img.shape[1]))
             psnr.append(metrics.psnr(out, img))
@@ -130,21 +148,39 @@ def main(argv: list[str] | None = None) -> int:
         help="refinement iterations per image and level (default: 0; 30 takes about 5 s per photo and level, "
         "so about 5 minutes per folder of ten levels)",
     )
+    p.add_argument(
+        "--photos",
+        choices=("validation", "legacy"),
+        default="validation",
+        help="validation: the validation photos (default); legacy: the 6 test photos the check used until 2026-12-07",
+    )
     args = p.parse_args(argv)
     if args.effort < 0:
         raise SystemExit(f"--effort must be a non-negative number of iterations, got {args.effort}")
     torch.set_num_threads(1)
-    photos = held_out_photos(long_side=768)
-    images = {n: np.round(photos[n].permute(1, 2, 0).numpy() * 255).astype(np.uint8) for n in PHOTOS}
+    if args.photos == "legacy":
+        test = held_out_photos(long_side=768)
+        photos = {n: test[n] for n in LEGACY_PHOTOS}
+    else:
+        photos = validation_photos(long_side=768)
+        if len(photos) < MIN_VALIDATION:
+            raise SystemExit(
+                f"only {len(photos)} validation photos are installed (apt-get install opencv-doc plasma-workspace-wallpapers "
+                "lomiri-wallpapers)"
+            )
+    print("photos: " + ", ".join(f"{n} ({im.shape[2]}x{im.shape[1]})" for n, im in photos.items()))
+    images = {n: np.round(im.permute(1, 2, 0).numpy() * 255).astype(np.uint8) for n, im in photos.items()}
     webp = webp_curve(images)
+    avif = webp_curve(images, "AVIF")
     specs = [f.rsplit(":", 1) if ":" in f else [f, args.model or _folder_model(f)] for f in args.folders]
     folders = {f"{path}:{model}": path for path, model in specs}
     models = {f"{path}:{model}": model for path, model in specs}
     curves = {f: model_curve(folders[f], images, models[f], args.effort) for f in folders}
     print("webp: " + " ".join(f"{b:.3f}/{q:.2f}" for b, q in webp) + " (bpp/dB)")
+    print("avif: " + " ".join(f"{b:.3f}/{q:.2f}" for b, q in avif) + " (bpp/dB)")
     for f, c in curves.items():
         pts = " ".join(f"{b:.3f}/{q:.2f}" for b, q in c)
-        print(f"{f}: {pts} (bpp/dB) | BD-rate vs WebP {_bd(webp, c)}")
+        print(f"{f}: {pts} (bpp/dB) | BD-rate vs WebP {_bd(webp, c)}, vs AVIF {_bd(avif, c)}")
         for q, (b, psnr) in zip(available_qualities(models[f], folders[f]), c, strict=True):
             print(f"  level {q}: {b:.3f} bpp, {psnr:.2f} dB: {_vs_webp(webp, b, psnr)}")
     first, *rest = folders

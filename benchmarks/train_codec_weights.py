@@ -15,7 +15,11 @@ from its checkpoint; only rank 0 writes weights.
 
 The shipped weights were made on a shared 2-core CPU in several sessions (single-threaded). Until
 2026-12-02 there were four levels, numbered 1-4; they are now levels 3-6 (same lambdas), and
-stages 1-3 below use the old numbers:
+stages 1-3 below use the old numbers. "The check photos" of stages 6-21 are the 6 photos that
+``benchmarks/codec_weights_check.py`` used until 2026-12-07, which are test photos of ``bench codec``
+(coffee, rocket, Dragonfly, Wine, picosdeeuropa, Kleiber): those weights were chosen on part of the
+test set. The check now uses 8 validation photos that are neither training nor test photos
+(:data:`convpress.data.photos.VALIDATION_PHOTOS`; ``--photos legacy`` reproduces the old figures):
 
 1. quality 4 from scratch (``--qualities 4 --base-steps 3000``); qualities 3, 2 and 1 each
    fine-tuned in a parallel process from a snapshot of quality 4 taken at step 1750

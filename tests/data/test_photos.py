@@ -10,9 +10,11 @@ from convpress.data.photos import (
     DEBIAN_TRAIN_WALLPAPERS,
     HELD_OUT_BUNDLED,
     TRAIN_PHOTOS,
+    VALIDATION_PHOTOS,
     bundled_photo,
     held_out_photos,
     resize_long_side,
+    validation_photos,
 )
 
 
@@ -48,3 +50,20 @@ def test_training_wallpapers_are_other_files_than_the_test_photos_and_join_codec
     assert len(more) - len(base) == 2 * len(installed)
     sizes = sorted(max(im.shape[1:]) for im in more)
     assert sizes.count(1024) >= len(installed)
+
+
+def test_validation_photos_are_neither_training_nor_test_photos() -> None:
+    from convpress.codec.train import DEBIAN_PHOTOS
+
+    test_paths = {(DEBIAN_TEST_PHOTO_DIR / f).resolve() for f in DEBIAN_TEST_PHOTOS}
+    names = {p.name for p in VALIDATION_PHOTOS}
+    assert len(names) == len(VALIDATION_PHOTOS) >= 8
+    assert not names & set(DEBIAN_TEST_PHOTOS) and not {p.resolve() for p in VALIDATION_PHOTOS} & test_paths
+    assert not names & set(DEBIAN_PHOTOS) and not {p.resolve() for p in VALIDATION_PHOTOS} & {p.resolve() for p in DEBIAN_TRAIN_WALLPAPERS}
+    # nor the same scene as a training photo under another name (opencv-doc's stereo and viewpoint pairs)
+    assert not {"leuvenB.jpg", "aloeR.jpg", "graf3.png"} & names
+    photos = validation_photos(long_side=256)
+    assert len(photos) == sum(p.is_file() for p in VALIDATION_PHOTOS)
+    assert not set(photos) & set(held_out_photos(long_side=64))
+    for name, im in photos.items():
+        assert im.shape[0] == 3 and max(im.shape[1:]) <= 256, name

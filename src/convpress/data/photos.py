@@ -23,10 +23,12 @@ __all__ = [
     "DEBIAN_TEST_PHOTOS",
     "DEBIAN_TEST_PHOTO_DIR",
     "DEBIAN_TRAIN_WALLPAPERS",
+    "VALIDATION_PHOTOS",
     "bundled_photo",
     "image_folder",
     "load_folder",
     "held_out_photos",
+    "validation_photos",
     "resize_long_side",
 ]
 
@@ -98,6 +100,35 @@ DEBIAN_TRAIN_WALLPAPERS: list[Path] = [
         "YellowFlower",
     )
 ]
+
+
+#: validation photos: in no training list and not in the test set, installed by the same Debian packages
+#: (``opencv-doc``, ``plasma-workspace-wallpapers``, ``lomiri-wallpapers``). Scripts that choose between
+#: weights or settings (``benchmarks/codec_weights_check.py``) measure on these, so that the test set of
+#: :func:`held_out_photos` is only measured, never chosen on. Several are mostly flat (a sky, a clock face,
+#: defocused text, a light box), where the codec is weakest against AVIF; none shares a scene with a training
+#: photo (opencv-doc's ``leuvenB``, ``aloeR`` and ``graf3`` do, with ``leuvenA``, ``aloeL`` and ``graf1``).
+VALIDATION_PHOTOS: list[Path] = [
+    *(
+        Path("/usr/share/doc/opencv-doc/examples/data") / n
+        for n in ("ela_original.jpg", "pca_test1.jpg", "left.jpg", "licenseplate_motion.jpg", "text_defocus.jpg")
+    ),
+    Path("/usr/share/wallpapers/Kite/contents/images/2560x1600.jpg"),
+    DEBIAN_TEST_PHOTO_DIR / "greentock_by_Peter_Nerlich.jpg",
+    DEBIAN_TEST_PHOTO_DIR / "analogpattern_by_Peter_Nerlich.jpg",
+]
+
+
+def validation_photos(*, long_side: int | None = 768) -> dict[str, torch.Tensor]:
+    """The installed :data:`VALIDATION_PHOTOS`, each (3, H, W) in [0, 1] with its longer side at most
+    ``long_side`` (None: full size), keyed by file stem (``Kite`` for the plasma wallpaper); empty when
+    none is installed."""
+    out = {}
+    for path in VALIDATION_PHOTOS:
+        if path.is_file():
+            im = read_image(path)
+            out["Kite" if "Kite" in path.parts else path.stem] = resize_long_side(im, long_side) if long_side else im
+    return out
 
 
 def bundled_photo(name: str) -> torch.Tensor:
