@@ -13,7 +13,10 @@ at that rate the wide model pays for its width on these mostly flat photos. This
   the gain rows of level 5);
 * ``varrate-top.safetensors``: a copy of the shipped one.
 
-No training: ``benchmarks/codec_weights_check.py SHIPPED_DIR:varrate OUT_DIR:varrate`` compares the two.
+``benchmarks/codec_weights_check.py SHIPPED_DIR:varrate OUT_DIR:varrate`` compares the two. With
+``--gains-from FILE`` level 5's gains come from a file in which only they were trained instead (the narrow
+model given a level 5 by this script, everything but the gains frozen; stage 22 of
+``benchmarks/train_codec_weights.py``).
 Shipping it would move the replaced narrow and mid files to ``legacy-weights`` (their ids change, and the
 files made with them must keep decoding).
 
@@ -57,17 +60,22 @@ def _rewritten(src: Path, out: Path, levels: dict[int, float], state_fn) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-dir", required=True, help="folder to write the three candidate files into (created)")
+    p.add_argument("--gains-from", help="a narrow variable-rate weights file whose level of quality 5 gives level 5's gains")
     args = p.parse_args(argv)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     src = Path(WEIGHTS_DIR)
     narrow_levels = {1: 0.0009, 2: 0.0018, 3: 0.0035, 4: 0.0067, 5: NEW_LAMBDA}
-    wid = _rewritten(
-        src / "varrate.safetensors",
-        out / "varrate.safetensors",
-        narrow_levels,
-        lambda st, lams: regained_state(st, lams, list(narrow_levels.values())),
-    )
+
+    def level5(st, lams):  # type: ignore[no-untyped-def]
+        st = regained_state(st, lams, list(narrow_levels.values()))
+        if args.gains_from:
+            trained, meta = load_weights(args.gains_from)
+            i = [int(q) for q in json.loads(meta["levels"])].index(5)
+            st["gain"][4], st["inv_gain"][4] = trained.gain.detach()[i], trained.inv_gain.detach()[i]
+        return st
+
+    wid = _rewritten(src / "varrate.safetensors", out / "varrate.safetensors", narrow_levels, level5)
     print(f"varrate.safetensors: levels 1-5, weights {wid}")
 
     def drop_first(st, lams):  # type: ignore[no-untyped-def]
