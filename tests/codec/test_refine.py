@@ -68,7 +68,12 @@ def test_refinement_in_bfloat16_gains_what_float32_gains(crop: torch.Tensor) -> 
     # the before/after comparison runs in the iterations' precision (a float32 synthesis costs about as much as
     # three bfloat16 iterations): the losses differ by the precision's rounding only
     assert runs[True].loss_before != runs[False].loss_before
-    assert runs[True].loss_before == pytest.approx(runs[False].loss_before, rel=0.01)
+    # within 1% where the CPU computes bfloat16 itself (AVX512-BF16 / AMX); PyTorch's emulation on other CPUs
+    # rounds more (1.08% on an AMD EPYC without AVX-512, 2026-12-07), and the encoder then uses float32 by default
+    from convpress.core.cpu import _cpu_has_bf16
+
+    rel = 0.01 if _cpu_has_bf16() else 0.02
+    assert runs[True].loss_before == pytest.approx(runs[False].loss_before, rel=rel)
 
 
 def test_refinement_in_bfloat16_runs_the_context_model_in_bfloat16_too(crop: torch.Tensor) -> None:
