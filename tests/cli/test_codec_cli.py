@@ -375,6 +375,7 @@ def test_compare_measures_the_codec_against_the_anchors_on_the_users_image(photo
     before = js.read_bytes()
     for extra, message in (
         (["--anchors", "heic"], "unknown anchor 'heic'"),
+        (["--anchors", ","], "no anchor to compare against"),
         (["--qualities", "99"], "no shipped level 99"),
         (["--qualities", "one,two"], "comma-separated integers"),
         (["--effort", "-1"], "non-negative"),

@@ -244,6 +244,9 @@ def compare_image(
         raise ConfigError(f"no shipped level {unknown[0]}; the levels are {', '.join(map(str, shipped))}")
     if unknown_anchor := [a for a in anchors if a not in ANCHORS]:
         raise ConfigError(f"unknown anchor {unknown_anchor[0]!r}; choose from {', '.join(ANCHORS)}")
+    if not anchors:
+        raise ConfigError(f"no anchor to compare against; choose from {', '.join(ANCHORS)}")
+    anchors = tuple(dict.fromkeys(anchors))  # each once
     if effort < 0:
         raise ConfigError(f"effort must be a non-negative number of iterations, got {effort}")
     rgb = to_uint8(x)
