@@ -41,11 +41,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from safetensors.torch import load_file
-
 from convpress.codec.models import build_model
 from convpress.codec.train import regained_state
-from convpress.codec.weights import INT8_SCALE, WEIGHTS_DIR, load_weights, save_weights
+from convpress.codec.weights import WEIGHTS_DIR, load_weights, save_weights, stored_int8_codes
 
 NEW_LAMBDA = 0.013  # level 5's
 
@@ -59,8 +57,7 @@ def _rewritten(src: Path, out: Path, levels: dict[int, float], state_fn) -> str:
     cfg = {**model.config, "LEVELS": len(levels)}
     new = build_model(model.name, cfg)
     new.load_state_dict(state)
-    stored = load_file(str(src))
-    codes = {k[: -len(INT8_SCALE)]: (stored[k[: -len(INT8_SCALE)]], v) for k, v in stored.items() if k.endswith(INT8_SCALE)}
+    codes = stored_int8_codes(src)
     keep = {k: v for k, v in meta.items() if k not in {"model", "config", "quality", "lambda", "weights_id", "decodes", "levels"}}
     keep["levels"] = json.dumps({str(q): v for q, v in levels.items()})
     top = max(levels)

@@ -172,6 +172,11 @@ def _bd_table(curves: dict[str, list[dict[str, Any]]], modes: list[str]) -> dict
     return bd
 
 
+def _by_rate(per_setting: dict[str, list[dict[str, Any]]], photo: str | None = None) -> list[dict[str, Any]]:
+    """A mode's points (setting -> points), of one ``photo`` or all, in increasing bpp."""
+    return sorted((p for per in per_setting.values() for p in per if photo is None or p["image"] == photo), key=lambda r: r["bpp"])
+
+
 def per_photo(points: dict[str, dict[str, list[dict[str, Any]]]], modes: list[str]) -> dict[str, dict[str, float | None]]:
     """Each test photo's own BD-rates (PSNR, PCHIP) of ``modes`` against :data:`PER_PHOTO_ANCHORS`, and
     ``avif_bpp`` (the bits per pixel of AVIF at quality :data:`PER_PHOTO_AVIF_QUALITY` on it, or at the
@@ -188,9 +193,6 @@ def per_photo(points: dict[str, dict[str, list[dict[str, Any]]]], modes: list[st
         photo -> {``"{mode}_vs_{anchor}"``: percent, or None where the curves do not overlap; ``"avif_bpp"``: bpp}.
     """
 
-    def curve(mode: str, photo: str) -> list[dict[str, Any]]:
-        return sorted((p for per in points[mode].values() for p in per if p["image"] == photo), key=lambda r: r["bpp"])
-
     setting = min(points["avif"], key=lambda k: abs(int(k[1:]) - PER_PHOTO_AVIF_QUALITY))  # settings are "q<quality>"
     out: dict[str, dict[str, float | None]] = {}
     for p in points["avif"][setting]:
@@ -198,7 +200,7 @@ def per_photo(points: dict[str, dict[str, list[dict[str, Any]]]], modes: list[st
         row: dict[str, float | None] = {"avif_bpp": p["bpp"]}
         for mode in (m for m in modes if points.get(m)):
             for base in PER_PHOTO_ANCHORS:
-                row[f"{mode}_vs_{base}"] = _bd(curve(base, photo), curve(mode, photo), "psnr", "pchip")
+                row[f"{mode}_vs_{base}"] = _bd(_by_rate(points[base], photo), _by_rate(points[mode], photo), "psnr", "pchip")
         out[photo] = row
     return out
 
@@ -282,10 +284,7 @@ def compare_image(
                 points[a][f"q{aq}"] = [point(len(data), decoded, time.perf_counter() - t0)]
                 bar.advance()
 
-    def curve(name: str) -> list[dict[str, Any]]:
-        return sorted((p for per in points[name].values() for p in per), key=lambda r: r["bpp"])
-
-    bd = {a: _bd(curve(a), curve(mode), "psnr", "pchip") for a in anchors}
+    bd = {a: _bd(_by_rate(points[a]), _by_rate(points[mode]), "psnr", "pchip") for a in anchors}
     return {"size": list(rgb.shape[:2]), "effort": effort, "mode": mode, "points": points, "bd_rate_percent": bd}
 
 
@@ -302,7 +301,7 @@ def write_comparison_plot(result: dict[str, Any], path: str | Path, title: str) 
     style = {mode: (f"convpress {MODEL}, effort {result['effort']}", "o-", "C3"), **ANCHOR_STYLES}
     for name, (label, fmt, color) in style.items():
         if name in result["points"]:
-            c = sorted((p for per in result["points"][name].values() for p in per), key=lambda r: r["bpp"])
+            c = _by_rate(result["points"][name])
             ax.plot([r["bpp"] for r in c], [r["psnr"] for r in c], fmt, color=color, label=label, ms=4)
     ours = [p["bpp"] for per in result["points"][mode].values() for p in per]
     ax.set_xlim(0, max(ours) * 1.6)
@@ -312,10 +311,7 @@ def write_comparison_plot(result: dict[str, Any], path: str | Path, title: str) 
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out)
+    _save(fig, out, plt)
     return out
 
 
@@ -901,7 +897,7 @@ def _per_photo_figure(result: dict[str, Any], out: Path, plt: Any) -> Path:
     """Bars of each photo's own BD-rate (PSNR) against WebP and AVIF, smooth photos (fewest AVIF bits) at the top."""
     rows = _per_photo_of(result)
     order = sorted(rows, key=lambda n: rows[n]["avif_bpp"] or 0.0, reverse=True)  # barh draws bottom-up
-    cols = [c for c in next(iter(rows.values()), {}) if c != "avif_bpp"]
+    cols = _per_photo_columns(rows)
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(order) + 1.6))
     height = 0.8 / max(1, len(cols))
     y = np.arange(len(order))
@@ -914,7 +910,7 @@ def _per_photo_figure(result: dict[str, Any], out: Path, plt: Any) -> Path:
             height,
             color=ANCHOR_STYLES[base][2],
             alpha=1.0 if mode == cols[-1].split("_vs_")[0] else 0.45,
-            label=f"effort {_effort(mode)} vs {base.upper() if base != 'webp' else 'WebP'}",
+            label=f"effort {_effort(mode)} vs {_anchor_name(base)}",
         )
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y, [f"{n} ({rows[n]['avif_bpp']:.2f})" for n in order], fontsize=7)
@@ -956,7 +952,7 @@ def _tile_figure(result: dict[str, Any], out: Path, plt: Any) -> Path:
 
 def _save(fig: Any, out: Path, plt: Any) -> None:
     """Write the figure to ``out`` through a temporary file (a reader never sees half a PNG) and close it."""
-    tmp = out.with_name(f".{out.name}.tmp.png")
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")  # savefig picks the format from the suffix
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(out)
@@ -971,16 +967,26 @@ def _per_photo_of(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return result.get("per_photo") or per_photo(result["points"], _per_photo_modes(result["efforts"]))
 
 
+def _per_photo_columns(rows: dict[str, dict[str, float | None]]) -> list[str]:
+    """The BD-rate keys (``"{mode}_vs_{anchor}"``) of :func:`per_photo`'s rows."""
+    return [c for c in next(iter(rows.values()), {}) if c != "avif_bpp"]
+
+
+def _anchor_name(base: str) -> str:
+    """``"webp"`` -> ``"WebP"``, ``"avif"`` -> ``"AVIF"``, ``"jpeg"`` -> ``"JPEG"``."""
+    return "WebP" if base == "webp" else base.upper()
+
+
 def _column(key: str) -> str:
     """A per-photo key as a column title: ``"ours-e10_vs_webp"`` -> ``"ours-e10 vs WebP"``."""
     mode, base = key.split("_vs_")
-    return f"{mode} vs {'WebP' if base == 'webp' else base.upper()}"
+    return f"{mode} vs {_anchor_name(base)}"
 
 
 def _per_photo_lines(result: dict[str, Any]) -> list[str]:
     """The per-photo table of :func:`to_markdown`, smoothest photo (fewest AVIF bits) first."""
     rows = _per_photo_of(result)
-    cols = [c for c in next(iter(rows.values()), {}) if c != "avif_bpp"]
+    cols = _per_photo_columns(rows)
     if not cols:
         return []
     order = sorted(rows, key=lambda n: rows[n]["avif_bpp"] or 0.0)

@@ -572,18 +572,24 @@ def with_encoder(
     return wid
 
 
+def stored_int8_codes(path: str | os.PathLike[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """A weights file's int8 convolution weights as it stores them: name -> (codes, scales), for
+    :func:`save_weights`' ``int8_codes`` (empty for a float16 file)."""
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path))
+    return {k[: -len(INT8_SCALE)]: (stored[k[: -len(INT8_SCALE)]], v) for k, v in stored.items() if k.endswith(INT8_SCALE)}
+
+
 def refresh_weights(path: str | os.PathLike[str], *, int8: bool | None = None) -> str:
     """Recompute a weights file's tables with this version's ``update()``; returns the new weights id.
 
     ``int8`` True rewrites its convolution weights in int8 (:func:`save_weights`), False in float16;
     None keeps how the file stores them.
     """
-    from safetensors.torch import load_file
-
     model, meta = load_weights(path)
     # "decodes" goes too: new tables make another decoder, which need not decode the files those ids name
     keep = {k: v for k, v in meta.items() if k not in {"model", "config", "quality", "lambda", "weights_id", "decodes"}}
     rounded = "int8" in meta if int8 is None else int8
-    stored = load_file(str(path))  # its int8 codes are kept as they are (see save_weights' int8_codes)
-    codes = {k[: -len(INT8_SCALE)]: (stored[k[: -len(INT8_SCALE)]], v) for k, v in stored.items() if k.endswith(INT8_SCALE)}
+    codes = stored_int8_codes(path)  # kept as they are (see save_weights' int8_codes)
     return save_weights(model, path, quality=int(meta["quality"]), lmbda=float(meta["lambda"]), extra=keep, int8=rounded, int8_codes=codes)
